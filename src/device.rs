@@ -1,0 +1,388 @@
+//! Storage: one or more volumes (image files or block devices) behind a small
+//! trait, mapped with memmap2 (read-only unless write access is asked for), or
+//! held in memory for tests and crash simulation.
+//!
+//! Every access is bounds-checked against the size measured at open, so an
+//! offset past the end is an error, never a panic or a fault. Offsets inside
+//! a volume are physical; the [`Device`] maps HAMMER2's logical offsets
+//! (which run across all volumes of a set) to a volume and a physical offset
+//! once the volume layer has told it each volume's extent.
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// Whether a device may be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
+/// One volume's storage.
+pub trait Backend: Send + Sync {
+    /// Name for messages (the path for files).
+    fn path(&self) -> &Path;
+    /// Size in bytes, fixed at open.
+    fn size(&self) -> u64;
+    fn writable(&self) -> bool;
+    /// The bytes at `[off, off+len)`, or `None` when that runs past the end.
+    fn bytes(&self, off: u64, len: usize) -> Option<&[u8]>;
+    /// Writes `data` at `off` (must lie inside the volume).
+    fn write(&mut self, off: u64, data: &[u8]) -> Result<()>;
+    /// Durability barrier for `[off, off+len)`: returns once it is on media.
+    fn sync_range(&mut self, off: u64, len: u64) -> Result<()>;
+    /// Durability barrier for everything written so far.
+    fn sync(&mut self) -> Result<()>;
+}
+
+fn out_of_bounds(b: &dyn Backend, off: u64, len: u64) -> Error {
+    Error::OutOfBounds { what: b.path().display().to_string(), offset: off, len, size: b.size() }
+}
+
+fn range_ok(size: u64, off: u64, len: u64) -> bool {
+    off.checked_add(len).is_some_and(|end| end <= size)
+}
+
+enum Map {
+    Ro(memmap2::Mmap),
+    Rw(memmap2::MmapMut),
+}
+
+/// A memory-mapped image file or block device.
+pub struct MmapBackend {
+    path: PathBuf,
+    size: u64,
+    // Kept open for the mapping's lifetime and for fsync.
+    file: File,
+    map: Map,
+}
+
+impl MmapBackend {
+    /// Opens and maps `path`. Refuses to open a mounted device for writing
+    /// and a zero-length file at all.
+    pub fn open(path: &Path, access: Access) -> Result<Self> {
+        let open_err = |why: String| Error::Open { path: path.to_path_buf(), why };
+        if access == Access::ReadWrite {
+            if let Some(mountpoint) = mounted_at(path) {
+                return Err(Error::Mounted { path: path.to_path_buf(), mountpoint });
+            }
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(access == Access::ReadWrite)
+            .open(path)
+            .map_err(|e| open_err(format!("cannot open: {e}")))?;
+        // Seeking to the end measures block devices too (their metadata length is 0).
+        let size = file
+            .seek(SeekFrom::End(0))
+            .map_err(|e| open_err(format!("cannot measure size: {e}")))?;
+        if size == 0 {
+            return Err(open_err("is empty (0 bytes)".into()));
+        }
+        let len = usize::try_from(size).map_err(|_| open_err("too large to map".into()))?;
+        let mut opts = memmap2::MmapOptions::new();
+        opts.len(len);
+        // SAFETY: memmap2 cannot rule out another process truncating or
+        // writing the file while it is mapped. The toolkit works on offline
+        // volumes (mounted devices are refused for writing) and checks every
+        // access against the size measured above.
+        let map = unsafe {
+            match access {
+                Access::ReadOnly => opts.map(&file).map(Map::Ro),
+                Access::ReadWrite => opts.map_mut(&file).map(Map::Rw),
+            }
+        }
+        .map_err(|e| open_err(format!("cannot map: {e}")))?;
+        Ok(MmapBackend { path: path.to_path_buf(), size, file, map })
+    }
+
+    fn slice(&self) -> &[u8] {
+        match &self.map {
+            Map::Ro(m) => m,
+            Map::Rw(m) => m,
+        }
+    }
+}
+
+impl Backend for MmapBackend {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn writable(&self) -> bool {
+        matches!(self.map, Map::Rw(_))
+    }
+    fn bytes(&self, off: u64, len: usize) -> Option<&[u8]> {
+        range_ok(self.size, off, len as u64).then(|| &self.slice()[off as usize..off as usize + len])
+    }
+    fn write(&mut self, off: u64, data: &[u8]) -> Result<()> {
+        if !range_ok(self.size, off, data.len() as u64) {
+            return Err(out_of_bounds(self, off, data.len() as u64));
+        }
+        match &mut self.map {
+            Map::Rw(m) => {
+                m[off as usize..off as usize + data.len()].copy_from_slice(data);
+                Ok(())
+            }
+            Map::Ro(_) => Err(Error::ReadOnly { path: self.path.clone() }),
+        }
+    }
+    fn sync_range(&mut self, off: u64, len: u64) -> Result<()> {
+        if !range_ok(self.size, off, len) {
+            return Err(out_of_bounds(self, off, len));
+        }
+        if let Map::Rw(m) = &self.map {
+            m.flush_range(off as usize, len as usize).map_err(|source| Error::Io {
+                path: self.path.clone(),
+                op: "msync",
+                offset: off,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<()> {
+        if let Map::Rw(m) = &self.map {
+            m.flush().map_err(|source| Error::Io { path: self.path.clone(), op: "msync", offset: 0, source })?;
+            self.file
+                .sync_all()
+                .map_err(|source| Error::Io { path: self.path.clone(), op: "fsync", offset: 0, source })?;
+        }
+        Ok(())
+    }
+}
+
+/// A volume held in memory: tests, fuzzing, crash simulation.
+pub struct MemBackend {
+    name: PathBuf,
+    data: Vec<u8>,
+    writable: bool,
+}
+
+impl MemBackend {
+    pub fn new(name: &str, data: Vec<u8>, access: Access) -> Self {
+        MemBackend { name: PathBuf::from(name), data, writable: access == Access::ReadWrite }
+    }
+    /// A zero-filled volume of `size` bytes.
+    pub fn zeroed(name: &str, size: usize) -> Self {
+        Self::new(name, vec![0; size], Access::ReadWrite)
+    }
+    pub fn into_inner(self) -> Vec<u8> {
+        self.data
+    }
+}
+
+impl Backend for MemBackend {
+    fn path(&self) -> &Path {
+        &self.name
+    }
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn writable(&self) -> bool {
+        self.writable
+    }
+    fn bytes(&self, off: u64, len: usize) -> Option<&[u8]> {
+        range_ok(self.size(), off, len as u64).then(|| &self.data[off as usize..off as usize + len])
+    }
+    fn write(&mut self, off: u64, data: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly { path: self.name.clone() });
+        }
+        if !range_ok(self.size(), off, data.len() as u64) {
+            return Err(out_of_bounds(self, off, data.len() as u64));
+        }
+        self.data[off as usize..off as usize + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+    fn sync_range(&mut self, _off: u64, _len: u64) -> Result<()> {
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Splits a DragonFly-style device argument `vol0:vol1:...` into paths.
+pub fn split_device_spec(spec: &str) -> Vec<PathBuf> {
+    spec.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+}
+
+/// Where a volume lies in the file system's logical address space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Logical offset of the volume's first byte.
+    pub loff: u64,
+    /// Bytes of the volume that belong to the file system.
+    pub size: u64,
+}
+
+/// A set of volumes forming one file system.
+pub struct Device {
+    volumes: Vec<Box<dyn Backend>>,
+    extents: Vec<Option<Extent>>,
+}
+
+impl Device {
+    /// Opens every volume of `spec` (`a.img:b.img`).
+    pub fn open(spec: &str, access: Access) -> Result<Self> {
+        let paths = split_device_spec(spec);
+        if paths.is_empty() {
+            return Err(Error::InvalidArgument(format!("no device in {spec:?}")));
+        }
+        Self::open_paths(&paths, access)
+    }
+
+    pub fn open_paths(paths: &[PathBuf], access: Access) -> Result<Self> {
+        let mut volumes: Vec<Box<dyn Backend>> = Vec::with_capacity(paths.len());
+        for p in paths {
+            volumes.push(Box::new(MmapBackend::open(p, access)?));
+        }
+        Ok(Self::from_backends(volumes))
+    }
+
+    pub fn from_backends(volumes: Vec<Box<dyn Backend>>) -> Self {
+        let extents = vec![None; volumes.len()];
+        Device { volumes, extents }
+    }
+
+    pub fn len(&self) -> usize {
+        self.volumes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.volumes.is_empty()
+    }
+
+    pub fn volume(&self, i: usize) -> &dyn Backend {
+        self.volumes[i].as_ref()
+    }
+
+    pub fn volume_mut(&mut self, i: usize) -> &mut dyn Backend {
+        self.volumes[i].as_mut()
+    }
+
+    pub fn into_backends(self) -> Vec<Box<dyn Backend>> {
+        self.volumes
+    }
+
+    /// Records where volume `i` lies in the logical address space.
+    pub fn set_extent(&mut self, i: usize, extent: Extent) {
+        self.extents[i] = Some(extent);
+    }
+
+    /// Physical bytes of volume `i`, bounds-checked.
+    pub fn read_phys(&self, i: usize, off: u64, len: usize) -> Result<&[u8]> {
+        let v = self.volumes[i].as_ref();
+        v.bytes(off, len).ok_or_else(|| out_of_bounds(v, off, len as u64))
+    }
+
+    /// Maps a logical range to (volume, physical offset). The whole range
+    /// must lie inside one volume's extent and inside its storage.
+    pub fn map_logical(&self, loff: u64, len: u64) -> Option<(usize, u64)> {
+        self.extents.iter().enumerate().find_map(|(i, e)| {
+            let e = (*e)?;
+            let rel = loff.checked_sub(e.loff)?;
+            (range_ok(e.size, rel, len) && range_ok(self.volumes[i].size(), rel, len)).then_some((i, rel))
+        })
+    }
+
+    /// Logical bytes, bounds-checked.
+    pub fn read(&self, loff: u64, len: usize) -> Result<&[u8]> {
+        let (i, phys) = self.map_logical(loff, len as u64).ok_or_else(|| Error::OutOfBounds {
+            what: "logical address space".into(),
+            offset: loff,
+            len: len as u64,
+            size: self.logical_size(),
+        })?;
+        self.read_phys(i, phys, len)
+    }
+
+    /// Writes logical bytes (the whole range inside one volume).
+    pub fn write(&mut self, loff: u64, data: &[u8]) -> Result<()> {
+        let (i, phys) = self.map_logical(loff, data.len() as u64).ok_or_else(|| Error::OutOfBounds {
+            what: "logical address space".into(),
+            offset: loff,
+            len: data.len() as u64,
+            size: self.logical_size(),
+        })?;
+        self.volumes[i].write(phys, data)
+    }
+
+    /// End of the highest mapped extent.
+    pub fn logical_size(&self) -> u64 {
+        self.extents.iter().flatten().map(|e| e.loff + e.size).max().unwrap_or(0)
+    }
+
+    /// Durability barrier on every volume.
+    pub fn sync(&mut self) -> Result<()> {
+        self.volumes.iter_mut().try_for_each(|v| v.sync())
+    }
+}
+
+/// Where `path` is mounted, if it is: directly (a block device) or through a
+/// loop device backed by it (an image file). Best effort: on systems without
+/// /proc the answer is "not mounted".
+pub fn mounted_at(path: &Path) -> Option<String> {
+    let canon = std::fs::canonicalize(path).ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let mut sources = vec![canon.clone()];
+    sources.extend(loop_devices_backed_by(&canon));
+    mounts.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let source = fields.next()?;
+        let target = fields.next()?;
+        let src = std::fs::canonicalize(source).ok()?;
+        sources.contains(&src).then(|| target.replace("\\040", " "))
+    })
+}
+
+fn loop_devices_backed_by(file: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let backing = std::fs::read_to_string(e.path().join("loop/backing_file")).ok()?;
+            (Path::new(backing.trim()) == file).then(|| PathBuf::from("/dev").join(name))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logical_mapping_across_volumes() {
+        let a: Box<dyn Backend> = Box::new(MemBackend::zeroed("a", 4096));
+        let b: Box<dyn Backend> = Box::new(MemBackend::zeroed("b", 2048));
+        let mut d = Device::from_backends(vec![a, b]);
+        d.set_extent(0, Extent { loff: 0, size: 4096 });
+        d.set_extent(1, Extent { loff: 8192, size: 2048 });
+        assert_eq!(d.map_logical(100, 10), Some((0, 100)));
+        assert_eq!(d.map_logical(8192 + 5, 10), Some((1, 5)));
+        assert_eq!(d.map_logical(4090, 10), None, "straddles the end of volume 0");
+        assert_eq!(d.map_logical(5000, 1), None, "hole between volumes");
+        assert_eq!(d.map_logical(u64::MAX, 2), None, "no overflow");
+        d.write(8192 + 1, b"xy").unwrap();
+        assert_eq!(d.read(8192, 3).unwrap(), b"\0xy");
+        assert!(d.read(10_240, 1).is_err());
+    }
+
+    #[test]
+    fn read_only_memory_refuses_writes() {
+        let mut m = MemBackend::new("ro", vec![0; 16], Access::ReadOnly);
+        assert!(matches!(m.write(0, b"x"), Err(Error::ReadOnly { .. })));
+        assert!(m.bytes(10, 7).is_none());
+    }
+
+    #[test]
+    fn spec_splits_on_colons() {
+        assert_eq!(split_device_spec("a.img:b.img"), vec![PathBuf::from("a.img"), PathBuf::from("b.img")]);
+    }
+}

@@ -1,0 +1,92 @@
+//! Typed errors. Corruption carries where it was found; I/O carries the path
+//! and offset. The library never prints.
+
+use crate::format::BlockrefType;
+use std::path::PathBuf;
+
+/// Where in the media tree a problem sits.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Location {
+    /// Type of the blockref that led here (if any).
+    pub bref_type: Option<BlockrefType>,
+    /// Its raw `data_off` (offset and radix).
+    pub data_off: u64,
+    pub key: u64,
+    pub keybits: u8,
+    /// `data_off` of the parent node (0 for the volume header).
+    pub parent_off: u64,
+    /// Slot index in the parent's table.
+    pub index: usize,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.bref_type {
+            Some(t) => write!(f, "{t}")?,
+            None => write!(f, "blockref")?,
+        }
+        write!(
+            f,
+            " data_off {:#x} key {:#018x}/{} (parent {:#x} slot {})",
+            self.data_off, self.key, self.keybits, self.parent_off, self.index
+        )
+    }
+}
+
+/// What is wrong with what was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CorruptKind {
+    #[error("check code ({method}) mismatch: stored {expected}, data gives {found}")]
+    CheckMismatch { method: String, expected: String, found: String },
+    #[error("unknown check method {0}")]
+    UnknownCheck(u8),
+    #[error("radix {0} outside 10..=16 (or 15 for freemap blocks)")]
+    BadRadix(u8),
+    #[error("media at logical offset {offset:#x}+{len:#x} lies outside every volume")]
+    OutOfRange { offset: u64, len: u64 },
+    #[error("tree deeper than {0} levels (a cycle?)")]
+    TooDeep(usize),
+    #[error("block does not decompress: {0}")]
+    Decompress(#[from] crate::compress::CodecError),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A corruption and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} at {location}")]
+pub struct Corruption {
+    pub kind: CorruptKind,
+    pub location: Location,
+}
+
+/// Errors the library returns.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {op} failed at offset {offset:#x}: {source}")]
+    Io {
+        path: PathBuf,
+        op: &'static str,
+        offset: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {why}")]
+    Open { path: PathBuf, why: String },
+    #[error("{path}: is mounted on {mountpoint}; refusing to open it for writing")]
+    Mounted { path: PathBuf, mountpoint: String },
+    #[error("{path}: read-only; reopen for writing first")]
+    ReadOnly { path: PathBuf },
+    #[error("{what}: offset {offset:#x} length {len:#x} lies past the end ({size:#x} bytes)")]
+    OutOfBounds { what: String, offset: u64, len: u64, size: u64 },
+    #[error("no valid volume header: {0}")]
+    NoValidHeader(String),
+    #[error("volume set: {0}")]
+    VolumeSet(String),
+    #[error("{0}")]
+    Corrupt(#[from] Corruption),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

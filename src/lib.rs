@@ -1,0 +1,18 @@
+//! HAMMER2 offline toolkit library.
+//!
+//! Layers, bottom to top: [`format`] (on-disk structures, no I/O),
+//! [`check`] / [`compress`] / [`dirhash`] (codes and codecs), [`device`]
+//! (mapped volumes), [`volume`] (header copies and volume sets), [`walk`]
+//! (media-tree traversal). Data flows one way: higher layers call lower ones.
+
+pub mod check;
+pub mod compress;
+pub mod device;
+pub mod dirhash;
+pub mod error;
+pub mod format;
+pub mod volume;
+pub mod walk;
+
+pub use error::{Error, Result};
+pub use volume::{CopyChoice, Hammer2};

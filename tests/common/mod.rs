@@ -1,0 +1,118 @@
+//! Test helpers: locate the shared fixtures and expand them (sparsely) into
+//! cargo's per-target temporary directory, once per image.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// Directory holding `*.img.zst` and manifests: `$HAMMER2_FIXTURES`, or
+/// `../shared/fixtures` beside the crate. Missing fixtures fail the test.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("HAMMER2_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    assert!(
+        dir.join("README.md").exists(),
+        "fixtures not found at {} (set HAMMER2_FIXTURES to their directory)",
+        dir.display()
+    );
+    dir
+}
+
+fn cache_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fixtures");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Path of the expanded image `name` (e.g. "varied" for varied.img.zst).
+pub fn fixture(name: &str) -> PathBuf {
+    static LOCK: OnceLock<Mutex<()>> = OnceLock::new();
+    let _guard = LOCK.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|e| e.into_inner());
+    let src = fixtures_dir().join(format!("{name}.img.zst"));
+    let dst = cache_dir().join(format!("{name}.img"));
+    let stamp = cache_dir().join(format!("{name}.img.stamp"));
+    let meta = std::fs::metadata(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    let want = format!("{} {:?}", meta.len(), meta.modified().ok());
+    if dst.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        return dst;
+    }
+    let tmp = cache_dir().join(format!("{name}.img.tmp{}", std::process::id()));
+    expand_sparse(&src, &tmp);
+    std::fs::rename(&tmp, &dst).unwrap();
+    std::fs::write(&stamp, want).unwrap();
+    dst
+}
+
+/// Streams a zstd image into `dst`, seeking over all-zero 64 KiB runs.
+pub fn expand_sparse(src: &Path, dst: &Path) {
+    let mut dec = zstd::stream::read::Decoder::new(File::open(src).unwrap()).unwrap();
+    let mut out = File::create(dst).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let mut pos = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = dec.read(&mut buf[filled..]).unwrap();
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        if buf[..filled].iter().any(|&b| b != 0) {
+            out.seek(SeekFrom::Start(pos)).unwrap();
+            out.write_all(&buf[..filled]).unwrap();
+        }
+        pos += filled as u64;
+    }
+    out.set_len(pos).unwrap();
+}
+
+/// A private copy of a fixture (sparse) that a test may modify.
+pub fn scratch_copy(name: &str, dir: &Path) -> PathBuf {
+    let src = fixture(name);
+    let dst = dir.join(format!("{name}.img"));
+    copy_sparse(&src, &dst);
+    dst
+}
+
+/// Copies only the data regions of a sparse file.
+pub fn copy_sparse(src: &Path, dst: &Path) {
+    let mut input = File::open(src).unwrap();
+    let len = input.metadata().unwrap().len();
+    let mut out = File::create(dst).unwrap();
+    out.set_len(len).unwrap();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = 0u64;
+    while pos < len {
+        let n = input.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            out.seek(SeekFrom::Start(pos)).unwrap();
+            out.write_all(&buf[..n]).unwrap();
+        }
+        pos += n as u64;
+    }
+}
+
+/// Every fixture image name, with the device spec to open it.
+pub const SINGLE: &[&str] = &["newfs-10g", "newfs-1g", "small-iscsi", "pfs-snapshot", "varied", "varied-zlib"];
+
+pub fn multivol_spec() -> String {
+    format!("{}:{}", fixture("multivol-0").display(), fixture("multivol-1").display())
+}
+
+/// Device specs of every fixture (the multi-volume pair as one).
+pub fn all_specs() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> =
+        SINGLE.iter().map(|n| (n.to_string(), fixture(n).display().to_string())).collect();
+    v.push(("multivol".into(), multivol_spec()));
+    v
+}
