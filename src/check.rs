@@ -76,10 +76,7 @@ fn compare<T: PartialEq + Copy>(stored: T, computed: T, show: impl Fn(T) -> Stri
     if stored == computed {
         CheckOutcome::Ok
     } else {
-        CheckOutcome::Mismatch {
-            expected: show(stored),
-            found: show(computed),
-        }
+        CheckOutcome::Mismatch { expected: show(stored), found: show(computed) }
     }
 }
 
@@ -109,12 +106,7 @@ mod tests {
     #[test]
     fn set_then_verify_for_every_method() {
         let data = vec![0x5au8; 4096];
-        for m in [
-            CheckMethod::Iscsi32,
-            CheckMethod::Xxhash64,
-            CheckMethod::Sha192,
-            CheckMethod::Freemap,
-        ] {
+        for m in [CheckMethod::Iscsi32, CheckMethod::Xxhash64, CheckMethod::Sha192, CheckMethod::Freemap] {
             let mut b = Blockref::zeroed();
             b.methods = encode_methods(m, CompMethod::None);
             set_check(&mut b, &data);

@@ -31,8 +31,7 @@ pub fn lz4_decompress(physical: &[u8], max_out: usize) -> Result<Vec<u8>, CodecE
     }
     let stream = &physical[4..4 + prefix as usize];
     let mut out = vec![0u8; max_out];
-    let n = lz4_flex::block::decompress_into(stream, &mut out)
-        .map_err(|e| CodecError::Lz4(e.to_string()))?;
+    let n = lz4_flex::block::decompress_into(stream, &mut out).map_err(|e| CodecError::Lz4(e.to_string()))?;
     out.truncate(n);
     Ok(out)
 }

@@ -75,9 +75,7 @@ impl MmapBackend {
             .open(path)
             .map_err(|e| open_err(format!("cannot open: {e}")))?;
         // Seeking to the end measures block devices too (their metadata length is 0).
-        let size = file
-            .seek(SeekFrom::End(0))
-            .map_err(|e| open_err(format!("cannot measure size: {e}")))?;
+        let size = file.seek(SeekFrom::End(0)).map_err(|e| open_err(format!("cannot measure size: {e}")))?;
         if size == 0 {
             return Err(open_err("is empty (0 bytes)".into()));
         }
@@ -147,10 +145,18 @@ impl Backend for MmapBackend {
     }
     fn sync(&mut self) -> Result<()> {
         if let Map::Rw(m) = &self.map {
-            m.flush().map_err(|source| Error::Io { path: self.path.clone(), op: "msync", offset: 0, source })?;
-            self.file
-                .sync_all()
-                .map_err(|source| Error::Io { path: self.path.clone(), op: "fsync", offset: 0, source })?;
+            m.flush().map_err(|source| Error::Io {
+                path: self.path.clone(),
+                op: "msync",
+                offset: 0,
+                source,
+            })?;
+            self.file.sync_all().map_err(|source| Error::Io {
+                path: self.path.clone(),
+                op: "fsync",
+                offset: 0,
+                source,
+            })?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod check;
 pub mod compress;
 pub mod device;
 pub mod dirhash;
+pub mod dump;
 pub mod error;
 pub mod format;
 pub mod volume;

@@ -112,7 +112,8 @@ pub fn read_headers(vol: &dyn Backend) -> VolumeHeaders {
                     // OK to unwrap: exactly VOLUME_BYTES were returned.
                     let vd = Box::new(VolumeData::read_from_bytes(bytes).unwrap());
                     let problems = check_header(&vd);
-                    let state = if problems.is_empty() { CopyState::Valid } else { CopyState::Invalid(problems) };
+                    let state =
+                        if problems.is_empty() { CopyState::Valid } else { CopyState::Invalid(problems) };
                     HeaderCopy { index, offset, state, data: Some(vd) }
                 }
             }
@@ -154,7 +155,8 @@ impl Hammer2 {
     /// Opens a device set, choosing the header copy as asked.
     pub fn open(device: Device, choice: CopyChoice) -> Result<Self> {
         let headers: Vec<VolumeHeaders> = (0..device.len()).map(|i| read_headers(device.volume(i))).collect();
-        let names: Vec<String> = (0..device.len()).map(|i| device.volume(i).path().display().to_string()).collect();
+        let names: Vec<String> =
+            (0..device.len()).map(|i| device.volume(i).path().display().to_string()).collect();
         let name = |i: usize| names[i].clone();
 
         // Each volume's own best copy tells who it is.
@@ -173,7 +175,10 @@ impl Hammer2 {
         let root = chosen[root_pos];
         let version = root.version.get();
         if !(VOL_VERSION_MIN..VOL_VERSION_WIP).contains(&version) {
-            return Err(Error::VolumeSet(format!("{}: unsupported volume version {version}", name(root_pos))));
+            return Err(Error::VolumeSet(format!(
+                "{}: unsupported volume version {version}",
+                name(root_pos)
+            )));
         }
         let nvolumes = if version >= VOL_VERSION_MULTI_VOLUMES { root.nvolumes as usize } else { 1 };
         if nvolumes == 0 || nvolumes > MAX_VOLUMES {
@@ -192,15 +197,26 @@ impl Hammer2 {
                 )));
             }
             if id >= nvolumes {
-                return Err(Error::VolumeSet(format!("{}: volu_id {id} but the set has {nvolumes} volumes", name(pos))));
+                return Err(Error::VolumeSet(format!(
+                    "{}: volu_id {id} but the set has {nvolumes} volumes",
+                    name(pos)
+                )));
             }
             if by_id[id] != usize::MAX {
-                return Err(Error::VolumeSet(format!("{} and {} both claim volu_id {id}", name(by_id[id]), name(pos))));
+                return Err(Error::VolumeSet(format!(
+                    "{} and {} both claim volu_id {id}",
+                    name(by_id[id]),
+                    name(pos)
+                )));
             }
             by_id[id] = pos;
         }
-        let missing: Vec<String> =
-            by_id.iter().enumerate().filter(|(_, p)| **p == usize::MAX).map(|(id, _)| id.to_string()).collect();
+        let missing: Vec<String> = by_id
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| **p == usize::MAX)
+            .map(|(id, _)| id.to_string())
+            .collect();
         if !missing.is_empty() {
             return Err(Error::VolumeSet(format!(
                 "{} of {nvolumes} volumes given; missing volu_id {} (name them all as vol0:vol1:...)",
@@ -212,12 +228,15 @@ impl Hammer2 {
         let copy = match choice {
             CopyChoice::Best => headers[root_pos].best.expect("checked above"),
             CopyChoice::Index(n) => {
-                let c = headers[root_pos]
-                    .copies
-                    .get(n)
-                    .ok_or_else(|| Error::InvalidArgument(format!("header copy {n} does not exist (0..{NUM_VOLHDRS})")))?;
+                let c = headers[root_pos].copies.get(n).ok_or_else(|| {
+                    Error::InvalidArgument(format!("header copy {n} does not exist (0..{NUM_VOLHDRS})"))
+                })?;
                 if !c.is_valid() {
-                    return Err(Error::NoValidHeader(format!("{}: copy {n}: {}", name(root_pos), describe_copy(c))));
+                    return Err(Error::NoValidHeader(format!(
+                        "{}: copy {n}: {}",
+                        name(root_pos),
+                        describe_copy(c)
+                    )));
                 }
                 n
             }

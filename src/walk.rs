@@ -78,7 +78,9 @@ pub fn radix_ok(kind: BlockrefType, radix: u8) -> bool {
 pub fn children<'a>(bref: &Blockref, media: &'a [u8]) -> &'a [Blockref] {
     match bref.kind() {
         BlockrefType::Inode => match InodeData::from_bytes(media) {
-            Some(ip) if !ip.meta.is_directdata() && media.len() >= INODE_BYTES => Blockref::table(&media[512..1024]),
+            Some(ip) if !ip.meta.is_directdata() && media.len() >= INODE_BYTES => {
+                Blockref::table(&media[512..1024])
+            }
             _ => &[],
         },
         BlockrefType::Indirect | BlockrefType::FreemapNode => Blockref::table(media),
@@ -172,7 +174,15 @@ impl<'f> Walker<'f, '_> {
         if shared {
             self.stats.shared += 1;
         }
-        (self.visit)(&Visit { depth, location: location.clone(), bref, media, check: outcome, error, shared });
+        (self.visit)(&Visit {
+            depth,
+            location: location.clone(),
+            bref,
+            media,
+            check: outcome,
+            error,
+            shared,
+        });
         if !shared && !kids.is_empty() {
             self.table(kids, bref.data_off.get(), depth + 1);
         }

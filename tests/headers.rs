@@ -59,8 +59,14 @@ fn highest_mirror_tid_wins_and_a_corrupt_middle_copy_is_reported() {
     assert_eq!(fs.copy, 0);
     assert_eq!(fs.voldata.mirror_tid.get(), 0x10);
     // A copy chosen by hand must be valid.
-    assert!(Hammer2::open(Device::open(img.to_str().unwrap(), Access::ReadOnly).unwrap(), CopyChoice::Index(1)).is_err());
-    let third = Hammer2::open(Device::open(img.to_str().unwrap(), Access::ReadOnly).unwrap(), CopyChoice::Index(3)).unwrap();
+    assert!(Hammer2::open(
+        Device::open(img.to_str().unwrap(), Access::ReadOnly).unwrap(),
+        CopyChoice::Index(1)
+    )
+    .is_err());
+    let third =
+        Hammer2::open(Device::open(img.to_str().unwrap(), Access::ReadOnly).unwrap(), CopyChoice::Index(3))
+            .unwrap();
     assert_eq!(third.copy, 3);
 }
 

@@ -17,9 +17,7 @@ mod volume;
 pub use blockref::{Blockref, BlockrefStats, DirentHead};
 pub use freemap::BmapData;
 pub use inode::{InodeData, InodeMeta};
-pub use types::{
-    encode_methods, BlockrefType, CheckMethod, CompMethod, ObjType, PfsSubtype, PfsType,
-};
+pub use types::{encode_methods, BlockrefType, CheckMethod, CompMethod, ObjType, PfsSubtype, PfsType};
 pub use volume::{VolumeData, VOLUME_ID_ABO, VOLUME_ID_HBO};
 
 /// Minimum allocation size (1 KiB, radix 10).

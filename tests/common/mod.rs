@@ -111,7 +111,8 @@ pub fn copy_sparse(src: &Path, dst: &Path) {
 }
 
 /// Every fixture image name, with the device spec to open it.
-pub const SINGLE: &[&str] = &["newfs-10g", "newfs-1g", "small-iscsi", "pfs-snapshot", "varied", "varied-zlib"];
+pub const SINGLE: &[&str] =
+    &["newfs-10g", "newfs-1g", "small-iscsi", "pfs-snapshot", "varied", "varied-zlib"];
 
 pub fn multivol_spec() -> String {
     format!("{}:{}", fixture("multivol-0").display(), fixture("multivol-1").display())
