@@ -1,0 +1,237 @@
+//! newfs_hammer2: format one or more volumes as a HAMMER2 file system.
+
+mod common;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hammer2::device::{Access, Backend, Device, MmapBackend};
+use hammer2::format::{CheckMethod, CompMethod};
+use hammer2::newfs::{self, Identity, Layout, NewfsOptions};
+use std::path::{Path, PathBuf};
+
+const EXAMPLES: &str = "\
+Examples:
+  newfs_hammer2 -s 10G disk.img           create a sparse 10 GiB image and format it (PFSs LOCAL, DATA)
+  newfs_hammer2 -L ROOT /dev/da0s1d        format a partition with PFSs LOCAL and ROOT
+  newfs_hammer2 -n -s 2T big.img           show the layout of a 2 TiB file system, write nothing
+  newfs_hammer2 -f vol0.img vol1.img       one file system on two volumes, replacing what was there";
+
+#[derive(Parser)]
+#[command(
+    name = "newfs_hammer2",
+    version,
+    about = "Format one or more volumes as a HAMMER2 file system",
+    after_help = EXAMPLES,
+    disable_version_flag = true
+)]
+struct Cli {
+    /// Print version
+    #[arg(long = "version", action = clap::ArgAction::Version)]
+    print_version: Option<bool>,
+    /// Boot area size (default 64M, less on small file systems; 8M-256M, multiple of 8M)
+    #[arg(short = 'b', value_name = "SIZE", value_parser = size)]
+    boot: Option<u64>,
+    /// Auxiliary area size (default 256M, less on small file systems; 8M-1G, multiple of 8M)
+    #[arg(short = 'r', value_name = "SIZE", value_parser = size)]
+    aux: Option<u64>,
+    /// Volume-header version (1: single volume only; 2: multi-volume, the default)
+    #[arg(short = 'V', id = "fs_version", value_name = "VERSION", default_value_t = hammer2::format::VOL_VERSION_DEFAULT)]
+    fs_version: u32,
+    /// Create a PFS with this label besides LOCAL (repeatable, up to 3; "none" for LOCAL only; default DATA)
+    #[arg(short = 'L', value_name = "LABEL")]
+    label: Vec<String>,
+    /// Size of each volume, as SIZE or SIZE:SIZE:... (default: the whole device); creates missing image files
+    #[arg(short = 's', long = "size", value_name = "SIZE[:SIZE...]")]
+    size: Option<String>,
+    /// Check code recorded in the PFS roots for their contents
+    #[arg(short = 'C', long = "check", value_name = "METHOD", default_value = "xxhash64", value_parser = ["none", "disabled", "iscsi32", "crc32", "xxhash64", "sha192"])]
+    check: String,
+    /// Compression recorded in the PFS roots for their contents
+    #[arg(long = "comp", value_name = "METHOD", default_value = "lz4", value_parser = ["none", "autozero", "lz4", "zlib"])]
+    comp: String,
+    /// Print the layout and write nothing
+    #[arg(short = 'n', long = "dry-run")]
+    dry_run: bool,
+    /// Format even if the device already holds a file system
+    #[arg(short = 'f', long = "force")]
+    force: bool,
+    /// Also write zeros over the reserved segment and boot/aux areas, as DragonFly does
+    #[arg(long)]
+    zero: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+    /// Print nothing on success
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Devices or image files (several for a multi-volume file system; vol0:vol1 also works)
+    #[arg(required = true, value_name = "DEVICE")]
+    devices: Vec<String>,
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    newfs::parse_size(s).map_err(|e| e.to_string())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    common::run("newfs_hammer2", || newfs_cmd(cli))
+}
+
+fn check_method(s: &str) -> CheckMethod {
+    match s {
+        "none" => CheckMethod::None,
+        "disabled" => CheckMethod::Disabled,
+        "iscsi32" | "crc32" => CheckMethod::Iscsi32,
+        "sha192" => CheckMethod::Sha192,
+        _ => CheckMethod::Xxhash64,
+    }
+}
+
+fn comp_method(s: &str) -> CompMethod {
+    match s {
+        "none" => CompMethod::None,
+        "autozero" => CompMethod::Autozero,
+        "zlib" => CompMethod::Zlib,
+        _ => CompMethod::Lz4,
+    }
+}
+
+/// The size each device offers, creating image files that do not exist yet.
+fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>], dry_run: bool) -> anyhow::Result<Vec<u64>> {
+    let mut out = Vec::with_capacity(paths.len());
+    for (p, want) in paths.iter().zip(sizes) {
+        let have = match std::fs::metadata(p) {
+            Ok(_) => MmapBackend::open(p, Access::ReadOnly).map(|b| b.size()).or_else(|e| match e {
+                hammer2::Error::Open { ref why, .. } if why.contains("empty") => Ok(0),
+                e => Err(e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(want) = want else {
+                    bail!("{}: does not exist (give -s SIZE to create an image file)", p.display());
+                };
+                if !dry_run {
+                    let f = std::fs::File::create_new(p)
+                        .with_context(|| format!("{}: cannot create", p.display()))?;
+                    f.set_len(*want)
+                        .with_context(|| format!("{}: cannot size to {want} bytes", p.display()))?;
+                }
+                *want
+            }
+            Err(e) => bail!("{}: {e}", p.display()),
+        };
+        let is_file = std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(true);
+        let size = match want {
+            Some(w) if *w > have && is_file && have == 0 => {
+                // An empty image file: grow it (sparse) to the size asked for.
+                if !dry_run {
+                    std::fs::OpenOptions::new().write(true).open(p)?.set_len(*w)?;
+                }
+                *w
+            }
+            Some(w) if *w > have => bail!("{}: -s {w} is larger than the device ({have} bytes)", p.display()),
+            Some(w) => *w,
+            None => have,
+        };
+        out.push(size);
+    }
+    Ok(out)
+}
+
+fn newfs_cmd(cli: Cli) -> anyhow::Result<i32> {
+    let paths: Vec<PathBuf> =
+        cli.devices.iter().flat_map(|d| hammer2::device::split_device_spec(d)).collect();
+    let sizes: Vec<Option<u64>> = match &cli.size {
+        None => vec![None; paths.len()],
+        Some(s) => {
+            let parts: Vec<u64> = s.split(':').map(newfs::parse_size).collect::<Result<_, _>>()?;
+            match parts.len() {
+                1 => vec![Some(parts[0]); paths.len()],
+                n if n == paths.len() => parts.into_iter().map(Some).collect(),
+                n => bail!("-s gives {n} sizes for {} volumes", paths.len()),
+            }
+        }
+    };
+    let opts = NewfsOptions {
+        version: cli.fs_version,
+        boot: cli.boot,
+        aux: cli.aux,
+        labels: cli.label.clone(),
+        check: check_method(&cli.check),
+        comp: comp_method(&cli.comp),
+        zero: cli.zero,
+    };
+    // Validate everything that needs no device first.
+    newfs::resolve_labels(&opts.labels)?;
+    let avail = device_sizes(&paths, &sizes, cli.dry_run)?;
+    let layout = newfs::plan(&avail, &opts)?;
+    let id = Identity::random(layout.labels.len());
+
+    if !cli.dry_run {
+        let mut device = Device::open_paths(&paths, Access::ReadWrite).context("cannot open for writing")?;
+        if !cli.force {
+            for (i, p) in paths.iter().enumerate() {
+                if let Some(what) = newfs::existing_filesystem(device.volume(i)) {
+                    bail!("{}: holds {what}; use -f to format it anyway", p.display());
+                }
+            }
+        }
+        let writes = newfs::build(&layout, &opts, &id);
+        newfs::apply(&mut device, &layout, &writes, opts.zero).context("format failed")?;
+    }
+    if cli.json {
+        common::print_json(&summary_json(&layout, &id, &paths, cli.dry_run))?;
+    } else if !cli.quiet {
+        print_summary(&layout, &id, &paths, cli.dry_run);
+    }
+    Ok(common::EXIT_OK)
+}
+
+fn summary_json(layout: &Layout, id: &Identity, paths: &[PathBuf], dry_run: bool) -> serde_json::Value {
+    let pfs: Vec<_> = layout
+        .labels
+        .iter()
+        .zip(&id.pfs)
+        .map(|(l, (clid, fsid))| serde_json::json!({"label": l, "clid": clid.to_string(), "fsid": fsid.to_string()}))
+        .collect();
+    serde_json::json!({
+        "dry_run": dry_run,
+        "devices": paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "layout": layout,
+        "fsid": id.fsid.to_string(),
+        "sroot_clid": id.sroot_clid.to_string(),
+        "sroot_fsid": id.sroot_fsid.to_string(),
+        "pfs": pfs,
+    })
+}
+
+fn print_summary(layout: &Layout, id: &Identity, paths: &[PathBuf], dry_run: bool) {
+    let h = common::human_bytes;
+    if dry_run {
+        println!("dry run: nothing written");
+    }
+    println!("---------------------------------------------");
+    println!("version:          {}", layout.version);
+    for (i, (v, p)) in layout.volumes.iter().zip(paths).enumerate() {
+        println!(
+            "volume {i}:         {} at {:#x}, {} ({} header copies)",
+            Path::new(p).display(),
+            v.loff,
+            h(v.size),
+            v.header_copies.len()
+        );
+    }
+    println!("total-size:       {} ({} bytes)", h(layout.total_size), layout.total_size);
+    println!("boot-area-size:   {}", h(layout.boot_end - layout.boot_beg));
+    println!("aux-area-size:    {}", h(layout.aux_end - layout.aux_beg));
+    println!("topo-reserved:    {}", h(layout.reserved_size));
+    println!("free-size:        {}", h(layout.free_size));
+    println!("vol-fsid:         {}", id.fsid);
+    println!("sup-clid:         {}", id.sroot_clid);
+    println!("sup-fsid:         {}", id.sroot_fsid);
+    for (l, (clid, fsid)) in layout.labels.iter().zip(&id.pfs) {
+        println!("PFS \"{l}\"");
+        println!("    clid {clid}");
+        println!("    fsid {fsid}");
+    }
+}
