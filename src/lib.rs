@@ -12,6 +12,7 @@ pub mod dirhash;
 pub mod dump;
 pub mod error;
 pub mod format;
+pub mod fsck;
 pub mod newfs;
 pub mod volume;
 pub mod walk;

@@ -1,0 +1,157 @@
+//! fsck_hammer2: verify a HAMMER2 file system offline; repair header copies.
+
+mod common;
+
+use clap::Parser;
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use hammer2::fsck::{self, FsckOptions, FsckReport, RepairMode, Severity};
+
+const EXAMPLES: &str = "\
+Examples:
+  fsck_hammer2 disk.img               check, change nothing (same as -n)
+  fsck_hammer2 -p disk.img            repair what needs no decision (damaged header copies)
+  fsck_hammer2 -y --sync-headers a.img:b.img
+                                      repair everything possible, refresh older header copies
+
+Exit status (fsck(8)): 0 clean, 1 errors corrected, 4 errors left uncorrected,
+8 operational error, 16 usage error.";
+
+#[derive(Parser)]
+#[command(name = "fsck_hammer2", version, about = "Check and repair a HAMMER2 file system offline", after_help = EXAMPLES)]
+struct Cli {
+    /// Check only; never write (the default)
+    #[arg(short = 'n', conflicts_with_all = ["yes", "preen"])]
+    no: bool,
+    /// Repair everything that can be repaired
+    #[arg(short = 'y', conflicts_with = "preen")]
+    yes: bool,
+    /// Repair only what needs no decision
+    #[arg(short = 'p')]
+    preen: bool,
+    /// With -y or -p, also rewrite valid header copies older than the best one
+    #[arg(long)]
+    sync_headers: bool,
+    /// Verify the trees under every valid header copy, not only the best
+    #[arg(long)]
+    all_copies: bool,
+    /// Print only problems
+    #[arg(short = 'q', long, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Also print informational findings
+    #[arg(short = 'v', long)]
+    verbose: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    json: bool,
+    /// Device or image; a multi-volume set as vol0:vol1:...
+    device: String,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { fsck::EXIT_USAGE } else { fsck::EXIT_CLEAN };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    common::run("fsck_hammer2", || {
+        let opts = FsckOptions {
+            repair: if cli.yes {
+                RepairMode::Yes
+            } else if cli.preen {
+                RepairMode::Preen
+            } else {
+                RepairMode::No
+            },
+            sync_headers: cli.sync_headers,
+            all_copies: cli.all_copies,
+        };
+        let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json).then(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.set_message(format!("checking {}", cli.device));
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            pb
+        });
+        let result = fsck::fsck(&cli.device, &opts);
+        if let Some(pb) = spinner {
+            pb.finish_and_clear();
+        }
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("fsck_hammer2: {e}");
+                return Ok(fsck::EXIT_OPERATIONAL);
+            }
+        };
+        if cli.json {
+            common::print_json(&serde_json::json!({
+                "device": cli.device,
+                "exit_code": report.exit_code(),
+                "report": report,
+            }))?;
+        } else {
+            print_report(&cli, &report);
+        }
+        Ok(report.exit_code())
+    })
+}
+
+fn print_report(cli: &Cli, report: &FsckReport) {
+    if !cli.quiet {
+        match (report.header_copy, report.mirror_tid) {
+            (Some(c), Some(t)) => println!("{}: header copy #{c}, mirror_tid {t:#x}", cli.device),
+            _ => println!("{}: no usable volume header", cli.device),
+        }
+    }
+    for f in &report.findings {
+        if f.problem.severity == Severity::Info && !cli.verbose && !f.repaired {
+            continue;
+        }
+        let sev = match f.problem.severity {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "ERROR",
+        };
+        let fixed = if f.repaired { format!(" [FIXED: {}]", f.problem.repair) } else { String::new() };
+        println!("{sev} {}: {}: {} ({}){fixed}", f.problem.id, f.location, f.problem.message, f.detail);
+    }
+    if !cli.quiet && !report.trees.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY);
+        t.set_header([
+            "tree",
+            "blockrefs",
+            "with media",
+            "verified",
+            "unchecked",
+            "shared",
+            "errors",
+            "bytes",
+        ]);
+        for s in &report.trees {
+            t.add_row([
+                s.tree.clone(),
+                s.blockrefs.to_string(),
+                s.with_media.to_string(),
+                s.verified.to_string(),
+                s.not_checked.to_string(),
+                s.shared.to_string(),
+                s.errors.to_string(),
+                common::human_bytes(s.bytes),
+            ]);
+        }
+        println!("{t}");
+    }
+    let damage = report.damage().count();
+    let fixed = report.findings.iter().filter(|f| f.repaired).count();
+    let left = report.damage().filter(|f| !f.repaired).count();
+    if damage == 0 && fixed == 0 {
+        if !cli.quiet {
+            println!("{}: clean", cli.device);
+        }
+    } else {
+        println!("{}: {damage} problems, {fixed} corrected, {left} left uncorrected", cli.device);
+    }
+}

@@ -1,0 +1,356 @@
+//! Offline verification and repair, organised as e2fsck is: one central table
+//! of problems ([`PROBLEMS`]), passes that report findings against it, and
+//! repairs that only happen when asked.
+//!
+//! Passes so far: volume-header copies (every copy that fits, on every
+//! volume: magic, the three CRCs, staleness, sanity of the best copy's
+//! fields), then every blockref reachable from the chosen header through the
+//! topology and the freemap (media inside a volume, sane radix, check code).
+//!
+//! Repairs: corrupt or (with `sync_headers`) stale header copies are
+//! rewritten from the best copy. The best copy is never written. A damaged
+//! copy that is newer than the best one would roll the file system back if
+//! rewritten, so that needs `-y`, never `-p`.
+
+use crate::device::{Access, Device};
+use crate::error::Result;
+use crate::volume::{read_headers, CopyChoice, CopyState, Hammer2, HeaderCopy};
+use crate::walk::{walk, Root, WalkOptions, WalkStats};
+use serde::Serialize;
+use zerocopy::IntoBytes;
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Normal state worth knowing (e.g. an older header copy).
+    Info,
+    /// Damage the file system survives (a redundant copy is bad).
+    Warning,
+    /// Damage that loses or endangers data.
+    Error,
+}
+
+/// How a problem may be repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fix {
+    /// No repair exists (yet).
+    None,
+    /// Safe without asking: `-p` may do it.
+    Preen,
+    /// Needs a decision: only `-y`.
+    Yes,
+}
+
+/// One entry of the problem table.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Problem {
+    pub id: &'static str,
+    pub message: &'static str,
+    pub severity: Severity,
+    pub fix: Fix,
+    /// What the repair does, when there is one.
+    pub repair: &'static str,
+}
+
+macro_rules! problems {
+    ($($name:ident: $id:literal, $sev:ident, $fix:ident, $msg:literal, $repair:literal;)+) => {
+        $(pub const $name: Problem = Problem { id: $id, message: $msg, severity: Severity::$sev, fix: Fix::$fix, repair: $repair };)+
+        /// Every problem fsck can report.
+        pub const PROBLEMS: &[Problem] = &[$($name),+];
+    };
+}
+
+problems! {
+    HDR_CORRUPT: "HDR_CORRUPT", Warning, Preen,
+        "volume-header copy is damaged", "rewrite it from the best copy";
+    HDR_CORRUPT_NEWER: "HDR_CORRUPT_NEWER", Error, Yes,
+        "damaged volume-header copy claims a newer commit than the best valid copy",
+        "rewrite it from the best copy (the damaged commit is lost)";
+    HDR_STALE: "HDR_STALE", Info, None,
+        "volume-header copy is valid but older than the best copy (normal after a commit)",
+        "with --sync-headers, rewrite it from the best copy";
+    HDR_NONE_VALID: "HDR_NONE_VALID", Error, None,
+        "no valid volume-header copy", "";
+    HDR_FIELD: "HDR_FIELD", Error, None,
+        "volume-header field out of range", "";
+    VOLSET: "VOLSET", Error, None,
+        "volume set is inconsistent", "";
+    BREF_CHECK: "BREF_CHECK", Error, None,
+        "check code does not match the media", "";
+    BREF_UNKNOWN_CHECK: "BREF_UNKNOWN_CHECK", Error, None,
+        "unknown check method", "";
+    BREF_RADIX: "BREF_RADIX", Error, None,
+        "blockref radix out of range", "";
+    BREF_RANGE: "BREF_RANGE", Error, None,
+        "blockref points outside every volume", "";
+    TREE_DEPTH: "TREE_DEPTH", Error, None,
+        "tree nested too deep (cycle?)", "";
+    BREF_OTHER: "BREF_OTHER", Error, None,
+        "blockref is unusable", "";
+}
+
+/// What repairs are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RepairMode {
+    /// `-n`: never write (the default).
+    #[default]
+    No,
+    /// `-p`: repair what needs no decision.
+    Preen,
+    /// `-y`: repair everything that can be repaired.
+    Yes,
+}
+
+/// fsck options.
+#[derive(Debug, Clone, Default)]
+pub struct FsckOptions {
+    pub repair: RepairMode,
+    /// Also rewrite valid but older header copies.
+    pub sync_headers: bool,
+    /// Verify the topology from every valid header copy, not only the best.
+    pub all_copies: bool,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub problem: Problem,
+    /// Where: volume and copy, or the blockref's location.
+    pub location: String,
+    pub detail: String,
+    pub repaired: bool,
+}
+
+/// Totals per tree walked.
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeStats {
+    pub tree: String,
+    pub blockrefs: u64,
+    pub with_media: u64,
+    pub verified: u64,
+    pub not_checked: u64,
+    pub errors: u64,
+    pub shared: u64,
+    pub bytes: u64,
+}
+
+impl TreeStats {
+    fn new(tree: String, s: &WalkStats) -> Self {
+        TreeStats {
+            tree,
+            blockrefs: s.blockrefs,
+            with_media: s.with_media,
+            verified: s.verified,
+            not_checked: s.not_checked,
+            errors: s.errors,
+            shared: s.shared,
+            bytes: s.bytes,
+        }
+    }
+}
+
+/// Everything one run found and did.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct FsckReport {
+    pub findings: Vec<Finding>,
+    pub trees: Vec<TreeStats>,
+    /// The header copy verified (root volume).
+    pub header_copy: Option<usize>,
+    pub mirror_tid: Option<u64>,
+}
+
+/// fsck(8) exit codes.
+pub const EXIT_CLEAN: i32 = 0;
+pub const EXIT_CORRECTED: i32 = 1;
+pub const EXIT_UNCORRECTED: i32 = 4;
+pub const EXIT_OPERATIONAL: i32 = 8;
+pub const EXIT_USAGE: i32 = 16;
+
+impl FsckReport {
+    /// Findings that are damage (not informational).
+    pub fn damage(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.problem.severity != Severity::Info)
+    }
+
+    /// The fsck(8) exit code this report earns.
+    pub fn exit_code(&self) -> i32 {
+        if self.damage().any(|f| !f.repaired) {
+            EXIT_UNCORRECTED
+        } else if self.findings.iter().any(|f| f.repaired) {
+            EXIT_CORRECTED
+        } else {
+            EXIT_CLEAN
+        }
+    }
+
+    fn add(&mut self, problem: Problem, location: String, detail: String) {
+        self.findings.push(Finding { problem, location, detail, repaired: false });
+    }
+}
+
+fn may_repair(mode: RepairMode, problem: &Problem) -> bool {
+    match (mode, problem.fix) {
+        (RepairMode::No, _) | (_, Fix::None) => false,
+        (RepairMode::Preen, Fix::Preen) => true,
+        (RepairMode::Preen, Fix::Yes) => false,
+        (RepairMode::Yes, _) => true,
+    }
+}
+
+fn copy_location(path: &str, c: &HeaderCopy) -> String {
+    format!("{path} header copy #{} at {:#x}", c.index, c.offset)
+}
+
+/// Checks (and, as allowed, repairs) the file system on `spec`.
+pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
+    let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
+    let mut device = Device::open(spec, access)?;
+    let mut report = FsckReport::default();
+    let any_repaired = header_pass(&mut device, opts, &mut report)?;
+    if any_repaired {
+        device.sync()?;
+    }
+    if report.findings.iter().any(|f| f.problem.id == HDR_NONE_VALID.id && !f.repaired) {
+        return Ok(report);
+    }
+    let choices: Vec<CopyChoice> = if opts.all_copies {
+        let h = read_headers(device.volume(0));
+        h.copies.iter().filter(|c| c.is_valid()).map(|c| CopyChoice::Index(c.index)).collect()
+    } else {
+        vec![CopyChoice::Best]
+    };
+    // The device is reopened per copy (read-only) so each walk sees one header.
+    drop(device);
+    for (n, choice) in choices.iter().enumerate() {
+        let fs = match Hammer2::open(Device::open(spec, Access::ReadOnly)?, *choice) {
+            Ok(fs) => fs,
+            Err(e) => {
+                report.add(VOLSET, spec.to_string(), e.to_string());
+                return Ok(report);
+            }
+        };
+        if n == 0 {
+            report.header_copy = Some(fs.copy);
+            report.mirror_tid = Some(fs.voldata.mirror_tid.get());
+            field_checks(&fs, &mut report);
+        }
+        for root in [Root::Topology, Root::Freemap] {
+            let mut found = Vec::new();
+            let stats = walk(&fs, root, WalkOptions::default(), &mut |v| {
+                if let Some(e) = &v.error {
+                    found.push(e.clone());
+                }
+            })?;
+            let tree = format!(
+                "{} (copy #{})",
+                if root == Root::Topology { "topology" } else { "freemap" },
+                fs.copy
+            );
+            for e in found {
+                use crate::error::CorruptKind as K;
+                let problem = match e.kind {
+                    K::CheckMismatch { .. } => BREF_CHECK,
+                    K::UnknownCheck(_) => BREF_UNKNOWN_CHECK,
+                    K::BadRadix(_) => BREF_RADIX,
+                    K::OutOfRange { .. } => BREF_RANGE,
+                    K::TooDeep(_) => TREE_DEPTH,
+                    _ => BREF_OTHER,
+                };
+                report.add(problem, format!("{tree}: {}", e.location), e.kind.to_string());
+            }
+            report.trees.push(TreeStats::new(tree, &stats));
+        }
+    }
+    Ok(report)
+}
+
+/// Header copies of every volume; returns whether anything was written.
+fn header_pass(device: &mut Device, opts: &FsckOptions, report: &mut FsckReport) -> Result<bool> {
+    let mut wrote = false;
+    for vi in 0..device.len() {
+        let path = device.volume(vi).path().display().to_string();
+        let h = read_headers(device.volume(vi));
+        let Some(best) = h.best().cloned() else {
+            report.add(HDR_NONE_VALID, path.clone(), crate::volume::describe_copies(&h));
+            continue;
+        };
+        let best_data = best.data.as_ref().expect("valid copies have data");
+        let best_tid = best_data.mirror_tid.get();
+        for c in &h.copies {
+            let (problem, detail) = match &c.state {
+                CopyState::Absent | CopyState::Valid if c.index == best.index => continue,
+                CopyState::Absent => continue,
+                CopyState::Valid => {
+                    let tid = c.mirror_tid().unwrap_or(0);
+                    if tid == best_tid && c.data.as_ref().map(|d| d.as_bytes()) == Some(best_data.as_bytes())
+                    {
+                        continue;
+                    }
+                    (HDR_STALE, format!("mirror_tid {tid:#x}, best copy #{} has {best_tid:#x}", best.index))
+                }
+                CopyState::Invalid(problems) => {
+                    let claimed = c.data.as_ref().map(|d| d.mirror_tid.get()).unwrap_or(0);
+                    let text = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
+                    // A damaged copy claiming a newer commit: its mirror_tid is
+                    // only trustworthy when sector 0 (which holds it) verifies.
+                    let sect0_ok = !problems.iter().any(|p| {
+                        matches!(
+                            p,
+                            crate::volume::HeaderProblem::Sect0Crc { .. }
+                                | crate::volume::HeaderProblem::BadMagic(_)
+                                | crate::volume::HeaderProblem::ReverseEndian
+                        )
+                    });
+                    if sect0_ok && claimed > best_tid {
+                        (HDR_CORRUPT_NEWER, format!("{text}; claims mirror_tid {claimed:#x} > {best_tid:#x}"))
+                    } else {
+                        (HDR_CORRUPT, text)
+                    }
+                }
+            };
+            let repair = may_repair(opts.repair, &problem)
+                || (problem.id == HDR_STALE.id && opts.sync_headers && opts.repair != RepairMode::No);
+            let mut finding = Finding { problem, location: copy_location(&path, c), detail, repaired: false };
+            if repair {
+                device.volume_mut(vi).write(c.offset, best_data.as_bytes())?;
+                finding.repaired = true;
+                wrote = true;
+            }
+            report.findings.push(finding);
+        }
+    }
+    Ok(wrote)
+}
+
+/// Sanity of the chosen root header's fields.
+fn field_checks(fs: &Hammer2, report: &mut FsckReport) {
+    let v = &fs.voldata;
+    let loc = format!("{} header copy #{}", fs.device.volume(fs.root_position()).path().display(), fs.copy);
+    let mut bad = |what: String| report.add(HDR_FIELD, loc.clone(), what);
+    let (bb, be, ab, ae) = (v.boot_beg.get(), v.boot_end.get(), v.aux_beg.get(), v.aux_end.get());
+    if bb > be || be > ab || ab > ae {
+        bad(format!("boot {bb:#x}-{be:#x} and aux {ab:#x}-{ae:#x} are not in order"));
+    }
+    if ae > v.allocator_beg.get() {
+        bad(format!("allocator_beg {:#x} lies inside the aux area ending {ae:#x}", v.allocator_beg.get()));
+    }
+    if v.allocator_free.get() > v.allocator_size.get() {
+        bad(format!(
+            "allocator_free {:#x} exceeds allocator_size {:#x}",
+            v.allocator_free.get(),
+            v.allocator_size.get()
+        ));
+    }
+    let total = fs.device.logical_size();
+    if v.allocator_size.get() > total {
+        bad(format!(
+            "allocator_size {:#x} exceeds the volume set's {total:#x} bytes",
+            v.allocator_size.get()
+        ));
+    }
+    if v.version.get() >= crate::format::VOL_VERSION_MULTI_VOLUMES && v.total_size.get() != total {
+        bad(format!("total_size {:#x} but the volumes add up to {total:#x}", v.total_size.get()));
+    }
+}

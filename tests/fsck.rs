@@ -1,0 +1,137 @@
+//! fsck_hammer2 on the fixtures and on images damaged at test time.
+
+mod common;
+
+use hammer2::walk::{walk, Root, WalkOptions};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn fsck(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fsck_hammer2")).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn poke(path: &Path, off: u64, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(off)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+fn digest(path: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    let dev =
+        hammer2::device::Device::open(path.to_str().unwrap(), hammer2::device::Access::ReadOnly).unwrap();
+    let v = dev.volume(0);
+    let mut h = sha2::Sha256::new();
+    for n in 0..4u64 {
+        if let Some(b) = v.bytes(n * (2 << 30), 65536) {
+            h.update(b);
+        }
+    }
+    h.finalize().to_vec()
+}
+
+#[test]
+fn every_fixture_is_clean() {
+    for (name, spec) in common::all_specs() {
+        let out = fsck(&[&spec]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+        assert!(text(&out).contains(": clean"), "{name}");
+        let out = fsck(&["--json", "--all-copies", &spec]);
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["exit_code"], 0);
+        assert!(v["report"]["trees"].as_array().unwrap().len() >= 2);
+    }
+}
+
+#[test]
+fn damaged_header_copy_is_preened_then_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("newfs-10g", dir.path());
+    let spec = img.to_str().unwrap();
+    poke(&img, (4 << 30) + 0x30, &[9, 9]); // copy #2, sector 0
+    let before = digest(&img);
+    let out = fsck(&["-n", spec]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("HDR_CORRUPT: ") && text(&out).contains("copy #2"), "{}", text(&out));
+    assert_eq!(digest(&img), before, "-n wrote");
+    let out = fsck(&["-p", spec]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("[FIXED"), "{}", text(&out));
+    let out = fsck(&[spec]);
+    assert_eq!(out.status.code(), Some(0), "second run: {}", text(&out));
+}
+
+#[test]
+fn damaged_newer_copy_needs_yes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("varied", dir.path());
+    let spec = img.to_str().unwrap();
+    // Copy #1 holds the newest commit (0x11); damage bytes only its whole-header CRC covers.
+    poke(&img, (2 << 30) + 0x9000, b"torn");
+    let out = fsck(&["-p", spec]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("HDR_CORRUPT_NEWER"), "{}", text(&out));
+    let out = fsck(&["-y", spec]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = fsck(&[spec]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("mirror_tid 0x10"), "rolled back to the best valid commit: {}", text(&out));
+}
+
+#[test]
+fn sync_headers_refreshes_older_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("varied", dir.path());
+    let spec = img.to_str().unwrap();
+    assert!(text(&fsck(&["-v", spec])).contains("HDR_STALE"));
+    let out = fsck(&["-y", "--sync-headers", spec]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let out = fsck(&["-v", spec]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!text(&out).contains("HDR_STALE"), "{}", text(&out));
+    assert!(text(&out).contains("mirror_tid 0x11"));
+}
+
+#[test]
+fn corrupt_data_block_is_reported_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = img.to_str().unwrap().to_string();
+    let fs = hammer2::Hammer2::open_path(&spec).unwrap();
+    let mut target = None;
+    walk(&fs, Root::Topology, WalkOptions::default(), &mut |v| {
+        if v.bref.kind() == hammer2::format::BlockrefType::Data && target.is_none() {
+            target = Some((v.bref.offset(), v.bref.data_off.get()));
+        }
+    })
+    .unwrap();
+    drop(fs);
+    let (off, raw) = target.expect("small-iscsi has data blocks");
+    poke(&img, off + 7, &[0xee]);
+    let out = fsck(&["-y", &spec]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("BREF_CHECK") && t.contains(&format!("data data_off {raw:#x}")), "{t}");
+    assert!(t.contains("iscsi32"), "{t}");
+}
+
+#[test]
+fn usage_and_operational_errors() {
+    assert_eq!(fsck(&[]).status.code(), Some(16));
+    assert_eq!(fsck(&["-y", "-n", "x"]).status.code(), Some(16));
+    let out = fsck(&["/nonexistent.img"]);
+    assert_eq!(out.status.code(), Some(8));
+    assert!(text(&out).starts_with("fsck_hammer2: /nonexistent.img: cannot open"), "{}", text(&out));
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.img");
+    std::fs::write(&junk, vec![0x5a; 1 << 20]).unwrap();
+    let out = fsck(&[junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(text(&out).contains("HDR_NONE_VALID"), "{}", text(&out));
+}
