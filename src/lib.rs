@@ -6,6 +6,7 @@
 //! (media-tree traversal). Data flows one way: higher layers call lower ones.
 
 pub mod check;
+pub mod cli;
 pub mod compress;
 pub mod device;
 pub mod dirhash;

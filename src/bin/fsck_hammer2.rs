@@ -4,51 +4,11 @@ mod common;
 
 use clap::Parser;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use hammer2::cli::fsck::FsckCli;
 use hammer2::fsck::{self, FsckOptions, FsckReport, RepairMode, Severity};
 
-const EXAMPLES: &str = "\
-Examples:
-  fsck_hammer2 disk.img               check, change nothing (same as -n)
-  fsck_hammer2 -p disk.img            repair what needs no decision (damaged header copies)
-  fsck_hammer2 -y --sync-headers a.img:b.img
-                                      repair everything possible, refresh older header copies
-
-Exit status (fsck(8)): 0 clean, 1 errors corrected, 4 errors left uncorrected,
-8 operational error, 16 usage error.";
-
-#[derive(Parser)]
-#[command(name = "fsck_hammer2", version, about = "Check and repair a HAMMER2 file system offline", after_help = EXAMPLES)]
-struct Cli {
-    /// Check only; never write (the default)
-    #[arg(short = 'n', conflicts_with_all = ["yes", "preen"])]
-    no: bool,
-    /// Repair everything that can be repaired
-    #[arg(short = 'y', conflicts_with = "preen")]
-    yes: bool,
-    /// Repair only what needs no decision
-    #[arg(short = 'p')]
-    preen: bool,
-    /// With -y or -p, also rewrite valid header copies older than the best one
-    #[arg(long)]
-    sync_headers: bool,
-    /// Verify the trees under every valid header copy, not only the best
-    #[arg(long)]
-    all_copies: bool,
-    /// Print only problems
-    #[arg(short = 'q', long, conflicts_with = "verbose")]
-    quiet: bool,
-    /// Also print informational findings
-    #[arg(short = 'v', long)]
-    verbose: bool,
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
-    /// Device or image; a multi-volume set as vol0:vol1:...
-    device: String,
-}
-
 fn main() {
-    let cli = match Cli::try_parse() {
+    let cli = match FsckCli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() { fsck::EXIT_USAGE } else { fsck::EXIT_CLEAN };
@@ -98,7 +58,7 @@ fn main() {
     })
 }
 
-fn print_report(cli: &Cli, report: &FsckReport) {
+fn print_report(cli: &FsckCli, report: &FsckReport) {
     if !cli.quiet {
         match (report.header_copy, report.mirror_tid) {
             (Some(c), Some(t)) => println!("{}: header copy #{c}, mirror_tid {t:#x}", cli.device),

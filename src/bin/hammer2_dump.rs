@@ -3,41 +3,16 @@
 mod common;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, Table};
+use hammer2::cli::dump::{DumpCli, DumpCommand};
 use hammer2::device::{Access, Device};
 use hammer2::dump::volhdr::{self, CopyReport, VolumeReport};
 
-const EXAMPLES: &str = "\
-Examples:
-  hammer2_dump volhdr disk.img              every header copy, side by side
-  hammer2_dump volhdr --json a.img:b.img    a two-volume set, for scripts";
-
-#[derive(Parser)]
-#[command(name = "hammer2_dump", version, about = "Dump HAMMER2 on-disk structures", after_help = EXAMPLES)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Show every volume-header copy: fields, CRC status, and the copy in use
-    #[command(after_help = "A copy is in use when it is valid and has the highest mirror_tid.\n\
-Copies that are valid but older are normal: writers update one copy per commit.")]
-    Volhdr {
-        /// Device or image; a multi-volume set as vol0:vol1:...
-        device: String,
-        /// Print JSON instead of tables
-        #[arg(long)]
-        json: bool,
-    },
-}
-
 fn main() {
-    let cli = Cli::parse();
+    let cli = DumpCli::parse();
     common::run("hammer2_dump", || match cli.command {
-        Command::Volhdr { device, json } => volhdr_cmd(&device, json),
+        DumpCommand::Volhdr { device, json } => volhdr_cmd(&device, json),
     })
 }
 

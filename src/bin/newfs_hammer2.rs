@@ -4,77 +4,14 @@ mod common;
 
 use anyhow::{bail, Context};
 use clap::Parser;
+use hammer2::cli::newfs::NewfsCli;
 use hammer2::device::{Access, Backend, Device, MmapBackend};
 use hammer2::format::{CheckMethod, CompMethod};
 use hammer2::newfs::{self, Identity, Layout, NewfsOptions};
 use std::path::{Path, PathBuf};
 
-const EXAMPLES: &str = "\
-Examples:
-  newfs_hammer2 -s 10G disk.img           create a sparse 10 GiB image and format it (PFSs LOCAL, DATA)
-  newfs_hammer2 -L ROOT /dev/da0s1d        format a partition with PFSs LOCAL and ROOT
-  newfs_hammer2 -n -s 2T big.img           show the layout of a 2 TiB file system, write nothing
-  newfs_hammer2 -f vol0.img vol1.img       one file system on two volumes, replacing what was there";
-
-#[derive(Parser)]
-#[command(
-    name = "newfs_hammer2",
-    version,
-    about = "Format one or more volumes as a HAMMER2 file system",
-    after_help = EXAMPLES,
-    disable_version_flag = true
-)]
-struct Cli {
-    /// Print version
-    #[arg(long = "version", action = clap::ArgAction::Version)]
-    print_version: Option<bool>,
-    /// Boot area size (default 64M, less on small file systems; 8M-256M, multiple of 8M)
-    #[arg(short = 'b', value_name = "SIZE", value_parser = size)]
-    boot: Option<u64>,
-    /// Auxiliary area size (default 256M, less on small file systems; 8M-1G, multiple of 8M)
-    #[arg(short = 'r', value_name = "SIZE", value_parser = size)]
-    aux: Option<u64>,
-    /// Volume-header version (1: single volume only; 2: multi-volume, the default)
-    #[arg(short = 'V', id = "fs_version", value_name = "VERSION", default_value_t = hammer2::format::VOL_VERSION_DEFAULT)]
-    fs_version: u32,
-    /// Create a PFS with this label besides LOCAL (repeatable, up to 3; "none" for LOCAL only; default DATA)
-    #[arg(short = 'L', value_name = "LABEL")]
-    label: Vec<String>,
-    /// Size of each volume, as SIZE or SIZE:SIZE:... (default: the whole device); creates missing image files
-    #[arg(short = 's', long = "size", value_name = "SIZE[:SIZE...]")]
-    size: Option<String>,
-    /// Check code recorded in the PFS roots for their contents
-    #[arg(short = 'C', long = "check", value_name = "METHOD", default_value = "xxhash64", value_parser = ["none", "disabled", "iscsi32", "crc32", "xxhash64", "sha192"])]
-    check: String,
-    /// Compression recorded in the PFS roots for their contents
-    #[arg(long = "comp", value_name = "METHOD", default_value = "lz4", value_parser = ["none", "autozero", "lz4", "zlib"])]
-    comp: String,
-    /// Print the layout and write nothing
-    #[arg(short = 'n', long = "dry-run")]
-    dry_run: bool,
-    /// Format even if the device already holds a file system
-    #[arg(short = 'f', long = "force")]
-    force: bool,
-    /// Also write zeros over the reserved segment and boot/aux areas, as DragonFly does
-    #[arg(long)]
-    zero: bool,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
-    /// Print nothing on success
-    #[arg(short = 'q', long)]
-    quiet: bool,
-    /// Devices or image files (several for a multi-volume file system; vol0:vol1 also works)
-    #[arg(required = true, value_name = "DEVICE")]
-    devices: Vec<String>,
-}
-
-fn size(s: &str) -> Result<u64, String> {
-    newfs::parse_size(s).map_err(|e| e.to_string())
-}
-
 fn main() {
-    let cli = Cli::parse();
+    let cli = NewfsCli::parse();
     common::run("newfs_hammer2", || newfs_cmd(cli))
 }
 
@@ -138,7 +75,7 @@ fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>], dry_run: bool) -> anyh
     Ok(out)
 }
 
-fn newfs_cmd(cli: Cli) -> anyhow::Result<i32> {
+fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
     let paths: Vec<PathBuf> =
         cli.devices.iter().flat_map(|d| hammer2::device::split_device_spec(d)).collect();
     let sizes: Vec<Option<u64>> = match &cli.size {

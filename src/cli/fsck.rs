@@ -1,0 +1,44 @@
+//! Command line of fsck_hammer2.
+
+use clap::Parser;
+
+pub const EXAMPLES: &str = "\
+Examples:
+  fsck_hammer2 disk.img               check, change nothing (same as -n)
+  fsck_hammer2 -p disk.img            repair what needs no decision (damaged header copies)
+  fsck_hammer2 -y --sync-headers a.img:b.img
+                                      repair everything possible, refresh older header copies
+
+Exit status (fsck(8)): 0 clean, 1 errors corrected, 4 errors left uncorrected,
+8 operational error, 16 usage error.";
+
+#[derive(Parser)]
+#[command(name = "fsck_hammer2", version, about = "Check and repair a HAMMER2 file system offline", after_help = EXAMPLES)]
+pub struct FsckCli {
+    /// Check only; never write (the default)
+    #[arg(short = 'n', conflicts_with_all = ["yes", "preen"])]
+    pub no: bool,
+    /// Repair everything that can be repaired
+    #[arg(short = 'y', conflicts_with = "preen")]
+    pub yes: bool,
+    /// Repair only what needs no decision
+    #[arg(short = 'p')]
+    pub preen: bool,
+    /// With -y or -p, also rewrite valid header copies older than the best one
+    #[arg(long)]
+    pub sync_headers: bool,
+    /// Verify the trees under every valid header copy, not only the best
+    #[arg(long)]
+    pub all_copies: bool,
+    /// Print only problems
+    #[arg(short = 'q', long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Also print informational findings
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+    /// Device or image; a multi-volume set as vol0:vol1:...
+    pub device: String,
+}

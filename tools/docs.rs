@@ -1,0 +1,149 @@
+//! Generates man pages and shell completions from the binaries' clap
+//! definitions (`hammer2::cli`). Shared by `examples/gen_docs.rs` (writes the
+//! files) and `tests/docs.rs` (fails when the checked-in files are stale).
+
+use std::path::PathBuf;
+
+/// Hand-written parts of a man page.
+struct Extra {
+    description: &'static [&'static str],
+    examples: &'static [(&'static str, &'static str)],
+    exit_status: &'static [(&'static str, &'static str)],
+    see_also: &'static [&'static str],
+}
+
+const SEE_ALSO: &[&str] = &["newfs_hammer2", "fsck_hammer2", "hammer2_dump", "hammer2(8)", "fsck(8)"];
+const OTHER_EXIT: &[(&str, &str)] =
+    &[("0", "Success."), ("1", "Failure; the reason is printed on standard error."), ("2", "Usage error.")];
+
+fn extra(name: &str) -> Extra {
+    match name {
+        "newfs_hammer2" => Extra {
+            description: &[
+                "newfs_hammer2 formats one or more volumes (block devices or image files) as one HAMMER2 file system, with the layout DragonFly BSD's newfs_hammer2 produces: a volume header at the start of each of the first four 2 GiB zones that fit, a 4 MiB reserved segment per GiB, boot and auxiliary areas, and a super-root holding the PFS LOCAL plus one PFS per label (DATA when no label is given).",
+                "On image files only the blocks HAMMER2 needs are written (a few hundred KiB), so sparse images stay sparse; --zero also clears the reserved segment and boot/aux areas as DragonFly does. Every header slot of an older file system is overwritten, including slots past the new size. An image file that does not exist is created when -s gives its size.",
+                "A device that already holds a file system is refused unless -f is given, and a mounted device is always refused. Sizes take K, M, G, T or P suffixes (powers of 1024).",
+            ],
+            examples: &[
+                ("Create and format a sparse 10 GiB image with PFSs LOCAL and DATA:", "newfs_hammer2 -s 10G disk.img"),
+                ("Show the layout of a 2 TiB file system without writing:", "newfs_hammer2 -n -s 2T big.img"),
+                ("One file system on two volumes, PFSs LOCAL and ROOT:", "newfs_hammer2 -L ROOT -s 3G:2G vol0.img vol1.img"),
+            ],
+            exit_status: OTHER_EXIT,
+            see_also: SEE_ALSO,
+        },
+        "fsck_hammer2" => Extra {
+            description: &[
+                "fsck_hammer2 verifies a HAMMER2 file system offline. It checks every volume-header copy that fits on every volume (magic, the sector-0, sector-1 and whole-header CRCs, staleness, field sanity), chooses the best copy as the kernel does (valid, highest mirror_tid), and verifies the check code of every blockref reachable from it through the topology and the freemap.",
+                "Without -y or -p nothing is written. -p rewrites damaged header copies from the best copy; -y also rewrites a damaged copy that claims a newer commit (which rolls the file system back to the best valid commit). The best copy itself is never written. Valid copies older than the best are normal after a commit and are only reported with -v; --sync-headers refreshes them.",
+                "Each problem has an identifier from one central table (HDR_CORRUPT, BREF_CHECK, ...), printed with its location: the volume and header copy, or the blockref type, data_off, key/keybits and parent.",
+            ],
+            examples: &[
+                ("Check an image, changing nothing:", "fsck_hammer2 disk.img"),
+                ("Repair damaged header copies:", "fsck_hammer2 -p disk.img"),
+                ("Machine-readable report of a two-volume set:", "fsck_hammer2 --json vol0.img:vol1.img"),
+            ],
+            exit_status: &[
+                ("0", "No problems found."),
+                ("1", "Problems were found and all were corrected."),
+                ("4", "Problems were left uncorrected."),
+                ("8", "Operational error (the device could not be opened or read)."),
+                ("16", "Usage error."),
+            ],
+            see_also: SEE_ALSO,
+        },
+        "hammer2_dump" => Extra {
+            description: &[
+                "hammer2_dump prints HAMMER2 on-disk structures for people (tables) and scripts (--json). It opens devices read-only and never writes.",
+                "volhdr shows every volume-header copy of every volume side by side: all fields, the three CRCs with their status, the super-root and freemap blockrefs, and which copy is in use. It works even when no copy is valid or a volume of the set is missing, which is when it is needed most.",
+            ],
+            examples: &[
+                ("Every header copy of an image:", "hammer2_dump volhdr disk.img"),
+                ("The headers of a two-volume set as JSON:", "hammer2_dump volhdr --json vol0.img:vol1.img"),
+            ],
+            exit_status: OTHER_EXIT,
+            see_also: SEE_ALSO,
+        },
+        other => panic!("no man page text for {other}"),
+    }
+}
+
+/// Escapes text for roff: backslashes, hyphens as minus signs, leading dots.
+fn roff(text: &str) -> String {
+    let t = text.replace('\\', "\\e").replace('-', "\\-");
+    if t.starts_with('.') || t.starts_with('\'') {
+        format!("\\&{t}")
+    } else {
+        t
+    }
+}
+
+fn man_page(cmd: clap::Command) -> Vec<u8> {
+    let name = cmd.get_name().to_string();
+    let x = extra(&name);
+    let man = clap_mangen::Man::new(cmd)
+        .section("8")
+        .manual("HAMMER2 offline toolkit")
+        .source(format!("hammer2 {}", env!("CARGO_PKG_VERSION")))
+        .date("");
+    let mut out = Vec::new();
+    man.render_title(&mut out).unwrap();
+    man.render_name_section(&mut out).unwrap();
+    man.render_synopsis_section(&mut out).unwrap();
+    let mut s = String::from(".SH DESCRIPTION\n");
+    for p in x.description {
+        s.push_str(&format!(".PP\n{}\n", roff(p)));
+    }
+    out.extend_from_slice(s.as_bytes());
+    man.render_options_section(&mut out).unwrap();
+    if man_has_subcommands(&name) {
+        man.render_subcommands_section(&mut out).unwrap();
+    }
+    let mut s = String::from(".SH \"EXIT STATUS\"\n");
+    for (code, what) in x.exit_status {
+        s.push_str(&format!(".TP\n.B {code}\n{}\n", roff(what)));
+    }
+    s.push_str(".SH EXAMPLES\n");
+    for (what, cmdline) in x.examples {
+        s.push_str(&format!(".PP\n{}\n.PP\n.RS 4\n.nf\n{}\n.fi\n.RE\n", roff(what), roff(cmdline)));
+    }
+    s.push_str(".SH \"SEE ALSO\"\n");
+    let refs: Vec<String> = x
+        .see_also
+        .iter()
+        .filter(|r| **r != name)
+        .map(|r| match r.split_once('(') {
+            Some((n, sec)) => format!(".BR {} ({}", roff(n), sec),
+            None => format!(".BR {} (8)", roff(r)),
+        })
+        .collect();
+    s.push_str(&refs.join(" ,\n"));
+    s.push('\n');
+    out.extend_from_slice(s.as_bytes());
+    man.render_version_section(&mut out).unwrap();
+    out
+}
+
+fn man_has_subcommands(name: &str) -> bool {
+    name == "hammer2_dump"
+}
+
+/// Every generated file: path relative to the crate root, contents.
+pub fn generated_files() -> Vec<(PathBuf, Vec<u8>)> {
+    use clap_complete::{generate, Shell};
+    let mut files = Vec::new();
+    for cmd in hammer2::cli::commands() {
+        let name = cmd.get_name().to_string();
+        files.push((PathBuf::from(format!("man/{name}.8")), man_page(cmd.clone())));
+        for (shell, file) in [
+            (Shell::Bash, format!("{name}.bash")),
+            (Shell::Zsh, format!("_{name}")),
+            (Shell::Fish, format!("{name}.fish")),
+        ] {
+            let mut buf = Vec::new();
+            generate(shell, &mut cmd.clone(), name.clone(), &mut buf);
+            files.push((PathBuf::from(format!("completions/{file}")), buf));
+        }
+    }
+    files
+}
