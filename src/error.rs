@@ -48,6 +48,12 @@ pub enum CorruptKind {
     TooDeep(usize),
     #[error("block does not decompress: {0}")]
     Decompress(#[from] crate::compress::CodecError),
+    #[error("inode: {0}")]
+    BadInode(String),
+    #[error("directory entry: {0}")]
+    BadDirent(String),
+    #[error("blockref type {found} not allowed here (expected {expected})")]
+    WrongType { found: String, expected: &'static str },
     #[error("{0}")]
     Other(String),
 }
@@ -87,6 +93,21 @@ pub enum Error {
     Corrupt(#[from] Corruption),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("{0}: no such file, directory or PFS")]
+    NotFound(String),
+    #[error("{0}: not a directory")]
+    NotADirectory(String),
+    #[error("{0}: is a directory")]
+    IsADirectory(String),
+    #[error("{path}: refusing a name from the image: {why}")]
+    HostileName { path: String, why: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A corruption at `location`.
+    pub fn corrupt(kind: CorruptKind, location: Location) -> Self {
+        Error::Corrupt(Corruption { kind, location })
+    }
+}

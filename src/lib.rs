@@ -12,9 +12,13 @@ pub mod device;
 pub mod dirhash;
 pub mod dump;
 pub mod error;
+pub mod extract;
+pub mod file;
 pub mod format;
 pub mod fsck;
 pub mod newfs;
+pub mod pfs;
+pub mod tree;
 pub mod volume;
 pub mod walk;
 
