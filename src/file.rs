@@ -25,7 +25,7 @@ impl<W: Write> Sink for WriteSink<W> {
         self.0.write_all(bytes)
     }
     fn hole(&mut self, mut n: u64) -> std::io::Result<()> {
-        const ZEROS: [u8; 65536] = [0; 65536];
+        static ZEROS: [u8; 65536] = [0; 65536];
         while n > 0 {
             let k = n.min(ZEROS.len() as u64) as usize;
             self.0.write_all(&ZEROS[..k])?;
