@@ -18,6 +18,7 @@ pub mod format;
 pub mod fsck;
 pub mod newfs;
 pub mod pfs;
+pub mod timefmt;
 pub mod tree;
 pub mod volume;
 pub mod walk;

@@ -11,6 +11,7 @@ const BINARIES: &[(&str, &str)] = &[
     ("newfs_hammer2", env!("CARGO_BIN_EXE_newfs_hammer2")),
     ("fsck_hammer2", env!("CARGO_BIN_EXE_fsck_hammer2")),
     ("hammer2_dump", env!("CARGO_BIN_EXE_hammer2_dump")),
+    ("hammer2_edit", env!("CARGO_BIN_EXE_hammer2_edit")),
 ];
 
 #[test]

@@ -12,7 +12,8 @@ struct Extra {
     see_also: &'static [&'static str],
 }
 
-const SEE_ALSO: &[&str] = &["newfs_hammer2", "fsck_hammer2", "hammer2_dump", "hammer2(8)", "fsck(8)"];
+const SEE_ALSO: &[&str] =
+    &["newfs_hammer2", "fsck_hammer2", "hammer2_dump", "hammer2_edit", "hammer2(8)", "fsck(8)"];
 const OTHER_EXIT: &[(&str, &str)] =
     &[("0", "Success."), ("1", "Failure; the reason is printed on standard error."), ("2", "Usage error.")];
 
@@ -62,6 +63,20 @@ fn extra(name: &str) -> Extra {
                 ("The headers of a two-volume set as JSON:", "hammer2_dump volhdr --json vol0.img:vol1.img"),
             ],
             exit_status: OTHER_EXIT,
+            see_also: SEE_ALSO,
+        },
+        "hammer2_edit" => Extra {
+            description: &[
+                "hammer2_edit runs commands against a HAMMER2 file system offline: one command given after the device, one given with -R, or a script given with -f (one command per line, '#' comments; each command is echoed on standard error and failures are counted, as debugfs does).",
+                "Commands work inside one PFS, chosen with --pfs (default: DATA, or the only PFS besides LOCAL). ls [-l] [-a] [PATH] lists a directory; cat PATH writes a file to standard output; get PATH HOSTDIR extracts a file or a whole tree with modes, times, symlinks and hard links, keeping holes sparse; pfs lists the PFSs.",
+                "Extraction never writes outside HOSTDIR: a name from the image that is empty, '.' or '..', or holds '/' or NUL is refused with an error naming its inode, an existing host entry is never written through, and symbolic links are created, never followed.",
+            ],
+            examples: &[
+                ("List the root directory of the DATA PFS:", "hammer2_edit disk.img ls -l /"),
+                ("Extract everything from the PFS ROOT:", "hammer2_edit --pfs ROOT disk.img get / ./out"),
+                ("Run a script of commands:", "hammer2_edit -f commands.txt disk.img"),
+            ],
+            exit_status: &[("0", "Every command succeeded."), ("1", "A command failed, or the device could not be opened."), ("2", "Usage error.")],
             see_also: SEE_ALSO,
         },
         other => panic!("no man page text for {other}"),

@@ -3,11 +3,17 @@
 //! very definitions the binaries parse with; the binaries stay thin.
 
 pub mod dump;
+pub mod edit;
 pub mod fsck;
 pub mod newfs;
 
 /// Every binary's command, with its name.
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
-    vec![newfs::NewfsCli::command(), fsck::FsckCli::command(), dump::DumpCli::command()]
+    vec![
+        newfs::NewfsCli::command(),
+        fsck::FsckCli::command(),
+        dump::DumpCli::command(),
+        edit::EditCli::command(),
+    ]
 }
