@@ -16,14 +16,38 @@ _hammer2_dump() {
             ",$1")
                 cmd="hammer2_dump"
                 ;;
+            hammer2_dump,freemap)
+                cmd="hammer2_dump__subcmd__freemap"
+                ;;
             hammer2_dump,help)
                 cmd="hammer2_dump__subcmd__help"
+                ;;
+            hammer2_dump,inode)
+                cmd="hammer2_dump__subcmd__inode"
+                ;;
+            hammer2_dump,pfs)
+                cmd="hammer2_dump__subcmd__pfs"
+                ;;
+            hammer2_dump,show)
+                cmd="hammer2_dump__subcmd__show"
                 ;;
             hammer2_dump,volhdr)
                 cmd="hammer2_dump__subcmd__volhdr"
                 ;;
+            hammer2_dump__subcmd__help,freemap)
+                cmd="hammer2_dump__subcmd__help__subcmd__freemap"
+                ;;
             hammer2_dump__subcmd__help,help)
                 cmd="hammer2_dump__subcmd__help__subcmd__help"
+                ;;
+            hammer2_dump__subcmd__help,inode)
+                cmd="hammer2_dump__subcmd__help__subcmd__inode"
+                ;;
+            hammer2_dump__subcmd__help,pfs)
+                cmd="hammer2_dump__subcmd__help__subcmd__pfs"
+                ;;
+            hammer2_dump__subcmd__help,show)
+                cmd="hammer2_dump__subcmd__help__subcmd__show"
                 ;;
             hammer2_dump__subcmd__help,volhdr)
                 cmd="hammer2_dump__subcmd__help__subcmd__volhdr"
@@ -35,7 +59,7 @@ _hammer2_dump() {
 
     case "${cmd}" in
         hammer2_dump)
-            opts="-h -V --help --version volhdr help"
+            opts="-h -V --help --version volhdr show freemap inode pfs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -48,9 +72,41 @@ _hammer2_dump() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        hammer2_dump__subcmd__help)
-            opts="volhdr help"
+        hammer2_dump__subcmd__freemap)
+            opts="-h --copy --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --copy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hammer2_dump__subcmd__help)
+            opts="volhdr show freemap inode pfs help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hammer2_dump__subcmd__help__subcmd__freemap)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -76,6 +132,48 @@ _hammer2_dump() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        hammer2_dump__subcmd__help__subcmd__inode)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hammer2_dump__subcmd__help__subcmd__pfs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hammer2_dump__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         hammer2_dump__subcmd__help__subcmd__volhdr)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -83,6 +181,80 @@ _hammer2_dump() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hammer2_dump__subcmd__inode)
+            opts="-h --inum --pfs --copy --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --inum)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pfs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --copy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hammer2_dump__subcmd__pfs)
+            opts="-h --copy --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --copy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        hammer2_dump__subcmd__show)
+            opts="-h --copy --all-copies --pfs --offset --depth --hide-data --freemap --json --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --copy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pfs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --offset)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --depth)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -19,6 +19,20 @@ pub struct Location {
     pub index: usize,
 }
 
+impl Location {
+    /// The location of `bref`, found in slot `index` of the node at `parent_off`.
+    pub fn of(bref: &crate::format::Blockref, parent_off: u64, index: usize) -> Self {
+        Location {
+            bref_type: Some(bref.kind()),
+            data_off: bref.data_off.get(),
+            key: bref.key.get(),
+            keybits: bref.keybits,
+            parent_off,
+            index,
+        }
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.bref_type {
@@ -46,6 +60,8 @@ pub enum CorruptKind {
     OutOfRange { offset: u64, len: u64 },
     #[error("tree deeper than {0} levels (a cycle?)")]
     TooDeep(usize),
+    #[error("cycle: points at its own ancestor")]
+    Cycle,
     #[error("block does not decompress: {0}")]
     Decompress(#[from] crate::compress::CodecError),
     #[error("inode: {0}")]

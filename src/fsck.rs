@@ -86,7 +86,7 @@ problems! {
     BREF_RANGE: "BREF_RANGE", Error, None,
         "blockref points outside every volume", "";
     TREE_DEPTH: "TREE_DEPTH", Error, None,
-        "tree nested too deep (cycle?)", "";
+        "blockref points at its own ancestor, or the tree nests too deep", "";
     BREF_OTHER: "BREF_OTHER", Error, None,
         "blockref is unusable", "";
 }
@@ -127,28 +127,8 @@ pub struct Finding {
 #[derive(Debug, Clone, Serialize)]
 pub struct TreeStats {
     pub tree: String,
-    pub blockrefs: u64,
-    pub with_media: u64,
-    pub verified: u64,
-    pub not_checked: u64,
-    pub errors: u64,
-    pub shared: u64,
-    pub bytes: u64,
-}
-
-impl TreeStats {
-    fn new(tree: String, s: &WalkStats) -> Self {
-        TreeStats {
-            tree,
-            blockrefs: s.blockrefs,
-            with_media: s.with_media,
-            verified: s.verified,
-            not_checked: s.not_checked,
-            errors: s.errors,
-            shared: s.shared,
-            bytes: s.bytes,
-        }
-    }
+    #[serde(flatten)]
+    pub stats: WalkStats,
 }
 
 /// Everything one run found and did.
@@ -255,12 +235,12 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
                     K::UnknownCheck(_) => BREF_UNKNOWN_CHECK,
                     K::BadRadix(_) => BREF_RADIX,
                     K::OutOfRange { .. } => BREF_RANGE,
-                    K::TooDeep(_) => TREE_DEPTH,
+                    K::TooDeep(_) | K::Cycle => TREE_DEPTH,
                     _ => BREF_OTHER,
                 };
                 report.add(problem, format!("{tree}: {}", e.location), e.kind.to_string());
             }
-            report.trees.push(TreeStats::new(tree, &stats));
+            report.trees.push(TreeStats { tree, stats });
         }
     }
     Ok(report)

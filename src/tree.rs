@@ -22,14 +22,7 @@ use std::borrow::Cow;
 
 /// Where a blockref sits, for error messages.
 pub fn location(bref: &Blockref, parent_off: u64, index: usize) -> Location {
-    Location {
-        bref_type: Some(bref.kind()),
-        data_off: bref.data_off.get(),
-        key: bref.key.get(),
-        keybits: bref.keybits,
-        parent_off,
-        index,
-    }
+    Location::of(bref, parent_off, index)
 }
 
 /// What a scan callback wants next.

@@ -42,7 +42,7 @@ pub struct Visit<'a> {
 }
 
 /// Totals of a walk.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WalkStats {
     pub blockrefs: u64,
     pub with_media: u64,
@@ -94,7 +94,8 @@ pub fn walk(fs: &Hammer2, root: Root, opts: WalkOptions, visit: &mut dyn FnMut(&
         Root::Topology => &fs.voldata.sroot_blockset,
         Root::Freemap => &fs.voldata.freemap_blockset,
     };
-    let mut w = Walker { fs, opts, visit, seen: HashSet::new(), stats: WalkStats::default() };
+    let mut w =
+        Walker { fs, opts, visit, seen: HashSet::new(), ancestors: Vec::new(), stats: WalkStats::default() };
     w.table(set, 0, 0);
     Ok(w.stats)
 }
@@ -104,6 +105,8 @@ struct Walker<'f, 'v> {
     opts: WalkOptions,
     visit: &'v mut dyn FnMut(&Visit),
     seen: HashSet<u64>,
+    /// Media offsets of the nodes on the current path (cycle detection).
+    ancestors: Vec<u64>,
     stats: WalkStats,
 }
 
@@ -113,15 +116,7 @@ impl<'f> Walker<'f, '_> {
             if bref.kind() == BlockrefType::Empty {
                 continue;
             }
-            let location = Location {
-                bref_type: Some(bref.kind()),
-                data_off: bref.data_off.get(),
-                key: bref.key.get(),
-                keybits: bref.keybits,
-                parent_off,
-                index,
-            };
-            self.one(bref, location, depth);
+            self.one(bref, Location::of(bref, parent_off, index), depth);
         }
     }
 
@@ -134,6 +129,8 @@ impl<'f> Walker<'f, '_> {
         let radix = bref.radix();
         if depth >= self.opts.max_depth {
             error = corrupt(CorruptKind::TooDeep(self.opts.max_depth));
+        } else if radix != 0 && self.ancestors.contains(&bref.offset()) {
+            error = corrupt(CorruptKind::Cycle);
         } else if radix != 0 {
             if !radix_ok(bref.kind(), radix) {
                 error = corrupt(CorruptKind::BadRadix(radix));
@@ -184,7 +181,9 @@ impl<'f> Walker<'f, '_> {
             shared,
         });
         if !shared && !kids.is_empty() {
+            self.ancestors.push(bref.offset());
             self.table(kids, bref.data_off.get(), depth + 1);
+            self.ancestors.pop();
         }
     }
 }

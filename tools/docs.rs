@@ -57,10 +57,14 @@ fn extra(name: &str) -> Extra {
             description: &[
                 "hammer2_dump prints HAMMER2 on-disk structures for people (tables) and scripts (--json). It opens devices read-only and never writes.",
                 "volhdr shows every volume-header copy of every volume side by side: all fields, the three CRCs with their status, the super-root and freemap blockrefs, and which copy is in use. It works even when no copy is valid or a volume of the set is missing, which is when it is needed most.",
+                "show prints the chain tree one blockref per line, indented by depth: type, data_off, key/keybits, radix, the three tids, methods, the check value and whether it verifies, statistics, dirent names and inode fields. It can start at a PFS (--pfs) or a blockref (--offset), stop at a depth (--depth), omit data blockrefs (--hide-data), read any header copy (--copy, --all-copies), include the freemap (--freemap), and stream one JSON object per line (--json). It never holds the whole tree in memory.",
+                "freemap prints the freemap tree and a per-leaf allocation summary compared with the header's allocator_free; inode prints every field of one inode, by path or number; pfs lists the PFSs with their types, ids and inode counts.",
             ],
             examples: &[
                 ("Every header copy of an image:", "hammer2_dump volhdr disk.img"),
                 ("The headers of a two-volume set as JSON:", "hammer2_dump volhdr --json vol0.img:vol1.img"),
+                ("The tree of the PFS DATA, two levels deep, without data blocks:", "hammer2_dump show --pfs DATA --depth 2 --hide-data disk.img"),
+                ("One inode by path:", "hammer2_dump inode disk.img /etc/rc.conf"),
             ],
             exit_status: OTHER_EXIT,
             see_also: SEE_ALSO,

@@ -90,9 +90,10 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
             "errors",
             "bytes",
         ]);
-        for s in &report.trees {
+        for t_stats in &report.trees {
+            let s = &t_stats.stats;
             t.add_row([
-                s.tree.clone(),
+                t_stats.tree.clone(),
                 s.blockrefs.to_string(),
                 s.with_media.to_string(),
                 s.verified.to_string(),

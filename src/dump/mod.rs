@@ -1,6 +1,10 @@
 //! Structure dumps: plain data (serde-serialisable) describing on-disk
 //! structures, for the binaries to render as tables, text or JSON.
 
+pub mod freemap;
+pub mod inode;
+pub mod pfs;
+pub mod show;
 pub mod volhdr;
 
 use crate::format::{Blockref, BlockrefType, CheckMethod};

@@ -115,13 +115,13 @@ impl InodeData {
 }
 
 impl InodeMeta {
-    /// Unix uid carried in the uid UUID (`node[2..6]`, i.e. bytes 12..16).
+    /// Unix uid carried in the uid UUID.
     pub fn unix_uid(&self) -> u32 {
-        u32::from_le_bytes(self.uid[12..16].try_into().unwrap())
+        super::unix_xid(&self.uid)
     }
     /// Unix gid carried in the gid UUID.
     pub fn unix_gid(&self) -> u32 {
-        u32::from_le_bytes(self.gid[12..16].try_into().unwrap())
+        super::unix_xid(&self.gid)
     }
 }
 

@@ -128,6 +128,12 @@ pub fn uuid_from_disk(bytes: &[u8; 16]) -> uuid::Uuid {
     uuid::Uuid::from_bytes_le(*bytes)
 }
 
+/// The Unix uid/gid a HAMMER2 uid/gid UUID carries: a u32 at `node[2]`,
+/// i.e. bytes 12..16 of the on-disk `uuid_t` (DragonFly's `hammer2_to_unix_xid`).
+pub fn unix_xid(raw: &[u8; 16]) -> u32 {
+    u32::from_le_bytes([raw[12], raw[13], raw[14], raw[15]])
+}
+
 /// Encodes a UUID into its on-disk form.
 pub fn uuid_to_disk(id: &uuid::Uuid) -> [u8; 16] {
     id.to_bytes_le()

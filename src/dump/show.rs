@@ -1,0 +1,444 @@
+//! `show`: the chain tree, one entry per blockref, streamed depth first.
+//!
+//! Like [`crate::walk`], every blockref with media is read (bounds-checked)
+//! and its check code verified, and an internal node reached twice is
+//! descended only once. Unlike it, the traversal can start at a PFS root or
+//! at any blockref found by its `data_off`, stop at a depth, and skip DATA
+//! blockrefs without reading them. Entries are handed to a callback as they
+//! are met: the tree is never held in memory.
+
+use super::BlockrefSummary;
+use crate::check::{self, CheckOutcome};
+use crate::error::{CorruptKind, Error, Location, Result};
+use crate::format::{Blockref, BlockrefType, InodeData, ObjType, INODE_MAXNAME, OPFLAG_PFSROOT};
+use crate::pfs::Pfs;
+use crate::tree::Tree;
+use crate::volume::Hammer2;
+use crate::walk::{self, radix_ok, Root, WalkOptions, MAX_DEPTH};
+use serde::Serialize;
+use std::collections::HashSet;
+
+/// Which tree an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TreeKind {
+    Topology,
+    Freemap,
+}
+
+impl TreeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TreeKind::Topology => "topology",
+            TreeKind::Freemap => "freemap",
+        }
+    }
+}
+
+/// Where the dump starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// The volume header's super-root blockset.
+    Topology,
+    /// The root inode of the PFS with this label.
+    Pfs(String),
+    /// The blockref whose `data_off` is this (searched in both trees). A
+    /// value without radix bits matches any radix at that offset; blockrefs
+    /// without media (data_off 0) never match.
+    Offset(u64),
+}
+
+/// What to show.
+#[derive(Debug, Clone)]
+pub struct ShowOptions {
+    pub start: Start,
+    /// Also dump the freemap (ignored with `Start::Offset`, which searches it anyway).
+    pub freemap: bool,
+    /// Show blockrefs at most this many levels below the starting ones (0 = only those).
+    pub max_depth: Option<usize>,
+    /// Omit DATA blockrefs (their media is then not read either).
+    pub hide_data: bool,
+}
+
+impl Default for ShowOptions {
+    fn default() -> Self {
+        ShowOptions { start: Start::Topology, freemap: false, max_depth: None, hide_data: false }
+    }
+}
+
+/// Statistics carried by INODE and INDIRECT blockrefs.
+#[derive(Debug, Clone, Serialize)]
+pub struct BrefStats {
+    pub data_count: u64,
+    pub inode_count: u64,
+}
+
+/// The header of a DIRENT blockref and its name.
+#[derive(Debug, Clone, Serialize)]
+pub struct DirentInfo {
+    pub name: String,
+    pub inum: u64,
+    #[serde(rename = "type")]
+    pub type_: String,
+}
+
+/// The inline fields of an inode, for one-line display.
+#[derive(Debug, Clone, Serialize)]
+pub struct InodeInfo {
+    pub inum: u64,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub mode: u32,
+    pub size: u64,
+    pub nlinks: u64,
+    pub name: String,
+    /// True when the inode embeds its data instead of a blockset.
+    pub direct_data: bool,
+    /// PFS type and subtype, for PFS roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pfs_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pfs_subtype: Option<String>,
+}
+
+/// Allocation hints stored in the check area of freemap blockrefs.
+#[derive(Debug, Clone, Serialize)]
+pub struct FreemapHint {
+    pub bigmask: u32,
+    pub avail: u64,
+}
+
+/// One blockref of the dump.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShowEntry {
+    /// Header copy the dump was made from.
+    pub copy: usize,
+    pub tree: TreeKind,
+    /// Nesting below the starting blockrefs (0 for those).
+    pub depth: usize,
+    /// Slot in the parent's table.
+    pub index: usize,
+    /// `data_off` of the parent node (0 for the volume header).
+    pub parent_off: u64,
+    #[serde(flatten)]
+    pub bref: BlockrefSummary,
+    /// Last key covered (`key + 2^keybits - 1`).
+    pub key_end: u64,
+    pub physical_size: u64,
+    /// "ok", "BAD", "unchecked" (method none/disabled), "unknown" (unknown
+    /// method) or "no_media".
+    pub check_status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<BrefStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dirent: Option<DirentInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inode: Option<InodeInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freemap: Option<FreemapHint>,
+    /// The node was already shown under another parent; its children are not repeated.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub shared: bool,
+    /// Children not shown because of the depth limit.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub children_not_shown: usize,
+    /// What went wrong reaching, reading or decoding this blockref.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Totals of a dump.
+#[derive(Debug, Default, Clone, Serialize, PartialEq, Eq)]
+pub struct ShowStats {
+    /// Entries shown.
+    pub blockrefs: u64,
+    pub verified: u64,
+    pub errors: u64,
+    pub shared: u64,
+    /// DATA blockrefs omitted by `hide_data`.
+    pub hidden: u64,
+}
+
+impl ShowStats {
+    fn add(&mut self, o: &ShowStats) {
+        self.blockrefs += o.blockrefs;
+        self.verified += o.verified;
+        self.errors += o.errors;
+        self.shared += o.shared;
+        self.hidden += o.hidden;
+    }
+}
+
+/// Dumps what `opts` asks for from `fs`, calling `visit` for every entry
+/// in depth-first order. Errors met in the tree are reported in entries and
+/// counted; `Err` means the start could not be found.
+pub fn show(fs: &Hammer2, opts: &ShowOptions, visit: &mut dyn FnMut(&ShowEntry)) -> Result<ShowStats> {
+    let mut stats = ShowStats::default();
+    match &opts.start {
+        Start::Topology => {
+            stats.add(&show_set(fs, TreeKind::Topology, &fs.voldata.sroot_blockset, 0, opts, visit));
+        }
+        Start::Pfs(label) => {
+            let tree = Tree::new(fs);
+            let pfs = Pfs::find(&tree, label)?;
+            let mut w = Shower::new(fs, TreeKind::Topology, opts, visit);
+            w.one(pfs.root.bref, pfs.root.loc.parent_off, pfs.root.loc.index, 0);
+            stats.add(&w.stats);
+        }
+        Start::Offset(off) => {
+            let (kind, bref, loc) = find_offset(fs, *off)?
+                .ok_or_else(|| Error::NotFound(format!("no blockref with data_off {off:#x}")))?;
+            let mut w = Shower::new(fs, kind, opts, visit);
+            w.one(&bref, loc.parent_off, loc.index, 0);
+            stats.add(&w.stats);
+            return Ok(stats);
+        }
+    }
+    if opts.freemap {
+        stats.add(&show_set(fs, TreeKind::Freemap, &fs.voldata.freemap_blockset, 0, opts, visit));
+    }
+    Ok(stats)
+}
+
+/// Dumps every non-empty blockref of `set` and what lies under it.
+pub fn show_set(
+    fs: &Hammer2,
+    kind: TreeKind,
+    set: &[Blockref],
+    parent_off: u64,
+    opts: &ShowOptions,
+    visit: &mut dyn FnMut(&ShowEntry),
+) -> ShowStats {
+    let mut w = Shower::new(fs, kind, opts, visit);
+    w.table(set, parent_off, 0);
+    w.stats
+}
+
+/// The first blockref (topology first, then freemap) whose `data_off` is
+/// `off`; without radix bits in `off`, the first at that offset.
+pub fn find_offset(fs: &Hammer2, off: u64) -> Result<Option<(TreeKind, Blockref, Location)>> {
+    let matches = |b: &Blockref| {
+        let d = b.data_off.get();
+        (d != 0 && d == off) || (off & 0x3f == 0 && b.radix() != 0 && b.offset() == off)
+    };
+    for (root, kind) in [(Root::Topology, TreeKind::Topology), (Root::Freemap, TreeKind::Freemap)] {
+        let mut found = None;
+        walk::walk(fs, root, WalkOptions::default(), &mut |v| {
+            if found.is_none() && matches(v.bref) {
+                found = Some((kind, *v.bref, v.location.clone()));
+            }
+        })?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+struct Shower<'f, 'v> {
+    fs: &'f Hammer2,
+    kind: TreeKind,
+    max_depth: Option<usize>,
+    hide_data: bool,
+    visit: &'v mut dyn FnMut(&ShowEntry),
+    seen: HashSet<u64>,
+    /// Media offsets of the nodes on the current path (cycle detection).
+    ancestors: Vec<u64>,
+    stats: ShowStats,
+}
+
+impl<'f, 'v> Shower<'f, 'v> {
+    fn new(
+        fs: &'f Hammer2,
+        kind: TreeKind,
+        opts: &ShowOptions,
+        visit: &'v mut dyn FnMut(&ShowEntry),
+    ) -> Self {
+        Shower {
+            fs,
+            kind,
+            max_depth: opts.max_depth,
+            hide_data: opts.hide_data,
+            visit,
+            seen: HashSet::new(),
+            ancestors: Vec::new(),
+            stats: ShowStats::default(),
+        }
+    }
+
+    fn table(&mut self, brefs: &[Blockref], parent_off: u64, depth: usize) {
+        for (index, bref) in brefs.iter().enumerate() {
+            if bref.kind() != BlockrefType::Empty {
+                self.one(bref, parent_off, index, depth);
+            }
+        }
+    }
+
+    fn one(&mut self, bref: &Blockref, parent_off: u64, index: usize, depth: usize) {
+        if self.hide_data && bref.kind() == BlockrefType::Data {
+            self.stats.hidden += 1;
+            return;
+        }
+        self.stats.blockrefs += 1;
+        let mut error: Option<String> = None;
+        let mut media: Option<&'f [u8]> = None;
+        let mut check_status = "no_media";
+        let radix = bref.radix();
+        if depth >= MAX_DEPTH {
+            error = Some(CorruptKind::TooDeep(MAX_DEPTH).to_string());
+        } else if radix != 0 && self.ancestors.contains(&bref.offset()) {
+            error = Some("blockref points at one of its ancestors (a cycle)".to_string());
+        } else if radix != 0 {
+            if !radix_ok(bref.kind(), radix) {
+                error = Some(CorruptKind::BadRadix(radix).to_string());
+            } else {
+                match self.fs.device.read(bref.offset(), 1usize << radix) {
+                    Err(_) => {
+                        let kind = CorruptKind::OutOfRange { offset: bref.offset(), len: 1 << radix };
+                        error = Some(kind.to_string());
+                    }
+                    Ok(bytes) => {
+                        media = Some(bytes);
+                        check_status = match check::verify(bref, bytes) {
+                            CheckOutcome::Ok => {
+                                self.stats.verified += 1;
+                                "ok"
+                            }
+                            CheckOutcome::NotChecked => "unchecked",
+                            CheckOutcome::Mismatch { expected, found } => {
+                                error = Some(
+                                    CorruptKind::CheckMismatch {
+                                        method: bref.check_method().to_string(),
+                                        expected,
+                                        found,
+                                    }
+                                    .to_string(),
+                                );
+                                "BAD"
+                            }
+                            CheckOutcome::UnknownMethod(m) => {
+                                error = Some(CorruptKind::UnknownCheck(m).to_string());
+                                "unknown"
+                            }
+                        };
+                    }
+                }
+            }
+        }
+
+        let kind = bref.kind();
+        let stats = matches!(kind, BlockrefType::Inode | BlockrefType::Indirect).then(|| {
+            let s = bref.stats();
+            BrefStats { data_count: s.data_count.get(), inode_count: s.inode_count.get() }
+        });
+        let dirent = if kind == BlockrefType::Dirent {
+            match dirent_info(bref, media) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    error.get_or_insert(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let inode = match (kind, media) {
+            (BlockrefType::Inode, Some(m)) => match InodeData::from_bytes(m) {
+                Some(ip) => Some(inode_info(ip)),
+                None => {
+                    error.get_or_insert(format!("inode: {} bytes, need 1024", m.len()));
+                    None
+                }
+            },
+            _ => None,
+        };
+        let freemap = matches!(kind, BlockrefType::FreemapNode | BlockrefType::FreemapLeaf).then(|| {
+            let c = bref.freemap_check();
+            FreemapHint { bigmask: c.bigmask.get(), avail: c.avail.get() }
+        });
+
+        let kids = match media {
+            Some(m) if error.is_none() => walk::children(bref, m),
+            _ => &[],
+        };
+        let live = kids.iter().filter(|b| b.kind() != BlockrefType::Empty).count();
+        let cut = self.max_depth.is_some_and(|d| depth >= d);
+        let shared = live > 0 && !cut && !self.seen.insert(bref.data_off.get());
+        if error.is_some() {
+            self.stats.errors += 1;
+        }
+        if shared {
+            self.stats.shared += 1;
+        }
+        let entry = ShowEntry {
+            copy: self.fs.copy,
+            tree: self.kind,
+            depth,
+            index,
+            parent_off,
+            bref: BlockrefSummary::new(bref),
+            key_end: bref.key_end(),
+            physical_size: bref.physical_size(),
+            check_status,
+            stats,
+            dirent,
+            inode,
+            freemap,
+            shared,
+            children_not_shown: if cut { live } else { 0 },
+            error,
+        };
+        (self.visit)(&entry);
+        if !shared && !cut && live > 0 {
+            self.ancestors.push(bref.offset());
+            self.table(kids, bref.data_off.get(), depth + 1);
+            self.ancestors.pop();
+        }
+    }
+}
+
+/// Name, inode number and type of a DIRENT blockref. Names of up to 64
+/// bytes live in the check area, longer ones in the media.
+fn dirent_info(bref: &Blockref, media: Option<&[u8]>) -> std::result::Result<DirentInfo, String> {
+    let head = bref.dirent();
+    let namlen = head.namlen.get() as usize;
+    if namlen == 0 || namlen >= INODE_MAXNAME {
+        return Err(CorruptKind::BadDirent(format!("name length {namlen}")).to_string());
+    }
+    let name = if namlen <= bref.check.len() {
+        &bref.check[..namlen]
+    } else {
+        match media {
+            Some(m) if m.len() >= namlen => &m[..namlen],
+            _ => {
+                return Err(CorruptKind::BadDirent(format!("name of {namlen} bytes not readable")).to_string())
+            }
+        }
+    };
+    Ok(DirentInfo {
+        name: String::from_utf8_lossy(name).into_owned(),
+        inum: head.inum.get(),
+        type_: ObjType::from(head.type_).to_string(),
+    })
+}
+
+/// The fields of an inode shown on its blockref's line.
+pub fn inode_info(ip: &InodeData) -> InodeInfo {
+    let m = &ip.meta;
+    let pfs = m.op_flags & OPFLAG_PFSROOT != 0;
+    InodeInfo {
+        inum: m.inum.get(),
+        type_: m.obj_type().to_string(),
+        mode: m.mode.get(),
+        size: m.size.get(),
+        nlinks: m.nlinks.get(),
+        name: String::from_utf8_lossy(ip.name()).into_owned(),
+        direct_data: m.is_directdata(),
+        pfs_type: pfs.then(|| m.pfs_type().to_string()),
+        pfs_subtype: pfs.then(|| m.pfs_subtype().to_string()),
+    }
+}
