@@ -93,3 +93,16 @@ fn scripts_echo_and_count_failures() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no command given"));
 }
+
+#[test]
+fn stat_shows_the_inode() {
+    let out = edit(&[&img("varied"), "stat", "/hello.txt"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("nlinks") && l.ends_with(" 2")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("size") && l.ends_with(" 15")), "{text}");
+    assert!(text.contains("embedded data, 15 bytes"), "{text}");
+    let out = edit(&[&img("varied"), "stat", "--json", "/big-40m.bin"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["size"], 40u64 << 20);
+}

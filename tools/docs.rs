@@ -72,7 +72,7 @@ fn extra(name: &str) -> Extra {
         "hammer2_edit" => Extra {
             description: &[
                 "hammer2_edit runs commands against a HAMMER2 file system offline: one command given after the device, one given with -R, or a script given with -f (one command per line, '#' comments; each command is echoed on standard error and failures are counted, as debugfs does).",
-                "Commands work inside one PFS, chosen with --pfs (default: DATA, or the only PFS besides LOCAL). ls [-l] [-a] [PATH] lists a directory; cat PATH writes a file to standard output; get PATH HOSTDIR extracts a file or a whole tree with modes, times, symlinks and hard links, keeping holes sparse; pfs lists the PFSs.",
+                "Commands work inside one PFS, chosen with --pfs (default: DATA, or the only PFS besides LOCAL). ls [-l] [-a] [PATH] lists a directory; cat PATH writes a file to standard output; stat PATH shows every field of an inode; get PATH HOSTDIR extracts a file or a whole tree with modes, times, symlinks and hard links, keeping holes sparse; pfs lists the PFSs.",
                 "Extraction never writes outside HOSTDIR: a name from the image that is empty, '.' or '..', or holds '/' or NUL is refused with an error naming its inode, an existing host entry is never written through, and symbolic links are created, never followed.",
             ],
             examples: &[

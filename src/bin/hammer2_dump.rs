@@ -8,11 +8,10 @@ use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
 use hammer2::cli::dump::{DumpCli, DumpCommand};
 use hammer2::device::{Access, Device};
 use hammer2::dump::freemap::{self, FreemapReport};
-use hammer2::dump::inode::{self, Content, InodeReport, Which};
+use hammer2::dump::inode::{self, Which};
 use hammer2::dump::pfs as pfs_dump;
 use hammer2::dump::show::{self, ShowEntry, ShowOptions, ShowStats, Start, TreeKind};
 use hammer2::dump::volhdr::{self, CopyReport, VolumeReport};
-use hammer2::dump::BlockrefSummary;
 use hammer2::{CopyChoice, Hammer2};
 use std::io::Write;
 
@@ -290,93 +289,9 @@ fn inode_cmd(
     if json {
         common::print_json(&report)?;
     } else {
-        print_inode(&report);
+        print!("{}", report.to_text());
     }
     Ok(common::EXIT_OK)
-}
-
-fn print_inode(r: &InodeReport) {
-    let mut rows: Vec<(&str, String)> = vec![
-        ("pfs", r.pfs.clone()),
-        ("path", r.path.clone().unwrap_or_default()),
-        ("blockref", format!("{} (parent {:#x} slot {})", brief_bref(&r.bref), r.parent_off, r.index)),
-        ("name", format!("{:?}", r.name)),
-        ("inum", r.inum.to_string()),
-        ("version", r.version.to_string()),
-        ("type", r.type_.clone()),
-        ("mode", r.mode.clone()),
-        ("uid", format!("{} ({})", r.uid.id, r.uid.uuid)),
-        ("gid", format!("{} ({})", r.gid.id, r.gid.uuid)),
-        ("size", r.size.to_string()),
-        ("nlinks", r.nlinks.to_string()),
-        ("iparent", r.iparent.to_string()),
-        ("name_key", format!("{:#018x}", r.name_key)),
-        ("name_len", r.name_len.to_string()),
-        ("ctime", r.ctime.iso.clone()),
-        ("mtime", r.mtime.iso.clone()),
-        ("atime", r.atime.iso.clone()),
-        ("btime", r.btime.iso.clone()),
-        ("uflags", flags(u64::from(r.uflags), &r.uflags_names)),
-        ("op_flags", flags(u64::from(r.op_flags), &r.op_flags_names)),
-        ("cap_flags", hex(u64::from(r.cap_flags))),
-        ("rmajor / rminor", format!("{} / {}", r.rmajor, r.rminor)),
-        ("ncopies", r.ncopies.to_string()),
-        ("target_type", r.target_type.to_string()),
-        ("comp_algo", format!("{} (level {})", r.comp_algo, r.comp_level)),
-        ("check_algo", r.check_algo.clone()),
-        ("data_quota", r.data_quota.to_string()),
-        ("inode_quota", r.inode_quota.to_string()),
-        ("decrypt_check", hex(r.decrypt_check)),
-    ];
-    if r.path.is_none() {
-        rows.remove(1);
-    }
-    if let Some(p) = &r.pfs_fields {
-        rows.extend([
-            ("pfs_type", format!("{} / {}", p.pfs_type, p.pfs_subtype)),
-            ("pfs_nmasters", p.pfs_nmasters.to_string()),
-            ("pfs_inum", p.pfs_inum.to_string()),
-            ("pfs_clid", p.pfs_clid.clone()),
-            ("pfs_fsid", p.pfs_fsid.clone()),
-            ("pfs_lsnap_tid", hex(p.pfs_lsnap_tid)),
-        ]);
-    }
-    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-    for (k, v) in &rows {
-        println!("{k:width$}  {v}");
-    }
-    match &r.content {
-        Content::Embedded { bytes } => println!("{:width$}  embedded data, {bytes} bytes", "content"),
-        Content::Blockset { blockrefs } if blockrefs.is_empty() => {
-            println!("{:width$}  blockset, all slots empty", "content")
-        }
-        Content::Blockset { blockrefs } => {
-            println!("{:width$}  blockset:", "content");
-            for (i, b) in blockrefs {
-                println!(
-                    "  [{i}] {} key={:#018x}/{} check={}:{} comp={}",
-                    brief_bref(b),
-                    b.key,
-                    b.keybits,
-                    b.check,
-                    b.check_value,
-                    b.comp
-                );
-            }
-        }
-    }
-}
-
-fn brief_bref(b: &BlockrefSummary) -> String {
-    format!("{} data_off={:#x} mir={:#x} mod={:#x}", b.type_, b.data_off, b.mirror_tid, b.modify_tid)
-}
-
-fn flags(v: u64, names: &[&str]) -> String {
-    if names.is_empty() {
-        hex(v)
-    } else {
-        format!("{:#x} ({})", v, names.join(","))
-    }
 }
 
 // ---------------------------------------------------------------- pfs

@@ -44,7 +44,7 @@ fn commands(cli: &EditCli) -> anyhow::Result<Vec<(String, Vec<String>)>> {
         return Ok(out);
     }
     if cli.command.is_empty() {
-        bail!("no command given (try: ls, cat, get, pfs; or -R CMD, -f SCRIPT)");
+        bail!("no command given (try: ls, cat, stat, get, pfs; or -R CMD, -f SCRIPT)");
     }
     Ok(vec![(cli.command.join(" "), cli.command.clone())])
 }
@@ -111,6 +111,16 @@ fn execute<'a>(
             let mut sink = WriteSink(std::io::BufWriter::new(stdout.lock()));
             read_file(tree, &ino, &mut sink)?;
             sink.0.flush()?;
+        }
+        EditCommand::Stat { json, path } => {
+            let pfs = pfs()?;
+            let ino = pfs.resolve(&path)?;
+            let report = hammer2::dump::inode::describe(&pfs.name(), Some(path), &ino);
+            if json {
+                common::print_json(&report)?;
+            } else {
+                print!("{}", report.to_text());
+            }
         }
         EditCommand::Ls { long, all, path } => {
             let pfs = pfs()?;

@@ -7,6 +7,7 @@ pub const EXAMPLES: &str = "\
 Commands:
   ls [-l] [-a] [PATH]      list a directory (default /)
   cat PATH                 write a file to standard output
+  stat [--json] PATH       every field of an inode
   get PATH HOSTDIR         extract a file or tree into HOSTDIR
   pfs                      list the PFSs
 
@@ -71,6 +72,13 @@ pub enum EditCommand {
     },
     /// Write a file's contents to standard output
     Cat { path: String },
+    /// Show every field of an inode (as hammer2_dump inode does)
+    Stat {
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+        path: String,
+    },
     /// Extract a file or a tree into a host directory (modes, times, symlinks, hard links)
     Get { path: String, hostdir: String },
     /// List the PFSs
