@@ -29,6 +29,16 @@ pub trait Backend: Send + Sync {
     fn writable(&self) -> bool;
     /// The bytes at `[off, off+len)`, or `None` when that runs past the end.
     fn bytes(&self, off: u64, len: usize) -> Option<&[u8]>;
+    /// Copies `buf.len()` bytes at `off` into `buf`. Mapped backends read
+    /// with pread, so bulk data copied out (file contents) does not stay
+    /// resident in this process through the mapping.
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        let src = self
+            .bytes(off, buf.len())
+            .ok_or_else(|| out_of_bounds_dyn(self.path(), self.size(), off, buf.len() as u64))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
     /// Writes `data` at `off` (must lie inside the volume).
     fn write(&mut self, off: u64, data: &[u8]) -> Result<()>;
     /// Durability barrier for `[off, off+len)`: returns once it is on media.
@@ -38,7 +48,11 @@ pub trait Backend: Send + Sync {
 }
 
 fn out_of_bounds(b: &dyn Backend, off: u64, len: u64) -> Error {
-    Error::OutOfBounds { what: b.path().display().to_string(), offset: off, len, size: b.size() }
+    out_of_bounds_dyn(b.path(), b.size(), off, len)
+}
+
+fn out_of_bounds_dyn(path: &Path, size: u64, off: u64, len: u64) -> Error {
+    Error::OutOfBounds { what: path.display().to_string(), offset: off, len, size }
 }
 
 fn range_ok(size: u64, off: u64, len: u64) -> bool {
@@ -116,6 +130,18 @@ impl Backend for MmapBackend {
     }
     fn bytes(&self, off: u64, len: usize) -> Option<&[u8]> {
         range_ok(self.size, off, len as u64).then(|| &self.slice()[off as usize..off as usize + len])
+    }
+    fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if !range_ok(self.size, off, buf.len() as u64) {
+            return Err(out_of_bounds(self, off, buf.len() as u64));
+        }
+        self.file.read_exact_at(buf, off).map_err(|source| Error::Io {
+            path: self.path.clone(),
+            op: "read",
+            offset: off,
+            source,
+        })
     }
     fn write(&mut self, off: u64, data: &[u8]) -> Result<()> {
         if !range_ok(self.size, off, data.len() as u64) {
@@ -306,6 +332,17 @@ impl Device {
             size: self.logical_size(),
         })?;
         self.read_phys(i, phys, len)
+    }
+
+    /// Logical bytes copied into `buf` (pread for mapped volumes).
+    pub fn read_into(&self, loff: u64, buf: &mut [u8]) -> Result<()> {
+        let (i, phys) = self.map_logical(loff, buf.len() as u64).ok_or_else(|| Error::OutOfBounds {
+            what: "logical address space".into(),
+            offset: loff,
+            len: buf.len() as u64,
+            size: self.logical_size(),
+        })?;
+        self.volumes[i].read_at(phys, buf)
     }
 
     /// Writes logical bytes (the whole range inside one volume).

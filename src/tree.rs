@@ -62,33 +62,49 @@ impl<'a> Tree<'a> {
         let bytes = self.fs.device.read(bref.offset(), len as usize).map_err(|_| {
             Error::corrupt(CorruptKind::OutOfRange { offset: bref.offset(), len }, loc.clone())
         })?;
-        if self.verify {
-            match check::verify(bref, bytes) {
-                CheckOutcome::Ok | CheckOutcome::NotChecked => {}
-                CheckOutcome::Mismatch { expected, found } => {
-                    let method = bref.check_method().to_string();
-                    return Err(Error::corrupt(
-                        CorruptKind::CheckMismatch { method, expected, found },
-                        loc.clone(),
-                    ));
-                }
-                CheckOutcome::UnknownMethod(m) => {
-                    return Err(Error::corrupt(CorruptKind::UnknownCheck(m), loc.clone()))
-                }
-            }
-        }
+        self.verify_check(bref, bytes, loc)?;
         Ok(bytes)
     }
 
+    fn verify_check(&self, bref: &Blockref, bytes: &[u8], loc: &Location) -> Result<()> {
+        if !self.verify {
+            return Ok(());
+        }
+        match check::verify(bref, bytes) {
+            CheckOutcome::Ok | CheckOutcome::NotChecked => Ok(()),
+            CheckOutcome::Mismatch { expected, found } => {
+                let method = bref.check_method().to_string();
+                Err(Error::corrupt(CorruptKind::CheckMismatch { method, expected, found }, loc.clone()))
+            }
+            CheckOutcome::UnknownMethod(m) => Err(Error::corrupt(CorruptKind::UnknownCheck(m), loc.clone())),
+        }
+    }
+
     /// Logical bytes of a DATA blockref: decompressed as its methods say,
-    /// at most `1 << keybits` (capped at 64 KiB) long. Borrowed when stored raw.
+    /// at most `1 << keybits` (capped at 64 KiB) long. The media is copied
+    /// out (not borrowed from the mapping) so streaming a large file keeps
+    /// this process's resident memory flat.
     pub fn data(&self, bref: &Blockref, loc: &Location) -> Result<Cow<'a, [u8]>> {
-        let raw = self.media_at(bref, loc)?;
+        let radix = bref.radix();
+        if radix == 0 {
+            return Ok(Cow::Borrowed(&[]));
+        }
+        if !radix_ok(bref.kind(), radix) {
+            return Err(Error::corrupt(CorruptKind::BadRadix(radix), loc.clone()));
+        }
+        let mut raw = vec![0u8; 1usize << radix];
+        self.fs.device.read_into(bref.offset(), &mut raw).map_err(|_| {
+            Error::corrupt(
+                CorruptKind::OutOfRange { offset: bref.offset(), len: raw.len() as u64 },
+                loc.clone(),
+            )
+        })?;
+        self.verify_check(bref, &raw, loc)?;
         let logical = 1usize << bref.keybits.clamp(10, 16);
         let decoded = match bref.comp_method() {
-            CompMethod::Lz4 => compress::lz4_decompress(raw, logical),
-            CompMethod::Zlib => compress::zlib_decompress(raw, logical),
-            CompMethod::None | CompMethod::Autozero => return Ok(Cow::Borrowed(raw)),
+            CompMethod::Lz4 => compress::lz4_decompress(&raw, logical),
+            CompMethod::Zlib => compress::zlib_decompress(&raw, logical),
+            CompMethod::None | CompMethod::Autozero => return Ok(Cow::Owned(raw)),
             CompMethod::Unknown(m) => {
                 return Err(Error::corrupt(
                     CorruptKind::Other(format!("unknown compression {m}")),
