@@ -2,6 +2,8 @@
 //! cargo's per-target temporary directory, once per image.
 #![allow(dead_code)]
 
+pub mod reseal;
+
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};

@@ -7,10 +7,17 @@
 //! fields), then every blockref reachable from the chosen header through the
 //! topology and the freemap (media inside a volume, sane radix, check code).
 //!
+//! Passes live in submodules: [`topology`] (semantics of the media tree)
+//! and [`freemap`] (the freemap's structure and its agreement with the
+//! topology); header checks and the driver are here.
+//!
 //! Repairs: corrupt or (with `sync_headers`) stale header copies are
 //! rewritten from the best copy. The best copy is never written. A damaged
 //! copy that is newer than the best one would roll the file system back if
 //! rewritten, so that needs `-y`, never `-p`.
+
+pub mod freemap;
+pub mod topology;
 
 use crate::device::{Access, Device};
 use crate::error::Result;
@@ -89,6 +96,34 @@ problems! {
         "blockref points at its own ancestor, or the tree nests too deep", "";
     BREF_OTHER: "BREF_OTHER", Error, None,
         "blockref is unusable", "";
+    BREF_TYPE: "BREF_TYPE", Error, None,
+        "blockref type not allowed under its parent", "";
+    BREF_KEY: "BREF_KEY", Error, None,
+        "blockref key outside its parent's range or not aligned to its keybits", "";
+    BREF_RESERVED: "BREF_RESERVED", Error, None,
+        "blockref media lies in a reserved area (zone segment, boot or aux area)", "";
+    BREF_DECOMPRESS: "BREF_DECOMPRESS", Error, None,
+        "compressed block does not decode to its logical size", "";
+    BREF_DUPLICATE: "BREF_DUPLICATE", Error, None,
+        "block referenced twice within one PFS", "";
+    BREF_STATS: "BREF_STATS", Warning, None,
+        "blockref statistics disagree with what lies below", "";
+    INODE_BAD: "INODE_BAD", Error, None,
+        "inode is inconsistent", "";
+    INODE_NLINKS: "INODE_NLINKS", Error, None,
+        "inode link count differs from the directory entries naming it", "";
+    DIRENT_BAD: "DIRENT_BAD", Error, None,
+        "directory entry is inconsistent", "";
+    DIRENT_DANGLING: "DIRENT_DANGLING", Error, None,
+        "directory entry names an inode that does not exist", "";
+    FREEMAP_STRUCT: "FREEMAP_STRUCT", Error, None,
+        "freemap node or leaf is malformed", "";
+    FREEMAP_UNMARKED: "FREEMAP_UNMARKED", Error, None,
+        "blocks in use are marked free in the freemap (hammer2_recover repairs this)", "";
+    FREEMAP_LEAKED: "FREEMAP_LEAKED", Info, None,
+        "space marked allocated that nothing references (returned by a bulkfree)", "";
+    FREEMAP_ALLOC_FREE: "FREEMAP_ALLOC_FREE", Info, None,
+        "allocator_free in the volume header differs from the freemap leaves", "";
 }
 
 /// What repairs are allowed.
@@ -215,6 +250,8 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
             report.header_copy = Some(fs.copy);
             report.mirror_tid = Some(fs.voldata.mirror_tid.get());
             field_checks(&fs, &mut report);
+            topology::check(&fs, &mut report)?;
+            freemap::check(&fs, &mut report)?;
         }
         for root in [Root::Topology, Root::Freemap] {
             let mut found = Vec::new();
