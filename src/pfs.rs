@@ -221,7 +221,7 @@ impl<'a> Pfs<'a> {
 }
 
 /// Decodes a DIRENT blockref.
-fn dirent(tree: &Tree<'_>, b: &Blockref, loc: &Location) -> Result<DirEntry> {
+pub(crate) fn dirent(tree: &Tree<'_>, b: &Blockref, loc: &Location) -> Result<DirEntry> {
     let head = b.dirent();
     let namlen = head.namlen.get() as usize;
     if namlen == 0 || namlen >= INODE_MAXNAME {

@@ -105,6 +105,37 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
         }
         println!("{t}");
     }
+    if !cli.quiet && !report.pfs.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_BORDERS_ONLY);
+        t.set_header([
+            "PFS",
+            "inodes",
+            "dirs",
+            "files",
+            "symlinks",
+            "other",
+            "dirents",
+            "indirect",
+            "data blocks",
+            "data",
+        ]);
+        for p in &report.pfs {
+            t.add_row([
+                p.name.clone(),
+                p.inodes.to_string(),
+                p.directories.to_string(),
+                p.files.to_string(),
+                p.symlinks.to_string(),
+                p.other.to_string(),
+                p.dirents.to_string(),
+                p.indirect.to_string(),
+                p.data_blocks.to_string(),
+                common::human_bytes(p.data_bytes),
+            ]);
+        }
+        println!("{t}");
+    }
     let damage = report.damage().count();
     let fixed = report.findings.iter().filter(|f| f.repaired).count();
     let left = report.damage().filter(|f| !f.repaired).count();

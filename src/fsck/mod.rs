@@ -105,7 +105,7 @@ problems! {
     BREF_DECOMPRESS: "BREF_DECOMPRESS", Error, None,
         "compressed block does not decode to its logical size", "";
     BREF_DUPLICATE: "BREF_DUPLICATE", Error, None,
-        "block referenced twice within one PFS", "";
+        "node block (inode, indirect, name) referenced twice within one PFS", "";
     BREF_STATS: "BREF_STATS", Warning, None,
         "blockref statistics disagree with what lies below", "";
     INODE_BAD: "INODE_BAD", Error, None,
@@ -171,6 +171,8 @@ pub struct TreeStats {
 pub struct FsckReport {
     pub findings: Vec<Finding>,
     pub trees: Vec<TreeStats>,
+    /// Counts per PFS (topology pass).
+    pub pfs: Vec<topology::PfsSummary>,
     /// The header copy verified (root volume).
     pub header_copy: Option<usize>,
     pub mirror_tid: Option<u64>,
@@ -200,7 +202,7 @@ impl FsckReport {
         }
     }
 
-    fn add(&mut self, problem: Problem, location: String, detail: String) {
+    pub(crate) fn add(&mut self, problem: Problem, location: String, detail: String) {
         self.findings.push(Finding { problem, location, detail, repaired: false });
     }
 }
@@ -246,14 +248,18 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
                 return Ok(report);
             }
         };
-        if n == 0 {
+        let generic: &[Root] = if n == 0 {
             report.header_copy = Some(fs.copy);
             report.mirror_tid = Some(fs.voldata.mirror_tid.get());
             field_checks(&fs, &mut report);
-            topology::check(&fs, &mut report)?;
+            let stats = topology::check(&fs, &mut report)?;
+            report.trees.push(TreeStats { tree: format!("topology (copy #{})", fs.copy), stats });
             freemap::check(&fs, &mut report)?;
-        }
-        for root in [Root::Topology, Root::Freemap] {
+            &[Root::Freemap]
+        } else {
+            &[Root::Topology, Root::Freemap]
+        };
+        for &root in generic {
             let mut found = Vec::new();
             let stats = walk(&fs, root, WalkOptions::default(), &mut |v| {
                 if let Some(e) = &v.error {

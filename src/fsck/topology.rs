@@ -1,10 +1,538 @@
-//! Topology pass: the semantics of the media tree under the chosen header.
+//! Topology pass: the semantics of the media tree under the chosen header,
+//! in one traversal that also verifies every check code.
+//!
+//! What is checked, per blockref: type allowed under its container (the
+//! inode owning the blockset, through any indirect blocks); key inside the
+//! parent indirect block's range and aligned to its keybits; media inside a
+//! volume, outside the reserved areas, sane radix, verifying check code;
+//! compressed data decoding within its logical size; no node block (inode,
+//! indirect block, dirent name) referenced twice within one PFS (snapshots
+//! legitimately share across PFSs, and DATA blocks may be shared even within
+//! one file: the fixtures' writer deduplicates identical blocks); the
+//! statistics an inode or indirect blockref carries. Per inode: known type,
+//! embedded data only for small files and symlinks, no data past EOF, its
+//! number equal to its index key. Per directory entry: a valid name whose
+//! hash is the entry's key, naming an existing inode of the same type; and
+//! each inode named as often as its link count says.
+//!
+//! Statistics, as every writer of the fixtures keeps them: a node's
+//! `data_count` is the sum over its children of (the child's own media size
+//! plus its `data_count`), and `inode_count` the number of inode children
+//! plus their `inode_count`. PFS roots stop the roll-up of themselves: they
+//! pass up their counts but writers disagree on whether they also count
+//! their own inode (makefs' newfs does not, its later PFS creations do), so
+//! either is accepted there.
 
-use super::FsckReport;
-use crate::error::Result;
+use super::{FsckReport, Problem};
+use super::{
+    BREF_CHECK, BREF_DECOMPRESS, BREF_DUPLICATE, BREF_KEY, BREF_RADIX, BREF_RANGE, BREF_RESERVED, BREF_STATS,
+    BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS, TREE_DEPTH,
+};
+use crate::check::{self, CheckOutcome};
+use crate::dirhash::dirhash;
+use crate::error::{Location, Result};
+use crate::format::{
+    Blockref, BlockrefType as T, CompMethod, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE,
+    EMBEDDED_BYTES, FREEMAP_LEVEL1_RADIX, ZONE_SEG,
+};
+use crate::tree::Tree;
 use crate::volume::Hammer2;
+use crate::walk::{radix_ok, WalkStats, MAX_DEPTH};
+use std::collections::{HashMap, HashSet};
 
-/// Checks the topology of `fs`, adding findings to `report`.
-pub fn check(_fs: &Hammer2, _report: &mut FsckReport) -> Result<()> {
-    Ok(())
+/// Counts of one PFS, for the summary table.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PfsSummary {
+    pub name: String,
+    pub inodes: u64,
+    pub directories: u64,
+    pub files: u64,
+    pub symlinks: u64,
+    pub other: u64,
+    pub dirents: u64,
+    pub indirect: u64,
+    pub data_blocks: u64,
+    pub data_bytes: u64,
+}
+
+/// What owns a blockset: decides which blockref types may appear in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    Volume,
+    SuperRoot,
+    /// A PFS root: its directory entries and the PFS's inode index.
+    PfsRoot,
+    Dir,
+    /// A file or symlink of this size.
+    File(u64),
+    /// Nothing may hang below (device nodes, fifos, sockets).
+    Nothing,
+}
+
+#[derive(Clone, Copy)]
+struct Ctx {
+    container: Container,
+    /// Key range the parent allows.
+    lo: u64,
+    hi: u64,
+    /// Inode number of the directory whose entries these are.
+    dir_inum: u64,
+    parent_off: u64,
+}
+
+#[derive(Default)]
+struct PfsState {
+    summary: PfsSummary,
+    /// Media offsets seen in this PFS (duplicates are errors).
+    seen: HashSet<u64>,
+    /// inum -> (type, nlinks, where)
+    inodes: HashMap<u64, (ObjType, u64, String)>,
+    /// Directory entries: (inum, type, directory inum, name, where).
+    dirents: Vec<(u64, ObjType, u64, Vec<u8>, String)>,
+}
+
+struct Pass<'a, 'r> {
+    fs: &'a Hammer2,
+    tree: Tree<'a>,
+    report: &'r mut FsckReport,
+    stats: WalkStats,
+    pfs: Option<PfsState>,
+    summaries: Vec<PfsSummary>,
+    /// Node offsets on the current path (cycles).
+    ancestors: Vec<u64>,
+}
+
+/// Checks the topology of `fs`; returns the traversal's totals.
+pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<WalkStats> {
+    let mut tree = Tree::new(fs);
+    tree.verify = false; // this pass verifies (and reports) check codes itself
+    let mut pass = Pass {
+        fs,
+        tree,
+        report,
+        stats: WalkStats::default(),
+        pfs: None,
+        summaries: Vec::new(),
+        ancestors: Vec::new(),
+    };
+    let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0, parent_off: 0 };
+    pass.table(&fs.voldata.sroot_blockset, ctx, 0);
+    let summaries = std::mem::take(&mut pass.summaries);
+    let stats = pass.stats;
+    report.pfs.extend(summaries);
+    Ok(stats)
+}
+
+/// Contribution of a subtree to its parent's statistics: (data, inodes),
+/// and what a PFS root may add of itself.
+#[derive(Default, Clone, Copy)]
+struct Contrib {
+    data: u64,
+    inodes: u64,
+    optional_data: u64,
+    optional_inodes: u64,
+}
+
+impl<'a> Pass<'a, '_> {
+    fn problem(&mut self, p: Problem, loc: &Location, detail: String) {
+        let pfs = self.pfs.as_ref().map(|s| format!("PFS {}: ", s.summary.name)).unwrap_or_default();
+        self.report.add(p, format!("{pfs}{loc}"), detail);
+    }
+
+    fn table(&mut self, set: &'a [Blockref], ctx: Ctx, depth: usize) -> Contrib {
+        let mut sum = Contrib::default();
+        for (index, b) in set.iter().enumerate() {
+            if b.kind() == T::Empty {
+                continue;
+            }
+            let loc = Location::of(b, ctx.parent_off, index);
+            let c = self.blockref(b, &loc, ctx, depth);
+            sum.data += c.data;
+            sum.inodes += c.inodes;
+            sum.optional_data += c.optional_data;
+            sum.optional_inodes += c.optional_inodes;
+        }
+        sum
+    }
+
+    fn allowed(container: Container, kind: T, key: u64) -> bool {
+        match (container, kind) {
+            (Container::Volume, T::Inode) => true,
+            (Container::SuperRoot, T::Inode | T::Indirect) => true,
+            (Container::PfsRoot, T::Inode | T::Dirent | T::Indirect) => true,
+            (Container::Dir, T::Dirent | T::Indirect) => true,
+            // Older media keep inodes inside their directory, keyed by name hash.
+            (Container::Dir, T::Inode) => key & DIRHASH_VISIBLE != 0,
+            (Container::File(_), T::Data | T::Indirect) => true,
+            _ => false,
+        }
+    }
+
+    /// Checks one blockref and what lies below; returns its contribution to
+    /// the parent's statistics.
+    fn blockref(&mut self, b: &'a Blockref, loc: &Location, ctx: Ctx, depth: usize) -> Contrib {
+        self.stats.blockrefs += 1;
+        let kind = b.kind();
+        if !Self::allowed(ctx.container, kind, b.key.get()) {
+            self.problem(BREF_TYPE, loc, format!("{kind} inside {:?}", ctx.container));
+            return Contrib::default();
+        }
+        let (key, end) = (b.key.get(), b.key_end());
+        if b.keybits > 64 || (b.keybits < 64 && key & ((1u64 << b.keybits) - 1) != 0) {
+            self.problem(BREF_KEY, loc, format!("key {key:#x} not aligned to keybits {}", b.keybits));
+        } else if key < ctx.lo || end > ctx.hi {
+            self.problem(
+                BREF_KEY,
+                loc,
+                format!("range {key:#x}-{end:#x} outside the parent's {:#x}-{:#x}", ctx.lo, ctx.hi),
+            );
+        }
+        if depth >= MAX_DEPTH {
+            self.problem(TREE_DEPTH, loc, format!("deeper than {MAX_DEPTH} levels"));
+            return Contrib::default();
+        }
+        let Some(media) = self.media(b, loc) else { return Contrib::default() };
+        let own = b.physical_size();
+        match kind {
+            T::Inode => self.inode(b, loc, media, ctx, depth, own),
+            T::Indirect => {
+                if self.ancestors.contains(&b.offset()) {
+                    self.problem(TREE_DEPTH, loc, "points at its own ancestor".into());
+                    return Contrib::default();
+                }
+                if let Some(s) = self.pfs.as_mut() {
+                    s.summary.indirect += 1;
+                }
+                let sub = Ctx { lo: key, hi: end, parent_off: b.data_off.get(), ..ctx };
+                self.ancestors.push(b.offset());
+                let below = self.table(Blockref::table(media), sub, depth + 1);
+                self.ancestors.pop();
+                self.check_stats(b, loc, below);
+                Contrib {
+                    data: own + b.stats().data_count.get(),
+                    inodes: b.stats().inode_count.get(),
+                    ..Default::default()
+                }
+            }
+            T::Data => {
+                self.data(b, loc, media, ctx);
+                Contrib { data: own, ..Default::default() }
+            }
+            T::Dirent => {
+                self.dirent(b, loc, ctx);
+                Contrib { data: own, ..Default::default() }
+            }
+            _ => Contrib::default(),
+        }
+    }
+
+    /// Reads and verifies the media (`Some(&[])` when there is none).
+    fn media(&mut self, b: &Blockref, loc: &Location) -> Option<&'a [u8]> {
+        let radix = b.radix();
+        if radix == 0 {
+            if b.kind() == T::Inode || b.kind() == T::Indirect {
+                self.problem(BREF_RADIX, loc, format!("{} without media", b.kind()));
+                return None;
+            }
+            return Some(&[]);
+        }
+        if !radix_ok(b.kind(), radix) {
+            self.problem(BREF_RADIX, loc, format!("radix {radix}"));
+            return None;
+        }
+        let (off, len) = (b.offset(), b.physical_size());
+        let Ok(media) = self.fs.device.read(off, len as usize) else {
+            self.problem(BREF_RANGE, loc, format!("{off:#x}+{len:#x} lies outside every volume"));
+            return None;
+        };
+        if let Some(why) = self.reserved(off, len) {
+            self.problem(BREF_RESERVED, loc, why);
+        }
+        self.stats.with_media += 1;
+        self.stats.bytes += len;
+        match check::verify(b, media) {
+            CheckOutcome::Ok => self.stats.verified += 1,
+            CheckOutcome::NotChecked => self.stats.not_checked += 1,
+            CheckOutcome::Mismatch { expected, found } => {
+                self.stats.errors += 1;
+                let m = b.check_method();
+                self.problem(BREF_CHECK, loc, format!("{m}: stored {expected}, data gives {found}"));
+                return None;
+            }
+            CheckOutcome::UnknownMethod(m) => {
+                self.stats.errors += 1;
+                self.problem(BREF_UNKNOWN_CHECK, loc, format!("method {m}"));
+                return None;
+            }
+        }
+        if let Some(s) = self.pfs.as_mut().filter(|_| b.kind() != T::Data) {
+            if !s.seen.insert(off) {
+                self.problem(BREF_DUPLICATE, loc, format!("{off:#x} already referenced in this PFS"));
+                return None;
+            }
+        }
+        Some(media)
+    }
+
+    /// Why `[off, off+len)` overlaps a reserved area, if it does.
+    fn reserved(&self, off: u64, len: u64) -> Option<String> {
+        let v = &self.fs.voldata;
+        let (boot, aux_end) = (v.boot_beg.get(), v.aux_end.get());
+        if off < aux_end && off + len > boot && aux_end > boot {
+            return Some(format!("{off:#x} inside the boot/aux areas {boot:#x}-{aux_end:#x}"));
+        }
+        let zone = off >> FREEMAP_LEVEL1_RADIX << FREEMAP_LEVEL1_RADIX;
+        (off < zone + ZONE_SEG)
+            .then(|| format!("{off:#x} inside the reserved segment of the zone at {zone:#x}"))
+    }
+
+    fn inode(
+        &mut self,
+        b: &'a Blockref,
+        loc: &Location,
+        media: &'a [u8],
+        ctx: Ctx,
+        depth: usize,
+        own: u64,
+    ) -> Contrib {
+        let Some(ip) = InodeData::from_bytes(media) else {
+            self.problem(INODE_BAD, loc, format!("{} bytes of media", media.len()));
+            return Contrib::default();
+        };
+        let m = &ip.meta;
+        let (t, inum, size) = (m.obj_type(), m.inum.get(), m.size.get());
+        let pfs_root = ctx.container == Container::SuperRoot;
+        if pfs_root {
+            self.start_pfs(ip);
+        }
+        let container = match (ctx.container, t) {
+            (Container::Volume, _) => Container::SuperRoot,
+            (Container::SuperRoot, _) => Container::PfsRoot,
+            (_, ObjType::Directory) => Container::Dir,
+            (_, ObjType::Regfile | ObjType::Softlink) => Container::File(size),
+            _ => Container::Nothing,
+        };
+        if matches!(t, ObjType::Unknown(_) | ObjType::Unknown0) {
+            self.problem(INODE_BAD, loc, format!("inode {inum}: unknown object type {}", m.type_));
+        }
+        if m.is_directdata()
+            && (size > EMBEDDED_BYTES as u64 || !matches!(t, ObjType::Regfile | ObjType::Softlink))
+        {
+            self.problem(
+                INODE_BAD,
+                loc,
+                format!("inode {inum}: {t} of {size} bytes marked as embedding its data"),
+            );
+        }
+        if ctx.container == Container::PfsRoot && b.key.get() & DIRHASH_VISIBLE == 0 && b.key.get() != inum {
+            self.problem(INODE_BAD, loc, format!("inode {inum} indexed under key {:#x}", b.key.get()));
+        }
+        if matches!(ctx.container, Container::SuperRoot | Container::Dir)
+            || (b.key.get() & DIRHASH_VISIBLE != 0)
+        {
+            // An inode that is also its own directory entry: key from its name.
+            let want = dirhash(ip.name());
+            if b.key.get() & !DIRHASH_LOMASK != want & !DIRHASH_LOMASK && ctx.container != Container::Volume {
+                self.problem(
+                    DIRENT_BAD,
+                    loc,
+                    format!(
+                        "key {:#x} is not the hash of {:?}",
+                        b.key.get(),
+                        String::from_utf8_lossy(ip.name())
+                    ),
+                );
+            }
+        }
+        if let Some(s) = self.pfs.as_mut() {
+            let sum = &mut s.summary;
+            sum.inodes += 1;
+            match t {
+                ObjType::Directory => sum.directories += 1,
+                ObjType::Regfile => sum.files += 1,
+                ObjType::Softlink => sum.symlinks += 1,
+                _ => sum.other += 1,
+            }
+            if !pfs_root {
+                if s.inodes.insert(inum, (t, m.nlinks.get(), loc.to_string())).is_some() {
+                    self.problem(BREF_DUPLICATE, loc, format!("inode number {inum} appears twice"));
+                }
+                if matches!(ctx.container, Container::Dir) || b.key.get() & DIRHASH_VISIBLE != 0 {
+                    let s = self.pfs.as_mut().expect("inside a PFS");
+                    s.dirents.push((inum, t, ctx.dir_inum, ip.name().to_vec(), loc.to_string()));
+                }
+            }
+        }
+        let below = if m.is_directdata() {
+            Contrib::default()
+        } else {
+            if self.ancestors.contains(&b.offset()) {
+                self.problem(TREE_DEPTH, loc, "points at its own ancestor".into());
+                return Contrib::default();
+            }
+            let dir_inum =
+                if matches!(container, Container::Dir | Container::PfsRoot) { inum } else { ctx.dir_inum };
+            let sub = Ctx { container, lo: 0, hi: u64::MAX, dir_inum, parent_off: b.data_off.get() };
+            self.ancestors.push(b.offset());
+            let below = self.table(ip.blockset(), sub, depth + 1);
+            self.ancestors.pop();
+            if container == Container::Nothing && (below.data != 0 || below.inodes != 0) {
+                self.problem(INODE_BAD, loc, format!("inode {inum}: a {t} with blocks"));
+            }
+            below
+        };
+        self.check_stats(b, loc, below);
+        if pfs_root {
+            self.finish_pfs();
+        }
+        let s = b.stats();
+        if b.flags & crate::format::BREF_FLAG_PFSROOT != 0 || pfs_root {
+            Contrib {
+                data: s.data_count.get(),
+                inodes: s.inode_count.get(),
+                optional_data: own,
+                optional_inodes: 1,
+            }
+        } else {
+            Contrib { data: own + s.data_count.get(), inodes: 1 + s.inode_count.get(), ..Default::default() }
+        }
+    }
+
+    fn check_stats(&mut self, b: &Blockref, loc: &Location, below: Contrib) {
+        let s = b.stats();
+        let (d, i) = (s.data_count.get(), s.inode_count.get());
+        let d_ok = d >= below.data && d <= below.data + below.optional_data;
+        let i_ok = i >= below.inodes && i <= below.inodes + below.optional_inodes;
+        if !(d_ok && i_ok) {
+            self.problem(
+                BREF_STATS,
+                loc,
+                format!(
+                    "stores data_count {d} inode_count {i}; below lie {} bytes and {} inodes",
+                    below.data, below.inodes
+                ),
+            );
+        }
+    }
+
+    fn data(&mut self, b: &Blockref, loc: &Location, media: &[u8], ctx: Ctx) {
+        let Container::File(size) = ctx.container else { return };
+        if b.keybits > 16 || b.keybits < 10 {
+            self.problem(BREF_KEY, loc, format!("data keybits {} outside 10..=16", b.keybits));
+            return;
+        }
+        if b.key.get() >= size.max(1).next_multiple_of(1 << b.keybits) {
+            self.problem(
+                INODE_BAD,
+                loc,
+                format!("data at {:#x} lies past the end of the file ({size} bytes)", b.key.get()),
+            );
+        }
+        if let Some(s) = self.pfs.as_mut() {
+            s.summary.data_blocks += 1;
+            s.summary.data_bytes += media.len() as u64;
+        }
+        let logical = 1usize << b.keybits;
+        let decoded = match b.comp_method() {
+            CompMethod::Lz4 => crate::compress::lz4_decompress(media, logical),
+            CompMethod::Zlib => crate::compress::zlib_decompress(media, logical),
+            _ => return,
+        };
+        if let Err(e) = decoded {
+            self.problem(BREF_DECOMPRESS, loc, e.to_string());
+        }
+    }
+
+    fn dirent(&mut self, b: &'a Blockref, loc: &Location, ctx: Ctx) {
+        let entry = match crate::pfs::dirent(&self.tree, b, loc) {
+            Ok(e) => e,
+            Err(e) => {
+                self.problem(DIRENT_BAD, loc, e.to_string());
+                return;
+            }
+        };
+        if b.key.get() & !DIRHASH_LOMASK != dirhash(&entry.name) & !DIRHASH_LOMASK {
+            self.problem(
+                DIRENT_BAD,
+                loc,
+                format!("key {:#x} is not the hash of {:?}", b.key.get(), entry.name_lossy()),
+            );
+        }
+        if let Some(s) = self.pfs.as_mut() {
+            s.summary.dirents += 1;
+            s.dirents.push((entry.inum, entry.obj_type, ctx.dir_inum, entry.name, loc.to_string()));
+        }
+    }
+
+    fn start_pfs(&mut self, root: &InodeData) {
+        let name = String::from_utf8_lossy(root.name()).into_owned();
+        self.pfs =
+            Some(PfsState { summary: PfsSummary { name, ..Default::default() }, ..Default::default() });
+    }
+
+    /// Cross-checks one PFS's directory entries against its inodes.
+    fn finish_pfs(&mut self) {
+        let Some(s) = self.pfs.take() else { return };
+        let mut named: HashMap<u64, u64> = HashMap::new();
+        let mut parent_of: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
+        for (inum, t, dir, name, _) in &s.dirents {
+            *named.entry(*inum).or_default() += 1;
+            parent_of.entry(*inum).or_insert_with(|| (*dir, name.clone()));
+            let _ = t;
+        }
+        let path = |inum: u64| -> String {
+            let mut parts = Vec::new();
+            let mut cur = inum;
+            while let Some((dir, name)) = parent_of.get(&cur) {
+                parts.push(String::from_utf8_lossy(name).into_owned());
+                if parts.len() > 4096 || *dir == cur {
+                    break;
+                }
+                cur = *dir;
+            }
+            parts.reverse();
+            format!("/{}", parts.join("/"))
+        };
+        let pfs = format!("PFS {}", s.summary.name);
+        for (inum, t, _, name, where_) in &s.dirents {
+            match s.inodes.get(inum) {
+                None => self.report.add(
+                    DIRENT_DANGLING,
+                    format!("{pfs}: {where_}"),
+                    format!(
+                        "{:?} names inode {inum}, which is not in the PFS",
+                        String::from_utf8_lossy(name)
+                    ),
+                ),
+                Some((it, _, _)) if it != t => self.report.add(
+                    DIRENT_BAD,
+                    format!("{pfs}: {where_}"),
+                    format!("{} (inode {inum}) is a {it} but its entry says {t}", path(*inum)),
+                ),
+                _ => {}
+            }
+        }
+        let mut inodes: Vec<_> = s.inodes.iter().collect();
+        inodes.sort_by_key(|(inum, _)| **inum);
+        for (inum, (t, nlinks, where_)) in inodes {
+            let n = named.get(inum).copied().unwrap_or(0);
+            let want = if *t == ObjType::Directory { 1 } else { *nlinks };
+            if n != want {
+                let what = if n == 0 {
+                    "no directory entry names it".to_string()
+                } else {
+                    format!("named by {n} entries")
+                };
+                self.report.add(
+                    INODE_NLINKS,
+                    format!(
+                        "{pfs}: {} (inode {inum}) at {where_}",
+                        if n == 0 { "<unnamed>".into() } else { path(*inum) }
+                    ),
+                    format!("{t} with nlinks {nlinks}: {what}"),
+                );
+            }
+        }
+        self.summaries.push(s.summary);
+    }
 }

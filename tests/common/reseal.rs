@@ -100,4 +100,3 @@ pub fn reseal(img: &Image, copy: usize, chain: &[u64]) {
     v.update_crcs();
     img.write(hoff, v.as_bytes());
 }
-
