@@ -135,3 +135,21 @@ fn usage_and_operational_errors() {
     assert_eq!(out.status.code(), Some(4), "{}", text(&out));
     assert!(text(&out).contains("HDR_NONE_VALID"), "{}", text(&out));
 }
+
+#[test]
+fn each_header_copy_damaged_in_turn_is_repaired() {
+    for copy in 0..4u64 {
+        let dir = tempfile::tempdir().unwrap();
+        let img = common::scratch_copy("newfs-10g", dir.path());
+        let spec = img.to_str().unwrap();
+        // Sector 0, sector 1 and the rest of the header, in turn.
+        let at = [0x10, 0x210, 0x4000, 0xfff0][copy as usize];
+        poke(&img, copy * (2 << 30) + at, &[0xde, 0xad]);
+        let out = fsck(&["-n", spec]);
+        assert_eq!(out.status.code(), Some(4), "copy {copy}: {}", text(&out));
+        assert!(text(&out).contains(&format!("copy #{copy}")), "{}", text(&out));
+        assert_eq!(fsck(&["-p", spec]).status.code(), Some(1), "copy {copy}");
+        let out = fsck(&[spec]);
+        assert_eq!(out.status.code(), Some(0), "copy {copy} second run: {}", text(&out));
+    }
+}

@@ -38,7 +38,12 @@ use crate::format::{
 use crate::tree::Tree;
 use crate::volume::Hammer2;
 use crate::walk::{radix_ok, WalkStats, MAX_DEPTH};
+use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
+
+/// DATA blocks are verified in parallel batches of this many (they have no
+/// children, so nothing waits on them); findings keep the traversal's order.
+const DATA_BATCH: usize = 2048;
 
 /// Counts of one PFS, for the summary table.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -100,6 +105,9 @@ struct Pass<'a, 'r> {
     summaries: Vec<PfsSummary>,
     /// Node offsets on the current path (cycles).
     ancestors: Vec<u64>,
+    /// DATA blocks waiting for parallel verification: blockref, location,
+    /// PFS label.
+    pending: Vec<(&'a Blockref, Location, String)>,
 }
 
 /// Checks the topology of `fs`; returns the traversal's totals.
@@ -114,9 +122,11 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<WalkStats> {
         pfs: None,
         summaries: Vec::new(),
         ancestors: Vec::new(),
+        pending: Vec::new(),
     };
     let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0, parent_off: 0 };
     pass.table(&fs.voldata.sroot_blockset, ctx, 0);
+    pass.flush_data();
     let summaries = std::mem::take(&mut pass.summaries);
     let stats = pass.stats;
     report.pfs.extend(summaries);
@@ -191,7 +201,7 @@ impl<'a> Pass<'a, '_> {
             self.problem(TREE_DEPTH, loc, format!("deeper than {MAX_DEPTH} levels"));
             return Contrib::default();
         }
-        let Some(media) = self.media(b, loc) else { return Contrib::default() };
+        let Some(media) = self.media(b, loc, kind != T::Data) else { return Contrib::default() };
         let own = b.physical_size();
         match kind {
             T::Inode => self.inode(b, loc, media, ctx, depth, own),
@@ -227,7 +237,7 @@ impl<'a> Pass<'a, '_> {
     }
 
     /// Reads and verifies the media (`Some(&[])` when there is none).
-    fn media(&mut self, b: &Blockref, loc: &Location) -> Option<&'a [u8]> {
+    fn media(&mut self, b: &Blockref, loc: &Location, verify: bool) -> Option<&'a [u8]> {
         let radix = b.radix();
         if radix == 0 {
             if b.kind() == T::Inode || b.kind() == T::Indirect {
@@ -250,6 +260,9 @@ impl<'a> Pass<'a, '_> {
         }
         self.stats.with_media += 1;
         self.stats.bytes += len;
+        if !verify {
+            return Some(media);
+        }
         match check::verify(b, media) {
             CheckOutcome::Ok => self.stats.verified += 1,
             CheckOutcome::NotChecked => self.stats.not_checked += 1,
@@ -415,7 +428,7 @@ impl<'a> Pass<'a, '_> {
         }
     }
 
-    fn data(&mut self, b: &Blockref, loc: &Location, media: &[u8], ctx: Ctx) {
+    fn data(&mut self, b: &'a Blockref, loc: &Location, media: &[u8], ctx: Ctx) {
         let Container::File(size) = ctx.container else { return };
         if b.keybits > 16 || b.keybits < 10 {
             self.problem(BREF_KEY, loc, format!("data keybits {} outside 10..=16", b.keybits));
@@ -428,18 +441,39 @@ impl<'a> Pass<'a, '_> {
                 format!("data at {:#x} lies past the end of the file ({size} bytes)", b.key.get()),
             );
         }
-        if let Some(s) = self.pfs.as_mut() {
-            s.summary.data_blocks += 1;
-            s.summary.data_bytes += media.len() as u64;
+        let Some(s) = self.pfs.as_mut() else { return };
+        s.summary.data_blocks += 1;
+        s.summary.data_bytes += media.len() as u64;
+        if !media.is_empty() {
+            let label = s.summary.name.clone();
+            self.pending.push((b, loc.clone(), label));
+            if self.pending.len() >= DATA_BATCH {
+                self.flush_data();
+            }
         }
-        let logical = 1usize << b.keybits;
-        let decoded = match b.comp_method() {
-            CompMethod::Lz4 => crate::compress::lz4_decompress(media, logical),
-            CompMethod::Zlib => crate::compress::zlib_decompress(media, logical),
-            _ => return,
-        };
-        if let Err(e) = decoded {
-            self.problem(BREF_DECOMPRESS, loc, e.to_string());
+    }
+
+    /// Verifies the queued DATA blocks on every core; reports in queue order.
+    fn flush_data(&mut self) {
+        let fs = self.fs;
+        let outcomes: Vec<DataOutcome> =
+            self.pending.par_iter().map(|(b, _, _)| verify_data(fs, b)).collect();
+        for ((_, loc, pfs), outcome) in self.pending.drain(..).zip(outcomes) {
+            let (problem, detail) = match outcome {
+                DataOutcome::Verified => {
+                    self.stats.verified += 1;
+                    continue;
+                }
+                DataOutcome::NotChecked => {
+                    self.stats.not_checked += 1;
+                    continue;
+                }
+                DataOutcome::Problem(p, d) => (p, d),
+            };
+            if problem.id == BREF_CHECK.id || problem.id == BREF_UNKNOWN_CHECK.id {
+                self.stats.errors += 1;
+            }
+            self.report.add(problem, format!("PFS {pfs}: {loc}"), detail);
         }
     }
 
@@ -534,5 +568,40 @@ impl<'a> Pass<'a, '_> {
             }
         }
         self.summaries.push(s.summary);
+    }
+}
+
+enum DataOutcome {
+    Verified,
+    NotChecked,
+    Problem(Problem, String),
+}
+
+/// Check code and decompression of one DATA block (bounds already checked).
+fn verify_data(fs: &Hammer2, b: &Blockref) -> DataOutcome {
+    let Ok(media) = fs.device.read(b.offset(), b.physical_size() as usize) else {
+        return DataOutcome::Problem(BREF_RANGE, "media unreadable".into());
+    };
+    let checked = match check::verify(b, media) {
+        CheckOutcome::Ok => true,
+        CheckOutcome::NotChecked => false,
+        CheckOutcome::Mismatch { expected, found } => {
+            let m = b.check_method();
+            return DataOutcome::Problem(BREF_CHECK, format!("{m}: stored {expected}, data gives {found}"));
+        }
+        CheckOutcome::UnknownMethod(m) => {
+            return DataOutcome::Problem(BREF_UNKNOWN_CHECK, format!("method {m}"))
+        }
+    };
+    let logical = 1usize << b.keybits.clamp(10, 16);
+    let decoded = match b.comp_method() {
+        CompMethod::Lz4 => Some(crate::compress::lz4_decompress(media, logical)),
+        CompMethod::Zlib => Some(crate::compress::zlib_decompress(media, logical)),
+        _ => None,
+    };
+    match decoded {
+        Some(Err(e)) => DataOutcome::Problem(BREF_DECOMPRESS, e.to_string()),
+        _ if checked => DataOutcome::Verified,
+        _ => DataOutcome::NotChecked,
     }
 }
