@@ -1,6 +1,6 @@
 //! HAMMER2 offline toolkit library.
 //!
-//! Layers, bottom to top: [`format`] (on-disk structures, no I/O),
+//! Layers, bottom to top: [`format`](mod@format) (on-disk structures, no I/O),
 //! [`check`] / [`compress`] / [`dirhash`] (codes and codecs), [`device`]
 //! (mapped volumes), [`volume`] (header copies and volume sets), [`walk`]
 //! (media-tree traversal). Data flows one way: higher layers call lower ones.

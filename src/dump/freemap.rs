@@ -80,7 +80,8 @@ pub struct FreemapReport {
 /// it is collected rather than streamed.
 pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
     let v = &fs.voldata;
-    let end = v.total_size.get();
+    // The end of the volume set (total_size is 0 on version-1 media).
+    let end = fs.device.logical_size();
     let mut tree = Vec::new();
     let opts = ShowOptions::default();
     let stats =
