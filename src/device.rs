@@ -323,36 +323,31 @@ impl Device {
         })
     }
 
-    /// Logical bytes, bounds-checked.
-    pub fn read(&self, loff: u64, len: usize) -> Result<&[u8]> {
-        let (i, phys) = self.map_logical(loff, len as u64).ok_or_else(|| Error::OutOfBounds {
+    /// The volume and physical offset of a logical range, or an error.
+    fn locate(&self, loff: u64, len: u64) -> Result<(usize, u64)> {
+        self.map_logical(loff, len).ok_or_else(|| Error::OutOfBounds {
             what: "logical address space".into(),
             offset: loff,
-            len: len as u64,
+            len,
             size: self.logical_size(),
-        })?;
+        })
+    }
+
+    /// Logical bytes, bounds-checked.
+    pub fn read(&self, loff: u64, len: usize) -> Result<&[u8]> {
+        let (i, phys) = self.locate(loff, len as u64)?;
         self.read_phys(i, phys, len)
     }
 
     /// Logical bytes copied into `buf` (pread for mapped volumes).
     pub fn read_into(&self, loff: u64, buf: &mut [u8]) -> Result<()> {
-        let (i, phys) = self.map_logical(loff, buf.len() as u64).ok_or_else(|| Error::OutOfBounds {
-            what: "logical address space".into(),
-            offset: loff,
-            len: buf.len() as u64,
-            size: self.logical_size(),
-        })?;
+        let (i, phys) = self.locate(loff, buf.len() as u64)?;
         self.volumes[i].read_at(phys, buf)
     }
 
     /// Writes logical bytes (the whole range inside one volume).
     pub fn write(&mut self, loff: u64, data: &[u8]) -> Result<()> {
-        let (i, phys) = self.map_logical(loff, data.len() as u64).ok_or_else(|| Error::OutOfBounds {
-            what: "logical address space".into(),
-            offset: loff,
-            len: data.len() as u64,
-            size: self.logical_size(),
-        })?;
+        let (i, phys) = self.locate(loff, data.len() as u64)?;
         self.volumes[i].write(phys, data)
     }
 
