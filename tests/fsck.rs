@@ -153,3 +153,38 @@ fn each_header_copy_damaged_in_turn_is_repaired() {
         assert_eq!(out.status.code(), Some(0), "copy {copy} second run: {}", text(&out));
     }
 }
+
+#[test]
+fn all_copies_reports_the_best_copy_and_checks_every_valid_one() {
+    let spec = common::fixture("pfs-snapshot").to_str().unwrap().to_string();
+    let out = fsck(&["--json", "--all-copies", &spec]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report"]["header_copy"], 3, "the report is the best copy's");
+    let trees: Vec<String> = v["report"]["trees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tree"].as_str().unwrap().to_string())
+        .collect();
+    for copy in 0..4 {
+        assert!(trees.contains(&format!("topology (copy #{copy})")), "{trees:?}");
+    }
+    // PFS counts are those of the copy in use (four PFSs), not repeated per copy.
+    assert_eq!(v["report"]["pfs"].as_array().unwrap().len(), 4);
+    // Argument order of a volume set does not change which copies are checked.
+    let out = fsck(&[
+        "--json",
+        "--all-copies",
+        &format!("{}:{}", common::fixture("multivol-1").display(), common::fixture("multivol-0").display()),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["report"]["trees"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["tree"].as_str().unwrap().starts_with("topology"))
+            .count(),
+        2
+    );
+}

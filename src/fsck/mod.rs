@@ -232,14 +232,18 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     if report.findings.iter().any(|f| f.problem.id == HDR_NONE_VALID.id && !f.repaired) {
         return Ok(report);
     }
-    let choices: Vec<CopyChoice> = if opts.all_copies {
-        let h = read_headers(device.volume(0));
-        h.copies.iter().filter(|c| c.is_valid()).map(|c| CopyChoice::Index(c.index)).collect()
-    } else {
-        vec![CopyChoice::Best]
-    };
     // The device is reopened per copy (read-only) so each walk sees one header.
     drop(device);
+    // The best copy first (its results are the report's), then, if asked,
+    // every other valid copy of the root volume.
+    let mut choices = vec![CopyChoice::Best];
+    if opts.all_copies {
+        if let Ok(fs) = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best) {
+            let root = &fs.headers[fs.root_position()];
+            let others = root.copies.iter().filter(|c| c.is_valid() && Some(c.index) != root.best);
+            choices.extend(others.map(|c| CopyChoice::Index(c.index)));
+        }
+    }
     for (n, choice) in choices.iter().enumerate() {
         let fs = match Hammer2::open(Device::open(spec, Access::ReadOnly)?, *choice) {
             Ok(fs) => fs,
@@ -248,18 +252,23 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
                 return Ok(report);
             }
         };
-        let generic: &[Root] = if n == 0 {
+        if n == 0 {
             report.header_copy = Some(fs.copy);
             report.mirror_tid = Some(fs.voldata.mirror_tid.get());
             field_checks(&fs, &mut report);
-            let stats = topology::check(&fs, &mut report)?;
-            report.trees.push(TreeStats { tree: format!("topology (copy #{})", fs.copy), stats });
+        }
+        // Every copy verified gets the full topology semantics; the PFS
+        // summary is that of the copy in use.
+        let pfs_before = report.pfs.len();
+        let stats = topology::check(&fs, &mut report)?;
+        if n > 0 {
+            report.pfs.truncate(pfs_before);
+        }
+        report.trees.push(TreeStats { tree: format!("topology (copy #{})", fs.copy), stats });
+        if n == 0 {
             freemap::check(&fs, &mut report)?;
-            &[Root::Freemap]
-        } else {
-            &[Root::Topology, Root::Freemap]
-        };
-        for &root in generic {
+        }
+        for root in [Root::Freemap] {
             let mut found = Vec::new();
             let stats = walk(&fs, root, WalkOptions::default(), &mut |v| {
                 if let Some(e) = &v.error {
