@@ -188,3 +188,25 @@ fn all_copies_reports_the_best_copy_and_checks_every_valid_one() {
         2
     );
 }
+
+#[test]
+fn verbose_traces_every_blockref() {
+    let spec = common::fixture("varied").to_str().unwrap().to_string();
+    let json: serde_json::Value = serde_json::from_slice(&fsck(&["--json", &spec]).stdout).unwrap();
+    let topo = json["report"]["trees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tree"].as_str().unwrap().starts_with("topology"))
+        .unwrap()
+        .clone();
+    let out = fsck(&["-v", &spec]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let traced = text
+        .lines()
+        .filter(|l| l.contains(" (parent 0x") && (l.ends_with(" ok") || l.ends_with("no media")))
+        .count();
+    assert_eq!(traced as u64, topo["blockrefs"].as_u64().unwrap(), "one trace line per blockref");
+    assert!(text.contains("HDR_STALE"), "informational findings are shown with -v");
+}

@@ -27,8 +27,10 @@ fn main() {
             },
             sync_headers: cli.sync_headers,
             all_copies: cli.all_copies,
+            trace: (cli.verbose && !cli.json)
+                .then(|| -> fsck::Trace { std::sync::Arc::new(|line: &str| println!("{line}")) }),
         };
-        let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json).then(|| {
+        let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json && !cli.verbose).then(|| {
             let pb = indicatif::ProgressBar::new_spinner();
             pb.set_message(format!("checking {}", cli.device));
             pb.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -33,7 +33,7 @@ pub struct FsckCli {
     /// Print only problems
     #[arg(short = 'q', long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Also print informational findings
+    /// Print every blockref as it is checked, and informational findings
     #[arg(short = 'v', long)]
     pub verbose: bool,
     /// Print the report as JSON

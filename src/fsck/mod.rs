@@ -138,14 +138,30 @@ pub enum RepairMode {
     Yes,
 }
 
+/// Receives one line per blockref checked (`fsck_hammer2 -v`).
+pub type Trace = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
+
 /// fsck options.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct FsckOptions {
     pub repair: RepairMode,
     /// Also rewrite valid but older header copies.
     pub sync_headers: bool,
     /// Verify the topology from every valid header copy, not only the best.
     pub all_copies: bool,
+    /// Per-blockref detail of the topology pass, in tree order.
+    pub trace: Option<Trace>,
+}
+
+impl std::fmt::Debug for FsckOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FsckOptions")
+            .field("repair", &self.repair)
+            .field("sync_headers", &self.sync_headers)
+            .field("all_copies", &self.all_copies)
+            .field("trace", &self.trace.is_some())
+            .finish()
+    }
 }
 
 /// One problem found.
@@ -260,7 +276,7 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         // Every copy verified gets the full topology semantics; the PFS
         // summary is that of the copy in use.
         let pfs_before = report.pfs.len();
-        let stats = topology::check(&fs, &mut report)?;
+        let stats = topology::check(&fs, &mut report, opts.trace.clone())?;
         if n > 0 {
             report.pfs.truncate(pfs_before);
         }

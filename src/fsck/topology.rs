@@ -108,10 +108,14 @@ struct Pass<'a, 'r> {
     /// DATA blocks waiting for parallel verification: blockref, location,
     /// PFS label.
     pending: Vec<(&'a Blockref, Location, String)>,
+    trace: Option<super::Trace>,
+    /// Depth of the blockref being checked (for the trace's indentation).
+    depth: usize,
 }
 
-/// Checks the topology of `fs`; returns the traversal's totals.
-pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<WalkStats> {
+/// Checks the topology of `fs`; returns the traversal's totals. With a
+/// trace, every blockref is described as it is checked.
+pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>) -> Result<WalkStats> {
     let mut tree = Tree::new(fs);
     tree.verify = false; // this pass verifies (and reports) check codes itself
     let mut pass = Pass {
@@ -123,6 +127,8 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<WalkStats> {
         summaries: Vec::new(),
         ancestors: Vec::new(),
         pending: Vec::new(),
+        trace,
+        depth: 0,
     };
     let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0, parent_off: 0 };
     pass.table(&fs.voldata.sroot_blockset, ctx, 0);
@@ -144,6 +150,12 @@ struct Contrib {
 }
 
 impl<'a> Pass<'a, '_> {
+    fn trace(&self, depth: usize, loc: &Location, status: &str) {
+        if let Some(t) = &self.trace {
+            t(&format!("{:indent$}{loc}: {status}", "", indent = depth * 2));
+        }
+    }
+
     fn problem(&mut self, p: Problem, loc: &Location, detail: String) {
         let pfs = self.pfs.as_ref().map(|s| format!("PFS {}: ", s.summary.name)).unwrap_or_default();
         self.report.add(p, format!("{pfs}{loc}"), detail);
@@ -182,6 +194,7 @@ impl<'a> Pass<'a, '_> {
     /// the parent's statistics.
     fn blockref(&mut self, b: &'a Blockref, loc: &Location, ctx: Ctx, depth: usize) -> Contrib {
         self.stats.blockrefs += 1;
+        self.depth = depth;
         let kind = b.kind();
         if !Self::allowed(ctx.container, kind, b.key.get()) {
             self.problem(BREF_TYPE, loc, format!("{kind} inside {:?}", ctx.container));
@@ -240,6 +253,7 @@ impl<'a> Pass<'a, '_> {
     fn media(&mut self, b: &Blockref, loc: &Location, verify: bool) -> Option<&'a [u8]> {
         let radix = b.radix();
         if radix == 0 {
+            self.trace(self.depth, loc, "no media");
             if b.kind() == T::Inode || b.kind() == T::Indirect {
                 self.problem(BREF_RADIX, loc, format!("{} without media", b.kind()));
                 return None;
@@ -264,8 +278,14 @@ impl<'a> Pass<'a, '_> {
             return Some(media);
         }
         match check::verify(b, media) {
-            CheckOutcome::Ok => self.stats.verified += 1,
-            CheckOutcome::NotChecked => self.stats.not_checked += 1,
+            CheckOutcome::Ok => {
+                self.stats.verified += 1;
+                self.trace(self.depth, loc, &format!("{} ok", b.check_method()));
+            }
+            CheckOutcome::NotChecked => {
+                self.stats.not_checked += 1;
+                self.trace(self.depth, loc, "not checked");
+            }
             CheckOutcome::Mismatch { expected, found } => {
                 self.stats.errors += 1;
                 let m = b.check_method();
@@ -447,7 +467,8 @@ impl<'a> Pass<'a, '_> {
         if !media.is_empty() {
             let label = s.summary.name.clone();
             self.pending.push((b, loc.clone(), label));
-            if self.pending.len() >= DATA_BATCH {
+            // A trace wants tree order: verify each block as it comes.
+            if self.pending.len() >= DATA_BATCH || self.trace.is_some() {
                 self.flush_data();
             }
         }
@@ -458,18 +479,22 @@ impl<'a> Pass<'a, '_> {
         let fs = self.fs;
         let outcomes: Vec<DataOutcome> =
             self.pending.par_iter().map(|(b, _, _)| verify_data(fs, b)).collect();
-        for ((_, loc, pfs), outcome) in self.pending.drain(..).zip(outcomes) {
+        let pending = std::mem::take(&mut self.pending);
+        for ((b, loc, pfs), outcome) in pending.into_iter().zip(outcomes) {
             let (problem, detail) = match outcome {
                 DataOutcome::Verified => {
                     self.stats.verified += 1;
+                    self.trace(self.depth, &loc, &format!("{} ok", b.check_method()));
                     continue;
                 }
                 DataOutcome::NotChecked => {
                     self.stats.not_checked += 1;
+                    self.trace(self.depth, &loc, "not checked");
                     continue;
                 }
                 DataOutcome::Problem(p, d) => (p, d),
             };
+            self.trace(self.depth, &loc, &format!("{}: {detail}", problem.id));
             if problem.id == BREF_CHECK.id || problem.id == BREF_UNKNOWN_CHECK.id {
                 self.stats.errors += 1;
             }
