@@ -17,7 +17,7 @@ use crate::compress;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, CompMethod, InodeData, INODE_BYTES, PBUFSIZE};
 use crate::volume::Hammer2;
-use crate::walk::{radix_ok, MAX_DEPTH};
+use crate::walk::{media_extent, read_media, MAX_DEPTH};
 use std::borrow::Cow;
 
 /// Where a blockref sits, for error messages.
@@ -51,17 +51,7 @@ impl<'a> Tree<'a> {
     }
 
     pub fn media_at(&self, bref: &Blockref, loc: &Location) -> Result<&'a [u8]> {
-        let radix = bref.radix();
-        if radix == 0 {
-            return Ok(&[]);
-        }
-        if !radix_ok(bref.kind(), radix) {
-            return Err(Error::corrupt(CorruptKind::BadRadix(radix), loc.clone()));
-        }
-        let len = 1u64 << radix;
-        let bytes = self.fs.device.read(bref.offset(), len as usize).map_err(|_| {
-            Error::corrupt(CorruptKind::OutOfRange { offset: bref.offset(), len }, loc.clone())
-        })?;
+        let bytes = read_media(self.fs, bref).map_err(|k| Error::corrupt(k, loc.clone()))?.unwrap_or(&[]);
         self.verify_check(bref, bytes, loc)?;
         Ok(bytes)
     }
@@ -85,19 +75,12 @@ impl<'a> Tree<'a> {
     /// out (not borrowed from the mapping) so streaming a large file keeps
     /// this process's resident memory flat.
     pub fn data(&self, bref: &Blockref, loc: &Location) -> Result<Cow<'a, [u8]>> {
-        let radix = bref.radix();
-        if radix == 0 {
+        let Some((off, len)) = media_extent(bref).map_err(|k| Error::corrupt(k, loc.clone()))? else {
             return Ok(Cow::Borrowed(&[]));
-        }
-        if !radix_ok(bref.kind(), radix) {
-            return Err(Error::corrupt(CorruptKind::BadRadix(radix), loc.clone()));
-        }
-        let mut raw = vec![0u8; 1usize << radix];
-        self.fs.device.read_into(bref.offset(), &mut raw).map_err(|_| {
-            Error::corrupt(
-                CorruptKind::OutOfRange { offset: bref.offset(), len: raw.len() as u64 },
-                loc.clone(),
-            )
+        };
+        let mut raw = vec![0u8; len];
+        self.fs.device.read_into(off, &mut raw).map_err(|_| {
+            Error::corrupt(CorruptKind::OutOfRange { offset: off, len: len as u64 }, loc.clone())
         })?;
         self.verify_check(bref, &raw, loc)?;
         let logical = 1usize << bref.keybits.clamp(10, 16);
@@ -136,7 +119,7 @@ impl<'a> Tree<'a> {
         match bref.kind() {
             BlockrefType::Inode => {
                 let ip = self.inode(bref, loc)?;
-                Ok(if ip.meta.is_directdata() { &[] } else { inode_blockset(ip) })
+                Ok(if ip.meta.is_directdata() { &[] } else { ip.blockset() })
             }
             BlockrefType::Indirect | BlockrefType::FreemapNode => {
                 let media = self.media_at(bref, loc)?;
@@ -212,9 +195,4 @@ impl<'a> Tree<'a> {
         })?;
         Ok(found)
     }
-}
-
-/// An inode's four-entry blockset.
-pub fn inode_blockset(ip: &InodeData) -> &[Blockref] {
-    ip.blockset()
 }

@@ -74,6 +74,23 @@ pub fn radix_ok(kind: BlockrefType, radix: u8) -> bool {
     }
 }
 
+/// Where a blockref's media lies: `Ok(None)` when it has none (radix 0),
+/// after checking the radix suits its type.
+pub fn media_extent(bref: &Blockref) -> Result<Option<(u64, usize)>, CorruptKind> {
+    match bref.radix() {
+        0 => Ok(None),
+        r if radix_ok(bref.kind(), r) => Ok(Some((bref.offset(), 1usize << r))),
+        r => Err(CorruptKind::BadRadix(r)),
+    }
+}
+
+/// A blockref's media as mapped bytes (`Ok(None)` when it has none), radix
+/// and bounds checked; check codes are left to the caller.
+pub fn read_media<'a>(fs: &'a Hammer2, bref: &Blockref) -> Result<Option<&'a [u8]>, CorruptKind> {
+    let Some((off, len)) = media_extent(bref)? else { return Ok(None) };
+    fs.device.read(off, len).map(Some).map_err(|_| CorruptKind::OutOfRange { offset: off, len: len as u64 })
+}
+
 /// The blockrefs an internal node's media holds (empty for leaves).
 pub fn children<'a>(bref: &Blockref, media: &'a [u8]) -> &'a [Blockref] {
     match bref.kind() {
@@ -131,31 +148,26 @@ impl<'f> Walker<'f, '_> {
             error = corrupt(CorruptKind::TooDeep(self.opts.max_depth));
         } else if radix != 0 && self.ancestors.contains(&bref.offset()) {
             error = corrupt(CorruptKind::Cycle);
-        } else if radix != 0 {
-            if !radix_ok(bref.kind(), radix) {
-                error = corrupt(CorruptKind::BadRadix(radix));
-            } else {
-                match self.fs.device.read(bref.offset(), 1usize << radix) {
-                    Err(_) => {
-                        error = corrupt(CorruptKind::OutOfRange { offset: bref.offset(), len: 1 << radix });
-                    }
-                    Ok(bytes) => {
-                        self.stats.with_media += 1;
-                        self.stats.bytes += bytes.len() as u64;
-                        media = Some(bytes);
-                        outcome = check::verify(bref, bytes);
-                        match &outcome {
-                            CheckOutcome::Ok => self.stats.verified += 1,
-                            CheckOutcome::NotChecked => self.stats.not_checked += 1,
-                            CheckOutcome::Mismatch { expected, found } => {
-                                error = corrupt(CorruptKind::CheckMismatch {
-                                    method: bref.check_method().to_string(),
-                                    expected: expected.clone(),
-                                    found: found.clone(),
-                                })
-                            }
-                            CheckOutcome::UnknownMethod(m) => error = corrupt(CorruptKind::UnknownCheck(*m)),
+        } else {
+            match read_media(self.fs, bref) {
+                Err(kind) => error = corrupt(kind),
+                Ok(None) => {}
+                Ok(Some(bytes)) => {
+                    self.stats.with_media += 1;
+                    self.stats.bytes += bytes.len() as u64;
+                    media = Some(bytes);
+                    outcome = check::verify(bref, bytes);
+                    match &outcome {
+                        CheckOutcome::Ok => self.stats.verified += 1,
+                        CheckOutcome::NotChecked => self.stats.not_checked += 1,
+                        CheckOutcome::Mismatch { expected, found } => {
+                            error = corrupt(CorruptKind::CheckMismatch {
+                                method: bref.check_method().to_string(),
+                                expected: expected.clone(),
+                                found: found.clone(),
+                            })
                         }
+                        CheckOutcome::UnknownMethod(m) => error = corrupt(CorruptKind::UnknownCheck(*m)),
                     }
                 }
             }

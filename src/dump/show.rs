@@ -14,7 +14,7 @@ use crate::format::{Blockref, BlockrefType, InodeData, ObjType, INODE_MAXNAME, O
 use crate::pfs::Pfs;
 use crate::tree::Tree;
 use crate::volume::Hammer2;
-use crate::walk::{self, radix_ok, Root, WalkOptions, MAX_DEPTH};
+use crate::walk::{self, read_media, Root, WalkOptions, MAX_DEPTH};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -292,40 +292,28 @@ impl<'f, 'v> Shower<'f, 'v> {
             error = Some(CorruptKind::TooDeep(MAX_DEPTH).to_string());
         } else if radix != 0 && self.ancestors.contains(&bref.offset()) {
             error = Some("blockref points at one of its ancestors (a cycle)".to_string());
-        } else if radix != 0 {
-            if !radix_ok(bref.kind(), radix) {
-                error = Some(CorruptKind::BadRadix(radix).to_string());
-            } else {
-                match self.fs.device.read(bref.offset(), 1usize << radix) {
-                    Err(_) => {
-                        let kind = CorruptKind::OutOfRange { offset: bref.offset(), len: 1 << radix };
-                        error = Some(kind.to_string());
-                    }
-                    Ok(bytes) => {
-                        media = Some(bytes);
-                        check_status = match check::verify(bref, bytes) {
-                            CheckOutcome::Ok => {
-                                self.stats.verified += 1;
-                                "ok"
-                            }
-                            CheckOutcome::NotChecked => "unchecked",
-                            CheckOutcome::Mismatch { expected, found } => {
-                                error = Some(
-                                    CorruptKind::CheckMismatch {
-                                        method: bref.check_method().to_string(),
-                                        expected,
-                                        found,
-                                    }
-                                    .to_string(),
-                                );
-                                "BAD"
-                            }
-                            CheckOutcome::UnknownMethod(m) => {
-                                error = Some(CorruptKind::UnknownCheck(m).to_string());
-                                "unknown"
-                            }
-                        };
-                    }
+        } else {
+            match read_media(self.fs, bref) {
+                Err(kind) => error = Some(kind.to_string()),
+                Ok(None) => {}
+                Ok(Some(bytes)) => {
+                    media = Some(bytes);
+                    check_status = match check::verify(bref, bytes) {
+                        CheckOutcome::Ok => {
+                            self.stats.verified += 1;
+                            "ok"
+                        }
+                        CheckOutcome::NotChecked => "unchecked",
+                        CheckOutcome::Mismatch { expected, found } => {
+                            let method = bref.check_method().to_string();
+                            error = Some(CorruptKind::CheckMismatch { method, expected, found }.to_string());
+                            "BAD"
+                        }
+                        CheckOutcome::UnknownMethod(m) => {
+                            error = Some(CorruptKind::UnknownCheck(m).to_string());
+                            "unknown"
+                        }
+                    };
                 }
             }
         }

@@ -37,7 +37,7 @@ use crate::format::{
 };
 use crate::tree::Tree;
 use crate::volume::Hammer2;
-use crate::walk::{radix_ok, WalkStats, MAX_DEPTH};
+use crate::walk::{read_media, WalkStats, MAX_DEPTH};
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 
@@ -260,15 +260,18 @@ impl<'a> Pass<'a, '_> {
             }
             return Some(&[]);
         }
-        if !radix_ok(b.kind(), radix) {
-            self.problem(BREF_RADIX, loc, format!("radix {radix}"));
-            return None;
-        }
-        let (off, len) = (b.offset(), b.physical_size());
-        let Ok(media) = self.fs.device.read(off, len as usize) else {
-            self.problem(BREF_RANGE, loc, format!("{off:#x}+{len:#x} lies outside every volume"));
-            return None;
+        let media = match read_media(self.fs, b) {
+            Ok(m) => m.unwrap_or(&[]),
+            Err(kind @ crate::error::CorruptKind::BadRadix(_)) => {
+                self.problem(BREF_RADIX, loc, kind.to_string());
+                return None;
+            }
+            Err(kind) => {
+                self.problem(BREF_RANGE, loc, kind.to_string());
+                return None;
+            }
         };
+        let (off, len) = (b.offset(), b.physical_size());
         if let Some(why) = self.reserved(off, len) {
             self.problem(BREF_RESERVED, loc, why);
         }
