@@ -62,6 +62,10 @@ pub enum CorruptKind {
     TooDeep(usize),
     #[error("cycle: points at its own ancestor")]
     Cycle,
+    #[error(
+        "traversal gave up after {0} blockrefs (more than the volumes can hold: shared or looping structure)"
+    )]
+    Budget(u64),
     #[error("block does not decompress: {0}")]
     Decompress(#[from] crate::compress::CodecError),
     #[error("inode: {0}")]

@@ -1,13 +1,13 @@
 //! File contents: embedded data, or DATA blockrefs keyed by file offset
 //! (through indirect blocks), with holes and zero blocks reading as zeros.
-//! Reading streams: blocks are visited in key order table by table, so
-//! memory is bounded by the tree's depth, not the file's size.
+//! Reading streams: the traversal engine visits blocks in key order table by
+//! table, so memory is bounded by the tree's depth, not the file's size.
 
 use crate::error::{CorruptKind, Error, Result};
-use crate::format::{Blockref, BlockrefType, EMBEDDED_BYTES};
+use crate::format::{BlockrefType, EMBEDDED_BYTES};
 use crate::pfs::Inode;
-use crate::tree::{location, Tree};
-use crate::walk::MAX_DEPTH;
+use crate::tree::Tree;
+use crate::walk::{Engine, Node, Nothing, Options, Reach, Step, Visitor};
 use std::io::{Seek, SeekFrom, Write};
 
 /// Where file contents go: bytes, and holes (runs of zeros).
@@ -85,73 +85,95 @@ pub fn read_file(tree: &Tree<'_>, ino: &Inode<'_>, out: &mut dyn Sink) -> Result
         out.data(&ino.data.u[..size as usize]).map_err(io)?;
         return Ok(size);
     }
-    let mut pos = 0u64;
-    blocks_in_order(tree, ino.blockset(), ino.bref.data_off.get(), size, 0, &mut pos, out)?;
+    if size == 0 {
+        return Ok(0);
+    }
+    let mut v = InOrder { tree, size, pos: 0, out, error: None };
+    let opts = Options { key_order: true, ..Options::scan(0, size - 1) };
+    Engine::new(tree.fs, opts).run(ino.blockset(), ino.bref.data_off.get(), &(), &mut v);
+    if let Some(e) = v.error {
+        return Err(e);
+    }
+    let pos = v.pos;
     out.hole(size - pos).map_err(io)?;
     Ok(size)
 }
 
-/// Emits the table's blocks in key order, zero-filling gaps; `pos` is the
-/// next file offset to produce.
-fn blocks_in_order(
-    tree: &Tree<'_>,
-    set: &[Blockref],
-    parent_off: u64,
+/// Emits a file's blocks in key order (the engine sorts each table and
+/// skips blocks at or past EOF, such as those a truncate leaves), filling
+/// gaps with holes; `pos` is the next file offset to produce.
+struct InOrder<'t, 'a, 'o> {
+    tree: &'t Tree<'a>,
     size: u64,
-    depth: usize,
-    pos: &mut u64,
-    out: &mut dyn Sink,
-) -> Result<()> {
-    let io = |e: std::io::Error| Error::Io { path: "output".into(), op: "write", offset: 0, source: e };
-    let mut order: Vec<usize> = (0..set.len()).filter(|&i| set[i].kind() != BlockrefType::Empty).collect();
-    order.sort_by_key(|&i| set[i].key.get());
-    for i in order {
-        let b = &set[i];
-        let loc = location(b, parent_off, i);
+    pos: u64,
+    out: &'o mut dyn Sink,
+    error: Option<Error>,
+}
+
+impl<'a> InOrder<'_, 'a, '_> {
+    fn block(&mut self, node: &Node<'a>) -> Result<Step<(), Nothing>> {
+        let io = |e: std::io::Error| Error::Io { path: "output".into(), op: "write", offset: 0, source: e };
+        let b = node.bref;
+        let loc = node.location();
         let key = b.key.get();
-        if key >= size {
-            continue; // beyond EOF (e.g. left by a truncate): not part of the file
-        }
-        if key < *pos {
+        if key < self.pos {
             return Err(Error::corrupt(
-                CorruptKind::Other(format!("data overlaps earlier data at {:#x}", *pos)),
+                CorruptKind::Other(format!("data overlaps earlier data at {:#x}", self.pos)),
                 loc,
             ));
         }
         match b.kind() {
             BlockrefType::Indirect => {
-                if depth + 1 >= MAX_DEPTH {
-                    return Err(Error::corrupt(CorruptKind::TooDeep(MAX_DEPTH), loc));
+                if node.is_shared() {
+                    return Err(Error::corrupt(
+                        CorruptKind::Other("indirect block referenced twice in one file".into()),
+                        loc,
+                    ));
                 }
-                let kids = tree.children(b, &loc)?;
-                blocks_in_order(tree, kids, b.data_off.get(), size, depth + 1, pos, out)?;
+                node.result()?;
+                Ok(Step::Descend(()))
             }
             BlockrefType::Data => {
+                if let Reach::Failed(k) = &node.reach {
+                    return Err(Error::corrupt(k.clone(), loc));
+                }
                 if b.keybits > 16 {
                     return Err(Error::corrupt(
                         CorruptKind::Other(format!("data keybits {} > 16", b.keybits)),
                         loc,
                     ));
                 }
-                out.hole(key - *pos).map_err(io)?;
-                *pos = key;
-                let block_len = (1u64 << b.keybits).min(size - key);
-                let data = tree.data(b, &loc)?;
+                self.out.hole(key - self.pos).map_err(io)?;
+                self.pos = key;
+                let block_len = (1u64 << b.keybits).min(self.size - key);
+                let data = self.tree.data(b, &loc)?;
                 let have = (data.len() as u64).min(block_len);
-                out.data(&data[..have as usize]).map_err(io)?;
-                out.hole(block_len - have).map_err(io)?;
-                *pos = key + block_len;
+                self.out.data(&data[..have as usize]).map_err(io)?;
+                self.out.hole(block_len - have).map_err(io)?;
+                self.pos = key + block_len;
+                Ok(Step::Leaf(Nothing))
             }
             other => {
                 let found = other.to_string();
-                return Err(Error::corrupt(
-                    CorruptKind::WrongType { found, expected: "data or indirect" },
-                    loc,
-                ));
+                Err(Error::corrupt(CorruptKind::WrongType { found, expected: "data or indirect" }, loc))
             }
         }
     }
-    Ok(())
+}
+
+impl<'a> Visitor<'a> for InOrder<'_, 'a, '_> {
+    type Ctx = ();
+    type Out = Nothing;
+
+    fn visit(&mut self, node: &Node<'a>, _: &()) -> Step<(), Nothing> {
+        match self.block(node) {
+            Ok(step) => step,
+            Err(e) => {
+                self.error = Some(e);
+                Step::Stop
+            }
+        }
+    }
 }
 
 /// A symlink's target (bounded: targets are short).

@@ -14,6 +14,7 @@ use crate::dirhash::dirhash;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType, DIRHASH_LOMASK, INODE_MAXNAME};
 use crate::tree::{location, Flow, Tree};
+use crate::walk::{Node, Reach};
 
 /// An inode and the blockref that reaches it.
 #[derive(Clone)]
@@ -84,10 +85,10 @@ impl<'a> Pfs<'a> {
     pub fn list(tree: &Tree<'a>) -> Result<Vec<Pfs<'a>>> {
         let sroot = super_root(tree)?;
         let mut out = Vec::new();
-        tree.scan(sroot.blockset(), sroot.bref.data_off.get(), 0, u64::MAX, &mut |b, loc| {
-            if b.kind() == BlockrefType::Inode {
-                let data = tree.inode(b, loc)?;
-                out.push(Pfs { tree: *tree, root: Inode { bref: b, loc: loc.clone(), data } });
+        tree.scan_nodes(sroot.blockset(), sroot.bref.data_off.get(), 0, u64::MAX, &mut |n| {
+            if n.bref.kind() == BlockrefType::Inode {
+                let data = tree.node_inode(n)?;
+                out.push(Pfs { tree: *tree, root: Inode { bref: n.bref, loc: n.location(), data } });
             }
             Ok(Flow::Continue)
         })?;
@@ -129,11 +130,12 @@ impl<'a> Pfs<'a> {
         if inum == self.root.inum() {
             return Ok(self.root.clone());
         }
-        let (bref, loc) = self
+        let node = self
             .tree
             .lookup(self.root.blockset(), self.root.bref.data_off.get(), inum, BlockrefType::Inode)?
             .ok_or_else(|| Error::NotFound(format!("inode {inum} in PFS {}", self.name())))?;
-        let data = self.tree.inode(bref, &loc)?;
+        let data = self.tree.node_inode(&node)?;
+        let (bref, loc) = (node.bref, node.location());
         if data.meta.inum.get() != inum {
             return Err(Error::corrupt(
                 CorruptKind::BadInode(format!("indexed as {inum} but numbered {}", data.meta.inum.get())),
@@ -158,11 +160,12 @@ impl<'a> Pfs<'a> {
         // with the inode index, whose keys do not.
         let lo = lo.max(crate::format::DIRHASH_VISIBLE);
         let tree = self.tree;
-        tree.scan(dir.blockset(), dir.bref.data_off.get(), lo, hi, &mut |b, loc| {
+        tree.scan_nodes(dir.blockset(), dir.bref.data_off.get(), lo, hi, &mut |n| {
+            let b = n.bref;
             let entry = match b.kind() {
-                BlockrefType::Dirent => dirent(&tree, b, loc)?,
+                BlockrefType::Dirent => dirent(&tree, n)?,
                 BlockrefType::Inode => {
-                    let ip = tree.inode(b, loc)?;
+                    let ip = tree.node_inode(n)?;
                     DirEntry {
                         name: ip.name().to_vec(),
                         inum: ip.meta.inum.get(),
@@ -220,21 +223,30 @@ impl<'a> Pfs<'a> {
     }
 }
 
-/// Decodes a DIRENT blockref.
-pub(crate) fn dirent(tree: &Tree<'_>, b: &Blockref, loc: &Location) -> Result<DirEntry> {
+/// Decodes a DIRENT the engine reached (names longer than the check area
+/// live in its media, already read and verified).
+pub(crate) fn dirent(tree: &Tree<'_>, n: &Node<'_>) -> Result<DirEntry> {
+    let b = n.bref;
     let head = b.dirent();
     let namlen = head.namlen.get() as usize;
+    let loc = || n.location();
     if namlen == 0 || namlen >= INODE_MAXNAME {
-        return Err(Error::corrupt(CorruptKind::BadDirent(format!("name length {namlen}")), loc.clone()));
+        return Err(Error::corrupt(CorruptKind::BadDirent(format!("name length {namlen}")), loc()));
     }
     let name = if namlen <= b.check.len() {
         b.check[..namlen].to_vec()
     } else {
-        let media = tree.media_at(b, loc)?;
+        let media = match n.reach {
+            Reach::Media(_) => {
+                n.result()?;
+                n.raw_media().unwrap_or(&[])
+            }
+            _ => tree.media_at(b, &loc())?,
+        };
         if media.len() < namlen {
             return Err(Error::corrupt(
                 CorruptKind::BadDirent(format!("name length {namlen} but its block holds {}", media.len())),
-                loc.clone(),
+                loc(),
             ));
         }
         media[..namlen].to_vec()

@@ -4,8 +4,8 @@
 //!
 //! Blockref tables are fully associative (entries in any order, holes
 //! anywhere), so a table is scanned, but subtrees whose key range cannot hold
-//! the key are skipped. Depth is bounded, so a blockref pointing at an
-//! ancestor ends in an error, not a loop.
+//! the key are skipped. Scans run on the traversal engine ([`crate::walk`]):
+//! depth, cycles, shared nodes and the work done are bounded there.
 //!
 //! Only DATA blockrefs carry compressed media; the fixtures show inodes whose
 //! `methods` name LZ4 while the 1 KiB inode is stored raw, so compression is
@@ -17,7 +17,7 @@ use crate::compress;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, CompMethod, InodeData, INODE_BYTES, PBUFSIZE};
 use crate::volume::Hammer2;
-use crate::walk::{media_extent, read_media, MAX_DEPTH};
+use crate::walk::{self, media_extent, read_media, Node, Options, Reach};
 use std::borrow::Cow;
 
 /// Where a blockref sits, for error messages.
@@ -25,12 +25,7 @@ pub fn location(bref: &Blockref, parent_off: u64, index: usize) -> Location {
     Location::of(bref, parent_off, index)
 }
 
-/// What a scan callback wants next.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flow {
-    Continue,
-    Stop,
-}
+pub use crate::walk::Flow;
 
 /// Read access to one opened file system's media tree.
 #[derive(Clone, Copy)]
@@ -133,9 +128,9 @@ impl<'a> Tree<'a> {
     }
 
     /// Visits every leaf blockref (anything but INDIRECT and EMPTY) under
-    /// `set`, descending indirect blocks whose key range meets `[lo, hi]`.
-    /// Leaves are passed with their location; leaves outside the range are
-    /// skipped.
+    /// `set` whose key range meets `[lo, hi]`, descending indirect blocks
+    /// that can hold such keys, through the traversal engine (bounded depth,
+    /// no node entered twice, a work budget).
     pub fn scan(
         &self,
         set: &'a [Blockref],
@@ -144,51 +139,58 @@ impl<'a> Tree<'a> {
         hi: u64,
         visit: &mut dyn FnMut(&'a Blockref, &Location) -> Result<Flow>,
     ) -> Result<Flow> {
-        self.scan_depth(set, parent_off, lo, hi, 0, visit)
+        self.scan_nodes(set, parent_off, lo, hi, &mut |n| visit(n.bref, &n.location()))
     }
 
-    fn scan_depth(
+    /// [`Tree::scan`] handing over the engine's nodes: their media is
+    /// already read and verified (no second hash when the caller uses it).
+    pub fn scan_nodes(
         &self,
         set: &'a [Blockref],
         parent_off: u64,
         lo: u64,
         hi: u64,
-        depth: usize,
-        visit: &mut dyn FnMut(&'a Blockref, &Location) -> Result<Flow>,
+        visit: &mut dyn FnMut(&Node<'a>) -> Result<Flow>,
     ) -> Result<Flow> {
-        for (index, b) in set.iter().enumerate() {
-            let kind = b.kind();
-            if kind == BlockrefType::Empty || b.key_end() < lo || b.key.get() > hi {
-                continue;
-            }
-            let loc = location(b, parent_off, index);
-            if kind == BlockrefType::Indirect {
-                if depth + 1 >= MAX_DEPTH {
-                    return Err(Error::corrupt(CorruptKind::TooDeep(MAX_DEPTH), loc));
-                }
-                let kids = self.children(b, &loc)?;
-                if self.scan_depth(kids, b.data_off.get(), lo, hi, depth + 1, visit)? == Flow::Stop {
-                    return Ok(Flow::Stop);
-                }
-            } else if visit(b, &loc)? == Flow::Stop {
-                return Ok(Flow::Stop);
-            }
-        }
-        Ok(Flow::Continue)
+        let opts = Options { verify: self.verify, ..Options::scan(lo, hi) };
+        walk::scan(self.fs, opts, set, parent_off, visit)
     }
 
-    /// The leaf with exactly `key` and type `kind` under `set`.
+    /// The inode a scanned node holds, using the media the engine read.
+    pub fn node_inode(&self, node: &Node<'a>) -> Result<&'a InodeData> {
+        match node.reach {
+            Reach::Media(_) => {
+                node.result()?;
+                let loc = node.location();
+                if node.bref.kind() != BlockrefType::Inode {
+                    let found = node.bref.kind().to_string();
+                    return Err(Error::corrupt(CorruptKind::WrongType { found, expected: "inode" }, loc));
+                }
+                let media = node.raw_media().unwrap_or(&[]);
+                InodeData::from_bytes(media).ok_or_else(|| {
+                    Error::corrupt(
+                        CorruptKind::BadInode(format!("{} bytes, need {INODE_BYTES}", media.len())),
+                        loc,
+                    )
+                })
+            }
+            _ => self.inode(node.bref, &node.location()),
+        }
+    }
+
+    /// The leaf with exactly `key` and type `kind` under `set`, as the
+    /// engine reached it (media read and verified).
     pub fn lookup(
         &self,
         set: &'a [Blockref],
         parent_off: u64,
         key: u64,
         kind: BlockrefType,
-    ) -> Result<Option<(&'a Blockref, Location)>> {
+    ) -> Result<Option<Node<'a>>> {
         let mut found = None;
-        self.scan(set, parent_off, key, key, &mut |b, loc| {
-            if b.kind() == kind && b.key.get() == key {
-                found = Some((b, loc.clone()));
+        self.scan_nodes(set, parent_off, key, key, &mut |n| {
+            if n.bref.kind() == kind && n.bref.key.get() == key {
+                found = Some(n.clone());
                 return Ok(Flow::Stop);
             }
             Ok(Flow::Continue)

@@ -1,10 +1,10 @@
 //! `show`: the chain tree, one entry per blockref, streamed depth first.
 //!
-//! Like [`crate::walk`], every blockref with media is read (bounds-checked)
-//! and its check code verified, and an internal node reached twice is
-//! descended only once. Unlike it, the traversal can start at a PFS root or
-//! at any blockref found by its `data_off`, stop at a depth, and skip DATA
-//! blockrefs without reading them. Entries are handed to a callback as they
+//! A visitor of the traversal engine ([`crate::walk`]): every blockref with
+//! media is read (bounds-checked) and its check code verified, and a node
+//! reached twice is shown again but descended only once. The dump can start
+//! at a PFS root or at any blockref found by its `data_off`, stop at a
+//! depth, and skip DATA blockrefs without reading them. Entries are handed to a callback as they
 //! are met: the tree is never held in memory.
 
 use super::BlockrefSummary;
@@ -14,9 +14,10 @@ use crate::format::{Blockref, BlockrefType, InodeData, ObjType, INODE_MAXNAME, O
 use crate::pfs::Pfs;
 use crate::tree::Tree;
 use crate::volume::Hammer2;
-use crate::walk::{self, read_media, Root, WalkOptions, MAX_DEPTH};
+use crate::walk::{
+    self, read_media, DataBlocks, Engine, Node, Nothing, Options, Reach, Root, Step, Visitor, WalkOptions,
+};
 use serde::Serialize;
-use std::collections::HashSet;
 
 /// Which tree an entry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -186,14 +187,20 @@ pub fn show(fs: &Hammer2, opts: &ShowOptions, visit: &mut dyn FnMut(&ShowEntry))
             let tree = Tree::new(fs);
             let pfs = Pfs::find(&tree, label)?;
             let mut w = Shower::new(fs, TreeKind::Topology, opts, visit);
-            w.one(pfs.root.bref, pfs.root.loc.parent_off, pfs.root.loc.index, 0);
+            Engine::new(fs, w.engine_options()).run_one(
+                pfs.root.bref,
+                pfs.root.loc.parent_off,
+                pfs.root.loc.index,
+                &(),
+                &mut w,
+            );
             stats.add(&w.stats);
         }
         Start::Offset(off) => {
             let (kind, bref, loc) = find_offset(fs, *off)?
                 .ok_or_else(|| Error::NotFound(format!("no blockref with data_off {off:#x}")))?;
             let mut w = Shower::new(fs, kind, opts, visit);
-            w.one(&bref, loc.parent_off, loc.index, 0);
+            Engine::new(fs, w.engine_options()).run_one(&bref, loc.parent_off, loc.index, &(), &mut w);
             stats.add(&w.stats);
             return Ok(stats);
         }
@@ -205,16 +212,16 @@ pub fn show(fs: &Hammer2, opts: &ShowOptions, visit: &mut dyn FnMut(&ShowEntry))
 }
 
 /// Dumps every non-empty blockref of `set` and what lies under it.
-pub fn show_set(
-    fs: &Hammer2,
+pub fn show_set<'a>(
+    fs: &'a Hammer2,
     kind: TreeKind,
-    set: &[Blockref],
+    set: &'a [Blockref],
     parent_off: u64,
     opts: &ShowOptions,
     visit: &mut dyn FnMut(&ShowEntry),
 ) -> ShowStats {
     let mut w = Shower::new(fs, kind, opts, visit);
-    w.table(set, parent_off, 0);
+    Engine::new(fs, w.engine_options()).run(set, parent_off, &(), &mut w);
     w.stats
 }
 
@@ -245,9 +252,6 @@ struct Shower<'f, 'v> {
     max_depth: Option<usize>,
     hide_data: bool,
     visit: &'v mut dyn FnMut(&ShowEntry),
-    seen: HashSet<u64>,
-    /// Media offsets of the nodes on the current path (cycle detection).
-    ancestors: Vec<u64>,
     stats: ShowStats,
 }
 
@@ -264,59 +268,69 @@ impl<'f, 'v> Shower<'f, 'v> {
             max_depth: opts.max_depth,
             hide_data: opts.hide_data,
             visit,
-            seen: HashSet::new(),
-            ancestors: Vec::new(),
             stats: ShowStats::default(),
         }
     }
 
-    fn table(&mut self, brefs: &[Blockref], parent_off: u64, depth: usize) {
-        for (index, bref) in brefs.iter().enumerate() {
-            if bref.kind() != BlockrefType::Empty {
-                self.one(bref, parent_off, index, depth);
-            }
-        }
+    /// Every block read and verified, except DATA blocks when they are hidden.
+    fn engine_options(&self) -> Options {
+        let data = if self.hide_data { DataBlocks::Skip } else { DataBlocks::Verify };
+        Options { data, ..Default::default() }
     }
+}
 
-    fn one(&mut self, bref: &Blockref, parent_off: u64, index: usize, depth: usize) {
+impl<'a> Visitor<'a> for Shower<'a, '_> {
+    type Ctx = ();
+    type Out = Nothing;
+
+    fn visit(&mut self, node: &Node<'a>, _: &()) -> Step<(), Nothing> {
+        let (bref, depth) = (node.bref, node.depth);
         if self.hide_data && bref.kind() == BlockrefType::Data {
             self.stats.hidden += 1;
-            return;
+            return Step::Leaf(Nothing);
         }
         self.stats.blockrefs += 1;
         let mut error: Option<String> = None;
-        let mut media: Option<&'f [u8]> = None;
-        let mut check_status = "no_media";
-        let radix = bref.radix();
-        if depth >= MAX_DEPTH {
-            error = Some(CorruptKind::TooDeep(MAX_DEPTH).to_string());
-        } else if radix != 0 && self.ancestors.contains(&bref.offset()) {
-            error = Some("blockref points at one of its ancestors (a cycle)".to_string());
-        } else {
-            match read_media(self.fs, bref) {
-                Err(kind) => error = Some(kind.to_string()),
-                Ok(None) => {}
-                Ok(Some(bytes)) => {
-                    media = Some(bytes);
-                    check_status = match check::verify(bref, bytes) {
-                        CheckOutcome::Ok => {
-                            self.stats.verified += 1;
-                            "ok"
-                        }
-                        CheckOutcome::NotChecked => "unchecked",
-                        CheckOutcome::Mismatch { expected, found } => {
-                            let method = bref.check_method().to_string();
-                            error = Some(CorruptKind::CheckMismatch { method, expected, found }.to_string());
-                            "BAD"
-                        }
-                        CheckOutcome::UnknownMethod(m) => {
-                            error = Some(CorruptKind::UnknownCheck(m).to_string());
-                            "unknown"
-                        }
-                    };
-                }
+        // A node reached before is shown again (read for display only) but
+        // its children are not repeated.
+        let (media, check) = match &node.reach {
+            Reach::Failed(CorruptKind::Cycle) => {
+                error = Some("blockref points at one of its ancestors (a cycle)".to_string());
+                (None, CheckOutcome::NotChecked)
             }
-        }
+            Reach::Failed(k) => {
+                error = Some(k.to_string());
+                (None, CheckOutcome::NotChecked)
+            }
+            Reach::Shared { .. } => match read_media(self.fs, bref) {
+                Ok(Some(m)) => (Some(m), check::verify(bref, m)),
+                Ok(None) => (None, CheckOutcome::NotChecked),
+                Err(k) => {
+                    error = Some(k.to_string());
+                    (None, CheckOutcome::NotChecked)
+                }
+            },
+            Reach::Media(m) => (Some(*m), node.check.clone()),
+            Reach::NoMedia | Reach::Unread { .. } => (None, CheckOutcome::NotChecked),
+        };
+        let check_status = match (&check, media) {
+            (_, None) => "no_media",
+            (CheckOutcome::Ok, _) => {
+                self.stats.verified += 1;
+                "ok"
+            }
+            (CheckOutcome::NotChecked, _) => "unchecked",
+            (CheckOutcome::Mismatch { expected, found }, _) => {
+                let method = bref.check_method().to_string();
+                let (expected, found) = (expected.clone(), found.clone());
+                error = Some(CorruptKind::CheckMismatch { method, expected, found }.to_string());
+                "BAD"
+            }
+            (CheckOutcome::UnknownMethod(m), _) => {
+                error = Some(CorruptKind::UnknownCheck(*m).to_string());
+                "unknown"
+            }
+        };
 
         let kind = bref.kind();
         let stats = matches!(kind, BlockrefType::Inode | BlockrefType::Indirect).then(|| {
@@ -355,7 +369,7 @@ impl<'f, 'v> Shower<'f, 'v> {
         };
         let live = kids.iter().filter(|b| b.kind() != BlockrefType::Empty).count();
         let cut = self.max_depth.is_some_and(|d| depth >= d);
-        let shared = live > 0 && !cut && !self.seen.insert(bref.data_off.get());
+        let shared = live > 0 && !cut && node.is_shared();
         if error.is_some() {
             self.stats.errors += 1;
         }
@@ -366,8 +380,8 @@ impl<'f, 'v> Shower<'f, 'v> {
             copy: self.fs.copy,
             tree: self.kind,
             depth,
-            index,
-            parent_off,
+            index: node.index,
+            parent_off: node.parent_off,
             bref: BlockrefSummary::new(bref),
             key_end: bref.key_end(),
             physical_size: bref.physical_size(),
@@ -381,10 +395,10 @@ impl<'f, 'v> Shower<'f, 'v> {
             error,
         };
         (self.visit)(&entry);
-        if !shared && !cut && live > 0 {
-            self.ancestors.push(bref.offset());
-            self.table(kids, bref.data_off.get(), depth + 1);
-            self.ancestors.pop();
+        if cut || node.is_shared() || live == 0 {
+            Step::Leaf(Nothing)
+        } else {
+            Step::Descend(())
         }
     }
 }

@@ -1,18 +1,46 @@
-//! Depth-first walk of the media tree under the chosen volume header: the
-//! super-root topology (inodes, indirect blocks, data, dirents) and the
-//! freemap (nodes and leaves). Each blockref with media is read
-//! (bounds-checked) and its check code verified; the visitor sees every
-//! blockref, including those with no media.
+//! The traversal engine: the one place that descends HAMMER2's media trees.
 //!
-//! Hostile trees are bounded: depth is capped, and with `dedup_nodes` an
-//! internal node reached twice (legitimately shared between snapshots, or a
-//! cycle) is descended only once, so work is linear in distinct nodes.
+//! Every reader goes through it: full walks (fsck's passes, `show`, the
+//! freemap dump), key-range scans (inode and directory lookups), file blocks
+//! in key order, and the write engine's loads. Callers supply a [`Visitor`];
+//! the engine decides how a blockref is reached and guarantees the bounds:
+//!
+//! - **Depth**: nesting is capped at [`MAX_DEPTH`]; a deeper blockref is
+//!   reported as [`CorruptKind::TooDeep`] and not read.
+//! - **Cycles**: a blockref pointing at a node on the current path is
+//!   reported as [`CorruptKind::Cycle`] and not read.
+//! - **Sharing**: every block with media other than DATA (inodes, indirect
+//!   blocks, dirent name blocks, freemap nodes and leaves) is recorded by
+//!   offset the first time it is reached; reaching it again yields
+//!   [`Reach::Shared`] and the engine never descends it twice. HAMMER2
+//!   shares blocks legitimately (a snapshot's root points at its source's
+//!   subtrees; writers deduplicate DATA blocks, which are leaves and never
+//!   recorded), so sharing is not an error by itself: the visitor learns
+//!   which *group* (e.g. which PFS, see [`Visitor::group`]) reached the
+//!   block first and decides.
+//! - **Work**: every blockref met is charged to a budget. Because no node is
+//!   entered twice, a traversal meets at most one blockref per 128 bytes of
+//!   node media, so the default budget (the logical size / 128, plus slack)
+//!   can only be exhausted by a bug; callers may set a tighter one. Running
+//!   out is an error ([`CorruptKind::Budget`]), never a hang.
+//!
+//! The engine reads media as mapped slices (bounds-checked) and verifies
+//! check codes of everything it reads. DATA blocks are, by choice of the
+//! caller, either read and verified here or only bounds-checked
+//! ([`Reach::Unread`]) so that file reads can copy them out with pread and
+//! fsck can verify them in parallel batches.
+//!
+//! Recursion depth of the engine itself is bounded by [`MAX_DEPTH`], so the
+//! machine stack stays small whatever the input.
+
+pub mod namespace;
 
 use crate::check::{self, CheckOutcome};
-use crate::error::{CorruptKind, Corruption, Location, Result};
+use crate::error::{CorruptKind, Corruption, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, INODE_BYTES, RADIX_MAX, RADIX_MIN};
 use crate::volume::Hammer2;
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::ops::AddAssign;
 
 /// Deepest nesting a legitimate tree reaches is far below this.
 pub const MAX_DEPTH: usize = 64;
@@ -26,43 +54,13 @@ pub enum Root {
     Freemap,
 }
 
-/// One blockref met by the walk.
-pub struct Visit<'a> {
-    pub depth: usize,
-    pub location: Location,
-    pub bref: &'a Blockref,
-    /// Physical media bytes, when the blockref has media and it could be read.
-    pub media: Option<&'a [u8]>,
-    /// Check-code outcome (NotChecked when there is no media).
-    pub check: CheckOutcome,
-    /// What went wrong reaching or reading this blockref.
-    pub error: Option<Corruption>,
-    /// True when this node was already descended from another parent.
-    pub shared: bool,
-}
-
-/// Totals of a walk.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct WalkStats {
-    pub blockrefs: u64,
-    pub with_media: u64,
-    pub verified: u64,
-    pub not_checked: u64,
-    pub errors: u64,
-    pub shared: u64,
-    pub bytes: u64,
-}
-
-/// Walk options.
-#[derive(Debug, Clone, Copy)]
-pub struct WalkOptions {
-    pub dedup_nodes: bool,
-    pub max_depth: usize,
-}
-
-impl Default for WalkOptions {
-    fn default() -> Self {
-        WalkOptions { dedup_nodes: true, max_depth: MAX_DEPTH }
+impl Root {
+    /// The volume header's blockset for this tree.
+    pub fn blockset(self, fs: &Hammer2) -> &[Blockref] {
+        match self {
+            Root::Topology => &fs.voldata.sroot_blockset,
+            Root::Freemap => &fs.voldata.freemap_blockset,
+        }
     }
 }
 
@@ -105,97 +103,495 @@ pub fn children<'a>(bref: &Blockref, media: &'a [u8]) -> &'a [Blockref] {
     }
 }
 
-/// Walks `root` of `fs`, calling `visit` for every blockref (EMPTY slots excluded).
-pub fn walk(fs: &Hammer2, root: Root, opts: WalkOptions, visit: &mut dyn FnMut(&Visit)) -> Result<WalkStats> {
-    let set = match root {
-        Root::Topology => &fs.voldata.sroot_blockset,
-        Root::Freemap => &fs.voldata.freemap_blockset,
-    };
-    let mut w =
-        Walker { fs, opts, visit, seen: HashSet::new(), ancestors: Vec::new(), stats: WalkStats::default() };
-    w.table(set, 0, 0);
-    Ok(w.stats)
+/// How the engine reached a blockref.
+#[derive(Debug, Clone)]
+pub enum Reach<'a> {
+    /// The blockref has no media (radix 0): inline dirents, empty files.
+    NoMedia,
+    /// Its media, read and (see `check`) verified.
+    Media(&'a [u8]),
+    /// A DATA block left unread at the caller's request: only its extent
+    /// was checked against the volumes.
+    Unread { offset: u64, len: usize },
+    /// The block was already reached in this traversal, first by `group`;
+    /// its media is not read again and it is not descended.
+    Shared { group: u32 },
+    /// It could not be reached or read (bad radix, outside every volume,
+    /// too deep, a cycle, an exhausted budget).
+    Failed(CorruptKind),
 }
 
-struct Walker<'f, 'v> {
-    fs: &'f Hammer2,
-    opts: WalkOptions,
-    visit: &'v mut dyn FnMut(&Visit),
-    seen: HashSet<u64>,
-    /// Media offsets of the nodes on the current path (cycle detection).
-    ancestors: Vec<u64>,
-    stats: WalkStats,
+/// One blockref met by the engine.
+#[derive(Debug, Clone)]
+pub struct Node<'a> {
+    /// Nesting below the starting table (0 for its entries).
+    pub depth: usize,
+    /// Slot in the parent's table.
+    pub index: usize,
+    /// `data_off` of the parent node (0 for the volume header).
+    pub parent_off: u64,
+    pub bref: &'a Blockref,
+    pub reach: Reach<'a>,
+    /// Check-code outcome (NotChecked when nothing was read).
+    pub check: CheckOutcome,
 }
 
-impl<'f> Walker<'f, '_> {
-    fn table(&mut self, brefs: &[Blockref], parent_off: u64, depth: usize) {
-        for (index, bref) in brefs.iter().enumerate() {
-            if bref.kind() == BlockrefType::Empty {
-                continue;
-            }
-            self.one(bref, Location::of(bref, parent_off, index), depth);
+impl<'a> Node<'a> {
+    pub fn location(&self) -> Location {
+        Location::of(self.bref, self.parent_off, self.index)
+    }
+
+    /// The media when it was read and its check code holds (or it carries none).
+    pub fn media(&self) -> Option<&'a [u8]> {
+        match (&self.reach, &self.check) {
+            (Reach::Media(m), CheckOutcome::Ok | CheckOutcome::NotChecked) => Some(m),
+            _ => None,
         }
     }
 
-    fn one(&mut self, bref: &Blockref, location: Location, depth: usize) {
-        self.stats.blockrefs += 1;
-        let corrupt = |kind| Some(Corruption { kind, location: location.clone() });
-        let mut error = None;
-        let mut media: Option<&'f [u8]> = None;
-        let mut outcome = CheckOutcome::NotChecked;
-        let radix = bref.radix();
-        if depth >= self.opts.max_depth {
-            error = corrupt(CorruptKind::TooDeep(self.opts.max_depth));
-        } else if radix != 0 && self.ancestors.contains(&bref.offset()) {
-            error = corrupt(CorruptKind::Cycle);
+    /// The media as read, whatever its check code says.
+    pub fn raw_media(&self) -> Option<&'a [u8]> {
+        match self.reach {
+            Reach::Media(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self.reach, Reach::Shared { .. })
+    }
+
+    /// What went wrong reaching the blockref or verifying its media.
+    pub fn error_kind(&self) -> Option<CorruptKind> {
+        if let Reach::Failed(k) = &self.reach {
+            return Some(k.clone());
+        }
+        match &self.check {
+            CheckOutcome::Mismatch { expected, found } => Some(CorruptKind::CheckMismatch {
+                method: self.bref.check_method().to_string(),
+                expected: expected.clone(),
+                found: found.clone(),
+            }),
+            CheckOutcome::UnknownMethod(m) => Some(CorruptKind::UnknownCheck(*m)),
+            _ => None,
+        }
+    }
+
+    pub fn error(&self) -> Option<Corruption> {
+        self.error_kind().map(|kind| Corruption { kind, location: self.location() })
+    }
+
+    /// The error as a library error, when there is one.
+    pub fn result(&self) -> Result<()> {
+        match self.error() {
+            Some(c) => Err(Error::Corrupt(c)),
+            None => Ok(()),
+        }
+    }
+
+    /// The blockrefs below this node (empty for leaves, shared or failed nodes).
+    pub fn children(&self) -> &'a [Blockref] {
+        self.media().map(|m| children(self.bref, m)).unwrap_or(&[])
+    }
+}
+
+/// Contribution of visitors that pass nothing up to parents.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Nothing;
+
+impl AddAssign for Nothing {
+    fn add_assign(&mut self, _: Nothing) {}
+}
+
+/// What the visitor wants done with a node.
+pub enum Step<C, O> {
+    /// Visit its children with this context, then call [`Visitor::leave`].
+    Descend(C),
+    /// Do not descend; this is the node's contribution to its parent.
+    Leaf(O),
+    /// End the traversal now.
+    Stop,
+}
+
+/// A traversal's client.
+pub trait Visitor<'a> {
+    /// What a parent passes to its children (`()` when nothing).
+    type Ctx;
+    /// What a subtree passes up to its parent (summed over siblings).
+    type Out: Default + AddAssign;
+
+    /// Called for every non-empty blockref (in range) of every table visited.
+    fn visit(&mut self, node: &Node<'a>, ctx: &Self::Ctx) -> Step<Self::Ctx, Self::Out>;
+
+    /// Called after the children of a node the visitor descended, with the
+    /// sum of their contributions; returns the node's own contribution.
+    fn leave(&mut self, node: &Node<'a>, ctx: &Self::Ctx, below: Self::Out) -> Self::Out {
+        let _ = (node, ctx);
+        below
+    }
+
+    /// Tag recorded with each block reached for the first time (e.g. the
+    /// PFS being walked), reported back in [`Reach::Shared`].
+    fn group(&self) -> u32 {
+        0
+    }
+}
+
+/// What to do with DATA blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataBlocks {
+    /// Read them from the mapping and verify their check codes.
+    Verify,
+    /// Check their extent only ([`Reach::Unread`]).
+    Skip,
+}
+
+/// Traversal options.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub max_depth: usize,
+    /// Verify check codes of what is read.
+    pub verify: bool,
+    pub data: DataBlocks,
+    /// Only blockrefs whose key range meets `[lo, hi]` are visited.
+    pub range: (u64, u64),
+    /// Visit each table's entries in key order (file contents) rather
+    /// than slot order.
+    pub key_order: bool,
+    /// Most blockrefs to meet; `None` derives it from the volume set's size.
+    pub budget: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_depth: MAX_DEPTH,
+            verify: true,
+            data: DataBlocks::Verify,
+            range: (0, u64::MAX),
+            key_order: false,
+            budget: None,
+        }
+    }
+}
+
+impl Options {
+    /// Options of a key-range scan: DATA blocks left unread.
+    pub fn scan(lo: u64, hi: u64) -> Self {
+        Options { range: (lo, hi), data: DataBlocks::Skip, ..Default::default() }
+    }
+}
+
+/// Whether a traversal ran to its end or a visitor stopped it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// The traversal state: visited blocks, current path, work done.
+pub struct Engine<'a> {
+    fs: &'a Hammer2,
+    opts: Options,
+    /// Offset of every non-DATA block reached, with the group that reached it first.
+    seen: HashMap<u64, u32>,
+    /// Offsets of the nodes on the current path.
+    ancestors: Vec<u64>,
+    work: u64,
+    budget: u64,
+}
+
+impl<'a> Engine<'a> {
+    pub fn new(fs: &'a Hammer2, opts: Options) -> Self {
+        // One blockref per 128 bytes of node media, nodes never entered
+        // twice: the logical size / 128 bounds any traversal.
+        let budget = opts.budget.unwrap_or_else(|| (fs.device.logical_size() / 128).saturating_add(1 << 16));
+        Engine { fs, opts, seen: HashMap::new(), ancestors: Vec::new(), work: 0, budget }
+    }
+
+    /// Blockrefs met so far.
+    pub fn work(&self) -> u64 {
+        self.work
+    }
+
+    /// Visits `set` (a blockset or table) found in the node at `parent_off`.
+    pub fn run<V: Visitor<'a>>(
+        &mut self,
+        set: &'a [Blockref],
+        parent_off: u64,
+        ctx: &V::Ctx,
+        visitor: &mut V,
+    ) -> (V::Out, Flow) {
+        self.table(set, parent_off, 0, ctx, visitor)
+    }
+
+    /// Visits one blockref (not in a table: a PFS root, a dump's start).
+    pub fn run_one<V: Visitor<'a>>(
+        &mut self,
+        bref: &'a Blockref,
+        parent_off: u64,
+        index: usize,
+        ctx: &V::Ctx,
+        visitor: &mut V,
+    ) -> (V::Out, Flow) {
+        let mut out = V::Out::default();
+        let flow = self.one(bref, parent_off, index, 0, ctx, visitor, &mut out);
+        (out, flow)
+    }
+
+    fn table<V: Visitor<'a>>(
+        &mut self,
+        set: &'a [Blockref],
+        parent_off: u64,
+        depth: usize,
+        ctx: &V::Ctx,
+        visitor: &mut V,
+    ) -> (V::Out, Flow) {
+        let (lo, hi) = self.opts.range;
+        let wanted = |b: &Blockref| b.kind() != BlockrefType::Empty && b.key_end() >= lo && b.key.get() <= hi;
+        let mut sum = V::Out::default();
+        if self.opts.key_order {
+            let mut order: Vec<usize> = (0..set.len()).filter(|&i| wanted(&set[i])).collect();
+            order.sort_by_key(|&i| set[i].key.get());
+            for i in order {
+                if self.one(&set[i], parent_off, i, depth, ctx, visitor, &mut sum) == Flow::Stop {
+                    return (sum, Flow::Stop);
+                }
+            }
         } else {
-            match read_media(self.fs, bref) {
-                Err(kind) => error = corrupt(kind),
-                Ok(None) => {}
-                Ok(Some(bytes)) => {
-                    self.stats.with_media += 1;
-                    self.stats.bytes += bytes.len() as u64;
-                    media = Some(bytes);
-                    outcome = check::verify(bref, bytes);
-                    match &outcome {
-                        CheckOutcome::Ok => self.stats.verified += 1,
-                        CheckOutcome::NotChecked => self.stats.not_checked += 1,
-                        CheckOutcome::Mismatch { expected, found } => {
-                            error = corrupt(CorruptKind::CheckMismatch {
-                                method: bref.check_method().to_string(),
-                                expected: expected.clone(),
-                                found: found.clone(),
-                            })
-                        }
-                        CheckOutcome::UnknownMethod(m) => error = corrupt(CorruptKind::UnknownCheck(*m)),
-                    }
+            for (i, b) in set.iter().enumerate() {
+                if wanted(b) && self.one(b, parent_off, i, depth, ctx, visitor, &mut sum) == Flow::Stop {
+                    return (sum, Flow::Stop);
                 }
             }
         }
-        let kids = match media {
-            Some(m) if error.is_none() => children(bref, m),
-            _ => &[],
+        (sum, Flow::Continue)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn one<V: Visitor<'a>>(
+        &mut self,
+        bref: &'a Blockref,
+        parent_off: u64,
+        index: usize,
+        depth: usize,
+        ctx: &V::Ctx,
+        visitor: &mut V,
+        sum: &mut V::Out,
+    ) -> Flow {
+        let (reach, check) = self.reach(bref, depth, visitor.group());
+        let node = Node { depth, index, parent_off, bref, reach, check };
+        match visitor.visit(&node, ctx) {
+            Step::Stop => Flow::Stop,
+            Step::Leaf(out) => {
+                *sum += out;
+                Flow::Continue
+            }
+            Step::Descend(sub) => {
+                let kids = node.children();
+                let (below, flow) = if kids.is_empty() {
+                    (V::Out::default(), Flow::Continue)
+                } else {
+                    self.ancestors.push(bref.offset());
+                    let r = self.table(kids, bref.data_off.get(), depth + 1, &sub, visitor);
+                    self.ancestors.pop();
+                    r
+                };
+                *sum += visitor.leave(&node, &sub, below);
+                flow
+            }
+        }
+    }
+
+    fn reach(&mut self, bref: &Blockref, depth: usize, group: u32) -> (Reach<'a>, CheckOutcome) {
+        let none = CheckOutcome::NotChecked;
+        self.work += 1;
+        if self.work > self.budget {
+            return (Reach::Failed(CorruptKind::Budget(self.budget)), none);
+        }
+        if depth >= self.opts.max_depth {
+            return (Reach::Failed(CorruptKind::TooDeep(self.opts.max_depth)), none);
+        }
+        let (off, len) = match media_extent(bref) {
+            Err(kind) => return (Reach::Failed(kind), none),
+            Ok(None) => return (Reach::NoMedia, none),
+            Ok(Some(e)) => e,
         };
-        let shared = !kids.is_empty() && self.opts.dedup_nodes && !self.seen.insert(bref.data_off.get());
-        if error.is_some() {
-            self.stats.errors += 1;
+        let is_data = bref.kind() == BlockrefType::Data;
+        if is_data && self.opts.data == DataBlocks::Skip {
+            return match self.fs.device.map_logical(off, len as u64) {
+                Some(_) => (Reach::Unread { offset: off, len }, none),
+                None => (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none),
+            };
         }
-        if shared {
-            self.stats.shared += 1;
+        if !is_data {
+            if self.ancestors.contains(&off) {
+                return (Reach::Failed(CorruptKind::Cycle), none);
+            }
+            if let Some(&first) = self.seen.get(&off) {
+                return (Reach::Shared { group: first }, none);
+            }
         }
+        let Ok(media) = self.fs.device.read(off, len) else {
+            return (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none);
+        };
+        if !is_data {
+            self.seen.insert(off, group);
+        }
+        let outcome = if self.opts.verify { check::verify(bref, media) } else { none };
+        (Reach::Media(media), outcome)
+    }
+}
+
+/// One blockref met by [`walk`].
+pub struct Visit<'a> {
+    pub depth: usize,
+    pub location: Location,
+    pub bref: &'a Blockref,
+    /// Physical media bytes, when the blockref has media and it could be read.
+    pub media: Option<&'a [u8]>,
+    /// Check-code outcome (NotChecked when there is no media).
+    pub check: CheckOutcome,
+    /// What went wrong reaching or reading this blockref.
+    pub error: Option<Corruption>,
+    /// True when this node was already reached from another parent.
+    pub shared: bool,
+}
+
+/// Totals of a walk.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct WalkStats {
+    pub blockrefs: u64,
+    pub with_media: u64,
+    pub verified: u64,
+    pub not_checked: u64,
+    pub errors: u64,
+    pub shared: u64,
+    pub bytes: u64,
+}
+
+/// Walk options.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkOptions {
+    pub max_depth: usize,
+}
+
+impl Default for WalkOptions {
+    fn default() -> Self {
+        WalkOptions { max_depth: MAX_DEPTH }
+    }
+}
+
+struct FullWalk<'v, 'a> {
+    visit: &'v mut dyn FnMut(&Visit<'a>),
+    stats: WalkStats,
+}
+
+impl<'a> Visitor<'a> for FullWalk<'_, 'a> {
+    type Ctx = ();
+    type Out = Nothing;
+
+    fn visit(&mut self, node: &Node<'a>, _: &()) -> Step<(), Nothing> {
+        let s = &mut self.stats;
+        s.blockrefs += 1;
+        if let Some(m) = node.raw_media() {
+            s.with_media += 1;
+            s.bytes += m.len() as u64;
+            match node.check {
+                CheckOutcome::Ok => s.verified += 1,
+                CheckOutcome::NotChecked => s.not_checked += 1,
+                _ => {}
+            }
+        }
+        let error = node.error();
+        s.errors += error.is_some() as u64;
+        s.shared += node.is_shared() as u64;
         (self.visit)(&Visit {
-            depth,
-            location: location.clone(),
-            bref,
-            media,
-            check: outcome,
+            depth: node.depth,
+            location: node.location(),
+            bref: node.bref,
+            media: node.raw_media(),
+            check: node.check.clone(),
             error,
-            shared,
+            shared: node.is_shared(),
         });
-        if !shared && !kids.is_empty() {
-            self.ancestors.push(bref.offset());
-            self.table(kids, bref.data_off.get(), depth + 1);
-            self.ancestors.pop();
+        Step::Descend(())
+    }
+}
+
+/// Walks `root` of `fs`, calling `visit` for every blockref (EMPTY slots
+/// excluded), every block read and verified, shared nodes reported once
+/// more (with `shared`) but not descended again.
+pub fn walk<'a>(
+    fs: &'a Hammer2,
+    root: Root,
+    opts: WalkOptions,
+    visit: &mut dyn FnMut(&Visit<'a>),
+) -> Result<WalkStats> {
+    let mut engine = Engine::new(fs, Options { max_depth: opts.max_depth, ..Default::default() });
+    let mut v = FullWalk { visit, stats: WalkStats::default() };
+    engine.run(root.blockset(fs), 0, &(), &mut v);
+    Ok(v.stats)
+}
+
+/// Key-range scan: calls `visit` for every leaf (anything but INDIRECT)
+/// whose key range meets `[lo, hi]`, descending indirect blocks that can
+/// hold such keys. A node that cannot be reached or fails its check code
+/// ends the scan with its error.
+pub fn scan<'a>(
+    fs: &'a Hammer2,
+    opts: Options,
+    set: &'a [Blockref],
+    parent_off: u64,
+    visit: &mut dyn FnMut(&Node<'a>) -> Result<Flow>,
+) -> Result<Flow> {
+    struct Scan<'v, 'a> {
+        visit: &'v mut dyn FnMut(&Node<'a>) -> Result<Flow>,
+        error: Option<Error>,
+    }
+    impl<'a> Visitor<'a> for Scan<'_, 'a> {
+        type Ctx = ();
+        type Out = Nothing;
+        fn visit(&mut self, node: &Node<'a>, _: &()) -> Step<(), Nothing> {
+            if node.bref.kind() == BlockrefType::Indirect {
+                if let Err(e) = node.result() {
+                    self.error = Some(e);
+                    return Step::Stop;
+                }
+                if node.is_shared() {
+                    return Step::Leaf(Nothing); // already scanned: same keys, same answer
+                }
+                return Step::Descend(());
+            }
+            match (self.visit)(node) {
+                Ok(Flow::Continue) => Step::Leaf(Nothing),
+                Ok(Flow::Stop) => Step::Stop,
+                Err(e) => {
+                    self.error = Some(e);
+                    Step::Stop
+                }
+            }
         }
+    }
+    let mut engine = Engine::new(fs, opts);
+    let mut v = Scan { visit, error: None };
+    let (_, flow) = engine.run(set, parent_off, &(), &mut v);
+    match v.error {
+        Some(e) => Err(e),
+        None => Ok(flow),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn radix_rules_per_type() {
+        assert!(radix_ok(BlockrefType::FreemapLeaf, 15));
+        assert!(!radix_ok(BlockrefType::FreemapLeaf, 16));
+        assert!(radix_ok(BlockrefType::Data, 10));
+        assert!(!radix_ok(BlockrefType::Data, 17));
+        assert!(!radix_ok(BlockrefType::Inode, 9));
     }
 }

@@ -1,0 +1,2 @@
+//! Namespace traversal (directories by inode number): placeholder until the
+//! extraction work lands.
