@@ -5,6 +5,7 @@
 //! (mapped volumes), [`volume`] (header copies and volume sets), [`walk`]
 //! (media-tree traversal). Data flows one way: higher layers call lower ones.
 
+pub mod chain;
 pub mod check;
 pub mod cli;
 pub mod compress;
@@ -14,8 +15,11 @@ pub mod dump;
 pub mod error;
 pub mod extract;
 pub mod file;
+pub mod flush;
 pub mod format;
+pub mod freemap;
 pub mod fsck;
+pub mod fsops;
 pub mod newfs;
 pub mod pfs;
 pub mod timefmt;

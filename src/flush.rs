@@ -1,0 +1,241 @@
+//! The flush: the one path by which the toolkit changes a file system.
+//!
+//! A commit follows the contract of ARCHITECTURE.md (and the seeds'
+//! hammer2_flush.c / hammer2_vfsops.c):
+//!
+//! 1. Bottom-up, every loaded chain is written to a *new* block
+//!    (copy-on-write): its children first, so the blockrefs it stores are
+//!    final; then its own media, check code (per the blockref's method),
+//!    `mirror_tid = modify_tid = ` the commit's transaction id, and the
+//!    statistics HAMMER2 keeps in INODE and INDIRECT blockrefs
+//!    (`data_count`: the bytes of every block below, `inode_count`: the
+//!    inodes below; a PFS root passes its counts up without adding itself,
+//!    as the fixtures' writers do) and `leaf_count` (leaves below, a hint).
+//!    DATA blocks were already written when they were created.
+//! 2. The block a chain was loaded from is released to the allocator, which
+//!    only marks it possibly-free (bulkfree reclaims it): an older valid
+//!    header copy may still reach it.
+//! 3. The freemap is written into the next rotation slots, then a
+//!    durability barrier.
+//! 4. The volume header gets the new super-root and freemap blocksets,
+//!    `mirror_tid` and `freemap_tid` (equal: the offline commit leaves no
+//!    recovery window), `allocator_free`, its three CRCs, and is written to
+//!    the copy after the one in use (skipping copies past the volume's end),
+//!    then a second barrier. Until that write lands, every valid copy still
+//!    describes the old state, untouched; a torn header fails its CRCs and
+//!    the previous copy stays the best.
+
+use crate::chain::{Body, Chain, Slot, Table};
+use crate::check::set_check;
+use crate::device::Device;
+use crate::error::{Error, Result};
+use crate::format::{Blockref, BlockrefType, InodeData, BREF_FLAG_PFSROOT, EMBEDDED_BYTES, SET_COUNT};
+use crate::freemap::alloc::Allocator;
+use crate::volume::{CopyState, Hammer2};
+use zerocopy::IntoBytes;
+
+/// Totals of what a flush wrote.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FlushStats {
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Old blocks handed back to the allocator.
+    pub released: u64,
+}
+
+/// Statistics a subtree passes up to its parent's blockref.
+#[derive(Debug, Default, Clone, Copy)]
+struct Below {
+    data: u64,
+    inodes: u64,
+    leaves: u64,
+}
+
+impl Below {
+    fn add(&mut self, b: &Blockref) {
+        let own = b.physical_size();
+        let s = b.stats();
+        let (data, inodes, leaves) = match b.kind() {
+            BlockrefType::Inode if b.flags & BREF_FLAG_PFSROOT != 0 => {
+                (s.data_count.get(), s.inode_count.get(), u64::from(b.leaf_count.get()))
+            }
+            BlockrefType::Inode => (
+                own.saturating_add(s.data_count.get()),
+                s.inode_count.get().saturating_add(1),
+                u64::from(b.leaf_count.get()).max(1),
+            ),
+            BlockrefType::Indirect => {
+                (own.saturating_add(s.data_count.get()), s.inode_count.get(), u64::from(b.leaf_count.get()))
+            }
+            _ => (own, 0, 1),
+        };
+        self.data = self.data.saturating_add(data);
+        self.inodes = self.inodes.saturating_add(inodes);
+        self.leaves = self.leaves.saturating_add(leaves);
+    }
+}
+
+/// Writes blocks for one transaction.
+pub struct Flusher<'d> {
+    pub device: &'d mut Device,
+    pub alloc: &'d mut Allocator,
+    /// The transaction id of the commit.
+    pub tid: u64,
+    /// False for a dry run: everything is computed, nothing written.
+    pub write: bool,
+    pub stats: FlushStats,
+}
+
+impl Flusher<'_> {
+    /// Gives `bref` a new block holding `media` (a power of two of 1..64
+    /// KiB), with its check code and this transaction's tids, and writes
+    /// it. The block it had before is released.
+    pub fn write_block(&mut self, bref: &mut Blockref, media: &[u8]) -> Result<()> {
+        let len = media.len();
+        if !len.is_power_of_two() || !(1024..=65536).contains(&len) {
+            return Err(Error::InvalidArgument(format!("block of {len} bytes cannot be allocated")));
+        }
+        let radix = len.trailing_zeros() as u8;
+        let old = bref.data_off.get();
+        let data_off = self.alloc.alloc(radix, bref.kind())?;
+        if old & 0x3f != 0 {
+            self.release(old)?;
+        }
+        bref.data_off = data_off.into();
+        bref.mirror_tid = self.tid.into();
+        bref.modify_tid = self.tid.into();
+        set_check(bref, media);
+        if self.write {
+            self.device.write(data_off & !0x3f, media)?;
+        }
+        self.stats.blocks += 1;
+        self.stats.bytes += len as u64;
+        Ok(())
+    }
+
+    /// Hands a block the commit no longer references back to the allocator.
+    pub fn release(&mut self, data_off: u64) -> Result<()> {
+        self.alloc.release(data_off)?;
+        self.stats.released += 1;
+        Ok(())
+    }
+
+    /// Flushes every chain of `table`; its slots become clean blockrefs.
+    fn table(&mut self, table: &mut Table) -> Result<Below> {
+        let mut below = Below::default();
+        for slot in &mut table.slots {
+            if let Slot::Node(chain) = slot {
+                let bref = self.chain(chain)?;
+                *slot = Slot::Clean(bref);
+            }
+            if let Slot::Clean(b) = slot {
+                below.add(b);
+            }
+        }
+        Ok(below)
+    }
+
+    /// Writes one chain (after its children) and returns its new blockref.
+    pub fn chain(&mut self, chain: &mut Chain) -> Result<Blockref> {
+        let mut bref = chain.bref;
+        let media: Vec<u8> = match &mut chain.body {
+            Body::Inode { ip, table } => {
+                if !ip.meta.is_directdata() {
+                    let below = self.table(table)?;
+                    set_stats(&mut bref, &below);
+                    store_blockset(ip, table);
+                } else {
+                    set_stats(&mut bref, &Below::default());
+                }
+                ip.as_bytes().to_vec()
+            }
+            Body::Indirect { table } => {
+                let below = self.table(table)?;
+                set_stats(&mut bref, &below);
+                table.brefs().as_bytes().to_vec()
+            }
+            Body::Leaf { media } => media.clone(),
+        };
+        self.write_block(&mut bref, &media)?;
+        chain.bref = bref;
+        Ok(bref)
+    }
+}
+
+fn set_stats(bref: &mut Blockref, below: &Below) {
+    let s = bref.stats_mut();
+    s.data_count = below.data.into();
+    s.inode_count = below.inodes.into();
+    bref.leaf_count = (below.leaves.min(u64::from(u16::MAX)) as u16).into();
+}
+
+/// Writes the table's blockrefs into the inode's blockset area.
+fn store_blockset(ip: &mut InodeData, table: &Table) {
+    let brefs = table.brefs();
+    debug_assert!(brefs.len() <= SET_COUNT);
+    let mut u = [0u8; EMBEDDED_BYTES];
+    let bytes = brefs.as_bytes();
+    u[..bytes.len()].copy_from_slice(bytes);
+    ip.u = u;
+}
+
+/// What a commit did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommitReport {
+    /// The new `mirror_tid`.
+    pub tid: u64,
+    /// Header copy written.
+    pub copy: usize,
+    pub flush: FlushStats,
+    pub allocator_free: u64,
+    /// False for a dry run.
+    pub written: bool,
+}
+
+/// Commits `root` (the super-root blockset as a table) and the allocator's
+/// freemap as a new transaction of `fs`, following the module's order.
+pub fn commit(
+    fs: &mut Hammer2,
+    root: &mut Table,
+    alloc: &mut Allocator,
+    tid: u64,
+    write: bool,
+) -> Result<CommitReport> {
+    let mut f = Flusher { device: &mut fs.device, alloc, tid, write, stats: FlushStats::default() };
+    f.table(root)?;
+    let stats = f.stats;
+    let sroot: Vec<Blockref> = root.brefs();
+    let mut v = fs.voldata.clone();
+    v.sroot_blockset.copy_from_slice(&sroot[..SET_COUNT]);
+    v.mirror_tid = tid.into();
+    v.freemap_tid = tid.into();
+    let pos = fs.root_position();
+    let next = next_copy(fs, pos)?;
+    if write {
+        v.freemap_blockset = alloc.flush(tid, &mut fs.device)?;
+        v.allocator_free = alloc.free_bytes().into();
+        v.update_crcs();
+        fs.device.sync()?;
+        let off = crate::format::volhdr_offset(next);
+        let vol = fs.device.volume_mut(pos);
+        vol.write(off, v.as_bytes())?;
+        vol.sync_range(off, v.as_bytes().len() as u64)?;
+        vol.sync()?;
+        let copy = &mut fs.headers[pos].copies[next];
+        copy.data = Some(v.clone());
+        copy.state = CopyState::Valid;
+        fs.headers[pos].best = Some(next);
+        fs.voldata = v;
+        fs.copy = next;
+    }
+    Ok(CommitReport { tid, copy: next, flush: stats, allocator_free: alloc.free_bytes(), written: write })
+}
+
+/// The header copy after the one in use that lies on the volume.
+fn next_copy(fs: &Hammer2, pos: usize) -> Result<usize> {
+    let copies = &fs.headers[pos].copies;
+    (1..=copies.len())
+        .map(|i| (fs.copy + i) % copies.len())
+        .find(|&n| !matches!(copies[n].state, CopyState::Absent))
+        .ok_or_else(|| Error::InvalidArgument("no volume-header slot to write".into()))
+}

@@ -1,0 +1,672 @@
+//! File-system operations on the write engine: a [`Session`] opens a file
+//! system for writing, applies any number of operations to its chains
+//! (mkdir, put, rm), and commits them all as one transaction.
+//!
+//! Layout, as the fixtures' writers leave it (and as HAMMER2's kernel code
+//! reads it):
+//! - a PFS root holds its inode index (INODE blockrefs keyed by inode
+//!   number) and the root directory's entries (DIRENT blockrefs keyed by
+//!   name hash, bit 63 set) in one tree; every other directory holds its
+//!   entries under its own inode;
+//! - an inode's own name is `0x%016x` of its number (`name_key` the number):
+//!   names live in directory entries; `iparent` is the directory holding it;
+//! - a directory entry's key is the name's hash plus the lowest free
+//!   iteration number from 1 (collisions take the next); its name lives in
+//!   the blockref's check area up to 64 bytes, else in a 1 KiB block;
+//! - new inodes take the PFS root's `pfs_inum` (the next number to hand
+//!   out, at least 1024) and inherit their directory's compression and
+//!   check methods; directories have nlinks 1 and size 0;
+//! - a file of at most 512 bytes embeds its data in the inode
+//!   (DIRECTDATA); a larger one has DATA blocks of 64 KiB keyed by offset,
+//!   the last one the smallest power of two (at least 1 KiB) holding the
+//!   tail, as `hammer2_calc_logical` sizes them. All-zero blocks are not
+//!   stored (holes). A block is stored compressed when the compressed form
+//!   fits in half of it (rounded up to a power of two, at least 1 KiB), as
+//!   `hammer2_compress_and_write` decides, else raw.
+//! - Blocks of removed files stay allocated until a bulkfree, as with the
+//!   kernel (which never frees at run time).
+
+use crate::chain::{Body, Chain, Slot, Table};
+use crate::compress;
+use crate::device::{Access, Device};
+use crate::dirhash::dirhash;
+use crate::error::{CorruptKind, Error, Location, Result};
+use crate::flush::{self, CommitReport, Flusher};
+use crate::format::{
+    encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, InodeData, ObjType, DIRHASH_LOMASK,
+    DIRHASH_VISIBLE, EMBEDDED_BYTES, INODE_BYTES, INODE_MAXNAME, OPFLAG_DIRECTDATA, PBUFSIZE, SET_COUNT,
+};
+use crate::freemap::alloc::Allocator;
+use crate::volume::{CopyChoice, CopyState, Hammer2};
+use crate::walk::Flow;
+use std::io::Read;
+
+/// First inode number handed out in a PFS (HAMMER2_INODE_START).
+pub const INODE_START: u64 = 1024;
+
+/// A PFS being edited: where its root lives in the super-root.
+#[derive(Debug, Clone)]
+pub struct PfsRef {
+    pub label: String,
+    /// Key of its root inode in the super-root.
+    pub key: u64,
+    pub root_inum: u64,
+}
+
+/// What a lookup in a directory found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: u64,
+    pub inum: u64,
+    pub obj_type: ObjType,
+}
+
+/// Attributes of a new inode.
+#[derive(Debug, Clone, Copy)]
+pub struct Attrs {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Microseconds since the epoch.
+    pub mtime: u64,
+}
+
+impl Attrs {
+    /// `mode` for the invoking user, now.
+    pub fn now(mode: u32) -> Attrs {
+        // SAFETY: geteuid/getegid have no preconditions and cannot fail.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        Attrs { mode, uid, gid, mtime: now_us() }
+    }
+}
+
+/// Microseconds since the epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+/// HAMMER2's uid/gid UUID for a Unix id: zeros but a u32 at bytes 12..16.
+fn xid_uuid(id: u32) -> [u8; 16] {
+    let mut u = [0u8; 16];
+    u[12..16].copy_from_slice(&id.to_le_bytes());
+    u
+}
+
+/// An open write session.
+pub struct Session {
+    pub fs: Hammer2,
+    root: Table,
+    alloc: Allocator,
+    tid: u64,
+    write: bool,
+    pub stats: flush::FlushStats,
+    dirty: bool,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidArgument(msg.into())
+}
+
+impl Session {
+    /// Opens `spec` for writing (`dry_run`: for reading only; nothing will
+    /// be written). Refuses a file system whose freemap lags its topology
+    /// (a crash window that recovery must repair first).
+    pub fn open(spec: &str, dry_run: bool) -> Result<Session> {
+        let access = if dry_run { Access::ReadOnly } else { Access::ReadWrite };
+        let fs = Hammer2::open(Device::open(spec, access)?, CopyChoice::Best)?;
+        Self::from_fs(fs, !dry_run)
+    }
+
+    pub fn from_fs(fs: Hammer2, write: bool) -> Result<Session> {
+        let v = &fs.voldata;
+        let (mirror, freemap) = (v.mirror_tid.get(), v.freemap_tid.get());
+        if freemap < mirror && v.freemap_blockset.iter().any(|b| b.kind() != BlockrefType::Empty) {
+            return Err(invalid(format!(
+                "the freemap (freemap_tid {freemap:#x}) lags the topology (mirror_tid {mirror:#x}): \
+                 run the freemap recovery first"
+            )));
+        }
+        let tid = mirror.max(freemap).checked_add(1).ok_or_else(|| invalid("mirror_tid exhausted"))?;
+        let mut alloc = Allocator::load(&fs)?;
+        // Older valid header copies are the fallback if the newest is lost:
+        // what they reach must not be handed out, even where a bulkfree
+        // (which only looks at the newest) freed it.
+        let pos = fs.root_position();
+        let older: Vec<usize> = fs.headers[pos]
+            .copies
+            .iter()
+            .filter(|c| matches!(c.state, CopyState::Valid) && c.index != fs.copy)
+            .filter(|c| c.mirror_tid() != Some(mirror))
+            .map(|c| c.index)
+            .collect();
+        for n in older {
+            let spec: Vec<String> =
+                (0..fs.device.len()).map(|i| fs.device.volume(i).path().display().to_string()).collect();
+            if let Ok(old) =
+                Hammer2::open(Device::open(&spec.join(":"), Access::ReadOnly)?, CopyChoice::Index(n))
+            {
+                alloc.protect_reachable(&old)?;
+            }
+        }
+        let root = Table::from_brefs(&fs.voldata.sroot_blockset);
+        Ok(Session { fs, root, alloc, tid, write, stats: Default::default(), dirty: false })
+    }
+
+    /// The transaction id this session's commit will carry.
+    pub fn tid(&self) -> u64 {
+        self.tid
+    }
+
+    /// Whether anything was changed since the last commit.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    fn super_root(&self) -> Result<Table> {
+        let found = self
+            .root
+            .find(&self.fs, 0, BlockrefType::Inode)?
+            .ok_or_else(|| Error::NotFound("super-root".into()))?;
+        found.table(&self.fs)
+    }
+
+    /// The PFS labelled `label` (None: DATA, or the only one but LOCAL).
+    pub fn pfs(&self, label: Option<&str>) -> Result<PfsRef> {
+        let sroot = self.super_root()?;
+        let mut all = Vec::new();
+        let mut failure = None;
+        sroot.scan(&self.fs, 0, u64::MAX, &mut |b, chain| {
+            if b.kind() != BlockrefType::Inode {
+                return Ok(Flow::Continue);
+            }
+            let ip = match chain.and_then(Chain::inode) {
+                Some(ip) => *ip,
+                None => match crate::tree::Tree::new(&self.fs).inode(b, &Location::of(b, 0, 0)) {
+                    Ok(ip) => *ip,
+                    Err(e) => {
+                        failure = Some(e);
+                        return Ok(Flow::Stop);
+                    }
+                },
+            };
+            let label = String::from_utf8_lossy(ip.name()).into_owned();
+            all.push(PfsRef { label, key: b.key.get(), root_inum: ip.meta.inum.get() });
+            Ok(Flow::Continue)
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        match label {
+            Some(l) => {
+                all.into_iter().find(|p| p.label == l).ok_or_else(|| Error::NotFound(format!("PFS {l:?}")))
+            }
+            None => {
+                if let Some(p) = all.iter().find(|p| p.label == "DATA") {
+                    return Ok(p.clone());
+                }
+                let others: Vec<&PfsRef> = all.iter().filter(|p| p.label != "LOCAL").collect();
+                match others.as_slice() {
+                    [p] => Ok((*p).clone()),
+                    _ => Err(invalid(format!(
+                        "choose a PFS (there are: {})",
+                        all.iter().map(|p| p.label.as_str()).collect::<Vec<_>>().join(", ")
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn pfs_root_mut(&mut self, pfs: &PfsRef) -> Result<&mut Chain> {
+        pfs_root_mut(&self.fs, &mut self.root, pfs)
+    }
+
+    fn inode_mut(&mut self, pfs: &PfsRef, inum: u64) -> Result<&mut Chain> {
+        inode_mut(&self.fs, &mut self.root, pfs, inum)
+    }
+
+    /// A copy of inode `inum` and its table (read-only view).
+    fn inode_view(&self, pfs: &PfsRef, inum: u64) -> Result<(InodeData, Table)> {
+        let sroot = self.super_root()?;
+        let root = sroot
+            .find(&self.fs, pfs.key, BlockrefType::Inode)?
+            .ok_or_else(|| Error::NotFound(format!("PFS {}", pfs.label)))?;
+        let (rip, rtable) = (root.inode(&self.fs)?, root.table(&self.fs)?);
+        if inum == pfs.root_inum {
+            return Ok((rip, rtable));
+        }
+        let found = rtable
+            .find(&self.fs, inum, BlockrefType::Inode)?
+            .ok_or_else(|| Error::NotFound(format!("inode {inum} in PFS {}", pfs.label)))?;
+        Ok((found.inode(&self.fs)?, found.table(&self.fs)?))
+    }
+
+    /// The entry `name` in directory `dir`.
+    pub fn lookup(&self, pfs: &PfsRef, dir: u64, name: &[u8]) -> Result<Option<Entry>> {
+        let (ip, table) = self.inode_view(pfs, dir)?;
+        if ip.meta.obj_type() != ObjType::Directory {
+            return Err(Error::NotADirectory(format!("inode {dir}")));
+        }
+        let hash = dirhash(name);
+        let mut found = None;
+        let mut failure = None;
+        table.scan(&self.fs, hash & !DIRHASH_LOMASK, hash | DIRHASH_LOMASK, &mut |b, chain| {
+            let entry_name = match (b.kind(), chain) {
+                (BlockrefType::Dirent, _) => dirent_name(&self.fs, b, chain),
+                _ => return Ok(Flow::Continue),
+            };
+            match entry_name {
+                Ok(n) if n == name => {
+                    let h = b.dirent();
+                    found = Some(Entry {
+                        key: b.key.get(),
+                        inum: h.inum.get(),
+                        obj_type: ObjType::from(h.type_),
+                    });
+                    Ok(Flow::Stop)
+                }
+                Ok(_) => Ok(Flow::Continue),
+                Err(e) => {
+                    failure = Some(e);
+                    Ok(Flow::Stop)
+                }
+            }
+        })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(found),
+        }
+    }
+
+    /// Resolves `path` to (parent directory, final name, entry if it exists).
+    /// `/` alone resolves to the root with an empty name.
+    pub fn resolve_parent(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>, Option<Entry>)> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        if parts.contains(&"..") {
+            return Err(invalid(format!("{path}: '..' is not supported in image paths")));
+        }
+        let mut dir = pfs.root_inum;
+        let Some((last, walk)) = parts.split_last() else { return Ok((dir, Vec::new(), None)) };
+        let mut so_far = String::new();
+        for part in walk {
+            so_far.push('/');
+            so_far.push_str(part);
+            let e = self.lookup(pfs, dir, part.as_bytes())?.ok_or_else(|| Error::NotFound(so_far.clone()))?;
+            if e.obj_type != ObjType::Directory {
+                return Err(Error::NotADirectory(so_far));
+            }
+            dir = e.inum;
+        }
+        let e = self.lookup(pfs, dir, last.as_bytes())?;
+        Ok((dir, last.as_bytes().to_vec(), e))
+    }
+
+    /// The next inode number of `pfs` (and the root's counter moves on).
+    fn next_inum(&mut self, pfs: &PfsRef) -> Result<u64> {
+        let root = self.pfs_root_mut(pfs)?;
+        let ip = root.inode_mut().ok_or_else(|| invalid("PFS root is not an inode"))?;
+        let inum = ip.meta.pfs_inum.get().max(INODE_START);
+        let next = inum.checked_add(1).ok_or_else(|| invalid("inode numbers exhausted"))?;
+        ip.meta.pfs_inum = next.into();
+        Ok(inum)
+    }
+
+    /// Creates an inode of `kind` named `name` in directory `dir`; returns its number.
+    fn create(&mut self, pfs: &PfsRef, dir: u64, name: &[u8], kind: ObjType, attrs: Attrs) -> Result<u64> {
+        check_new_name(name)?;
+        let (dip, dtable) = self.inode_view(pfs, dir)?;
+        if dip.meta.obj_type() != ObjType::Directory {
+            return Err(Error::NotADirectory(format!("inode {dir}")));
+        }
+        if self.lookup(pfs, dir, name)?.is_some() {
+            return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
+        }
+        let dkey = free_dirent_key(&self.fs, &dtable, name)?;
+        let inum = self.next_inum(pfs)?;
+        let mut ip = InodeData::new_zeroed();
+        let m = &mut ip.meta;
+        m.version = 1.into();
+        m.type_ = kind.into();
+        m.mode = (attrs.mode & 0o7777).into();
+        m.uid = xid_uuid(attrs.uid);
+        m.gid = xid_uuid(attrs.gid);
+        m.ctime = now_us().into();
+        m.mtime = attrs.mtime.into();
+        m.inum = inum.into();
+        m.nlinks = 1.into();
+        m.iparent = dir.into();
+        m.name_key = inum.into();
+        m.comp_algo = dip.meta.comp_algo;
+        m.check_algo = dip.meta.check_algo;
+        let label = format!("0x{inum:016x}");
+        ip.filename[..label.len()].copy_from_slice(label.as_bytes());
+        ip.meta.name_len = (label.len() as u16).into();
+        let check = CheckMethod::from(dip.meta.check_algo & 15);
+        let mut bref = Blockref::zeroed();
+        bref.type_ = BlockrefType::Inode.into();
+        bref.key = inum.into();
+        bref.methods = encode_methods(check, CompMethod::None);
+        let chain =
+            Chain { bref, body: Body::Inode { ip: Box::new(ip), table: Table::with_capacity(SET_COUNT) } };
+        let fs = &self.fs;
+        let root = pfs_root_mut(fs, &mut self.root, pfs)?;
+        root.table_mut()
+            .ok_or_else(|| invalid("PFS root embeds data"))?
+            .insert(fs, Slot::Node(Box::new(chain)))?;
+        // The directory entry.
+        let mut d = Blockref::zeroed();
+        d.type_ = BlockrefType::Dirent.into();
+        d.key = dkey.into();
+        d.methods = encode_methods(check, CompMethod::None);
+        d.mirror_tid = self.tid.into();
+        d.modify_tid = self.tid.into();
+        let h = d.dirent_mut();
+        h.inum = inum.into();
+        h.namlen = (name.len() as u16).into();
+        h.type_ = kind.into();
+        let slot = if name.len() <= d.check.len() {
+            d.check[..name.len()].copy_from_slice(name);
+            Slot::Clean(d)
+        } else {
+            let mut media = vec![0u8; 1024];
+            media[..name.len()].copy_from_slice(name);
+            Slot::Node(Box::new(Chain { bref: d, body: Body::Leaf { media } }))
+        };
+        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
+        let now = now_us();
+        if let Some(dip) = dchain.inode_mut() {
+            dip.meta.mtime = now.into();
+            dip.meta.ctime = now.into();
+        }
+        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
+        table.insert(fs, slot)?;
+        self.dirty = true;
+        Ok(inum)
+    }
+
+    /// `mkdir` (`parents`: `-p`, existing directories are fine).
+    pub fn mkdir(&mut self, pfs: &PfsRef, path: &str, attrs: Attrs, parents: bool) -> Result<u64> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+        if parts.is_empty() {
+            return Err(invalid(format!("{path}: the root exists")));
+        }
+        let mut dir = pfs.root_inum;
+        let mut so_far = String::new();
+        for (i, part) in parts.iter().enumerate() {
+            so_far.push('/');
+            so_far.push_str(part);
+            if *part == ".." {
+                return Err(invalid(format!("{path}: '..' is not supported in image paths")));
+            }
+            let last = i + 1 == parts.len();
+            match self.lookup(pfs, dir, part.as_bytes())? {
+                Some(e) if e.obj_type == ObjType::Directory && (parents || !last) => dir = e.inum,
+                Some(_) if last => return Err(invalid(format!("{so_far}: already exists"))),
+                Some(_) => return Err(Error::NotADirectory(so_far)),
+                None if last || parents => {
+                    dir = self.create(pfs, dir, part.as_bytes(), ObjType::Directory, attrs)?
+                }
+                None => return Err(Error::NotFound(so_far)),
+            }
+        }
+        Ok(dir)
+    }
+
+    /// `put`: copies a host regular file to `path` (its mode, owner and
+    /// mtime kept; an existing file is refused).
+    pub fn put(&mut self, pfs: &PfsRef, host: &std::path::Path, path: &str) -> Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let io =
+            |op: &'static str| move |source| Error::Io { path: host.to_path_buf(), op, offset: 0, source };
+        let meta = std::fs::metadata(host).map_err(io("stat"))?;
+        if !meta.is_file() {
+            return Err(invalid(format!("{}: not a regular file", host.display())));
+        }
+        let (dir, name, existing) = self.resolve_parent(pfs, path)?;
+        if name.is_empty() {
+            return Err(invalid(format!("{path}: needs a file name")));
+        }
+        if existing.is_some() {
+            return Err(invalid(format!("{path}: already exists")));
+        }
+        let mtime = (meta.mtime().max(0) as u64) * 1_000_000 + (meta.mtime_nsec().max(0) as u64) / 1000;
+        let attrs = Attrs { mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), mtime };
+        let inum = self.create(pfs, dir, &name, ObjType::Regfile, attrs)?;
+        let file = std::fs::File::open(host).map_err(io("open"))?;
+        self.write_contents(pfs, inum, file, meta.len()).map_err(|e| match e {
+            Error::Io { source, op, offset, .. } => {
+                Error::Io { path: host.to_path_buf(), op, offset, source }
+            }
+            e => e,
+        })?;
+        Ok(inum)
+    }
+
+    /// Stores `size` bytes from `src` as the contents of the new file `inum`.
+    fn write_contents(&mut self, pfs: &PfsRef, inum: u64, mut src: impl Read, size: u64) -> Result<()> {
+        let read_err = |source| Error::Io { path: "input".into(), op: "read", offset: 0, source };
+        let chain = self.inode_mut(pfs, inum)?;
+        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.size = size.into();
+        if size <= EMBEDDED_BYTES as u64 {
+            let mut buf = vec![0u8; size as usize];
+            src.read_exact(&mut buf).map_err(read_err)?;
+            let ip = chain.inode_mut().expect("checked above");
+            ip.meta.op_flags |= OPFLAG_DIRECTDATA;
+            ip.u = [0; EMBEDDED_BYTES];
+            ip.u[..buf.len()].copy_from_slice(&buf);
+            if let Body::Inode { table, .. } = &mut chain.body {
+                *table = Table::with_capacity(0);
+            }
+            return Ok(());
+        }
+        let comp = CompMethod::from(ip.meta.comp_algo & 15);
+        let level = u32::from(ip.meta.comp_algo >> 4);
+        let check = CheckMethod::from(ip.meta.check_algo & 15);
+        let mut buf = vec![0u8; PBUFSIZE as usize];
+        let mut off = 0u64;
+        while off < size {
+            let (logical, keybits) = logical_block(size, off);
+            let want = (size - off).min(logical as u64) as usize;
+            buf[..logical].fill(0);
+            src.read_exact(&mut buf[..want]).map_err(read_err)?;
+            let block = &buf[..logical];
+            if !compress::is_zero_block(block) {
+                let (media, used) = encode_block(block, comp, level);
+                let mut bref = Blockref::zeroed();
+                bref.type_ = BlockrefType::Data.into();
+                bref.key = off.into();
+                bref.keybits = keybits;
+                bref.methods = encode_methods(check, used);
+                let mut f = Flusher {
+                    device: &mut self.fs.device,
+                    alloc: &mut self.alloc,
+                    tid: self.tid,
+                    write: self.write,
+                    stats: self.stats,
+                };
+                f.write_block(&mut bref, &media)?;
+                self.stats = f.stats;
+                let fs = &self.fs;
+                let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
+                chain.table_mut().expect("a file with a blockset").insert(fs, Slot::Clean(bref))?;
+            }
+            off += logical as u64;
+        }
+        Ok(())
+    }
+
+    /// `rm`: removes a file, symlink or (with `dir_ok`) empty directory.
+    pub fn remove(&mut self, pfs: &PfsRef, path: &str, dir_ok: bool) -> Result<()> {
+        let (dir, name, existing) = self.resolve_parent(pfs, path)?;
+        if name.is_empty() {
+            return Err(invalid("cannot remove the root directory"));
+        }
+        let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
+        let (ip, table) = self.inode_view(pfs, e.inum)?;
+        if ip.meta.obj_type() == ObjType::Directory {
+            if !dir_ok {
+                return Err(Error::IsADirectory(path.to_string()));
+            }
+            let mut any = false;
+            table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _| {
+                any |= b.kind() == BlockrefType::Dirent;
+                Ok(if any { Flow::Stop } else { Flow::Continue })
+            })?;
+            if any {
+                return Err(invalid(format!("{path}: directory not empty")));
+            }
+        }
+        let fs = &self.fs;
+        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
+        let now = now_us();
+        if let Some(dip) = dchain.inode_mut() {
+            dip.meta.mtime = now.into();
+            dip.meta.ctime = now.into();
+        }
+        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
+        let removed = table.remove(fs, e.key, BlockrefType::Dirent)?;
+        let mut released = Vec::new();
+        if let Some(b) = removed.as_ref().and_then(Slot::bref) {
+            if b.radix() != 0 {
+                released.push(b.data_off.get());
+            }
+        }
+        let nlinks = ip.meta.nlinks.get();
+        if ip.meta.obj_type() != ObjType::Directory && nlinks > 1 {
+            let chain = inode_mut(fs, &mut self.root, pfs, e.inum)?;
+            if let Some(ip) = chain.inode_mut() {
+                ip.meta.nlinks = (nlinks - 1).into();
+                ip.meta.ctime = now.into();
+            }
+        } else {
+            let root = pfs_root_mut(fs, &mut self.root, pfs)?;
+            let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
+            if let Some(slot) = table.remove(fs, e.inum, BlockrefType::Inode)? {
+                if let Some(b) = slot.bref().filter(|b| b.radix() != 0) {
+                    released.push(b.data_off.get());
+                }
+            }
+        }
+        for off in released {
+            self.alloc.release(off)?;
+        }
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Commits everything done so far as one transaction; the session can
+    /// go on with a new one.
+    pub fn commit(&mut self) -> Result<CommitReport> {
+        let report = flush::commit(&mut self.fs, &mut self.root, &mut self.alloc, self.tid, self.write)?;
+        self.tid += 1;
+        self.dirty = false;
+        Ok(report)
+    }
+}
+
+/// The PFS root's chain, loaded for modification (with the path to it).
+fn pfs_root_mut<'t>(fs: &Hammer2, root: &'t mut Table, pfs: &PfsRef) -> Result<&'t mut Chain> {
+    let sroot =
+        root.get_mut(fs, 0, BlockrefType::Inode)?.ok_or_else(|| Error::NotFound("super-root".into()))?;
+    let table = sroot.table_mut().ok_or_else(|| invalid("super-root embeds data"))?;
+    table
+        .get_mut(fs, pfs.key, BlockrefType::Inode)?
+        .ok_or_else(|| Error::NotFound(format!("PFS {}", pfs.label)))
+}
+
+/// Inode `inum` of `pfs`, loaded for modification (with the path to it).
+fn inode_mut<'t>(fs: &Hammer2, root: &'t mut Table, pfs: &PfsRef, inum: u64) -> Result<&'t mut Chain> {
+    let chain = pfs_root_mut(fs, root, pfs)?;
+    if inum == pfs.root_inum {
+        return Ok(chain);
+    }
+    let table = chain.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
+    table
+        .get_mut(fs, inum, BlockrefType::Inode)?
+        .ok_or_else(|| Error::NotFound(format!("inode {inum} in PFS {}", pfs.label)))
+}
+
+/// Logical size and keybits of the block at `off` of a file of `size`
+/// bytes (`hammer2_calc_logical`): 64 KiB, except the last block, the
+/// smallest power of two of at least 1 KiB holding the tail.
+pub fn logical_block(size: u64, off: u64) -> (usize, u8) {
+    let base = off & !(PBUFSIZE - 1);
+    let eof_base = size & !(PBUFSIZE - 1);
+    if base < eof_base {
+        return (PBUFSIZE as usize, 16);
+    }
+    let tail = (size - eof_base).max(1);
+    let radix = (64 - (tail - 1).leading_zeros()).max(10) as u8;
+    (1usize << radix, radix)
+}
+
+/// The media of a logical block and the compression actually used.
+pub fn encode_block(block: &[u8], comp: CompMethod, level: u32) -> (Vec<u8>, CompMethod) {
+    let packed = match comp {
+        CompMethod::Lz4 => Some(compress::lz4_compress(block)),
+        CompMethod::Zlib => Some(compress::zlib_compress(block, if level == 0 { 6 } else { level })),
+        _ => None,
+    };
+    if let Some(p) = packed.filter(|p| p.len() <= block.len() / 2) {
+        let phys = p.len().next_power_of_two().max(1024);
+        let mut media = p;
+        media.resize(phys, 0);
+        return (media, comp);
+    }
+    (block.to_vec(), CompMethod::None)
+}
+
+/// A name for a new directory entry: 1..=255 bytes, no '/' or NUL, not `.` or `..`.
+pub fn check_new_name(name: &[u8]) -> Result<()> {
+    let why = if name.is_empty() {
+        "empty name"
+    } else if name.len() >= INODE_MAXNAME {
+        "name longer than 255 bytes"
+    } else if name == b"." || name == b".." {
+        "'.' and '..' cannot be created"
+    } else if name.contains(&b'/') || name.contains(&0) {
+        "name contains '/' or NUL"
+    } else {
+        return Ok(());
+    };
+    Err(invalid(format!("{:?}: {why}", String::from_utf8_lossy(name))))
+}
+
+/// The lowest free directory key for `name` in `table`.
+fn free_dirent_key(fs: &Hammer2, table: &Table, name: &[u8]) -> Result<u64> {
+    let hash = dirhash(name) & !DIRHASH_LOMASK;
+    let mut used = std::collections::HashSet::new();
+    table.scan(fs, hash, hash | DIRHASH_LOMASK, &mut |b, _| {
+        used.insert(b.key.get());
+        Ok(Flow::Continue)
+    })?;
+    (1..=DIRHASH_LOMASK)
+        .map(|i| hash | 0x8000 | i)
+        .chain(std::iter::empty())
+        .find(|k| !used.contains(k) && k & DIRHASH_LOMASK != 0)
+        .ok_or_else(|| {
+            invalid(format!("{}: too many names with the same hash", String::from_utf8_lossy(name)))
+        })
+}
+
+/// A dirent's name: in the check area, or in its media block.
+fn dirent_name(fs: &Hammer2, b: &Blockref, chain: Option<&Chain>) -> Result<Vec<u8>> {
+    let namlen = b.dirent().namlen.get() as usize;
+    let loc = || Location::of(b, 0, 0);
+    if namlen == 0 || namlen >= INODE_MAXNAME {
+        return Err(Error::corrupt(CorruptKind::BadDirent(format!("name length {namlen}")), loc()));
+    }
+    if namlen <= b.check.len() {
+        return Ok(b.check[..namlen].to_vec());
+    }
+    let media: Vec<u8> = match chain.map(|c| &c.body) {
+        Some(Body::Leaf { media }) => media.clone(),
+        _ => crate::tree::Tree::new(fs).media_at(b, &loc())?.to_vec(),
+    };
+    media.get(..namlen).map(<[u8]>::to_vec).ok_or_else(|| {
+        Error::corrupt(CorruptKind::BadDirent(format!("name of {namlen} bytes, block shorter")), loc())
+    })
+}
+
+#[allow(dead_code)]
+const _: () = assert!(INODE_BYTES == 1024);
