@@ -213,18 +213,35 @@ impl Entry<'_> {
         }
     }
 
-    /// A copy of its table (an inode's blockset, empty when it embeds data).
-    pub fn table(&self, fs: &Hammer2) -> Result<Table> {
+    /// Its table (an inode's blockset, empty when it embeds data):
+    /// borrowed when loaded, read from media otherwise.
+    pub fn table(&self, fs: &Hammer2) -> Result<TableRef<'_>> {
         match self {
-            Entry::Loaded(c) => Ok(c.table().cloned().unwrap_or_default()),
+            Entry::Loaded(c) => Ok(c.table().map_or(TableRef::Owned(Table::default()), TableRef::Loaded)),
             Entry::Clean(b) => {
                 let ip = Tree::new(fs).inode(b, &Location::of(b, 0, 0))?;
-                Ok(if ip.meta.is_directdata() {
+                Ok(TableRef::Owned(if ip.meta.is_directdata() {
                     Table::with_capacity(0)
                 } else {
                     Table::from_brefs(ip.blockset())
-                })
+                }))
             }
+        }
+    }
+}
+
+/// A table borrowed from a loaded chain, or read from media.
+pub enum TableRef<'t> {
+    Loaded(&'t Table),
+    Owned(Table),
+}
+
+impl std::ops::Deref for TableRef<'_> {
+    type Target = Table;
+    fn deref(&self) -> &Table {
+        match self {
+            TableRef::Loaded(t) => t,
+            TableRef::Owned(t) => t,
         }
     }
 }

@@ -26,7 +26,7 @@
 //! - Blocks of removed files stay allocated until a bulkfree, as with the
 //!   kernel (which never frees at run time).
 
-use crate::chain::{Body, Chain, Slot, Table};
+use crate::chain::{Body, Chain, Entry, Slot, Table, TableRef};
 use crate::compress;
 use crate::device::{Access, Device};
 use crate::dirhash::dirhash;
@@ -55,7 +55,7 @@ pub struct PfsRef {
 
 /// What a lookup in a directory found.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub struct DirEntry {
     pub key: u64,
     pub inum: u64,
     pub obj_type: ObjType,
@@ -162,12 +162,15 @@ impl Session {
         self.dirty
     }
 
-    fn super_root(&self) -> Result<Table> {
+    fn super_root(&self) -> Result<TableRef<'_>> {
         let found = self
             .root
             .find(&self.fs, 0, BlockrefType::Inode)?
             .ok_or_else(|| Error::NotFound("super-root".into()))?;
-        found.table(&self.fs)
+        match found {
+            Entry::Loaded(c) => Ok(c.table().map_or(TableRef::Owned(Table::default()), TableRef::Loaded)),
+            clean => Ok(TableRef::Owned(Table::clone(&*clean.table(&self.fs)?))),
+        }
     }
 
     /// The PFS labelled `label` (None: DATA, or the only one but LOCAL).
@@ -224,28 +227,35 @@ impl Session {
         inode_mut(&self.fs, &mut self.root, pfs, inum)
     }
 
-    /// A copy of inode `inum` and its table (read-only view).
-    fn inode_view(&self, pfs: &PfsRef, inum: u64) -> Result<(InodeData, Table)> {
+    /// Calls `f` with inode `inum` and its table (read-only view; nothing
+    /// is copied for loaded chains).
+    fn with_inode<R>(&self, pfs: &PfsRef, inum: u64, f: impl FnOnce(&InodeData, &Table) -> Result<R>) -> Result<R> {
         let sroot = self.super_root()?;
         let root = sroot
             .find(&self.fs, pfs.key, BlockrefType::Inode)?
             .ok_or_else(|| Error::NotFound(format!("PFS {}", pfs.label)))?;
-        let (rip, rtable) = (root.inode(&self.fs)?, root.table(&self.fs)?);
+        let rtable = root.table(&self.fs)?;
         if inum == pfs.root_inum {
-            return Ok((rip, rtable));
+            return f(&root.inode(&self.fs)?, &rtable);
         }
         let found = rtable
             .find(&self.fs, inum, BlockrefType::Inode)?
             .ok_or_else(|| Error::NotFound(format!("inode {inum} in PFS {}", pfs.label)))?;
-        Ok((found.inode(&self.fs)?, found.table(&self.fs)?))
+        let table = found.table(&self.fs)?;
+        f(&found.inode(&self.fs)?, &table)
     }
 
     /// The entry `name` in directory `dir`.
-    pub fn lookup(&self, pfs: &PfsRef, dir: u64, name: &[u8]) -> Result<Option<Entry>> {
-        let (ip, table) = self.inode_view(pfs, dir)?;
-        if ip.meta.obj_type() != ObjType::Directory {
-            return Err(Error::NotADirectory(format!("inode {dir}")));
-        }
+    pub fn lookup(&self, pfs: &PfsRef, dir: u64, name: &[u8]) -> Result<Option<DirEntry>> {
+        self.with_inode(pfs, dir, |ip, table| {
+            if ip.meta.obj_type() != ObjType::Directory {
+                return Err(Error::NotADirectory(format!("inode {dir}")));
+            }
+            self.lookup_in(table, name)
+        })
+    }
+
+    fn lookup_in(&self, table: &Table, name: &[u8]) -> Result<Option<DirEntry>> {
         let hash = dirhash(name);
         let mut found = None;
         let mut failure = None;
@@ -257,7 +267,7 @@ impl Session {
             match entry_name {
                 Ok(n) if n == name => {
                     let h = b.dirent();
-                    found = Some(Entry {
+                    found = Some(DirEntry {
                         key: b.key.get(),
                         inum: h.inum.get(),
                         obj_type: ObjType::from(h.type_),
@@ -279,7 +289,7 @@ impl Session {
 
     /// Resolves `path` to (parent directory, final name, entry if it exists).
     /// `/` alone resolves to the root with an empty name.
-    pub fn resolve_parent(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>, Option<Entry>)> {
+    pub fn resolve_parent(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>, Option<DirEntry>)> {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         if parts.contains(&"..") {
             return Err(invalid(format!("{path}: '..' is not supported in image paths")));
@@ -313,14 +323,15 @@ impl Session {
     /// Creates an inode of `kind` named `name` in directory `dir`; returns its number.
     fn create(&mut self, pfs: &PfsRef, dir: u64, name: &[u8], kind: ObjType, attrs: Attrs) -> Result<u64> {
         check_new_name(name)?;
-        let (dip, dtable) = self.inode_view(pfs, dir)?;
-        if dip.meta.obj_type() != ObjType::Directory {
-            return Err(Error::NotADirectory(format!("inode {dir}")));
-        }
-        if self.lookup(pfs, dir, name)?.is_some() {
-            return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
-        }
-        let dkey = free_dirent_key(&self.fs, &dtable, name)?;
+        let (dip, dkey) = self.with_inode(pfs, dir, |dip, dtable| {
+            if dip.meta.obj_type() != ObjType::Directory {
+                return Err(Error::NotADirectory(format!("inode {dir}")));
+            }
+            if self.lookup_in(dtable, name)?.is_some() {
+                return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
+            }
+            Ok((*dip, free_dirent_key(&self.fs, dtable, name)?))
+        })?;
         let inum = self.next_inum(pfs)?;
         let mut ip = InodeData::new_zeroed();
         let m = &mut ip.meta;
@@ -441,6 +452,20 @@ impl Session {
         Ok(inum)
     }
 
+    /// Creates the regular file `path` holding `size` bytes read from `src`.
+    pub fn create_file(&mut self, pfs: &PfsRef, path: &str, attrs: Attrs, src: impl Read, size: u64) -> Result<u64> {
+        let (dir, name, existing) = self.resolve_parent(pfs, path)?;
+        if name.is_empty() {
+            return Err(invalid(format!("{path}: needs a file name")));
+        }
+        if existing.is_some() {
+            return Err(invalid(format!("{path}: already exists")));
+        }
+        let inum = self.create(pfs, dir, &name, ObjType::Regfile, attrs)?;
+        self.write_contents(pfs, inum, src, size)?;
+        Ok(inum)
+    }
+
     /// Stores `size` bytes from `src` as the contents of the new file `inum`.
     fn write_contents(&mut self, pfs: &PfsRef, inum: u64, mut src: impl Read, size: u64) -> Result<()> {
         let read_err = |source| Error::Io { path: "input".into(), op: "read", offset: 0, source };
@@ -502,20 +527,22 @@ impl Session {
             return Err(invalid("cannot remove the root directory"));
         }
         let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
-        let (ip, table) = self.inode_view(pfs, e.inum)?;
-        if ip.meta.obj_type() == ObjType::Directory {
-            if !dir_ok {
-                return Err(Error::IsADirectory(path.to_string()));
+        let ip = self.with_inode(pfs, e.inum, |ip, table| {
+            if ip.meta.obj_type() == ObjType::Directory {
+                if !dir_ok {
+                    return Err(Error::IsADirectory(path.to_string()));
+                }
+                let mut any = false;
+                table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _| {
+                    any |= b.kind() == BlockrefType::Dirent;
+                    Ok(if any { Flow::Stop } else { Flow::Continue })
+                })?;
+                if any {
+                    return Err(invalid(format!("{path}: directory not empty")));
+                }
             }
-            let mut any = false;
-            table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _| {
-                any |= b.kind() == BlockrefType::Dirent;
-                Ok(if any { Flow::Stop } else { Flow::Continue })
-            })?;
-            if any {
-                return Err(invalid(format!("{path}: directory not empty")));
-            }
-        }
+            Ok(*ip)
+        })?;
         let fs = &self.fs;
         let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
         let now = now_us();

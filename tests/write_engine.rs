@@ -155,3 +155,46 @@ fn debug_keep_image() {
     s.remove(&pfs, "/hello.txt", false).unwrap();
     s.commit().unwrap();
 }
+
+/// A fresh newfs image has no freemap: the first commit builds it. Three
+/// thousand files in one directory split its table into indirect blocks at
+/// several levels; a 100 MiB file needs two levels of data indirect blocks.
+#[test]
+fn thousands_of_files_and_a_large_file_on_a_fresh_newfs_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("newfs-10g", dir.path());
+    let spec = img.to_str().unwrap();
+    let mut s = Session::open(spec, false).unwrap();
+    let pfs = s.pfs(None).unwrap();
+    s.mkdir(&pfs, "/many", Attrs::now(0o755), false).unwrap();
+    let n = 3000;
+    for i in 0..n {
+        let body = format!("file number {i}\n").repeat(i % 50 + 1);
+        let name = format!("/many/f{i:05}-{}", "x".repeat(i % 90));
+        s.create_file(&pfs, &name, Attrs::now(0o644), body.as_bytes(), body.len() as u64).unwrap();
+    }
+    let big_len = 100 << 20;
+    let big = content(7, big_len);
+    s.create_file(&pfs, "/big", Attrs::now(0o600), &big[..], big_len as u64).unwrap();
+    s.commit().unwrap();
+    drop(s);
+
+    our_fsck_clean(spec);
+    oracle_fsck(spec);
+    assert_eq!(read_file(spec, None, "/big"), big);
+    let fs = Hammer2::open_path(spec).unwrap();
+    let tree = Tree::new(&fs);
+    let p = Pfs::default(&tree).unwrap();
+    let many = p.resolve("/many").unwrap();
+    let entries = p.readdir(&many).unwrap();
+    assert_eq!(entries.len(), n);
+    for i in (0..n).step_by(97) {
+        let body = format!("file number {i}\n").repeat(i % 50 + 1);
+        let name = format!("/many/f{i:05}-{}", "x".repeat(i % 90));
+        assert_eq!(read_file(spec, None, &name), body.as_bytes(), "{name}");
+    }
+    drop(fs);
+    oracle_makefs_bulkfree(&img);
+    our_fsck_clean(spec);
+    assert_eq!(read_file(spec, None, "/big"), big);
+}
