@@ -15,6 +15,7 @@ pub mod error;
 pub mod extract;
 pub mod file;
 pub mod format;
+pub mod freemap;
 pub mod fsck;
 pub mod newfs;
 pub mod pfs;
