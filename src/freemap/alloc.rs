@@ -411,17 +411,11 @@ impl Allocator {
         if !(RADIX_MIN..=RADIX_MAX).contains(&radix) {
             return Err(AllocError::Invalid(format!("radix {radix} outside {RADIX_MIN}..={RADIX_MAX}")));
         }
-        let kind = match class_hint {
-            BlockrefType::Inode | BlockrefType::Indirect | BlockrefType::Data | BlockrefType::Dirent => {
-                u8::from(class_hint)
-            }
-            other => {
-                return Err(AllocError::Invalid(format!("{other} blocks are not allocated from the freemap")))
-            }
-        };
-        let class = (u16::from(kind) << 8) | CLASS_RADIX;
+        let class = class_of(class_hint).ok_or_else(|| {
+            AllocError::Invalid(format!("{class_hint} blocks are not allocated from the freemap"))
+        })?;
         let end = self.geo.end;
-        let hint = kind as usize & 7;
+        let hint = usize::from(class >> 8) & 7;
         let mut bnext = self.heur[hint].min(end.saturating_sub(1));
         let (mut loops, mut relaxed) = (0, self.relaxed);
         loop {
@@ -452,13 +446,13 @@ impl Allocator {
     /// One leaf's part of the search (`hammer2_freemap_try_alloc`).
     fn try_zone(&mut self, zone: u64, bnext: u64, radix: u8, class: u16, relaxed: bool) -> Option<u64> {
         let Allocator { geo, leaves, pinned, allocator_free, .. } = self;
-        if !leaves.contains_key(&zone) {
-            if !geo.zone_usable(zone) {
-                return None;
+        let leaf = match leaves.entry(zone) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) if geo.zone_usable(zone) => {
+                e.insert(Leaf::init(zone, geo))
             }
-            leaves.insert(zone, Leaf::init(zone, geo));
-        }
-        let leaf = leaves.get_mut(&zone)?;
+            std::collections::btree_map::Entry::Vacant(_) => return None,
+        };
         if leaf.bigmask & (1 << radix) == 0 {
             return None;
         }
@@ -503,18 +497,12 @@ impl Allocator {
         if off < self.geo.allocator_beg {
             return Ok(false);
         }
-        let class = match kind {
-            BlockrefType::Inode | BlockrefType::Indirect | BlockrefType::Data | BlockrefType::Dirent => {
-                (u16::from(u8::from(kind)) << 8) | CLASS_RADIX
-            }
-            other => return Err(Error::InvalidArgument(format!("{other} blocks are not in the freemap"))),
-        };
+        let class = class_of(kind).ok_or_else(|| {
+            Error::InvalidArgument(format!("{kind} blocks are not allocated from the freemap"))
+        })?;
         let zone = off & !(ZONE - 1);
-        if !self.leaves.contains_key(&zone) {
-            self.leaves.insert(zone, Leaf::init(zone, &self.geo));
-        }
-        let Allocator { leaves, pinned, allocator_free, .. } = self;
-        let leaf = leaves.get_mut(&zone).expect("inserted above");
+        let Allocator { leaves, pinned, allocator_free, geo, .. } = self;
+        let leaf = leaves.entry(zone).or_insert_with(|| Leaf::init(zone, geo));
         let seg = off & !(SEG - 1);
         let bmap = &mut leaf.bmaps_mut()[((seg - zone) / SEG) as usize];
         let (rel, mut changed) = (off - seg, false);
@@ -782,6 +770,17 @@ impl Allocator {
             }
         }
         Ok(seen)
+    }
+}
+
+/// The class (`type << 8 | 16`) of blocks of type `kind`, for the types the
+/// freemap allocates (freemap blocks live in the reserved slots).
+fn class_of(kind: BlockrefType) -> Option<u16> {
+    match kind {
+        BlockrefType::Inode | BlockrefType::Indirect | BlockrefType::Data | BlockrefType::Dirent => {
+            Some((u16::from(u8::from(kind)) << 8) | CLASS_RADIX)
+        }
+        _ => None,
     }
 }
 
@@ -1103,7 +1102,7 @@ mod tests {
         assert_eq!(bmap_bigmask(&b), 0);
         b.linear = 0x1000.into(); // 12 KiB left in the chunk
         assert_eq!(bmap_bigmask(&b), (1 << 14) - 1);
-        b.bitmapq[3] = (u64::MAX & !(0xf << 8)).into(); // chunks 4-5 of word 3: a 32 KiB run
+        b.bitmapq[3] = (!(0xfu64 << 8)).into(); // chunks 4-5 of word 3: a 32 KiB run
         assert_eq!(bmap_bigmask(&b), (1 << 16) - 1);
     }
 }
