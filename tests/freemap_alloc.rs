@@ -492,3 +492,31 @@ fn enospc_is_clean_and_leaves_the_allocator_usable() {
     assert_eq!(stat("ERR(00)->allocated"), 0);
     assert_eq!(stat("transition->staged") as usize, blocks.len() * 4 - 3);
 }
+
+#[test]
+fn corruption_and_foreign_devices_are_errors() {
+    // A leaf whose bytes no longer match its check code.
+    let img = scratch(&["small-iscsi"]);
+    let spec = img.spec.as_str();
+    let leaf = reachable(spec, Root::Freemap)[0].0;
+    assert_eq!(leaf, 0x10000);
+    {
+        let mut fs = Hammer2::open(Device::open(spec, Access::ReadWrite).unwrap(), CopyChoice::Best).unwrap();
+        let mut byte = fs.device.read(leaf + 100 * 128, 1).unwrap().to_vec();
+        byte[0] ^= 1;
+        fs.device.write(leaf + 100 * 128, &byte).unwrap();
+        fs.device.sync().unwrap();
+    }
+    let fs = Hammer2::open_path(spec).unwrap();
+    let err = Allocator::load(&fs).err().expect("a corrupt leaf is an error");
+    assert!(err.to_string().contains("check code"), "{err}");
+
+    // Flushing one file system's freemap into another's device.
+    let mut a = load(common::fixture("varied").to_str().unwrap());
+    a.alloc(16, BlockrefType::Data).unwrap();
+    let other = scratch(&["newfs-1g"]);
+    let mut fs =
+        Hammer2::open(Device::open(&other.spec, Access::ReadWrite).unwrap(), CopyChoice::Best).unwrap();
+    let err = a.flush(0x12, &mut fs.device).expect_err("another file system");
+    assert!(err.to_string().contains("root volume"), "{err}");
+}

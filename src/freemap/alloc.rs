@@ -113,7 +113,7 @@ use crate::error::{CorruptKind, Corruption, Error, Location, Result};
 use crate::format::{
     encode_methods, Blockref, BlockrefType, BmapData, CheckMethod, CompMethod, FREEMAP_BLOCK_RADIX,
     FREEMAP_COUNT, FREEMAP_LEVEL0_RADIX, FREEMAP_LEVEL1_RADIX, FREEMAP_LEVELN_PSIZE, NFREEMAPS, PBUFSIZE,
-    RADIX_MAX, RADIX_MIN, SET_COUNT, VOLUME_BYTES, VOL_VERSION_MULTI_VOLUMES, ZONE_FREEMAP_00,
+    RADIX_MAX, RADIX_MIN, ROOT_VOLUME, SET_COUNT, VOLUME_BYTES, VOL_VERSION_MULTI_VOLUMES, ZONE_FREEMAP_00,
     ZONE_FREEMAP_END, ZONE_FREEMAP_INC,
 };
 use crate::volume::{read_headers, CopyState, Hammer2};
@@ -278,8 +278,6 @@ struct Node {
 /// The freemap allocator. See the module documentation.
 pub struct Allocator {
     geo: Geometry,
-    /// Device position of the root volume (whose headers hold the freemap).
-    root_pos: usize,
     fsid: [u8; 16],
     /// Leaves by zone (their key).
     leaves: BTreeMap<u64, Leaf>,
@@ -302,8 +300,7 @@ impl Allocator {
     /// ranges, one leaf per zone). An empty freemap (a fresh newfs) is fine:
     /// leaves are created as `hammer2_freemap_init` does on first use.
     pub fn load(fs: &Hammer2) -> Result<Allocator> {
-        let mut a =
-            Allocator::empty(Geometry::from_fs(fs), fs.root_position(), fs.voldata.allocator_free.get());
+        let mut a = Allocator::empty(Geometry::from_fs(fs), fs.voldata.allocator_free.get());
         a.fsid = fs.voldata.fsid;
         let end = a.geo.end;
         let mut failure: Option<Corruption> = None;
@@ -387,10 +384,9 @@ impl Allocator {
         Ok(a)
     }
 
-    fn empty(geo: Geometry, root_pos: usize, allocator_free: u64) -> Allocator {
+    fn empty(geo: Geometry, allocator_free: u64) -> Allocator {
         Allocator {
             geo,
-            root_pos,
             fsid: [0; 16],
             leaves: BTreeMap::new(),
             nodes: HashMap::new(),
@@ -682,11 +678,17 @@ impl Allocator {
 
     /// Writes every modified leaf and the freemap nodes above it into the
     /// reserved rotation slots, never over a block that a valid header copy
-    /// on `dev` references, with FREEMAP check codes, exact avail/bigmask
-    /// hints and `mirror_tid = modify_tid = tid`. Returns the
-    /// `freemap_blockset` for the next volume header, whose `freemap_tid`
-    /// should be `tid` and `allocator_free` [`free_bytes`](Self::free_bytes).
+    /// of the root volume on `dev` references, with FREEMAP check codes,
+    /// exact avail/bigmask hints and `mirror_tid = modify_tid = tid`. Returns
+    /// the `freemap_blockset` for the next volume header, whose
+    /// `freemap_tid` should be `tid` and `allocator_free`
+    /// [`free_bytes`](Self::free_bytes).
+    ///
+    /// `dev` must map logical offsets (the device of a [`Hammer2`] opened
+    /// for writing) and hold the file system the freemap was loaded from.
     /// Nothing is synced: the caller's barrier precedes the header write.
+    /// After an error the in-memory state may name blocks that were not
+    /// written; reload before trying again.
     pub fn flush(&mut self, tid: u64, dev: &mut Device) -> Result<[Blockref; SET_COUNT]> {
         let protected = self.protected_slots(dev)?;
         // Leaves first.
@@ -747,12 +749,16 @@ impl Allocator {
     /// Media offsets of every freemap block reachable from a valid header
     /// copy of the root volume on `dev`.
     fn protected_slots(&self, dev: &Device) -> Result<HashSet<u64>> {
-        let headers = read_headers(dev.volume(self.root_pos));
-        if let Some(best) = headers.best().and_then(|c| c.data.as_ref()) {
-            if best.fsid != self.fsid {
-                return Err(Error::InvalidArgument("flush to a device holding another file system".into()));
-            }
-        }
+        let root = (0..dev.len()).map(|i| read_headers(dev.volume(i))).find(|h| {
+            h.best()
+                .and_then(|c| c.data.as_ref())
+                .is_some_and(|d| d.fsid == self.fsid && d.volu_id == ROOT_VOLUME)
+        });
+        let Some(headers) = root else {
+            return Err(Error::InvalidArgument(
+                "flush to a device without this file system's root volume".into(),
+            ));
+        };
         let mut seen = HashSet::new();
         let mut stack: Vec<(Blockref, usize)> = Vec::new();
         for copy in headers.copies.iter().filter(|c| c.is_valid()) {
@@ -973,7 +979,7 @@ mod tests {
     }
 
     fn alloc_of(geo: Geometry) -> Allocator {
-        Allocator::empty(geo, 0, 1 << 40)
+        Allocator::empty(geo, 1 << 40)
     }
 
     #[test]
