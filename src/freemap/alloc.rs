@@ -37,7 +37,10 @@
 //!   avail 0, linear 4 MiB); the others get avail 4 MiB. The blockref's avail
 //!   hint is 1 GiB minus 4 MiB per such entry and is never updated afterwards
 //!   by the kernel (0x2b800000 on the fixtures: 82 entries below 0x14800000).
-//!   Init does not touch `allocator_free`. That is how newfs's inodes (below
+//!   Init needs no rule for the volume-header copies (at n x 2 GiB, inside
+//!   reserved segments) nor for the boot and aux areas (below
+//!   `allocator_beg` on media newfs made). Init does not touch
+//!   `allocator_free`. That is how newfs's inodes (below
 //!   `allocator_beg`) end up allocated: newfs counts `[aux_end, lokey)` free
 //!   in `allocator_free`, init marks it allocated, and bulkfree never visits
 //!   entries below `allocator_beg`, so `allocator_free` exceeds the leaves'
@@ -65,6 +68,9 @@
 //!   chunk that turns from free to allocated (bulkfree cannot undo finer
 //!   accounting). The class is set if it was 0. (The kernel also positions
 //!   16 KiB+ DATA blocks by their file offset; this allocator has no key.)
+//! * Stamps: the kernel sets a modified freemap block's `modify_tid` to its
+//!   sub-transaction id (0x192a on varied.img) and `mirror_tid` to the
+//!   flush's; we write the commit's tid in both.
 //! * Releases: the kernel never frees at run time (`hammer2_freemap_adjust`
 //!   only accepts DORECOVER); bulkfree (hammer2_bulkfree.c) rebuilds the map
 //!   from the current topology and moves unreferenced 11 -> 10, then 10 ->
