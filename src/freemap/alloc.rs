@@ -98,7 +98,12 @@
 //!   still reach the block, and proving otherwise needs a walk of every copy.
 //!   The one exception is a whole-chunk block allocated since the last
 //!   [`Allocator::flush`]: no header written before that flush can reference
-//!   it, so it is freed outright (allocator_free grows back).
+//!   it, so it is freed outright (allocator_free grows back). Blocks under
+//!   16 KiB share their chunk with others and are only ever staged.
+//! * [`Allocator::protect_reachable`] pins, in memory, free chunks that an
+//!   older valid header copy still references (kernel bulkfree only looks at
+//!   the newest topology, so it can free them): the commit contract's rule
+//!   that nothing an older valid copy reaches is reused.
 //! * [`Allocator::mark_allocated`] marks the exact chunks the block touches and
 //!   moves `linear` past the block when `linear` lies inside one of them.
 //! * [`Allocator::flush`] rebuilds the nodes above the leaves in the shape the
