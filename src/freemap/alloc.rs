@@ -37,7 +37,10 @@
 //!   avail 0, linear 4 MiB); the others get avail 4 MiB. The blockref's avail
 //!   hint is 1 GiB minus 4 MiB per such entry and is never updated afterwards
 //!   by the kernel (0x2b800000 on the fixtures: 82 entries below 0x14800000).
-//!   Init does not touch `allocator_free`. That is how newfs's inodes (below
+//!   Init needs no rule for the volume-header copies (at n x 2 GiB, inside
+//!   reserved segments) nor for the boot and aux areas (below
+//!   `allocator_beg` on media newfs made). Init does not touch
+//!   `allocator_free`. That is how newfs's inodes (below
 //!   `allocator_beg`) end up allocated: newfs counts `[aux_end, lokey)` free
 //!   in `allocator_free`, init marks it allocated, and bulkfree never visits
 //!   entries below `allocator_beg`, so `allocator_free` exceeds the leaves'
@@ -65,6 +68,9 @@
 //!   chunk that turns from free to allocated (bulkfree cannot undo finer
 //!   accounting). The class is set if it was 0. (The kernel also positions
 //!   16 KiB+ DATA blocks by their file offset; this allocator has no key.)
+//! * Stamps: the kernel sets a modified freemap block's `modify_tid` to its
+//!   sub-transaction id (0x192a on varied.img) and `mirror_tid` to the
+//!   flush's; we write the commit's tid in both.
 //! * Releases: the kernel never frees at run time (`hammer2_freemap_adjust`
 //!   only accepts DORECOVER); bulkfree (hammer2_bulkfree.c) rebuilds the map
 //!   from the current topology and moves unreferenced 11 -> 10, then 10 ->
@@ -92,7 +98,12 @@
 //!   still reach the block, and proving otherwise needs a walk of every copy.
 //!   The one exception is a whole-chunk block allocated since the last
 //!   [`Allocator::flush`]: no header written before that flush can reference
-//!   it, so it is freed outright (allocator_free grows back).
+//!   it, so it is freed outright (allocator_free grows back). Blocks under
+//!   16 KiB share their chunk with others and are only ever staged.
+//! * [`Allocator::protect_reachable`] pins, in memory, free chunks that an
+//!   older valid header copy still references (kernel bulkfree only looks at
+//!   the newest topology, so it can free them): the commit contract's rule
+//!   that nothing an older valid copy reaches is reused.
 //! * [`Allocator::mark_allocated`] marks the exact chunks the block touches and
 //!   moves `linear` past the block when `linear` lies inside one of them.
 //! * [`Allocator::flush`] rebuilds the nodes above the leaves in the shape the
@@ -113,7 +124,7 @@ use crate::error::{CorruptKind, Corruption, Error, Location, Result};
 use crate::format::{
     encode_methods, Blockref, BlockrefType, BmapData, CheckMethod, CompMethod, FREEMAP_BLOCK_RADIX,
     FREEMAP_COUNT, FREEMAP_LEVEL0_RADIX, FREEMAP_LEVEL1_RADIX, FREEMAP_LEVELN_PSIZE, NFREEMAPS, PBUFSIZE,
-    RADIX_MAX, RADIX_MIN, SET_COUNT, VOLUME_BYTES, VOL_VERSION_MULTI_VOLUMES, ZONE_FREEMAP_00,
+    RADIX_MAX, RADIX_MIN, ROOT_VOLUME, SET_COUNT, VOLUME_BYTES, VOL_VERSION_MULTI_VOLUMES, ZONE_FREEMAP_00,
     ZONE_FREEMAP_END, ZONE_FREEMAP_INC,
 };
 use crate::volume::{read_headers, CopyState, Hammer2};
@@ -278,8 +289,6 @@ struct Node {
 /// The freemap allocator. See the module documentation.
 pub struct Allocator {
     geo: Geometry,
-    /// Device position of the root volume (whose headers hold the freemap).
-    root_pos: usize,
     fsid: [u8; 16],
     /// Leaves by zone (their key).
     leaves: BTreeMap<u64, Leaf>,
@@ -302,8 +311,7 @@ impl Allocator {
     /// ranges, one leaf per zone). An empty freemap (a fresh newfs) is fine:
     /// leaves are created as `hammer2_freemap_init` does on first use.
     pub fn load(fs: &Hammer2) -> Result<Allocator> {
-        let mut a =
-            Allocator::empty(Geometry::from_fs(fs), fs.root_position(), fs.voldata.allocator_free.get());
+        let mut a = Allocator::empty(Geometry::from_fs(fs), fs.voldata.allocator_free.get());
         a.fsid = fs.voldata.fsid;
         let end = a.geo.end;
         let mut failure: Option<Corruption> = None;
@@ -387,10 +395,9 @@ impl Allocator {
         Ok(a)
     }
 
-    fn empty(geo: Geometry, root_pos: usize, allocator_free: u64) -> Allocator {
+    fn empty(geo: Geometry, allocator_free: u64) -> Allocator {
         Allocator {
             geo,
-            root_pos,
             fsid: [0; 16],
             leaves: BTreeMap::new(),
             nodes: HashMap::new(),
@@ -411,17 +418,11 @@ impl Allocator {
         if !(RADIX_MIN..=RADIX_MAX).contains(&radix) {
             return Err(AllocError::Invalid(format!("radix {radix} outside {RADIX_MIN}..={RADIX_MAX}")));
         }
-        let kind = match class_hint {
-            BlockrefType::Inode | BlockrefType::Indirect | BlockrefType::Data | BlockrefType::Dirent => {
-                u8::from(class_hint)
-            }
-            other => {
-                return Err(AllocError::Invalid(format!("{other} blocks are not allocated from the freemap")))
-            }
-        };
-        let class = (u16::from(kind) << 8) | CLASS_RADIX;
+        let class = class_of(class_hint).ok_or_else(|| {
+            AllocError::Invalid(format!("{class_hint} blocks are not allocated from the freemap"))
+        })?;
         let end = self.geo.end;
-        let hint = kind as usize & 7;
+        let hint = usize::from(class >> 8) & 7;
         let mut bnext = self.heur[hint].min(end.saturating_sub(1));
         let (mut loops, mut relaxed) = (0, self.relaxed);
         loop {
@@ -452,13 +453,13 @@ impl Allocator {
     /// One leaf's part of the search (`hammer2_freemap_try_alloc`).
     fn try_zone(&mut self, zone: u64, bnext: u64, radix: u8, class: u16, relaxed: bool) -> Option<u64> {
         let Allocator { geo, leaves, pinned, allocator_free, .. } = self;
-        if !leaves.contains_key(&zone) {
-            if !geo.zone_usable(zone) {
-                return None;
+        let leaf = match leaves.entry(zone) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) if geo.zone_usable(zone) => {
+                e.insert(Leaf::init(zone, geo))
             }
-            leaves.insert(zone, Leaf::init(zone, geo));
-        }
-        let leaf = leaves.get_mut(&zone)?;
+            std::collections::btree_map::Entry::Vacant(_) => return None,
+        };
         if leaf.bigmask & (1 << radix) == 0 {
             return None;
         }
@@ -503,18 +504,12 @@ impl Allocator {
         if off < self.geo.allocator_beg {
             return Ok(false);
         }
-        let class = match kind {
-            BlockrefType::Inode | BlockrefType::Indirect | BlockrefType::Data | BlockrefType::Dirent => {
-                (u16::from(u8::from(kind)) << 8) | CLASS_RADIX
-            }
-            other => return Err(Error::InvalidArgument(format!("{other} blocks are not in the freemap"))),
-        };
+        let class = class_of(kind).ok_or_else(|| {
+            Error::InvalidArgument(format!("{kind} blocks are not allocated from the freemap"))
+        })?;
         let zone = off & !(ZONE - 1);
-        if !self.leaves.contains_key(&zone) {
-            self.leaves.insert(zone, Leaf::init(zone, &self.geo));
-        }
-        let Allocator { leaves, pinned, allocator_free, .. } = self;
-        let leaf = leaves.get_mut(&zone).expect("inserted above");
+        let Allocator { leaves, pinned, allocator_free, geo, .. } = self;
+        let leaf = leaves.entry(zone).or_insert_with(|| Leaf::init(zone, geo));
         let seg = off & !(SEG - 1);
         let bmap = &mut leaf.bmaps_mut()[((seg - zone) / SEG) as usize];
         let (rel, mut changed) = (off - seg, false);
@@ -694,11 +689,17 @@ impl Allocator {
 
     /// Writes every modified leaf and the freemap nodes above it into the
     /// reserved rotation slots, never over a block that a valid header copy
-    /// on `dev` references, with FREEMAP check codes, exact avail/bigmask
-    /// hints and `mirror_tid = modify_tid = tid`. Returns the
-    /// `freemap_blockset` for the next volume header, whose `freemap_tid`
-    /// should be `tid` and `allocator_free` [`free_bytes`](Self::free_bytes).
+    /// of the root volume on `dev` references, with FREEMAP check codes,
+    /// exact avail/bigmask hints and `mirror_tid = modify_tid = tid`. Returns
+    /// the `freemap_blockset` for the next volume header, whose
+    /// `freemap_tid` should be `tid` and `allocator_free`
+    /// [`free_bytes`](Self::free_bytes).
+    ///
+    /// `dev` must map logical offsets (the device of a [`Hammer2`] opened
+    /// for writing) and hold the file system the freemap was loaded from.
     /// Nothing is synced: the caller's barrier precedes the header write.
+    /// After an error the in-memory state may name blocks that were not
+    /// written; reload before trying again.
     pub fn flush(&mut self, tid: u64, dev: &mut Device) -> Result<[Blockref; SET_COUNT]> {
         let protected = self.protected_slots(dev)?;
         // Leaves first.
@@ -759,12 +760,16 @@ impl Allocator {
     /// Media offsets of every freemap block reachable from a valid header
     /// copy of the root volume on `dev`.
     fn protected_slots(&self, dev: &Device) -> Result<HashSet<u64>> {
-        let headers = read_headers(dev.volume(self.root_pos));
-        if let Some(best) = headers.best().and_then(|c| c.data.as_ref()) {
-            if best.fsid != self.fsid {
-                return Err(Error::InvalidArgument("flush to a device holding another file system".into()));
-            }
-        }
+        let root = (0..dev.len()).map(|i| read_headers(dev.volume(i))).find(|h| {
+            h.best()
+                .and_then(|c| c.data.as_ref())
+                .is_some_and(|d| d.fsid == self.fsid && d.volu_id == ROOT_VOLUME)
+        });
+        let Some(headers) = root else {
+            return Err(Error::InvalidArgument(
+                "flush to a device without this file system's root volume".into(),
+            ));
+        };
         let mut seen = HashSet::new();
         let mut stack: Vec<(Blockref, usize)> = Vec::new();
         for copy in headers.copies.iter().filter(|c| c.is_valid()) {
@@ -782,6 +787,17 @@ impl Allocator {
             }
         }
         Ok(seen)
+    }
+}
+
+/// The class (`type << 8 | 16`) of blocks of type `kind`, for the types the
+/// freemap allocates (freemap blocks live in the reserved slots).
+fn class_of(kind: BlockrefType) -> Option<u16> {
+    match kind {
+        BlockrefType::Inode | BlockrefType::Indirect | BlockrefType::Data | BlockrefType::Dirent => {
+            Some((u16::from(u8::from(kind)) << 8) | CLASS_RADIX)
+        }
+        _ => None,
     }
 }
 
@@ -974,7 +990,7 @@ mod tests {
     }
 
     fn alloc_of(geo: Geometry) -> Allocator {
-        Allocator::empty(geo, 0, 1 << 40)
+        Allocator::empty(geo, 1 << 40)
     }
 
     #[test]
@@ -1103,7 +1119,7 @@ mod tests {
         assert_eq!(bmap_bigmask(&b), 0);
         b.linear = 0x1000.into(); // 12 KiB left in the chunk
         assert_eq!(bmap_bigmask(&b), (1 << 14) - 1);
-        b.bitmapq[3] = (u64::MAX & !(0xf << 8)).into(); // chunks 4-5 of word 3: a 32 KiB run
+        b.bitmapq[3] = (!(0xfu64 << 8)).into(); // chunks 4-5 of word 3: a 32 KiB run
         assert_eq!(bmap_bigmask(&b), (1 << 16) - 1);
     }
 }
