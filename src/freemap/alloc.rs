@@ -585,7 +585,9 @@ impl Allocator {
     /// memory only.
     pub fn protect_reachable(&mut self, fs: &Hammer2) -> Result<u64> {
         let mut pinned = 0;
-        walk(fs, Root::Topology, WalkOptions::default(), &mut |v| {
+        // Only extents matter: DATA blocks are not read.
+        let opts = WalkOptions { read_data: false, ..Default::default() };
+        walk(fs, Root::Topology, opts, &mut |v| {
             let b = v.bref;
             if (RADIX_MIN..=RADIX_MAX).contains(&b.radix()) {
                 pinned += self.protect(b.offset(), b.physical_size());

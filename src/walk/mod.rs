@@ -474,11 +474,14 @@ pub struct WalkStats {
 #[derive(Debug, Clone, Copy)]
 pub struct WalkOptions {
     pub max_depth: usize,
+    /// Read and verify DATA blocks (otherwise only their extents are
+    /// checked, and `media` is `None` for them).
+    pub read_data: bool,
 }
 
 impl Default for WalkOptions {
     fn default() -> Self {
-        WalkOptions { max_depth: MAX_DEPTH }
+        WalkOptions { max_depth: MAX_DEPTH, read_data: true }
     }
 }
 
@@ -528,7 +531,8 @@ pub fn walk<'a>(
     opts: WalkOptions,
     visit: &mut dyn FnMut(&Visit<'a>),
 ) -> Result<WalkStats> {
-    let mut engine = Engine::new(fs, Options { max_depth: opts.max_depth, ..Default::default() });
+    let data = if opts.read_data { DataBlocks::Verify } else { DataBlocks::Skip };
+    let mut engine = Engine::new(fs, Options { max_depth: opts.max_depth, data, ..Default::default() });
     let mut v = FullWalk { visit, stats: WalkStats::default() };
     engine.run(root.blockset(fs), 0, &(), &mut v);
     Ok(v.stats)
