@@ -122,6 +122,10 @@ pub enum Error {
     NoValidHeader(String),
     #[error("volume set: {0}")]
     VolumeSet(String),
+    /// A header field that places or sizes a volume (offsets, sizes, counts)
+    /// cannot be used: nothing is mapped or sized from it.
+    #[error("{volume}: {field} {value:#x}: {why}")]
+    Geometry { volume: String, field: String, value: u64, why: String },
     #[error("{0}")]
     Corrupt(#[from] Corruption),
     #[error("invalid argument: {0}")]
