@@ -171,9 +171,7 @@ impl Areas {
         Areas {
             end,
             allocator_beg,
-            lokey: allocator_beg
-                .checked_next_multiple_of(SEGMENT_BYTES)
-                .unwrap_or(!(SEGMENT_BYTES - 1)),
+            lokey: allocator_beg.checked_next_multiple_of(SEGMENT_BYTES).unwrap_or(!(SEGMENT_BYTES - 1)),
             boot: area(v.boot_beg.get(), v.boot_end.get()),
             aux: area(v.aux_beg.get(), v.aux_end.get()),
         }
@@ -363,8 +361,9 @@ impl<'a> Zones<'a> {
             }
         }
         t.bytes_free = t.free.saturating_mul(CHUNK_BYTES).saturating_add(t.bytes_free_without_leaf);
-        t.difference = clamp_i64(i128::from(t.bytes_free) - i128::from(allocator_free));
-        t.unexplained = clamp_i64(i128::from(t.difference) + i128::from(t.expected_difference));
+        let difference = i128::from(t.bytes_free) - i128::from(allocator_free);
+        t.difference = clamp_i64(difference);
+        t.unexplained = clamp_i64(difference + i128::from(t.expected_difference));
         t
     }
 }
@@ -400,7 +399,8 @@ pub struct Totals {
     /// consistent file system ([`Areas::counted_free_but_initially_allocated`]
     /// summed over the zones with a leaf).
     pub expected_difference: u64,
-    /// `difference + expected_difference`: 0 on a consistent file system.
+    /// `difference + expected_difference` (computed before clamping, then
+    /// clamped): 0 on a consistent file system.
     pub unexplained: i64,
 }
 

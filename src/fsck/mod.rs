@@ -11,6 +11,15 @@
 //! and [`freemap`] (the freemap's structure and its agreement with the
 //! topology); header checks and the driver are here.
 //!
+//! Header geometry is split as [`crate::volume`] documents: what places or
+//! sizes a volume (`volu_loff`, `volu_size`, `nvolumes`, version) is fatal
+//! for opening, and fsck reports the refusal as [`HDR_GEOMETRY`] (exit 4,
+//! nothing else can be checked); the other fields are findings after a
+//! successful open: [`HDR_FIELD`] (`total_size`, unused `volu_loff` slots,
+//! the last volume's alignment, other volumes' headers disagreeing),
+//! [`HDR_AREAS`] (boot/aux order and placement) and [`HDR_ALLOCATOR`]
+//! (`allocator_size`, `allocator_free`, `allocator_beg`).
+//!
 //! Repairs: corrupt or (with `sync_headers`) stale header copies are
 //! rewritten from the best copy. The best copy is never written. A damaged
 //! copy that is newer than the best one would roll the file system back if
@@ -279,6 +288,11 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
                 };
                 report.add(problem, location, e.to_string());
                 if n == 0 {
+                    // Still say which header copy was refused.
+                    if let Some((copy, tid)) = root_best_copy(spec) {
+                        report.header_copy = Some(copy);
+                        report.mirror_tid = Some(tid);
+                    }
                     return Ok(report);
                 }
                 continue;
@@ -328,6 +342,17 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         }
     }
     Ok(report)
+}
+
+/// The best copy of the root volume of `spec` (index, mirror_tid), if any.
+fn root_best_copy(spec: &str) -> Option<(usize, u64)> {
+    let device = Device::open(spec, Access::ReadOnly).ok()?;
+    (0..device.len()).find_map(|i| {
+        let h = read_headers(device.volume(i));
+        let best = h.best()?;
+        let data = best.data.as_ref()?;
+        (data.volu_id == crate::format::ROOT_VOLUME).then(|| (best.index, data.mirror_tid.get()))
+    })
 }
 
 /// Header copies of every volume; returns whether anything was written.
