@@ -384,3 +384,26 @@ fn every_fixture_passes_the_geometry_and_field_checks() {
         assert_eq!(fs.device.logical_size(), fs.voldata.total_size.get(), "{name}");
     }
 }
+
+#[test]
+fn all_copies_reports_a_copy_with_unusable_geometry_and_goes_on() {
+    let img = Image::new("varied");
+    // Copy #1 is the best; #0 keeps an older commit. Break only #0.
+    let mut v = VolumeData::read_from_bytes(&img.read(0, 65536)).unwrap();
+    v.volu_loff[0] = (1u64 << 40).into();
+    v.update_crcs();
+    img.write(0, v.as_bytes());
+    let opts = hammer2::fsck::FsckOptions { all_copies: true, ..Default::default() };
+    let r = hammer2::fsck::fsck(img.spec(), &opts).unwrap();
+    let geo: Vec<_> = r.findings.iter().filter(|f| f.problem.id == "HDR_GEOMETRY").collect();
+    assert_eq!(geo.len(), 1, "{:?}", r.findings);
+    assert!(
+        geo[0].location.ends_with("header copy #0") && geo[0].detail.contains("volu_loff[0] 0x10000000000")
+    );
+    let trees: Vec<&str> = r.trees.iter().map(|t| t.tree.as_str()).collect();
+    for copy in [1, 2, 3] {
+        assert!(trees.contains(&format!("topology (copy #{copy})").as_str()), "{trees:?}");
+    }
+    assert_eq!(r.header_copy, Some(1));
+    assert_eq!(r.exit_code(), 4);
+}

@@ -10,7 +10,7 @@
 
 use super::show::{self, ShowEntry, ShowOptions, TreeKind};
 use crate::error::Result;
-use crate::format::{BlockrefType, FREEMAP_LEVEL1_RADIX, FREEMAP_LEVELN_PSIZE};
+use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, OFF_MASK};
 use crate::freemap::{zone_of, Areas, Leaf, LeafCounts, ZoneMap, Zones, CHUNK_BYTES, ZONE_BYTES};
 use crate::volume::Hammer2;
 use crate::walk::{self, Root, WalkOptions};
@@ -101,7 +101,7 @@ pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
     for l in &mut leaves {
         let zone = zone_of(l.key);
         let media = match l.error {
-            None => fs.device.read(l.data_off & crate::format::OFF_MASK, FREEMAP_LEVELN_PSIZE).ok(),
+            None => fs.device.read(l.data_off & OFF_MASK, FREEMAP_LEVELN_PSIZE).ok(),
             Some(_) => None,
         };
         let leaf = media.and_then(|m| Leaf::new(zone, m));
@@ -110,7 +110,7 @@ pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
         (l.free, l.reserved, l.possibly_free, l.allocated, l.beyond_end, l.avail_sum) =
             (free, reserved, possibly_free, allocated, beyond_end, avail_sum);
         l.bytes_free = free.saturating_mul(CHUNK_BYTES);
-        let is_zone_leaf = l.key % ZONE_BYTES == 0 && l.key_end == l.key | ((1 << FREEMAP_LEVEL1_RADIX) - 1);
+        let is_zone_leaf = l.key % ZONE_BYTES == 0 && l.key_end == l.key | (ZONE_BYTES - 1);
         if is_zone_leaf && matches!(zones.get(zone), Some(ZoneMap::NoLeaf)) {
             let map = match leaf {
                 Some(leaf) => ZoneMap::Leaf { data_off: l.data_off, leaf },

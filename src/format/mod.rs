@@ -130,9 +130,10 @@ pub fn icrc32(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
-/// Byte offset of volume-header copy `n` inside a volume.
+/// Byte offset of volume-header copy `n` inside a volume (saturating: only
+/// `n < NUM_VOLHDRS` is meaningful).
 pub fn volhdr_offset(n: usize) -> u64 {
-    n as u64 * ZONE_BYTES
+    (n as u64).saturating_mul(ZONE_BYTES)
 }
 
 /// Decodes a 16-byte on-disk UUID (`uuid_t` in the writer's order: the first
