@@ -1,17 +1,14 @@
 //! Check codes: iscsi32 (CRC-32C), xxhash64 with HAMMER2's seed, sha192
 //! (SHA-256 folded to 24 bytes), and the freemap CRC.
 //!
-//! HAMMER2's `hammer2_icrc32` is the standard CRC-32C (Castagnoli; initial
-//! value and final xor all ones), which every header and iscsi32/freemap
-//! blockref of the fixtures confirms.
+//! The CRC-32C itself ([`icrc32`]) is defined in [`crate::format`], which
+//! needs it for the volume header's own CRCs and must not call up into this
+//! module; it is re-exported here with the other check codes.
 
 use crate::format::{Blockref, CheckMethod, XXH_HAMMER2_SEED};
 use sha2::{Digest, Sha256};
 
-/// HAMMER2's 32-bit iSCSI CRC.
-pub fn icrc32(data: &[u8]) -> u32 {
-    crc32c::crc32c(data)
-}
+pub use crate::format::icrc32;
 
 /// xxhash64 with HAMMER2's seed.
 pub fn xxhash64(data: &[u8]) -> u64 {

@@ -302,9 +302,44 @@ impl Device {
         self.volumes
     }
 
-    /// Records where volume `i` lies in the logical address space.
-    pub fn set_extent(&mut self, i: usize, extent: Extent) {
+    /// Records where volume `i` lies in the logical address space. Refuses
+    /// an extent whose end does not fit in 64 bits or that overlaps another
+    /// volume's, so every logical offset maps to at most one volume and
+    /// [`Device::logical_size`] cannot overflow.
+    pub fn set_extent(&mut self, i: usize, extent: Extent) -> Result<()> {
+        let name = || self.volumes[i].path().display().to_string();
+        let Some(end) = extent.loff.checked_add(extent.size) else {
+            return Err(Error::Geometry {
+                volume: name(),
+                field: "logical extent".into(),
+                value: extent.loff,
+                why: format!("start plus size {:#x} overflows 64 bits", extent.size),
+            });
+        };
+        let clash = self.extents.iter().enumerate().find_map(|(j, e)| {
+            let e = (*e)?;
+            // Empty extents overlap nothing.
+            let overlaps =
+                j != i && extent.size > 0 && e.size > 0 && extent.loff < e.loff + e.size && e.loff < end;
+            overlaps.then_some((j, e))
+        });
+        if let Some((j, e)) = clash {
+            return Err(Error::Geometry {
+                volume: name(),
+                field: "logical extent".into(),
+                value: extent.loff,
+                why: format!(
+                    "{:#x}-{:#x} overlaps {}'s {:#x}-{:#x}",
+                    extent.loff,
+                    end,
+                    self.volumes[j].path().display(),
+                    e.loff,
+                    e.loff + e.size
+                ),
+            });
+        }
         self.extents[i] = Some(extent);
+        Ok(())
     }
 
     /// Physical bytes of volume `i`, bounds-checked.
@@ -351,9 +386,10 @@ impl Device {
         self.volumes[i].write(phys, data)
     }
 
-    /// End of the highest mapped extent.
+    /// End of the highest mapped extent ([`Device::set_extent`] guarantees
+    /// it fits; saturating all the same, as this sizes things).
     pub fn logical_size(&self) -> u64 {
-        self.extents.iter().flatten().map(|e| e.loff + e.size).max().unwrap_or(0)
+        self.extents.iter().flatten().map(|e| e.loff.saturating_add(e.size)).max().unwrap_or(0)
     }
 
     /// Durability barrier on every volume.
@@ -400,8 +436,8 @@ mod tests {
         let a: Box<dyn Backend> = Box::new(MemBackend::zeroed("a", 4096));
         let b: Box<dyn Backend> = Box::new(MemBackend::zeroed("b", 2048));
         let mut d = Device::from_backends(vec![a, b]);
-        d.set_extent(0, Extent { loff: 0, size: 4096 });
-        d.set_extent(1, Extent { loff: 8192, size: 2048 });
+        d.set_extent(0, Extent { loff: 0, size: 4096 }).unwrap();
+        d.set_extent(1, Extent { loff: 8192, size: 2048 }).unwrap();
         assert_eq!(d.map_logical(100, 10), Some((0, 100)));
         assert_eq!(d.map_logical(8192 + 5, 10), Some((1, 5)));
         assert_eq!(d.map_logical(4090, 10), None, "straddles the end of volume 0");
@@ -410,6 +446,24 @@ mod tests {
         d.write(8192 + 1, b"xy").unwrap();
         assert_eq!(d.read(8192, 3).unwrap(), b"\0xy");
         assert!(d.read(10_240, 1).is_err());
+    }
+
+    #[test]
+    fn extents_that_overflow_or_overlap_are_refused() {
+        let a: Box<dyn Backend> = Box::new(MemBackend::zeroed("a", 4096));
+        let b: Box<dyn Backend> = Box::new(MemBackend::zeroed("b", 4096));
+        let mut d = Device::from_backends(vec![a, b]);
+        let e = d.set_extent(0, Extent { loff: 0x7fff_ffff_0000_0000, size: u64::MAX }).unwrap_err();
+        assert!(e.to_string().contains("overflows"), "{e}");
+        assert_eq!(d.logical_size(), 0, "a refused extent is not recorded");
+        d.set_extent(0, Extent { loff: 0, size: 4096 }).unwrap();
+        let e = d.set_extent(1, Extent { loff: 2048, size: 4096 }).unwrap_err();
+        assert!(e.to_string().contains("overlaps a"), "{e}");
+        d.set_extent(1, Extent { loff: u64::MAX - 4096, size: 4096 }).unwrap();
+        assert_eq!(d.logical_size(), u64::MAX);
+        assert_eq!(d.map_logical(u64::MAX - 10, 11), None, "one byte past the end of the space");
+        assert_eq!(d.map_logical(u64::MAX - 10, 10), Some((1, 4086)));
+        assert_eq!(d.map_logical(u64::MAX - 4096, 8), Some((1, 0)));
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Typed errors. Corruption carries where it was found; I/O carries the path
 //! and offset. The library never prints.
+//!
+//! This module depends on nothing above [`crate::format`]: the codec error
+//! ([`CodecError`]) is defined here and re-exported by [`crate::compress`],
+//! so that lower layers can name every error without pulling in codecs.
 
 use crate::format::BlockrefType;
 use std::path::PathBuf;
@@ -47,6 +51,19 @@ impl std::fmt::Display for Location {
     }
 }
 
+/// Why a compressed block failed to decode (LZ4 with HAMMER2's framing, or zlib).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("lz4 length prefix {prefix} exceeds the {avail}-byte block")]
+    Lz4Length { prefix: i64, avail: usize },
+    #[error("lz4 stream does not decode: {0}")]
+    Lz4(String),
+    #[error("zlib stream does not decode: {0}")]
+    Zlib(String),
+    #[error("decoded {got} bytes, more than the {max}-byte logical block")]
+    TooLong { got: usize, max: usize },
+}
+
 /// What is wrong with what was read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CorruptKind {
@@ -67,7 +84,7 @@ pub enum CorruptKind {
     )]
     Budget(u64),
     #[error("block does not decompress: {0}")]
-    Decompress(#[from] crate::compress::CodecError),
+    Decompress(#[from] CodecError),
     #[error("inode: {0}")]
     BadInode(String),
     #[error("directory entry: {0}")]
@@ -109,6 +126,10 @@ pub enum Error {
     NoValidHeader(String),
     #[error("volume set: {0}")]
     VolumeSet(String),
+    /// A header field that places or sizes a volume (offsets, sizes, counts)
+    /// cannot be used: nothing is mapped or sized from it.
+    #[error("{volume}: {field} {value:#x}: {why}")]
+    Geometry { volume: String, field: String, value: u64, why: String },
     #[error("{0}")]
     Corrupt(#[from] Corruption),
     #[error("invalid argument: {0}")]

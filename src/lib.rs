@@ -2,8 +2,10 @@
 //!
 //! Layers, bottom to top: [`format`](mod@format) (on-disk structures, no I/O),
 //! [`check`] / [`compress`] / [`dirhash`] (codes and codecs), [`device`]
-//! (mapped volumes), [`volume`] (header copies and volume sets), [`walk`]
-//! (media-tree traversal). Data flows one way: higher layers call lower ones.
+//! (mapped volumes), [`volume`] (header copies, volume sets and their
+//! geometry), [`freemap`] (freemap geometry and read-side accounting, no
+//! I/O), [`walk`] (media-tree traversal). Data flows one way: higher layers
+//! call lower ones.
 
 pub mod chain;
 pub mod check;

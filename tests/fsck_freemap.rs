@@ -365,3 +365,72 @@ fn reserved_space_marked_free_is_malformed() {
     edit_leaf(&img, |t| set_state(t, boot_beg, 0));
     assert_struct(&img, "1 chunk of reserved space");
 }
+
+/// A freemap leaf's blockref rewritten by `f`, then resealed.
+fn edit_leaf_bref(img: &Image, f: impl FnOnce(&mut hammer2::format::Blockref)) {
+    let (copy, pos) = leaf_slot(img);
+    let mut b = img.bref(pos);
+    f(&mut b);
+    img.write(pos, b.as_bytes());
+    reseal(img, copy, &[pos]);
+}
+
+fn dump_freemap_json(img: &Image) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_hammer2_dump"))
+        .args(["freemap", "--json", img.spec()])
+        .output()
+        .unwrap();
+    assert!(o.status.code().is_some(), "killed by a signal");
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)))
+}
+
+#[test]
+fn hostile_leaf_keys_are_findings_without_overflow() {
+    // A leaf keyed in the last zone of the 64-bit space, and a leaf with
+    // the keybits of a level-5 node (its range covers every zone).
+    let last_zone = !(ZONE - 1);
+    for (what, key, keybits, needle) in [
+        ("last zone", last_zone, 30u8, "leaf for a zone past the end of the file system"),
+        ("keybits 62", 0, 62, "keybits 62 invalid for a freemap_leaf"),
+        ("keybits 63", 0, 63, "keybits 63 invalid for a freemap_leaf"),
+    ] {
+        let img = Image::new("small-iscsi");
+        edit_leaf_bref(&img, |b| {
+            b.key = key.into();
+            b.keybits = keybits;
+        });
+        let r = run(&img);
+        assert!(
+            with_id(&r, "FREEMAP_STRUCT").iter().any(|f| f.detail.contains(needle)),
+            "{what}: {}",
+            dump(&r)
+        );
+        let unmarked = with_id(&r, "FREEMAP_UNMARKED");
+        if keybits == 30 {
+            // Zone 0 lost its leaf: the topology's blocks there look free.
+            assert!(!unmarked.is_empty(), "{what}: {}", dump(&r));
+            assert!(
+                unmarked.iter().all(|f| f.location.contains("zone 0, which has no freemap leaf")),
+                "{}",
+                dump(&r)
+            );
+        } else {
+            assert!(unmarked.is_empty(), "{what}: every zone under the bad leaf is unknown: {}", dump(&r));
+        }
+        assert_eq!(r.exit_code(), 4, "{what}");
+        let v = dump_freemap_json(&img);
+        assert_eq!(v["leaves"][0]["key"], key, "{what}");
+        assert!(v["totals"]["bytes_free"].as_u64().unwrap() <= 10 << 30, "{what}: {}", v["totals"]);
+    }
+}
+
+#[test]
+fn huge_avail_counts_are_findings_without_overflow() {
+    let img = Image::new("small-iscsi");
+    edit_leaf(&img, |t| t.iter_mut().for_each(|e| e.avail = u32::MAX.into()));
+    assert_struct(&img, "256 of 256 entries have an avail that differs");
+    let v = dump_freemap_json(&img);
+    assert_eq!(v["leaves"][0]["avail_sum"], 256 * u64::from(u32::MAX));
+    assert_eq!(v["totals"]["avail_sum"], 256 * u64::from(u32::MAX));
+}

@@ -142,3 +142,268 @@ fn reads_past_the_end_are_errors_not_faults() {
     assert!(fs.device.read(u64::MAX - 4, 16).is_err());
     assert!(fs.device.read_phys(0, 1 << 40, 1).is_err());
 }
+
+// ---------------------------------------------------------------- hostile geometry
+//
+// Header fields changed in every valid copy of a scratch image, then the
+// CRCs resealed (VolumeData::update_crcs), so the tools meet the values
+// themselves. Fatal ones must make open fail naming the volume, the field
+// and the value; the others must open and give fsck findings. Nothing may
+// panic, allocate by the value or take long.
+
+use common::reseal::Image;
+use hammer2::format::VolumeData;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use zerocopy::{FromBytes, IntoBytes};
+
+/// Generous bound for one operation on a hostile image (they take
+/// milliseconds; the failures this guards against took many seconds or
+/// aborted on a huge allocation).
+const QUICK: Duration = Duration::from_secs(5);
+
+/// Applies `f` to every valid header copy of `img` and reseals the CRCs.
+fn edit_headers(img: &Image, f: &dyn Fn(&mut VolumeData)) {
+    let dev = Device::open(img.spec(), Access::ReadOnly).unwrap();
+    let valid: Vec<u64> =
+        read_headers(dev.volume(0)).copies.iter().filter(|c| c.is_valid()).map(|c| c.offset).collect();
+    drop(dev);
+    for off in valid {
+        let mut v = VolumeData::read_from_bytes(&img.read(off, 65536)).unwrap();
+        f(&mut v);
+        v.update_crcs();
+        img.write(off, v.as_bytes());
+    }
+}
+
+fn run_bin(bin: &str, args: &[&str]) -> (Option<i32>, String) {
+    let started = Instant::now();
+    let o = Command::new(bin).args(args).output().unwrap();
+    assert!(started.elapsed() < QUICK, "{bin} {args:?} took {:?}", started.elapsed());
+    (o.status.code(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+fn fsck_bin(spec: &str) -> (Option<i32>, String) {
+    run_bin(env!("CARGO_BIN_EXE_fsck_hammer2"), &[spec])
+}
+
+fn dump_bin(args: &[&str]) -> (Option<i32>, String) {
+    run_bin(env!("CARGO_BIN_EXE_hammer2_dump"), args)
+}
+
+/// Open must fail with a Geometry error naming `field`, `value` and the
+/// volume; fsck reports HDR_GEOMETRY and exits 4; the dumps that need an
+/// opened file system fail cleanly, volhdr still shows the headers.
+fn assert_fatal(spec: &str, volume: &Path, field: &str, value: u64, why: &str) {
+    let started = Instant::now();
+    let err = Hammer2::open_path(spec).err().expect("hostile geometry must not open");
+    assert!(started.elapsed() < QUICK);
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Geometry { .. }), "{msg}");
+    for needle in [field, &format!("{value:#x}"), why, &volume.display().to_string()] {
+        assert!(msg.contains(needle), "want {needle:?} in {msg:?}");
+    }
+    let r = hammer2::fsck::fsck(spec, &Default::default()).unwrap();
+    let f = r.findings.iter().find(|f| f.problem.id == "HDR_GEOMETRY").expect("HDR_GEOMETRY finding");
+    assert!(f.detail.contains(field), "{}", f.detail);
+    assert_eq!(r.exit_code(), 4);
+    let (code, out) = fsck_bin(spec);
+    assert_eq!(code, Some(4), "{out}");
+    assert!(out.contains("ERROR HDR_GEOMETRY") && out.contains(field), "{out}");
+    for cmd in ["freemap", "show", "pfs"] {
+        let (code, out) = dump_bin(&[cmd, spec]);
+        assert_eq!(code, Some(1), "{cmd}: {out}");
+        assert!(out.contains(field), "{cmd}: {out}");
+    }
+    let (code, out) = dump_bin(&["volhdr", spec]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn a_root_volume_not_at_offset_zero_is_refused() {
+    // The example: fsck aborted allocating 256 GiB, the dump spun.
+    let img = Image::new("newfs-1g");
+    edit_headers(&img, &|v| v.volu_loff[0] = 0x7fff_ffff_0000_0000.into());
+    assert_fatal(
+        img.spec(),
+        &img.path,
+        "volu_loff[0]",
+        0x7fff_ffff_0000_0000,
+        "must start at logical offset 0",
+    );
+}
+
+#[test]
+fn volume_sizes_past_the_device_or_below_a_header_are_refused() {
+    for (size, why) in [
+        (u64::MAX, "exceeds the device"),
+        (0, "smaller than one volume header"),
+        ((1 << 30) + 1, "exceeds the device"),
+    ] {
+        let img = Image::new("newfs-1g");
+        edit_headers(&img, &|v| v.volu_size = size.into());
+        assert_fatal(img.spec(), &img.path, "volu_size", size, why);
+    }
+}
+
+/// The multi-volume fixture as two scratch images.
+fn multivol() -> (Image, Image) {
+    (Image::new("multivol-0"), Image::new("multivol-1"))
+}
+
+#[test]
+fn volume_offsets_with_gaps_overlaps_or_misalignment_are_refused() {
+    for (loff, why) in [
+        (0x1_0000_0000u64, "leaves a gap after volume 0"),
+        (0x8000_0000, "overlaps volume 0"),
+        (0xc000_1000, "not a multiple of the 1 GiB"),
+        (u64::MAX, "unset"),
+        (!((1u64 << 30) - 1), "leaves a gap"),
+    ] {
+        let (v0, v1) = multivol();
+        edit_headers(&v0, &|v| v.volu_loff[1] = loff.into());
+        let spec = format!("{}:{}", v0.spec(), v1.spec());
+        assert_fatal(&spec, &v1.path, "volu_loff[1]", loff, why);
+    }
+    // A second volume claiming a size its device does not have.
+    let (v0, v1) = multivol();
+    edit_headers(&v1, &|v| v.volu_size = (u64::MAX - 0xfff).into());
+    let spec = format!("{}:{}", v0.spec(), v1.spec());
+    assert_fatal(&spec, &v1.path, "volu_size", u64::MAX - 0xfff, "exceeds the device");
+}
+
+fn findings(spec: &str) -> Vec<(String, String)> {
+    let started = Instant::now();
+    let r = hammer2::fsck::fsck(spec, &Default::default()).unwrap();
+    assert!(started.elapsed() < QUICK);
+    r.findings.iter().map(|f| (f.problem.id.to_string(), f.detail.clone())).collect()
+}
+
+fn assert_finding(found: &[(String, String)], id: &str, needle: &str) {
+    assert!(
+        found.iter().any(|(i, d)| i == id && d.contains(needle)),
+        "want {id} with {needle:?}: {found:#?}"
+    );
+}
+
+/// The fields open accepts: each gives its finding, fsck exits 4 (from the
+/// binary too), and the freemap dump still runs.
+#[test]
+fn out_of_range_fields_are_findings_not_failures() {
+    type Edit = fn(&mut VolumeData);
+    type Want = &'static [(&'static str, &'static str)];
+    let cases: &[(&str, Edit, Want)] = &[
+        (
+            "small-iscsi",
+            |v| v.allocator_free = (1u64 << 63).into(),
+            &[
+                ("HDR_ALLOCATOR", "allocator_free 0x8000000000000000: exceeds allocator_size"),
+                ("FREEMAP_ALLOC_FREE", "allocator_free 0x8000000000000000"),
+            ],
+        ),
+        (
+            "small-iscsi",
+            |v| v.allocator_free = u64::MAX.into(),
+            &[("HDR_ALLOCATOR", "allocator_free 0xffffffffffffffff")],
+        ),
+        (
+            "small-iscsi",
+            |v| v.allocator_size = u64::MAX.into(),
+            &[("HDR_ALLOCATOR", "allocator_size 0xffffffffffffffff: exceeds the volume set's 0x280000000")],
+        ),
+        (
+            "small-iscsi",
+            |v| v.allocator_beg = u64::MAX.into(),
+            &[
+                ("HDR_ALLOCATOR", "allocator_beg 0xffffffffffffffff: lies past the end"),
+                ("FREEMAP_STRUCT", "of reserved space"),
+            ],
+        ),
+        ("newfs-1g", |v| v.allocator_beg = 0x100000.into(), &[("HDR_ALLOCATOR", "lies inside the aux area")]),
+        ("small-iscsi", |v| v.boot_beg = u64::MAX.into(), &[("HDR_AREAS", "are not in order")]),
+        (
+            "newfs-1g",
+            |v| {
+                v.aux_end = u64::MAX.into();
+                v.allocator_beg = u64::MAX.into()
+            },
+            &[("HDR_AREAS", "aux_end 0xffffffffffffffff: the aux area ends past the root volume")],
+        ),
+        ("newfs-1g", |v| v.boot_beg = 0.into(), &[("HDR_AREAS", "overlaps the reserved segment")]),
+        (
+            "newfs-10g",
+            |v| v.total_size = u64::MAX.into(),
+            &[("HDR_FIELD", "total_size 0xffffffffffffffff: the volumes add up to 0x280000000")],
+        ),
+        ("newfs-10g", |v| v.volu_loff[5] = 0.into(), &[("HDR_FIELD", "volu_loff[5] 0x0: unused slot")]),
+        (
+            "varied",
+            |v| {
+                v.freemap_tid = u64::MAX.into();
+                v.mirror_tid = u64::MAX.into()
+            },
+            &[],
+        ),
+    ];
+    for (fixture, edit, want) in cases {
+        let img = Image::new(fixture);
+        edit_headers(&img, edit);
+        let spec = img.spec();
+        Hammer2::open_path(spec).unwrap_or_else(|e| panic!("{fixture}: {want:?}: {e}"));
+        let found = findings(spec);
+        for (id, needle) in *want {
+            assert_finding(&found, id, needle);
+        }
+        let (code, out) = fsck_bin(spec);
+        assert_eq!(code, Some(if want.is_empty() { 0 } else { 4 }), "{out}");
+        let (code, out) = dump_bin(&["freemap", "--json", spec]);
+        assert_eq!(code, Some(0), "{out}");
+    }
+}
+
+#[test]
+fn a_huge_allocator_free_saturates_the_freemap_difference() {
+    let img = Image::new("small-iscsi");
+    edit_headers(&img, &|v| v.allocator_free = u64::MAX.into());
+    let (code, out) = dump_bin(&["freemap", "--json", img.spec()]);
+    assert_eq!(code, Some(0), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["totals"]["allocator_free"], u64::MAX);
+    assert_eq!(v["totals"]["difference"], i64::MIN, "clamped, not wrapped");
+    let (code, out) = dump_bin(&["freemap", img.spec()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("allocator_free (header): 0xffffffffffffffff"), "{out}");
+}
+
+#[test]
+fn every_fixture_passes_the_geometry_and_field_checks() {
+    for (name, spec) in common::all_specs() {
+        let fs = Hammer2::open_path(&spec).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let problems = hammer2::volume::field_problems(&fs);
+        assert!(problems.is_empty(), "{name}: {problems:?}");
+        assert_eq!(fs.device.logical_size(), fs.voldata.total_size.get(), "{name}");
+    }
+}
+
+#[test]
+fn all_copies_reports_a_copy_with_unusable_geometry_and_goes_on() {
+    let img = Image::new("varied");
+    // Copy #1 is the best; #0 keeps an older commit. Break only #0.
+    let mut v = VolumeData::read_from_bytes(&img.read(0, 65536)).unwrap();
+    v.volu_loff[0] = (1u64 << 40).into();
+    v.update_crcs();
+    img.write(0, v.as_bytes());
+    let opts = hammer2::fsck::FsckOptions { all_copies: true, ..Default::default() };
+    let r = hammer2::fsck::fsck(img.spec(), &opts).unwrap();
+    let geo: Vec<_> = r.findings.iter().filter(|f| f.problem.id == "HDR_GEOMETRY").collect();
+    assert_eq!(geo.len(), 1, "{:?}", r.findings);
+    assert!(
+        geo[0].location.ends_with("header copy #0") && geo[0].detail.contains("volu_loff[0] 0x10000000000")
+    );
+    let trees: Vec<&str> = r.trees.iter().map(|t| t.tree.as_str()).collect();
+    for copy in [1, 2, 3] {
+        assert!(trees.contains(&format!("topology (copy #{copy})").as_str()), "{trees:?}");
+    }
+    assert_eq!(r.header_copy, Some(1));
+    assert_eq!(r.exit_code(), 4);
+}

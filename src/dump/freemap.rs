@@ -5,13 +5,13 @@
 //! free, 11 allocated) plus an `avail` byte count. Zones without a leaf were
 //! never allocated from: everything in them but the zone's reserved 4 MiB
 //! segment (and the boot/aux areas) is free. The totals are compared with the
-//! header's `allocator_free`, which writers maintain as a hint.
+//! header's `allocator_free`, which writers maintain as a hint. The
+//! accounting itself is [`crate::freemap`]'s, shared with fsck.
 
 use super::show::{self, ShowEntry, ShowOptions, TreeKind};
 use crate::error::Result;
-use crate::format::{
-    BlockrefType, BmapData, FREEMAP_BLOCK_SIZE, FREEMAP_LEVEL0_RADIX, FREEMAP_LEVEL1_RADIX, ZONE_SEG,
-};
+use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, OFF_MASK};
+use crate::freemap::{zone_of, Areas, Leaf, LeafCounts, ZoneMap, Zones, CHUNK_BYTES, ZONE_BYTES};
 use crate::volume::Hammer2;
 use crate::walk::{self, Root, WalkOptions};
 use serde::Serialize;
@@ -42,27 +42,8 @@ pub struct LeafSummary {
     pub error: Option<String>,
 }
 
-/// Totals over the whole file system.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FreemapTotals {
-    pub leaves: u64,
-    pub free: u64,
-    pub reserved: u64,
-    pub possibly_free: u64,
-    pub allocated: u64,
-    pub avail_sum: u64,
-    /// Zones inside the file system that have no leaf.
-    pub zones_without_leaf: u64,
-    /// Free bytes in those zones (all but their reserved segment and boot/aux areas).
-    pub bytes_free_without_leaf: u64,
-    /// Free bytes by the bitmaps plus the zones without a leaf.
-    pub bytes_free: u64,
-    /// The header's hint.
-    pub allocator_free: u64,
-    pub allocator_size: u64,
-    /// `bytes_free - allocator_free`.
-    pub difference: i64,
-}
+/// Totals over the whole file system (see [`crate::freemap::Totals`]).
+pub type FreemapTotals = crate::freemap::Totals;
 
 /// The freemap of one header copy.
 #[derive(Debug, Clone, Serialize)]
@@ -80,8 +61,7 @@ pub struct FreemapReport {
 /// it is collected rather than streamed.
 pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
     let v = &fs.voldata;
-    // The end of the volume set (total_size is 0 on version-1 media).
-    let end = fs.device.logical_size();
+    let areas = Areas::new(v, fs.device.logical_size());
     let mut tree = Vec::new();
     let opts = ShowOptions::default();
     let stats =
@@ -94,7 +74,7 @@ pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
             return;
         }
         let hint = b.freemap_check();
-        let mut leaf = LeafSummary {
+        leaves.push(LeafSummary {
             key: b.key.get(),
             key_end: b.key_end(),
             data_off: b.data_off.get(),
@@ -107,72 +87,45 @@ pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
             avail_sum: 0,
             avail_hint: hint.avail.get(),
             bigmask: hint.bigmask.get(),
-            error: visit.error.as_ref().map(|e| e.kind.to_string()),
-        };
-        if let (Some(media), None) = (visit.media, &visit.error) {
-            for (i, bmap) in BmapData::table(media).iter().enumerate() {
-                let seg = leaf.key.saturating_add((i as u64) << FREEMAP_LEVEL0_RADIX);
-                leaf.avail_sum += u64::from(bmap.avail.get());
-                for n in 0..256 {
-                    let at = seg.saturating_add(n as u64 * FREEMAP_BLOCK_SIZE);
-                    if at >= end {
-                        leaf.beyond_end += 1;
-                        continue;
-                    }
-                    match bmap.block_state(n) {
-                        0 => leaf.free += 1,
-                        1 => leaf.reserved += 1,
-                        2 => leaf.possibly_free += 1,
-                        _ => leaf.allocated += 1,
-                    }
-                }
-            }
-            leaf.bytes_free = leaf.free * FREEMAP_BLOCK_SIZE;
-        }
-        leaves.push(leaf);
+            error: match (&visit.error, visit.media) {
+                (Some(e), _) => Some(e.kind.to_string()),
+                (None, None) => Some("no media".into()),
+                (None, Some(_)) => None,
+            },
+        });
     })?;
     leaves.sort_by_key(|l| l.key);
 
-    let mut t = FreemapTotals {
-        leaves: leaves.len() as u64,
-        allocator_free: v.allocator_free.get(),
-        allocator_size: v.allocator_size.get(),
-        ..Default::default()
-    };
-    for l in &leaves {
-        t.free += l.free;
-        t.reserved += l.reserved;
-        t.possibly_free += l.possibly_free;
-        t.allocated += l.allocated;
-        t.avail_sum += l.avail_sum;
-    }
-    let zone = 1u64 << FREEMAP_LEVEL1_RADIX;
-    let reserved_areas = [(v.boot_beg.get(), v.boot_end.get()), (v.aux_beg.get(), v.aux_end.get())];
-    let mut z = 0u64;
-    while z < end {
-        let z_end = (z + zone).min(end);
-        let covered = leaves.iter().any(|l| l.key <= z && l.key_end >= z_end - 1);
-        if !covered {
-            t.zones_without_leaf += 1;
-            let mut used = ZONE_SEG.min(z_end - z);
-            for (beg, stop) in reserved_areas {
-                let (lo, hi) = (beg.max(z + ZONE_SEG), stop.min(z_end));
-                if hi > lo {
-                    used += hi - lo;
-                }
-            }
-            t.bytes_free_without_leaf += (z_end - z) - used;
+    // Count each readable leaf; a zone takes the first leaf keyed at its start.
+    let mut zones = Zones::new(&areas);
+    for l in &mut leaves {
+        let zone = zone_of(l.key);
+        let media = match l.error {
+            None => fs.device.read(l.data_off & OFF_MASK, FREEMAP_LEVELN_PSIZE).ok(),
+            Some(_) => None,
+        };
+        let leaf = media.and_then(|m| Leaf::new(zone, m));
+        let counts = leaf.map(|leaf| leaf.counts(areas.end)).unwrap_or_default();
+        let LeafCounts { free, reserved, possibly_free, allocated, beyond_end, avail_sum } = counts;
+        (l.free, l.reserved, l.possibly_free, l.allocated, l.beyond_end, l.avail_sum) =
+            (free, reserved, possibly_free, allocated, beyond_end, avail_sum);
+        l.bytes_free = free.saturating_mul(CHUNK_BYTES);
+        let is_zone_leaf = l.key % ZONE_BYTES == 0 && l.key_end == l.key | (ZONE_BYTES - 1);
+        if is_zone_leaf && matches!(zones.get(zone), Some(ZoneMap::NoLeaf)) {
+            let map = match leaf {
+                Some(leaf) => ZoneMap::Leaf { data_off: l.data_off, leaf },
+                None => ZoneMap::Unusable,
+            };
+            zones.set(zone, map);
         }
-        z += zone;
     }
-    t.bytes_free = t.free * FREEMAP_BLOCK_SIZE + t.bytes_free_without_leaf;
-    t.difference = t.bytes_free as i64 - t.allocator_free as i64;
+    let totals = zones.totals(&areas, v.allocator_free.get(), v.allocator_size.get());
     Ok(FreemapReport {
         copy: fs.copy,
         freemap_tid: v.freemap_tid.get(),
         tree,
         leaves,
-        totals: t,
+        totals,
         errors: stats.errors,
     })
 }

@@ -7,6 +7,12 @@
 //! and without alignment requirements. HAMMER2 media is written in the host
 //! order of the writer; all known writers are little-endian, and a volume
 //! whose magic reads byte-reversed is reported as such rather than decoded.
+//!
+//! The CRC-32C HAMMER2 calls `icrc32` lives here, at the bottom: the volume
+//! header's three CRCs are part of its layout (which bytes each covers, in
+//! which order they are sealed), so the format computes them itself.
+//! [`crate::check`] sits above and verifies blockref check codes over media
+//! with the same function.
 
 mod blockref;
 mod freemap;
@@ -117,9 +123,17 @@ pub const XXH_HAMMER2_SEED: u64 = 0x4d61_7474_446c_6c6e;
 /// HAMMER2's fstype UUID (5cbb9ad1-862d-11dc-a94d-01301bb8a9f5).
 pub const FSTYPE_UUID: &str = "5cbb9ad1-862d-11dc-a94d-01301bb8a9f5";
 
-/// Byte offset of volume-header copy `n` inside a volume.
+/// HAMMER2's 32-bit iSCSI CRC (`hammer2_icrc32`): standard CRC-32C
+/// (Castagnoli; initial value and final xor all ones), as every header and
+/// every iscsi32/freemap check code of the fixtures confirms.
+pub fn icrc32(data: &[u8]) -> u32 {
+    crc32c::crc32c(data)
+}
+
+/// Byte offset of volume-header copy `n` inside a volume (saturating: only
+/// `n < NUM_VOLHDRS` is meaningful).
 pub fn volhdr_offset(n: usize) -> u64 {
-    n as u64 * ZONE_BYTES
+    (n as u64).saturating_mul(ZONE_BYTES)
 }
 
 /// Decodes a 16-byte on-disk UUID (`uuid_t` in the writer's order: the first

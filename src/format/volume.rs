@@ -90,9 +90,9 @@ impl VolumeData {
     pub fn computed_crcs(&self) -> HeaderCrcs {
         let b = self.as_bytes();
         HeaderCrcs {
-            sect0: crate::check::icrc32(&b[0..508]),
-            sect1: crate::check::icrc32(&b[512..1024]),
-            whole: crate::check::icrc32(&b[0..super::VOLUME_BYTES - 4]),
+            sect0: super::icrc32(&b[0..508]),
+            sect1: super::icrc32(&b[512..1024]),
+            whole: super::icrc32(&b[0..super::VOLUME_BYTES - 4]),
         }
     }
 
@@ -109,11 +109,11 @@ impl VolumeData {
     /// requires: sector 1 first (its CRC lives in sector 0), then sector 0,
     /// then the whole header (which covers both).
     pub fn update_crcs(&mut self) {
-        let s1 = crate::check::icrc32(&self.as_bytes()[512..1024]);
+        let s1 = super::icrc32(&self.as_bytes()[512..1024]);
         self.icrc_sects[ICRC_SECT1] = s1.into();
-        let s0 = crate::check::icrc32(&self.as_bytes()[0..508]);
+        let s0 = super::icrc32(&self.as_bytes()[0..508]);
         self.icrc_sects[ICRC_SECT0] = s0.into();
-        let whole = crate::check::icrc32(&self.as_bytes()[0..super::VOLUME_BYTES - 4]);
+        let whole = super::icrc32(&self.as_bytes()[0..super::VOLUME_BYTES - 4]);
         self.icrc_volheader = whole.into();
     }
 

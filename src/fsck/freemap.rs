@@ -37,7 +37,7 @@
 //!   allocated (reserved segments, below `allocator_beg` rounded up to 4 MiB,
 //!   the boot/aux areas, past the end). Bulkfree returns these.
 //! * [`FREEMAP_ALLOC_FREE`] (info): the header's `allocator_free` against the free space the leaves record (computed by
-//!   [`crate::dump::freemap::report`]), after allowing for the one difference
+//!   [`crate::freemap::Zones::totals`], as the dump does), after allowing for the one difference
 //!   that is expected:
 //!
 //!   newfs_hammer2 sets `allocator_size = allocator_free` to the volume size
@@ -58,25 +58,24 @@
 //!   only adds what it frees). That amount is computed per leaf-backed zone
 //!   and subtracted before comparing; only the remainder is reported.
 //!
+//! Geometry (slots, zones, chunk states) and the areas `hammer2_freemap_init`
+//! marks allocated come from [`crate::freemap`]; this pass adds the tree's
+//! structure and the cross-check with the topology.
+//!
 //! Memory: in-use chunks are a bitset per 1 GiB zone, allocated only for
 //! zones the topology touches (8 KiB each); leaf tables are viewed in place.
 
 use super::{FsckReport, FREEMAP_ALLOC_FREE, FREEMAP_LEAKED, FREEMAP_STRUCT, FREEMAP_UNMARKED};
 use crate::error::Result;
-use crate::format::{
-    BlockrefType, BmapData, FREEMAP_BLOCK_SIZE, FREEMAP_COUNT, FREEMAP_LEVEL0_RADIX, FREEMAP_LEVEL1_RADIX,
-    FREEMAP_LEVELN_PSIZE, PBUFSIZE, ZONE_FREEMAP_00, ZONE_FREEMAP_END, ZONE_FREEMAP_INC,
+use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, ZONE_FREEMAP_00, ZONE_FREEMAP_END};
+use crate::freemap::{
+    entry_chunk_state, home_zone, level_base, level_of_keybits, slot_at, zone_of, Areas, ChunkState, Leaf,
+    ZoneMap, Zones, CHUNKS_PER_SEGMENT, CHUNK_BYTES as CHUNK, SEGMENTS_PER_ZONE, ZONE_BYTES as ZONE,
 };
 use crate::volume::Hammer2;
 use crate::walk::{walk, Root, WalkOptions};
 use std::collections::{BTreeMap, HashSet};
 
-/// Bytes one leaf covers (the freemap's "zone").
-const ZONE: u64 = 1 << FREEMAP_LEVEL1_RADIX;
-/// Bytes one leaf entry covers; also the reserved head of each zone.
-const SEG: u64 = 1 << FREEMAP_LEVEL0_RADIX;
-/// The freemap's granule.
-const CHUNK: u64 = FREEMAP_BLOCK_SIZE;
 const WORDS_PER_ZONE: usize = (ZONE / CHUNK / 64) as usize;
 /// Physical radix of every freemap block (32 KiB).
 const FREEMAP_RADIX: u8 = 15;
@@ -86,58 +85,6 @@ const MAX_BLOCK: u64 = 1 << 16;
 pub const MAX_FINDINGS: usize = 16;
 /// Blockrefs with unmarked blocks remembered individually (for per-run tids).
 const RECORD_CAP: usize = 1 << 20;
-
-/// The file system's fixed areas, as the allocator and `hammer2_freemap_init` see them.
-struct Layout {
-    /// End of the logical space (all volumes).
-    end: u64,
-    allocator_beg: u64,
-    /// `allocator_beg` rounded up to 4 MiB: `hammer2_freemap_init`'s lower bound.
-    lokey: u64,
-    boot_beg: u64,
-    aux_end: u64,
-}
-
-impl Layout {
-    /// Whether `hammer2_freemap_init` marks the chunk at `off` allocated when
-    /// it creates the chunk's leaf.
-    fn init_allocated(&self, off: u64) -> bool {
-        off < self.lokey || off % ZONE < SEG || off >= self.end & !(SEG - 1)
-    }
-
-    /// Whether the chunk at `off` must never be marked free: the allocator
-    /// would hand out reserved space or space it asserts it never uses.
-    fn must_not_be_free(&self, off: u64) -> bool {
-        off % ZONE < SEG || off < self.allocator_beg || self.in_boot_aux(off) || off >= self.end
-    }
-
-    /// Whether the chunk at `off` is outside the space bulkfree manages.
-    fn reserved(&self, off: u64) -> bool {
-        self.init_allocated(off) || self.in_boot_aux(off) || off >= self.end
-    }
-
-    fn in_boot_aux(&self, off: u64) -> bool {
-        off + CHUNK > self.boot_beg && off < self.aux_end
-    }
-
-    /// Bytes of zone `z` that `hammer2_freemap_init` marks allocated below
-    /// `lokey` although newfs counted them free in `allocator_free` (outside
-    /// the zone's reserved 4 MiB and the boot/aux areas).
-    fn unaccounted_below_lokey(&self, z: u64) -> u64 {
-        let zb = z * ZONE;
-        let span = (zb, self.lokey.min(zb + ZONE));
-        if span.1 <= span.0 {
-            return 0;
-        }
-        let seg = (zb, zb + SEG);
-        let bootaux = (self.boot_beg.max(zb + SEG), self.aux_end.max(zb + SEG));
-        (span.1 - span.0).saturating_sub(overlap(span, seg)).saturating_sub(overlap(span, bootaux))
-    }
-}
-
-fn overlap(a: (u64, u64), b: (u64, u64)) -> u64 {
-    a.1.min(b.1).saturating_sub(a.0.max(b.0))
-}
 
 /// One bit per 16 KiB chunk, stored per 1 GiB zone and allocated on first use.
 struct ChunkSet {
@@ -199,25 +146,6 @@ impl ChunkSet {
         }
         runs
     }
-}
-
-/// What the freemap says about one 1 GiB zone.
-enum ZoneMap<'a> {
-    /// No leaf: nothing was allocated from the zone yet.
-    Absent,
-    /// A leaf exists but cannot be used (unreadable, bad check, malformed):
-    /// the driver or the structure check already reported it.
-    Unusable,
-    Leaf {
-        data_off: u64,
-        table: &'a [BmapData],
-    },
-}
-
-/// State (0..=3) of the chunk at `off` in a leaf table.
-fn chunk_state(table: &[BmapData], off: u64) -> u8 {
-    let in_zone = off % ZONE;
-    table[(in_zone / SEG) as usize].block_state(((in_zone % SEG) / CHUNK) as usize)
 }
 
 /// A leaf met in the freemap tree.
@@ -311,33 +239,24 @@ struct Frame {
     kids: Vec<(u64, u64)>,
 }
 
-/// Level (1 = leaf .. 5) of valid freemap keybits.
-fn level_of(keybits: u8) -> Option<u64> {
-    match keybits {
-        30 | 38 | 46 | 54 | 62 => Some(u64::from(keybits - 30) / 8 + 1),
-        _ => None,
-    }
-}
-
 /// Why the media of a freemap block (radix already known to be nonzero) is
-/// misplaced, if it is.
+/// misplaced, if it is: it must start a slot of a zone's reserved segment
+/// ([`crate::freemap::slot_at`]), the slot of its own level, in the zone
+/// where its key range starts, as `hammer2_freemap_reserve()` places it.
 fn placement_problem(off: u64, key: u64, keybits: u8) -> Option<String> {
-    let in_zone = off % ZONE;
-    let slot = in_zone / PBUFSIZE;
-    if in_zone % PBUFSIZE != 0 || !(ZONE_FREEMAP_00..ZONE_FREEMAP_END).contains(&slot) {
+    let Some(slot) = slot_at(off) else {
         return Some(format!(
             "media at {off:#x} is outside the reserved freemap slots (64 KiB blocks \
              {ZONE_FREEMAP_00}..{ZONE_FREEMAP_END} of a 1 GiB zone)"
         ));
-    }
-    let level = level_of(keybits)?;
-    let want_base = key & !((1u64 << keybits) - 1);
-    let want_slot = (slot - ZONE_FREEMAP_00) % ZONE_FREEMAP_INC + 1;
-    if off - in_zone != want_base || want_slot != level {
+    };
+    let level = level_of_keybits(keybits)?;
+    if home_zone(level, key) != Some(slot.zone) || slot.level != level {
         return Some(format!(
             "media at {off:#x} is in the slot of another level or zone (a level-{level} block keyed \
-             {key:#x} belongs in zone {want_base:#x}, slot {}+5n)",
-            ZONE_FREEMAP_00 + level - 1
+             {key:#x} belongs in zone {:#x}, slot {}+5n)",
+            level_base(level, key).unwrap_or(0),
+            ZONE_FREEMAP_00 + u64::from(level) - 1
         ));
     }
     None
@@ -346,17 +265,11 @@ fn placement_problem(off: u64, key: u64, keybits: u8) -> Option<String> {
 /// Checks the freemap of `fs`, adding findings to `report`.
 pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     let v = &fs.voldata;
-    let end = fs.device.logical_size();
-    let allocator_beg = v.allocator_beg.get();
-    let layout = Layout {
-        end,
-        allocator_beg,
-        lokey: allocator_beg.saturating_add(SEG - 1) & !(SEG - 1),
-        boot_beg: v.boot_beg.get(),
-        aux_end: v.aux_end.get(),
-    };
+    let areas = Areas::new(v, fs.device.logical_size());
+    let end = areas.end;
     let freemap_tid = v.freemap_tid.get();
-    let nzones = end.div_ceil(ZONE) as usize;
+    // Bounded by the devices' sizes (the geometry was validated on open).
+    let nzones = areas.zones() as usize;
     let tree = format!("freemap (copy #{})", fs.copy);
 
     // 1. The tree's structure; collect the leaves.
@@ -388,7 +301,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         }
         let is_leaf = kind == BlockrefType::FreemapLeaf;
         let mut ok = true;
-        let level_ok = match level_of(keybits) {
+        let level_ok = match level_of_keybits(keybits) {
             Some(1) => is_leaf,
             Some(_) => !is_leaf,
             None => false,
@@ -449,37 +362,36 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     })?;
 
     // 2. Map zones to leaves; check each leaf's entries.
-    let mut zones: Vec<ZoneMap> = (0..nzones).map(|_| ZoneMap::Absent).collect();
+    let mut zones = Zones::new(&areas);
     let mut first_leaf: Vec<Option<u64>> = vec![None; nzones];
     for leaf in &leaves {
-        let z = (leaf.key / ZONE) as usize;
-        if let Some(first) = first_leaf[z] {
+        let z = zone_of(leaf.key);
+        // Leaves were kept only below the end, so the zone is in the table.
+        let Some(first_slot) = first_leaf.get_mut(z as usize) else { continue };
+        if let Some(first) = *first_slot {
             structural.push((
                 leaf.location.clone(),
                 format!("second leaf for zone {:#x} (the first is at {first:#x})", leaf.key),
             ));
             continue;
         }
-        first_leaf[z] = Some(leaf.data_off);
-        zones[z] = ZoneMap::Unusable;
+        *first_slot = Some(leaf.data_off);
+        zones.set(z, ZoneMap::Unusable);
         if !leaf.usable {
             continue;
         }
         let Ok(media) = fs.device.read(leaf.data_off, FREEMAP_LEVELN_PSIZE) else { continue };
-        let table = BmapData::table(media);
-        if table.len() < FREEMAP_COUNT {
-            continue;
-        }
-        zones[z] = ZoneMap::Leaf { data_off: leaf.data_off, table };
-        leaf_contents(&layout, leaf, table, &mut structural);
+        let Some(table) = Leaf::new(z, media) else { continue };
+        zones.set(z, ZoneMap::Leaf { data_off: leaf.data_off, leaf: table });
+        leaf_contents(&areas, leaf, &table, &mut structural);
     }
     unknown.sort_unstable();
     let mut next_zone = 0u64;
     for (key, key_end) in unknown {
-        let last = (key_end / ZONE).min(nzones as u64);
-        for z in (key / ZONE).max(next_zone)..=last {
-            if let Some(zm @ ZoneMap::Absent) = zones.get_mut(z as usize) {
-                *zm = ZoneMap::Unusable;
+        let last = zone_of(key_end).min(nzones as u64);
+        for z in zone_of(key).max(next_zone)..=last {
+            if let Some(ZoneMap::NoLeaf) = zones.get(z) {
+                zones.set(z, ZoneMap::Unusable);
             }
         }
         next_zone = next_zone.max(last + 1);
@@ -499,25 +411,21 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
             return;
         }
         let b = visit.bref;
-        let (off, stop) = (b.offset(), b.offset() + b.physical_size());
+        // The media was read, so it lies inside the file system.
+        let (off, stop) = (b.offset(), b.offset().saturating_add(b.physical_size()));
         let mut hit = false;
         let mut c = off & !(CHUNK - 1);
         while c < stop {
             used.insert(c);
-            let free = match zones.get((c / ZONE) as usize) {
-                Some(ZoneMap::Leaf { table, .. }) => chunk_state(table, c) == 0,
-                Some(ZoneMap::Absent) => !layout.init_allocated(c),
-                _ => false,
-            };
-            if free {
+            if zones.chunk_free(&areas, c) == Some(true) {
                 unmarked.insert(c);
                 hit = true;
             }
-            c += CHUNK;
+            c = c.saturating_add(CHUNK);
         }
         if hit {
             let (mirror_tid, modify_tid) = (b.mirror_tid.get(), b.modify_tid.get());
-            zone_tids.entry((off / ZONE) as usize).or_default().add(mirror_tid, modify_tid, freemap_tid);
+            zone_tids.entry(zone_of(off) as usize).or_default().add(mirror_tid, modify_tid, freemap_tid);
             if records.len() < RECORD_CAP {
                 records.push(Record { off, end: stop, mirror_tid, modify_tid });
             } else {
@@ -526,10 +434,10 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         }
     })?;
 
-    let zone_desc = |z: usize| match &zones[z] {
-        ZoneMap::Leaf { data_off, .. } => format!("zone {z}, leaf at {data_off:#x}"),
-        ZoneMap::Absent => format!("zone {z}, which has no freemap leaf"),
-        ZoneMap::Unusable => format!("zone {z}"),
+    let zone_desc = |z: usize| match zones.get(z as u64) {
+        Some(ZoneMap::Leaf { data_off, .. }) => format!("zone {z}, leaf at {data_off:#x}"),
+        Some(ZoneMap::NoLeaf) => format!("zone {z}, which has no freemap leaf"),
+        _ => format!("zone {z}"),
     };
     let runs: Vec<(usize, u64, u64)> =
         (0..nzones).flat_map(|z| unmarked.runs(z).into_iter().map(move |(s, e)| (z, s, e))).collect();
@@ -537,7 +445,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         records.sort_by_key(|r| r.off);
         for &(z, s, e) in &runs {
             let mut tids = Tids::default();
-            let from = records.partition_point(|r| r.off + MAX_BLOCK <= s);
+            let from = records.partition_point(|r| r.off.saturating_add(MAX_BLOCK) <= s);
             for r in records[from..].iter().take_while(|r| r.off < e).filter(|r| r.end > s) {
                 tids.add(r.mirror_tid, r.modify_tid, freemap_tid);
             }
@@ -598,18 +506,19 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
 
     // 4. Allocated chunks nothing references.
     let mut leaked_total = 0u64;
-    let mut leaked_zones: Vec<(usize, u64, u64)> = Vec::new(); // zone, chunks, first
-    for (z, zm) in zones.iter().enumerate() {
-        let ZoneMap::Leaf { table, .. } = zm else { continue };
+    let mut leaked_zones: Vec<(u64, u64, u64)> = Vec::new(); // zone, chunks, first
+    for (z, zm) in zones.iter() {
+        let ZoneMap::Leaf { leaf, .. } = zm else { continue };
         let (mut count, mut first) = (0u64, 0u64);
-        let base = z as u64 * ZONE;
-        for (i, entry) in table.iter().take(FREEMAP_COUNT).enumerate() {
+        for (i, entry) in leaf.entries().iter().enumerate() {
             if entry.bitmapq.iter().all(|w| w.get() == 0) {
                 continue;
             }
-            for n in 0..256 {
-                let off = base + i as u64 * SEG + n as u64 * CHUNK;
-                if entry.block_state(n) == 3 && !layout.reserved(off) && !used.contains(off) {
+            let seg = leaf.segment_base(i);
+            for n in 0..CHUNKS_PER_SEGMENT {
+                let off = seg.saturating_add(n as u64 * CHUNK);
+                let allocated = entry_chunk_state(entry, n) == ChunkState::Allocated;
+                if allocated && !areas.outside_bulkfree(off) && !used.contains(off) {
                     if count == 0 {
                         first = off;
                     }
@@ -645,15 +554,8 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
 
     // 5. allocator_free against the leaves.
     {
-        let totals = crate::dump::freemap::report(fs)?.totals;
-        let expected: u64 = zones
-            .iter()
-            .enumerate()
-            .filter(|(_, zm)| !matches!(zm, ZoneMap::Absent))
-            .map(|(z, _)| layout.unaccounted_below_lokey(z as u64))
-            .sum();
-        let unexplained = totals.difference + expected as i64;
-        if unexplained != 0 {
+        let totals = zones.totals(&areas, v.allocator_free.get(), v.allocator_size.get());
+        if totals.unexplained != 0 {
             report.add(
                 FREEMAP_ALLOC_FREE,
                 format!("{} header copy #{}", fs.device.volume(fs.root_position()).path().display(), fs.copy),
@@ -663,9 +565,9 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
                      hammer2_freemap_init marks allocated), {} is not",
                     totals.allocator_free,
                     totals.bytes_free,
-                    signed_hex(totals.difference),
-                    signed_hex(-(expected as i64)),
-                    signed_hex(unexplained)
+                    signed_hex(totals.difference.into()),
+                    signed_hex(-i128::from(totals.expected_difference)),
+                    signed_hex(totals.unexplained.into())
                 ),
             );
         }
@@ -675,19 +577,19 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
 
 /// Content checks of one leaf: `avail` against the bitmap, and reserved
 /// space marked free.
-fn leaf_contents(layout: &Layout, leaf: &LeafRef, table: &[BmapData], out: &mut Vec<(String, String)>) {
+fn leaf_contents(areas: &Areas, leaf_ref: &LeafRef, leaf: &Leaf, out: &mut Vec<(String, String)>) {
     let mut avail_bad: (u64, Option<String>) = (0, None);
     let mut reserved_free: (u64, Option<u64>) = (0, None);
-    for (i, entry) in table.iter().take(FREEMAP_COUNT).enumerate() {
-        let seg = leaf.key + i as u64 * SEG;
+    for (i, entry) in leaf.entries().iter().enumerate() {
+        let seg = leaf.segment_base(i);
         let mut free = 0u64;
-        for n in 0..256 {
-            if entry.block_state(n) != 0 {
+        for n in 0..CHUNKS_PER_SEGMENT {
+            if entry_chunk_state(entry, n) != ChunkState::Free {
                 continue;
             }
             free += 1;
-            let off = seg + n as u64 * CHUNK;
-            if layout.must_not_be_free(off) {
+            let off = seg.saturating_add(n as u64 * CHUNK);
+            if areas.never_free(off) {
                 reserved_free.0 += 1;
                 reserved_free.1.get_or_insert(off);
             }
@@ -702,22 +604,22 @@ fn leaf_contents(layout: &Layout, leaf: &LeafRef, table: &[BmapData], out: &mut 
     }
     if let (n, Some(first)) = avail_bad {
         out.push((
-            leaf.location.clone(),
+            leaf_ref.location.clone(),
             format!(
-                "{n} of {FREEMAP_COUNT} entries have an avail that differs from 16 KiB times their free \
+                "{n} of {SEGMENTS_PER_ZONE} entries have an avail that differs from 16 KiB times their free \
                  blocks (first: {first})"
             ),
         ));
     }
     if let (n, Some(first)) = reserved_free {
         out.push((
-            leaf.location.clone(),
+            leaf_ref.location.clone(),
             format!(
                 "{n} {} of reserved space (a zone's first 4 MiB, the boot/aux areas, below \
                  allocator_beg {:#x} or past the end {:#x}) marked free (first at {first:#x})",
                 if n == 1 { "chunk" } else { "chunks" },
-                layout.allocator_beg,
-                layout.end
+                areas.allocator_beg,
+                areas.end
             ),
         ));
     }
@@ -731,7 +633,7 @@ fn bytes_text(n: u64) -> String {
     }
 }
 
-fn signed_hex(n: i64) -> String {
+fn signed_hex(n: i128) -> String {
     if n < 0 {
         format!("-{:#x}", n.unsigned_abs())
     } else {

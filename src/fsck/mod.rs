@@ -11,6 +11,15 @@
 //! and [`freemap`] (the freemap's structure and its agreement with the
 //! topology); header checks and the driver are here.
 //!
+//! Header geometry is split as [`crate::volume`] documents: what places or
+//! sizes a volume (`volu_loff`, `volu_size`, `nvolumes`, version) is fatal
+//! for opening, and fsck reports the refusal as [`HDR_GEOMETRY`] (exit 4,
+//! nothing else can be checked); the other fields are findings after a
+//! successful open: [`HDR_FIELD`] (`total_size`, unused `volu_loff` slots,
+//! the last volume's alignment, other volumes' headers disagreeing),
+//! [`HDR_AREAS`] (boot/aux order and placement) and [`HDR_ALLOCATOR`]
+//! (`allocator_size`, `allocator_free`, `allocator_beg`).
+//!
 //! Repairs: corrupt or (with `sync_headers`) stale header copies are
 //! rewritten from the best copy. The best copy is never written. A damaged
 //! copy that is newer than the best one would roll the file system back if
@@ -20,7 +29,7 @@ pub mod freemap;
 pub mod topology;
 
 use crate::device::{Access, Device};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::volume::{read_headers, CopyChoice, CopyState, Hammer2, HeaderCopy};
 use crate::walk::{walk, Root, WalkOptions, WalkStats};
 use serde::Serialize;
@@ -82,6 +91,12 @@ problems! {
         "no valid volume-header copy", "";
     HDR_FIELD: "HDR_FIELD", Error, None,
         "volume-header field out of range", "";
+    HDR_GEOMETRY: "HDR_GEOMETRY", Error, None,
+        "volume offsets or sizes in the header are unusable, so the file system cannot be opened", "";
+    HDR_AREAS: "HDR_AREAS", Error, None,
+        "boot or aux area out of order, over the reserved segment, or past the root volume", "";
+    HDR_ALLOCATOR: "HDR_ALLOCATOR", Error, None,
+        "allocator field (allocator_size, allocator_free, allocator_beg) disagrees with the volume set", "";
     VOLSET: "VOLSET", Error, None,
         "volume set is inconsistent", "";
     BREF_CHECK: "BREF_CHECK", Error, None,
@@ -264,8 +279,23 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         let fs = match Hammer2::open(Device::open(spec, Access::ReadOnly)?, *choice) {
             Ok(fs) => fs,
             Err(e) => {
-                report.add(VOLSET, spec.to_string(), e.to_string());
-                return Ok(report);
+                // Unusable geometry is a finding (the header verified but its
+                // content is damage), not an operational error.
+                let problem = if matches!(e, Error::Geometry { .. }) { HDR_GEOMETRY } else { VOLSET };
+                let location = match choice {
+                    CopyChoice::Best => spec.to_string(),
+                    CopyChoice::Index(i) => format!("{spec} header copy #{i}"),
+                };
+                report.add(problem, location, e.to_string());
+                if n == 0 {
+                    // Still say which header copy was refused.
+                    if let Some((copy, tid)) = root_best_copy(spec) {
+                        report.header_copy = Some(copy);
+                        report.mirror_tid = Some(tid);
+                    }
+                    return Ok(report);
+                }
+                continue;
             }
         };
         if n == 0 {
@@ -312,6 +342,17 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         }
     }
     Ok(report)
+}
+
+/// The best copy of the root volume of `spec` (index, mirror_tid), if any.
+fn root_best_copy(spec: &str) -> Option<(usize, u64)> {
+    let device = Device::open(spec, Access::ReadOnly).ok()?;
+    (0..device.len()).find_map(|i| {
+        let h = read_headers(device.volume(i));
+        let best = h.best()?;
+        let data = best.data.as_ref()?;
+        (data.volu_id == crate::format::ROOT_VOLUME).then(|| (best.index, data.mirror_tid.get()))
+    })
 }
 
 /// Header copies of every volume; returns whether anything was written.
@@ -372,33 +413,17 @@ fn header_pass(device: &mut Device, opts: &FsckOptions, report: &mut FsckReport)
     Ok(wrote)
 }
 
-/// Sanity of the chosen root header's fields.
+/// The header fields [`Hammer2::open`] accepts but a consistent file
+/// system would not have ([`crate::volume::field_problems`]).
 fn field_checks(fs: &Hammer2, report: &mut FsckReport) {
-    let v = &fs.voldata;
+    use crate::volume::FieldKind;
     let loc = format!("{} header copy #{}", fs.device.volume(fs.root_position()).path().display(), fs.copy);
-    let mut bad = |what: String| report.add(HDR_FIELD, loc.clone(), what);
-    let (bb, be, ab, ae) = (v.boot_beg.get(), v.boot_end.get(), v.aux_beg.get(), v.aux_end.get());
-    if bb > be || be > ab || ab > ae {
-        bad(format!("boot {bb:#x}-{be:#x} and aux {ab:#x}-{ae:#x} are not in order"));
-    }
-    if ae > v.allocator_beg.get() {
-        bad(format!("allocator_beg {:#x} lies inside the aux area ending {ae:#x}", v.allocator_beg.get()));
-    }
-    if v.allocator_free.get() > v.allocator_size.get() {
-        bad(format!(
-            "allocator_free {:#x} exceeds allocator_size {:#x}",
-            v.allocator_free.get(),
-            v.allocator_size.get()
-        ));
-    }
-    let total = fs.device.logical_size();
-    if v.allocator_size.get() > total {
-        bad(format!(
-            "allocator_size {:#x} exceeds the volume set's {total:#x} bytes",
-            v.allocator_size.get()
-        ));
-    }
-    if v.version.get() >= crate::format::VOL_VERSION_MULTI_VOLUMES && v.total_size.get() != total {
-        bad(format!("total_size {:#x} but the volumes add up to {total:#x}", v.total_size.get()));
+    for p in crate::volume::field_problems(fs) {
+        let problem = match p.kind {
+            FieldKind::VolumeSet => HDR_FIELD,
+            FieldKind::Areas => HDR_AREAS,
+            FieldKind::Allocator => HDR_ALLOCATOR,
+        };
+        report.add(problem, loc.clone(), p.to_string());
     }
 }
