@@ -8,6 +8,7 @@
 //! internal node reached twice (legitimately shared between snapshots, or a
 //! cycle) is descended only once, so work is linear in distinct nodes.
 
+pub mod namespace;
 use crate::check::{self, CheckOutcome};
 use crate::error::{CorruptKind, Corruption, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, INODE_BYTES, RADIX_MAX, RADIX_MIN};
