@@ -74,10 +74,14 @@ pub struct MmapBackend {
 }
 
 impl MmapBackend {
-    /// Opens and maps `path`. Refuses to open a mounted device for writing
-    /// and a zero-length file at all.
+    /// Opens and maps `path`, which must be a regular file or a block
+    /// device. Refuses to open a mounted device for writing and a
+    /// zero-length file at all.
     pub fn open(path: &Path, access: Access) -> Result<Self> {
         let open_err = |why: String| Error::Open { path: path.to_path_buf(), why };
+        // Checked before opening: opening a FIFO would wait for a writer.
+        let meta = std::fs::metadata(path).map_err(|e| open_err(format!("cannot open: {e}")))?;
+        check_file_type(&meta).map_err(open_err)?;
         if access == Access::ReadWrite {
             if let Some(mountpoint) = mounted_at(path) {
                 return Err(Error::Mounted { path: path.to_path_buf(), mountpoint });
@@ -88,6 +92,9 @@ impl MmapBackend {
             .write(access == Access::ReadWrite)
             .open(path)
             .map_err(|e| open_err(format!("cannot open: {e}")))?;
+        // The name may have been replaced in between: check what was opened.
+        check_file_type(&file.metadata().map_err(|e| open_err(format!("cannot stat: {e}")))?)
+            .map_err(open_err)?;
         // Seeking to the end measures block devices too (their metadata length is 0).
         let size = file.seek(SeekFrom::End(0)).map_err(|e| open_err(format!("cannot measure size: {e}")))?;
         if size == 0 {
@@ -188,6 +195,27 @@ impl Backend for MmapBackend {
     }
 }
 
+/// Only regular files and block devices hold volumes; anything else gets
+/// a message saying what it is.
+fn check_file_type(meta: &std::fs::Metadata) -> std::result::Result<(), String> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_file() || t.is_block_device() {
+        return Ok(());
+    } else if t.is_dir() {
+        "is a directory"
+    } else if t.is_fifo() {
+        "is a FIFO (named pipe), not an image file or block device"
+    } else if t.is_char_device() {
+        "is a character device, not an image file or block device"
+    } else if t.is_socket() {
+        "is a socket, not an image file or block device"
+    } else {
+        "is not a regular file or block device"
+    };
+    Err(what.to_string())
+}
+
 /// A volume held in memory: tests, fuzzing, crash simulation.
 pub struct MemBackend {
     name: PathBuf,
@@ -239,9 +267,33 @@ impl Backend for MemBackend {
     }
 }
 
-/// Splits a DragonFly-style device argument `vol0:vol1:...` into paths.
+/// Splits a DragonFly-style device argument `vol0:vol1:...` into paths. A
+/// path that exists is one volume even when its name holds ':': the whole
+/// argument when it exists, else, from the left, the longest run of
+/// ':'-separated parts that names an existing path (a single part when none
+/// does, so a missing volume is reported by name).
 pub fn split_device_spec(spec: &str) -> Vec<PathBuf> {
-    spec.split(':').filter(|s| !s.is_empty()).map(PathBuf::from).collect()
+    if spec.is_empty() {
+        return Vec::new();
+    }
+    if Path::new(spec).exists() {
+        return vec![PathBuf::from(spec)];
+    }
+    let parts: Vec<&str> = spec.split(':').collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        let end = (i + 2..=parts.len())
+            .rev()
+            .find(|&j| Path::new(&parts[i..j].join(":")).exists())
+            .unwrap_or(i + 1);
+        let p = parts[i..end].join(":");
+        if !p.is_empty() {
+            out.push(PathBuf::from(p));
+        }
+        i = end;
+    }
+    out
 }
 
 /// Where a volume lies in the file system's logical address space.
@@ -476,5 +528,33 @@ mod tests {
     #[test]
     fn spec_splits_on_colons() {
         assert_eq!(split_device_spec("a.img:b.img"), vec![PathBuf::from("a.img"), PathBuf::from("b.img")]);
+        assert!(split_device_spec("").is_empty());
+    }
+
+    #[test]
+    fn an_existing_path_with_a_colon_is_one_volume() {
+        let dir = std::env::temp_dir().join(format!("hammer2-spec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let one = dir.join("p:q.img");
+        std::fs::write(&one, b"x").unwrap();
+        let spec = one.to_str().unwrap();
+        assert_eq!(split_device_spec(spec), vec![one.clone()]);
+        // In a set, each member that exists is kept whole.
+        let other = dir.join("other.img");
+        let set = format!("{spec}:{}", other.display());
+        assert_eq!(split_device_spec(&set), vec![one.clone(), other.clone()], "{set}");
+        std::fs::write(&other, b"y").unwrap();
+        let set = format!("{}:{spec}::{}", other.display(), dir.join("missing").display());
+        assert_eq!(split_device_spec(&set), vec![other, one.clone(), dir.join("missing")], "{set}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_files_and_block_devices_open() {
+        let dir = std::env::temp_dir();
+        let e = MmapBackend::open(&dir, Access::ReadOnly).err().unwrap().to_string();
+        assert!(e.ends_with("is a directory"), "{e}");
+        let e = MmapBackend::open(Path::new("/dev/null"), Access::ReadOnly).err().unwrap().to_string();
+        assert!(e.contains("is a character device"), "{e}");
     }
 }

@@ -229,7 +229,12 @@ impl Session {
 
     /// Calls `f` with inode `inum` and its table (read-only view; nothing
     /// is copied for loaded chains).
-    fn with_inode<R>(&self, pfs: &PfsRef, inum: u64, f: impl FnOnce(&InodeData, &Table) -> Result<R>) -> Result<R> {
+    fn with_inode<R>(
+        &self,
+        pfs: &PfsRef,
+        inum: u64,
+        f: impl FnOnce(&InodeData, &Table) -> Result<R>,
+    ) -> Result<R> {
         let sroot = self.super_root()?;
         let root = sroot
             .find(&self.fs, pfs.key, BlockrefType::Inode)?
@@ -453,7 +458,14 @@ impl Session {
     }
 
     /// Creates the regular file `path` holding `size` bytes read from `src`.
-    pub fn create_file(&mut self, pfs: &PfsRef, path: &str, attrs: Attrs, src: impl Read, size: u64) -> Result<u64> {
+    pub fn create_file(
+        &mut self,
+        pfs: &PfsRef,
+        path: &str,
+        attrs: Attrs,
+        src: impl Read,
+        size: u64,
+    ) -> Result<u64> {
         let (dir, name, existing) = self.resolve_parent(pfs, path)?;
         if name.is_empty() {
             return Err(invalid(format!("{path}: needs a file name")));

@@ -153,3 +153,421 @@ fn single_files_and_hostile_destinations() {
     let err = hammer2::extract::check_name(b"..", 7, "/d").unwrap_err().to_string();
     assert!(err.contains("inode 7"), "{err}");
 }
+
+// ------------------------------------------------------------ hostile images and destinations
+
+use common::reseal::{find_chain, reseal, Image};
+use hammer2::extract::{extract_with, ExtractOptions, ModePolicy};
+use hammer2::format::{BlockrefType, InodeMeta, ObjType};
+use hammer2::walk::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
+use std::os::unix::fs::symlink;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use zerocopy::IntoBytes;
+
+fn opts(force: bool) -> ExtractOptions {
+    ExtractOptions { force, modes: ModePolicy::Umask(0o022), limits: None }
+}
+
+/// Extracts `path` of the default PFS of `img` into `dest`.
+fn get(
+    img: &str,
+    path: &str,
+    dest: &Path,
+    o: &ExtractOptions,
+) -> hammer2::Result<hammer2::extract::ExtractStats> {
+    let fs = Hammer2::open_path(img).unwrap();
+    let tree = Tree::new(&fs);
+    let pfs = Pfs::default(&tree).unwrap();
+    extract_with(&pfs, path, dest, o, &mut |_| {})
+}
+
+/// Inode number of `path` in the default PFS of `img`.
+fn inum_of(img: &str, path: &str) -> u64 {
+    let fs = Hammer2::open_path(img).unwrap();
+    let tree = Tree::new(&fs);
+    let pfs = Pfs::default(&tree).unwrap();
+    namespace::resolve(&pfs, path).unwrap().inum()
+}
+
+fn dirent_named(img: &Image, b: &hammer2::format::Blockref, name: &[u8]) -> bool {
+    let _ = img;
+    b.kind() == BlockrefType::Dirent
+        && b.dirent().namlen.get() as usize == name.len()
+        && &b.check[..name.len()] == name
+}
+
+/// Rewrites the first dirent that `pred` accepts and reseals the image.
+fn rewrite_dirent(
+    img: &Image,
+    pred: &dyn Fn(&Image, &hammer2::format::Blockref) -> bool,
+    edit: &dyn Fn(&mut hammer2::format::Blockref),
+) {
+    let (copy, chain) = find_chain(img, pred);
+    let pos = *chain.last().unwrap();
+    let mut b = img.bref(pos);
+    edit(&mut b);
+    img.write(pos, b.as_bytes());
+    reseal(img, copy, &chain);
+}
+
+/// A host directory with a recognisable mode and time, to prove it is left alone.
+struct Witness {
+    path: PathBuf,
+}
+
+impl Witness {
+    const MODE: u32 = 0o751;
+    const MTIME: u64 = 1_000_000_000;
+    fn new(path: PathBuf) -> Self {
+        std::fs::create_dir_all(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(Self::MODE)).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(Self::MTIME)).unwrap();
+        Witness { path }
+    }
+    fn assert_untouched(&self, names: &[&str]) {
+        let m = std::fs::metadata(&self.path).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, Self::MODE, "{}: mode changed", self.path.display());
+        assert_eq!(m.mtime() as u64, Self::MTIME, "{}: mtime changed", self.path.display());
+        let mut got: Vec<String> = std::fs::read_dir(&self.path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        got.sort();
+        assert_eq!(got, names, "{}: entries", self.path.display());
+    }
+}
+
+/// small-iscsi with the root entry "dir" renamed "..": the directory
+/// holding data.bin is then named ".." in the root.
+fn dotdot_image() -> Image {
+    let img = Image::new("small-iscsi");
+    rewrite_dirent(&img, &|i, b| dirent_named(i, b, b"dir"), &|b| {
+        b.check[..2].copy_from_slice(b"..");
+        b.dirent_mut().namlen = 2.into();
+    });
+    img
+}
+
+#[test]
+fn a_dotdot_entry_cannot_lead_outside_the_destination() {
+    let img = dotdot_image();
+    let top = tempfile::tempdir().unwrap();
+    let out = Witness::new(top.path().join("out"));
+    let dest = out.path.join("dest");
+
+    // The user's own path: '..' is refused before anything is created.
+    let e = get(img.spec(), "/..", &dest, &opts(false)).unwrap_err();
+    assert!(matches!(e, hammer2::Error::InvalidArgument(_)), "{e}");
+    assert!(e.to_string().contains("'..'"), "{e}");
+    out.assert_untouched(&[]);
+
+    // The name from the image: refused with its path and inode number.
+    std::fs::create_dir(&dest).unwrap();
+    let out = Witness { path: out.path };
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(Witness::MTIME);
+    std::fs::File::open(&out.path).unwrap().set_modified(mtime).unwrap();
+    let e = get(img.spec(), "/", &dest, &opts(false)).unwrap_err();
+    let msg = e.to_string();
+    assert!(matches!(e, hammer2::Error::HostileName { .. }), "{msg}");
+    assert!(msg.contains("/.. (inode ") && msg.contains("'.' or '..'"), "{msg}");
+    out.assert_untouched(&["dest"]);
+    assert!(!out.path.join("data.bin").exists());
+    // Even with --force.
+    assert!(get(img.spec(), "/", &dest, &opts(true)).is_err());
+    out.assert_untouched(&["dest"]);
+}
+
+#[test]
+fn the_users_path_is_checked_component_by_component() {
+    let img = common::fixture("small-iscsi");
+    let img = img.to_str().unwrap();
+    for root in ["", ".", "/", "/./", "//."] {
+        let d = tempfile::tempdir().unwrap();
+        let st = get(img, root, d.path(), &opts(false)).unwrap();
+        assert_eq!(st.files, 2, "{root:?}");
+        assert!(d.path().join("hello.txt").exists() && d.path().join("dir/data.bin").exists(), "{root:?}");
+    }
+    let d = tempfile::tempdir().unwrap();
+    get(img, "./dir/", d.path(), &opts(false)).unwrap();
+    assert!(d.path().join("dir/data.bin").exists());
+    for bad in ["/dir/..", "/dir/../hello.txt", "..", "/hello\0.txt"] {
+        let d = tempfile::tempdir().unwrap();
+        let e = get(img, bad, d.path(), &opts(false)).unwrap_err();
+        assert!(matches!(e, hammer2::Error::InvalidArgument(_)), "{bad:?}: {e}");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "{bad:?} wrote something");
+    }
+    assert!(matches!(
+        get(img, "/hello.txt/x", d.path(), &opts(false)),
+        Err(hammer2::Error::NotADirectory(_))
+    ));
+}
+
+#[test]
+fn the_destination_is_created_but_not_its_parents() {
+    let img = common::fixture("small-iscsi");
+    let top = tempfile::tempdir().unwrap();
+    let e = get(img.to_str().unwrap(), "/", &top.path().join("a/b"), &opts(false)).unwrap_err();
+    assert!(e.to_string().contains("parent directory does not exist"), "{e}");
+    assert_eq!(std::fs::read_dir(top.path()).unwrap().count(), 0);
+    std::fs::write(top.path().join("file"), b"x").unwrap();
+    let e = get(img.to_str().unwrap(), "/", &top.path().join("file"), &opts(false)).unwrap_err();
+    assert!(e.to_string().contains("not a directory"), "{e}");
+}
+
+#[test]
+fn an_existing_destination_needs_force_and_is_then_replaced_as_tar_does() {
+    let img = common::fixture("small-iscsi");
+    let img = img.to_str().unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let dest = d.path().join("out");
+    get(img, "/", &dest, &opts(false)).unwrap();
+    // A second run is refused before anything changes.
+    std::fs::write(dest.join("hello.txt"), b"edited").unwrap();
+    let e = get(img, "/", &dest, &opts(false)).unwrap_err();
+    assert!(e.to_string().contains("--force"), "{e}");
+    assert_eq!(std::fs::read(dest.join("hello.txt")).unwrap(), b"edited");
+    // So is a directory's or a file's name already taken.
+    let e = get(img, "/dir", &dest, &opts(false)).unwrap_err();
+    assert!(e.to_string().contains("not an empty directory") && e.to_string().contains("--force"), "{e}");
+    let e = get(img, "/hello.txt", &dest, &opts(false)).unwrap_err();
+    assert!(e.to_string().contains("already exists; use --force"), "{e}");
+    // An empty directory may be filled.
+    std::fs::create_dir(d.path().join("empty")).unwrap();
+    get(img, "/", &d.path().join("empty"), &opts(false)).unwrap();
+    std::fs::create_dir(d.path().join("empty/x")).unwrap();
+    std::fs::create_dir(d.path().join("empty/x/dir")).unwrap();
+    get(img, "/dir", &d.path().join("empty/x"), &opts(false)).unwrap();
+    assert_eq!(std::fs::metadata(d.path().join("empty/x/dir/data.bin")).unwrap().len(), 100_000);
+
+    // --force: files are unlinked and created anew (a planted symlink is
+    // replaced, never written through), directories reused, other entries kept.
+    let trap = tempfile::tempdir().unwrap();
+    std::fs::remove_file(dest.join("hello.txt")).unwrap();
+    symlink(trap.path().join("victim"), dest.join("hello.txt")).unwrap();
+    std::fs::write(dest.join("dir/data.bin"), b"short").unwrap();
+    std::fs::write(dest.join("dir/mine.txt"), b"mine").unwrap();
+    let st = get(img, "/", &dest, &opts(true)).unwrap();
+    assert_eq!((st.files, st.dirs), (2, 1));
+    assert!(!trap.path().join("victim").exists());
+    assert!(std::fs::symlink_metadata(dest.join("hello.txt")).unwrap().is_file());
+    assert_eq!(std::fs::read(dest.join("hello.txt")).unwrap(), b"hello, hammer2\n");
+    assert_eq!(std::fs::metadata(dest.join("dir/data.bin")).unwrap().len(), 100_000);
+    assert_eq!(std::fs::read(dest.join("dir/mine.txt")).unwrap(), b"mine");
+    // A symlink where a directory goes is replaced by a real directory.
+    std::fs::remove_dir_all(dest.join("dir")).unwrap();
+    symlink(trap.path(), dest.join("dir")).unwrap();
+    get(img, "/", &dest, &opts(true)).unwrap();
+    assert!(std::fs::symlink_metadata(dest.join("dir")).unwrap().is_dir());
+    assert_eq!(std::fs::read_dir(trap.path()).unwrap().count(), 0, "nothing written through the symlink");
+    // A directory where a file goes is not removed.
+    std::fs::remove_file(dest.join("hello.txt")).unwrap();
+    std::fs::create_dir(dest.join("hello.txt")).unwrap();
+    let e = get(img, "/", &dest, &opts(true)).unwrap_err();
+    assert!(e.to_string().contains("is a directory"), "{e}");
+}
+
+#[test]
+fn a_directory_inside_itself_is_refused_with_its_path_and_inode() {
+    let img = Image::new("small-iscsi");
+    let dir = inum_of(img.spec(), "/dir");
+    // dir/data.bin now names dir itself.
+    rewrite_dirent(&img, &|i, b| dirent_named(i, b, b"data.bin"), &|b| {
+        b.dirent_mut().inum = dir.into();
+        b.dirent_mut().type_ = 1;
+    });
+    let d = tempfile::tempdir().unwrap();
+    let msg = get(img.spec(), "/", d.path(), &opts(false)).unwrap_err().to_string();
+    assert!(
+        msg.contains(&format!("/dir/data.bin (inode {dir})"))
+            && msg.contains("contains itself: it is also its ancestor /dir"),
+        "{msg}"
+    );
+}
+
+/// varied has level00/level01/.../level40, each level holding leaf.txt and
+/// the next level. Every leaf.txt is made to name the next level too: 40
+/// levels of two entries naming one directory spell 2^40 paths.
+fn dag_image() -> (Image, usize) {
+    let img = Image::new("varied");
+    let mut next = std::collections::HashMap::new();
+    {
+        let fs = Hammer2::open_path(img.spec()).unwrap();
+        let tree = Tree::new(&fs);
+        let pfs = Pfs::default(&tree).unwrap();
+        let mut cur = namespace::resolve(&pfs, "/level00").unwrap();
+        loop {
+            let entries = pfs.readdir(&cur).unwrap();
+            let leaf = entries.iter().find(|e| e.name == b"leaf.txt").map(|e| e.inum);
+            let sub = entries.iter().find(|e| e.name.starts_with(b"level")).map(|e| e.inum);
+            match (leaf, sub) {
+                (Some(l), Some(s)) => {
+                    next.insert(l, s);
+                    cur = pfs.inode(s).unwrap();
+                }
+                _ => break,
+            }
+        }
+    }
+    assert!(next.len() >= 20, "varied's levels: {}", next.len());
+    for _ in 0..next.len() {
+        rewrite_dirent(
+            &img,
+            &|i, b| dirent_named(i, b, b"leaf.txt") && next.contains_key(&b.dirent().inum.get()),
+            &|b| {
+                let to = next[&b.dirent().inum.get()];
+                b.dirent_mut().inum = to.into();
+                b.dirent_mut().type_ = 1;
+            },
+        );
+    }
+    (img, next.len())
+}
+
+/// Counts what the traversal shows, tolerating findings.
+#[derive(Default)]
+struct Census {
+    entered: std::collections::HashMap<u64, u32>,
+    entries: u64,
+    findings: Vec<Finding>,
+}
+
+impl<'a> Visitor<'a> for Census {
+    fn entry(&mut self, e: &namespace::Entry<'_, 'a>) -> hammer2::Result<Step> {
+        self.entries += 1;
+        if e.inode.is_dir() {
+            *self.entered.entry(e.inode.inum()).or_default() += 1;
+        }
+        Ok(Step::Descend)
+    }
+    fn finding(&mut self, f: &Finding) -> hammer2::Result<()> {
+        self.findings.push(f.clone());
+        Ok(())
+    }
+}
+
+fn census(img: &str, limits: Limits) -> (hammer2::Result<namespace::NamespaceStats>, Census) {
+    let fs = Hammer2::open_path(img).unwrap();
+    let tree = Tree::new(&fs);
+    let pfs = Pfs::default(&tree).unwrap();
+    let mut c = Census::default();
+    let r = namespace::traverse(&pfs, &pfs.root, "/", limits, &mut c);
+    (r, c)
+}
+
+#[test]
+fn a_dag_of_directories_is_entered_once() {
+    let (img, shared) = dag_image();
+    // Extraction stops at the first directory reached a second time.
+    let d = tempfile::tempdir().unwrap();
+    let msg = get(img.spec(), "/", d.path(), &opts(false)).unwrap_err().to_string();
+    assert!(msg.contains("/leaf.txt (inode ") && msg.contains("reached a second time"), "{msg}");
+    // A visitor that tolerates findings sees every directory once.
+    let (r, c) = census(img.spec(), Limits::default());
+    let stats = r.unwrap();
+    assert!(c.entered.values().all(|&n| n == 1), "a directory entered twice");
+    assert_eq!(c.findings.len(), shared, "{:?}", c.findings.first());
+    assert!(c.findings.iter().all(|f| matches!(f.kind, FindingKind::Revisited { ancestor: None })));
+    assert_eq!(stats.findings, shared as u64);
+    // Untouched varied: 3,100-odd entries. The DAG adds none.
+    let (r, clean) = census(common::fixture("varied").to_str().unwrap(), Limits::default());
+    let clean_stats = r.unwrap();
+    assert!(clean.findings.is_empty());
+    assert_eq!(clean_stats.entries, stats.entries);
+    assert_eq!(clean_stats.directories, stats.directories);
+}
+
+#[test]
+fn depth_and_work_are_bounded() {
+    let varied = common::fixture("varied");
+    let varied = varied.to_str().unwrap();
+    let (r, c) = census(varied, Limits { max_depth: 10, max_entries: u64::MAX });
+    r.unwrap();
+    let deep: Vec<_> = c.findings.iter().filter(|f| f.kind == FindingKind::TooDeep(10)).collect();
+    assert!(!deep.is_empty(), "{:?}", c.findings);
+    assert!(deep.iter().all(|f| f.path.matches('/').count() == 10), "{deep:?}");
+    let e = census(varied, Limits { max_depth: 64, max_entries: 100 }).0.unwrap_err().to_string();
+    assert!(e.contains("more than 100 directory entries") && e.contains("(inode "), "{e}");
+    // Extraction refuses too deep a tree rather than stopping silently.
+    let fs = Hammer2::open_path(varied).unwrap();
+    let tree = Tree::new(&fs);
+    let pfs = Pfs::default(&tree).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let o = ExtractOptions { limits: Some(Limits { max_depth: 10, max_entries: u64::MAX }), ..opts(false) };
+    let e = extract_with(&pfs, "/level00", d.path(), &o, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("nested deeper than 10 levels") && e.contains("(inode "), "{e}");
+}
+
+#[test]
+fn modes_follow_tar_for_the_invoking_user() {
+    let d = tempfile::tempdir().unwrap();
+    let fs = Hammer2::open_path(common::fixture("varied").to_str().unwrap()).unwrap();
+    let tree = Tree::new(&fs);
+    let pfs = Pfs::default(&tree).unwrap();
+    let o = ExtractOptions { modes: ModePolicy::Umask(0o027), ..opts(false) };
+    extract_with(&pfs, "/", d.path(), &o, &mut |_| {}).unwrap();
+    let mode = |p: &str| std::fs::symlink_metadata(d.path().join(p)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("exec.sh"), 0o750);
+    assert_eq!(mode("hello.txt"), 0o640);
+    assert_eq!(mode("a/b"), 0o750);
+    assert_eq!(mode(""), 0o750, "the destination stands for the root directory");
+
+    // A setuid, setgid file owned by uid/gid 4242 in the image.
+    let img = Image::new("small-iscsi");
+    let inum = inum_of(img.spec(), "/hello.txt");
+    let (copy, chain) = find_chain(&img, &|i, b| {
+        b.kind() == BlockrefType::Inode
+            && u64::from_le_bytes(i.read(b.offset() + 0x58, 8).try_into().unwrap()) == inum
+    });
+    let ino = img.bref(*chain.last().unwrap()).offset();
+    img.write(ino + std::mem::offset_of!(InodeMeta, mode) as u64, &0o6755u32.to_le_bytes());
+    // The unix id is the last four bytes of the uid and gid UUIDs (hammer2::format::unix_xid).
+    for field in [std::mem::offset_of!(InodeMeta, uid), std::mem::offset_of!(InodeMeta, gid)] {
+        img.write(ino + field as u64 + 12, &4242u32.to_le_bytes());
+    }
+    reseal(&img, copy, &chain);
+    let stored_uid = {
+        let fs = Hammer2::open_path(img.spec()).unwrap();
+        let tree = Tree::new(&fs);
+        let pfs = Pfs::default(&tree).unwrap();
+        let ino = namespace::resolve(&pfs, "/hello.txt").unwrap();
+        assert_eq!(ino.data.meta.mode.get() & 0o7777, 0o6755);
+        assert_eq!(ino.obj_type(), ObjType::Regfile);
+        ino.data.meta.unix_uid()
+    };
+    assert_eq!(stored_uid, 4242);
+
+    let d = tempfile::tempdir().unwrap();
+    get(
+        img.spec(),
+        "/hello.txt",
+        d.path(),
+        &ExtractOptions { modes: ModePolicy::Umask(0o022), ..opts(false) },
+    )
+    .unwrap();
+    let m = std::fs::metadata(d.path().join("hello.txt")).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o755, "setuid and setgid dropped");
+    assert_eq!(m.uid(), unsafe { libc::geteuid() }, "owned by the invoking user");
+
+    let d = tempfile::tempdir().unwrap();
+    let r = get(
+        img.spec(),
+        "/hello.txt",
+        d.path(),
+        &ExtractOptions { modes: ModePolicy::Preserve, ..opts(false) },
+    );
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        r.unwrap();
+        let m = std::fs::metadata(d.path().join("hello.txt")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o6755, "kept as stored");
+        assert_eq!((m.uid(), m.gid()), (4242, 4242), "owner and group restored first");
+    } else {
+        // Without the right to give the file away, a setuid bit is never set.
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("chown"), "{e}");
+        let m = std::fs::metadata(d.path().join("hello.txt")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o6000, 0);
+    }
+}

@@ -265,19 +265,102 @@ fn dry_run_writes_and_creates_nothing() {
 }
 
 #[test]
-fn a_mounted_device_is_recognised() {
-    // Only detection is exercised: nothing here opens a device for writing.
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let dev = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .find(|src| src.starts_with("/dev/") && Path::new(src).exists());
-    match dev {
-        Some(d) => assert!(hammer2::device::mounted_at(Path::new(d)).is_some(), "{d} is mounted"),
-        None => eprintln!("no block device is mounted here; detection of plain files checked only"),
-    }
+fn a_name_with_a_colon_is_one_volume() {
     let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("p:q.img");
+    let out = ok(newfs(&["-q", "-s", "1G", s(&img)]));
+    assert!(out.stdout.is_empty());
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 1 << 30);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, [std::ffi::OsString::from("p:q.img")], "one file, named as given");
+    let fs = assert_reads_clean(s(&img));
+    assert_eq!(fs.voldata.nvolumes, 1);
+    // Volumes come as separate arguments; a ':' never splits one.
+    let out =
+        ok(newfs(&["-n", "--json", "-s", "1G", &format!("{}:{}", s(&img), s(&dir.path().join("r.img")))]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["devices"].as_array().unwrap().len(), 1, "{v}");
+}
+
+#[test]
+fn a_directory_or_fifo_is_named_for_what_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    assert!(Command::new("mkfifo").arg(&fifo).status().expect("mkfifo (coreutils) is needed").success());
+    for (p, want) in [(dir.path(), "is a directory"), (fifo.as_path(), "is a FIFO")] {
+        let out = newfs(&["-f", s(p)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("{}: {want}", s(p))), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+}
+
+/// Runs a system command, failing the test with its output when it fails.
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
+        panic!("{cmd}: {e} (this test needs root, util-linux's losetup and mount, and e2fsprogs' mke2fs)")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {} (this test needs root, losetup, mount and mke2fs)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A loop device over an image, mounted read-only; undone on drop (also on panic).
+struct LoopMount {
+    dev: String,
+    mountpoint: PathBuf,
+    mounted: bool,
+}
+
+impl Drop for LoopMount {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.mountpoint).status();
+        }
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+#[test]
+fn a_mounted_image_is_refused_through_its_loop_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("ext2.img");
+    // Large enough for a HAMMER2 layout, so newfs gets as far as opening it.
+    std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
+    sh("mke2fs", &["-q", "-F", "-t", "ext2", s(&img)]);
+    let before = read(&img, 0, 4096);
+    let dev = sh("losetup", &["-f", "--show", s(&img)]).trim().to_string();
+    assert!(dev.starts_with("/dev/loop"), "{dev}");
+    let mut lm = LoopMount { dev, mountpoint: dir.path().join("mnt"), mounted: false };
+    std::fs::create_dir(&lm.mountpoint).unwrap();
+    sh("mount", &["-o", "ro", &lm.dev, s(&lm.mountpoint)]);
+    lm.mounted = true;
+
+    let canon = std::fs::canonicalize(&lm.mountpoint).unwrap();
+    let at = hammer2::device::mounted_at(&img).expect("the image is mounted through its loop device");
+    assert_eq!(Path::new(&at), canon);
+    assert_eq!(
+        hammer2::device::mounted_at(Path::new(&lm.dev)).as_deref().map(Path::new),
+        Some(canon.as_path())
+    );
+
+    // Neither the image nor its loop device is written, even with -f.
+    for target in [s(&img), lm.dev.as_str()] {
+        let out = newfs(&["-f", target]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{target}: {err}");
+        assert!(err.contains("is mounted on"), "{target}: {err}");
+    }
+    assert_eq!(read(&img, 0, 4096), before, "nothing written");
+
+    // A plain file that nothing mounts is not mounted.
     let f = dir.path().join("plain.img");
     std::fs::write(&f, b"x").unwrap();
     assert!(hammer2::device::mounted_at(&f).is_none());
+    drop(lm);
+    assert!(hammer2::device::mounted_at(&img).is_none(), "unmounted and detached");
 }

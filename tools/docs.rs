@@ -23,7 +23,8 @@ fn extra(name: &str) -> Extra {
             description: &[
                 "newfs_hammer2 formats one or more volumes (block devices or image files) as one HAMMER2 file system, with the layout DragonFly BSD's newfs_hammer2 produces: a volume header at the start of each of the first four 2 GiB zones that fit, a 4 MiB reserved segment per GiB, boot and auxiliary areas, and a super-root holding the PFS LOCAL plus one PFS per label (DATA when no label is given).",
                 "On image files only the blocks HAMMER2 needs are written (a few hundred KiB), so sparse images stay sparse; --zero also clears the reserved segment and boot/aux areas as DragonFly does. Every header slot of an older file system is overwritten, including slots past the new size. An image file that does not exist is created when -s gives its size.",
-                "A device that already holds a file system is refused unless -f is given, and a mounted device is always refused. Sizes take K, M, G, T or P suffixes (powers of 1024).",
+                "A device that already holds a file system is refused unless -f is given, and a mounted device (or an image mounted through a loop device) is always refused. Sizes take K, M, G, T or P suffixes (powers of 1024).",
+                "Volumes are given as separate arguments, as DragonFly's newfs_hammer2 takes them; a name holding ':' is one file. The other tools name a multi-volume set as vol0:vol1:...",
             ],
             examples: &[
                 ("Create and format a sparse 10 GiB image with PFSs LOCAL and DATA:", "newfs_hammer2 -s 10G disk.img"),
@@ -72,15 +73,20 @@ fn extra(name: &str) -> Extra {
         "hammer2_edit" => Extra {
             description: &[
                 "hammer2_edit runs commands against a HAMMER2 file system offline: one command given after the device, one given with -R, or a script given with -f (one command per line, '#' comments; each command is echoed on standard error and failures are counted, as debugfs does).",
-                "Commands work inside one PFS, chosen with --pfs (default: DATA, or the only PFS besides LOCAL). ls [-l] [-a] [PATH] lists a directory; cat PATH writes a file to standard output; stat PATH shows every field of an inode; get PATH HOSTDIR extracts a file or a whole tree with modes, times, symlinks and hard links, keeping holes sparse; pfs lists the PFSs.",
-                "Extraction never writes outside HOSTDIR: a name from the image that is empty, '.' or '..', or holds '/' or NUL is refused with an error naming its inode, an existing host entry is never written through, and symbolic links are created, never followed.",
+                "Commands work inside one PFS, chosen with --pfs (default: DATA, or the only PFS besides LOCAL). ls [-l] [-a] [PATH] lists a directory; cat PATH writes a file to standard output; stat PATH shows every field of an inode; get [--force] PATH DEST extracts a file or a whole tree with modes, times, symlinks and hard links, keeping holes sparse; pfs lists the PFSs.",
+                "Paths inside the image are resolved from the PFS root, component by component, without following symbolic links. Empty and '.' components are ignored, so '/' and '.' name the root; a '..' component (or a NUL byte) is refused, never looked up: an image may hold an entry literally named '..'.",
+                "get PATH DEST puts PATH into the host directory DEST under its own name (DEST/NAME); 'get / DEST' puts the contents of the PFS root into DEST itself, which then receives the root's mode and time. DEST is created if it is missing, but its parent must exist; nothing above DEST is created or changed. What get would create (DEST for '/', DEST/NAME otherwise) must not exist, or be an empty directory, unless --force is given; then, as tar does, an existing file, symbolic link or other non-directory is unlinked and created anew (never written through), an existing directory is reused, and other entries already there are left alone.",
+                "Extraction never writes outside DEST: a name from the image that is empty, '.' or '..', or holds '/' or NUL, a name given twice in one directory, a directory named by two entries (which would make the tree a graph with exponentially many paths) or by one of its own descendants are refused with an error naming the path and the inode number; nesting and the number of entries read are bounded. Symbolic links are created, never followed. Device nodes, FIFOs and sockets are skipped and listed.",
+                "Modes are applied as tar applies them for the invoking user. Run by root, files and directories get the stored owner, group and mode, setuid and setgid bits included (the owner first, so the bits keep their meaning). Run by another user, they belong to that user and get the stored mode minus the process umask, with setuid and setgid dropped.",
+                "Exit status 2 (usage) is also given for a usage error inside a command (an unknown command or option, unbalanced quotes), in a script too: the other commands of a script still run.",
             ],
             examples: &[
                 ("List the root directory of the DATA PFS:", "hammer2_edit disk.img ls -l /"),
                 ("Extract everything from the PFS ROOT:", "hammer2_edit --pfs ROOT disk.img get / ./out"),
+                ("Extract /etc as ./out/etc, replacing what an earlier run left there:", "hammer2_edit disk.img get --force /etc ./out"),
                 ("Run a script of commands:", "hammer2_edit -f commands.txt disk.img"),
             ],
-            exit_status: &[("0", "Every command succeeded."), ("1", "A command failed, or the device could not be opened."), ("2", "Usage error.")],
+            exit_status: &[("0", "Every command succeeded."), ("1", "A command failed, or the device could not be opened."), ("2", "Usage error, on the command line or in any command run.")],
             see_also: SEE_ALSO,
         },
         other => panic!("no man page text for {other}"),

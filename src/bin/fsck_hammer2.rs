@@ -16,7 +16,7 @@ fn main() {
             std::process::exit(code);
         }
     };
-    common::run("fsck_hammer2", || {
+    common::run_with_codes("fsck_hammer2", fsck::EXIT_OPERATIONAL, fsck::EXIT_USAGE, || {
         let opts = FsckOptions {
             repair: if cli.yes {
                 RepairMode::Yes
@@ -43,7 +43,7 @@ fn main() {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("fsck_hammer2: {e}");
+                common::report_error("fsck_hammer2", &e.into());
                 return Ok(fsck::EXIT_OPERATIONAL);
             }
         };

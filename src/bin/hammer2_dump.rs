@@ -284,6 +284,10 @@ fn inode_cmd(
     which: &Which,
     json: bool,
 ) -> anyhow::Result<i32> {
+    if let Which::Path(p) = which {
+        // '..' and NUL are refused, not looked up as names (the image may hold a '..' entry).
+        hammer2::walk::namespace::user_path(p)?;
+    }
     let fs = open_fs(spec, copy)?;
     let report = inode::report(&fs, pfs, which)?;
     if json {

@@ -2,14 +2,16 @@
 
 mod common;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 use hammer2::cli::edit::{EditCli, EditCommand, EditLine};
 use hammer2::device::{Access, Device};
+use hammer2::extract::{extract_with, ExtractOptions};
 use hammer2::file::{read_file, read_link, WriteSink};
 use hammer2::format::ObjType;
 use hammer2::pfs::{Inode, Pfs};
 use hammer2::tree::Tree;
+use hammer2::walk::namespace;
 use hammer2::{CopyChoice, Hammer2};
 use std::io::{BufRead, Write};
 
@@ -18,9 +20,12 @@ fn main() {
     common::run("hammer2_edit", || run(cli))
 }
 
-/// The commands to run: (text to echo, words).
+/// The commands to run: (text to echo, words). A line that cannot be split
+/// into words is a usage error, and nothing runs.
 fn commands(cli: &EditCli) -> anyhow::Result<Vec<(String, Vec<String>)>> {
-    let split = |line: &str| shlex::split(line).with_context(|| format!("unbalanced quotes in {line:?}"));
+    let split = |line: &str| {
+        shlex::split(line).ok_or_else(|| common::usage(format!("unbalanced quotes in {line:?}")))
+    };
     if let Some(r) = &cli.request {
         return Ok(vec![(r.clone(), split(r)?)]);
     }
@@ -44,7 +49,7 @@ fn commands(cli: &EditCli) -> anyhow::Result<Vec<(String, Vec<String>)>> {
         return Ok(out);
     }
     if cli.command.is_empty() {
-        bail!("no command given (try: ls, cat, stat, get, pfs; or -R CMD, -f SCRIPT)");
+        return Err(common::usage("no command given (try: ls, cat, stat, get, pfs; or -R CMD, -f SCRIPT)"));
     }
     Ok(vec![(cli.command.join(" "), cli.command.clone())])
 }
@@ -57,31 +62,46 @@ fn run(cli: EditCli) -> anyhow::Result<i32> {
     let tree = Tree::new(&fs);
     let echo = cli.script.is_some();
     let mut failures = 0;
+    let mut usage_errors = 0;
     for (text, words) in &cmds {
         if echo {
             eprintln!("hammer2_edit: {text}");
         }
-        let result = EditLine::try_parse_from(words).map_err(anyhow::Error::from).and_then(|line| {
-            let pfs = || -> anyhow::Result<Pfs<'_>> {
-                Ok(match &cli.pfs {
-                    Some(l) => Pfs::find(&tree, l)?,
-                    None => Pfs::default(&tree)?,
-                })
-            };
-            execute(&tree, pfs, line.cmd)
-        });
-        if let Err(e) = result {
-            match e.downcast_ref::<clap::Error>() {
-                Some(ce) => eprint!("hammer2_edit: {text}: {}", ce.render()),
-                None => common::report_error(&format!("hammer2_edit: {text}"), &e),
+        let line = match EditLine::try_parse_from(words) {
+            Ok(line) => line,
+            Err(ce) if !ce.use_stderr() => {
+                // `help` and the like: not an error.
+                print!("{}", ce.render());
+                continue;
             }
+            Err(ce) => {
+                eprint!("hammer2_edit: {text}: {}", ce.render());
+                failures += 1;
+                usage_errors += 1;
+                continue;
+            }
+        };
+        let pfs = || -> anyhow::Result<Pfs<'_>> {
+            Ok(match &cli.pfs {
+                Some(l) => Pfs::find(&tree, l)?,
+                None => Pfs::default(&tree)?,
+            })
+        };
+        if let Err(e) = execute(&tree, pfs, line.cmd) {
+            common::report_error(&format!("hammer2_edit: {text}"), &e);
             failures += 1;
         }
     }
     if echo && failures > 0 {
         eprintln!("hammer2_edit: {failures} of {} commands failed", cmds.len());
     }
-    Ok(if failures == 0 { common::EXIT_OK } else { common::EXIT_FAILURE })
+    Ok(if usage_errors > 0 {
+        common::EXIT_USAGE
+    } else if failures > 0 {
+        common::EXIT_FAILURE
+    } else {
+        common::EXIT_OK
+    })
 }
 
 fn execute<'a>(
@@ -103,7 +123,7 @@ fn execute<'a>(
         }
         EditCommand::Cat { path } => {
             let pfs = pfs()?;
-            let ino = pfs.resolve(&path)?;
+            let ino = namespace::resolve(&pfs, &path)?;
             if ino.is_dir() {
                 return Err(hammer2::Error::IsADirectory(path).into());
             }
@@ -114,7 +134,7 @@ fn execute<'a>(
         }
         EditCommand::Stat { json, path } => {
             let pfs = pfs()?;
-            let ino = pfs.resolve(&path)?;
+            let ino = namespace::resolve(&pfs, &path)?;
             let report = hammer2::dump::inode::describe(&pfs.name(), Some(path), &ino);
             if json {
                 common::print_json(&report)?;
@@ -124,7 +144,7 @@ fn execute<'a>(
         }
         EditCommand::Ls { long, all, path } => {
             let pfs = pfs()?;
-            let ino = pfs.resolve(&path)?;
+            let ino = namespace::resolve(&pfs, &path)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if !ino.is_dir() {
                 let name = path.rsplit('/').next().unwrap_or(&path).to_string();
@@ -144,14 +164,15 @@ fn execute<'a>(
             }
             out.flush()?;
         }
-        EditCommand::Get { path, hostdir } => {
+        EditCommand::Get { force, path, hostdir } => {
             let pfs = pfs()?;
             let bar = common::stderr_is_terminal().then(|| {
                 let pb = indicatif::ProgressBar::new_spinner();
                 pb.enable_steady_tick(std::time::Duration::from_millis(120));
                 pb
             });
-            let stats = hammer2::extract::extract(&pfs, &path, std::path::Path::new(&hostdir), &mut |s| {
+            let opts = ExtractOptions { force, ..ExtractOptions::default() };
+            let stats = extract_with(&pfs, &path, std::path::Path::new(&hostdir), &opts, &mut |s| {
                 if let Some(pb) = &bar {
                     if (s.files + s.dirs) % 64 == 0 {
                         pb.set_message(format!("{} files, {}", s.files, common::human_bytes(s.bytes)));

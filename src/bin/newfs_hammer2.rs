@@ -76,8 +76,9 @@ fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>], dry_run: bool) -> anyh
 }
 
 fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
-    let paths: Vec<PathBuf> =
-        cli.devices.iter().flat_map(|d| hammer2::device::split_device_spec(d)).collect();
+    // One volume per argument, as DragonFly's newfs_hammer2 takes them: a
+    // name holding ':' is one file, never a volume set.
+    let paths: Vec<PathBuf> = cli.devices.iter().map(PathBuf::from).collect();
     let sizes: Vec<Option<u64>> = match &cli.size {
         None => vec![None; paths.len()],
         Some(s) => {

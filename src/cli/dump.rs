@@ -42,7 +42,7 @@ pub enum DumpCommand {
     #[command(after_help = "A copy is in use when it is valid and has the highest mirror_tid.\n\
 Copies that are valid but older are normal: writers update one copy per commit.")]
     Volhdr {
-        /// Device or image; a multi-volume set as vol0:vol1:...
+        /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Print JSON instead of tables
         #[arg(long)]
@@ -58,7 +58,7 @@ time (shared between snapshots) is marked `shared` and its children are not repe
 Problems (bad check code, media out of range, tree too deep) are shown on the line where they occur; \
 the exit status is then 1.")]
     Show {
-        /// Device or image; a multi-volume set as vol0:vol1:...
+        /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Use header copy N instead of the best one
         #[arg(long, value_name = "N", conflicts_with = "all_copies")]
@@ -91,7 +91,7 @@ the exit status is then 1.")]
 (staged by bulkfree) or allocated. Zones without a leaf were never allocated from. The total is compared \
 with the header's allocator_free, which is a hint kept by writers.")]
     Freemap {
-        /// Device or image; a multi-volume set as vol0:vol1:...
+        /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Use header copy N instead of the best one
         #[arg(long, value_name = "N")]
@@ -103,7 +103,7 @@ with the header's allocator_free, which is a hint kept by writers.")]
 
     /// Print every field of one inode, found by path or inode number
     Inode {
-        /// Device or image; a multi-volume set as vol0:vol1:...
+        /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Path inside the PFS (symlinks are not followed)
         #[arg(required_unless_present = "inum", conflicts_with = "inum")]
@@ -124,7 +124,7 @@ with the header's allocator_free, which is a hint kept by writers.")]
 
     /// List the PFSs: label, type, ids, inode allocator and inode count
     Pfs {
-        /// Device or image; a multi-volume set as vol0:vol1:...
+        /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Use header copy N instead of the best one
         #[arg(long, value_name = "N")]

@@ -58,7 +58,7 @@ pub struct NewfsCli {
     /// Print nothing on success
     #[arg(short = 'q', long)]
     pub quiet: bool,
-    /// Devices or image files (several for a multi-volume file system; vol0:vol1 also works)
+    /// Devices or image files, one per argument (several for a multi-volume file system)
     #[arg(required = true, value_name = "DEVICE")]
     pub devices: Vec<String>,
 }

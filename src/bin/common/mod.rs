@@ -9,17 +9,58 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
-/// Prints `tool: what failed: why` (the whole error chain) on stderr.
-pub fn report_error(tool: &str, err: &anyhow::Error) {
-    let mut msg = format!("{tool}: {err}");
-    for cause in err.chain().skip(1) {
-        msg.push_str(&format!(": {cause}"));
+/// A usage error found after clap's parsing (exit status 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
-    eprintln!("{msg}");
 }
 
-/// Runs `body`, mapping an error to a message and `EXIT_FAILURE`.
+impl std::error::Error for UsageError {}
+
+/// A usage error as an `anyhow::Error`.
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+/// True when `err` is, or was caused by, a usage error (ours or clap's).
+pub fn is_usage(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|c| c.is::<UsageError>() || c.downcast_ref::<clap::Error>().is_some_and(|e| e.use_stderr()))
+}
+
+/// `tool: what failed: why`: the error chain, each cause once. A library
+/// error's message already ends with its source's (thiserror's `{source}`
+/// in the format and `#[source]` on the field), so a cause whose text the
+/// message already holds is not repeated.
+pub fn error_line(tool: &str, err: &anyhow::Error) -> String {
+    let mut msg = format!("{tool}: {err}");
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !msg.contains(&cause) {
+            msg.push_str(": ");
+            msg.push_str(&cause);
+        }
+    }
+    msg
+}
+
+/// Prints [`error_line`] on stderr.
+pub fn report_error(tool: &str, err: &anyhow::Error) {
+    eprintln!("{}", error_line(tool, err));
+}
+
+/// Runs `body`, mapping an error to a message and `EXIT_FAILURE` (or
+/// `EXIT_USAGE` for a usage error).
 pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> ! {
+    run_with_codes(tool, EXIT_FAILURE, EXIT_USAGE, body)
+}
+
+/// [`run`] with the tool's own exit codes for a failure and a usage error.
+pub fn run_with_codes(tool: &str, failure: i32, usage: i32, body: impl FnOnce() -> anyhow::Result<i32>) -> ! {
     // Die quietly on a closed pipe (`| head`) as C tools do, instead of panicking in print!.
     // SAFETY: restoring the default disposition of one signal before any thread starts.
     unsafe {
@@ -29,7 +70,11 @@ pub fn run(tool: &str, body: impl FnOnce() -> anyhow::Result<i32>) -> ! {
         Ok(code) => code,
         Err(e) => {
             report_error(tool, &e);
-            EXIT_FAILURE
+            if is_usage(&e) {
+                usage
+            } else {
+                failure
+            }
         }
     };
     std::process::exit(code)
