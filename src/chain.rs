@@ -415,6 +415,20 @@ impl Table {
         unreachable!("the path ends at the leaf")
     }
 
+    /// The slot of the leaf `key`/`kind`, loading every indirect block
+    /// above it (not the leaf itself).
+    pub fn slot_mut(&mut self, fs: &Hammer2, key: u64, kind: BlockrefType) -> Result<Option<&mut Slot>> {
+        let Some(path) = self.find_path(fs, key, kind)? else { return Ok(None) };
+        let mut table = self;
+        let (last, above) = path.split_last().expect("paths are not empty");
+        for &slot in above {
+            table.load_slot(fs, slot)?;
+            let Slot::Node(chain) = &mut table.slots[slot] else { unreachable!("loaded above") };
+            table = chain.table_mut().expect("an indirect block on the path");
+        }
+        Ok(Some(&mut table.slots[*last]))
+    }
+
     /// Replaces a clean slot by its loaded chain.
     fn load_slot(&mut self, fs: &Hammer2, slot: usize) -> Result<()> {
         if let Slot::Clean(b) = &self.slots[slot] {

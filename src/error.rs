@@ -134,6 +134,8 @@ pub enum Error {
     Corrupt(#[from] Corruption),
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    #[error("no space left on the file system: {0}")]
+    NoSpace(String),
     #[error("{0}: no such file, directory or PFS")]
     NotFound(String),
     #[error("{0}: not a directory")]

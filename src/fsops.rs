@@ -475,6 +475,7 @@ impl Session {
         }
         let inum = self.create(pfs, dir, &name, ObjType::Regfile, attrs)?;
         self.write_contents(pfs, inum, src, size)?;
+        self.write_early(pfs, inum)?;
         Ok(inum)
     }
 
@@ -528,6 +529,34 @@ impl Session {
                 chain.table_mut().expect("a file with a blockset").insert(fs, Slot::Clean(bref))?;
             }
             off += logical as u64;
+        }
+        Ok(())
+    }
+
+    /// Writes a finished file's inode (and its indirect blocks) now rather
+    /// than at commit, so that importing any number of files keeps memory
+    /// flat. Safe: nothing reaches the new blocks until the header is
+    /// written. A later change to the file loads it back from there. In a
+    /// dry run nothing is written, so it stays in memory.
+    fn write_early(&mut self, pfs: &PfsRef, inum: u64) -> Result<()> {
+        if !self.write {
+            return Ok(());
+        }
+        let fs = &self.fs;
+        let root = pfs_root_mut(fs, &mut self.root, pfs)?;
+        let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
+        let Some(slot) = table.slot_mut(fs, inum, BlockrefType::Inode)? else { return Ok(()) };
+        if let Slot::Node(chain) = slot {
+            let mut f = Flusher {
+                device: &mut self.fs.device,
+                alloc: &mut self.alloc,
+                tid: self.tid,
+                write: self.write,
+                stats: self.stats,
+            };
+            let bref = f.chain(chain)?;
+            self.stats = f.stats;
+            *slot = Slot::Clean(bref);
         }
         Ok(())
     }

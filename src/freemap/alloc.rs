@@ -158,11 +158,12 @@ pub enum AllocError {
     Invalid(String),
 }
 
-/// Until the crate's error type has a "no space" variant, both kinds become
-/// `InvalidArgument` when passed on with `?`.
 impl From<AllocError> for Error {
     fn from(e: AllocError) -> Error {
-        Error::InvalidArgument(e.to_string())
+        match e {
+            AllocError::NoSpace { .. } => Error::NoSpace(e.to_string()),
+            AllocError::Invalid(_) => Error::InvalidArgument(e.to_string()),
+        }
     }
 }
 
