@@ -240,7 +240,8 @@ fn edits_on_varied_then_a_kernel_snapshot() {
     let pfs = s.pfs(None).unwrap();
     for i in 0..500 {
         let body = content(i, (i as usize * 37) % 3000 + 1);
-        s.create_file(&pfs, &format!("/wide/new-{i}"), Attrs::now(0o644), &body[..], body.len() as u64).unwrap();
+        s.create_file(&pfs, &format!("/wide/new-{i}"), Attrs::now(0o644), &body[..], body.len() as u64)
+            .unwrap();
     }
     let removed: Vec<String> = std::fs::read_to_string(common::fixtures_dir().join("varied.manifest"))
         .unwrap()
@@ -254,8 +255,14 @@ fn edits_on_varied_then_a_kernel_snapshot() {
     }
     s.remove(&pfs, "/big-40m.bin", false).unwrap();
     s.mkdir(&pfs, &format!("/{deep}/level40/level41"), Attrs::now(0o700), true).unwrap();
-    s.create_file(&pfs, &format!("/{deep}/level40/level41/z"), Attrs::now(0o644), &compressible[..], 2_000_000)
-        .unwrap();
+    s.create_file(
+        &pfs,
+        &format!("/{deep}/level40/level41/z"),
+        Attrs::now(0o644),
+        &compressible[..],
+        2_000_000,
+    )
+    .unwrap();
     s.commit().unwrap();
     drop(s);
 
@@ -266,7 +273,10 @@ fn edits_on_varied_then_a_kernel_snapshot() {
     assert!(n > 2000, "{n} untouched files checked");
     assert_eq!(read_file(spec, None, &format!("/{deep}/level40/level41/z")), compressible);
     for i in (0..500).step_by(41) {
-        assert_eq!(read_file(spec, None, &format!("/wide/new-{i}")), content(i, (i as usize * 37) % 3000 + 1));
+        assert_eq!(
+            read_file(spec, None, &format!("/wide/new-{i}")),
+            content(i, (i as usize * 37) % 3000 + 1)
+        );
     }
     // The compressible file's blocks were stored LZ4-compressed and small.
     let fs = Hammer2::open_path(spec).unwrap();

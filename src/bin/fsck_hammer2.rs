@@ -121,6 +121,7 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
             "indirect",
             "data blocks",
             "data",
+            "shared",
         ]);
         for p in &report.pfs {
             t.add_row([
@@ -134,6 +135,7 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
                 p.indirect.to_string(),
                 p.data_blocks.to_string(),
                 common::human_bytes(p.data_bytes),
+                p.shared.to_string(),
             ]);
         }
         println!("{t}");

@@ -119,6 +119,8 @@ problems! {
         "blockref media lies in a reserved area (zone segment, boot or aux area)", "";
     BREF_DECOMPRESS: "BREF_DECOMPRESS", Error, None,
         "compressed block does not decode to its logical size", "";
+    BREF_ORDER: "BREF_ORDER", Error, None,
+        "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)", "";
     BREF_DUPLICATE: "BREF_DUPLICATE", Error, None,
         "node block (inode, indirect, name) referenced twice within one PFS", "";
     BREF_STATS: "BREF_STATS", Warning, None,

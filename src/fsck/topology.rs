@@ -25,8 +25,9 @@
 
 use super::{FsckReport, Problem};
 use super::{
-    BREF_CHECK, BREF_DECOMPRESS, BREF_DUPLICATE, BREF_KEY, BREF_RADIX, BREF_RANGE, BREF_RESERVED, BREF_STATS,
-    BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS, TREE_DEPTH,
+    BREF_CHECK, BREF_DECOMPRESS, BREF_DUPLICATE, BREF_KEY, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED,
+    BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
+    TREE_DEPTH,
 };
 use crate::check::{self, CheckOutcome};
 use crate::dirhash::dirhash;
@@ -34,7 +35,7 @@ use crate::error::CorruptKind;
 use crate::error::{Location, Result};
 use crate::format::{
     Blockref, BlockrefType as T, CompMethod, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE,
-    EMBEDDED_BYTES, FREEMAP_LEVEL1_RADIX, ZONE_SEG,
+    EMBEDDED_BYTES,
 };
 use crate::tree::Tree;
 use crate::volume::Hammer2;
@@ -121,6 +122,8 @@ struct Pass<'a, 'r> {
     trace: Option<super::Trace>,
     /// Depth of the blockref being checked (for the trace's indentation).
     depth: usize,
+    /// Per depth: the table (parent `data_off`) and the last key seen in it.
+    last_key: Vec<Option<(u64, u64)>>,
 }
 
 /// Checks the topology of `fs`; returns the traversal's totals. With a
@@ -145,6 +148,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>)
         pending: Vec::new(),
         trace,
         depth: 0,
+        last_key: Vec::new(),
     };
     let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0 };
     let opts = Options { data: DataBlocks::Skip, ..Default::default() };
@@ -221,6 +225,15 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
             return leaf;
         }
         let (key, end) = (b.key.get(), b.key_end());
+        if self.last_key.len() <= node.depth {
+            self.last_key.resize(node.depth + 1, None);
+        }
+        if let Some((parent, last)) = self.last_key[node.depth] {
+            if parent == node.parent_off && key < last {
+                self.problem(BREF_ORDER, &loc, format!("key {key:#x} after {last:#x} in the same table"));
+            }
+        }
+        self.last_key[node.depth] = Some((node.parent_off, key));
         if b.keybits > 64 || (b.keybits < 64 && key & ((1u64 << b.keybits) - 1) != 0) {
             self.problem(BREF_KEY, &loc, format!("key {key:#x} not aligned to keybits {}", b.keybits));
         } else if key < ctx.lo || end > ctx.hi {
@@ -372,9 +385,10 @@ impl<'a> Pass<'a, '_> {
         if off < aux_end && off.saturating_add(len) > boot && aux_end > boot {
             return Some(format!("{off:#x} inside the boot/aux areas {boot:#x}-{aux_end:#x}"));
         }
-        let zone = off >> FREEMAP_LEVEL1_RADIX << FREEMAP_LEVEL1_RADIX;
-        (off < zone + ZONE_SEG)
-            .then(|| format!("{off:#x} inside the reserved segment of the zone at {zone:#x}"))
+        crate::freemap::in_reserved(off).then(|| {
+            let zone = crate::freemap::zone_base(crate::freemap::zone_of(off)).unwrap_or(0);
+            format!("{off:#x} inside the reserved segment of the zone at {zone:#x}")
+        })
     }
 
     /// An inode's own checks; its blockset (when it has one) is descended.
