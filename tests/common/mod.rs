@@ -2,7 +2,10 @@
 //! cargo's per-target temporary directory, once per image.
 #![allow(dead_code)]
 
+pub mod mutate;
+pub mod plant;
 pub mod reseal;
+pub mod run;
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
