@@ -88,6 +88,13 @@ pub fn read_file(tree: &Tree<'_>, ino: &Inode<'_>, out: &mut dyn Sink) -> Result
     if size == 0 {
         return Ok(0);
     }
+    if size > i64::MAX as u64 {
+        // Sizes are off_t: no file holds 2^63 bytes or more.
+        return Err(Error::corrupt(
+            CorruptKind::BadInode(format!("size {size:#x} exceeds the largest file (2^63 - 1)")),
+            ino.loc.clone(),
+        ));
+    }
     let mut v = InOrder { tree, size, pos: 0, out, error: None };
     let opts = Options { key_order: true, ..Options::scan(0, size - 1) };
     Engine::new(tree.fs, opts).run(ino.blockset(), ino.bref.data_off.get(), &(), &mut v);

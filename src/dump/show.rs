@@ -8,14 +8,14 @@
 //! are met: the tree is never held in memory.
 
 use super::BlockrefSummary;
-use crate::check::{self, CheckOutcome};
+use crate::check::CheckOutcome;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType, INODE_MAXNAME, OPFLAG_PFSROOT};
 use crate::pfs::Pfs;
 use crate::tree::Tree;
 use crate::volume::Hammer2;
 use crate::walk::{
-    self, read_media, DataBlocks, Engine, Node, Nothing, Options, Reach, Root, Step, Visitor, WalkOptions,
+    self, DataBlocks, Engine, Node, Nothing, Options, Reach, Root, Step, Visitor, WalkOptions,
 };
 use serde::Serialize;
 
@@ -302,14 +302,7 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
                 error = Some(k.to_string());
                 (None, CheckOutcome::NotChecked)
             }
-            Reach::Shared { .. } => match read_media(self.fs, bref) {
-                Ok(Some(m)) => (Some(m), check::verify(bref, m)),
-                Ok(None) => (None, CheckOutcome::NotChecked),
-                Err(k) => {
-                    error = Some(k.to_string());
-                    (None, CheckOutcome::NotChecked)
-                }
-            },
+            Reach::Shared { media, .. } => (Some(*media), node.check.clone()),
             Reach::Media(m) => (Some(*m), node.check.clone()),
             Reach::NoMedia | Reach::Unread { .. } => (None, CheckOutcome::NotChecked),
         };

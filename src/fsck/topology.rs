@@ -234,7 +234,10 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
             }
         }
         self.last_key[node.depth] = Some((node.parent_off, key));
-        if b.keybits > 64 || (b.keybits < 64 && key & ((1u64 << b.keybits) - 1) != 0) {
+        if b.keybits > 64
+            || (b.keybits == 64 && key != 0)
+            || (b.keybits < 64 && key & ((1u64 << b.keybits) - 1) != 0)
+        {
             self.problem(BREF_KEY, &loc, format!("key {key:#x} not aligned to keybits {}", b.keybits));
         } else if key < ctx.lo || end > ctx.hi {
             self.problem(
@@ -265,11 +268,32 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
                 }
                 &[]
             }
-            Reach::Shared { group } => {
+            Reach::Shared { group, first, media } => {
                 let off = b.offset();
+                if !self.check_ok(node, &loc) {
+                    return leaf;
+                }
+                if *first != kind {
+                    self.problem(BREF_DUPLICATE, &loc, format!("{off:#x} was reached earlier as a {first}"));
+                    return leaf;
+                }
                 if *group == self.group() {
                     self.problem(BREF_DUPLICATE, &loc, format!("{off:#x} already referenced in this PFS"));
                     return leaf;
+                }
+                if kind == T::Indirect {
+                    // Not walked again, but this reference's range must hold what it points at.
+                    let outside = Blockref::table(media)
+                        .iter()
+                        .filter(|c| c.kind() != T::Empty && (c.key.get() < key || c.key_end() > end))
+                        .count();
+                    if outside > 0 {
+                        self.problem(
+                            BREF_KEY,
+                            &loc,
+                            format!("{outside} entries of the shared block lie outside {key:#x}-{end:#x}"),
+                        );
+                    }
                 }
                 self.stats.shared += 1;
                 self.trace(node.depth, &loc, "shared with another PFS (not walked again)");
@@ -285,26 +309,8 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
             }
             Reach::Media(m) => {
                 self.media_found(&loc, b.offset(), m.len() as u64);
-                match &node.check {
-                    CheckOutcome::Ok => {
-                        self.stats.verified += 1;
-                        self.trace(node.depth, &loc, &format!("{} ok", b.check_method()));
-                    }
-                    CheckOutcome::NotChecked => {
-                        self.stats.not_checked += 1;
-                        self.trace(node.depth, &loc, "not checked");
-                    }
-                    CheckOutcome::Mismatch { expected, found } => {
-                        self.stats.errors += 1;
-                        let m = b.check_method();
-                        self.problem(BREF_CHECK, &loc, format!("{m}: stored {expected}, data gives {found}"));
-                        return leaf;
-                    }
-                    CheckOutcome::UnknownMethod(m) => {
-                        self.stats.errors += 1;
-                        self.problem(BREF_UNKNOWN_CHECK, &loc, format!("method {m}"));
-                        return leaf;
-                    }
+                if !self.check_ok(node, &loc) {
+                    return leaf;
                 }
                 m
             }
@@ -369,6 +375,33 @@ impl<'a> Pass<'a, '_> {
         }
     }
 
+    /// Accounts for the node's check-code outcome; false when it failed.
+    fn check_ok(&mut self, node: &Node<'a>, loc: &Location) -> bool {
+        let b = node.bref;
+        match &node.check {
+            CheckOutcome::Ok => {
+                self.stats.verified += 1;
+                self.trace(node.depth, loc, &format!("{} ok", b.check_method()));
+            }
+            CheckOutcome::NotChecked => {
+                self.stats.not_checked += 1;
+                self.trace(node.depth, loc, "not checked");
+            }
+            CheckOutcome::Mismatch { expected, found } => {
+                self.stats.errors += 1;
+                let m = b.check_method();
+                self.problem(BREF_CHECK, loc, format!("{m}: stored {expected}, data gives {found}"));
+                return false;
+            }
+            CheckOutcome::UnknownMethod(m) => {
+                self.stats.errors += 1;
+                self.problem(BREF_UNKNOWN_CHECK, loc, format!("method {m}"));
+                return false;
+            }
+        }
+        true
+    }
+
     /// Media of `len` bytes at `off` was found: reserved areas, totals.
     fn media_found(&mut self, loc: &Location, off: u64, len: u64) {
         if let Some(why) = self.reserved(off, len) {
@@ -410,8 +443,26 @@ impl<'a> Pass<'a, '_> {
             (_, ObjType::Regfile | ObjType::Softlink) => Container::File(size),
             _ => Container::Nothing,
         };
-        if matches!(t, ObjType::Unknown(_) | ObjType::Unknown0) {
+        if matches!(t, ObjType::Unknown(_) | ObjType::Unknown0 | ObjType::Unused08 | ObjType::Whiteout) {
             self.problem(INODE_BAD, loc, format!("inode {inum}: unknown object type {}", m.type_));
+        }
+        if matches!(ctx.container, Container::Volume | Container::SuperRoot) && t != ObjType::Directory {
+            self.problem(
+                INODE_BAD,
+                loc,
+                format!("inode {inum}: a super-root or PFS root must be a directory, not a {t}"),
+            );
+        }
+        if m.name_len.get() as usize > crate::format::INODE_MAXNAME {
+            self.problem(INODE_BAD, loc, format!("inode {inum}: name length {} > 256", m.name_len.get()));
+        }
+        // Sizes are off_t: a file of 2^63 bytes or more cannot exist.
+        if size > i64::MAX as u64 {
+            self.problem(
+                INODE_BAD,
+                loc,
+                format!("inode {inum}: size {size:#x} exceeds the largest file (2^63 - 1)"),
+            );
         }
         if m.is_directdata()
             && (size > EMBEDDED_BYTES as u64 || !matches!(t, ObjType::Regfile | ObjType::Softlink))
@@ -507,7 +558,8 @@ impl<'a> Pass<'a, '_> {
             self.problem(BREF_KEY, loc, format!("data keybits {} outside 10..=16", b.keybits));
             return;
         }
-        if b.key.get() >= size.max(1).next_multiple_of(1 << b.keybits) {
+        let end = size.max(1).checked_next_multiple_of(1 << b.keybits).unwrap_or(u64::MAX);
+        if b.key.get() >= end {
             self.problem(
                 INODE_BAD,
                 loc,
@@ -564,6 +616,9 @@ impl<'a> Pass<'a, '_> {
                 return;
             }
         };
+        if let Err(e) = crate::extract::check_name(&entry.name, entry.inum, "") {
+            self.problem(DIRENT_BAD, loc, e.to_string());
+        }
         if b.key.get() & !DIRHASH_LOMASK != dirhash(&entry.name) & !DIRHASH_LOMASK {
             self.problem(
                 DIRENT_BAD,
@@ -591,10 +646,10 @@ impl<'a> Pass<'a, '_> {
 
     /// Type of inode `inum` of a PFS whose walk skipped shared subtrees,
     /// looked up through its index (bounded by the engine).
-    fn lookup_type(&self, s: &PfsState<'a>, inum: u64) -> Option<ObjType> {
+    fn lookup_type(&self, s: &PfsState<'a>, inum: u64) -> Option<(ObjType, u64)> {
         let (set, off) = s.root?;
         let node = self.tree.lookup(set, off, inum, T::Inode).ok()??;
-        self.tree.node_inode(&node).ok().map(|ip| ip.meta.obj_type())
+        self.tree.node_inode(&node).ok().map(|ip| (ip.meta.obj_type(), ip.meta.nlinks.get()))
     }
 
     /// Cross-checks one PFS's directory entries against its inodes.
@@ -621,11 +676,18 @@ impl<'a> Pass<'a, '_> {
             format!("/{}", parts.join("/"))
         };
         let pfs = format!("PFS {}", s.summary.name);
+        let mut looked_up: HashMap<u64, (ObjType, u64)> = HashMap::new();
         for (inum, t, _, name, where_) in &s.dirents {
             let found = match s.inodes.get(inum) {
                 Some((it, _, _)) => Some(*it),
                 // The inode may lie in a subtree shared with another PFS.
-                None if s.partial => self.lookup_type(&s, *inum),
+                None if s.partial => {
+                    let f = self.lookup_type(&s, *inum);
+                    if let Some(f) = f {
+                        looked_up.insert(*inum, f);
+                    }
+                    f.map(|(t, _)| t)
+                }
                 None => None,
             };
             match found {
@@ -643,6 +705,21 @@ impl<'a> Pass<'a, '_> {
                     format!("{} (inode {inum}) is a {it} but its entry says {t}", path(*inum)),
                 ),
                 _ => {}
+            }
+        }
+        // Inodes in shared subtrees named by walked entries: more names
+        // than links is certain damage (fewer may be named in shared parts).
+        let mut shared: Vec<_> = looked_up.iter().collect();
+        shared.sort_by_key(|(inum, _)| **inum);
+        for (inum, (t, nlinks)) in shared {
+            let n = named.get(inum).copied().unwrap_or(0);
+            let want = if *t == ObjType::Directory { 1 } else { *nlinks };
+            if n > want {
+                self.report.add(
+                    INODE_NLINKS,
+                    format!("{pfs}: {} (inode {inum})", path(*inum)),
+                    format!("{t} with nlinks {nlinks}: named by {n} entries"),
+                );
             }
         }
         let mut inodes: Vec<_> = s.inodes.iter().collect();
@@ -698,7 +775,10 @@ fn verify_data(fs: &Hammer2, b: &Blockref) -> DataOutcome {
     let decoded = match b.comp_method() {
         CompMethod::Lz4 => Some(crate::compress::lz4_decompress(media, logical)),
         CompMethod::Zlib => Some(crate::compress::zlib_decompress(media, logical)),
-        _ => None,
+        CompMethod::Unknown(m) => {
+            return DataOutcome::Problem(BREF_DECOMPRESS, format!("unknown compression method {m}"))
+        }
+        CompMethod::None | CompMethod::Autozero => None,
     };
     match decoded {
         Some(Err(e)) => DataOutcome::Problem(BREF_DECOMPRESS, e.to_string()),

@@ -113,9 +113,11 @@ pub enum Reach<'a> {
     /// A DATA block left unread at the caller's request: only its extent
     /// was checked against the volumes.
     Unread { offset: u64, len: usize },
-    /// The block was already reached in this traversal, first by `group`;
-    /// its media is not read again and it is not descended.
-    Shared { group: u32 },
+    /// The block was already reached in this traversal, first by `group`
+    /// as a blockref of type `first`; it is not descended again. Its media
+    /// is read and its check code verified (`check`): the blockref's own
+    /// check is this reference's, cheap, and may be the damaged one.
+    Shared { group: u32, first: BlockrefType, media: &'a [u8] },
     /// It could not be reached or read (bad radix, outside every volume,
     /// too deep, a cycle, an exhausted budget).
     Failed(CorruptKind),
@@ -293,8 +295,9 @@ pub enum Flow {
 pub struct Engine<'a> {
     fs: &'a Hammer2,
     opts: Options,
-    /// Offset of every non-DATA block reached, with the group that reached it first.
-    seen: HashMap<u64, u32>,
+    /// Offset of every non-DATA block reached, with the group and the
+    /// blockref type that reached it first.
+    seen: HashMap<u64, (u32, BlockrefType)>,
     /// Offsets of the nodes on the current path.
     ancestors: Vec<u64>,
     work: u64,
@@ -424,21 +427,19 @@ impl<'a> Engine<'a> {
                 None => (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none),
             };
         }
-        if !is_data {
-            if self.ancestors.contains(&off) {
-                return (Reach::Failed(CorruptKind::Cycle), none);
-            }
-            if let Some(&first) = self.seen.get(&off) {
-                return (Reach::Shared { group: first }, none);
-            }
+        if !is_data && self.ancestors.contains(&off) {
+            return (Reach::Failed(CorruptKind::Cycle), none);
         }
         let Ok(media) = self.fs.device.read(off, len) else {
             return (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none);
         };
-        if !is_data {
-            self.seen.insert(off, group);
-        }
         let outcome = if self.opts.verify { check::verify(bref, media) } else { none };
+        if !is_data {
+            if let Some(&(group, first)) = self.seen.get(&off) {
+                return (Reach::Shared { group, first, media }, outcome);
+            }
+            self.seen.insert(off, (group, bref.kind()));
+        }
         (Reach::Media(media), outcome)
     }
 }
