@@ -154,11 +154,18 @@ impl Backend for MmapBackend {
         if !range_ok(self.size, off, data.len() as u64) {
             return Err(out_of_bounds(self, off, data.len() as u64));
         }
-        match &mut self.map {
-            Map::Rw(m) => {
-                m[off as usize..off as usize + data.len()].copy_from_slice(data);
-                Ok(())
-            }
+        // pwrite, not a store through the mapping: written blocks then do
+        // not stay resident in this process (an import of any size keeps
+        // memory flat), and the shared mapping still sees them (one page
+        // cache). Durability comes from fsync in the barriers.
+        use std::os::unix::fs::FileExt;
+        match &self.map {
+            Map::Rw(_) => self.file.write_all_at(data, off).map_err(|source| Error::Io {
+                path: self.path.clone(),
+                op: "write",
+                offset: off,
+                source,
+            }),
             Map::Ro(_) => Err(Error::ReadOnly { path: self.path.clone() }),
         }
     }
@@ -166,10 +173,11 @@ impl Backend for MmapBackend {
         if !range_ok(self.size, off, len) {
             return Err(out_of_bounds(self, off, len));
         }
-        if let Map::Rw(m) = &self.map {
-            m.flush_range(off as usize, len as usize).map_err(|source| Error::Io {
+        if let Map::Rw(_) = &self.map {
+            // Writes go through the file descriptor: make them durable.
+            self.file.sync_data().map_err(|source| Error::Io {
                 path: self.path.clone(),
-                op: "msync",
+                op: "fdatasync",
                 offset: off,
                 source,
             })?;

@@ -137,25 +137,6 @@ fn mkdir_put_rm_on_small_iscsi() {
     assert_eq!(read_file(spec, None, "/big.bin"), big, "still there after makefs wrote");
 }
 
-#[test]
-#[ignore = "debug helper"]
-fn debug_keep_image() {
-    let dir = Path::new("/tmp/wt");
-    let img = common::scratch_copy("small-iscsi", dir);
-    let spec = img.to_str().unwrap();
-    let host = dir.join("host");
-    let _ = std::fs::create_dir(&host);
-    std::fs::write(host.join("small"), content(1, 100)).unwrap();
-    std::fs::write(host.join("big"), content(2, 300_000)).unwrap();
-    let mut s = Session::open(spec, false).unwrap();
-    let pfs = s.pfs(None).unwrap();
-    s.mkdir(&pfs, "/newdir", Attrs::now(0o755), false).unwrap();
-    s.put(&pfs, &host.join("small"), "/newdir/small.txt").unwrap();
-    s.put(&pfs, &host.join("big"), "/big.bin").unwrap();
-    s.remove(&pfs, "/hello.txt", false).unwrap();
-    s.commit().unwrap();
-}
-
 /// A fresh newfs image has no freemap: the first commit builds it. Three
 /// thousand files in one directory split its table into indirect blocks at
 /// several levels; a 100 MiB file needs two levels of data indirect blocks.
@@ -302,4 +283,28 @@ fn edits_on_varied_then_a_kernel_snapshot() {
     assert_manifest(spec, "varied", Some("snapx"), &gone);
     oracle_makefs_bulkfree(&img);
     our_fsck_clean(spec);
+}
+
+/// A two-volume set: allocations may land on either volume; the header is
+/// written on the root volume.
+#[test]
+fn edits_on_a_multi_volume_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = common::scratch_copy("multivol-0", dir.path());
+    let b = common::scratch_copy("multivol-1", dir.path());
+    let spec = format!("{}:{}", a.display(), b.display());
+    let mut s = Session::open(&spec, false).unwrap();
+    let pfs = s.pfs(None).unwrap();
+    s.mkdir(&pfs, "/d", Attrs::now(0o755), false).unwrap();
+    let big = content(9, 3 << 20);
+    s.create_file(&pfs, "/d/big", Attrs::now(0o644), &big[..], big.len() as u64).unwrap();
+    for i in 0..200 {
+        s.create_file(&pfs, &format!("/d/f{i}"), Attrs::now(0o644), &b"x"[..], 1).unwrap();
+    }
+    s.commit().unwrap();
+    drop(s);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    assert_eq!(read_file(&spec, None, "/d/big"), big);
+    assert_eq!(read_file(&spec, None, "/d/f199"), b"x");
 }
