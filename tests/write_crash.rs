@@ -155,15 +155,49 @@ struct Outcome {
     reference_checked: usize,
 }
 
-/// Records two commits on a scratch copy of `fixture` (removing `rm_a`,
-/// then `rm_b` of its files besides the commits' own edits; the headers
-/// going to copies `want_slots`), then checks every cut.
+/// Builds one commit's operations from the state before it.
+type Plan = Box<dyn Fn(&State) -> Vec<Op>>;
+
+/// The two-commit scenario: [`commit_a`] then [`commit_b`], removing
+/// `rm_a`, then `rm_b` of the fixture's files besides their own edits.
+fn two_big_commits(rm_a: &'static [&'static str], rm_b: &'static [&'static str]) -> Vec<Plan> {
+    vec![Box::new(move |_| commit_a(rm_a)), Box::new(move |m| commit_b(m, rm_b))]
+}
+
+/// Small commits, each adding a directory with three files and removing
+/// one file of the commit before.
+fn small_commits(n: u64) -> Vec<Plan> {
+    (0..n)
+        .map(|i| -> Plan {
+            Box::new(move |_| {
+                let mut ops = vec![Op::Mkdir(format!("/s{i}"))];
+                for j in 0..3 {
+                    let size = SIZES[(i * 3 + j) as usize % SIZES.len()];
+                    ops.push(Op::Create {
+                        path: format!("/s{i}/f{j}"),
+                        seed: 5000 + i * 3 + j,
+                        size,
+                        mode: 0o644,
+                    });
+                }
+                if i > 0 {
+                    ops.push(Op::Remove(format!("/s{}/f{}", i - 1, i % 3)));
+                }
+                ops
+            })
+        })
+        .collect()
+}
+
+/// Records `plans` committed in turn on a scratch copy of `fixture` (the
+/// headers going to copies `want_slots`), then checks `samples` prefixes
+/// and random subsets per span between barriers besides the fixed cuts.
 fn crash_consistency(
     fixture: &str,
     sessions: Sessions,
-    rm_a: &[&str],
-    rm_b: &[&str],
-    want_slots: [u64; 2],
+    plans: Vec<Plan>,
+    want_slots: &[u64],
+    samples: usize,
 ) -> Outcome {
     let base = if fixture.starts_with("newfs") { State::new() } else { manifest(fixture) };
     let t0 = Instant::now();
@@ -182,45 +216,43 @@ fn crash_consistency(
         "{fixture}: the fixture's own state"
     );
 
-    // Two commits, recorded into one log.
+    // Every commit recorded into one log.
     let log = Log::default();
     let mut s = Session::from_fs(open_recorded_into(&work, &log), true).unwrap();
     let pfs = s.pfs(None).unwrap();
     let mut states = vec![base.clone()];
     let mut model = base;
-    let ops_a = commit_a(rm_a);
-    for op in &ops_a {
-        apply(&mut s, &pfs, &mut model, op);
+    let mut nops = 0;
+    let mut slots = Vec::new();
+    for (k, plan) in plans.iter().enumerate() {
+        if k > 0 && sessions == Sessions::PerCommit {
+            // As separate runs of a tool: each loads the freemap the one
+            // before wrote and protects what the older header copies reach.
+            drop(s);
+            s = Session::from_fs(open_recorded_into(&work, &log), true).unwrap();
+        }
+        let ops = plan(&model);
+        nops += ops.len();
+        for op in &ops {
+            apply(&mut s, &pfs, &mut model, op);
+        }
+        let r = s.commit().unwrap();
+        assert_eq!(r.tid, base_tid + k as u64 + 1, "{fixture}: commit {k}");
+        slots.push(r.copy as u64);
+        states.push(model.clone());
     }
-    let ra = s.commit().unwrap();
-    states.push(model.clone());
-    if sessions == Sessions::PerCommit {
-        // As two runs of a tool: the second loads the freemap the first
-        // wrote and protects what the older header copies reach.
-        drop(s);
-        s = Session::from_fs(open_recorded_into(&work, &log), true).unwrap();
-    }
-    let ops_b = commit_b(&model, rm_b);
-    for op in &ops_b {
-        apply(&mut s, &pfs, &mut model, op);
-    }
-    let rb = s.commit().unwrap();
-    states.push(model.clone());
     drop(s);
-    assert_eq!((ra.tid, rb.tid), (base_tid + 1, base_tid + 2));
-    assert_eq!([ra.copy as u64, rb.copy as u64], want_slots, "{fixture}: header copies written");
+    assert_eq!(slots, want_slots, "{fixture}: header copies written");
     let events = log.events();
     let nwrites = events.iter().filter(|e| matches!(e, Event::Write { .. })).count();
     eprintln!(
-        "{fixture}: {} + {} operations, {nwrites} writes, {} barriers recorded in {:?}",
-        ops_a.len(),
-        ops_b.len(),
+        "{fixture}: {} commits of {nops} operations, {nwrites} writes, {} barriers recorded in {:?}",
+        plans.len(),
         events.len() - nwrites,
         t0.elapsed()
     );
-    assert!(ops_a.len() + ops_b.len() >= 300, "a few hundred operations");
 
-    check_write_order(fixture, &events, &want_slots);
+    check_write_order(fixture, &events, want_slots);
 
     let mut img = CrashImage::new(&original, &dir.path().join("cut.img"));
     // The recorder saw every write: replaying all of them gives the image the session left.
@@ -232,8 +264,9 @@ fn crash_consistency(
         differing_chunks(&img.path, &work, 5)
     );
 
-    let cuts = cut_points(&events, 30, &mut Rng::new(0x5eed));
+    let cuts = cut_points(&events, samples, &mut Rng::new(0x5eed));
     let mut reference_checked = 0;
+    let mut after_crash = 0;
     let t1 = Instant::now();
     for (n, cut) in cuts.iter().enumerate() {
         img.apply(&events, cut);
@@ -246,6 +279,14 @@ fn crash_consistency(
         }
         if let Err(why) = check_cut(&img, cut, &states[k], base_tid + k as u64) {
             panic!("{what}: {why}");
+        }
+        // Life after the crash, on some cuts: a new session commits on top.
+        if cut.torn_slot.is_some() || cut.name.contains("at barrier") || n % 8 == 0 {
+            img.apply(&events, cut);
+            if let Err(why) = commit_after_crash(&img, &states[k], base_tid + k as u64) {
+                panic!("{what}, then a new commit: {why}");
+            }
+            after_crash += 1;
         }
         // The reference checker on a few cuts: around each header write,
         // a torn header, and a random subset.
@@ -266,7 +307,8 @@ fn crash_consistency(
     negative_control(&mut img, &events, &states, base_tid, copies);
     img.reset();
     eprintln!(
-        "{fixture}: {} cut points checked ({reference_checked} also by the reference fsck) in {:?}",
+        "{fixture}: {} cut points checked ({reference_checked} also by the reference fsck, {after_crash} \
+         followed by a new commit) in {:?}",
         cuts.len(),
         t1.elapsed()
     );
@@ -280,7 +322,7 @@ fn crash_consistency(
 /// The order the contract prescribes: every write touching a header slot
 /// is one whole header, written to the expected copy, after a barrier that
 /// follows every other write, and followed by a barrier.
-fn check_write_order(fixture: &str, events: &[Event], want_slots: &[u64; 2]) {
+fn check_write_order(fixture: &str, events: &[Event], want_slots: &[u64]) {
     let mut slots = Vec::new();
     let mut last_other_write = None;
     let mut barrier_since_other = false;
@@ -389,6 +431,34 @@ fn fsck_all_copies(spec: &str) -> Result<Vec<String>, String> {
     Ok(bad)
 }
 
+/// A session opened on the crashed image (as found: a torn header copy
+/// left in place) commits a small edit on top of the state `before`
+/// (mirror_tid `tid`): it succeeds, and leaves a clean file system (the
+/// torn copy, if any, is the one the commit rewrites) showing `before`
+/// plus the edit.
+fn commit_after_crash(img: &CrashImage, before: &State, tid: u64) -> Result<(), String> {
+    let mut want = before.clone();
+    let mut s = Session::open(img.spec(), false).map_err(|e| format!("Session::open: {e}"))?;
+    let pfs = s.pfs(None).map_err(|e| e.to_string())?;
+    apply(&mut s, &pfs, &mut want, &Op::Mkdir("/after-crash".into()));
+    let op = Op::Create { path: "/after-crash/f".into(), seed: 4242, size: 70_000, mode: 0o600 };
+    apply(&mut s, &pfs, &mut want, &op);
+    let r = s.commit().map_err(|e| format!("commit: {e}"))?;
+    drop(s);
+    if r.tid != tid + 1 {
+        return Err(format!("the new commit has tid {:#x}, expected {:#x}", r.tid, tid + 1));
+    }
+    let bad = fsck_all_copies(img.spec())?;
+    if !bad.is_empty() {
+        return Err(format!("our fsck:\n{}", bad.join("\n")));
+    }
+    let got = visible_state(img.spec()).map_err(|e| format!("reading the tree: {e}"))?;
+    if got != want {
+        return Err(format!("visible tree:\n{}", state_diff(&got, &want)));
+    }
+    Ok(())
+}
+
 /// `fsck -y` rewrites the torn copy from the best one; then all is clean.
 fn repair_torn(img: &CrashImage, slot: u64) -> Result<(), String> {
     let opts = FsckOptions { repair: RepairMode::Yes, ..Default::default() };
@@ -469,9 +539,9 @@ fn single_copy_torn(img: &CrashImage, what: &str) {
     assert!(bad.iter().any(|b| b.starts_with("HDR_NONE_VALID")), "{what}: {bad:?}");
 }
 
-fn run_crash_test(fixture: &str, sessions: Sessions, rm_a: &[&str], rm_b: &[&str], want_slots: [u64; 2]) {
+fn run_crash_test(fixture: &str, sessions: Sessions, plans: Vec<Plan>, want_slots: &[u64], samples: usize) {
     let t = Instant::now();
-    let out = crash_consistency(fixture, sessions, rm_a, rm_b, want_slots);
+    let out = crash_consistency(fixture, sessions, plans, want_slots, samples);
     eprintln!(
         "{fixture} ({sessions:?}): {} cut points, {} also by the reference fsck, {:?} in all",
         out.cuts,
@@ -482,16 +552,19 @@ fn run_crash_test(fixture: &str, sessions: Sessions, rm_a: &[&str], rm_b: &[&str
 }
 
 /// small-iscsi (made by makefs; best copy #1, copies #0, #2, #3 at the
-/// newfs state): the commits go to copies #2 and #3, from one session.
+/// newfs state): two commits of ~345 operations in all, from one session,
+/// go to copies #2 and #3.
 #[test]
 fn crash_at_any_point_of_two_commits_in_one_session_on_small_iscsi() {
-    run_crash_test("small-iscsi", Sessions::One, &["/hello.txt"], &["/dir/data.bin"], [2, 3]);
+    let plans = two_big_commits(&["/hello.txt"], &["/dir/data.bin"]);
+    run_crash_test("small-iscsi", Sessions::One, plans, &[2, 3], 30);
 }
 
 /// As above, one session per commit (as two runs of a tool).
 #[test]
 fn crash_at_any_point_of_two_sessions_on_small_iscsi() {
-    run_crash_test("small-iscsi", Sessions::PerCommit, &["/dir/data.bin"], &["/hello.txt"], [2, 3]);
+    let plans = two_big_commits(&["/dir/data.bin"], &["/hello.txt"]);
+    run_crash_test("small-iscsi", Sessions::PerCommit, plans, &[2, 3], 30);
 }
 
 /// newfs-1g: no freemap yet (the first commit builds it, the second
@@ -499,7 +572,16 @@ fn crash_at_any_point_of_two_sessions_on_small_iscsi() {
 /// rewrites in place.
 #[test]
 fn crash_at_any_point_of_two_sessions_on_fresh_newfs_1g() {
-    run_crash_test("newfs-1g", Sessions::PerCommit, &[], &[], [0, 0]);
+    run_crash_test("newfs-1g", Sessions::PerCommit, two_big_commits(&[], &[]), &[0, 0], 30);
+}
+
+/// Ten small commits: the header copies wrap around (each commit
+/// overwrites the oldest copy while three older valid ones remain) and
+/// the freemap blocks go round their eight rotation slots.
+#[test]
+fn crash_at_any_point_of_ten_small_sessions_on_small_iscsi() {
+    let slots = [2, 3, 0, 1, 2, 3, 0, 1, 2, 3];
+    run_crash_test("small-iscsi", Sessions::PerCommit, small_commits(10), &slots, 3);
 }
 
 /// The header of the copy in use, as bytes.
