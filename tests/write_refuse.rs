@@ -254,3 +254,49 @@ fn a_dry_run_leaves_the_image_byte_identical() {
         assert_eq!(visible_state(img.spec()).unwrap(), state, "{fixture}");
     }
 }
+
+/// A source that fails after `ok` bytes.
+struct FailingReader {
+    ok: usize,
+}
+
+impl std::io::Read for FailingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.ok == 0 {
+            return Err(std::io::Error::other("source went away"));
+        }
+        let n = buf.len().min(self.ok);
+        buf[..n].fill(0xa5);
+        self.ok -= n;
+        Ok(n)
+    }
+}
+
+/// An operation that fails half-way is not committed: after `create_file`
+/// fails reading its source, a commit either refuses or publishes a state
+/// without that file, never a file whose missing blocks read as zeros.
+#[test]
+fn a_failed_operation_is_not_committed_half_done() {
+    let img = Scratch::new("small-iscsi");
+    let before = visible_state(img.spec()).unwrap();
+    let mut s = Session::open(img.spec(), false).unwrap();
+    let pfs = s.pfs(None).unwrap();
+    let e = s
+        .create_file(&pfs, "/half", attrs(0o644), FailingReader { ok: 200_000 }, 1 << 20)
+        .expect_err("the source fails");
+    assert!(e.to_string().contains("source went away"), "{e}");
+    let committed = s.commit();
+    drop(s);
+    let after = visible_state(img.spec()).unwrap();
+    if let Ok(r) = committed {
+        assert!(
+            !after.contains_key("half"),
+            "commit {:#x} published the half-written /half: {:?}",
+            r.tid,
+            after.get("half")
+        );
+    }
+    let mut want = before;
+    want.remove("half");
+    assert_eq!(after, want);
+}
