@@ -4,6 +4,7 @@
 
 pub mod mutate;
 pub mod plant;
+pub mod recording;
 pub mod reseal;
 pub mod run;
 
