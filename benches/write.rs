@@ -104,7 +104,10 @@ fn main() {
         measure(Command::new(newfs).args(["-s", "16G"]).arg(&ours));
         let (t1, m1) = measure(Command::new(&me).arg("--import").arg(&ours).arg(&src));
         let (t2, m2) = measure(
-            Command::new(reftools.join("makefs")).args(["-t", "hammer2", "-Z", "-s", "16g"]).arg(&theirs).arg(&src),
+            Command::new(reftools.join("makefs"))
+                .args(["-t", "hammer2", "-Z", "-s", "16g"])
+                .arg(&theirs)
+                .arg(&src),
         );
         println!(
             "round {round}: ours (newfs then one commit) {t1:7.2} s, peak RSS {m1:8} KiB | makefs {t2:7.2} s, peak RSS {m2:8} KiB | time ratio makefs/ours {:.2}",

@@ -179,6 +179,9 @@ impl Chain {
 #[derive(Clone, Default)]
 pub struct Table {
     pub slots: Vec<Slot>,
+    /// `data_off` of the node holding the table as it was read (0 for the
+    /// volume header and for new nodes), for error locations.
+    pub parent_off: u64,
 }
 
 /// Where a table lives, for the sizing of new indirect blocks.
@@ -199,7 +202,8 @@ pub struct Found {
 /// A leaf found by [`Table::find`]: loaded, or as on media.
 pub enum Entry<'t> {
     Loaded(&'t Chain),
-    Clean(Blockref),
+    /// As on media, with where it was found.
+    Clean(Blockref, Location),
 }
 
 impl Entry<'_> {
@@ -209,7 +213,7 @@ impl Entry<'_> {
             Entry::Loaded(c) => {
                 c.inode().copied().ok_or_else(|| Error::InvalidArgument("not an inode".into()))
             }
-            Entry::Clean(b) => Ok(*Tree::new(fs).inode(b, &Location::of(b, 0, 0))?),
+            Entry::Clean(b, loc) => Ok(*Tree::new(fs).inode(b, loc)?),
         }
     }
 
@@ -218,12 +222,12 @@ impl Entry<'_> {
     pub fn table(&self, fs: &Hammer2) -> Result<TableRef<'_>> {
         match self {
             Entry::Loaded(c) => Ok(c.table().map_or(TableRef::Owned(Table::default()), TableRef::Loaded)),
-            Entry::Clean(b) => {
-                let ip = Tree::new(fs).inode(b, &Location::of(b, 0, 0))?;
+            Entry::Clean(b, loc) => {
+                let ip = Tree::new(fs).inode(b, loc)?;
                 Ok(TableRef::Owned(if ip.meta.is_directdata() {
                     Table::with_capacity(0)
                 } else {
-                    Table::from_brefs(ip.blockset())
+                    Table::from_brefs_at(ip.blockset(), b.data_off.get())
                 }))
             }
         }
@@ -248,15 +252,21 @@ impl std::ops::Deref for TableRef<'_> {
 
 impl Table {
     pub fn with_capacity(n: usize) -> Self {
-        Table { slots: vec![Slot::Empty; n] }
+        Table { slots: vec![Slot::Empty; n], parent_off: 0 }
     }
 
     pub fn from_brefs(brefs: &[Blockref]) -> Self {
+        Self::from_brefs_at(brefs, 0)
+    }
+
+    /// The table `brefs` read from the node at `parent_off`.
+    pub fn from_brefs_at(brefs: &[Blockref], parent_off: u64) -> Self {
         Table {
             slots: brefs
                 .iter()
                 .map(|b| if b.kind() == BlockrefType::Empty { Slot::Empty } else { Slot::Clean(*b) })
                 .collect(),
+            parent_off,
         }
     }
 
@@ -289,7 +299,7 @@ impl Table {
         fs: &Hammer2,
         lo: u64,
         hi: u64,
-        visit: &mut dyn FnMut(&Blockref, Option<&Chain>) -> Result<Flow>,
+        visit: &mut dyn FnMut(&Blockref, Option<&Chain>, &Location) -> Result<Flow>,
     ) -> Result<Flow> {
         self.scan_depth(fs, lo, hi, 0, visit)
     }
@@ -300,26 +310,29 @@ impl Table {
         lo: u64,
         hi: u64,
         depth: usize,
-        visit: &mut dyn FnMut(&Blockref, Option<&Chain>) -> Result<Flow>,
+        visit: &mut dyn FnMut(&Blockref, Option<&Chain>, &Location) -> Result<Flow>,
     ) -> Result<Flow> {
         if depth >= MAX_DEPTH {
             return Err(Error::corrupt(CorruptKind::TooDeep(MAX_DEPTH), Location::default()));
         }
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             let Some(b) = slot.bref() else { continue };
             if b.key_end() < lo || b.key.get() > hi {
                 continue;
             }
+            let loc = Location::of(b, self.parent_off, i);
             let flow = match slot {
                 Slot::Node(c) => match &c.body {
                     Body::Indirect { table } => table.scan_depth(fs, lo, hi, depth + 1, visit)?,
-                    _ => visit(b, Some(c))?,
+                    _ => visit(b, Some(c), &loc)?,
                 },
                 Slot::Clean(b) if b.kind() == BlockrefType::Indirect => {
                     let tree = Tree::new(fs);
-                    tree.scan_nodes(std::slice::from_ref(b), 0, lo, hi, &mut |n| visit(n.bref, None))?
+                    tree.scan_nodes(std::slice::from_ref(b), self.parent_off, lo, hi, &mut |n| {
+                        visit(n.bref, None, &n.location())
+                    })?
                 }
-                Slot::Clean(b) => visit(b, None)?,
+                Slot::Clean(b) => visit(b, None, &loc)?,
                 Slot::Empty => Flow::Continue,
             };
             if flow == Flow::Stop {
@@ -333,13 +346,13 @@ impl Table {
     pub fn lookup(&self, fs: &Hammer2, key: u64, kind: BlockrefType) -> Result<Option<Found>> {
         let mut found = None;
         let mut failure = None;
-        self.scan(fs, key, key, &mut |b, chain| {
+        self.scan(fs, key, key, &mut |b, chain, loc| {
             if b.kind() != kind || b.key.get() != key {
                 return Ok(Flow::Continue);
             }
             let inode = match (kind, chain) {
                 (BlockrefType::Inode, Some(c)) => c.inode().map(|ip| Box::new(*ip)),
-                (BlockrefType::Inode, None) => match Tree::new(fs).inode(b, &Location::of(b, 0, 0)) {
+                (BlockrefType::Inode, None) => match Tree::new(fs).inode(b, loc) {
                     Ok(ip) => Some(Box::new(*ip)),
                     Err(e) => {
                         failure = Some(e);
@@ -372,7 +385,7 @@ impl Table {
         if depth >= MAX_DEPTH {
             return Err(Error::corrupt(CorruptKind::TooDeep(MAX_DEPTH), Location::default()));
         }
-        for slot in &self.slots {
+        for (i, slot) in self.slots.iter().enumerate() {
             let Some(b) = slot.bref() else { continue };
             if b.key.get() > key || b.key_end() < key {
                 continue;
@@ -385,12 +398,14 @@ impl Table {
                 }
                 Slot::Node(c) if b.kind() == kind && b.key.get() == key => return Ok(Some(Entry::Loaded(c))),
                 Slot::Clean(b) if slot.is_indirect() => {
-                    if let Some(n) = Tree::new(fs).lookup(std::slice::from_ref(b), 0, key, kind)? {
-                        return Ok(Some(Entry::Clean(*n.bref)));
+                    if let Some(n) =
+                        Tree::new(fs).lookup(std::slice::from_ref(b), self.parent_off, key, kind)?
+                    {
+                        return Ok(Some(Entry::Clean(*n.bref, n.location())));
                     }
                 }
                 Slot::Clean(b) if b.kind() == kind && b.key.get() == key => {
-                    return Ok(Some(Entry::Clean(*b)))
+                    return Ok(Some(Entry::Clean(*b, Location::of(b, self.parent_off, i))))
                 }
                 _ => {}
             }
@@ -432,7 +447,7 @@ impl Table {
     /// Replaces a clean slot by its loaded chain.
     fn load_slot(&mut self, fs: &Hammer2, slot: usize) -> Result<()> {
         if let Slot::Clean(b) = &self.slots[slot] {
-            let chain = Chain::load(fs, b, &Location::of(b, 0, slot))?;
+            let chain = Chain::load(fs, b, &Location::of(b, self.parent_off, slot))?;
             self.slots[slot] = Slot::Node(Box::new(chain));
         }
         Ok(())

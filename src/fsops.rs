@@ -101,6 +101,12 @@ pub struct Session {
     write: bool,
     pub stats: flush::FlushStats,
     dirty: bool,
+    /// Changes made so far (a counter).
+    changes: u64,
+    /// Set when an operation failed after it had started changing chains:
+    /// what is in memory is then half an operation, and the session
+    /// refuses to commit it.
+    failed: Option<String>,
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -149,7 +155,17 @@ impl Session {
             }
         }
         let root = Table::from_brefs(&fs.voldata.sroot_blockset);
-        Ok(Session { fs, root, alloc, tid, write, stats: Default::default(), dirty: false })
+        Ok(Session {
+            fs,
+            root,
+            alloc,
+            tid,
+            write,
+            stats: Default::default(),
+            dirty: false,
+            changes: 0,
+            failed: None,
+        })
     }
 
     /// The transaction id this session's commit will carry.
@@ -178,13 +194,13 @@ impl Session {
         let sroot = self.super_root()?;
         let mut all = Vec::new();
         let mut failure = None;
-        sroot.scan(&self.fs, 0, u64::MAX, &mut |b, chain| {
+        sroot.scan(&self.fs, 0, u64::MAX, &mut |b, chain, loc| {
             if b.kind() != BlockrefType::Inode {
                 return Ok(Flow::Continue);
             }
             let ip = match chain.and_then(Chain::inode) {
                 Some(ip) => *ip,
-                None => match crate::tree::Tree::new(&self.fs).inode(b, &Location::of(b, 0, 0)) {
+                None => match crate::tree::Tree::new(&self.fs).inode(b, loc) {
                     Ok(ip) => *ip,
                     Err(e) => {
                         failure = Some(e);
@@ -264,9 +280,9 @@ impl Session {
         let hash = dirhash(name);
         let mut found = None;
         let mut failure = None;
-        table.scan(&self.fs, hash & !DIRHASH_LOMASK, hash | DIRHASH_LOMASK, &mut |b, chain| {
+        table.scan(&self.fs, hash & !DIRHASH_LOMASK, hash | DIRHASH_LOMASK, &mut |b, chain, loc| {
             let entry_name = match (b.kind(), chain) {
-                (BlockrefType::Dirent, _) => dirent_name(&self.fs, b, chain),
+                (BlockrefType::Dirent, _) => dirent_name(&self.fs, b, chain, loc),
                 _ => return Ok(Flow::Continue),
             };
             match entry_name {
@@ -337,6 +353,7 @@ impl Session {
             }
             Ok((*dip, free_dirent_key(&self.fs, dtable, name)?))
         })?;
+        self.changes += 1;
         let inum = self.next_inum(pfs)?;
         let mut ip = InodeData::new_zeroed();
         let m = &mut ip.meta;
@@ -399,8 +416,25 @@ impl Session {
         Ok(inum)
     }
 
+    /// Runs one operation; a failure after it started changing chains
+    /// poisons the session (see [`Session::commit`]).
+    fn operation<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let before = self.changes;
+        let r = op(self);
+        if let Err(e) = &r {
+            if self.changes != before {
+                self.failed = Some(e.to_string());
+            }
+        }
+        r
+    }
+
     /// `mkdir` (`parents`: `-p`, existing directories are fine).
     pub fn mkdir(&mut self, pfs: &PfsRef, path: &str, attrs: Attrs, parents: bool) -> Result<u64> {
+        self.operation(|s| s.mkdir_op(pfs, path, attrs, parents))
+    }
+
+    fn mkdir_op(&mut self, pfs: &PfsRef, path: &str, attrs: Attrs, parents: bool) -> Result<u64> {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         if parts.is_empty() {
             return Err(invalid(format!("{path}: the root exists")));
@@ -430,6 +464,10 @@ impl Session {
     /// `put`: copies a host regular file to `path` (its mode, owner and
     /// mtime kept; an existing file is refused).
     pub fn put(&mut self, pfs: &PfsRef, host: &std::path::Path, path: &str) -> Result<u64> {
+        self.operation(|s| s.put_op(pfs, host, path))
+    }
+
+    fn put_op(&mut self, pfs: &PfsRef, host: &std::path::Path, path: &str) -> Result<u64> {
         use std::os::unix::fs::MetadataExt;
         let io =
             |op: &'static str| move |source| Error::Io { path: host.to_path_buf(), op, offset: 0, source };
@@ -459,6 +497,17 @@ impl Session {
 
     /// Creates the regular file `path` holding `size` bytes read from `src`.
     pub fn create_file(
+        &mut self,
+        pfs: &PfsRef,
+        path: &str,
+        attrs: Attrs,
+        src: impl Read,
+        size: u64,
+    ) -> Result<u64> {
+        self.operation(|s| s.create_file_op(pfs, path, attrs, src, size))
+    }
+
+    fn create_file_op(
         &mut self,
         pfs: &PfsRef,
         path: &str,
@@ -563,6 +612,10 @@ impl Session {
 
     /// `rm`: removes a file, symlink or (with `dir_ok`) empty directory.
     pub fn remove(&mut self, pfs: &PfsRef, path: &str, dir_ok: bool) -> Result<()> {
+        self.operation(|s| s.remove_op(pfs, path, dir_ok))
+    }
+
+    fn remove_op(&mut self, pfs: &PfsRef, path: &str, dir_ok: bool) -> Result<()> {
         let (dir, name, existing) = self.resolve_parent(pfs, path)?;
         if name.is_empty() {
             return Err(invalid("cannot remove the root directory"));
@@ -574,7 +627,7 @@ impl Session {
                     return Err(Error::IsADirectory(path.to_string()));
                 }
                 let mut any = false;
-                table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _| {
+                table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _, _| {
                     any |= b.kind() == BlockrefType::Dirent;
                     Ok(if any { Flow::Stop } else { Flow::Continue })
                 })?;
@@ -584,6 +637,7 @@ impl Session {
             }
             Ok(*ip)
         })?;
+        self.changes += 1;
         let fs = &self.fs;
         let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
         let now = now_us();
@@ -623,8 +677,12 @@ impl Session {
     }
 
     /// Commits everything done so far as one transaction; the session can
-    /// go on with a new one.
+    /// go on with a new one. Refused after an operation failed half-way
+    /// (nothing is written then: the previous state stays as it was).
     pub fn commit(&mut self) -> Result<CommitReport> {
+        if let Some(why) = &self.failed {
+            return Err(invalid(format!("an operation failed part-way ({why}); nothing is committed")));
+        }
         let report = flush::commit(&mut self.fs, &mut self.root, &mut self.alloc, self.tid, self.write)?;
         self.tid += 1;
         self.dirty = false;
@@ -704,7 +762,7 @@ pub fn check_new_name(name: &[u8]) -> Result<()> {
 fn free_dirent_key(fs: &Hammer2, table: &Table, name: &[u8]) -> Result<u64> {
     let hash = dirhash(name) & !DIRHASH_LOMASK;
     let mut used = std::collections::HashSet::new();
-    table.scan(fs, hash, hash | DIRHASH_LOMASK, &mut |b, _| {
+    table.scan(fs, hash, hash | DIRHASH_LOMASK, &mut |b, _, _| {
         used.insert(b.key.get());
         Ok(Flow::Continue)
     })?;
@@ -718,9 +776,9 @@ fn free_dirent_key(fs: &Hammer2, table: &Table, name: &[u8]) -> Result<u64> {
 }
 
 /// A dirent's name: in the check area, or in its media block.
-fn dirent_name(fs: &Hammer2, b: &Blockref, chain: Option<&Chain>) -> Result<Vec<u8>> {
+fn dirent_name(fs: &Hammer2, b: &Blockref, chain: Option<&Chain>, loc: &Location) -> Result<Vec<u8>> {
     let namlen = b.dirent().namlen.get() as usize;
-    let loc = || Location::of(b, 0, 0);
+    let loc = || loc.clone();
     if namlen == 0 || namlen >= INODE_MAXNAME {
         return Err(Error::corrupt(CorruptKind::BadDirent(format!("name length {namlen}")), loc()));
     }
