@@ -175,6 +175,10 @@ impl Chain {
     }
 }
 
+/// What [`Table::scan`] calls for each leaf: the blockref, its chain when
+/// loaded, and where it was found.
+pub type ScanVisit<'v> = dyn FnMut(&Blockref, Option<&Chain>, &Location) -> Result<Flow> + 'v;
+
 /// A node's blockref table.
 #[derive(Clone, Default)]
 pub struct Table {
@@ -299,7 +303,7 @@ impl Table {
         fs: &Hammer2,
         lo: u64,
         hi: u64,
-        visit: &mut dyn FnMut(&Blockref, Option<&Chain>, &Location) -> Result<Flow>,
+        visit: &mut ScanVisit<'_>,
     ) -> Result<Flow> {
         self.scan_depth(fs, lo, hi, 0, visit)
     }
@@ -310,7 +314,7 @@ impl Table {
         lo: u64,
         hi: u64,
         depth: usize,
-        visit: &mut dyn FnMut(&Blockref, Option<&Chain>, &Location) -> Result<Flow>,
+        visit: &mut ScanVisit<'_>,
     ) -> Result<Flow> {
         if depth >= MAX_DEPTH {
             return Err(Error::corrupt(CorruptKind::TooDeep(MAX_DEPTH), Location::default()));
