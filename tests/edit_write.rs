@@ -512,3 +512,24 @@ fn only_writing_invocations_open_for_writing() {
     );
     assert_eq!(sha256(&img), before, "byte-identical");
 }
+
+#[test]
+fn edits_a_multi_volume_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v0, s0) = scratch("multivol-0", dir.path());
+    let (v1, s1) = scratch("multivol-1", dir.path());
+    let spec = format!("{s0}:{s1}");
+    let host = host_files();
+    let before = (sha256(&v0), sha256(&v1));
+    let tid0 = mirror_tid(&spec);
+    let script = format!("mkdir -p /etc/rc.d\nput {} /etc/\nrmdir /etc/rc.d\n", host.big.display());
+    let path = dir.path().join("s.txt");
+    std::fs::write(&path, script).unwrap();
+    edit_ok(&["-n", "-f", path.to_str().unwrap(), &spec]);
+    assert_eq!((sha256(&v0), sha256(&v1)), before, "dry run: byte-identical");
+    edit_ok(&["-f", path.to_str().unwrap(), &spec]);
+    assert_eq!(mirror_tid(&spec), tid0 + 1);
+    assert_eq!(edit_ok(&[&spec, "cat", "/etc/big.bin"]).stdout, std::fs::read(&host.big).unwrap());
+    assert_eq!(text(&edit_ok(&[&spec, "ls", "/etc"]).stdout), "big.bin\n");
+    both_fscks_clean(&spec);
+}
