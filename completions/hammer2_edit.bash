@@ -23,7 +23,7 @@ _hammer2_edit() {
 
     case "${cmd}" in
         hammer2_edit)
-            opts="-n -q -R -f -h -V --pfs --copy --dry-run --quiet --json --help --version"
+            opts="-n -q -R -f -h -V --pfs --copy --dry-run --quiet --json --debug-lag-freemap --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -24,6 +24,7 @@ pub mod fsck;
 pub mod fsops;
 pub mod newfs;
 pub mod pfs;
+pub mod recover;
 pub mod timefmt;
 pub mod tree;
 pub mod volume;

@@ -12,8 +12,15 @@ struct Extra {
     see_also: &'static [&'static str],
 }
 
-const SEE_ALSO: &[&str] =
-    &["newfs_hammer2", "fsck_hammer2", "hammer2_dump", "hammer2_edit", "hammer2(8)", "fsck(8)"];
+const SEE_ALSO: &[&str] = &[
+    "newfs_hammer2",
+    "fsck_hammer2",
+    "hammer2_dump",
+    "hammer2_edit",
+    "hammer2_recover",
+    "hammer2(8)",
+    "fsck(8)",
+];
 const OTHER_EXIT: &[(&str, &str)] =
     &[("0", "Success."), ("1", "Failure; the reason is printed on standard error."), ("2", "Usage error.")];
 
@@ -38,6 +45,7 @@ fn extra(name: &str) -> Extra {
             description: &[
                 "fsck_hammer2 verifies a HAMMER2 file system offline. It checks every volume-header copy that fits on every volume (magic, the sector-0, sector-1 and whole-header CRCs, staleness, field sanity), chooses the best copy as the kernel does (valid, highest mirror_tid), and verifies the check code of every blockref reachable from it through the topology and the freemap.",
                 "Without -y or -p nothing is written. -p rewrites damaged header copies from the best copy; -y also rewrites a damaged copy that claims a newer commit (which rolls the file system back to the best valid commit). The best copy itself is never written. Valid copies older than the best are normal after a commit and are only reported with -v; --sync-headers refreshes them.",
+                "The freemap is checked against the topology: blocks in use marked free (FREEMAP_UNMARKED), a segment's packing offset pointing below blocks in use (FREEMAP_LINEAR: the next small allocation would overwrite them), and a freemap that lags the topology after a crash (FREEMAP_LAG, informational). -p and -y repair all three with the freemap recovery hammer2_recover performs (a full one, marking every block in use, when the problem is not confined to the lagging transactions), commit it as a new transaction, and check the freemap again; exit status 1 then says the file system was corrected, and a second run finds it clean.",
                 "Each problem has an identifier from one central table (HDR_CORRUPT, BREF_CHECK, ...), printed with its location: the volume and header copy, or the blockref type, data_off, key/keybits and parent.",
             ],
             examples: &[
@@ -94,6 +102,25 @@ fn extra(name: &str) -> Extra {
                 ("Remove a file and an empty directory in one commit:", "hammer2_edit -R 'rm -d /tmp/old.log /tmp/empty' disk.img"),
             ],
             exit_status: &[("0", "Every command succeeded (and the write commands, if any, were committed)."), ("1", "A command failed (nothing was written), or the device could not be opened."), ("2", "Usage error, on the command line or in any command.")],
+            see_also: SEE_ALSO,
+        },
+        "hammer2_recover" => Extra {
+            description: &[
+                "hammer2_recover performs, offline, the freemap recovery that DragonFly BSD runs when it mounts a HAMMER2 file system read-write (hammer2_recovery). The kernel lets the freemap lag the topology by one flush; after a crash between the two, the volume header's freemap_tid is below its mirror_tid, and blocks of the transactions in between are in use but may be marked free, so the next allocation could overwrite them.",
+                "When freemap_tid is not below mirror_tid it prints 'no recovery needed' and writes nothing. Otherwise it prints the range of transactions (freemap_tid + 1 to mirror_tid), scans the topology from the volume header through every PFS, reading only blockrefs whose mirror_tid is newer than freemap_tid (so the cost follows what changed, not the size of the file system), and marks each such block allocated, creating freemap leaves where none exist. Unlike the kernel, it also moves each 4 MiB segment's packing offset (linear) past every block it recovers, so that blocks under 16 KiB the lost transaction packed into an already allocated chunk are not handed out again; and it marks the right bit pair of every 16 KiB chunk.",
+                "The result is committed as one new transaction through the normal commit path: the freemap blocks into free rotation slots, a durability barrier, then the volume header to the next copy with freemap_tid equal to the new mirror_tid, and a second barrier. A crash during the recovery leaves the previous state, which hammer2_recover recovers again. Nothing is written unless every changed node could be read and verified. After writing, the new freemap is read back and every recovered block checked.",
+                "--full marks every block the topology reaches, whatever its mirror_tid: it repairs a freemap that lost allocations older than freemap_tid, which no mount repairs (fsck_hammer2 -p uses it for that). A freemap whose own blocks are damaged cannot be replayed into. -n scans and reports without writing; the device is then opened read-only. A mounted device is refused.",
+            ],
+            examples: &[
+                ("Recover an image after a crash (or learn that nothing is needed):", "hammer2_recover disk.img"),
+                ("What would be marked, per PFS, without writing:", "hammer2_recover -n -v disk.img"),
+                ("A two-volume set, report as JSON:", "hammer2_recover --json vol0.img:vol1.img"),
+            ],
+            exit_status: &[
+                ("0", "The freemap is consistent: recovered, or no recovery was needed."),
+                ("1", "Failure (the device, the freemap or a changed node could not be read); nothing was written."),
+                ("2", "Usage error."),
+            ],
             see_also: SEE_ALSO,
         },
         other => panic!("no man page text for {other}"),

@@ -314,6 +314,13 @@ fn run_writing(cli: &EditCli, steps: Vec<(String, Step)>) -> anyhow::Result<i32>
         );
     }
     let commit = session.commit().context("commit failed; the image keeps its previous state")?;
+    if cli.debug_lag_freemap {
+        let lag = hammer2::recover::lag_freemap(&mut session.fs).context("--debug-lag-freemap")?;
+        eprintln!(
+            "hammer2_edit: debug: header copy #{} now carries the freemap of copy #{} (freemap_tid {:#x}, mirror_tid {:#x})",
+            lag.copy, lag.from_copy, lag.freemap_tid, lag.mirror_tid
+        );
+    }
     let report = EditReport::new(&session, &commit, changes);
     if cli.json {
         common::print_json(&report)?;

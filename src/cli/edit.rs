@@ -83,6 +83,10 @@ pub struct EditCli {
     /// Run the commands in FILE (one per line; '#' starts a comment; '-' reads stdin)
     #[arg(short = 'f', value_name = "FILE", conflicts_with = "command")]
     pub script: Option<String>,
+    /// Debugging and tests: after the commit, put the freemap of the previous header copy back
+    /// (freemap_tid one transaction behind), the crash window hammer2_recover repairs
+    #[arg(long, hide = true)]
+    pub debug_lag_freemap: bool,
     /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
     pub device: String,
     /// A command and its arguments (see COMMANDS)

@@ -6,6 +6,7 @@ pub mod dump;
 pub mod edit;
 pub mod fsck;
 pub mod newfs;
+pub mod recover;
 
 /// Every binary's command, with its name.
 pub fn commands() -> Vec<clap::Command> {
@@ -15,5 +16,6 @@ pub fn commands() -> Vec<clap::Command> {
         fsck::FsckCli::command(),
         dump::DumpCli::command(),
         edit::EditCli::command(),
+        recover::RecoverCli::command(),
     ]
 }

@@ -19,6 +19,9 @@
 //!   anything below `allocator_beg` or past the end) is marked free.
 //!   Radix and check codes of freemap blocks are verified by the driver's
 //!   generic walk and not reported again here (a missing radix is).
+//! * [`FREEMAP_LAG`] (info): `freemap_tid < mirror_tid`, the state a crash
+//!   between the kernel's topology flush and its freemap flush leaves, which
+//!   mount-time recovery replays.
 //! * [`FREEMAP_UNMARKED`]: every 16 KiB chunk touched by media reachable
 //!   from `sroot_blockset` must not be free (00)
 //!   in its zone's leaf. 01 and 10 count as "not free": the allocator only
@@ -32,6 +35,13 @@
 //!   with the header's `freemap_tid`: mount-time recovery re-marks exactly the
 //!   blockrefs whose `mirror_tid` is newer. With more than
 //!   [`MAX_FINDINGS`] runs, findings are per zone (and past that, one summary).
+//! * [`FREEMAP_LINEAR`]: a 4 MiB entry's `linear` (the offset up to which
+//!   blocks under 16 KiB have been packed into its current chunk) must not
+//!   point below the end of a block in use in that chunk: the allocator
+//!   hands out `linear` next, over live data. Mount-time recovery leaves
+//!   this behind when the lagging transaction packed small blocks into a
+//!   chunk that was already marked allocated (the kernel only resets
+//!   `linear` when it changes a bit); `hammer2_recover` moves it.
 //! * [`FREEMAP_LEAKED`] (info): chunks marked 11 that nothing references,
 //!   outside the space `hammer2_freemap_init()` marks
 //!   allocated (reserved segments, below `allocator_beg` rounded up to 4 MiB,
@@ -65,16 +75,20 @@
 //! Memory: in-use chunks are a bitset per 1 GiB zone, allocated only for
 //! zones the topology touches (8 KiB each); leaf tables are viewed in place.
 
-use super::{FsckReport, FREEMAP_ALLOC_FREE, FREEMAP_LEAKED, FREEMAP_STRUCT, FREEMAP_UNMARKED};
+use super::{
+    FsckReport, FREEMAP_ALLOC_FREE, FREEMAP_LAG, FREEMAP_LEAKED, FREEMAP_LINEAR, FREEMAP_STRUCT,
+    FREEMAP_UNMARKED,
+};
 use crate::error::Result;
 use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, ZONE_FREEMAP_00, ZONE_FREEMAP_END};
 use crate::freemap::{
     entry_chunk_state, home_zone, level_base, level_of_keybits, slot_at, zone_of, Areas, ChunkState, Leaf,
-    ZoneMap, Zones, CHUNKS_PER_SEGMENT, CHUNK_BYTES as CHUNK, SEGMENTS_PER_ZONE, ZONE_BYTES as ZONE,
+    ZoneMap, Zones, CHUNKS_PER_SEGMENT, CHUNK_BYTES as CHUNK, SEGMENTS_PER_ZONE, SEGMENT_BYTES as SEGMENT,
+    ZONE_BYTES as ZONE,
 };
 use crate::volume::Hammer2;
 use crate::walk::{walk, Root, WalkOptions};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 const WORDS_PER_ZONE: usize = (ZONE / CHUNK / 64) as usize;
 /// Physical radix of every freemap block (32 KiB).
@@ -228,6 +242,17 @@ impl Tids {
     }
 }
 
+/// An entry whose `linear` points inside a chunk, and the blocks in use
+/// that end past it.
+struct LinearHit {
+    entry: String,
+    linear: u64,
+    /// Logical position `linear` names.
+    pos: u64,
+    blocks: u64,
+    first: Option<String>,
+}
+
 /// A node of the freemap tree on the current walk path.
 struct Frame {
     /// Children may be checked (this node is a well-formed freemap node).
@@ -271,6 +296,19 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     // Bounded by the devices' sizes (the geometry was validated on open).
     let nzones = areas.zones() as usize;
     let tree = format!("freemap (copy #{})", fs.copy);
+    let mirror_tid = v.mirror_tid.get();
+    if freemap_tid < mirror_tid {
+        report.add(
+            FREEMAP_LAG,
+            format!("{} header copy #{}", fs.device.volume(fs.root_position()).path().display(), fs.copy),
+            format!(
+                "freemap_tid {freemap_tid:#x}, mirror_tid {mirror_tid:#x}: allocations of transactions \
+                 {:#x}-{mirror_tid:#x} may be missing from the freemap; a read-write mount or \
+                 hammer2_recover replays them",
+                freemap_tid + 1
+            ),
+        );
+    }
 
     // 1. The tree's structure; collect the leaves.
     let mut structural: Vec<(String, String)> = Vec::new();
@@ -400,6 +438,23 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         report.add(FREEMAP_STRUCT, location, detail);
     }
 
+    // Where each entry's `linear` points inside a chunk: chunk -> (entry
+    // location, linear position, blocks past it, the first of them).
+    let mut linear_at: HashMap<u64, LinearHit> = HashMap::new();
+    for (z, zm) in zones.iter() {
+        let ZoneMap::Leaf { data_off, leaf } = zm else { continue };
+        for (i, entry) in leaf.entries().iter().enumerate() {
+            let Ok(lin) = u64::try_from(entry.linear.get()) else { continue };
+            if lin % CHUNK == 0 || lin >= SEGMENT {
+                continue;
+            }
+            let seg = leaf.segment_base(i);
+            let entry_desc = format!("zone {z}, leaf at {data_off:#x}, entry {i} at {seg:#x}");
+            let hit = LinearHit { entry: entry_desc, linear: lin, pos: seg + lin, blocks: 0, first: None };
+            linear_at.insert(seg + lin - lin % CHUNK, hit);
+        }
+    }
+
     // 3. Chunks the topology uses, and those of them marked free.
     let mut used = ChunkSet::new(nzones);
     let mut unmarked = ChunkSet::new(nzones);
@@ -416,6 +471,12 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         let mut hit = false;
         let mut c = off & !(CHUNK - 1);
         while c < stop {
+            if let Some(l) = linear_at.get_mut(&c) {
+                if stop > l.pos {
+                    l.blocks += 1;
+                    l.first.get_or_insert_with(|| format!("{} data_off {:#x}", b.kind(), b.data_off.get()));
+                }
+            }
             used.insert(c);
             if zones.chunk_free(&areas, c) == Some(true) {
                 unmarked.insert(c);
@@ -502,6 +563,32 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
                 ),
             );
         }
+    }
+
+    let mut overlapped: Vec<LinearHit> = linear_at.into_values().filter(|l| l.blocks > 0).collect();
+    overlapped.sort_by_key(|l| l.pos);
+    let total = overlapped.len();
+    for (n, l) in overlapped.into_iter().enumerate() {
+        if n == MAX_FINDINGS {
+            report.add(
+                FREEMAP_LINEAR,
+                format!("{} more entries", total - n),
+                "linear points at or below the end of blocks in use in its chunk".into(),
+            );
+            break;
+        }
+        report.add(
+            FREEMAP_LINEAR,
+            format!("logical {:#x} ({})", l.pos, l.entry),
+            format!(
+                "linear {:#x} points into its 16 KiB chunk below the end of {} block{} in use (first: {}); \
+                 the next allocation under 16 KiB there would overwrite live data",
+                l.linear,
+                l.blocks,
+                if l.blocks == 1 { "" } else { "s" },
+                l.first.as_deref().unwrap_or("?")
+            ),
+        );
     }
 
     // 4. Allocated chunks nothing references.

@@ -23,7 +23,16 @@
 //! Repairs: corrupt or (with `sync_headers`) stale header copies are
 //! rewritten from the best copy. The best copy is never written. A damaged
 //! copy that is newer than the best one would roll the file system back if
-//! rewritten, so that needs `-y`, never `-p`.
+//! rewritten, so that needs `-y`, never `-p`. A freemap that lags the
+//! topology ([`FREEMAP_LAG`]), blocks in use marked free
+//! ([`FREEMAP_UNMARKED`]) and a `linear` pointing into blocks in use
+//! ([`FREEMAP_LINEAR`]) are repaired by the freemap recovery
+//! ([`crate::recover`]): marking blocks allocated only ever takes free
+//! space away, so `-p` does it. The replay is the mount's (blocks newer than
+//! `freemap_tid`) when the freemap lags and only unmarked blocks were found,
+//! else, or when that did not suffice, a full one (every block in use); it
+//! is committed as a new transaction, and the freemap checked again: the
+//! findings count as corrected only if that check finds neither problem.
 
 pub mod freemap;
 pub mod topology;
@@ -135,8 +144,15 @@ problems! {
         "directory entry names an inode that does not exist", "";
     FREEMAP_STRUCT: "FREEMAP_STRUCT", Error, None,
         "freemap node or leaf is malformed", "";
-    FREEMAP_UNMARKED: "FREEMAP_UNMARKED", Error, None,
-        "blocks in use are marked free in the freemap (hammer2_recover repairs this)", "";
+    FREEMAP_UNMARKED: "FREEMAP_UNMARKED", Error, Preen,
+        "blocks in use are marked free in the freemap",
+        "replayed the freemap recovery (as hammer2_recover does) and committed it";
+    FREEMAP_LAG: "FREEMAP_LAG", Info, Preen,
+        "the freemap lags the topology (freemap_tid < mirror_tid: a crash between flushes); mount-time recovery is pending",
+        "replayed the freemap recovery (as hammer2_recover does) and committed it";
+    FREEMAP_LINEAR: "FREEMAP_LINEAR", Error, Preen,
+        "freemap linear offset points below the end of blocks in use",
+        "marked every block in use allocated, moving linear past them (hammer2_recover --full), and committed it";
     FREEMAP_LEAKED: "FREEMAP_LEAKED", Info, None,
         "space marked allocated that nothing references (returned by a bulkfree)", "";
     FREEMAP_ALLOC_FREE: "FREEMAP_ALLOC_FREE", Info, None,
@@ -343,7 +359,60 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
             report.trees.push(TreeStats { tree, stats });
         }
     }
+    repair_freemap(spec, opts, &mut report)?;
     Ok(report)
+}
+
+/// [`FREEMAP_LAG`], [`FREEMAP_UNMARKED`] and [`FREEMAP_LINEAR`], when allowed: the freemap
+/// recovery, then the freemap checked again (see the module documentation).
+/// A replay that cannot run (a damaged freemap or topology) leaves the
+/// findings uncorrected, saying why.
+fn repair_freemap(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+    let ids = [FREEMAP_LAG.id, FREEMAP_UNMARKED.id, FREEMAP_LINEAR.id];
+    let todo: Vec<usize> = (0..report.findings.len())
+        .filter(|&i| {
+            let f = &report.findings[i];
+            ids.contains(&f.problem.id) && may_repair(opts.repair, &f.problem)
+        })
+        .collect();
+    if todo.is_empty() {
+        return Ok(());
+    }
+    let linear = todo.iter().any(|&i| report.findings[i].problem.id == FREEMAP_LINEAR.id);
+    let mut outcome = replay(spec, linear);
+    if outcome.as_ref().is_ok_and(|(remaining, full)| *remaining > 0 && !full) {
+        outcome = replay(spec, true);
+    }
+    let note = match outcome {
+        Ok((0, _)) => None,
+        Ok((n, _)) => Some(format!("{n} freemap problems remain after the recovery")),
+        Err(e) => Some(e.to_string()),
+    };
+    for i in todo {
+        let f = &mut report.findings[i];
+        match &note {
+            None => f.repaired = true,
+            Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+        }
+    }
+    Ok(())
+}
+
+/// One recovery run on `spec` (full when asked, or when the freemap does
+/// not lag), then the freemap pass again: how many [`FREEMAP_LAG`],
+/// [`FREEMAP_UNMARKED`] and [`FREEMAP_LINEAR`] findings remain, and whether
+/// the replay was full.
+fn replay(spec: &str, full: bool) -> Result<(usize, bool)> {
+    use crate::recover::{recover, RecoverOptions};
+    let mut fs = Hammer2::open(Device::open(spec, Access::ReadWrite)?, CopyChoice::Best)?;
+    let full = full || fs.voldata.freemap_tid.get() >= fs.voldata.mirror_tid.get();
+    recover(&mut fs, &RecoverOptions { dry_run: false, full }, None)?;
+    drop(fs);
+    let fs = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best)?;
+    let mut again = FsckReport::default();
+    freemap::check(&fs, &mut again)?;
+    let ids = [FREEMAP_LAG.id, FREEMAP_UNMARKED.id, FREEMAP_LINEAR.id];
+    Ok((again.findings.iter().filter(|f| ids.contains(&f.problem.id)).count(), full))
 }
 
 /// The best copy of the root volume of `spec` (index, mirror_tid), if any.

@@ -222,7 +222,18 @@ pub trait Visitor<'a> {
     /// What a subtree passes up to its parent (summed over siblings).
     type Out: Default + AddAssign;
 
-    /// Called for every non-empty blockref (in range) of every table visited.
+    /// Called first for every non-empty blockref (in range) of every table
+    /// visited, before anything is read: `Some` skips the blockref with that
+    /// contribution (its media is not read, [`visit`](Self::visit) is not
+    /// called). For visitors that decide from the blockref alone, e.g. by
+    /// its `mirror_tid`, so that a traversal reads only what it needs.
+    fn skip(&mut self, bref: &Blockref, ctx: &Self::Ctx) -> Option<Self::Out> {
+        let _ = (bref, ctx);
+        None
+    }
+
+    /// Called for every non-empty blockref (in range) of every table visited
+    /// (and not skipped).
     fn visit(&mut self, node: &Node<'a>, ctx: &Self::Ctx) -> Step<Self::Ctx, Self::Out>;
 
     /// Called after the children of a node the visitor descended, with the
@@ -382,6 +393,10 @@ impl<'a> Engine<'a> {
         visitor: &mut V,
         sum: &mut V::Out,
     ) -> Flow {
+        if let Some(out) = visitor.skip(bref, ctx) {
+            *sum += out;
+            return Flow::Continue;
+        }
         let (reach, check) = self.reach(bref, depth, visitor.group());
         let node = Node { depth, index, parent_off, bref, reach, check };
         match visitor.visit(&node, ctx) {
