@@ -52,6 +52,12 @@
 //!   reallocated, its check code broken). Here every recovered block moves
 //!   `linear` past itself when `linear` lies inside one of its chunks, so
 //!   after the replay `linear` is past every block the replay saw there.
+//! * Blockrefs without media (directory entries whose name fits in the
+//!   blockref, empty files) have nothing to mark and are passed over. The
+//!   kernel's scan hands them to `hammer2_freemap_adjust`, which asserts a
+//!   nonzero radix: DragonFly's code (the makefs port in the reference
+//!   tools) aborts recovering any window whose lagging transaction created
+//!   a directory entry with a short name.
 //! * All or nothing: nothing is written unless every changed node could be
 //!   read and verified; then the freemap and the header are written by the
 //!   normal commit ([`crate::flush::commit`]): freemap blocks into free
