@@ -298,13 +298,7 @@ impl Table {
     /// Visits every leaf (non-indirect blockref) whose range meets
     /// `[lo, hi]`, in memory and, below clean indirect blocks, through the
     /// traversal engine. Loaded inodes are handed over as chains.
-    pub fn scan(
-        &self,
-        fs: &Hammer2,
-        lo: u64,
-        hi: u64,
-        visit: &mut ScanVisit<'_>,
-    ) -> Result<Flow> {
+    pub fn scan(&self, fs: &Hammer2, lo: u64, hi: u64, visit: &mut ScanVisit<'_>) -> Result<Flow> {
         self.scan_depth(fs, lo, hi, 0, visit)
     }
 

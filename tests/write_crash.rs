@@ -689,7 +689,8 @@ fn enospc_leaves_the_previous_state_intact() {
     let mut failed = None;
     for i in 0..3000u64 {
         let body = content(i, 100 + i as usize % 400);
-        if let Err(e) = s.create_file(&pfs, &format!("/small/s{i:04}"), attrs(0o644), &body[..], body.len() as u64)
+        if let Err(e) =
+            s.create_file(&pfs, &format!("/small/s{i:04}"), attrs(0o644), &body[..], body.len() as u64)
         {
             failed = Some(e);
             break;
