@@ -41,6 +41,9 @@ use crate::volume::{CopyChoice, CopyState, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
 
+/// Default dirty-memory budget of a session (bytes of loaded chains).
+pub const DEFAULT_BUDGET: usize = 256 << 20;
+
 /// First inode number handed out in a PFS (HAMMER2_INODE_START).
 pub const INODE_START: u64 = 1024;
 
@@ -103,6 +106,10 @@ pub struct Session {
     dirty: bool,
     /// Changes made so far (a counter).
     changes: u64,
+    /// Bytes of loaded chains past which finished subtrees are written early.
+    budget: usize,
+    /// Operations since memory was last measured.
+    since_check: u32,
     /// Set when an operation failed after it had started changing chains:
     /// what is in memory is then half an operation, and the session
     /// refuses to commit it.
@@ -165,6 +172,8 @@ impl Session {
             dirty: false,
             changes: 0,
             failed: None,
+            budget: DEFAULT_BUDGET,
+            since_check: 0,
         })
     }
 
@@ -420,13 +429,60 @@ impl Session {
     /// poisons the session (see [`Session::commit`]).
     fn operation<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let before = self.changes;
-        let r = op(self);
+        let mut r = op(self);
+        if r.is_ok() {
+            self.since_check += 1;
+            if self.since_check >= 64 {
+                self.since_check = 0;
+                if let Err(e) = self.bound_memory() {
+                    r = Err(e);
+                }
+            }
+        }
         if let Err(e) = &r {
             if self.changes != before {
                 self.failed = Some(e.to_string());
             }
         }
         r
+    }
+
+    /// Sets the dirty-memory budget (bytes of loaded chains; at least 1 MiB).
+    pub fn set_memory_budget(&mut self, bytes: usize) {
+        self.budget = bytes.max(1 << 20);
+    }
+
+    /// Bytes held by loaded chains.
+    pub fn resident(&self) -> usize {
+        table_bytes(&self.root)
+    }
+
+    /// Past half the budget, writes every loaded subtree below the PFS
+    /// roots now (the super-root and the PFS roots stay loaded). This is
+    /// safe: nothing reaches the new blocks before the header is written;
+    /// a node touched again is loaded back from its new block (its early
+    /// copy is then left for bulkfree). A dry run writes nothing, so it
+    /// keeps everything in memory.
+    fn bound_memory(&mut self) -> Result<()> {
+        if !self.write || self.resident() <= self.budget / 2 {
+            return Ok(());
+        }
+        let mut f = Flusher {
+            device: &mut self.fs.device,
+            alloc: &mut self.alloc,
+            tid: self.tid,
+            write: self.write,
+            stats: self.stats,
+        };
+        for slot in &mut self.root.slots {
+            if let Slot::Node(sroot) = slot {
+                if let Some(t) = sroot.table_mut() {
+                    write_below_pfs_roots(&mut f, t)?;
+                }
+            }
+        }
+        self.stats = f.stats;
+        Ok(())
     }
 
     /// `mkdir` (`parents`: `-p`, existing directories are fine).
@@ -690,6 +746,42 @@ impl Session {
     }
 }
 
+/// Writes everything loaded below the PFS roots of a super-root table.
+fn write_below_pfs_roots(f: &mut Flusher<'_>, sroot: &mut Table) -> Result<()> {
+    for slot in &mut sroot.slots {
+        let Slot::Node(c) = slot else { continue };
+        match &mut c.body {
+            Body::Indirect { table } => write_below_pfs_roots(f, table)?,
+            Body::Inode { table, .. } => {
+                for s in &mut table.slots {
+                    f.slot(s)?;
+                }
+            }
+            Body::Leaf { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Bytes a table's loaded chains hold.
+fn table_bytes(t: &Table) -> usize {
+    t.slots.len() * std::mem::size_of::<Slot>()
+        + t.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Node(c) => {
+                    std::mem::size_of::<Chain>()
+                        + match &c.body {
+                            Body::Inode { table, .. } => INODE_BYTES + table_bytes(table),
+                            Body::Indirect { table } => table_bytes(table),
+                            Body::Leaf { media } => media.len(),
+                        }
+                }
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
 /// The PFS root's chain, loaded for modification (with the path to it).
 fn pfs_root_mut<'t>(fs: &Hammer2, root: &'t mut Table, pfs: &PfsRef) -> Result<&'t mut Chain> {
     let sroot =
@@ -793,6 +885,3 @@ fn dirent_name(fs: &Hammer2, b: &Blockref, chain: Option<&Chain>, loc: &Location
         Error::corrupt(CorruptKind::BadDirent(format!("name of {namlen} bytes, block shorter")), loc())
     })
 }
-
-#[allow(dead_code)]
-const _: () = assert!(INODE_BYTES == 1024);
