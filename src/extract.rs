@@ -31,8 +31,8 @@
 use crate::error::{Error, Result};
 use crate::file::{read_file, read_link, SparseFileSink};
 use crate::format::ObjType;
+use crate::namespace::{self, Entry, Limits, Step, Visitor};
 use crate::pfs::{Inode, Pfs};
-use crate::walk::namespace::{self, Entry, Limits, Step, Visitor};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -42,7 +42,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-pub use crate::walk::namespace::check_name;
+pub use crate::namespace::check_name;
 
 /// Deepest directory nesting followed.
 pub const MAX_DIR_DEPTH: usize = namespace::MAX_DEPTH;

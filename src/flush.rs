@@ -135,6 +135,15 @@ impl Flusher<'_> {
         Ok(below)
     }
 
+    /// Writes the chain a slot holds (if any), leaving its new blockref.
+    pub fn slot(&mut self, slot: &mut Slot) -> Result<()> {
+        if let Slot::Node(chain) = slot {
+            let bref = self.chain(chain)?;
+            *slot = Slot::Clean(bref);
+        }
+        Ok(())
+    }
+
     /// Writes one chain (after its children) and returns its new blockref.
     pub fn chain(&mut self, chain: &mut Chain) -> Result<Blockref> {
         let mut bref = chain.bref;

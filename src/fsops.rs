@@ -41,6 +41,9 @@ use crate::volume::{CopyChoice, CopyState, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
 
+/// Default dirty-memory budget of a session (bytes of loaded chains).
+pub const DEFAULT_BUDGET: usize = 256 << 20;
+
 /// First inode number handed out in a PFS (HAMMER2_INODE_START).
 pub const INODE_START: u64 = 1024;
 
@@ -103,6 +106,10 @@ pub struct Session {
     dirty: bool,
     /// Changes made so far (a counter).
     changes: u64,
+    /// Bytes of loaded chains past which finished subtrees are written early.
+    budget: usize,
+    /// Operations since memory was last measured.
+    since_check: u32,
     /// Set when an operation failed after it had started changing chains:
     /// what is in memory is then half an operation, and the session
     /// refuses to commit it.
@@ -165,6 +172,8 @@ impl Session {
             dirty: false,
             changes: 0,
             failed: None,
+            budget: DEFAULT_BUDGET,
+            since_check: 0,
         })
     }
 
@@ -420,13 +429,60 @@ impl Session {
     /// poisons the session (see [`Session::commit`]).
     fn operation<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let before = self.changes;
-        let r = op(self);
+        let mut r = op(self);
+        if r.is_ok() {
+            self.since_check += 1;
+            if self.since_check >= 64 {
+                self.since_check = 0;
+                if let Err(e) = self.bound_memory() {
+                    r = Err(e);
+                }
+            }
+        }
         if let Err(e) = &r {
             if self.changes != before {
                 self.failed = Some(e.to_string());
             }
         }
         r
+    }
+
+    /// Sets the dirty-memory budget (bytes of loaded chains; at least 1 MiB).
+    pub fn set_memory_budget(&mut self, bytes: usize) {
+        self.budget = bytes.max(1 << 20);
+    }
+
+    /// Bytes held by loaded chains.
+    pub fn resident(&self) -> usize {
+        table_bytes(&self.root)
+    }
+
+    /// Past half the budget, writes every loaded subtree below the PFS
+    /// roots now (the super-root and the PFS roots stay loaded). This is
+    /// safe: nothing reaches the new blocks before the header is written;
+    /// a node touched again is loaded back from its new block (its early
+    /// copy is then left for bulkfree). A dry run writes nothing, so it
+    /// keeps everything in memory.
+    fn bound_memory(&mut self) -> Result<()> {
+        if !self.write || self.resident() <= self.budget / 2 {
+            return Ok(());
+        }
+        let mut f = Flusher {
+            device: &mut self.fs.device,
+            alloc: &mut self.alloc,
+            tid: self.tid,
+            write: self.write,
+            stats: self.stats,
+        };
+        for slot in &mut self.root.slots {
+            if let Slot::Node(sroot) = slot {
+                if let Some(t) = sroot.table_mut() {
+                    write_below_pfs_roots(&mut f, t)?;
+                }
+            }
+        }
+        self.stats = f.stats;
+        Ok(())
     }
 
     /// `mkdir` (`parents`: `-p`, existing directories are fine).
@@ -582,6 +638,147 @@ impl Session {
         Ok(())
     }
 
+    /// `write`: stores `len` bytes from `src` at `offset` of the existing
+    /// regular file `path`, growing it as needed (the gap reads as zeros).
+    /// A file that embeds its data (DIRECTDATA, at most 512 bytes) and grows
+    /// past that converts to a blockset; a last block whose logical size
+    /// changes is rewritten at its new size; blocks that end up all zeros
+    /// become holes.
+    pub fn write(&mut self, pfs: &PfsRef, path: &str, offset: u64, src: impl Read, len: u64) -> Result<()> {
+        self.operation(|s| s.write_op(pfs, path, offset, src, len))
+    }
+
+    fn write_op(
+        &mut self,
+        pfs: &PfsRef,
+        path: &str,
+        offset: u64,
+        mut src: impl Read,
+        len: u64,
+    ) -> Result<()> {
+        let read_err = |source| Error::Io { path: "input".into(), op: "read", offset: 0, source };
+        let (_, name, existing) = self.resolve_parent(pfs, path)?;
+        let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
+        if name.is_empty() || e.obj_type != ObjType::Regfile {
+            return Err(invalid(format!("{path}: not a regular file")));
+        }
+        let inum = e.inum;
+        let ip = self.with_inode(pfs, inum, |ip, _| Ok(*ip))?;
+        let size = ip.meta.size.get();
+        let end = offset.checked_add(len).filter(|&e| e <= i64::MAX as u64).ok_or_else(|| {
+            invalid(format!("{path}: writing {len} bytes at {offset:#x} passes the largest file size"))
+        })?;
+        let new_size = size.max(end);
+        let embedded = ip.meta.is_directdata();
+        self.changes += 1;
+        if new_size <= EMBEDDED_BYTES as u64 && (embedded || size == 0) {
+            let mut buf = vec![0u8; len as usize];
+            src.read_exact(&mut buf).map_err(read_err)?;
+            let chain = self.inode_mut(pfs, inum)?;
+            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            if !embedded {
+                ip.u = [0; EMBEDDED_BYTES];
+            }
+            ip.meta.op_flags |= OPFLAG_DIRECTDATA;
+            ip.u[offset as usize..end as usize].copy_from_slice(&buf);
+            set_size_and_times(ip, new_size);
+            if let Body::Inode { table, .. } = &mut chain.body {
+                *table = Table::with_capacity(0);
+            }
+            return Ok(());
+        }
+        // Blocks to (re)write: those the write touches, the old tail when its
+        // logical size changes, and block 0 when the data leaves the inode.
+        let mut keys = std::collections::BTreeSet::new();
+        let (first, last) = (offset & !(PBUFSIZE - 1), (end.max(1) - 1) & !(PBUFSIZE - 1));
+        if len > 0 {
+            keys.extend((first..=last).step_by(PBUFSIZE as usize));
+        }
+        let old_tail = (size.max(1) - 1) & !(PBUFSIZE - 1);
+        if size > 0 && (embedded || logical_block(size, old_tail) != logical_block(new_size, old_tail)) {
+            keys.insert(old_tail);
+        }
+        let mut embedded_data = None;
+        if embedded {
+            embedded_data = Some(ip.u[..size as usize].to_vec());
+            let chain = self.inode_mut(pfs, inum)?;
+            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            ip.meta.op_flags &= !OPFLAG_DIRECTDATA;
+            ip.u = [0; EMBEDDED_BYTES];
+            if let Body::Inode { table, .. } = &mut chain.body {
+                *table = Table::with_capacity(SET_COUNT);
+            }
+        }
+        let comp = CompMethod::from(ip.meta.comp_algo & 15);
+        let level = u32::from(ip.meta.comp_algo >> 4);
+        let check = CheckMethod::from(ip.meta.check_algo & 15);
+        for key in keys {
+            let (logical, keybits) = logical_block(new_size, key);
+            // What the block holds now (zeros past the old end).
+            let mut block = vec![0u8; logical];
+            let old = match &embedded_data {
+                Some(d) if key == 0 => Some(d.clone()),
+                Some(_) => None,
+                None => {
+                    let found = self.with_inode(pfs, inum, |_, t| {
+                        Ok(t.find(&self.fs, key, BlockrefType::Data)?.map(|e| match e {
+                            crate::chain::Entry::Clean(b, loc) => (b, loc),
+                            crate::chain::Entry::Loaded(c) => (c.bref, Location::of(&c.bref, 0, 0)),
+                        }))
+                    })?;
+                    match found {
+                        Some((b, loc)) => Some(crate::tree::Tree::new(&self.fs).data(&b, &loc)?.into_owned()),
+                        None => None,
+                    }
+                }
+            };
+            if let Some(old) = old {
+                let keep = (old.len() as u64).min(size.saturating_sub(key)).min(logical as u64) as usize;
+                block[..keep].copy_from_slice(&old[..keep]);
+            }
+            // Overlay what this write puts in the block.
+            let lo = offset.max(key);
+            let hi = end.min(key + logical as u64);
+            if lo < hi {
+                src.read_exact(&mut block[(lo - key) as usize..(hi - key) as usize]).map_err(read_err)?;
+            }
+            // Replace the block (or leave a hole).
+            let fs = &self.fs;
+            let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
+            let table = chain.table_mut().ok_or_else(|| invalid("file embeds data"))?;
+            let removed = table.remove(fs, key, BlockrefType::Data)?;
+            if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
+                self.alloc.release(b.data_off.get())?;
+            }
+            if compress::is_zero_block(&block) {
+                continue;
+            }
+            let (media, used) = encode_block(&block, comp, level);
+            let mut bref = Blockref::zeroed();
+            bref.type_ = BlockrefType::Data.into();
+            bref.key = key.into();
+            bref.keybits = keybits;
+            bref.methods = encode_methods(check, used);
+            let mut f = Flusher {
+                device: &mut self.fs.device,
+                alloc: &mut self.alloc,
+                tid: self.tid,
+                write: self.write,
+                stats: self.stats,
+            };
+            f.write_block(&mut bref, &media)?;
+            self.stats = f.stats;
+            let fs = &self.fs;
+            let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
+            chain.table_mut().ok_or_else(|| invalid("file embeds data"))?.insert(fs, Slot::Clean(bref))?;
+        }
+        let chain = self.inode_mut(pfs, inum)?;
+        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        set_size_and_times(ip, new_size);
+        self.dirty = true;
+        Ok(())
+    }
+
     /// Writes a finished file's inode (and its indirect blocks) now rather
     /// than at commit, so that importing any number of files keeps memory
     /// flat. Safe: nothing reaches the new blocks until the header is
@@ -690,6 +887,50 @@ impl Session {
     }
 }
 
+/// A file's new size, and its mtime and ctime now.
+fn set_size_and_times(ip: &mut InodeData, size: u64) {
+    let now = now_us();
+    ip.meta.size = size.into();
+    ip.meta.mtime = now.into();
+    ip.meta.ctime = now.into();
+}
+
+/// Writes everything loaded below the PFS roots of a super-root table.
+fn write_below_pfs_roots(f: &mut Flusher<'_>, sroot: &mut Table) -> Result<()> {
+    for slot in &mut sroot.slots {
+        let Slot::Node(c) = slot else { continue };
+        match &mut c.body {
+            Body::Indirect { table } => write_below_pfs_roots(f, table)?,
+            Body::Inode { table, .. } => {
+                for s in &mut table.slots {
+                    f.slot(s)?;
+                }
+            }
+            Body::Leaf { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// Bytes a table's loaded chains hold.
+fn table_bytes(t: &Table) -> usize {
+    t.slots.len() * std::mem::size_of::<Slot>()
+        + t.slots
+            .iter()
+            .map(|s| match s {
+                Slot::Node(c) => {
+                    std::mem::size_of::<Chain>()
+                        + match &c.body {
+                            Body::Inode { table, .. } => INODE_BYTES + table_bytes(table),
+                            Body::Indirect { table } => table_bytes(table),
+                            Body::Leaf { media } => media.len(),
+                        }
+                }
+                _ => 0,
+            })
+            .sum::<usize>()
+}
+
 /// The PFS root's chain, loaded for modification (with the path to it).
 fn pfs_root_mut<'t>(fs: &Hammer2, root: &'t mut Table, pfs: &PfsRef) -> Result<&'t mut Chain> {
     let sroot =
@@ -793,6 +1034,3 @@ fn dirent_name(fs: &Hammer2, b: &Blockref, chain: Option<&Chain>, loc: &Location
         Error::corrupt(CorruptKind::BadDirent(format!("name of {namlen} bytes, block shorter")), loc())
     })
 }
-
-#[allow(dead_code)]
-const _: () = assert!(INODE_BYTES == 1024);

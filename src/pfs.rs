@@ -209,7 +209,8 @@ impl<'a> Pfs<'a> {
     pub fn resolve(&self, path: &str) -> Result<Inode<'a>> {
         let mut cur = self.root.clone();
         let mut so_far = String::new();
-        for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        // `..` is refused, never looked up: an image may hold an entry of that name.
+        for part in user_path(path)? {
             so_far.push('/');
             so_far.push_str(part);
             if !cur.is_dir() {
@@ -252,4 +253,21 @@ pub(crate) fn dirent(tree: &Tree<'_>, n: &Node<'_>) -> Result<DirEntry> {
         media[..namlen].to_vec()
     };
     Ok(DirEntry { name, inum: head.inum.get(), obj_type: ObjType::from(head.type_), key: b.key.get() })
+}
+
+/// The components of a path given by a user, resolved from the PFS root:
+/// empty and `.` components are dropped (so `/`, `.` and `` name the root);
+/// a `..` component or a NUL byte is refused rather than interpreted, since
+/// the image itself may hold an entry literally named `..`.
+pub fn user_path(path: &str) -> Result<Vec<&str>> {
+    if path.contains('\0') {
+        return Err(Error::InvalidArgument(format!("{path:?}: a path may not contain NUL")));
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    if parts.contains(&"..") {
+        return Err(Error::InvalidArgument(format!(
+            "{path}: '..' is not allowed in a path inside the image (give the path from the PFS root)"
+        )));
+    }
+    Ok(parts)
 }

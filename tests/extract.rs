@@ -159,7 +159,7 @@ fn single_files_and_hostile_destinations() {
 use common::reseal::{find_chain, reseal, Image};
 use hammer2::extract::{extract_with, ExtractOptions, ModePolicy};
 use hammer2::format::{BlockrefType, InodeMeta, ObjType};
-use hammer2::walk::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
+use hammer2::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};

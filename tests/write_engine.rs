@@ -308,3 +308,109 @@ fn edits_on_a_multi_volume_set() {
     assert_eq!(read_file(&spec, None, "/d/big"), big);
     assert_eq!(read_file(&spec, None, "/d/f199"), b"x");
 }
+
+/// Runs `n` file creations in 20 directories with an optional memory
+/// budget; returns the peak of loaded-chain bytes.
+fn import_with_budget(spec: &str, n: u64, budget: Option<usize>) -> usize {
+    let mut s = Session::open(spec, false).unwrap();
+    if let Some(b) = budget {
+        s.set_memory_budget(b);
+    }
+    let pfs = s.pfs(None).unwrap();
+    let mut peak = 0;
+    for d in 0..20 {
+        s.mkdir(&pfs, &format!("/d{d}"), Attrs::now(0o755), false).unwrap();
+    }
+    for i in 0..n {
+        let body = content(i, (i as usize % 700) + 1);
+        let path = format!("/d{}/f{i}", i % 20);
+        s.create_file(&pfs, &path, Attrs::now(0o644), &body[..], body.len() as u64).unwrap();
+        peak = peak.max(s.resident());
+    }
+    s.commit().unwrap();
+    peak
+}
+
+/// With a small dirty-memory budget, loaded subtrees are written early and
+/// reloaded when touched again: memory stays near the budget, and the
+/// result is the same file system.
+#[test]
+fn a_small_memory_budget_writes_subtrees_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = common::scratch_copy("small-iscsi", dir.path());
+    let unbounded = import_with_budget(free.to_str().unwrap(), 10_000, None);
+    std::fs::remove_file(&free).unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = img.to_str().unwrap();
+    let bounded = import_with_budget(spec, 10_000, Some(1 << 20));
+    assert!(unbounded > 3 << 20, "the workload needs memory without a budget: {unbounded}");
+    assert!(bounded < 2 << 20, "with a 1 MiB budget loaded chains peaked at {bounded} bytes");
+    our_fsck_clean(spec);
+    oracle_fsck(spec);
+    for i in (0..10_000).step_by(123) {
+        assert_eq!(read_file(spec, None, &format!("/d{}/f{i}", i % 20)), content(i, (i as usize % 700) + 1));
+    }
+    assert_eq!(read_file(spec, None, "/dir/data.bin").len(), 100_000);
+    oracle_makefs_bulkfree(&img);
+    our_fsck_clean(spec);
+}
+
+/// Writing into existing files: embedded data converting to a blockset,
+/// a tail block growing, a hole written past the end, a block zeroed into
+/// a hole, and in-place patches; on an uncompressed and an LZ4 image.
+#[test]
+fn writes_into_existing_files() {
+    for fixture in ["small-iscsi", "varied"] {
+        let dir = tempfile::tempdir().unwrap();
+        let img = common::scratch_copy(fixture, dir.path());
+        let spec = img.to_str().unwrap();
+        let mut model: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut s = Session::open(spec, false).unwrap();
+        let pfs = s.pfs(None).unwrap();
+        let mut put = |s: &mut Session, path: &str, body: Vec<u8>| {
+            s.create_file(&pfs, path, Attrs::now(0o644), &body[..], body.len() as u64).unwrap();
+            model.push((path.to_string(), body));
+        };
+        put(&mut s, "/wa", content(1, 100));
+        put(&mut s, "/wb", content(2, 10_000));
+        put(&mut s, "/wc", Vec::new());
+        put(&mut s, "/wd", content(4, 300_000));
+        let patch =
+            |model: &mut Vec<(String, Vec<u8>)>, s: &mut Session, path: &str, off: usize, data: &[u8]| {
+                s.write(&pfs, path, off as u64, data, data.len() as u64).unwrap();
+                let m = &mut model.iter_mut().find(|(p, _)| p == path).unwrap().1;
+                if m.len() < off + data.len() {
+                    m.resize(off + data.len(), 0);
+                }
+                m[off..off + data.len()].copy_from_slice(data);
+            };
+        patch(&mut model, &mut s, "/wa", 50, &content(5, 1000)); // leaves the inode
+        patch(&mut model, &mut s, "/wb", 200_000, b"tail!"); // tail grows, hole between
+        patch(&mut model, &mut s, "/wc", 0, &content(6, 600)); // empty to a blockset
+        patch(&mut model, &mut s, "/wd", 65_536, &vec![0u8; 65_536]); // a block becomes a hole
+        patch(&mut model, &mut s, "/wd", 299_990, b"0123456789abcdef"); // past the end, same tail block
+        s.commit().unwrap();
+        // A second session patches again, including the fixture's own file.
+        let mut s = Session::open(spec, false).unwrap();
+        let pfs = s.pfs(None).unwrap();
+        let existing = if fixture == "varied" { "/random-1m.bin" } else { "/dir/data.bin" };
+        let mut orig = read_file(spec, None, existing);
+        s.write(&pfs, existing, 70_000, &b"xyz"[..], 3).unwrap();
+        orig[70_000..70_003].copy_from_slice(b"xyz");
+        s.write(&pfs, "/wa", 0, &b"A"[..], 1).unwrap();
+        model[0].1[0] = b'A';
+        s.commit().unwrap();
+        drop(s);
+        our_fsck_clean(spec);
+        oracle_fsck(spec);
+        for (path, body) in &model {
+            assert_eq!(&read_file(spec, None, path), body, "{fixture}{path}");
+        }
+        assert_eq!(read_file(spec, None, existing), orig, "{fixture}{existing}");
+        oracle_makefs_bulkfree(&img);
+        our_fsck_clean(spec);
+        for (path, body) in &model {
+            assert_eq!(&read_file(spec, None, path), body, "{fixture}{path} after makefs");
+        }
+    }
+}

@@ -11,9 +11,9 @@ use hammer2::file::{read_file, read_link, WriteSink};
 use hammer2::flush::CommitReport;
 use hammer2::format::ObjType;
 use hammer2::fsops::{Attrs, PfsRef, Session};
+use hammer2::namespace;
 use hammer2::pfs::{Inode, Pfs};
 use hammer2::tree::Tree;
-use hammer2::walk::namespace;
 use hammer2::{CopyChoice, Hammer2};
 use std::io::{BufRead, Write};
 

@@ -33,8 +33,6 @@
 //! Recursion depth of the engine itself is bounded by [`MAX_DEPTH`], so the
 //! machine stack stays small whatever the input.
 
-pub mod namespace;
-
 use crate::check::{self, CheckOutcome};
 use crate::error::{CorruptKind, Corruption, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, INODE_BYTES, RADIX_MAX, RADIX_MIN};

@@ -1,6 +1,6 @@
 //! Traversal of a PFS's namespace: directories and their entries by inode
-//! number, as a user sees them (the media-tree walk in [`super`] sees
-//! blockrefs instead). Extraction uses it; so can anything that lists or
+//! number, as a user sees them (the media-tree engine in [`crate::walk`]
+//! sees blockrefs instead; this module sits above it, at the PFS layer). Extraction uses it; so can anything that lists or
 //! checks a tree of names.
 //!
 //! A hostile image can name one directory from many entries (a DAG of
@@ -206,22 +206,7 @@ fn bad_name(name: &[u8]) -> Option<&'static str> {
     }
 }
 
-/// The components of a path given by a user, resolved from the PFS root:
-/// empty and `.` components are dropped (so `/`, `.` and `` name the root);
-/// a `..` component or a NUL byte is refused rather than interpreted, since
-/// the image itself may hold an entry literally named `..`.
-pub fn user_path(path: &str) -> Result<Vec<&str>> {
-    if path.contains('\0') {
-        return Err(Error::InvalidArgument(format!("{path:?}: a path may not contain NUL")));
-    }
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
-    if parts.contains(&"..") {
-        return Err(Error::InvalidArgument(format!(
-            "{path}: '..' is not allowed in a path inside the image (give the path from the PFS root)"
-        )));
-    }
-    Ok(parts)
-}
+pub use crate::pfs::user_path;
 
 /// The canonical form of a user's path (`/a/b`; `/` for the root), after
 /// [`user_path`]'s checks.
