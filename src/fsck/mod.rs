@@ -32,7 +32,7 @@
 //! `freemap_tid`) when the freemap lags and only unmarked blocks were found,
 //! else, or when that did not suffice, a full one (every block in use); it
 //! is committed as a new transaction, and the freemap checked again: the
-//! findings count as corrected only if that check finds neither problem.
+//! findings count as corrected only if that check finds none of the three.
 
 pub mod freemap;
 pub mod topology;
