@@ -133,10 +133,10 @@ impl Session {
     pub fn from_fs(fs: Hammer2, write: bool) -> Result<Session> {
         let v = &fs.voldata;
         let (mirror, freemap) = (v.mirror_tid.get(), v.freemap_tid.get());
-        if freemap < mirror && v.freemap_blockset.iter().any(|b| b.kind() != BlockrefType::Empty) {
+        if freemap < mirror {
             return Err(invalid(format!(
                 "the freemap (freemap_tid {freemap:#x}) lags the topology (mirror_tid {mirror:#x}): \
-                 run the freemap recovery first"
+                 run hammer2_recover (or fsck_hammer2 -p) first"
             )));
         }
         let tid = mirror.max(freemap).checked_add(1).ok_or_else(|| invalid("mirror_tid exhausted"))?;
