@@ -108,7 +108,7 @@ pub struct Session {
     changes: u64,
     /// Bytes of loaded chains past which finished subtrees are written early.
     budget: usize,
-    /// Operations since memory was last measured.
+    /// Operations left before memory is measured again.
     since_check: u32,
     /// Set when an operation failed after it had started changing chains:
     /// what is in memory is then half an operation, and the session
@@ -173,7 +173,7 @@ impl Session {
             changes: 0,
             failed: None,
             budget: DEFAULT_BUDGET,
-            since_check: 0,
+            since_check: 64,
         })
     }
 
@@ -431,9 +431,8 @@ impl Session {
         let before = self.changes;
         let mut r = op(self);
         if r.is_ok() {
-            self.since_check += 1;
-            if self.since_check >= 64 {
-                self.since_check = 0;
+            self.since_check = self.since_check.saturating_sub(1);
+            if self.since_check == 0 {
                 if let Err(e) = self.bound_memory() {
                     r = Err(e);
                 }
@@ -464,9 +463,18 @@ impl Session {
     /// copy is then left for bulkfree). A dry run writes nothing, so it
     /// keeps everything in memory.
     fn bound_memory(&mut self) -> Result<()> {
-        if !self.write || self.resident() <= self.budget / 2 {
+        // Measuring walks the loaded chains (memory-bound: about a second
+        // per 4 GB of tables), so it is done again only after operations
+        // that could fill part of the room left: an import loads a few KiB
+        // per operation; random edits deep in large trees up to a few
+        // indirect blocks (16 KiB each).
+        let resident = self.resident();
+        let room = (self.budget / 2).saturating_sub(resident);
+        self.since_check = (room / (32 << 10)).clamp(256, 8192) as u32;
+        if !self.write || resident <= self.budget / 2 {
             return Ok(());
         }
+        self.since_check = 64;
         let mut f = Flusher {
             device: &mut self.fs.device,
             alloc: &mut self.alloc,
