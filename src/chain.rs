@@ -36,7 +36,7 @@
 //! its location before anything is committed.
 
 use crate::error::{CorruptKind, Error, Location, Result};
-use crate::format::{Blockref, BlockrefType, InodeData, BLOCKREF_BYTES, INODE_BYTES, SET_COUNT};
+use crate::format::{Blockref, BlockrefType, InodeData, BLOCKREF_BYTES, INODE_BYTES, PBUFSIZE, SET_COUNT};
 use crate::tree::Tree;
 use crate::walk::{DataBlocks, Engine, Flow, Node, Options, Reach, Step, Visitor, MAX_DEPTH};
 use crate::Hammer2;
@@ -95,6 +95,59 @@ pub struct Chain {
     /// node was loaded from (0 for a new node) until the flush rewrites it.
     pub bref: Blockref,
     pub body: Body,
+    /// What the loaded blockref's statistics held beyond the sum of its
+    /// children's contributions (see [`contribution`]), kept when the flush
+    /// recomputes them. Writers differ in one place: the kernel counts the
+    /// inode of a PFS root it creates later (snapshot, `P=create`) in the
+    /// super-root's statistics and maintains them incrementally, so a
+    /// recomputation that dropped that difference would make its next
+    /// change (deleting that PFS) leave wrong statistics behind.
+    pub bias: Bias,
+}
+
+/// Statistics a loaded node held beyond its children's sum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bias {
+    pub data: i128,
+    pub inodes: i128,
+}
+
+/// What a blockref contributes to its parent's statistics: (data bytes,
+/// inodes, leaves). An inode or indirect block passes up its own media and
+/// its statistics (an inode counts itself); a PFS root passes its
+/// statistics only (the convention of the PFS roots created with the file
+/// system); leaves their media.
+pub fn contribution(b: &Blockref) -> (u64, u64, u64) {
+    let own = b.physical_size();
+    let s = b.stats();
+    match b.kind() {
+        BlockrefType::Inode if b.flags & crate::format::BREF_FLAG_PFSROOT != 0 => {
+            (s.data_count.get(), s.inode_count.get(), u64::from(b.leaf_count.get()))
+        }
+        BlockrefType::Inode => (
+            own.saturating_add(s.data_count.get()),
+            s.inode_count.get().saturating_add(1),
+            u64::from(b.leaf_count.get()).max(1),
+        ),
+        BlockrefType::Indirect => {
+            (own.saturating_add(s.data_count.get()), s.inode_count.get(), u64::from(b.leaf_count.get()))
+        }
+        _ => (own, 0, 1),
+    }
+}
+
+impl Bias {
+    /// The bias of `bref` over the blockrefs of its table.
+    fn of(bref: &Blockref, table: &[Blockref]) -> Bias {
+        let (mut data, mut inodes) = (0i128, 0i128);
+        for b in table.iter().filter(|b| b.kind() != BlockrefType::Empty) {
+            let (d, i, _) = contribution(b);
+            data += i128::from(d);
+            inodes += i128::from(i);
+        }
+        let s = bref.stats();
+        Bias { data: i128::from(s.data_count.get()) - data, inodes: i128::from(s.inode_count.get()) - inodes }
+    }
 }
 
 /// What a chain holds.
@@ -109,11 +162,19 @@ pub enum Body {
 }
 
 impl Chain {
+    /// Inserts `item` into this chain's table (see [`Table::insert`]).
+    pub fn insert(&mut self, fs: &Hammer2, item: Slot) -> Result<()> {
+        let methods = self.bref.methods;
+        let table =
+            self.table_mut().ok_or_else(|| Error::InvalidArgument("the node holds no table".into()))?;
+        table.insert(fs, methods, item)
+    }
+
     /// A new inode chain (blockref fields other than type/key are set at flush).
     pub fn new_inode(bref: Blockref, ip: InodeData) -> Chain {
         let table =
             if ip.meta.is_directdata() { Table::with_capacity(0) } else { Table::from_brefs(ip.blockset()) };
-        Chain { bref, body: Body::Inode { ip: Box::new(ip), table } }
+        Chain { bref, body: Body::Inode { ip: Box::new(ip), table }, bias: Bias::default() }
     }
 
     pub fn inode(&self) -> Option<&InodeData> {
@@ -171,7 +232,12 @@ impl Chain {
                 ))
             }
         };
-        Ok(Chain { bref: *bref, body })
+        let bias = match &body {
+            Body::Inode { ip, .. } if !ip.meta.is_directdata() => Bias::of(bref, ip.blockset()),
+            Body::Indirect { .. } => Bias::of(bref, Blockref::table(media)),
+            _ => Bias::of(bref, &[]),
+        };
+        Ok(Chain { bref: *bref, body, bias })
     }
 }
 
@@ -498,8 +564,11 @@ impl Table {
     /// Inserts `item` (a clean blockref or a chain) into this table,
     /// descending into the indirect block covering its key and creating
     /// indirect blocks when a table is full. A blockset covers every key.
-    pub fn insert(&mut self, fs: &Hammer2, item: Slot) -> Result<()> {
-        self.insert_depth(fs, TableKind::Blockset, 64, item, 0)
+    /// `owner_methods` are the `methods` of the blockref owning the table:
+    /// a new indirect block takes its parent's check method, as
+    /// `hammer2_chain_create_indirect` does.
+    pub fn insert(&mut self, fs: &Hammer2, owner_methods: u8, item: Slot) -> Result<()> {
+        self.insert_depth(fs, TableKind::Blockset, 64, owner_methods, item, 0)
     }
 
     fn insert_depth(
@@ -507,6 +576,7 @@ impl Table {
         fs: &Hammer2,
         kind: TableKind,
         range_bits: u32,
+        owner_methods: u8,
         item: Slot,
         depth: usize,
     ) -> Result<()> {
@@ -521,9 +591,9 @@ impl Table {
             {
                 self.load_slot(fs, i)?;
                 let Slot::Node(c) = &mut self.slots[i] else { unreachable!("loaded above") };
-                let bits = c.bref.keybits as u32;
+                let (bits, methods) = (c.bref.keybits as u32, c.bref.methods);
                 let sub = c.table_mut().expect("indirect");
-                return sub.insert_depth(fs, TableKind::Indirect, bits, item, depth + 1);
+                return sub.insert_depth(fs, TableKind::Indirect, bits, methods, item, depth + 1);
             }
             if let Some(i) = self.free_slot() {
                 self.slots[i] = item;
@@ -533,13 +603,13 @@ impl Table {
             if self.slots.is_empty() {
                 return Err(Error::InvalidArgument("cannot insert into a table without slots".into()));
             }
-            self.split(kind, range_bits, &item)?;
+            self.split(kind, range_bits, owner_methods, &item)?;
         }
     }
 
     /// Moves part of a full table's entries into a new indirect block
     /// (see the module docs for how its range and size are chosen).
-    fn split(&mut self, kind: TableKind, range_bits: u32, item: &Slot) -> Result<()> {
+    fn split(&mut self, kind: TableKind, range_bits: u32, owner_methods: u8, item: &Slot) -> Result<()> {
         let new_key = item.key();
         let is_data = item.bref().is_some_and(|b| b.kind() == BlockrefType::Data);
         // The range covering every entry and the new key, cut at its top bit.
@@ -567,7 +637,11 @@ impl Table {
             }
         }
         let base = new_key & !((bit << 1).wrapping_sub(1));
-        let bytes = if is_data || kind == TableKind::Indirect { IND_BYTES_NOM } else { IND_BYTES_MIN };
+        let nominal = if is_data || kind == TableKind::Indirect { IND_BYTES_NOM } else { IND_BYTES_MIN };
+        // At least as large as this table (other writers make 64 KiB
+        // indirect blocks): whatever half moves must fit.
+        let bytes =
+            nominal.max((self.slots.len() * BLOCKREF_BYTES).next_power_of_two()).min(PBUFSIZE as usize);
         let fanout_bits = (bytes / BLOCKREF_BYTES).trailing_zeros();
         let halves = if hi_n > lo_n { [base | bit, base] } else { [base, base | bit] };
         for start in halves {
@@ -607,10 +681,11 @@ impl Table {
             bref.type_ = BlockrefType::Indirect.into();
             bref.key = lo.into();
             bref.keybits = kb as u8;
-            bref.methods = item.bref().map_or(0, |b| b.methods & 0xf0);
+            bref.methods = owner_methods & 0xf0;
             table.sort();
             let at = self.free_slot().expect("entries were moved out");
-            self.slots[at] = Slot::Node(Box::new(Chain { bref, body: Body::Indirect { table } }));
+            self.slots[at] =
+                Slot::Node(Box::new(Chain { bref, body: Body::Indirect { table }, bias: Bias::default() }));
             self.sort();
             return Ok(());
         }

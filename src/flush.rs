@@ -25,11 +25,11 @@
 //!    describes the old state, untouched; a torn header fails its CRCs and
 //!    the previous copy stays the best.
 
-use crate::chain::{Body, Chain, Slot, Table};
+use crate::chain::{contribution, Bias, Body, Chain, Slot, Table};
 use crate::check::set_check;
 use crate::device::Device;
 use crate::error::{Error, Result};
-use crate::format::{Blockref, BlockrefType, InodeData, BREF_FLAG_PFSROOT, EMBEDDED_BYTES, SET_COUNT};
+use crate::format::{Blockref, InodeData, EMBEDDED_BYTES, SET_COUNT};
 use crate::freemap::alloc::Allocator;
 use crate::volume::{CopyState, Hammer2};
 use zerocopy::IntoBytes;
@@ -53,22 +53,7 @@ struct Below {
 
 impl Below {
     fn add(&mut self, b: &Blockref) {
-        let own = b.physical_size();
-        let s = b.stats();
-        let (data, inodes, leaves) = match b.kind() {
-            BlockrefType::Inode if b.flags & BREF_FLAG_PFSROOT != 0 => {
-                (s.data_count.get(), s.inode_count.get(), u64::from(b.leaf_count.get()))
-            }
-            BlockrefType::Inode => (
-                own.saturating_add(s.data_count.get()),
-                s.inode_count.get().saturating_add(1),
-                u64::from(b.leaf_count.get()).max(1),
-            ),
-            BlockrefType::Indirect => {
-                (own.saturating_add(s.data_count.get()), s.inode_count.get(), u64::from(b.leaf_count.get()))
-            }
-            _ => (own, 0, 1),
-        };
+        let (data, inodes, leaves) = contribution(b);
         self.data = self.data.saturating_add(data);
         self.inodes = self.inodes.saturating_add(inodes);
         self.leaves = self.leaves.saturating_add(leaves);
@@ -151,16 +136,16 @@ impl Flusher<'_> {
             Body::Inode { ip, table } => {
                 if !ip.meta.is_directdata() {
                     let below = self.table(table)?;
-                    set_stats(&mut bref, &below);
+                    set_stats(&mut bref, &below, chain.bias);
                     store_blockset(ip, table);
                 } else {
-                    set_stats(&mut bref, &Below::default());
+                    set_stats(&mut bref, &Below::default(), chain.bias);
                 }
                 ip.as_bytes().to_vec()
             }
             Body::Indirect { table } => {
                 let below = self.table(table)?;
-                set_stats(&mut bref, &below);
+                set_stats(&mut bref, &below, chain.bias);
                 table.brefs().as_bytes().to_vec()
             }
             Body::Leaf { media } => media.clone(),
@@ -171,10 +156,11 @@ impl Flusher<'_> {
     }
 }
 
-fn set_stats(bref: &mut Blockref, below: &Below) {
+fn set_stats(bref: &mut Blockref, below: &Below, bias: Bias) {
+    let clamp = |v: i128| v.clamp(0, i128::from(u64::MAX)) as u64;
     let s = bref.stats_mut();
-    s.data_count = below.data.into();
-    s.inode_count = below.inodes.into();
+    s.data_count = clamp(i128::from(below.data) + bias.data).into();
+    s.inode_count = clamp(i128::from(below.inodes) + bias.inodes).into();
     bref.leaf_count = (below.leaves.min(u64::from(u16::MAX)) as u16).into();
 }
 

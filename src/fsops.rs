@@ -387,13 +387,14 @@ impl Session {
         bref.type_ = BlockrefType::Inode.into();
         bref.key = inum.into();
         bref.methods = encode_methods(check, CompMethod::None);
-        let chain =
-            Chain { bref, body: Body::Inode { ip: Box::new(ip), table: Table::with_capacity(SET_COUNT) } };
+        let chain = Chain {
+            bref,
+            body: Body::Inode { ip: Box::new(ip), table: Table::with_capacity(SET_COUNT) },
+            bias: Default::default(),
+        };
         let fs = &self.fs;
         let root = pfs_root_mut(fs, &mut self.root, pfs)?;
-        root.table_mut()
-            .ok_or_else(|| invalid("PFS root embeds data"))?
-            .insert(fs, Slot::Node(Box::new(chain)))?;
+        root.insert(fs, Slot::Node(Box::new(chain)))?;
         // The directory entry.
         let mut d = Blockref::zeroed();
         d.type_ = BlockrefType::Dirent.into();
@@ -411,7 +412,7 @@ impl Session {
         } else {
             let mut media = vec![0u8; 1024];
             media[..name.len()].copy_from_slice(name);
-            Slot::Node(Box::new(Chain { bref: d, body: Body::Leaf { media } }))
+            Slot::Node(Box::new(Chain { bref: d, body: Body::Leaf { media }, bias: Default::default() }))
         };
         let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
         let now = now_us();
@@ -419,8 +420,7 @@ impl Session {
             dip.meta.mtime = now.into();
             dip.meta.ctime = now.into();
         }
-        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
-        table.insert(fs, slot)?;
+        dchain.insert(fs, slot)?;
         self.dirty = true;
         Ok(inum)
     }
@@ -639,7 +639,7 @@ impl Session {
                 self.stats = f.stats;
                 let fs = &self.fs;
                 let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
-                chain.table_mut().expect("a file with a blockset").insert(fs, Slot::Clean(bref))?;
+                chain.insert(fs, Slot::Clean(bref))?;
             }
             off += logical as u64;
         }
@@ -778,7 +778,7 @@ impl Session {
             self.stats = f.stats;
             let fs = &self.fs;
             let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
-            chain.table_mut().ok_or_else(|| invalid("file embeds data"))?.insert(fs, Slot::Clean(bref))?;
+            chain.insert(fs, Slot::Clean(bref))?;
         }
         let chain = self.inode_mut(pfs, inum)?;
         let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
