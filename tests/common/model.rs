@@ -497,19 +497,31 @@ fn walk_dir<'a>(
     Ok(())
 }
 
-/// The contents of one file as the library reads it.
-pub fn read_path(spec: &str, path: &str) -> Result<Vec<u8>, String> {
+/// The contents of one file of PFS `label` (None: the default one) as the
+/// library reads it.
+pub fn read_path(spec: &str, label: Option<&str>, path: &str) -> Result<Vec<u8>, String> {
     let fs = Hammer2::open_path(spec).map_err(|e| e.to_string())?;
     let tree = Tree::new(&fs);
-    let pfs = Pfs::default(&tree).map_err(|e| e.to_string())?;
+    let pfs = match label {
+        Some(l) => Pfs::find(&tree, l),
+        None => Pfs::default(&tree),
+    }
+    .map_err(|e| e.to_string())?;
     let ino = pfs.resolve(path).map_err(|e| format!("{path}: {e}"))?;
     let mut sink = WriteSink(Vec::new());
     read_file(&tree, &ino, &mut sink).map_err(|e| format!("{path}: {e}"))?;
     Ok(sink.0)
 }
 
-/// Differences between the model and what was read (at most `limit` lines).
-pub fn diff(model: &Model, seen: &BTreeMap<String, Node>, spec: &str, limit: usize) -> Vec<String> {
+/// Differences between the model and what was read from PFS `label` (at
+/// most `limit` lines).
+pub fn diff(
+    model: &Model,
+    seen: &BTreeMap<String, Node>,
+    spec: &str,
+    label: Option<&str>,
+    limit: usize,
+) -> Vec<String> {
     let mut out = Vec::new();
     let mut a = model.nodes.iter().peekable();
     let mut b = seen.iter().peekable();
@@ -520,7 +532,7 @@ pub fn diff(model: &Model, seen: &BTreeMap<String, Node>, spec: &str, limit: usi
                 if !na.same(nb) {
                     let mut line = format!("{pa}: expected {}, read {}", na.describe(), nb.describe());
                     if let Node::File { content: Some(c), .. } = na {
-                        if let Ok(got) = read_path(spec, pa) {
+                        if let Ok(got) = read_path(spec, label, pa) {
                             let want = c.bytes();
                             let at = want.iter().zip(&got).position(|(x, y)| x != y);
                             match at {
