@@ -285,65 +285,22 @@ impl Model {
     }
 }
 
-/// Characters of random names: mostly plain, with dirhash separators, a few
-/// shell-unfriendly bytes and multi-byte UTF-8.
-const NAME_CHARS: &[&str] = &[
-    "a",
-    "b",
-    "c",
-    "d",
-    "e",
-    "f",
-    "g",
-    "h",
-    "k",
-    "m",
-    "n",
-    "p",
-    "r",
-    "s",
-    "t",
-    "x",
-    "y",
-    "z",
-    "A",
-    "Q",
-    "Z",
-    "0",
-    "1",
-    "2",
-    "7",
-    "9",
-    ".",
-    "-",
-    "_",
-    "~",
-    " ",
-    "+",
-    ",",
-    "=",
-    "#",
-    "é",
-    "日",
-    "\u{1f600}",
-];
+/// Characters of random names: mostly plain (the first 26), with dirhash
+/// separators, shell-unfriendly and control characters, and multi-byte
+/// UTF-8.
+const NAME_CHARS: &str = "abcdefghkmnprstxyzAQZ01279.-_~ +,=#é日\u{1f600}\n\t\u{1}\u{7f}\\*?:";
 
-/// A random name of `len` bytes (or one byte less when a multi-byte
-/// character would not fit); never `.` or `..`.
+/// A random name of `len` bytes; never `.` or `..`.
 pub fn random_name(rng: &mut Rng, len: usize) -> String {
+    let chars: Vec<char> = NAME_CHARS.chars().collect();
     loop {
         let mut s = String::new();
         while s.len() < len {
-            let c = if rng.chance(7, 8) { NAME_CHARS[rng.below(26) as usize] } else { rng.pick(NAME_CHARS) };
-            if s.len() + c.len() > len {
-                if s.len() < len {
-                    s.push('q');
-                }
-                continue;
-            }
-            s.push_str(c);
+            let c = if rng.chance(7, 8) { chars[rng.below(26) as usize] } else { *rng.pick(&chars) };
+            // A multi-byte character that would overshoot: a plain one.
+            s.push(if s.len() + c.len_utf8() > len { 'q' } else { c });
         }
-        if s != "." && s != ".." && !s.is_empty() {
+        if s != "." && s != ".." {
             return s;
         }
     }
