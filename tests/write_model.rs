@@ -158,6 +158,8 @@ struct Run {
     /// Files copied in through `put` (host files) rather than `create_file`.
     puts: u64,
     abandoned: u64,
+    /// What the kernel's code did between our sessions.
+    kernel_edits: Vec<String>,
 }
 
 impl Run {
@@ -228,6 +230,7 @@ impl Run {
             frozen: Vec::new(),
             puts: 0,
             abandoned: 0,
+            kernel_edits: Vec::new(),
         }
     }
 
@@ -245,7 +248,7 @@ impl Run {
                 eprintln!(
                     "{} on {} (seed {:#x}): {} operations ({} puts), {} commits, {} sessions ({} abandoned), \
                      {} reference checks in {:.1?} (verification {:.1?}); deepest indirect chains: index {}, \
-                     directory {}, file {}",
+                     directory {}, file {}; kernel edits: {:?}",
                     self.test,
                     self.fixture,
                     self.seed,
@@ -259,7 +262,8 @@ impl Run {
                     self.verify_time,
                     s.index_depth,
                     s.dir_depth,
-                    s.file_depth
+                    s.file_depth,
+                    self.kernel_edits
                 );
                 return;
             }
@@ -504,31 +508,41 @@ impl Run {
     /// At times the kernel's code edits the image between our sessions:
     /// a snapshot of the default PFS (which then shares every block with
     /// it, so our copy-on-write must leave it as it is), or a directory's
-    /// compression changed (new files below inherit it).
+    /// compression or check method changed (new entries below inherit
+    /// them, so blocks are written with another check code, or none).
     fn kernel_edit(&mut self) -> R<()> {
         let safe =
             |p: &str| p.bytes().all(|c| c.is_ascii_alphanumeric() || b"/.-_~".contains(&c)) && p.len() < 900;
-        let op = match self.rng.below(6) {
+        let (op, what) = match self.rng.below(6) {
             // At most four PFSs: a fifth makes the kernel split the super-root's
             // blockset, which trips the statistics bug that
             // `super_root_statistics_survive_kernel_pfs_operations` documents.
             0 if self.frozen.len() < 3 => {
                 let label = format!("ksnap{}", self.commits);
                 self.frozen.push((label.clone(), self.model.nodes.clone()));
-                format!("P=snapshot:{label}")
+                (format!("P=snapshot:{label}"), "snapshot".to_string())
             }
             1..=3 => {
                 let dirs: Vec<String> = self.model.dirs().iter().filter(|d| safe(d)).cloned().collect();
                 let dir = self.rng.pick(&dirs).clone();
-                let comp = self.rng.pick(&["lz4", "zlib:6", "zlib:9", "none", "autozero"]);
                 if self.rng.chance(1, 2) {
                     self.hot.push(dir.clone());
                 }
-                format!("I=setcomp:{dir}:{comp}")
+                if self.rng.chance(1, 2) {
+                    let comp = self.rng.pick(&["lz4", "zlib:6", "zlib:9", "none", "autozero"]);
+                    (format!("I=setcomp:{dir}:{comp}"), format!("setcomp {comp}"))
+                } else {
+                    // Not sha192: both reference tools reject it (fsck_hammer2
+                    // compares the whole SHA-256 where the kernel folds it to
+                    // 192 bits; makefs asserts "SHA192 unsupported").
+                    let check = self.rng.pick(&["xxhash64", "crc32", "none", "disabled"]);
+                    (format!("I=setcheck:{dir}:{check}"), format!("setcheck {check}"))
+                }
             }
             _ => return Ok(()),
         };
         self.note(format!("makefs -o {op}"));
+        self.kernel_edits.push(what);
         let empty = tempfile::tempdir().unwrap();
         let o = Command::new(reftools().join("makefs"))
             .args(["-t", "hammer2", "-o", &op])
