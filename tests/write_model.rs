@@ -825,13 +825,19 @@ impl Run {
             let name = match self.rng.below(20) {
                 0..=12 => self.fresh_name(dir),
                 13..=15 => format!("e{i:05}"),
-                _ => loop {
-                    group = (group + 1) % self.groups.len();
-                    let member = self.groups[group][i % self.groups[group].len()].clone();
-                    if self.model.get(&join(dir, &member)).is_none() {
-                        break member;
+                _ => {
+                    // The next group with a member not yet in `dir` (all of
+                    // them may be, in a long run: then a random name).
+                    let unused = (0..self.groups.len()).find_map(|_| {
+                        group = (group + 1) % self.groups.len();
+                        let g = &self.groups[group];
+                        g.iter().find(|m| self.model.get(&join(dir, m)).is_none()).cloned()
+                    });
+                    match unused {
+                        Some(member) => member,
+                        None => self.fresh_name(dir),
                     }
-                },
+                }
             };
             let path = join(dir, &name);
             if self.model.get(&path).is_some() {
@@ -1236,7 +1242,7 @@ fn random_ops_on_newfs_10g() {
 #[test]
 fn a_wide_directory_fills_and_empties() {
     Run::new("a_wide_directory_fills_and_empties", "newfs-10g", 0x5eed_0006).go(|r| {
-        r.wide("/wide", 2000, 12)?;
+        r.wide("/wide", 2000 * scale(), 12)?;
         r.random_ops(100, 30)
     });
 }
@@ -1247,13 +1253,13 @@ fn a_wide_directory_fills_and_empties() {
 fn the_root_directory_fills_and_empties() {
     Run::new("the_root_directory_fills_and_empties", "small-iscsi", 0x5eed_0007).go(|r| {
         r.oracle_every = 3;
-        r.wide("/", 1500, 6)
+        r.wide("/", 1500 * scale(), 6)
     });
 }
 
 #[test]
 fn the_inode_index_churns() {
-    Run::new("the_inode_index_churns", "varied", 0x5eed_0008).go(|r| r.churn(800, 10));
+    Run::new("the_inode_index_churns", "varied", 0x5eed_0008).go(|r| r.churn(800, 10 * scale()));
 }
 
 /// A small image filled until ENOSPC; half the files removed and a
