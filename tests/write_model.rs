@@ -1389,3 +1389,36 @@ fn super_root_statistics_survive_kernel_pfs_operations() {
 fn edits_beside_a_snapshot() {
     Run::new("edits_beside_a_snapshot", "pfs-snapshot", 0x5eed_0009).go(|r| r.random_ops(400 * scale(), 25));
 }
+
+/// Found while reading `Table::split` for this test: a new indirect block
+/// has at most 128 slots (16 KiB), but a full table may hold more: a 64 KiB
+/// indirect block (512 blockrefs, HAMMER2_IND_BYTES_MAX) is valid media, and
+/// `hammer2_chain_create_indirect` sizes a new block "at least as large as
+/// its parent" for that reason. Inserting under a full 512-entry directory
+/// block must split it (or fail with an error), not index out of bounds.
+#[test]
+fn a_full_indirect_block_of_512_entries_splits() {
+    use hammer2::chain::{Body, Chain, Slot, Table};
+    use hammer2::format::{Blockref, BlockrefType};
+    let fs = hammer2::Hammer2::open_path(common::fixture("newfs-1g").to_str().unwrap()).unwrap();
+    let dirent = |k: u64| {
+        let mut b = Blockref::zeroed();
+        b.type_ = BlockrefType::Dirent.into();
+        b.key = k.into();
+        b
+    };
+    let mut full = Table::with_capacity(512);
+    for (i, slot) in full.slots.iter_mut().enumerate() {
+        *slot = Slot::Clean(dirent(1 << 63 | (i as u64) << 40 | 0x8001));
+    }
+    let mut ind = Blockref::zeroed();
+    ind.type_ = BlockrefType::Indirect.into();
+    ind.key = (1u64 << 63).into();
+    ind.keybits = 63;
+    let mut blockset = Table::with_capacity(4);
+    blockset.slots[0] = Slot::Node(Box::new(Chain { bref: ind, body: Body::Indirect { table: full } }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        blockset.insert(&fs, Slot::Clean(dirent(1 << 63 | 600 << 40 | 0x8001)))
+    }));
+    assert!(outcome.is_ok(), "Table::insert panicked splitting a full 512-entry indirect block");
+}
