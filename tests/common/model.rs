@@ -521,7 +521,7 @@ pub fn diff(
 }
 
 /// What the media tree of the default PFS looks like.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Shape {
     /// Deepest chain of indirect blocks under the PFS root (the inode
     /// index and the root directory), under any other directory, under
@@ -530,6 +530,9 @@ pub struct Shape {
     pub dir_depth: usize,
     pub file_depth: usize,
     pub indirect_blocks: usize,
+    /// The first indirect block whose check method is not its parent's
+    /// (`hammer2_chain_create_indirect` gives a new block its parent's).
+    pub foreign_check: Option<String>,
 }
 
 /// Walks the default PFS's media tree and checks the shape the write engine
@@ -600,6 +603,22 @@ fn walk_node(
     let parent_off = b.data_off.get();
     for (i, c) in children.iter().enumerate() {
         let cloc = location(c, parent_off, i);
+        if c.kind() == BlockrefType::Indirect
+            && c.check_method() != b.check_method()
+            && s.foreign_check.is_none()
+        {
+            s.foreign_check = Some(format!(
+                "indirect block {:#x} (key {:#x}/{}) is checked by {}, its parent {:#x} (key {:#x}/{}) by {}",
+                c.data_off.get(),
+                c.key.get(),
+                c.keybits,
+                c.check_method(),
+                b.data_off.get(),
+                b.key.get(),
+                b.keybits,
+                b.check_method()
+            ));
+        }
         match c.kind() {
             BlockrefType::Indirect => walk_node(tree, c, &cloc, ind_depth + 1, owner, s, depth + 1)?,
             BlockrefType::Inode => {
