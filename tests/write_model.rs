@@ -246,31 +246,30 @@ impl Run {
             body(&mut self)?;
             self.finish()
         }));
+        let s = &self.max_shape;
+        let summary = format!(
+            "{} on {} (seed {:#x}): {} operations ({} puts), {} commits, {} sessions ({} abandoned), {} \
+             reference checks in {:.1?} (verification {:.1?}); deepest indirect chains: index {}, directory {}, \
+             file {}; kernel edits: {:?}",
+            self.test,
+            self.fixture,
+            self.seed,
+            self.ops,
+            self.puts,
+            self.commits,
+            self.sessions,
+            self.abandoned,
+            self.oracle_runs,
+            self.started.elapsed(),
+            self.verify_time,
+            s.index_depth,
+            s.dir_depth,
+            s.file_depth,
+            self.kernel_edits
+        );
+        eprintln!("{summary}");
         let why = match outcome {
-            Ok(Ok(())) => {
-                let s = self.max_shape;
-                eprintln!(
-                    "{} on {} (seed {:#x}): {} operations ({} puts), {} commits, {} sessions ({} abandoned), \
-                     {} reference checks in {:.1?} (verification {:.1?}); deepest indirect chains: index {}, \
-                     directory {}, file {}; kernel edits: {:?}",
-                    self.test,
-                    self.fixture,
-                    self.seed,
-                    self.ops,
-                    self.puts,
-                    self.commits,
-                    self.sessions,
-                    self.abandoned,
-                    self.oracle_runs,
-                    self.started.elapsed(),
-                    self.verify_time,
-                    s.index_depth,
-                    s.dir_depth,
-                    s.file_depth,
-                    self.kernel_edits
-                );
-                return;
-            }
+            Ok(Ok(())) => return,
             Ok(Err(e)) => e,
             Err(p) => {
                 let msg = p
