@@ -20,7 +20,9 @@
 //!   (every entry also found by a lookup through its name's hash), and the
 //!   session's own view agreed after every operation;
 //! - the media tree has no empty indirect block and none holding a single
-//!   leaf (deletions remove the first and fold the second into its parent);
+//!   leaf (deletions remove the first and fold the second into its parent),
+//!   and every indirect block has its parent's check method (a violation of
+//!   this one fails the run at its end, so that the run goes on hunting);
 //! - our fsck reports nothing above Info (at the reference checks also for
 //!   every older valid header copy: nothing they reach was overwritten).
 //!
@@ -40,6 +42,9 @@
 //! inode index's indirect blocks are copied-on-write in every commit; and a
 //! small image filled until ENOSPC, whose space returns through bulkfree
 //! and is handed out again.
+//!
+//! Focused tests document the bugs this test found, each with a control
+//! where one applies.
 //!
 //! A failure names the test, the seed, the operation's index and the last
 //! operations, keeps the image and the whole operation log under

@@ -537,8 +537,9 @@ pub struct Shape {
 
 /// Walks the default PFS's media tree and checks the shape the write engine
 /// promises: no indirect block is empty (deletions remove them) and none
-/// holds a single entry (that one is folded back into its parent). Returns
-/// the shape, or the first violation.
+/// holds a single leaf (that one is folded back into its parent). Returns
+/// the shape (with the first indirect block whose check method differs from
+/// its parent's), or the first violation.
 pub fn shape(spec: &str) -> Result<Shape, String> {
     let fs = Hammer2::open_path(spec).map_err(|e| e.to_string())?;
     let tree = Tree::new(&fs);
