@@ -1436,9 +1436,13 @@ fn a_full_indirect_block_of_512_entries_splits() {
     ind.key = (1u64 << 63).into();
     ind.keybits = 63;
     let mut blockset = Table::with_capacity(4);
-    blockset.slots[0] = Slot::Node(Box::new(Chain { bref: ind, body: Body::Indirect { table: full } }));
+    blockset.slots[0] = Slot::Node(Box::new(Chain {
+        bref: ind,
+        body: Body::Indirect { table: full },
+        bias: Default::default(),
+    }));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        blockset.insert(&fs, Slot::Clean(dirent(1 << 63 | 600 << 40 | 0x8001)))
+        blockset.insert(&fs, 0, Slot::Clean(dirent(1 << 63 | 600 << 40 | 0x8001)))
     }));
     assert!(outcome.is_ok(), "Table::insert panicked splitting a full 512-entry indirect block");
 }
