@@ -7,26 +7,15 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
-/// Runs a command with stdout discarded; returns (seconds, peak RSS in KiB).
-// The child is reaped by wait4 (which also yields its rusage), not Child::wait.
-#[allow(clippy::zombie_processes)]
+mod support;
+
+/// Runs a read tool; returns (seconds, peak RSS in KiB).
 fn measure(exe: &str, args: &[&str]) -> (f64, i64) {
-    let start = Instant::now();
-    let child = Command::new(exe).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(pid, child.id() as i32);
-    let st = std::process::ExitStatus::from_raw(status);
+    let (secs, rss, st) = support::measure(Command::new(exe).args(args));
     assert!(st.code().is_some_and(|c| c <= 1), "{exe} {args:?}: {st}");
-    (secs, usage.ru_maxrss)
+    (secs, rss)
 }
 
 fn best_of(n: usize, exe: &str, args: &[&str]) -> (f64, i64) {

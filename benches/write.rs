@@ -7,29 +7,19 @@
 //! `cargo bench --bench write` — the source tree is generated once under
 //! target/bench-write/. Figures depend on the machine; read them as ratios.
 
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 const FILES: usize = 100_000;
 const DIRS: usize = 1_000;
 
-/// Runs a command; returns (seconds, peak RSS in KiB).
-#[allow(clippy::zombie_processes)]
+mod support;
+
+/// Runs a command that must succeed; returns (seconds, peak RSS in KiB).
 fn measure(cmd: &mut Command) -> (f64, i64) {
-    let start = Instant::now();
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child with valid out-pointers.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(pid, child.id() as i32);
-    let st = std::process::ExitStatus::from_raw(status);
+    let (secs, rss, st) = support::measure(cmd);
     assert!(st.success(), "{cmd:?}: {st}");
-    (secs, usage.ru_maxrss)
+    (secs, rss)
 }
 
 /// The source tree: deterministic small files (64 B to 4 KiB).

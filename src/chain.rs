@@ -436,45 +436,7 @@ impl Table {
 
     /// The leaf `key`/`kind` (not an indirect block), without loading anything.
     pub fn find(&self, fs: &Hammer2, key: u64, kind: BlockrefType) -> Result<Option<Entry<'_>>> {
-        self.find_depth(fs, key, kind, 0)
-    }
-
-    fn find_depth(
-        &self,
-        fs: &Hammer2,
-        key: u64,
-        kind: BlockrefType,
-        depth: usize,
-    ) -> Result<Option<Entry<'_>>> {
-        if depth >= MAX_DEPTH {
-            return Err(Error::corrupt(CorruptKind::TooDeep(MAX_DEPTH), Location::default()));
-        }
-        for (i, slot) in self.slots.iter().enumerate() {
-            let Some(b) = slot.bref() else { continue };
-            if b.key.get() > key || b.key_end() < key {
-                continue;
-            }
-            match slot {
-                Slot::Node(c) if slot.is_indirect() => {
-                    if let Some(e) = c.table().expect("indirect").find_depth(fs, key, kind, depth + 1)? {
-                        return Ok(Some(e));
-                    }
-                }
-                Slot::Node(c) if b.kind() == kind && b.key.get() == key => return Ok(Some(Entry::Loaded(c))),
-                Slot::Clean(b) if slot.is_indirect() => {
-                    if let Some(n) =
-                        Tree::new(fs).lookup(std::slice::from_ref(b), self.parent_off, key, kind)?
-                    {
-                        return Ok(Some(Entry::Clean(*n.bref, n.location())));
-                    }
-                }
-                Slot::Clean(b) if b.kind() == kind && b.key.get() == key => {
-                    return Ok(Some(Entry::Clean(*b, Location::of(b, self.parent_off, i))))
-                }
-                _ => {}
-            }
-        }
-        Ok(None)
+        self.locate(fs, key, kind, &mut Vec::new(), 0)
     }
 
     /// The chain of the leaf `key`/`kind`, loading it and every indirect
@@ -520,18 +482,19 @@ impl Table {
     /// Slot indices from this table down to the leaf `key`/`kind`.
     fn find_path(&self, fs: &Hammer2, key: u64, kind: BlockrefType) -> Result<Option<Vec<usize>>> {
         let mut path = Vec::new();
-        self.find_path_in(fs, key, kind, &mut path, 0)?;
-        Ok((!path.is_empty()).then_some(path))
+        Ok(self.locate(fs, key, kind, &mut path, 0)?.map(|_| path))
     }
 
-    fn find_path_in(
+    /// The one descent to a leaf: slot indices from this table down to the
+    /// leaf `key`/`kind` are pushed on `path`, and the leaf is returned.
+    fn locate(
         &self,
         fs: &Hammer2,
         key: u64,
         kind: BlockrefType,
         path: &mut Vec<usize>,
         depth: usize,
-    ) -> Result<bool> {
+    ) -> Result<Option<Entry<'_>>> {
         if depth >= MAX_DEPTH {
             return Err(Error::corrupt(CorruptKind::TooDeep(MAX_DEPTH), Location::default()));
         }
@@ -540,25 +503,29 @@ impl Table {
             if b.key.get() > key || b.key_end() < key {
                 continue;
             }
-            if b.kind() == kind && b.key.get() == key && !slot.is_indirect() {
-                path.push(i);
-                return Ok(true);
-            }
             if !slot.is_indirect() {
-                continue;
+                if b.kind() != kind || b.key.get() != key {
+                    continue;
+                }
+                path.push(i);
+                return Ok(Some(match slot {
+                    Slot::Node(c) => Entry::Loaded(c),
+                    _ => Entry::Clean(*b, Location::of(b, self.parent_off, i)),
+                }));
             }
             path.push(i);
             let found = match slot {
-                Slot::Node(c) => c.table().expect("indirect").find_path_in(fs, key, kind, path, depth + 1)?,
-                Slot::Clean(b) => find_path_on_media(fs, b, key, kind, path)?,
-                Slot::Empty => false,
+                Slot::Node(c) => c.table().expect("indirect").locate(fs, key, kind, path, depth + 1)?,
+                Slot::Clean(b) => locate_on_media(fs, b, self.parent_off, key, kind, path)?
+                    .map(|(b, loc)| Entry::Clean(b, loc)),
+                Slot::Empty => None,
             };
-            if found {
-                return Ok(true);
+            if found.is_some() {
+                return Ok(found);
             }
             path.pop();
         }
-        Ok(false)
+        Ok(None)
     }
 
     /// Inserts `item` (a clean blockref or a chain) into this table,
@@ -737,18 +704,19 @@ fn overlaps(s: &Slot, start: u64, kb: u32) -> bool {
 
 /// Finds the path below a clean indirect block to the leaf `key`/`kind`
 /// with the traversal engine (bounded; shared nodes are not re-entered).
-fn find_path_on_media(
+fn locate_on_media(
     fs: &Hammer2,
     b: &Blockref,
+    parent_off: u64,
     key: u64,
     kind: BlockrefType,
     path: &mut Vec<usize>,
-) -> Result<bool> {
+) -> Result<Option<(Blockref, Location)>> {
     struct PathFinder {
         key: u64,
         kind: BlockrefType,
         stack: Vec<usize>,
-        found: bool,
+        found: Option<(Blockref, Location)>,
         error: Option<Error>,
     }
     impl<'a> Visitor<'a> for PathFinder {
@@ -761,7 +729,7 @@ fn find_path_on_media(
                 && n.bref.key.get() == self.key
                 && n.bref.kind() != BlockrefType::Indirect
             {
-                self.found = true;
+                self.found = Some((*n.bref, n.location()));
                 return Step::Stop;
             }
             if n.bref.kind() == BlockrefType::Indirect {
@@ -776,13 +744,13 @@ fn find_path_on_media(
             Step::Leaf(crate::walk::Nothing)
         }
     }
-    let mut v = PathFinder { key, kind, stack: Vec::new(), found: false, error: None };
+    let mut v = PathFinder { key, kind, stack: Vec::new(), found: None, error: None };
     let opts = Options { data: DataBlocks::Skip, ..Options::scan(key, key) };
-    Engine::new(fs, opts).run(std::slice::from_ref(b), 0, &(), &mut v);
+    Engine::new(fs, opts).run(std::slice::from_ref(b), parent_off, &(), &mut v);
     if let Some(e) = v.error {
         return Err(e);
     }
-    if v.found {
+    if v.found.is_some() {
         // stack[0] is the clean block itself (already on the path).
         path.extend_from_slice(&v.stack[1..]);
     }

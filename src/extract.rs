@@ -159,7 +159,7 @@ pub fn extract_with(
 ) -> Result<ExtractStats> {
     let parts = namespace::user_path(path)?;
     let shown = format!("/{}", parts.join("/"));
-    let ino = namespace::resolve(pfs, path)?;
+    let ino = pfs.resolve(path)?;
     // The target: DEST for the root, DEST/NAME otherwise.
     let target = match parts.last() {
         None => hostdir.to_path_buf(),

@@ -145,22 +145,14 @@ impl Session {
         // what they reach must not be handed out, even where a bulkfree
         // (which only looks at the newest) freed it.
         let pos = fs.root_position();
-        let older: Vec<usize> = fs.headers[pos]
+        let older: Vec<[Blockref; SET_COUNT]> = fs.headers[pos]
             .copies
             .iter()
             .filter(|c| matches!(c.state, CopyState::Valid) && c.index != fs.copy)
             .filter(|c| c.mirror_tid() != Some(mirror))
-            .map(|c| c.index)
+            .filter_map(|c| c.data.as_ref().map(|d| d.sroot_blockset))
             .collect();
-        for n in older {
-            let spec: Vec<String> =
-                (0..fs.device.len()).map(|i| fs.device.volume(i).path().display().to_string()).collect();
-            if let Ok(old) =
-                Hammer2::open(Device::open(&spec.join(":"), Access::ReadOnly)?, CopyChoice::Index(n))
-            {
-                alloc.protect_reachable(&old)?;
-            }
-        }
+        alloc.protect_blocksets(&fs, &older)?;
         let root = Table::from_brefs(&fs.voldata.sroot_blockset);
         Ok(Session {
             fs,
@@ -539,24 +531,16 @@ impl Session {
         if !meta.is_file() {
             return Err(invalid(format!("{}: not a regular file", host.display())));
         }
-        let (dir, name, existing) = self.resolve_parent(pfs, path)?;
-        if name.is_empty() {
-            return Err(invalid(format!("{path}: needs a file name")));
-        }
-        if existing.is_some() {
-            return Err(invalid(format!("{path}: already exists")));
-        }
         let mtime = (meta.mtime().max(0) as u64) * 1_000_000 + (meta.mtime_nsec().max(0) as u64) / 1000;
         let attrs = Attrs { mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), mtime };
-        let inum = self.create(pfs, dir, &name, ObjType::Regfile, attrs)?;
         let file = std::fs::File::open(host).map_err(io("open"))?;
-        self.write_contents(pfs, inum, file, meta.len()).map_err(|e| match e {
-            Error::Io { source, op, offset, .. } => {
+        // Errors reading the source name the host file.
+        self.create_file_op(pfs, path, attrs, file, meta.len()).map_err(|e| match e {
+            Error::Io { path: p, source, op, offset } if p.as_os_str() == INPUT => {
                 Error::Io { path: host.to_path_buf(), op, offset, source }
             }
             e => e,
-        })?;
-        Ok(inum)
+        })
     }
 
     /// Creates the regular file `path` holding `size` bytes read from `src`.
@@ -594,13 +578,12 @@ impl Session {
 
     /// Stores `size` bytes from `src` as the contents of the new file `inum`.
     fn write_contents(&mut self, pfs: &PfsRef, inum: u64, mut src: impl Read, size: u64) -> Result<()> {
-        let read_err = |source| Error::Io { path: "input".into(), op: "read", offset: 0, source };
         let chain = self.inode_mut(pfs, inum)?;
         let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
         ip.meta.size = size.into();
         if size <= EMBEDDED_BYTES as u64 {
             let mut buf = vec![0u8; size as usize];
-            src.read_exact(&mut buf).map_err(read_err)?;
+            src.read_exact(&mut buf).map_err(input_error)?;
             let ip = chain.inode_mut().expect("checked above");
             ip.meta.op_flags |= OPFLAG_DIRECTDATA;
             ip.u = [0; EMBEDDED_BYTES];
@@ -619,31 +602,45 @@ impl Session {
             let (logical, keybits) = logical_block(size, off);
             let want = (size - off).min(logical as u64) as usize;
             buf[..logical].fill(0);
-            src.read_exact(&mut buf[..want]).map_err(read_err)?;
+            src.read_exact(&mut buf[..want]).map_err(input_error)?;
             let block = &buf[..logical];
             if !compress::is_zero_block(block) {
-                let (media, used) = encode_block(block, comp, level);
-                let mut bref = Blockref::zeroed();
-                bref.type_ = BlockrefType::Data.into();
-                bref.key = off.into();
-                bref.keybits = keybits;
-                bref.methods = encode_methods(check, used);
-                let mut f = Flusher {
-                    device: &mut self.fs.device,
-                    alloc: &mut self.alloc,
-                    tid: self.tid,
-                    write: self.write,
-                    stats: self.stats,
-                };
-                f.write_block(&mut bref, &media)?;
-                self.stats = f.stats;
-                let fs = &self.fs;
-                let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
-                chain.insert(fs, Slot::Clean(bref))?;
+                self.store_block(pfs, inum, off, keybits, block, (comp, level, check))?;
             }
             off += logical as u64;
         }
         Ok(())
+    }
+
+    /// Encodes one logical block of file `inum` at `key` (compressed as
+    /// the inode's methods say, when that pays), writes it, and enters its
+    /// DATA blockref in the file's table.
+    fn store_block(
+        &mut self,
+        pfs: &PfsRef,
+        inum: u64,
+        key: u64,
+        keybits: u8,
+        block: &[u8],
+        (comp, level, check): (CompMethod, u32, CheckMethod),
+    ) -> Result<()> {
+        let (media, used) = encode_block(block, comp, level);
+        let mut bref = Blockref::zeroed();
+        bref.type_ = BlockrefType::Data.into();
+        bref.key = key.into();
+        bref.keybits = keybits;
+        bref.methods = encode_methods(check, used);
+        let mut f = Flusher {
+            device: &mut self.fs.device,
+            alloc: &mut self.alloc,
+            tid: self.tid,
+            write: self.write,
+            stats: self.stats,
+        };
+        f.write_block(&mut bref, &media)?;
+        self.stats = f.stats;
+        let fs = &self.fs;
+        inode_mut(fs, &mut self.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
     }
 
     /// `write`: stores `len` bytes from `src` at `offset` of the existing
@@ -664,7 +661,6 @@ impl Session {
         mut src: impl Read,
         len: u64,
     ) -> Result<()> {
-        let read_err = |source| Error::Io { path: "input".into(), op: "read", offset: 0, source };
         let (_, name, existing) = self.resolve_parent(pfs, path)?;
         let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
         if name.is_empty() || e.obj_type != ObjType::Regfile {
@@ -681,7 +677,7 @@ impl Session {
         self.changes += 1;
         if new_size <= EMBEDDED_BYTES as u64 && (embedded || size == 0) {
             let mut buf = vec![0u8; len as usize];
-            src.read_exact(&mut buf).map_err(read_err)?;
+            src.read_exact(&mut buf).map_err(input_error)?;
             let chain = self.inode_mut(pfs, inum)?;
             let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
             if !embedded {
@@ -748,7 +744,7 @@ impl Session {
             let lo = offset.max(key);
             let hi = end.min(key + logical as u64);
             if lo < hi {
-                src.read_exact(&mut block[(lo - key) as usize..(hi - key) as usize]).map_err(read_err)?;
+                src.read_exact(&mut block[(lo - key) as usize..(hi - key) as usize]).map_err(input_error)?;
             }
             // Replace the block (or leave a hole).
             let fs = &self.fs;
@@ -758,27 +754,9 @@ impl Session {
             if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
                 self.alloc.release(b.data_off.get())?;
             }
-            if compress::is_zero_block(&block) {
-                continue;
+            if !compress::is_zero_block(&block) {
+                self.store_block(pfs, inum, key, keybits, &block, (comp, level, check))?;
             }
-            let (media, used) = encode_block(&block, comp, level);
-            let mut bref = Blockref::zeroed();
-            bref.type_ = BlockrefType::Data.into();
-            bref.key = key.into();
-            bref.keybits = keybits;
-            bref.methods = encode_methods(check, used);
-            let mut f = Flusher {
-                device: &mut self.fs.device,
-                alloc: &mut self.alloc,
-                tid: self.tid,
-                write: self.write,
-                stats: self.stats,
-            };
-            f.write_block(&mut bref, &media)?;
-            self.stats = f.stats;
-            let fs = &self.fs;
-            let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
-            chain.insert(fs, Slot::Clean(bref))?;
         }
         let chain = self.inode_mut(pfs, inum)?;
         let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
@@ -893,6 +871,14 @@ impl Session {
         self.dirty = false;
         Ok(report)
     }
+}
+
+/// What errors reading an operation's source name (callers that know the
+/// source, such as `put`, put its path instead).
+const INPUT: &str = "input";
+
+fn input_error(source: std::io::Error) -> Error {
+    Error::Io { path: INPUT.into(), op: "read", offset: 0, source }
 }
 
 /// A file's new size, and its mtime and ctime now.

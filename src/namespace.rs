@@ -214,23 +214,6 @@ pub fn canonical(path: &str) -> Result<String> {
     Ok(format!("/{}", user_path(path)?.join("/")))
 }
 
-/// Resolves a user's path (see [`user_path`]) component by component from
-/// the PFS root; symlinks are not followed.
-pub fn resolve<'a>(pfs: &Pfs<'a>, path: &str) -> Result<Inode<'a>> {
-    let mut cur = pfs.root.clone();
-    let mut so_far = String::new();
-    for part in user_path(path)? {
-        so_far.push('/');
-        so_far.push_str(part);
-        if !cur.is_dir() {
-            return Err(Error::NotADirectory(so_far));
-        }
-        let e = pfs.lookup_name(&cur, part.as_bytes())?.ok_or_else(|| Error::NotFound(so_far.clone()))?;
-        cur = pfs.inode(e.inum)?;
-    }
-    Ok(cur)
-}
-
 fn join(parent: &str, name: &str) -> String {
     if parent.ends_with('/') {
         format!("{parent}{name}")

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::content;
+use common::oracle::makefs_read;
 use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -69,65 +71,12 @@ fn mirror_tid(spec: &str) -> u64 {
     hammer2::Hammer2::open_path(spec).unwrap().voldata.mirror_tid.get()
 }
 
-/// The reference tools: `$HAMMER2_REFTOOLS`, or ../shared/reftools beside the crate.
-fn reftools() -> PathBuf {
-    let dir = std::env::var_os("HAMMER2_REFTOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
-    assert!(
-        dir.join("fsck_hammer2").exists(),
-        "reference tools not found at {} (set HAMMER2_REFTOOLS)",
-        dir.display()
-    );
-    dir
-}
-
 /// Our fsck (`-n`) and the reference one (`-q`) both find `spec` clean.
 fn both_fscks_clean(spec: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_fsck_hammer2")).args(["-n", spec]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "our fsck on {spec}:\n{}{}", text(&out.stdout), text(&out.stderr));
-    let out = Command::new(reftools().join("fsck_hammer2")).args(["-q", spec]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "reference fsck_hammer2 rejects {spec}:\n{}{}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-}
-
-/// Reads `path` out of `img` with makefs (the kernel's code: it mounts the
-/// image read-write and flushes, so call it last). Asserts the mount needed
-/// no recovery.
-fn makefs_read(img: &Path, pfs: Option<&str>, path: &str) -> Vec<u8> {
-    let out_dir = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(reftools().join("makefs"));
-    cmd.args(["-t", "hammer2", "-o", &format!("R={path}")]);
-    if let Some(l) = pfs {
-        cmd.args(["-o", &format!("m={l}")]);
-    }
-    let out = cmd.arg(img).arg(out_dir.path()).output().unwrap();
-    let log = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(out.status.success(), "makefs -o R={path} failed on {}:\n{log}", img.display());
-    assert!(log.contains("no recovery needed"), "makefs ran a recovery on our image:\n{log}");
-    let name = path.rsplit('/').next().unwrap();
-    std::fs::read(out_dir.path().join(name)).unwrap_or_else(|e| panic!("makefs did not extract {path}: {e}"))
-}
-
-/// Deterministic bytes, compressible in part.
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|i| {
-            if (i / 4096) % 3 == 0 {
-                (i % 251) as u8
-            } else {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            }
-        })
-        .collect()
+    let (ok, log) = common::oracle::reference_fsck(spec);
+    assert!(ok, "reference fsck_hammer2 rejects {spec}:\n{log}");
 }
 
 /// Host files to put: small (embedded in its inode) and big (data blocks).

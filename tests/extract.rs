@@ -187,7 +187,7 @@ fn inum_of(img: &str, path: &str) -> u64 {
     let fs = Hammer2::open_path(img).unwrap();
     let tree = Tree::new(&fs);
     let pfs = Pfs::default(&tree).unwrap();
-    namespace::resolve(&pfs, path).unwrap().inum()
+    pfs.resolve(path).unwrap().inum()
 }
 
 fn dirent_named(img: &Image, b: &hammer2::format::Blockref, name: &[u8]) -> bool {
@@ -396,7 +396,7 @@ fn dag_image() -> (Image, usize) {
         let fs = Hammer2::open_path(img.spec()).unwrap();
         let tree = Tree::new(&fs);
         let pfs = Pfs::default(&tree).unwrap();
-        let mut cur = namespace::resolve(&pfs, "/level00").unwrap();
+        let mut cur = pfs.resolve("/level00").unwrap();
         loop {
             let entries = pfs.readdir(&cur).unwrap();
             let leaf = entries.iter().find(|e| e.name == b"leaf.txt").map(|e| e.inum);
@@ -531,7 +531,7 @@ fn modes_follow_tar_for_the_invoking_user() {
         let fs = Hammer2::open_path(img.spec()).unwrap();
         let tree = Tree::new(&fs);
         let pfs = Pfs::default(&tree).unwrap();
-        let ino = namespace::resolve(&pfs, "/hello.txt").unwrap();
+        let ino = pfs.resolve("/hello.txt").unwrap();
         assert_eq!(ino.data.meta.mode.get() & 0o7777, 0o6755);
         assert_eq!(ino.obj_type(), ObjType::Regfile);
         ino.data.meta.unix_uid()

@@ -29,10 +29,7 @@ const KINDS: [BlockrefType; 4] =
 
 /// A reference tool: `$HAMMER2_REFTOOLS/name` or `../shared/reftools/name`.
 fn reftool(name: &str) -> PathBuf {
-    let dir = std::env::var_os("HAMMER2_REFTOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
-    let p = dir.join(name);
+    let p = common::oracle::reftools().join(name);
     assert!(p.exists(), "reference tool {} missing (set HAMMER2_REFTOOLS)", p.display());
     p
 }

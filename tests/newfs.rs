@@ -296,60 +296,24 @@ fn a_directory_or_fifo_is_named_for_what_it_is() {
     }
 }
 
-/// Runs a system command, failing the test with its output when it fails.
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
-        panic!("{cmd}: {e} (this test needs root, util-linux's losetup and mount, and e2fsprogs' mke2fs)")
-    });
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {} (this test needs root, losetup, mount and mke2fs)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A loop device over an image, mounted read-only; undone on drop (also on panic).
-struct LoopMount {
-    dev: String,
-    mountpoint: PathBuf,
-    mounted: bool,
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.mountpoint).status();
-        }
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
 #[test]
 fn a_mounted_image_is_refused_through_its_loop_device() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("ext2.img");
-    // Large enough for a HAMMER2 layout, so newfs gets as far as opening it.
-    std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
-    sh("mke2fs", &["-q", "-F", "-t", "ext2", s(&img)]);
+    // 64 MiB: large enough for a HAMMER2 layout, so newfs gets as far as opening it.
+    let lm = common::loopdev::LoopMount::ext2(dir.path());
+    let img = lm.img.clone();
     let before = read(&img, 0, 4096);
-    let dev = sh("losetup", &["-f", "--show", s(&img)]).trim().to_string();
-    assert!(dev.starts_with("/dev/loop"), "{dev}");
-    let mut lm = LoopMount { dev, mountpoint: dir.path().join("mnt"), mounted: false };
-    std::fs::create_dir(&lm.mountpoint).unwrap();
-    sh("mount", &["-o", "ro", &lm.dev, s(&lm.mountpoint)]);
-    lm.mounted = true;
 
     let canon = std::fs::canonicalize(&lm.mountpoint).unwrap();
     let at = hammer2::device::mounted_at(&img).expect("the image is mounted through its loop device");
     assert_eq!(Path::new(&at), canon);
     assert_eq!(
-        hammer2::device::mounted_at(Path::new(&lm.dev)).as_deref().map(Path::new),
+        hammer2::device::mounted_at(Path::new(&lm.lo.dev)).as_deref().map(Path::new),
         Some(canon.as_path())
     );
 
     // Neither the image nor its loop device is written, even with -f.
-    for target in [s(&img), lm.dev.as_str()] {
+    for target in [s(&img), lm.lo.dev.as_str()] {
         let out = newfs(&["-f", target]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{target}: {err}");

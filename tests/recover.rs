@@ -110,35 +110,22 @@ fn our_fsck_clean(spec: &str) {
 }
 
 fn reference_fsck_clean(spec: &str) {
-    let (ok, text) = recording::reference_fsck(spec);
+    let (ok, text) = common::oracle::reference_fsck(spec);
     assert!(ok, "reference fsck_hammer2 rejects {spec}:\n{text}");
 }
 
 /// makefs (DragonFly's kernel code) mounts `img` read-write (running its
 /// mount-time recovery), does `op` and flushes; returns its output.
 fn makefs(img: &Path, op: &str) -> String {
-    let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(recording::reftools().join("makefs"))
-        .args(["-t", "hammer2", "-o", op])
-        .arg(img)
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "makefs -o {op} failed on {}:\n{text}", img.display());
+    let (ok, text) = common::oracle::makefs(img, &[op]);
+    assert!(ok, "makefs -o {op} failed on {}:\n{text}", img.display());
     text
 }
 
 /// makefs bulkfree: no recovery needed, no block in use found marked free.
 fn makefs_bulkfree_clean(img: &Path) {
     let text = makefs(img, "B");
-    assert!(text.contains("no recovery needed"), "makefs ran a recovery:\n{text}");
-    let errs: Vec<&str> = text.lines().filter(|l| l.contains("ERR(00)") || l.contains("ERR(01)")).collect();
-    assert_eq!(errs.len(), 2, "{text}");
-    for line in errs {
-        let n: u64 = line.split_whitespace().last().and_then(|w| w.parse().ok()).unwrap();
-        assert_eq!(n, 0, "bulkfree found blocks in use marked free: {line}\n{text}");
-    }
+    common::oracle::bulkfree_verdict(&text).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn run_bin(name: &str, args: &[&str]) -> (i32, String) {

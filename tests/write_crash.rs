@@ -13,11 +13,12 @@
 
 mod common;
 
+use common::loopdev::LoopDevice;
+use common::oracle::reference_fsck;
 use common::recording::*;
 use hammer2::fsck::{FsckOptions, RepairMode};
 use hammer2::fsops::{Attrs, PfsRef, Session};
 use hammer2::Hammer2;
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -729,35 +730,6 @@ fn enospc_leaves_the_previous_state_intact() {
     let after = best_header(spec);
     assert_intact(spec, &after, &model, "after the smaller commit");
     eprintln!("enospc test took {:?}", t.elapsed());
-}
-
-/// A loop device over an image; detached on drop (also on panic).
-struct LoopDevice {
-    dev: String,
-}
-
-impl LoopDevice {
-    /// Attaches `img`, or fails the test saying why loop devices are unusable here.
-    fn attach(img: &Path) -> LoopDevice {
-        let out = Command::new("losetup").args(["-f", "--show"]).arg(img).output().unwrap_or_else(|e| {
-            panic!("cannot run losetup ({e}): this test needs util-linux's losetup, root and loop devices")
-        });
-        assert!(
-            out.status.success(),
-            "losetup -f --show {} failed: {} (this test needs root and loop devices)",
-            img.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let dev = String::from_utf8(out.stdout).unwrap().trim().to_string();
-        assert!(dev.starts_with("/dev/loop"), "losetup printed {dev:?}");
-        LoopDevice { dev }
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
 }
 
 /// A session on /dev/loopN (mkdir, files, commit), verified on the image

@@ -4,56 +4,27 @@
 
 mod common;
 
+use common::content;
 use hammer2::fsops::{Attrs, Session};
 use hammer2::pfs::Pfs;
 use hammer2::tree::Tree;
 use hammer2::Hammer2;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-/// The reference tools: `$HAMMER2_REFTOOLS`, or ../shared/reftools beside the crate.
-fn reftools() -> PathBuf {
-    let dir = std::env::var_os("HAMMER2_REFTOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
-    assert!(
-        dir.join("fsck_hammer2").exists(),
-        "reference tools not found at {} (set HAMMER2_REFTOOLS)",
-        dir.display()
-    );
-    dir
-}
+use common::oracle::{bulkfree_verdict, makefs, makefs_read, reference_fsck};
 
 /// The reference checker accepts `spec`.
 fn oracle_fsck(spec: &str) {
-    let out = Command::new(reftools().join("fsck_hammer2")).args(["-q", spec]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "reference fsck_hammer2 rejects {spec}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, text) = reference_fsck(spec);
+    assert!(ok, "reference fsck_hammer2 rejects {spec}:\n{text}");
 }
 
-/// makefs (the kernel's code) mounts the image, runs bulkfree and flushes;
-/// returns its output. Asserts no recovery was needed and no block in use
-/// was marked free.
-fn oracle_makefs_bulkfree(img: &Path) -> String {
-    let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(reftools().join("makefs"))
-        .args(["-t", "hammer2", "-o", "B"])
-        .arg(img)
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "makefs -o B failed on {}:\n{text}", img.display());
-    assert!(text.contains("no recovery needed"), "makefs ran a recovery on our image:\n{text}");
-    for line in text.lines().filter(|l| l.contains("ERR(00)") || l.contains("ERR(01)")) {
-        let n: u64 = line.split_whitespace().last().and_then(|w| w.parse().ok()).unwrap_or(1);
-        assert_eq!(n, 0, "bulkfree found blocks in use that our freemap marked free: {line}\n{text}");
-    }
-    text
+/// makefs (the kernel's code) mounts the image, runs bulkfree and flushes:
+/// no recovery may be needed and no block in use may be marked free.
+fn oracle_makefs_bulkfree(img: &Path) {
+    let (ok, text) = makefs(img, &["B"]);
+    assert!(ok, "makefs -o B failed on {}:\n{text}", img.display());
+    bulkfree_verdict(&text).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn our_fsck_clean(spec: &str) {
@@ -79,23 +50,6 @@ fn read_file(spec: &str, pfs: Option<&str>, path: &str) -> Vec<u8> {
     let mut sink = hammer2::file::WriteSink(Vec::new());
     hammer2::file::read_file(&tree, &ino, &mut sink).unwrap();
     sink.0
-}
-
-/// Deterministic pseudo-random bytes, compressible in part.
-fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|i| {
-            if (i / 4096) % 3 == 0 {
-                (i % 251) as u8
-            } else {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            }
-        })
-        .collect()
 }
 
 #[test]
@@ -268,21 +222,18 @@ fn edits_on_varied_then_a_kernel_snapshot() {
     drop(fs);
 
     // The kernel's code mounts our image, snapshots DATA and flushes.
-    let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(reftools().join("makefs"))
-        .args(["-t", "hammer2", "-o", "P=snapshot:snapx"])
-        .arg(&img)
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && text.contains("no recovery needed"), "{text}");
+    let (ok, text) = makefs(&img, &["P=snapshot:snapx"]);
+    assert!(ok && text.contains("no recovery needed"), "{text}");
     oracle_fsck(spec);
     our_fsck_clean(spec);
     assert_eq!(read_file(spec, Some("snapx"), &format!("/{deep}/level40/level41/z")), compressible);
     assert_manifest(spec, "varied", Some("snapx"), &gone);
     oracle_makefs_bulkfree(&img);
     our_fsck_clean(spec);
+    // And the kernel's code reads back what we wrote.
+    assert_eq!(makefs_read(&img, None, &format!("/{deep}/level40/level41/z")), compressible);
+    let i = 41u64;
+    assert_eq!(makefs_read(&img, None, &format!("/wide/new-{i}")), content(i, (i as usize * 37) % 3000 + 1));
 }
 
 /// A two-volume set: allocations may land on either volume; the header is

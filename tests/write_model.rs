@@ -90,18 +90,6 @@ fn scale() -> usize {
     env_u64("H2_MODEL_SCALE").unwrap_or(1).max(1) as usize
 }
 
-fn reftools() -> PathBuf {
-    let dir = std::env::var_os("HAMMER2_REFTOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
-    assert!(
-        dir.join("fsck_hammer2").exists(),
-        "reference tools not found at {} (set HAMMER2_REFTOOLS)",
-        dir.display()
-    );
-    dir
-}
-
 /// The model's tree as a fixture's manifest describes it, for a cross-check
 /// of the initial snapshot (sha256 of every file, symlink targets).
 fn check_manifest(spec: &str, fixture: &str, initial: &BTreeMap<String, Node>) -> R<()> {
@@ -560,7 +548,7 @@ impl Run {
         self.note(format!("makefs -o {op}"));
         self.kernel_edits.push(what);
         let empty = tempfile::tempdir().unwrap();
-        let o = Command::new(reftools().join("makefs"))
+        let o = Command::new(common::oracle::reftools().join("makefs"))
             .args(["-t", "hammer2", "-o", &op])
             .arg(&self.img)
             .arg(empty.path())
@@ -1071,7 +1059,7 @@ impl Run {
         for p in picks {
             self.note(format!("makefs -o R={p}"));
             let out = tempfile::tempdir().unwrap();
-            let o = Command::new(reftools().join("makefs"))
+            let o = Command::new(common::oracle::reftools().join("makefs"))
                 .args(["-t", "hammer2", "-o", &format!("R={p}")])
                 .arg(&self.img)
                 .arg(out.path())
@@ -1170,45 +1158,20 @@ fn our_fsck_clean(spec: &str, all_copies: bool) -> R<()> {
 }
 
 fn oracle_fsck(spec: &str) -> R<()> {
-    let out = Command::new(reftools().join("fsck_hammer2")).args(["-q", spec]).output().unwrap();
-    if !out.status.success() {
-        return Err(format!(
-            "reference fsck_hammer2 rejects the image:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
+    match common::oracle::reference_fsck(spec) {
+        (true, _) => Ok(()),
+        (false, text) => Err(format!("reference fsck_hammer2 rejects the image:\n{text}")),
     }
-    Ok(())
 }
 
 /// makefs (the kernel's code) mounts the image, runs bulkfree and flushes:
 /// no recovery may be needed and no block in use may be marked free.
 fn oracle_bulkfree(img: &Path) -> R<()> {
-    let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(reftools().join("makefs"))
-        .args(["-t", "hammer2", "-o", "B"])
-        .arg(img)
-        .arg(empty.path())
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    if !out.status.success() {
+    let (ok, text) = common::oracle::makefs(img, &["B"]);
+    if !ok {
         return Err(format!("makefs -o B failed:\n{text}"));
     }
-    if !text.contains("no recovery needed") {
-        return Err(format!("makefs ran a recovery on our image:\n{text}"));
-    }
-    let errs = text.lines().filter(|l| l.contains("ERR(00)") || l.contains("ERR(01)")).count();
-    if errs != 2 {
-        return Err(format!("makefs -o B printed no ERR(00)/ERR(01) statistics:\n{text}"));
-    }
-    for line in text.lines().filter(|l| l.contains("ERR(00)") || l.contains("ERR(01)")) {
-        let n: u64 = line.split_whitespace().last().and_then(|w| w.parse().ok()).unwrap_or(1);
-        if n != 0 {
-            return Err(format!("bulkfree found blocks in use that our freemap marked free: {line}\n{text}"));
-        }
-    }
-    Ok(())
+    common::oracle::bulkfree_verdict(&text)
 }
 
 // ---- the tests ----
@@ -1353,7 +1316,7 @@ fn a_small_image_fills_up_and_its_space_is_reused() {
 fn super_root_statistics_survive_kernel_pfs_operations() {
     let makefs = |img: &Path, op: &str| {
         let empty = tempfile::tempdir().unwrap();
-        let o = Command::new(reftools().join("makefs"))
+        let o = Command::new(common::oracle::reftools().join("makefs"))
             .args(["-t", "hammer2", "-o", op])
             .arg(img)
             .arg(empty.path())
@@ -1480,7 +1443,7 @@ fn new_indirect_blocks_take_their_parents_check_method() {
     s.commit().unwrap();
     drop(s);
     let empty = tempfile::tempdir().unwrap();
-    let o = Command::new(reftools().join("makefs"))
+    let o = Command::new(common::oracle::reftools().join("makefs"))
         .args(["-t", "hammer2", "-o", "I=setcheck:/d:none"])
         .arg(&img)
         .arg(empty.path())

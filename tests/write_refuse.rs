@@ -16,39 +16,9 @@ use hammer2::tree::Tree;
 use hammer2::{Error, Hammer2};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn attrs(mode: u32) -> Attrs {
     Attrs { mode, uid: 0, gid: 0, mtime: 1_700_000_000_000_000 }
-}
-
-/// Runs a system command, failing the test with its output when it fails.
-fn sh(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd).args(args).output().unwrap_or_else(|e| {
-        panic!("{cmd}: {e} (this test needs root, util-linux's losetup and mount, and e2fsprogs' mke2fs)")
-    });
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {} (this test needs root, losetup, mount and mke2fs)",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A loop device over an image, mounted read-only; undone on drop (also on panic).
-struct LoopMount {
-    dev: String,
-    mountpoint: PathBuf,
-    mounted: bool,
-}
-
-impl Drop for LoopMount {
-    fn drop(&mut self) {
-        if self.mounted {
-            let _ = Command::new("umount").arg(&self.mountpoint).status();
-        }
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
 }
 
 /// Every way of naming a mounted device is refused for writing, with an
@@ -56,19 +26,12 @@ impl Drop for LoopMount {
 #[test]
 fn a_mounted_device_is_refused_for_writing() {
     let dir = tempfile::tempdir().unwrap();
-    let img = dir.path().join("ext2.img");
-    std::fs::File::create(&img).unwrap().set_len(64 << 20).unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    sh("mke2fs", &["-q", "-F", "-t", "ext2", &s(&img)]);
-    let dev = sh("losetup", &["-f", "--show", &s(&img)]).trim().to_string();
-    assert!(dev.starts_with("/dev/loop"), "losetup printed {dev:?}");
-    let mut lm = LoopMount { dev, mountpoint: dir.path().join("mnt"), mounted: false };
-    std::fs::create_dir(&lm.mountpoint).unwrap();
-    sh("mount", &["-o", "ro", &lm.dev, &s(&lm.mountpoint)]);
-    lm.mounted = true;
+    let lm = common::loopdev::LoopMount::ext2(dir.path());
+    let img = lm.img.clone();
     let before = content_digest(&img);
 
-    for target in [s(&img), lm.dev.clone()] {
+    for target in [s(&img), lm.lo.dev.clone()] {
         match Session::open(&target, false) {
             Err(e @ Error::Mounted { .. }) => {
                 let msg = e.to_string();

@@ -484,7 +484,7 @@ fn execute<'a>(
         }
         EditCommand::Cat { path } => {
             let pfs = pfs()?;
-            let ino = namespace::resolve(&pfs, &path)?;
+            let ino = pfs.resolve(&path)?;
             if ino.is_dir() {
                 return Err(hammer2::Error::IsADirectory(path).into());
             }
@@ -495,7 +495,7 @@ fn execute<'a>(
         }
         EditCommand::Stat { json, path } => {
             let pfs = pfs()?;
-            let ino = namespace::resolve(&pfs, &path)?;
+            let ino = pfs.resolve(&path)?;
             let report = hammer2::dump::inode::describe(&pfs.name(), Some(path), &ino);
             if json {
                 common::print_json(&report)?;
@@ -505,7 +505,7 @@ fn execute<'a>(
         }
         EditCommand::Ls { long, all, path } => {
             let pfs = pfs()?;
-            let ino = namespace::resolve(&pfs, &path)?;
+            let ino = pfs.resolve(&path)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if !ino.is_dir() {
                 let name = path.rsplit('/').next().unwrap_or(&path).to_string();

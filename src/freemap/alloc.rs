@@ -128,7 +128,7 @@ use crate::format::{
     ZONE_FREEMAP_END, ZONE_FREEMAP_INC,
 };
 use crate::volume::{read_headers, CopyState, Hammer2};
-use crate::walk::{walk, Root, WalkOptions};
+use crate::walk::{self, walk, DataBlocks, Engine, Nothing, Options, Root, Step, Visitor, WalkOptions};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use zerocopy::IntoBytes;
 
@@ -578,23 +578,46 @@ impl Allocator {
         Ok(outcome)
     }
 
-    /// Keeps the blocks that `fs`'s topology references (typically an older
-    /// valid header copy, opened with `CopyChoice::Index`) from being handed
-    /// out even where the freemap says free (after a bulkfree that only
-    /// looked at the newest copy), and moves `linear` past any of them in its
-    /// chunk. Returns how many free chunks were pinned. The pins live in
-    /// memory only.
+    /// Keeps the blocks that `fs`'s topology references from being handed
+    /// out even where the freemap says free, and moves `linear` past any of
+    /// them in its chunk. Returns how many free chunks were pinned. See
+    /// [`Allocator::protect_blocksets`].
     pub fn protect_reachable(&mut self, fs: &Hammer2) -> Result<u64> {
-        let mut pinned = 0;
-        // Only extents matter: DATA blocks are not read.
-        let opts = WalkOptions { read_data: false, ..Default::default() };
-        walk(fs, Root::Topology, opts, &mut |v| {
-            let b = v.bref;
-            if (RADIX_MIN..=RADIX_MAX).contains(&b.radix()) {
-                pinned += self.protect(b.offset(), b.physical_size());
+        self.protect_blocksets(fs, &[fs.voldata.sroot_blockset])
+    }
+
+    /// Pins what the super-root blocksets `sets` reach (typically those of
+    /// older valid header copies, the fallback if the newest is lost: a
+    /// bulkfree only looks at the newest, so what only they reach may be
+    /// marked free). One traversal covers every set, so the subtrees they
+    /// share (nearly all) are walked once; DATA blocks are not read. The
+    /// pins live in memory only.
+    pub fn protect_blocksets(&mut self, fs: &Hammer2, sets: &[[Blockref; SET_COUNT]]) -> Result<u64> {
+        struct Pin<'s> {
+            alloc: &'s mut Allocator,
+            pinned: u64,
+        }
+        impl<'a> Visitor<'a> for Pin<'_> {
+            type Ctx = ();
+            type Out = Nothing;
+            fn visit(&mut self, node: &walk::Node<'a>, _: &()) -> Step<(), Nothing> {
+                let b = node.bref;
+                if (RADIX_MIN..=RADIX_MAX).contains(&b.radix()) {
+                    self.pinned += self.alloc.protect(b.offset(), b.physical_size());
+                }
+                if node.is_shared() {
+                    Step::Leaf(Nothing)
+                } else {
+                    Step::Descend(())
+                }
             }
-        })?;
-        Ok(pinned)
+        }
+        let mut engine = Engine::new(fs, Options { data: DataBlocks::Skip, ..Default::default() });
+        let mut pin = Pin { alloc: self, pinned: 0 };
+        for set in sets {
+            engine.run(set, 0, &(), &mut pin);
+        }
+        Ok(pin.pinned)
     }
 
     fn protect(&mut self, off: u64, size: u64) -> u64 {

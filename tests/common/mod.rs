@@ -2,8 +2,10 @@
 //! cargo's per-target temporary directory, once per image.
 #![allow(dead_code)]
 
+pub mod loopdev;
 pub mod model;
 pub mod mutate;
+pub mod oracle;
 pub mod plant;
 pub mod recording;
 pub mod reseal;
@@ -131,4 +133,22 @@ pub fn all_specs() -> Vec<(String, String)> {
         SINGLE.iter().map(|n| (n.to_string(), fixture(n).display().to_string())).collect();
     v.push(("multivol".into(), multivol_spec()));
     v
+}
+
+/// Deterministic bytes for test files: a third compressible, the rest
+/// pseudo-random.
+pub fn content(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|i| {
+            if (i / 4096) % 3 == 0 {
+                (i % 251) as u8
+            } else {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            }
+        })
+        .collect()
 }

@@ -589,27 +589,6 @@ impl std::io::Read for Noise {
     }
 }
 
-/// The reference tools: `$HAMMER2_REFTOOLS`, or ../shared/reftools beside the crate.
-pub fn reftools() -> PathBuf {
-    let dir = std::env::var_os("HAMMER2_REFTOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
-    assert!(
-        dir.join("fsck_hammer2").exists(),
-        "reference tools not found at {} (set HAMMER2_REFTOOLS)",
-        dir.display()
-    );
-    dir
-}
-
-/// Runs the reference `fsck_hammer2 -q`; returns (success, output).
-pub fn reference_fsck(spec: &str) -> (bool, String) {
-    let out =
-        std::process::Command::new(reftools().join("fsck_hammer2")).args(["-q", spec]).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    (out.status.success(), text)
-}
-
 /// Our fsck (`all_copies`: every valid header copy's topology too); returns
 /// the findings that are not informational, as text.
 pub fn fsck_damage(spec: &str, all_copies: bool) -> (i32, Vec<String>) {

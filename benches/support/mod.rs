@@ -1,0 +1,21 @@
+//! Timing a child process with its peak resident memory (wait4(2)).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::Instant;
+
+/// Runs `cmd` with its output discarded; returns (seconds, peak RSS in KiB, status).
+// The child is reaped by wait4 (which also yields its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
+pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
+    let start = Instant::now();
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(pid, child.id() as i32);
+    (secs, usage.ru_maxrss, ExitStatus::from_raw(status))
+}
