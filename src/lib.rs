@@ -14,6 +14,7 @@ pub mod compress;
 pub mod device;
 pub mod dirhash;
 pub mod dump;
+pub mod edit;
 pub mod error;
 pub mod extract;
 pub mod file;
