@@ -23,6 +23,7 @@ pub mod format;
 pub mod freemap;
 pub mod fsck;
 pub mod fsops;
+pub mod import;
 pub mod namespace;
 pub mod newfs;
 pub mod pfs;
