@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Whether a device may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,13 +66,30 @@ enum Map {
 }
 
 /// A memory-mapped image file or block device.
+///
+/// Resident memory stays bounded however much is read through the mapping:
+/// every page touched counts towards this process's resident set (the
+/// kernel also maps up to 64 KiB of cached neighbours on each fault), so
+/// after [`TRIM_AFTER`] bytes of estimated residency the whole mapping is
+/// released with `madvise(MADV_DONTNEED)`. The mapping is shared and never
+/// stored into (writes use pwrite), so this drops nothing but page-table
+/// entries: slices still held read the same bytes again from the page
+/// cache on their next access.
 pub struct MmapBackend {
     path: PathBuf,
     size: u64,
     // Kept open for the mapping's lifetime and for fsync.
     file: File,
     map: Map,
+    /// Bytes possibly made resident through the mapping since the last trim.
+    resident: AtomicU64,
 }
+
+/// Estimated mapped bytes after which the mapping is released.
+pub const TRIM_AFTER: u64 = 64 << 20;
+/// What one access through the mapping may make resident at least (the
+/// kernel's default fault-around window).
+const FAULT_AROUND: u64 = 64 << 10;
 
 impl MmapBackend {
     /// Opens and maps `path`, which must be a regular file or a block
@@ -114,7 +132,29 @@ impl MmapBackend {
             }
         }
         .map_err(|e| open_err(format!("cannot map: {e}")))?;
-        Ok(MmapBackend { path: path.to_path_buf(), size, file, map })
+        Ok(MmapBackend { path: path.to_path_buf(), size, file, map, resident: AtomicU64::new(0) })
+    }
+
+    /// Accounts for an access of `len` bytes through the mapping; releases
+    /// the mapping's pages once enough may be resident.
+    fn charge(&self, len: usize) {
+        let charged = (len as u64).max(FAULT_AROUND);
+        if self.resident.fetch_add(charged, Ordering::Relaxed) + charged < TRIM_AFTER {
+            return;
+        }
+        self.resident.store(0, Ordering::Relaxed);
+        use memmap2::UncheckedAdvice::DontNeed;
+        // SAFETY: both mappings are MAP_SHARED views of the file and are
+        // never stored into (writes go through pwrite), so MADV_DONTNEED
+        // only drops page-table entries: later accesses, including through
+        // slices handed out earlier, fault the same bytes back in from the
+        // page cache. Failure only means the pages stay resident.
+        let _ = unsafe {
+            match &self.map {
+                Map::Ro(m) => m.unchecked_advise(DontNeed),
+                Map::Rw(m) => m.unchecked_advise(DontNeed),
+            }
+        };
     }
 
     fn slice(&self) -> &[u8] {
@@ -136,7 +176,11 @@ impl Backend for MmapBackend {
         matches!(self.map, Map::Rw(_))
     }
     fn bytes(&self, off: u64, len: usize) -> Option<&[u8]> {
-        range_ok(self.size, off, len as u64).then(|| &self.slice()[off as usize..off as usize + len])
+        if !range_ok(self.size, off, len as u64) {
+            return None;
+        }
+        self.charge(len);
+        Some(&self.slice()[off as usize..off as usize + len])
     }
     fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
