@@ -41,6 +41,9 @@ use crate::volume::{CopyChoice, CopyState, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
 
+mod pfsops;
+pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
+
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;
 
