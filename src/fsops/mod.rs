@@ -41,6 +41,7 @@ use crate::volume::{CopyChoice, CopyState, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
 
+mod bulkfree;
 mod pfsops;
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
 

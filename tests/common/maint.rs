@@ -42,3 +42,22 @@ pub fn pfs_summary(spec: &str) -> Vec<(String, String, String)> {
     v.sort();
     v
 }
+
+/// Offsets of the 16 KiB chunks the freemap of `spec` marks allocated (11)
+/// at or above `allocator_beg`, and those it marks possibly free (10).
+pub fn chunk_states(spec: &str) -> (std::collections::BTreeSet<u64>, std::collections::BTreeSet<u64>) {
+    let fs = hammer2::Hammer2::open_path(spec).unwrap();
+    let a = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    let beg = fs.voldata.allocator_beg.get();
+    let (mut allocated, mut staged) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for zone in a.leaf_keys() {
+        for off in (zone.max(beg)..zone + (1 << 30)).step_by(16384) {
+            match a.chunk_state(off) {
+                Some(3) => allocated.insert(off),
+                Some(2) => staged.insert(off),
+                _ => false,
+            };
+        }
+    }
+    (allocated, staged)
+}
