@@ -2,8 +2,12 @@
 //! [`crate::freemap::alloc::bulkfree`]), committed like every edit.
 
 use super::{invalid, Session};
+use crate::chain::Table;
 use crate::error::Result;
+use crate::flush::{self, CommitReport};
+use crate::freemap::alloc::Allocator;
 use crate::freemap::BulkfreeReport;
+use crate::Hammer2;
 
 impl Session {
     /// Bulkfree. Edits made before it in this session are committed first
@@ -22,4 +26,22 @@ impl Session {
         self.dirty = true;
         Ok(report)
     }
+}
+
+/// Replaces a freemap that cannot be loaded (damaged beyond what the
+/// recovery can replay into) by one built from the topology alone
+/// ([`Allocator::rebuild`]), committed as a transaction that changes
+/// nothing else. fsck's repair falls back to it.
+pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport)> {
+    let (mut alloc, report) = Allocator::rebuild(fs)?;
+    let v = &fs.voldata;
+    let tid = v
+        .mirror_tid
+        .get()
+        .max(v.freemap_tid.get())
+        .checked_add(1)
+        .ok_or_else(|| invalid("mirror_tid exhausted"))?;
+    let mut root = Table::from_brefs(&fs.voldata.sroot_blockset);
+    let commit = flush::commit(fs, &mut root, &mut alloc, tid, write)?;
+    Ok((report, commit))
 }

@@ -43,6 +43,7 @@ use std::io::Read;
 
 mod bulkfree;
 mod pfsops;
+pub use bulkfree::rebuild_freemap;
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
 
 /// Default dirty-memory budget of a session (bytes of loaded chains).
