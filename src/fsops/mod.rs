@@ -43,8 +43,10 @@ use std::io::Read;
 
 mod bulkfree;
 mod pfsops;
+mod setmethods;
 pub use bulkfree::rebuild_freemap;
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
+pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;
