@@ -42,6 +42,7 @@ use crate::walk::Flow;
 use std::io::Read;
 
 mod bulkfree;
+mod destroy;
 mod pfsops;
 mod setmethods;
 pub use bulkfree::rebuild_freemap;

@@ -48,7 +48,7 @@ pub fn pfs_summary(spec: &str) -> Vec<(String, String, String)> {
 pub fn chunk_states(spec: &str) -> (std::collections::BTreeSet<u64>, std::collections::BTreeSet<u64>) {
     let fs = hammer2::Hammer2::open_path(spec).unwrap();
     let a = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
-    let beg = fs.voldata.allocator_beg.get();
+    let beg = fs.voldata.allocator_beg.get() & !0x3fff;
     let (mut allocated, mut staged) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
     for zone in a.leaf_keys() {
         for off in (zone.max(beg)..zone + (1 << 30)).step_by(16384) {
@@ -60,4 +60,19 @@ pub fn chunk_states(spec: &str) -> (std::collections::BTreeSet<u64>, std::collec
         }
     }
     (allocated, staged)
+}
+
+/// The reference checker accepts the best header copy of `spec` (`-b`):
+/// for repairs that leave older copies, the history, as they were.
+pub fn oracle_fsck_best(spec: &str) {
+    let out = std::process::Command::new(super::oracle::reftools().join("fsck_hammer2"))
+        .args(["-q", "-b", spec])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reference fsck_hammer2 -b rejects {spec}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
