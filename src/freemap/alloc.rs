@@ -133,6 +133,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use zerocopy::IntoBytes;
 
 pub mod bulkfree;
+pub mod grow;
 
 /// The freemap's granule (two bits each).
 const CHUNK: u64 = 1 << FREEMAP_BLOCK_RADIX;

@@ -43,9 +43,11 @@ use std::io::Read;
 
 mod bulkfree;
 mod destroy;
+mod growfs;
 mod pfsops;
 mod setmethods;
 pub use bulkfree::rebuild_freemap;
+pub use growfs::GrowReport;
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
 pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 
