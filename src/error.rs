@@ -142,6 +142,10 @@ pub enum Error {
     NotADirectory(String),
     #[error("{0}: is a directory")]
     IsADirectory(String),
+    /// A command line or script that cannot be run as written (the
+    /// binaries exit with their usage status).
+    #[error("{0}")]
+    Usage(String),
     #[error("{path}: refusing a name from the image: {why}")]
     HostileName { path: String, why: String },
 }

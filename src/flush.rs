@@ -76,6 +76,14 @@ impl Flusher<'_> {
     /// KiB), with its check code and this transaction's tids, and writes
     /// it. The block it had before is released.
     pub fn write_block(&mut self, bref: &mut Blockref, media: &[u8]) -> Result<()> {
+        set_check(bref, media);
+        self.write_checked(bref, media)
+    }
+
+    /// [`write_block`](Self::write_block) for media whose check code
+    /// `bref` already carries (computed elsewhere, e.g. on a worker thread
+    /// while this one writes): allocation, tids, the write, no hashing.
+    pub fn write_checked(&mut self, bref: &mut Blockref, media: &[u8]) -> Result<()> {
         let len = media.len();
         if !len.is_power_of_two() || !(1024..=65536).contains(&len) {
             return Err(Error::InvalidArgument(format!("block of {len} bytes cannot be allocated")));
@@ -89,7 +97,6 @@ impl Flusher<'_> {
         bref.data_off = data_off.into();
         bref.mirror_tid = self.tid.into();
         bref.modify_tid = self.tid.into();
-        set_check(bref, media);
         if self.write {
             self.device.write(data_off & !0x3f, media)?;
         }

@@ -7,6 +7,7 @@ use clap::Parser;
 use hammer2::cli::newfs::NewfsCli;
 use hammer2::device::{Access, Backend, Device, MmapBackend};
 use hammer2::format::{CheckMethod, CompMethod};
+use hammer2::import::{self, ImportOptions, ImportReport};
 use hammer2::newfs::{self, Identity, Layout, NewfsOptions};
 use std::path::{Path, PathBuf};
 
@@ -100,7 +101,19 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
         zero: cli.zero,
     };
     // Validate everything that needs no device first.
-    newfs::resolve_labels(&opts.labels)?;
+    let labels = newfs::resolve_labels(&opts.labels)?;
+    let populate = match &cli.populate {
+        None => None,
+        Some(host) => {
+            if !std::fs::metadata(host).with_context(|| format!("{}", host.display()))?.is_dir() {
+                bail!("--populate {}: not a directory", host.display());
+            }
+            let Some(label) = labels.iter().find(|l| *l != newfs::LOCAL_LABEL) else {
+                return Err(common::usage("--populate needs a PFS besides LOCAL (give -L LABEL)"));
+            };
+            Some((host.as_path(), label.clone()))
+        }
+    };
     let avail = device_sizes(&paths, &sizes, cli.dry_run)?;
     let layout = newfs::plan(&avail, &opts)?;
     let id = Identity::random(layout.labels.len());
@@ -117,12 +130,60 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
         let writes = newfs::build(&layout, &opts, &id);
         newfs::apply(&mut device, &layout, &writes, opts.zero).context("format failed")?;
     }
+    let imported = match populate {
+        Some((host, label)) if !cli.dry_run => {
+            let spec = cli.devices.join(":");
+            Some((label.clone(), populate_pfs(&spec, &label, host, &cli)?))
+        }
+        _ => None,
+    };
     if cli.json {
-        common::print_json(&summary_json(&layout, &id, &paths, cli.dry_run))?;
+        let mut v = summary_json(&layout, &id, &paths, cli.dry_run);
+        if let Some((label, r)) = &imported {
+            v["populate"] = serde_json::json!({"pfs": label, "report": r});
+        }
+        common::print_json(&v)?;
     } else if !cli.quiet {
         print_summary(&layout, &id, &paths, cli.dry_run);
+        if let Some((label, r)) = &imported {
+            println!(
+                "populated PFS \"{label}\": {} directories, {} files ({}, {} on media), {} symlinks, {} hard links, {} special files",
+                r.dirs,
+                r.files,
+                common::human_bytes(r.bytes),
+                common::human_bytes(r.media_bytes),
+                r.symlinks,
+                r.hardlinks,
+                r.specials
+            );
+        }
     }
     Ok(common::EXIT_OK)
+}
+
+/// Imports `host` into the PFS `label` of the new file system, with a
+/// spinner on a terminal.
+fn populate_pfs(spec: &str, label: &str, host: &Path, cli: &NewfsCli) -> anyhow::Result<ImportReport> {
+    let bar = (common::stderr_is_terminal() && !cli.quiet && !cli.json).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        pb
+    });
+    let mut last = 0;
+    let r = import::populate(spec, label, host, &ImportOptions::default(), &mut |r| {
+        if let Some(pb) = &bar {
+            let n = r.files + r.dirs + r.symlinks + r.specials + r.hardlinks;
+            if n >= last + 64 {
+                last = n;
+                pb.set_message(format!("populating: {} files, {}", r.files, common::human_bytes(r.bytes)));
+            }
+        }
+    });
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let (report, _) = r.with_context(|| format!("populating from {} failed", host.display()))?;
+    Ok(report)
 }
 
 fn summary_json(layout: &Layout, id: &Identity, paths: &[PathBuf], dry_run: bool) -> serde_json::Value {

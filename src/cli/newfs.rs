@@ -8,7 +8,9 @@ Examples:
   newfs_hammer2 -s 10G disk.img           create a sparse 10 GiB image and format it (PFSs LOCAL, DATA)
   newfs_hammer2 -L ROOT /dev/da0s1d        format a partition with PFSs LOCAL and ROOT
   newfs_hammer2 -n -s 2T big.img           show the layout of a 2 TiB file system, write nothing
-  newfs_hammer2 -f vol0.img vol1.img       one file system on two volumes, replacing what was there";
+  newfs_hammer2 -f vol0.img vol1.img       one file system on two volumes, replacing what was there
+  newfs_hammer2 -s 16G --populate tree/ disk.img
+                                          format a sparse image and copy a host directory into its DATA PFS";
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +45,9 @@ pub struct NewfsCli {
     /// Compression recorded in the PFS roots for their contents
     #[arg(long = "comp", value_name = "METHOD", default_value = "lz4", value_parser = ["none", "autozero", "lz4", "zlib"])]
     pub comp: String,
+    /// Copy this host directory's contents (files, symlinks, hard links, devices, modes, owners, times, holes) into the first PFS besides LOCAL, in one commit
+    #[arg(long = "populate", value_name = "HOSTDIR")]
+    pub populate: Option<std::path::PathBuf>,
     /// Print the layout and write nothing
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,

@@ -44,10 +44,12 @@ use std::io::Read;
 mod bulkfree;
 mod destroy;
 mod growfs;
+mod import;
 mod pfsops;
 mod setmethods;
 pub use bulkfree::rebuild_freemap;
 pub use growfs::GrowReport;
+pub use import::{encode_data_block, NodeMeta};
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
 pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 
@@ -397,7 +399,27 @@ impl Session {
         let fs = &self.fs;
         let root = pfs_root_mut(fs, &mut self.root, pfs)?;
         root.insert(fs, Slot::Node(Box::new(chain)))?;
-        // The directory entry.
+        self.insert_dirent(pfs, dir, dkey, name, (inum, kind))?;
+        Ok(inum)
+    }
+
+    /// Enters the directory entry `name` -> `inum` (of `kind`) at key `dkey`
+    /// of directory `dir` (its mtime and ctime now).
+    fn insert_dirent(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        dkey: u64,
+        name: &[u8],
+        (inum, kind): (u64, ObjType),
+    ) -> Result<()> {
+        let fs = &self.fs;
+        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
+        let now = now_us();
+        let dip = dchain.inode_mut().ok_or_else(|| Error::NotADirectory(format!("inode {dir}")))?;
+        dip.meta.mtime = now.into();
+        dip.meta.ctime = now.into();
+        let check = CheckMethod::from(dip.meta.check_algo & 15);
         let mut d = Blockref::zeroed();
         d.type_ = BlockrefType::Dirent.into();
         d.key = dkey.into();
@@ -416,15 +438,9 @@ impl Session {
             media[..name.len()].copy_from_slice(name);
             Slot::Node(Box::new(Chain { bref: d, body: Body::Leaf { media }, bias: Default::default() }))
         };
-        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
-        let now = now_us();
-        if let Some(dip) = dchain.inode_mut() {
-            dip.meta.mtime = now.into();
-            dip.meta.ctime = now.into();
-        }
         dchain.insert(fs, slot)?;
         self.dirty = true;
-        Ok(inum)
+        Ok(())
     }
 
     /// Runs one operation; a failure after it started changing chains
@@ -634,23 +650,8 @@ impl Session {
         block: &[u8],
         (comp, level, check): (CompMethod, u32, CheckMethod),
     ) -> Result<()> {
-        let (media, used) = encode_block(block, comp, level);
-        let mut bref = Blockref::zeroed();
-        bref.type_ = BlockrefType::Data.into();
-        bref.key = key.into();
-        bref.keybits = keybits;
-        bref.methods = encode_methods(check, used);
-        let mut f = Flusher {
-            device: &mut self.fs.device,
-            alloc: &mut self.alloc,
-            tid: self.tid,
-            write: self.write,
-            stats: self.stats,
-        };
-        f.write_block(&mut bref, &media)?;
-        self.stats = f.stats;
-        let fs = &self.fs;
-        inode_mut(fs, &mut self.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
+        let (bref, media) = import::encode_data_block(key, keybits, block, (comp, level, check));
+        self.place_block(pfs, inum, bref, &media)
     }
 
     /// `write`: stores `len` bytes from `src` at `offset` of the existing

@@ -1,0 +1,175 @@
+//! The session side of importing host trees ([`crate::import`]): inodes
+//! created with every attribute a host object carries, hard links, and
+//! data blocks encoded elsewhere (on worker threads) placed in order.
+
+use super::{free_dirent_key, inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, EMBEDDED_BYTES};
+use crate::chain::Slot;
+use crate::check::set_check;
+use crate::error::{Error, Result};
+use crate::flush::Flusher;
+use crate::format::{encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, ObjType};
+
+/// Everything a new inode takes from a host object.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeMeta {
+    pub kind: ObjType,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Microseconds since the epoch.
+    pub mtime: u64,
+    pub atime: u64,
+    pub ctime: u64,
+    pub btime: u64,
+    /// Device number of a character or block device (major, minor).
+    pub rdev: (u32, u32),
+    /// `comp_algo` byte (method | level << 4) instead of the directory's.
+    pub comp_algo: Option<u8>,
+    /// Check method instead of the directory's.
+    pub check: Option<CheckMethod>,
+}
+
+/// The DATA blockref (check code included, no allocation yet) and media of
+/// one logical block of a file: compressed as `comp` says when that pays
+/// ([`super::encode_block`]). Pure: worker threads call it.
+pub fn encode_data_block(
+    key: u64,
+    keybits: u8,
+    block: &[u8],
+    (comp, level, check): (CompMethod, u32, CheckMethod),
+) -> (Blockref, Vec<u8>) {
+    let (media, used) = super::encode_block(block, comp, level);
+    let mut bref = Blockref::zeroed();
+    bref.type_ = BlockrefType::Data.into();
+    bref.key = key.into();
+    bref.keybits = keybits;
+    bref.methods = encode_methods(check, used);
+    set_check(&mut bref, &media);
+    (bref, media)
+}
+
+impl Session {
+    /// Runs `op` as one operation (a failure part-way poisons the session).
+    pub(crate) fn import_operation<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.operation(op)
+    }
+
+    /// Creates `name` in directory `dir` with all of `meta`; returns its
+    /// inode number and its (comp_algo, check_algo).
+    pub(crate) fn import_node(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        name: &[u8],
+        meta: &NodeMeta,
+    ) -> Result<(u64, (u8, u8))> {
+        let attrs = Attrs { mode: meta.mode, uid: meta.uid, gid: meta.gid, mtime: meta.mtime };
+        let inum = self.create(pfs, dir, name, meta.kind, attrs)?;
+        let chain = self.inode_mut(pfs, inum)?;
+        if let Some(c) = meta.check {
+            chain.bref.methods = encode_methods(c, CompMethod::None);
+        }
+        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let m = &mut ip.meta;
+        m.atime = meta.atime.into();
+        m.ctime = meta.ctime.into();
+        m.btime = meta.btime.into();
+        m.rmajor = meta.rdev.0.into();
+        m.rminor = meta.rdev.1.into();
+        if let Some(c) = meta.comp_algo {
+            m.comp_algo = c;
+        }
+        if let Some(c) = meta.check {
+            m.check_algo = u8::from(c);
+        }
+        Ok((inum, (m.comp_algo, m.check_algo)))
+    }
+
+    /// A hard link: the entry `name` in `dir` for the existing inode `inum`
+    /// (which keeps its place and counts one more link, as the kernel
+    /// keeps hard-linked inodes since DragonFly 5.0).
+    pub(crate) fn import_link(&mut self, pfs: &PfsRef, dir: u64, name: &[u8], inum: u64) -> Result<()> {
+        super::check_new_name(name)?;
+        let kind = self.with_inode(pfs, inum, |ip, _| Ok(ip.meta.obj_type()))?;
+        let dkey = self.with_inode(pfs, dir, |dip, dtable| {
+            if dip.meta.obj_type() != ObjType::Directory {
+                return Err(Error::NotADirectory(format!("inode {dir}")));
+            }
+            if self.lookup_in(dtable, name)?.is_some() {
+                return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
+            }
+            free_dirent_key(&self.fs, dtable, name)
+        })?;
+        self.changes += 1;
+        self.insert_dirent(pfs, dir, dkey, name, (inum, kind))?;
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.nlinks = (ip.meta.nlinks.get() + 1).into();
+        Ok(())
+    }
+
+    /// Sets an inode's times (a directory's, once its entries are in).
+    pub(crate) fn import_times(&mut self, pfs: &PfsRef, inum: u64, meta: &NodeMeta) -> Result<()> {
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.mtime = meta.mtime.into();
+        ip.meta.atime = meta.atime.into();
+        ip.meta.ctime = meta.ctime.into();
+        ip.meta.btime = meta.btime.into();
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Sets the mode and owner of an existing inode (the import root's).
+    pub(crate) fn import_owner(&mut self, pfs: &PfsRef, inum: u64, meta: &NodeMeta) -> Result<()> {
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.mode = (meta.mode & 0o7777).into();
+        ip.meta.uid = xid_uuid(meta.uid);
+        ip.meta.gid = xid_uuid(meta.gid);
+        Ok(())
+    }
+
+    /// Stores the contents of a new file or symlink of at most a few
+    /// blocks (embedded when it fits the inode).
+    pub(crate) fn import_small(&mut self, pfs: &PfsRef, inum: u64, data: &[u8]) -> Result<()> {
+        self.write_contents(pfs, inum, data, data.len() as u64)
+    }
+
+    /// Sets the size of a new file whose blocks are placed one by one.
+    pub(crate) fn import_size(&mut self, pfs: &PfsRef, inum: u64, size: u64) -> Result<()> {
+        debug_assert!(size > EMBEDDED_BYTES as u64);
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.size = size.into();
+        Ok(())
+    }
+
+    /// Allocates and writes a block [`encode_data_block`] prepared and
+    /// enters its blockref in file `inum`.
+    pub(crate) fn place_block(
+        &mut self,
+        pfs: &PfsRef,
+        inum: u64,
+        mut bref: Blockref,
+        media: &[u8],
+    ) -> Result<()> {
+        let mut f = Flusher {
+            device: &mut self.fs.device,
+            alloc: &mut self.alloc,
+            tid: self.tid,
+            write: self.write,
+            stats: self.stats,
+        };
+        f.write_checked(&mut bref, media)?;
+        self.stats = f.stats;
+        let fs = &self.fs;
+        inode_mut(fs, &mut self.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
+    }
+
+    /// A file is complete: write its inode now (see `write_early`).
+    pub(crate) fn import_finish(&mut self, pfs: &PfsRef, inum: u64) -> Result<()> {
+        self.write_early(pfs, inum)
+    }
+
+    /// Writes loaded subtrees early when past the memory budget.
+    pub(crate) fn import_bound_memory(&mut self) -> Result<()> {
+        self.bound_memory()
+    }
+}
