@@ -132,6 +132,9 @@ use crate::walk::{self, walk, DataBlocks, Engine, Nothing, Options, Root, Step, 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use zerocopy::IntoBytes;
 
+pub mod bulkfree;
+pub mod grow;
+
 /// The freemap's granule (two bits each).
 const CHUNK: u64 = 1 << FREEMAP_BLOCK_RADIX;
 const CHUNK_MASK: u64 = CHUNK - 1;

@@ -368,6 +368,9 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
 /// A replay that cannot run (a damaged freemap or topology) leaves the
 /// findings uncorrected, saying why.
 fn repair_freemap(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+    if opts.repair == RepairMode::Yes {
+        rebuild_damaged_freemap(spec, report)?;
+    }
     let ids = [FREEMAP_LAG.id, FREEMAP_UNMARKED.id, FREEMAP_LINEAR.id];
     let todo: Vec<usize> = (0..report.findings.len())
         .filter(|&i| {
@@ -393,6 +396,32 @@ fn repair_freemap(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Re
         match &note {
             None => f.repaired = true,
             Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+        }
+    }
+    Ok(())
+}
+
+/// `-y` with a freemap block that fails its check (beyond the recovery's
+/// reach: it replays into a freemap it can load): the freemap is rebuilt
+/// from the topology by bulkfree's code ([`crate::fsops::rebuild_freemap`]).
+fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
+    let damaged: Vec<usize> = (0..report.findings.len())
+        .filter(|&i| {
+            let f = &report.findings[i];
+            f.problem.id.starts_with("BREF_") && f.location.starts_with("freemap") && !f.repaired
+        })
+        .collect();
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let mut fs = Hammer2::open(Device::open(spec, Access::ReadWrite)?, CopyChoice::Best)?;
+    let outcome = crate::fsops::rebuild_freemap(&mut fs, true)
+        .and_then(|_| crate::freemap::alloc::Allocator::load(&fs).map(|_| ()));
+    for i in damaged {
+        let f = &mut report.findings[i];
+        match &outcome {
+            Ok(()) => f.repaired = true,
+            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
         }
     }
     Ok(())

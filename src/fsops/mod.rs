@@ -41,8 +41,17 @@ use crate::volume::{CopyChoice, CopyState, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
 
+mod bulkfree;
+mod destroy;
+mod growfs;
 mod import;
+mod pfsops;
+mod setmethods;
+pub use bulkfree::rebuild_freemap;
+pub use growfs::GrowReport;
 pub use import::{encode_data_block, NodeMeta};
+pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
+pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;

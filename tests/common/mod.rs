@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod loopdev;
+pub mod maint;
 pub mod model;
 pub mod mutate;
 pub mod oracle;

@@ -1,0 +1,141 @@
+//! bulkfree offline: the freemap rebuilt from the topology with the
+//! kernel's transitions; compared chunk by chunk with makefs's bulkfree
+//! (DragonFly's kernel code) on a copy of the same image.
+
+mod common;
+
+use common::maint::{
+    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_clean,
+};
+use common::oracle::makefs;
+use hammer2::fsops::{Attrs, Session};
+
+fn spec_of(p: &std::path::Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// Removes files and rewrites one on a scratch copy of `fixture`, so that
+/// blocks become unreachable; returns the image.
+fn edited(fixture: &str, dir: &std::path::Path) -> std::path::PathBuf {
+    let img = common::scratch_copy(fixture, dir);
+    let spec = spec_of(&img);
+    let mut s = Session::open(&spec, false).unwrap();
+    let data = s.pfs(None).unwrap();
+    let big = common::content(3, 300_000);
+    s.create_file(&data, "/gone.bin", Attrs::now(0o644), &big[..], big.len() as u64).unwrap();
+    s.create_file(&data, "/kept.bin", Attrs::now(0o644), &big[..], big.len() as u64).unwrap();
+    s.commit().unwrap();
+    s.remove(&data, "/gone.bin", false).unwrap();
+    s.write(&data, "/kept.bin", 70_000, &b"overwritten"[..], 11).unwrap();
+    s.commit().unwrap();
+    // Three more commits: no valid header copy reaches gone.bin any more
+    // (until then bulkfree keeps its blocks for the older copies).
+    for n in 0..3 {
+        s.mkdir(&data, &format!("/d{n}"), Attrs::now(0o755), false).unwrap();
+        s.commit().unwrap();
+    }
+    img
+}
+
+#[test]
+fn bulkfree_frees_what_is_unreachable_and_matches_makefs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = edited("small-iscsi", dir.path());
+    let kernel = dir.path().join("kernel.img");
+    common::copy_sparse(&ours, &kernel);
+    let (ours_spec, kernel_spec) = (spec_of(&ours), spec_of(&kernel));
+    let (_, staged_before) = chunk_states(&ours_spec);
+    assert!(!staged_before.is_empty(), "the edits left no block staged");
+
+    let mut s = Session::open(&ours_spec, false).unwrap();
+    let free_before = s.fs.voldata.allocator_free.get();
+    let r = s.bulkfree().unwrap();
+    let c = s.commit().unwrap();
+    drop(s);
+    assert!(r.freed > 0, "nothing freed: {r:?}");
+    assert_eq!(r.unmarked, 0, "our own freemap had blocks in use marked free: {r:?}");
+    assert_eq!(c.allocator_free, free_before + r.freed_bytes(), "{r:?}");
+    let (ok, text) = makefs(&kernel, &["B"]);
+    assert!(ok, "makefs -o B: {text}");
+
+    let (ours_alloc, _) = chunk_states(&ours_spec);
+    let (kernel_alloc, _) = chunk_states(&kernel_spec);
+    let only_ours: Vec<_> = ours_alloc.difference(&kernel_alloc).map(|o| format!("{o:#x}")).collect();
+    let only_kernel: Vec<_> = kernel_alloc.difference(&ours_alloc).map(|o| format!("{o:#x}")).collect();
+    assert!(
+        only_ours.is_empty() && only_kernel.is_empty(),
+        "allocated only in ours: {only_ours:?}\nallocated only in makefs's: {only_kernel:?}"
+    );
+    our_fsck_clean(&ours_spec);
+    oracle_fsck(&ours_spec);
+    makefs_mounts_and_bulkfrees(&ours);
+
+    // A second bulkfree has nothing left to do.
+    let mut s = Session::open(&ours_spec, false).unwrap();
+    let r = s.bulkfree().unwrap();
+    assert_eq!((r.freed, r.unmarked, r.restored), (0, 0, 0), "{r:?}");
+}
+
+#[test]
+fn bulkfree_remarks_blocks_in_use_that_the_freemap_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("varied", dir.path());
+    let spec = spec_of(&img);
+    let fs = hammer2::Hammer2::open_path(&spec).unwrap();
+    // Rebuild from nothing: every reached chunk counts as in use but unmarked.
+    let (rebuilt, r) = hammer2::freemap::alloc::Allocator::rebuild(&fs).unwrap();
+    assert_eq!(r.staged + r.freed, 0, "{r:?}");
+    assert!(r.unmarked > 0 && r.unmarked == r.in_use, "{r:?}");
+    // The same chunks end up allocated as when bulkfree merges into the
+    // freemap on media (which makefs left exact: nothing unmarked).
+    let mut loaded = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    let r2 = loaded.bulkfree(&fs).unwrap();
+    assert_eq!((r2.unmarked, r2.in_use), (0, r.in_use), "{r2:?}");
+    let beg = fs.voldata.allocator_beg.get() & !0x3fff;
+    for zone in loaded.leaf_keys() {
+        for off in (zone.max(beg)..zone + (1 << 30)).step_by(16384) {
+            let (a, b) = (loaded.chunk_state(off) == Some(3), rebuilt.chunk_state(off) == Some(3));
+            assert_eq!(a, b, "chunk {off:#x}: allocated after bulkfree {a}, in the rebuild {b}");
+        }
+    }
+    // Unreached chunks the media still mark allocated count as free in the rebuild.
+    let staged = r2.staged * 16384;
+    assert_eq!(rebuilt.free_bytes(), fs.voldata.allocator_free.get() + staged, "{r2:?}");
+}
+
+#[test]
+fn fsck_y_rebuilds_a_freemap_that_cannot_be_loaded() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = spec_of(&img);
+    let (allocated, _) = chunk_states(&spec);
+    // Damage every freemap leaf the best header reaches: its check code fails.
+    let fs = hammer2::Hammer2::open_path(&spec).unwrap();
+    let leaves: Vec<u64> =
+        fs.voldata.freemap_blockset.iter().filter(|b| b.radix() != 0).map(|b| b.offset()).collect();
+    assert!(!leaves.is_empty());
+    drop(fs);
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    for off in &leaves {
+        f.write_all_at(&[0x5a; 64], off + 200).unwrap();
+    }
+    drop(f);
+    assert!(hammer2::freemap::alloc::Allocator::load(&hammer2::Hammer2::open_path(&spec).unwrap()).is_err());
+    let opts = hammer2::fsck::FsckOptions { repair: hammer2::fsck::RepairMode::Yes, ..Default::default() };
+    let r = hammer2::fsck::fsck(&spec, &opts).unwrap();
+    let left: Vec<String> = r
+        .findings
+        .iter()
+        .filter(|f| f.problem.severity != hammer2::fsck::Severity::Info && !f.repaired)
+        .map(|f| format!("{} {} {}", f.problem.id, f.location, f.detail))
+        .collect();
+    assert!(left.is_empty(), "fsck -y left:\n{}", left.join("\n"));
+    our_fsck_clean(&spec);
+    // The older header copies still name the damaged leaf (history is not
+    // rewritten): the reference checker judges the best copy.
+    oracle_fsck_best(&spec);
+    let (rebuilt, _) = chunk_states(&spec);
+    assert!(rebuilt.is_subset(&allocated), "the rebuild allocated chunks the freemap never had");
+    makefs_mounts_and_bulkfrees(&img);
+}

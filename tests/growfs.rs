@@ -1,0 +1,106 @@
+//! growfs offline: a single-volume image grown (truncate) then growfs:
+//! sizes as the kernel sets them (compared with makefs -o G on a copy),
+//! the header copies that now fit written valid, the new zones usable by
+//! the allocator, and both checkers and makefs content with the result.
+
+mod common;
+
+use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean};
+use common::oracle::makefs;
+use hammer2::format::BlockrefType;
+use hammer2::fsops::{Attrs, Session};
+use hammer2::Hammer2;
+
+fn spec_of(p: &std::path::Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+fn grow_file(path: &std::path::Path, size: u64) {
+    std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(size).unwrap();
+}
+
+#[test]
+fn growfs_to_the_image_size_matches_makefs_and_stays_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = common::scratch_copy("newfs-1g", dir.path());
+    grow_file(&ours, 5 << 30);
+    let kernel = dir.path().join("kernel.img");
+    common::copy_sparse(&ours, &kernel);
+    let spec = spec_of(&ours);
+
+    let mut s = Session::open(&spec, false).unwrap();
+    let free_before = s.fs.voldata.allocator_free.get();
+    let r = s.growfs(None).unwrap();
+    assert_eq!((r.old_size, r.new_size, r.zones), (1 << 30, 5 << 30, 4));
+    assert_eq!(r.header_copies, vec![1, 2]);
+    // Four new zones of 1 GiB, less each one's reserved 4 MiB segment
+    // (where the header copies at 2 and 4 GiB lie too).
+    assert_eq!(r.free_added, 4 * (1 << 30) - 4 * (4 << 20));
+    let c = s.commit().unwrap();
+    assert_eq!(c.allocator_free, free_before + r.free_added);
+    // Growing to the same size again changes nothing.
+    let again = s.growfs(None).unwrap();
+    assert_eq!((again.old_size, again.new_size, again.zones), (5 << 30, 5 << 30, 0));
+    drop(s);
+
+    let (ok, text) = makefs(&kernel, &["G"]);
+    assert!(ok, "makefs -o G: {text}");
+    let (a, b) = (Hammer2::open_path(&spec).unwrap(), Hammer2::open_path(&spec_of(&kernel)).unwrap());
+    for (name, x, y) in [
+        ("volu_size", a.voldata.volu_size.get(), b.voldata.volu_size.get()),
+        ("total_size", a.voldata.total_size.get(), b.voldata.total_size.get()),
+        ("allocator_size", a.voldata.allocator_size.get(), b.voldata.allocator_size.get()),
+    ] {
+        assert_eq!(x, y, "{name}: ours {x:#x}, makefs {y:#x}");
+    }
+    // Every header copy that fits is valid.
+    let valid = a.headers[0].copies.iter().filter(|c| c.is_valid()).count();
+    assert_eq!(valid, 3, "header copies at 0, 2 and 4 GiB");
+    drop((a, b));
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+
+    // The new zones are usable: an allocator filling zone 0 moves on past
+    // the old end, never into a reserved segment or a header copy.
+    let fs = Hammer2::open_path(&spec).unwrap();
+    let mut alloc = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    let mut beyond = 0;
+    for _ in 0..(1 << 30) / 65536 + 64 {
+        let off = alloc.alloc(16, BlockrefType::Data).unwrap() & !0x3f;
+        assert!(off + 65536 <= 5 << 30);
+        assert!(off % (1 << 30) >= 4 << 20, "{off:#x} in a reserved segment");
+        assert!(
+            ![2u64 << 30, 4 << 30].iter().any(|&h| off >= h && off < h + (4 << 20)),
+            "{off:#x} on a header copy"
+        );
+        beyond += u64::from(off >= 1 << 30);
+    }
+    assert!(beyond > 0, "no allocation past the old end");
+    drop(fs);
+
+    // Files written after growfs; makefs mounts, bulkfrees and is content.
+    let mut s = Session::open(&spec, false).unwrap();
+    let data = s.pfs(None).unwrap();
+    let bytes = common::content(11, 1 << 20);
+    s.create_file(&data, "/after-growfs.bin", Attrs::now(0o644), &bytes[..], bytes.len() as u64).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    makefs_mounts_and_bulkfrees(&ours);
+}
+
+#[test]
+fn growfs_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("newfs-1g", dir.path());
+    let spec = spec_of(&img);
+    let mut s = Session::open(&spec, false).unwrap();
+    assert!(s.growfs(Some(2 << 30)).is_err(), "grew past the image's end");
+    assert!(s.growfs(Some(512 << 20)).is_err(), "shrank");
+    assert!(!s.is_dirty());
+    drop(s);
+    let multi = common::multivol_spec();
+    let mut s = Session::open(&multi, true).unwrap();
+    assert!(s.growfs(None).is_err(), "multi-volume growfs");
+}

@@ -1,0 +1,169 @@
+//! PFS operations offline (pfs-create, pfs-delete, snapshot, pfs-list):
+//! fields as the kernel sets them, snapshots sharing every block with
+//! their source and staying as they were when the source changes, and the
+//! same operations done by makefs (DragonFly's kernel code) on a copy of the
+//! same image giving the same PFSs and contents.
+
+mod common;
+
+use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary};
+use common::model::snapshot_pfs;
+use common::oracle::{makefs, makefs_read};
+use hammer2::format::PfsType;
+use hammer2::fsops::{Attrs, Session};
+
+fn spec_of(p: &std::path::Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = spec_of(&img);
+    let before = snapshot_pfs(&spec, Some("DATA")).unwrap();
+
+    let mut s = Session::open(&spec, false).unwrap();
+    let free_before = s.fs.voldata.allocator_free.get();
+    let data = s.pfs(Some("DATA")).unwrap();
+    let snap = s.snapshot(&data, "snap").unwrap();
+    let report = s.commit().unwrap();
+    drop(s);
+    // Nothing copied: the commit wrote the new root, the super-root and
+    // DATA's root (its lsnap_tid), each 1 KiB in a chunk of its own at most.
+    let used = free_before - report.allocator_free;
+    assert!(used <= 3 * 16384, "a snapshot of a 135 KiB tree used {used} bytes");
+    assert_eq!(snapshot_pfs(&spec, Some("snap")).unwrap(), before);
+
+    let s = Session::open(&spec, true).unwrap();
+    let list = s.pfs_list().unwrap();
+    let snap_info = list.iter().find(|p| p.label == "snap").unwrap();
+    let data_info = list.iter().find(|p| p.label == "DATA").unwrap();
+    assert_eq!((snap_info.pfs_type.as_str(), snap_info.subtype.as_str()), ("master", "snapshot"));
+    assert_eq!(snap_info.key, snap.key);
+    assert_ne!(snap_info.clid, data_info.clid);
+    assert_ne!(snap_info.fsid, data_info.fsid);
+    assert_eq!(snap_info.pfs_inum, data_info.pfs_inum + 1);
+    assert_eq!(snap_info.lsnap_tid, report.tid);
+    assert_eq!(data_info.lsnap_tid, report.tid);
+    drop(s);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+
+    // Edit the source: a new file, a rewrite and a removal. The snapshot
+    // keeps what it had.
+    let mut s = Session::open(&spec, false).unwrap();
+    let data = s.pfs(Some("DATA")).unwrap();
+    let bytes = common::content(7, 200_000);
+    s.create_file(&data, "/new.bin", Attrs::now(0o644), &bytes[..], bytes.len() as u64).unwrap();
+    let (first, _) = before
+        .iter()
+        .find(|(_, n)| matches!(n, common::model::Node::File { size, .. } if *size > 70_000))
+        .unwrap();
+    s.write(&data, first, 1000, &b"changed"[..], 7).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    assert_eq!(snapshot_pfs(&spec, Some("snap")).unwrap(), before);
+    assert_ne!(snapshot_pfs(&spec, Some("DATA")).unwrap(), before);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    // The kernel mounts the snapshot and reads the file as it was.
+    let want = common::model::read_path(&spec, Some("snap"), first).unwrap();
+    assert_eq!(makefs_read(&img, Some("snap"), first), want);
+    makefs_mounts_and_bulkfrees(&img);
+}
+
+#[test]
+fn create_snapshot_delete_match_makefs() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = common::scratch_copy("small-iscsi", dir.path());
+    let kernel = dir.path().join("kernel.img");
+    common::copy_sparse(&ours, &kernel);
+    let (ours_spec, kernel_spec) = (spec_of(&ours), spec_of(&kernel));
+
+    let mut s = Session::open(&ours_spec, false).unwrap();
+    s.pfs_create("EXTRA", PfsType::Master).unwrap();
+    let data = s.pfs(Some("DATA")).unwrap();
+    s.snapshot(&data, "snap1").unwrap();
+    assert!(s.pfs_create("EXTRA", PfsType::Master).is_err(), "a second EXTRA was accepted");
+    s.commit().unwrap();
+    drop(s);
+    for opt in ["P=create:EXTRA", "P=snapshot:snap1"] {
+        let (ok, text) = makefs(&kernel, &[opt]);
+        assert!(ok, "makefs -o {opt}: {text}");
+    }
+    assert_eq!(pfs_summary(&ours_spec), pfs_summary(&kernel_spec));
+    assert_eq!(
+        snapshot_pfs(&ours_spec, Some("snap1")).unwrap(),
+        snapshot_pfs(&kernel_spec, Some("snap1")).unwrap()
+    );
+    assert_eq!(
+        snapshot_pfs(&ours_spec, Some("EXTRA")).unwrap(),
+        snapshot_pfs(&kernel_spec, Some("EXTRA")).unwrap()
+    );
+    our_fsck_clean(&ours_spec);
+    oracle_fsck(&ours_spec);
+
+    // The kernel creates files in our new PFS, and we in its.
+    let (ok, text) = makefs(&ours, &["P=delete:snap1"]);
+    assert!(ok, "makefs deletes our snapshot: {text}");
+    let mut s = Session::open(&kernel_spec, false).unwrap();
+    s.pfs_delete("snap1").unwrap();
+    let extra = s.pfs(Some("EXTRA")).unwrap();
+    s.mkdir(&extra, "/d", Attrs::now(0o755), false).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let (ok, text) = makefs(&kernel, &["P=delete:EXTRA"]);
+    assert!(ok, "makefs deletes EXTRA after our edit: {text}");
+    let mut s = Session::open(&ours_spec, false).unwrap();
+    s.pfs_delete("EXTRA").unwrap();
+    assert!(s.pfs_delete("EXTRA").is_err(), "EXTRA deleted twice");
+    s.commit().unwrap();
+    drop(s);
+    assert_eq!(pfs_summary(&ours_spec), pfs_summary(&kernel_spec));
+    for spec in [&ours_spec, &kernel_spec] {
+        our_fsck_clean(spec);
+        oracle_fsck(spec);
+    }
+    makefs_mounts_and_bulkfrees(&ours);
+}
+
+#[test]
+fn a_new_pfs_takes_the_kernels_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("newfs-1g", dir.path());
+    let spec = spec_of(&img);
+    let mut s = Session::open(&spec, false).unwrap();
+    let p = s.pfs_create("boot", PfsType::Slave).unwrap();
+    s.commit().unwrap();
+    let pfs = s.pfs(Some("boot")).unwrap();
+    assert_eq!(pfs.key, p.key);
+    assert_eq!(p.key & hammer2::format::DIRHASH_LOMASK, 1, "first collision number is 1");
+    assert_eq!(
+        p.key & !hammer2::format::DIRHASH_LOMASK,
+        hammer2::dirhash::dirhash(b"boot") & !hammer2::format::DIRHASH_LOMASK
+    );
+    drop(s);
+    let fs = hammer2::Hammer2::open_path(&spec).unwrap();
+    let tree = hammer2::tree::Tree::new(&fs);
+    let root = hammer2::pfs::Pfs::find(&tree, "boot").unwrap().root;
+    let m = &root.data.meta;
+    assert_eq!(m.pfs_type(), PfsType::Slave);
+    assert_eq!(m.comp(), hammer2::format::CompMethod::Autozero, "no compression on a PFS named boot");
+    assert_eq!(m.check(), hammer2::format::CheckMethod::Xxhash64);
+    assert_eq!((m.inum.get(), m.iparent.get(), m.nlinks.get(), m.mode.get()), (1, 1, 1, 0o755));
+    assert!(m.is_pfsroot());
+    assert_ne!(root.bref.flags & hammer2::format::BREF_FLAG_PFSROOT, 0);
+    drop(fs);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    makefs_mounts_and_bulkfrees(&img);
+}
+
+#[test]
+fn snapshot_names_follow_hammer2() {
+    // 2026-11-20 21:48:33 UTC
+    assert_eq!(hammer2::fsops::default_snapshot_name("DATA", 1_795_211_313_000_000), "DATA.20261120.214833");
+    assert!(hammer2::fsops::parse_pfs_type("soft-master").is_ok());
+    assert!(hammer2::fsops::parse_pfs_type("bogus").is_err());
+}
