@@ -34,12 +34,17 @@ use crate::error::{CorruptKind, Error, Location, Result};
 use crate::flush::{self, CommitReport, Flusher};
 use crate::format::{
     encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, InodeData, ObjType, DIRHASH_LOMASK,
-    DIRHASH_VISIBLE, EMBEDDED_BYTES, INODE_BYTES, INODE_MAXNAME, OPFLAG_DIRECTDATA, PBUFSIZE, SET_COUNT,
+    EMBEDDED_BYTES, INODE_BYTES, INODE_MAXNAME, OPFLAG_DIRECTDATA, PBUFSIZE, SET_COUNT,
 };
 use crate::freemap::alloc::Allocator;
 use crate::volume::{CopyChoice, CopyState, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
+
+mod attr;
+mod names;
+
+pub use attr::SetAttr;
 
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;
@@ -93,6 +98,17 @@ fn xid_uuid(id: u32) -> [u8; 16] {
     let mut u = [0u8; 16];
     u[12..16].copy_from_slice(&id.to_le_bytes());
     u
+}
+
+/// A session's in-memory state at one point ([`Session::checkpoint`]).
+pub struct Checkpoint {
+    root: Table,
+    alloc: Allocator,
+    tid: u64,
+    stats: flush::FlushStats,
+    dirty: bool,
+    changes: u64,
+    failed: Option<String>,
 }
 
 /// An open write session.
@@ -387,7 +403,25 @@ impl Session {
         let fs = &self.fs;
         let root = pfs_root_mut(fs, &mut self.root, pfs)?;
         root.insert(fs, Slot::Node(Box::new(chain)))?;
-        // The directory entry.
+        self.add_dirent(pfs, dir, dkey, name, inum, kind, check)?;
+        Ok(inum)
+    }
+
+    /// Enters `name` -> `inum` (of `kind`) at key `dkey` of directory `dir`
+    /// (a key [`free_dirent_key`] found), and stamps the directory's mtime
+    /// and ctime.
+    #[allow(clippy::too_many_arguments)]
+    fn add_dirent(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        dkey: u64,
+        name: &[u8],
+        inum: u64,
+        kind: ObjType,
+        check: CheckMethod,
+    ) -> Result<()> {
+        self.changes += 1;
         let mut d = Blockref::zeroed();
         d.type_ = BlockrefType::Dirent.into();
         d.key = dkey.into();
@@ -406,6 +440,7 @@ impl Session {
             media[..name.len()].copy_from_slice(name);
             Slot::Node(Box::new(Chain { bref: d, body: Body::Leaf { media }, bias: Default::default() }))
         };
+        let fs = &self.fs;
         let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
         let now = now_us();
         if let Some(dip) = dchain.inode_mut() {
@@ -414,7 +449,28 @@ impl Session {
         }
         dchain.insert(fs, slot)?;
         self.dirty = true;
-        Ok(inum)
+        Ok(())
+    }
+
+    /// Takes the entry at `dkey` out of directory `dir` (its name block is
+    /// released) and stamps the directory's mtime and ctime. The inode is
+    /// left alone.
+    fn drop_dirent(&mut self, pfs: &PfsRef, dir: u64, dkey: u64) -> Result<()> {
+        self.changes += 1;
+        let fs = &self.fs;
+        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
+        let now = now_us();
+        if let Some(dip) = dchain.inode_mut() {
+            dip.meta.mtime = now.into();
+            dip.meta.ctime = now.into();
+        }
+        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
+        let removed = table.remove(fs, dkey, BlockrefType::Dirent)?;
+        if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
+            self.alloc.release(b.data_off.get())?;
+        }
+        self.dirty = true;
+        Ok(())
     }
 
     /// Runs one operation; a failure after it started changing chains
@@ -436,6 +492,41 @@ impl Session {
             }
         }
         r
+    }
+
+    /// The in-memory state, to go back to with [`Session::restore`] when
+    /// an operation (or a group of them) fails: the chains, the allocator
+    /// and the counters. Blocks written early since then stay on media,
+    /// free again and unreferenced.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            root: self.root.clone(),
+            alloc: self.alloc.clone(),
+            tid: self.tid,
+            stats: self.stats,
+            dirty: self.dirty,
+            changes: self.changes,
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// Goes back to `cp` (taken from this session since its last commit).
+    pub fn restore(&mut self, cp: Checkpoint) -> Result<()> {
+        if cp.tid != self.tid {
+            return Err(invalid("a checkpoint from before a commit cannot be restored"));
+        }
+        self.root = cp.root;
+        self.alloc = cp.alloc;
+        self.stats = cp.stats;
+        self.dirty = cp.dirty;
+        self.changes = cp.changes;
+        self.failed = cp.failed;
+        Ok(())
+    }
+
+    /// Whether the session writes (false: a dry run).
+    pub fn writes(&self) -> bool {
+        self.write
     }
 
     /// Sets the dirty-memory budget (bytes of loaded chains; at least 1 MiB).
@@ -804,56 +895,52 @@ impl Session {
             return Err(invalid("cannot remove the root directory"));
         }
         let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
-        let ip = self.with_inode(pfs, e.inum, |ip, table| {
-            if ip.meta.obj_type() == ObjType::Directory {
-                if !dir_ok {
-                    return Err(Error::IsADirectory(path.to_string()));
-                }
-                let mut any = false;
-                table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _, _| {
-                    any |= b.kind() == BlockrefType::Dirent;
-                    Ok(if any { Flow::Stop } else { Flow::Continue })
-                })?;
-                if any {
-                    return Err(invalid(format!("{path}: directory not empty")));
-                }
+        self.remove_entry_op(pfs, dir, &e, path, dir_ok)
+    }
+
+    /// Removes the entry `e` of directory `dir` (`path` names it in errors).
+    pub(crate) fn remove_entry_op(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        e: &DirEntry,
+        path: &str,
+        dir_ok: bool,
+    ) -> Result<()> {
+        let ip = self.inode_data(pfs, e.inum)?;
+        if ip.meta.obj_type() == ObjType::Directory {
+            if !dir_ok {
+                return Err(Error::IsADirectory(path.to_string()));
             }
-            Ok(*ip)
-        })?;
+            if !self.dir_is_empty(pfs, e.inum)? {
+                return Err(invalid(format!("{path}: directory not empty")));
+            }
+        }
+        self.drop_dirent(pfs, dir, e.key)?;
+        self.unlink_inode(pfs, &ip)
+    }
+
+    /// One name of inode `ip` is gone: drops a link, or the inode itself
+    /// (and releases its own block) when that was the last one.
+    fn unlink_inode(&mut self, pfs: &PfsRef, ip: &InodeData) -> Result<()> {
         self.changes += 1;
         let fs = &self.fs;
-        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
-        let now = now_us();
-        if let Some(dip) = dchain.inode_mut() {
-            dip.meta.mtime = now.into();
-            dip.meta.ctime = now.into();
-        }
-        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
-        let removed = table.remove(fs, e.key, BlockrefType::Dirent)?;
-        let mut released = Vec::new();
-        if let Some(b) = removed.as_ref().and_then(Slot::bref) {
-            if b.radix() != 0 {
-                released.push(b.data_off.get());
-            }
-        }
+        let inum = ip.meta.inum.get();
         let nlinks = ip.meta.nlinks.get();
         if ip.meta.obj_type() != ObjType::Directory && nlinks > 1 {
-            let chain = inode_mut(fs, &mut self.root, pfs, e.inum)?;
+            let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
             if let Some(ip) = chain.inode_mut() {
                 ip.meta.nlinks = (nlinks - 1).into();
-                ip.meta.ctime = now.into();
+                ip.meta.ctime = now_us().into();
             }
         } else {
             let root = pfs_root_mut(fs, &mut self.root, pfs)?;
             let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
-            if let Some(slot) = table.remove(fs, e.inum, BlockrefType::Inode)? {
+            if let Some(slot) = table.remove(fs, inum, BlockrefType::Inode)? {
                 if let Some(b) = slot.bref().filter(|b| b.radix() != 0) {
-                    released.push(b.data_off.get());
+                    self.alloc.release(b.data_off.get())?;
                 }
             }
-        }
-        for off in released {
-            self.alloc.release(off)?;
         }
         self.dirty = true;
         Ok(())
