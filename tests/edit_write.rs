@@ -6,8 +6,8 @@
 mod common;
 
 use common::content;
+use common::digest::sparse_sha256 as sha256;
 use common::oracle::makefs_read;
-use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -31,40 +31,6 @@ fn scratch(name: &str, dir: &Path) -> (PathBuf, String) {
     let img = common::scratch_copy(name, dir);
     let spec = img.to_str().unwrap().to_string();
     (img, spec)
-}
-
-/// A digest of the file's bytes that reads only its data extents (the
-/// images are 10 GiB, sparse): their offsets, lengths and contents, and the
-/// file's length. A write anywhere changes it (a write into a hole creates
-/// an extent, even of zeros).
-fn sha256(path: &Path) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    use std::os::unix::io::AsRawFd;
-    let f = std::fs::File::open(path).unwrap();
-    let len = f.metadata().unwrap().len();
-    let mut h = sha2::Sha256::new();
-    h.update(len.to_le_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0i64;
-    while (pos as u64) < len {
-        // SAFETY: plain lseek on a descriptor we own.
-        let data = unsafe { libc::lseek(f.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
-            break;
-        }
-        let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
-        h.update(data.to_le_bytes());
-        h.update(hole.to_le_bytes());
-        let mut at = data as u64;
-        while at < hole as u64 {
-            let n = buf.len().min((hole as u64 - at) as usize);
-            f.read_exact_at(&mut buf[..n], at).unwrap();
-            h.update(&buf[..n]);
-            at += n as u64;
-        }
-        pos = hole;
-    }
-    h.finalize().to_vec()
 }
 
 fn mirror_tid(spec: &str) -> u64 {

@@ -117,7 +117,7 @@ impl Session {
                 })?;
                 match found {
                     Some((b, loc)) => {
-                        let data = crate::tree::Tree::new(&self.fs).data(&b, &loc)?;
+                        let data = self.block_data(&b, &loc)?;
                         let keep = ((new_size - t) as usize).min(data.len());
                         Some(data[..keep].to_vec())
                     }

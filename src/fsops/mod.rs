@@ -49,6 +49,9 @@ pub use attr::SetAttr;
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;
 
+/// Bytes of data blocks a dry run keeps to read back (see [`Session::block_data`]).
+pub const DRY_RUN_KEEP: usize = 256 << 20;
+
 /// First inode number handed out in a PFS (HAMMER2_INODE_START).
 pub const INODE_START: u64 = 1024;
 
@@ -126,6 +129,11 @@ pub struct Session {
     budget: usize,
     /// Operations left before memory is measured again.
     since_check: u32,
+    /// A dry run writes nothing: the data blocks it would have written
+    /// (logical contents by `data_off`, up to [`DRY_RUN_KEEP`] bytes) so
+    /// that later operations of the same run can read them back.
+    dry_blocks: std::collections::HashMap<u64, Vec<u8>>,
+    dry_bytes: usize,
     /// Set when an operation failed after it had started changing chains:
     /// what is in memory is then half an operation, and the session
     /// refuses to commit it.
@@ -182,6 +190,8 @@ impl Session {
             failed: None,
             budget: DEFAULT_BUDGET,
             since_check: 64,
+            dry_blocks: Default::default(),
+            dry_bytes: 0,
         })
     }
 
@@ -730,8 +740,30 @@ impl Session {
         };
         f.write_block(&mut bref, &media)?;
         self.stats = f.stats;
+        if !self.write && self.dry_bytes + block.len() <= DRY_RUN_KEEP {
+            self.dry_bytes += block.len();
+            self.dry_blocks.insert(bref.data_off.get(), block.to_vec());
+        }
         let fs = &self.fs;
         inode_mut(fs, &mut self.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
+    }
+
+    /// The logical contents of data block `b`: from media, or in a dry run
+    /// for a block this session would have written, from what it kept.
+    pub(crate) fn block_data(&self, b: &Blockref, loc: &Location) -> Result<Vec<u8>> {
+        if !self.write {
+            if let Some(d) = self.dry_blocks.get(&b.data_off.get()) {
+                return Ok(d.clone());
+            }
+            if b.modify_tid.get() >= self.tid {
+                return Err(invalid(format!(
+                    "a dry run keeps only {} MiB of the data it would write; cannot read back the block at {:#x}",
+                    DRY_RUN_KEEP >> 20,
+                    b.data_off.get()
+                )));
+            }
+        }
+        Ok(crate::tree::Tree::new(&self.fs).data(b, loc)?.into_owned())
     }
 
     /// `write`: stores `len` bytes from `src` at `offset` of the existing
@@ -822,7 +854,7 @@ impl Session {
                         }))
                     })?;
                     match found {
-                        Some((b, loc)) => Some(crate::tree::Tree::new(&self.fs).data(&b, &loc)?.into_owned()),
+                        Some((b, loc)) => Some(self.block_data(&b, &loc)?),
                         None => None,
                     }
                 }

@@ -266,7 +266,6 @@ impl Session {
             })
         })?;
         blocks.sort_by_key(|(b, _)| b.key.get());
-        let tree = crate::tree::Tree::new(&self.fs);
         let zeros = vec![0u8; 65536];
         let mut pos = 0u64;
         for (b, loc) in blocks {
@@ -274,17 +273,12 @@ impl Session {
             if key >= size {
                 break;
             }
-            if !self.write && b.mirror_tid.get() >= self.tid {
-                return Err(invalid(format!(
-                    "inode {inum}: data written by this dry run is not on media and cannot be read"
-                )));
-            }
             while pos < key {
                 let n = (key - pos).min(zeros.len() as u64) as usize;
                 out.write_all(&zeros[..n]).map_err(wr)?;
                 pos += n as u64;
             }
-            let data = tree.data(&b, &loc)?;
+            let data = self.block_data(&b, &loc)?;
             let n = (data.len() as u64).min(size - key) as usize;
             out.write_all(&data[..n]).map_err(wr)?;
             pos = key + n as u64;
