@@ -167,3 +167,54 @@ fn snapshot_names_follow_hammer2() {
     assert!(hammer2::fsops::parse_pfs_type("soft-master").is_ok());
     assert!(hammer2::fsops::parse_pfs_type("bogus").is_err());
 }
+
+fn edit(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hammer2_edit")).args(args).output().unwrap()
+}
+
+fn edit_ok(args: &[&str]) -> String {
+    let out = edit(args);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn maintenance_commands_through_hammer2_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = spec_of(&img);
+    let before = snapshot_pfs(&spec, Some("DATA")).unwrap();
+    // A script: one commit holding a new PFS, a snapshot, a setcomp and a destroy.
+    let script = dir.path().join("maint.txt");
+    std::fs::write(&script, "pfs-create -t master EXTRA\nsnapshot snap\nsetcomp -r zlib:9 /dir\n").unwrap();
+    edit_ok(&["--pfs", "DATA", "-f", script.to_str().unwrap(), &spec]);
+    let list = edit_ok(&[&spec, "pfs-list"]);
+    for (label, sub) in [("EXTRA", "none"), ("snap", "snapshot"), ("DATA", "none")] {
+        assert!(
+            list.lines().any(|l| l.split_whitespace().take(3).eq([label, "master", sub])),
+            "{label} missing from:\n{list}"
+        );
+    }
+    assert_eq!(snapshot_pfs(&spec, Some("snap")).unwrap(), before);
+    // A dry run changes nothing and says what it would do.
+    let dry = edit_ok(&["-n", &spec, "pfs-delete", "EXTRA"]);
+    assert!(dry.contains("would delete PFS EXTRA"), "{dry}");
+    assert!(pfs_summary(&spec).iter().any(|p| p.0 == "EXTRA"));
+    edit_ok(&[&spec, "pfs-delete", "EXTRA"]);
+    edit_ok(&[&spec, "bulkfree"]);
+    assert!(!pfs_summary(&spec).iter().any(|p| p.0 == "EXTRA"));
+    // Usage errors and refusals fail without writing.
+    assert!(!edit(&[&spec, "pfs-create", "-t", "bogus", "X"]).status.success());
+    assert!(!edit(&[&spec, "setcomp", "lz4:3", "/dir"]).status.success());
+    // bulkfree after an edit of the same invocation is refused, nothing written.
+    let script = dir.path().join("late.txt");
+    std::fs::write(&script, "mkdir /late\nbulkfree\n").unwrap();
+    let out = edit(&["-f", script.to_str().unwrap(), &spec]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("before other write commands"));
+    assert!(!snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"), "/late was created");
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    makefs_mounts_and_bulkfrees(&img);
+}

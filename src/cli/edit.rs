@@ -59,7 +59,7 @@ Examples:
     name = "hammer2_edit",
     version,
     about = "Read and edit a HAMMER2 file system offline, from the command line or a script",
-    after_help = EXAMPLES
+    after_help = format!("{EXAMPLES}\n\n{}", crate::cli::edit_maint::MAINT_EXAMPLES)
 )]
 pub struct EditCli {
     /// PFS to work in (default: DATA, or the only PFS besides LOCAL)
@@ -174,6 +174,8 @@ pub enum EditCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
+    #[command(flatten)]
+    Maint(crate::cli::edit_maint::MaintCommand),
 }
 
 impl EditCommand {
@@ -185,7 +187,7 @@ impl EditCommand {
                 | EditCommand::Put { .. }
                 | EditCommand::Rm { .. }
                 | EditCommand::Rmdir { .. }
-        )
+        ) || matches!(self, EditCommand::Maint(m) if m.writes())
     }
 }
 

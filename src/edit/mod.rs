@@ -6,6 +6,7 @@
 //! a dry run, notes) goes through [`Events`], and the result of the run
 //! comes back as an [`Outcome`].
 
+mod maint;
 pub mod script;
 
 use crate::cli::edit::{EditCommand, EditLine};
@@ -255,8 +256,7 @@ fn run_writing(
             Parsed::Run(cmd) if cmd.writes() => {
                 wrote = true;
                 let before = changes.len();
-                let r = session_pfs(&session, &mut pfs, opts)
-                    .and_then(|p| apply(&mut session, &p, cmd, &mut changes));
+                let r = apply_any(&mut session, &mut pfs, opts, cmd, &mut changes);
                 if dry {
                     for c in &changes[before..] {
                         events.would(c);
@@ -299,12 +299,12 @@ fn run_writing(
 
     // Pass 2: the write commands again, for real.
     let mut session = Session::open(device, false)?;
-    let p = session_pfs(&session, &mut None, opts)?;
+    let mut pfs = None;
     let mut replayed = Vec::new();
     for (line, step) in &steps {
         if let Parsed::Run(cmd) = step {
             if cmd.writes() {
-                apply(&mut session, &p, cmd, &mut replayed).map_err(|e| {
+                apply_any(&mut session, &mut pfs, opts, cmd, &mut replayed).map_err(|e| {
                     Error::InvalidArgument(format!(
                         "{}: {e} (failed when applied, after it had been checked; nothing committed)",
                         line.text
@@ -358,6 +358,22 @@ fn kind_name(t: ObjType) -> String {
 
 fn invalid(msg: impl Into<String>) -> Error {
     Error::InvalidArgument(msg.into())
+}
+
+/// Applies one write command; maintenance commands find their PFS
+/// themselves (some need none), the others work in the editor's PFS.
+fn apply_any(
+    session: &mut Session,
+    pfs: &mut Option<PfsRef>,
+    opts: &Options,
+    cmd: &EditCommand,
+    changes: &mut Vec<String>,
+) -> Result<()> {
+    if let EditCommand::Maint(m) = cmd {
+        return maint::apply(session, opts.pfs.as_deref(), m, changes);
+    }
+    let p = session_pfs(session, pfs, opts)?;
+    apply(session, &p, cmd, changes)
 }
 
 /// Applies one write command to `session`; appends what it changed.
@@ -484,6 +500,7 @@ fn execute<'a>(
                 .map_err(w)?;
             }
         }
+        EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => maint::list(tree, out)?,
         EditCommand::Cat { path } => {
             let pfs = pfs()?;
             let ino = pfs.resolve(&path)?;
