@@ -5,14 +5,10 @@
 mod common;
 
 use common::maint::{
-    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_clean,
+    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_clean, spec_of,
 };
 use common::oracle::makefs;
 use hammer2::fsops::{Attrs, Session};
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 /// Removes files and rewrites one on a scratch copy of `fixture`, so that
 /// blocks become unreachable; returns the image.

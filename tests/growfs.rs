@@ -5,15 +5,11 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean};
+use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, spec_of};
 use common::oracle::makefs;
 use hammer2::format::BlockrefType;
 use hammer2::fsops::{Attrs, Session};
 use hammer2::Hammer2;
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 fn grow_file(path: &std::path::Path, size: u64) {
     std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(size).unwrap();

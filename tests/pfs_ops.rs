@@ -6,15 +6,11 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary};
+use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary, spec_of};
 use common::model::snapshot_pfs;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::PfsType;
 use hammer2::fsops::{Attrs, Session};
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 #[test]
 fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() {

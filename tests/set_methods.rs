@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean};
+use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, spec_of};
 use common::model::snapshot_pfs;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::{BlockrefType, CheckMethod, CompMethod};
@@ -13,10 +13,6 @@ use hammer2::fsops::{parse_check, parse_comp, Session};
 use hammer2::pfs::Pfs;
 use hammer2::tree::Tree;
 use hammer2::Hammer2;
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 /// (comp_algo, check_algo) of `path` in DATA.
 fn algos(spec: &str, path: &str) -> (u8, u8) {

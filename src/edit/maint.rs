@@ -38,24 +38,12 @@ pub fn apply(
             changes.push(format!("snapshot PFS {} as {name} (blocks shared, nothing copied)", source.label));
         }
         MaintCommand::Setcomp { recursive, rewrite, algo, path } => {
-            let p = session.pfs(pfs)?;
-            let r = session.set_methods(&p, path, parse_comp(algo)?, *recursive, *rewrite)?;
-            changes.push(format!(
-                "set compression {algo} on {path}{}: {} inode(s) changed, {} data block(s) rewritten",
-                if *recursive { " and below" } else { "" },
-                r.inodes,
-                r.blocks
-            ));
+            let r = set_methods(session, pfs, path, parse_comp(algo)?, *recursive, *rewrite)?;
+            changes.push(format!("set compression {algo} on {path}{r}"));
         }
         MaintCommand::Setcheck { recursive, rewrite, algo, path } => {
-            let p = session.pfs(pfs)?;
-            let r = session.set_methods(&p, path, parse_check(algo)?, *recursive, *rewrite)?;
-            changes.push(format!(
-                "set check method {algo} on {path}{}: {} inode(s) changed, {} data block(s) rewritten",
-                if *recursive { " and below" } else { "" },
-                r.inodes,
-                r.blocks
-            ));
+            let r = set_methods(session, pfs, path, parse_check(algo)?, *recursive, *rewrite)?;
+            changes.push(format!("set check method {algo} on {path}{r}"));
         }
         MaintCommand::Bulkfree => {
             let r = session.bulkfree()?;
@@ -98,6 +86,25 @@ pub fn apply(
         }
     }
     Ok(())
+}
+
+/// setcomp / setcheck; the change line's tail.
+fn set_methods(
+    session: &mut Session,
+    pfs: Option<&str>,
+    path: &str,
+    methods: crate::fsops::Methods,
+    recursive: bool,
+    rewrite: bool,
+) -> Result<String> {
+    let p = session.pfs(pfs)?;
+    let r = session.set_methods(&p, path, methods, recursive, rewrite)?;
+    Ok(format!(
+        "{}: {} inode(s) changed, {} data block(s) rewritten",
+        if recursive { " and below" } else { "" },
+        r.inodes,
+        r.blocks
+    ))
 }
 
 /// `pfs-list`: one line per PFS (label, type, subtype, pfs_clid, pfs_fsid).

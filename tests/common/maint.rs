@@ -5,6 +5,11 @@
 use super::oracle::{bulkfree_verdict, makefs, reference_fsck};
 use std::path::Path;
 
+/// A device spec for an image path.
+pub fn spec_of(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
 /// Our fsck finds nothing but informational notes in `spec`.
 pub fn our_fsck_clean(spec: &str) {
     let bad = our_fsck_problems(spec);
