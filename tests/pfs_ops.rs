@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary, spec_of};
+use common::maint::{
+    makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary, spec_of, twin_copies,
+};
 use common::model::snapshot_pfs;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::PfsType;
@@ -72,10 +74,7 @@ fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() 
 #[test]
 fn create_snapshot_delete_match_makefs() {
     let dir = tempfile::tempdir().unwrap();
-    let ours = common::scratch_copy("small-iscsi", dir.path());
-    let kernel = dir.path().join("kernel.img");
-    common::copy_sparse(&ours, &kernel);
-    let (ours_spec, kernel_spec) = (spec_of(&ours), spec_of(&kernel));
+    let (ours, kernel, ours_spec, kernel_spec) = twin_copies("small-iscsi", dir.path());
 
     let mut s = Session::open(&ours_spec, false).unwrap();
     s.pfs_create("EXTRA", PfsType::Master).unwrap();
