@@ -135,3 +135,28 @@ fn fsck_y_rebuilds_a_freemap_that_cannot_be_loaded() {
     assert!(rebuilt.is_subset(&allocated), "the rebuild allocated chunks the freemap never had");
     makefs_mounts_and_bulkfrees(&img);
 }
+
+#[test]
+fn bulkfree_on_a_large_tree_matches_makefs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, kernel, ours_spec, kernel_spec) = {
+        let img = edited("varied", dir.path());
+        let kernel = dir.path().join("kernel.img");
+        common::copy_sparse(&img, &kernel);
+        let (a, b) = (spec_of(&img), spec_of(&kernel));
+        (img, kernel, a, b)
+    };
+    let mut s = Session::open(&ours_spec, false).unwrap();
+    let r = s.bulkfree().unwrap();
+    s.commit().unwrap();
+    drop(s);
+    assert!(r.in_use > 1000 && r.freed > 0, "{r:?}");
+    let (ok, text) = makefs(&kernel, &["B"]);
+    assert!(ok, "makefs -o B: {text}");
+    let (a, _) = chunk_states(&ours_spec);
+    let (b, _) = chunk_states(&kernel_spec);
+    assert_eq!(a.symmetric_difference(&b).count(), 0, "ours and makefs's allocated chunks differ");
+    our_fsck_clean(&ours_spec);
+    oracle_fsck(&ours_spec);
+    makefs_mounts_and_bulkfrees(&ours);
+}

@@ -213,3 +213,44 @@ fn maintenance_commands_through_hammer2_edit() {
     oracle_fsck(&spec);
     makefs_mounts_and_bulkfrees(&img);
 }
+
+#[test]
+fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, kernel, spec, kernel_spec) = twin_copies("varied", dir.path());
+    let before = snapshot_pfs(&spec, None).unwrap();
+    let mut s = Session::open(&spec, false).unwrap();
+    let data = s.pfs(None).unwrap();
+    let free = s.fs.voldata.allocator_free.get();
+    s.snapshot(&data, "snap1").unwrap();
+    let c = s.commit().unwrap();
+    assert!(free - c.allocator_free <= 3 * 16384, "the snapshot of a 40+ MiB tree used {} bytes", free - c.allocator_free);
+    // Edit the snapshot: the source keeps its contents; then the source.
+    let snap = s.pfs(Some("snap1")).unwrap();
+    let victim = before
+        .iter()
+        .find(|(p, n)| matches!(n, common::model::Node::File { size, .. } if *size > 1 << 20) && p.len() > 1)
+        .map(|(p, _)| p.clone())
+        .unwrap();
+    s.remove(&snap, &victim, false).unwrap();
+    s.mkdir(&snap, "/only-in-snapshot", Attrs::now(0o755), false).unwrap();
+    s.commit().unwrap();
+    assert_eq!(snapshot_pfs(&spec, None).unwrap(), before);
+    let data = s.pfs(None).unwrap();
+    s.write(&data, &victim, 0, &b"source changed"[..], 14).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let snap_now = snapshot_pfs(&spec, Some("snap1")).unwrap();
+    assert!(!snap_now.contains_key(&victim) && snap_now.contains_key("/only-in-snapshot"));
+    let mut expected = before.clone();
+    expected.remove(&victim);
+    expected.insert("/only-in-snapshot".into(), common::model::Node::Dir);
+    assert_eq!(snap_now, expected);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    // The kernel's snapshot of the same image holds the same tree.
+    let (ok, text) = makefs(&kernel, &["P=snapshot:snap1"]);
+    assert!(ok, "makefs snapshot: {text}");
+    assert_eq!(snapshot_pfs(&kernel_spec, Some("snap1")).unwrap(), before);
+    makefs_mounts_and_bulkfrees(&ours);
+}
