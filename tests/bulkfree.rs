@@ -5,14 +5,10 @@
 mod common;
 
 use common::maint::{
-    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_clean,
+    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_clean, spec_of,
 };
 use common::oracle::makefs;
 use hammer2::fsops::{Attrs, Session};
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 /// Removes files and rewrites one on a scratch copy of `fixture`, so that
 /// blocks become unreachable; returns the image.
@@ -138,4 +134,29 @@ fn fsck_y_rebuilds_a_freemap_that_cannot_be_loaded() {
     let (rebuilt, _) = chunk_states(&spec);
     assert!(rebuilt.is_subset(&allocated), "the rebuild allocated chunks the freemap never had");
     makefs_mounts_and_bulkfrees(&img);
+}
+
+#[test]
+fn bulkfree_on_a_large_tree_matches_makefs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, kernel, ours_spec, kernel_spec) = {
+        let img = edited("varied", dir.path());
+        let kernel = dir.path().join("kernel.img");
+        common::copy_sparse(&img, &kernel);
+        let (a, b) = (spec_of(&img), spec_of(&kernel));
+        (img, kernel, a, b)
+    };
+    let mut s = Session::open(&ours_spec, false).unwrap();
+    let r = s.bulkfree().unwrap();
+    s.commit().unwrap();
+    drop(s);
+    assert!(r.in_use > 1000 && r.freed > 0, "{r:?}");
+    let (ok, text) = makefs(&kernel, &["B"]);
+    assert!(ok, "makefs -o B: {text}");
+    let (a, _) = chunk_states(&ours_spec);
+    let (b, _) = chunk_states(&kernel_spec);
+    assert_eq!(a.symmetric_difference(&b).count(), 0, "ours and makefs's allocated chunks differ");
+    our_fsck_clean(&ours_spec);
+    oracle_fsck(&ours_spec);
+    makefs_mounts_and_bulkfrees(&ours);
 }

@@ -5,16 +5,12 @@
 mod common;
 
 use common::maint::{
-    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_problems,
+    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_problems, spec_of,
 };
 use hammer2::fsops::Session;
 use hammer2::pfs::Pfs;
 use hammer2::tree::Tree;
 use hammer2::Hammer2;
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 #[test]
 fn destroy_cuts_out_a_corrupt_inode_and_bulkfree_reclaims_its_blocks() {

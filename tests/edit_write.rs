@@ -211,10 +211,7 @@ fn refusals_say_why() {
     let before = sha256(&img);
     let host_dir = dir.path().to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (
-            &["put", host_dir, "/x"],
-            "is a directory; put copies one regular file (directories are not supported yet)",
-        ),
+        (&["put", host_dir, "/x"], "is a directory (put -r copies trees)"),
         (&["put", "/dev/null", "/x"], "not a regular file"),
         (&["rm", "/dir"], "/dir: is a directory (use rmdir, rm -d or rm -r)"),
         (&["rmdir", "/hello.txt"], "/hello.txt: not a directory"),

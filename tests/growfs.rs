@@ -5,15 +5,11 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean};
+use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, spec_of};
 use common::oracle::makefs;
 use hammer2::format::BlockrefType;
 use hammer2::fsops::{Attrs, Session};
 use hammer2::Hammer2;
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 fn grow_file(path: &std::path::Path, size: u64) {
     std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(size).unwrap();
@@ -103,4 +99,37 @@ fn growfs_refuses_what_it_cannot_do() {
     let multi = common::multivol_spec();
     let mut s = Session::open(&multi, true).unwrap();
     assert!(s.growfs(None).is_err(), "multi-volume growfs");
+}
+
+#[test]
+fn growing_frees_the_entries_past_the_old_end_of_a_partial_zone() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("newfs-1g", dir.path());
+    let spec = spec_of(&img);
+    grow_file(&img, 1536 << 20);
+    let mut s = Session::open(&spec, false).unwrap();
+    s.growfs(None).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    // The image grows again; before growfs, an allocator fills zone 0 and
+    // creates zone 1's leaf for a 1.5 GiB file system: entries past 1.5 GiB
+    // are marked allocated, as hammer2_freemap_init marks them.
+    grow_file(&img, 3 << 30);
+    let mut fs = Hammer2::open_path(&spec).unwrap();
+    let mut alloc = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    while alloc.alloc(16, BlockrefType::Data).unwrap() < 1 << 30 {}
+    let past = (1536u64 << 20) + (64 << 20);
+    assert_eq!(alloc.chunk_state(past), Some(3));
+    let free = alloc.free_bytes();
+    // What growfs does to the file system in memory, then the allocator's part.
+    let v = &mut fs.voldata;
+    v.volu_size = (3u64 << 30).into();
+    v.total_size = (3u64 << 30).into();
+    fs.headers[0].copies[fs.copy].data = Some(fs.voldata.clone());
+    fs.device.set_extent(0, hammer2::device::Extent { loff: 0, size: 3 << 30 }).unwrap();
+    let gained = alloc.grow(&fs);
+    assert_eq!(alloc.chunk_state(past), Some(0), "the entry past the old end stays allocated");
+    // Zone 1's last 512 MiB, and zone 2 but its reserved segment.
+    assert_eq!(gained, (512 << 20) + (1 << 30) - (4 << 20));
+    assert_eq!(alloc.free_bytes(), free + gained);
 }

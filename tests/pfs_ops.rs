@@ -6,15 +6,13 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary};
+use common::maint::{
+    makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary, spec_of, twin_copies,
+};
 use common::model::snapshot_pfs;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::PfsType;
 use hammer2::fsops::{Attrs, Session};
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 #[test]
 fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() {
@@ -76,10 +74,7 @@ fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() 
 #[test]
 fn create_snapshot_delete_match_makefs() {
     let dir = tempfile::tempdir().unwrap();
-    let ours = common::scratch_copy("small-iscsi", dir.path());
-    let kernel = dir.path().join("kernel.img");
-    common::copy_sparse(&ours, &kernel);
-    let (ours_spec, kernel_spec) = (spec_of(&ours), spec_of(&kernel));
+    let (ours, kernel, ours_spec, kernel_spec) = twin_copies("small-iscsi", dir.path());
 
     let mut s = Session::open(&ours_spec, false).unwrap();
     s.pfs_create("EXTRA", PfsType::Master).unwrap();
@@ -166,4 +161,100 @@ fn snapshot_names_follow_hammer2() {
     assert_eq!(hammer2::fsops::default_snapshot_name("DATA", 1_795_211_313_000_000), "DATA.20261120.214833");
     assert!(hammer2::fsops::parse_pfs_type("soft-master").is_ok());
     assert!(hammer2::fsops::parse_pfs_type("bogus").is_err());
+}
+
+fn edit(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hammer2_edit")).args(args).output().unwrap()
+}
+
+fn edit_ok(args: &[&str]) -> String {
+    let out = edit(args);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{args:?} failed:\n{text}");
+    text
+}
+
+#[test]
+fn maintenance_commands_through_hammer2_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = spec_of(&img);
+    let before = snapshot_pfs(&spec, Some("DATA")).unwrap();
+    // A script: one commit holding a new PFS, a snapshot, a setcomp and a destroy.
+    let script = dir.path().join("maint.txt");
+    std::fs::write(&script, "pfs-create -t master EXTRA\nsnapshot snap\nsetcomp -r zlib:9 /dir\n").unwrap();
+    edit_ok(&["--pfs", "DATA", "-f", script.to_str().unwrap(), &spec]);
+    let list = edit_ok(&[&spec, "pfs-list"]);
+    for (label, sub) in [("EXTRA", "none"), ("snap", "snapshot"), ("DATA", "none")] {
+        assert!(
+            list.lines().any(|l| l.split_whitespace().take(3).eq([label, "master", sub])),
+            "{label} missing from:\n{list}"
+        );
+    }
+    assert_eq!(snapshot_pfs(&spec, Some("snap")).unwrap(), before);
+    // A dry run changes nothing and says what it would do.
+    let dry = edit_ok(&["-n", &spec, "pfs-delete", "EXTRA"]);
+    assert!(dry.contains("would delete PFS EXTRA"), "{dry}");
+    assert!(pfs_summary(&spec).iter().any(|p| p.0 == "EXTRA"));
+    edit_ok(&[&spec, "pfs-delete", "EXTRA"]);
+    edit_ok(&[&spec, "bulkfree"]);
+    assert!(!pfs_summary(&spec).iter().any(|p| p.0 == "EXTRA"));
+    // Usage errors and refusals fail without writing.
+    assert!(!edit(&[&spec, "pfs-create", "-t", "bogus", "X"]).status.success());
+    assert!(!edit(&[&spec, "setcomp", "lz4:3", "/dir"]).status.success());
+    // bulkfree after an edit of the same invocation is refused, nothing written.
+    let script = dir.path().join("late.txt");
+    std::fs::write(&script, "mkdir /late\nbulkfree\n").unwrap();
+    let out = edit(&["-f", script.to_str().unwrap(), &spec]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("before other write commands"));
+    assert!(!snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"), "/late was created");
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    makefs_mounts_and_bulkfrees(&img);
+}
+
+#[test]
+fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ours, kernel, spec, kernel_spec) = twin_copies("varied", dir.path());
+    let before = snapshot_pfs(&spec, None).unwrap();
+    let mut s = Session::open(&spec, false).unwrap();
+    let data = s.pfs(None).unwrap();
+    let free = s.fs.voldata.allocator_free.get();
+    s.snapshot(&data, "snap1").unwrap();
+    let c = s.commit().unwrap();
+    assert!(
+        free - c.allocator_free <= 3 * 16384,
+        "the snapshot of a 40+ MiB tree used {} bytes",
+        free - c.allocator_free
+    );
+    // Edit the snapshot: the source keeps its contents; then the source.
+    let snap = s.pfs(Some("snap1")).unwrap();
+    let victim = before
+        .iter()
+        .find(|(p, n)| matches!(n, common::model::Node::File { size, .. } if *size > 1 << 20) && p.len() > 1)
+        .map(|(p, _)| p.clone())
+        .unwrap();
+    s.remove(&snap, &victim, false).unwrap();
+    s.mkdir(&snap, "/only-in-snapshot", Attrs::now(0o755), false).unwrap();
+    s.commit().unwrap();
+    assert_eq!(snapshot_pfs(&spec, None).unwrap(), before);
+    let data = s.pfs(None).unwrap();
+    s.write(&data, &victim, 0, &b"source changed"[..], 14).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let snap_now = snapshot_pfs(&spec, Some("snap1")).unwrap();
+    assert!(!snap_now.contains_key(&victim) && snap_now.contains_key("/only-in-snapshot"));
+    let mut expected = before.clone();
+    expected.remove(&victim);
+    expected.insert("/only-in-snapshot".into(), common::model::Node::Dir);
+    assert_eq!(snap_now, expected);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    // The kernel's snapshot of the same image holds the same tree.
+    let (ok, text) = makefs(&kernel, &["P=snapshot:snap1"]);
+    assert!(ok, "makefs snapshot: {text}");
+    assert_eq!(snapshot_pfs(&kernel_spec, Some("snap1")).unwrap(), before);
+    makefs_mounts_and_bulkfrees(&ours);
 }

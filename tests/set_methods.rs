@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean};
+use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, spec_of, twin_copies};
 use common::model::snapshot_pfs;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::{BlockrefType, CheckMethod, CompMethod};
@@ -13,10 +13,6 @@ use hammer2::fsops::{parse_check, parse_comp, Session};
 use hammer2::pfs::Pfs;
 use hammer2::tree::Tree;
 use hammer2::Hammer2;
-
-fn spec_of(p: &std::path::Path) -> String {
-    p.to_str().unwrap().to_string()
-}
 
 /// (comp_algo, check_algo) of `path` in DATA.
 fn algos(spec: &str, path: &str) -> (u8, u8) {
@@ -45,10 +41,7 @@ fn data_methods(spec: &str, path: &str) -> Vec<u8> {
 #[test]
 fn setcomp_matches_makefs() {
     let dir = tempfile::tempdir().unwrap();
-    let ours = common::scratch_copy("small-iscsi", dir.path());
-    let kernel = dir.path().join("kernel.img");
-    common::copy_sparse(&ours, &kernel);
-    let (ours_spec, kernel_spec) = (spec_of(&ours), spec_of(&kernel));
+    let (ours, kernel, ours_spec, kernel_spec) = twin_copies("small-iscsi", dir.path());
     let mut s = Session::open(&ours_spec, false).unwrap();
     let data = s.pfs(Some("DATA")).unwrap();
     let r = s.set_methods(&data, "/dir", parse_comp("zlib:9").unwrap(), false, false).unwrap();

@@ -9,6 +9,7 @@ use clap::Parser;
 use hammer2::cli::edit::EditCli;
 use hammer2::edit::{self, EditReport, Events, Line, Options, Outcome};
 use hammer2::extract::ExtractStats;
+use hammer2::import::ImportReport;
 
 fn main() {
     let cli = EditCli::parse();
@@ -47,6 +48,20 @@ struct Printer {
     bar: Option<indicatif::ProgressBar>,
 }
 
+impl Printer {
+    /// The progress spinner, when stderr is a terminal.
+    fn spinner(&mut self) -> Option<&indicatif::ProgressBar> {
+        if !common::stderr_is_terminal() {
+            return None;
+        }
+        Some(self.bar.get_or_insert_with(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            pb
+        }))
+    }
+}
+
 impl Events for Printer {
     fn echo(&mut self, text: &str) {
         if self.echo {
@@ -69,16 +84,19 @@ impl Events for Printer {
         eprintln!("hammer2_edit: note: {msg}");
     }
     fn extracting(&mut self, s: &ExtractStats) {
-        if !common::stderr_is_terminal() {
-            return;
-        }
-        let pb = self.bar.get_or_insert_with(|| {
-            let pb = indicatif::ProgressBar::new_spinner();
-            pb.enable_steady_tick(std::time::Duration::from_millis(120));
-            pb
-        });
+        let Some(pb) = self.spinner() else { return };
         if (s.files + s.dirs) % 64 == 0 {
             pb.set_message(format!("{} files, {}", s.files, common::human_bytes(s.bytes)));
+        }
+    }
+    fn importing(&mut self, r: &ImportReport) {
+        if let Some(pb) = self.spinner() {
+            pb.set_message(format!("put: {} files, {}", r.files, common::human_bytes(r.bytes)));
+        }
+    }
+    fn imported(&mut self) {
+        if let Some(pb) = self.bar.take() {
+            pb.finish_and_clear();
         }
     }
     fn extracted(&mut self, s: &ExtractStats) {

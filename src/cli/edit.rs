@@ -59,7 +59,7 @@ Examples:
     name = "hammer2_edit",
     version,
     about = "Read and edit a HAMMER2 file system offline, from the command line or a script",
-    after_help = EXAMPLES
+    after_help = format!("{EXAMPLES}\n\n{}", crate::cli::edit_maint::MAINT_EXAMPLES)
 )]
 pub struct EditCli {
     /// PFS to work in (default: DATA, or the only PFS besides LOCAL)
@@ -159,12 +159,16 @@ pub enum EditCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
-    /// Copy a host regular file into the image (mode, owner and mtime kept)
+    /// Copy a host file (-r: a whole tree) into the image: modes, owners, times, symlinks,
+    /// hard links within the tree, device nodes and FIFOs; sparse files keep their holes
     Put {
-        /// Regular file on the host
-        #[arg(value_name = "HOSTFILE")]
+        /// Copy directories and everything below them
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// File, symbolic link, special file or (with -r) directory on the host
+        #[arg(value_name = "HOSTPATH")]
         host: String,
-        /// Path of the new file; an existing directory (or a path ending in '/') receives HOSTFILE's name
+        /// Path of the new object; an existing directory (or a path ending in '/') receives HOSTPATH's name
         path: String,
     },
     /// Remove files and symbolic links (-r: whole trees)
@@ -279,6 +283,8 @@ pub enum EditCommand {
     },
     /// Commit what the commands before it changed, as one transaction (scripts)
     Commit,
+    #[command(flatten)]
+    Maint(crate::cli::edit_maint::MaintCommand),
 }
 
 /// A `chown` owner: either id may be missing.
@@ -307,7 +313,7 @@ impl EditCommand {
                 | EditCommand::Mknod { .. }
                 | EditCommand::Mkfifo { .. }
                 | EditCommand::Commit
-        )
+        ) || matches!(self, EditCommand::Maint(m) if m.writes())
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod dump;
 pub mod edit;
+pub mod edit_maint;
 pub mod fsck;
 pub mod newfs;
 pub mod recover;

@@ -5,6 +5,7 @@ use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::ObjType;
 use crate::fsops::{now_us, Attrs, DirEntry, PfsRef, Session, SetAttr};
+use crate::import::{import_tree, ImportOptions, ImportReport};
 use crate::namespace;
 
 /// The components of an image path (checked as the read commands check
@@ -58,6 +59,41 @@ fn is_dir(session: &Session, pfs: &PfsRef, path: &str) -> bool {
         Ok((_, name, e)) if name.is_empty() || e.as_ref().is_some_and(|e| e.obj_type == ObjType::Directory))
 }
 
+/// `put [-r] HOST PATH`: the import path of `newfs_hammer2 --populate`
+/// (see [`crate::import`]), for one object or (with `-r`) a tree.
+pub(super) fn put(
+    session: &mut Session,
+    pfs: &PfsRef,
+    (host, path, recursive): (&str, &str, bool),
+    changes: &mut Vec<String>,
+    progress: &mut dyn FnMut(&ImportReport),
+) -> Result<()> {
+    let meta = std::fs::symlink_metadata(host).map_err(host_io(host, "stat"))?;
+    if meta.is_dir() && !recursive {
+        return Err(invalid(format!("{host}: is a directory (put -r copies trees)")));
+    }
+    if !recursive && !meta.is_file() && !meta.file_type().is_symlink() {
+        return Err(invalid(format!("{host}: not a regular file (put -r copies special files as they are)")));
+    }
+    let (_, mut target) = canonical(path)?;
+    if path.ends_with('/') || is_dir(session, pfs, path) {
+        target = join(&target, base_name(host)?);
+    }
+    let opts = ImportOptions { contents: false, ..Default::default() };
+    let r = import_tree(session, pfs, std::path::Path::new(host), &target, &opts, progress)?;
+    changes.push(if meta.is_dir() {
+        format!(
+            "copy tree {host} to {target} ({} directories, {} files, {} symlinks, {} hard links, {} special files, {} bytes)",
+            r.dirs, r.files, r.symlinks, r.hardlinks, r.specials, r.bytes
+        )
+    } else if meta.is_file() {
+        format!("create file {target} ({} bytes from {host})", meta.len())
+    } else {
+        format!("create {target} (from {host})")
+    });
+    Ok(())
+}
+
 /// Applies one write command to `session`; appends what it changed.
 pub(super) fn apply(
     session: &mut Session,
@@ -93,26 +129,8 @@ pub(super) fn apply(
                     .extend(created.into_iter().map(|d| format!("create directory {d} (mode {mode:04o})")));
             }
         }
-        EditCommand::Put { host, path } => {
-            let meta = std::fs::metadata(host).map_err(host_io(host, "stat"))?;
-            if meta.is_dir() {
-                return Err(invalid(format!(
-                    "{host}: is a directory; put copies one regular file (directories are not supported yet)"
-                )));
-            }
-            if !meta.is_file() {
-                return Err(invalid(format!("{host}: not a regular file; put copies regular files only")));
-            }
-            let (_, mut target) = canonical(path)?;
-            if path.ends_with('/') || is_dir(session, pfs, path) {
-                let name =
-                    std::path::Path::new(host).file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-                        invalid(format!("{host}: no usable file name; give the full image path"))
-                    })?;
-                target = join(&target, name);
-            }
-            session.put(pfs, std::path::Path::new(host), &target)?;
-            changes.push(format!("create file {target} ({} bytes from {host})", meta.len()));
+        EditCommand::Put { recursive, host, path } => {
+            put(session, pfs, (host, path, *recursive), changes, &mut |_| {})?;
         }
         EditCommand::Rm { dirs, recursive, force, paths } => {
             for path in paths {

@@ -7,6 +7,7 @@
 //! comes back as an [`Outcome`].
 
 mod apply;
+mod maint;
 pub mod script;
 mod view;
 
@@ -61,6 +62,10 @@ pub trait Events {
     fn extracting(&mut self, _stats: &ExtractStats) {}
     /// `get` finished.
     fn extracted(&mut self, _stats: &ExtractStats) {}
+    /// `put` progress.
+    fn importing(&mut self, _report: &crate::import::ImportReport) {}
+    /// `put` ended (well or not).
+    fn imported(&mut self) {}
 }
 
 /// Events that nobody watches.
@@ -291,8 +296,21 @@ fn run_steps(
             Parsed::Run(cmd) if cmd.writes() => {
                 let cp = opts.keep_going.then(|| session.checkpoint());
                 let before = pending.len();
-                let r =
-                    session_pfs(session, &mut pfs, opts).and_then(|p| apply(session, &p, cmd, &mut pending));
+                let r = match cmd {
+                    // Maintenance commands find their PFS themselves (some need none).
+                    EditCommand::Maint(m) => maint::apply(session, opts.pfs.as_deref(), m, &mut pending),
+                    EditCommand::Put { recursive, host, path } => session_pfs(session, &mut pfs, opts)
+                        .and_then(|p| {
+                            let r =
+                                apply::put(session, &p, (host, path, *recursive), &mut pending, &mut |r| {
+                                    events.importing(r)
+                                });
+                            events.imported();
+                            r
+                        }),
+                    _ => session_pfs(session, &mut pfs, opts)
+                        .and_then(|p| apply(session, &p, cmd, &mut pending)),
+                };
                 if dry {
                     // What it did before failing too: it shows how far it got.
                     pending[before..].iter().for_each(|c| events.would(c));
@@ -376,18 +394,9 @@ fn execute<'a>(
 ) -> Result<()> {
     let w = stdout_error;
     match cmd {
-        EditCommand::Pfs => {
-            for p in Pfs::list(tree)? {
-                let m = &p.root.data.meta;
-                writeln!(
-                    out,
-                    "{:<16} {:<10} {}",
-                    p.name(),
-                    m.pfs_type(),
-                    crate::format::uuid_from_disk(&m.pfs_clid)
-                )
-                .map_err(w)?;
-            }
+        // `pfs` is the short name of `pfs-list`.
+        EditCommand::Pfs | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
+            maint::list(tree, out)?
         }
         EditCommand::Cat { path } => {
             let pfs = pfs()?;

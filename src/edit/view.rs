@@ -81,7 +81,9 @@ pub(super) fn execute_in_session(
             }
             out.flush().map_err(w)?;
         }
-        EditCommand::Get { .. } | EditCommand::Pfs => {
+        EditCommand::Get { .. }
+        | EditCommand::Pfs
+        | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
             if session.is_dirty() {
                 events.note(
                     "get and pfs read the image as last committed: the changes of earlier commands \

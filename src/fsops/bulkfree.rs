@@ -10,17 +10,15 @@ use crate::freemap::BulkfreeReport;
 use crate::Hammer2;
 
 impl Session {
-    /// Bulkfree. Edits made before it in this session are committed first
-    /// (the kernel syncs before it scans): the scan reads the topology as
-    /// the media hold it. The merged freemap is written by the next commit.
+    /// Bulkfree. The scan reads the topology as the media hold it (the
+    /// kernel syncs before it scans), so it is refused after uncommitted
+    /// edits: commit them first. The merged freemap is written by the next
+    /// commit.
     pub fn bulkfree(&mut self) -> Result<BulkfreeReport> {
         if self.dirty {
-            if !self.write {
-                return Err(invalid(
-                    "bulkfree scans the committed topology: in a dry run it cannot follow other edits",
-                ));
-            }
-            self.commit()?;
+            return Err(invalid(
+                "bulkfree works on the image as committed: commit the edits before it                  (in hammer2_edit, give it before other write commands, or alone)",
+            ));
         }
         let report = self.alloc.bulkfree(&self.fs)?;
         self.dirty = true;

@@ -35,15 +35,14 @@ pub struct GrowReport {
 }
 
 impl Session {
-    /// growfs (see the module documentation). Edits made before it in this
-    /// session are committed first. Growing to the current size changes
+    /// growfs (see the module documentation), refused after uncommitted
+    /// edits (commit them first). Growing to the current size changes
     /// nothing.
     pub fn growfs(&mut self, size: Option<u64>) -> Result<GrowReport> {
         if self.dirty {
-            if !self.write {
-                return Err(invalid("growfs after edits in a dry run: commit the edits first"));
-            }
-            self.commit()?;
+            return Err(invalid(
+                "growfs works on the image as committed: commit the edits before it                  (in hammer2_edit, give it before other write commands, or alone)",
+            ));
         }
         let fs = &mut self.fs;
         if fs.device.len() != 1 || fs.voldata.nvolumes > 1 {

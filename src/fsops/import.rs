@@ -2,7 +2,9 @@
 //! created with every attribute a host object carries, hard links, and
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
-use super::{free_dirent_key, inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
+use super::{
+    free_dirent_key, inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES,
+};
 use crate::chain::Slot;
 use crate::check::set_check;
 use crate::error::{Error, Result};

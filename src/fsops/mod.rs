@@ -37,7 +37,7 @@ use crate::format::{
     EMBEDDED_BYTES, INODE_BYTES, INODE_MAXNAME, OPFLAG_DIRECTDATA, PBUFSIZE, SET_COUNT,
 };
 use crate::freemap::alloc::Allocator;
-use crate::volume::{CopyChoice, CopyState, Hammer2};
+use crate::volume::{CopyChoice, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
 
@@ -178,15 +178,7 @@ impl Session {
         // Older valid header copies are the fallback if the newest is lost:
         // what they reach must not be handed out, even where a bulkfree
         // (which only looks at the newest) freed it.
-        let pos = fs.root_position();
-        let older: Vec<[Blockref; SET_COUNT]> = fs.headers[pos]
-            .copies
-            .iter()
-            .filter(|c| matches!(c.state, CopyState::Valid) && c.index != fs.copy)
-            .filter(|c| c.mirror_tid() != Some(mirror))
-            .filter_map(|c| c.data.as_ref().map(|d| d.sroot_blockset))
-            .collect();
-        alloc.protect_blocksets(&fs, &older)?;
+        alloc.protect_blocksets(&fs, &crate::freemap::alloc::bulkfree::older_root_sets(&fs))?;
         let root = Table::from_brefs(&fs.voldata.sroot_blockset);
         Ok(Session {
             fs,
@@ -228,30 +220,15 @@ impl Session {
 
     /// The PFS labelled `label` (None: DATA, or the only one but LOCAL).
     pub fn pfs(&self, label: Option<&str>) -> Result<PfsRef> {
-        let sroot = self.super_root()?;
-        let mut all = Vec::new();
-        let mut failure = None;
-        sroot.scan(&self.fs, 0, u64::MAX, &mut |b, chain, loc| {
-            if b.kind() != BlockrefType::Inode {
-                return Ok(Flow::Continue);
-            }
-            let ip = match chain.and_then(Chain::inode) {
-                Some(ip) => *ip,
-                None => match crate::tree::Tree::new(&self.fs).inode(b, loc) {
-                    Ok(ip) => *ip,
-                    Err(e) => {
-                        failure = Some(e);
-                        return Ok(Flow::Stop);
-                    }
-                },
-            };
-            let label = String::from_utf8_lossy(ip.name()).into_owned();
-            all.push(PfsRef { label, key: b.key.get(), root_inum: ip.meta.inum.get() });
-            Ok(Flow::Continue)
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let all: Vec<PfsRef> = self
+            .pfs_roots()?
+            .into_iter()
+            .map(|(key, ip)| PfsRef {
+                label: String::from_utf8_lossy(ip.name()).into_owned(),
+                key,
+                root_inum: ip.meta.inum.get(),
+            })
+            .collect();
         match label {
             Some(l) => {
                 all.into_iter().find(|p| p.label == l).ok_or_else(|| Error::NotFound(format!("PFS {l:?}")))

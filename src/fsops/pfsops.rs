@@ -92,6 +92,30 @@ const PFS_ROOT_BIAS: Bias = Bias { data: INODE_BYTES as i128, inodes: 1 };
 impl Session {
     /// Every PFS under the super-root, in key order.
     pub fn pfs_list(&self) -> Result<Vec<PfsInfo>> {
+        let mut all: Vec<PfsInfo> = self
+            .pfs_roots()?
+            .into_iter()
+            .map(|(key, ip)| {
+                let m = &ip.meta;
+                PfsInfo {
+                    label: String::from_utf8_lossy(ip.name()).into_owned(),
+                    key,
+                    pfs_type: m.pfs_type().to_string(),
+                    subtype: m.pfs_subtype().to_string(),
+                    clid: uuid_from_disk(&m.pfs_clid).to_string(),
+                    fsid: uuid_from_disk(&m.pfs_fsid).to_string(),
+                    pfs_inum: m.pfs_inum.get(),
+                    lsnap_tid: m.pfs_lsnap_tid.get(),
+                }
+            })
+            .collect();
+        all.sort_by_key(|p| p.key);
+        Ok(all)
+    }
+
+    /// Every PFS root under the super-root (loaded or on media): its key
+    /// and its inode.
+    pub(super) fn pfs_roots(&self) -> Result<Vec<(u64, InodeData)>> {
         let sroot = self.super_root()?;
         let mut all = Vec::new();
         let mut failure = None;
@@ -99,34 +123,22 @@ impl Session {
             if b.kind() != BlockrefType::Inode {
                 return Ok(Flow::Continue);
             }
-            let ip = match chain.and_then(Chain::inode) {
-                Some(ip) => *ip,
+            match chain.and_then(Chain::inode) {
+                Some(ip) => all.push((b.key.get(), *ip)),
                 None => match crate::tree::Tree::new(&self.fs).inode(b, loc) {
-                    Ok(ip) => *ip,
+                    Ok(ip) => all.push((b.key.get(), *ip)),
                     Err(e) => {
                         failure = Some(e);
                         return Ok(Flow::Stop);
                     }
                 },
-            };
-            let m = &ip.meta;
-            all.push(PfsInfo {
-                label: String::from_utf8_lossy(ip.name()).into_owned(),
-                key: b.key.get(),
-                pfs_type: m.pfs_type().to_string(),
-                subtype: m.pfs_subtype().to_string(),
-                clid: uuid_from_disk(&m.pfs_clid).to_string(),
-                fsid: uuid_from_disk(&m.pfs_fsid).to_string(),
-                pfs_inum: m.pfs_inum.get(),
-                lsnap_tid: m.pfs_lsnap_tid.get(),
-            });
+            }
             Ok(Flow::Continue)
         })?;
-        if let Some(e) = failure {
-            return Err(e);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(all),
         }
-        all.sort_by_key(|p| p.key);
-        Ok(all)
     }
 
     /// `pfs-create LABEL`: a new, empty PFS of type `pfs_type`.

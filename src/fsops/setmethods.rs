@@ -86,7 +86,7 @@ impl Session {
         recursive: bool,
         rewrite: bool,
     ) -> Result<SetMethodsReport> {
-        self.operation(|s| s.set_methods_op(pfs, path, methods, recursive, rewrite))
+        self.operation(|s| s.set_methods_op(pfs, path, methods, (recursive, rewrite)))
     }
 
     fn set_methods_op(
@@ -94,8 +94,7 @@ impl Session {
         pfs: &PfsRef,
         path: &str,
         methods: Methods,
-        recursive: bool,
-        rewrite: bool,
+        (recursive, rewrite): (bool, bool),
     ) -> Result<SetMethodsReport> {
         let (_, name, existing) = self.resolve_parent(pfs, path)?;
         let start = match existing {

@@ -5,6 +5,21 @@
 use super::oracle::{bulkfree_verdict, makefs, reference_fsck};
 use std::path::Path;
 
+/// A device spec for an image path.
+pub fn spec_of(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// Two scratch copies of fixture `name` in `dir`, for the same operation
+/// done by us and by makefs: (ours, kernel's) images and their specs.
+pub fn twin_copies(name: &str, dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, String, String) {
+    let ours = super::scratch_copy(name, dir);
+    let kernel = dir.join("kernel.img");
+    super::copy_sparse(&ours, &kernel);
+    let (a, b) = (spec_of(&ours), spec_of(&kernel));
+    (ours, kernel, a, b)
+}
+
 /// Our fsck finds nothing but informational notes in `spec`.
 pub fn our_fsck_clean(spec: &str) {
     let bad = our_fsck_problems(spec);

@@ -159,15 +159,7 @@ fn scan(fs: &Hammer2) -> Result<Scan> {
         return Err(e);
     }
     m.older = true;
-    let pos = fs.root_position();
-    let mirror = fs.voldata.mirror_tid.get();
-    let older: Vec<[Blockref; SET_COUNT]> = fs.headers[pos]
-        .copies
-        .iter()
-        .filter(|c| matches!(c.state, CopyState::Valid) && c.index != fs.copy)
-        .filter(|c| c.mirror_tid() != Some(mirror))
-        .filter_map(|c| c.data.as_ref().map(|d| d.sroot_blockset))
-        .collect();
+    let older = older_root_sets(fs);
     for set in &older {
         engine.run(set, 0, &(), &mut m);
     }
@@ -185,6 +177,20 @@ fn scan(fs: &Hammer2) -> Result<Scan> {
         }
     }
     Ok(out)
+}
+
+/// The super-root blocksets of the root volume's valid header copies older
+/// than the one in use: the fallback if the newest is lost, so what they
+/// reach is never handed out (and never freed by our bulkfree).
+pub fn older_root_sets(fs: &Hammer2) -> Vec<[Blockref; SET_COUNT]> {
+    let mirror = fs.voldata.mirror_tid.get();
+    fs.headers[fs.root_position()]
+        .copies
+        .iter()
+        .filter(|c| matches!(c.state, CopyState::Valid) && c.index != fs.copy)
+        .filter(|c| c.mirror_tid() != Some(mirror))
+        .filter_map(|c| c.data.as_ref().map(|d| d.sroot_blockset))
+        .collect()
 }
 
 impl Allocator {
