@@ -8,24 +8,11 @@
 mod common;
 
 use common::digest::sparse_sha256;
+use common::editor::{edit, edit_ok, text};
 use common::oracle::{makefs, makefs_read, reference_fsck};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn edit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hammer2_edit")).args(args).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn edit_ok(args: &[&str]) -> Output {
-    let out = edit(args);
-    assert!(out.status.success(), "{args:?} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    out
-}
 
 /// Runs `script` (';' or newlines between commands) with -c.
 fn script_ok(spec: &str, script: &str) -> Output {
