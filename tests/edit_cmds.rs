@@ -268,6 +268,10 @@ fn mknod_and_mkfifo_make_special_files() {
     assert_eq!(stat(&spec, "/sock", "type"), "socket");
     assert_eq!(stat(&spec, "/f2", "mode"), "0640");
     let ls = text(&edit_ok(&[&spec, "ls", "-l", "/"]).stdout);
+    assert!(
+        ls.lines().any(|l| l.starts_with("crw-r--r--") && l.contains(" 5, 1 ") && l.ends_with(" tty")),
+        "{ls}"
+    );
     for (c, name) in [('c', "tty"), ('b', "sda"), ('p', "p"), ('s', "sock")] {
         assert!(ls.lines().any(|l| l.starts_with(c) && l.ends_with(&format!(" {name}"))), "{ls}");
     }

@@ -463,6 +463,11 @@ fn write_entry(
     let w = stdout_error;
     if long {
         let m = &ip.meta;
+        // Device nodes show their numbers where files show a size, as ls(1).
+        let size = match m.obj_type() {
+            ObjType::Cdev | ObjType::Bdev => format!("{}, {}", m.rmajor.get(), m.rminor.get()),
+            _ => m.size.get().to_string(),
+        };
         write!(
             out,
             "{} {:>3} {:>5} {:>5} {:>10} {} ",
@@ -470,7 +475,7 @@ fn write_entry(
             m.nlinks.get(),
             m.unix_uid(),
             m.unix_gid(),
-            m.size.get(),
+            size,
             crate::timefmt::short(m.mtime.get())
         )
         .map_err(w)?;
