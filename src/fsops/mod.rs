@@ -50,7 +50,7 @@ pub use attr::SetAttr;
 pub const DEFAULT_BUDGET: usize = 256 << 20;
 
 /// Bytes of data blocks a dry run keeps to read back (see [`Session::block_data`]).
-pub const DRY_RUN_KEEP: usize = 256 << 20;
+pub const DRY_RUN_KEEP: usize = 64 << 20;
 
 /// First inode number handed out in a PFS (HAMMER2_INODE_START).
 pub const INODE_START: u64 = 1024;
