@@ -6,19 +6,13 @@
 
 mod common;
 
+use common::hosttree::both_fscks_clean;
 use common::hosttree::{self, MAKEFS_FILES};
-use common::oracle::{makefs, reference_fsck};
+use common::oracle::makefs;
 use hammer2::fsops::Session;
 use hammer2::import::{import_tree, ImportOptions, ImportReport};
 use std::path::Path;
 use std::process::Command;
-
-fn both_fscks_clean(spec: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fsck_hammer2")).args(["-n", spec]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "our fsck on {spec}:\n{}", String::from_utf8_lossy(&out.stdout));
-    let (ok, log) = reference_fsck(spec);
-    assert!(ok, "reference fsck_hammer2 rejects {spec}:\n{log}");
-}
 
 fn import(spec: &str, host: &Path, dest: &str, opts: &ImportOptions) -> hammer2::Result<ImportReport> {
     let mut s = Session::open(spec, false)?;
@@ -51,45 +45,34 @@ fn header_copies(img: &Path) -> Vec<Vec<u8>> {
 fn sha(path: &Path) -> Vec<u8> {
     use sha2::Digest;
     use std::os::unix::fs::FileExt;
-    use std::os::unix::io::AsRawFd;
     let f = std::fs::File::open(path).unwrap();
-    let len = f.metadata().unwrap().len() as i64;
     let mut h = sha2::Sha256::new();
-    h.update(len.to_le_bytes());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut pos = 0i64;
-    while pos < len {
-        // SAFETY: lseek on a descriptor we own.
-        let data = unsafe { libc::lseek(f.as_raw_fd(), pos, libc::SEEK_DATA) };
-        if data < 0 {
-            break;
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(f.as_raw_fd(), data, libc::SEEK_HOLE) };
-        let mut at = data;
-        while at < hole {
-            let n = buf.len().min((hole - at) as usize);
-            f.read_exact_at(&mut buf[..n], at as u64).unwrap();
-            // Zero runs hash alike whether stored or a hole.
-            for (i, chunk) in buf[..n].chunks(4096).enumerate() {
-                if chunk.iter().any(|&b| b != 0) {
-                    h.update((at as u64 + (i as u64) * 4096).to_le_bytes());
-                    h.update(chunk);
-                }
+    h.update(f.metadata().unwrap().len().to_le_bytes());
+    for (off, len) in common::reseal::data_extents(path) {
+        let mut buf = vec![0u8; len as usize];
+        f.read_exact_at(&mut buf, off).unwrap();
+        // Zero runs hash alike whether stored or a hole.
+        for (i, chunk) in buf.chunks(4096).enumerate() {
+            if chunk.iter().any(|&b| b != 0) {
+                h.update((off + i as u64 * 4096).to_le_bytes());
+                h.update(chunk);
             }
-            at += n as i64;
         }
-        pos = hole;
     }
     h.finalize().to_vec()
 }
 
+/// A temporary directory holding the varied host tree (`tree`) and a
+/// scratch copy of the fixture `fixture`.
+fn setup(fixture: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let (dir, host) = hosttree::varied_in_tempdir();
+    let img = common::scratch_copy(fixture, dir.path());
+    (dir, host, img)
+}
+
 #[test]
 fn imports_a_varied_tree_into_an_image_with_content() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tree");
-    hosttree::build_varied(&host);
-    let img = common::scratch_copy("varied", dir.path());
+    let (_dir, host, img) = setup("varied");
     let spec = img.to_str().unwrap();
     let before = common::model::snapshot(spec).unwrap();
     let mut s = Session::open(spec, false).unwrap();
@@ -123,9 +106,7 @@ fn imports_a_varied_tree_into_an_image_with_content() {
 
 #[test]
 fn single_objects_and_holes() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tree");
-    hosttree::build_varied(&host);
+    let (dir, host) = hosttree::varied_in_tempdir();
     let img = dir.path().join("disk.img");
     let spec = img.to_str().unwrap();
     let out =
@@ -154,10 +135,7 @@ fn single_objects_and_holes() {
 
 #[test]
 fn a_failed_import_or_a_dry_run_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tree");
-    hosttree::build_varied(&host);
-    let img = common::scratch_copy("small-iscsi", dir.path());
+    let (dir, host, img) = setup("small-iscsi");
     let spec = img.to_str().unwrap();
     let headers = header_copies(&img);
     let tree = common::model::snapshot(spec).unwrap();
@@ -207,9 +185,7 @@ fn a_failed_import_or_a_dry_run_writes_nothing() {
 
 #[test]
 fn methods_can_be_chosen_and_threads_do_not_change_the_image() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tree");
-    hosttree::build_varied(&host);
+    let (dir, host) = hosttree::varied_in_tempdir();
     let mut images = Vec::new();
     for threads in [1, 4] {
         let img = dir.path().join(format!("t{threads}.img"));
@@ -231,25 +207,15 @@ fn methods_can_be_chosen_and_threads_do_not_change_the_image() {
         hosttree::compare_with_image(&host, spec, None, "/t");
         images.push(img);
     }
-    // Same blocks at the same places: only times of creation may differ,
-    // so compare the data the two hold, block by block, via the reader.
-    let fs = hammer2::Hammer2::open_path(images[0].to_str().unwrap()).unwrap();
-    let fs2 = hammer2::Hammer2::open_path(images[1].to_str().unwrap()).unwrap();
+    // The inodes land at the same places whatever the thread count.
+    let data_off = |img: &Path, path: &str| {
+        let fs = hammer2::Hammer2::open_path(img.to_str().unwrap()).unwrap();
+        let tree = hammer2::tree::Tree::new(&fs);
+        let off = hammer2::pfs::Pfs::default(&tree).unwrap().resolve(path).unwrap().bref.data_off.get();
+        off
+    };
     for path in ["/t/dir/text.txt", "/t/dir/random.bin", "/t/sparse"] {
-        let a = hammer2::pfs::Pfs::default(&hammer2::tree::Tree::new(&fs))
-            .unwrap()
-            .resolve(path)
-            .unwrap()
-            .bref
-            .data_off
-            .get();
-        let b = hammer2::pfs::Pfs::default(&hammer2::tree::Tree::new(&fs2))
-            .unwrap()
-            .resolve(path)
-            .unwrap()
-            .bref
-            .data_off
-            .get();
+        let (a, b) = (data_off(&images[0], path), data_off(&images[1], path));
         assert_eq!(a, b, "{path}: placed alike whatever the thread count");
     }
 }

@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::hosttree::both_fscks_clean;
 use common::hosttree::{self, MAKEFS_FILES};
-use common::oracle::{makefs, reference_fsck};
+use common::oracle::makefs;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -14,28 +15,9 @@ fn newfs(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_newfs_hammer2")).args(args).output().unwrap()
 }
 
-fn our_fsck_clean(spec: &str) {
-    let out = Command::new(env!("CARGO_BIN_EXE_fsck_hammer2")).args(["-n", spec]).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "our fsck on {spec}:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn both_fscks_clean(spec: &str) {
-    our_fsck_clean(spec);
-    let (ok, log) = reference_fsck(spec);
-    assert!(ok, "reference fsck_hammer2 rejects {spec}:\n{log}");
-}
-
 #[test]
 fn populates_a_varied_tree_that_everyone_reads_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tree");
-    hosttree::build_varied(&host);
+    let (dir, host) = hosttree::varied_in_tempdir();
     let img = dir.path().join("disk.img");
     let spec = img.to_str().unwrap();
     let out = newfs(&["-s", "2G", "--populate", host.to_str().unwrap(), spec]);
@@ -59,9 +41,7 @@ fn populates_a_varied_tree_that_everyone_reads_back() {
 
 #[test]
 fn populates_another_label_with_other_methods() {
-    let dir = tempfile::tempdir().unwrap();
-    let host = dir.path().join("tree");
-    hosttree::build_varied(&host);
+    let (dir, host) = hosttree::varied_in_tempdir();
     let img = dir.path().join("disk.img");
     let spec = img.to_str().unwrap();
     let out = newfs(&[

@@ -15,6 +15,29 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Our fsck (`-n`) and the reference one (`-q`) both find `spec` clean.
+pub fn both_fscks_clean(spec: &str) {
+    let out = Command::new(env!("CARGO_BIN_EXE_fsck_hammer2")).args(["-n", spec]).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "our fsck on {spec}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, log) = super::oracle::reference_fsck(spec);
+    assert!(ok, "reference fsck_hammer2 rejects {spec}:\n{log}");
+}
+
+/// A temporary directory holding the varied tree (at `DIR/tree`, see
+/// [`build_varied`]); returns it and the tree's path.
+pub fn varied_in_tempdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = dir.path().join("tree");
+    build_varied(&host);
+    (dir, host)
+}
+
 /// Whether the tests run as root (device nodes and foreign owners need it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
