@@ -12,7 +12,9 @@
 //!   within the tree become hard links: one HAMMER2 inode counting its
 //!   links, every further entry pointing at its number (the kernel keeps a
 //!   hard-linked inode where it was created since DragonFly 5.0; see
-//!   `hammer2_xops.c`, `hammer2_inode.c`);
+//!   `hammer2_xops.c`, `hammer2_inode.c`; the fixtures agree: in
+//!   varied.img `hello.txt` and `hardlink-to-hello.txt` both name inode
+//!   1030, nlinks 2, iparent the directory of the first);
 //! - sparse files keep their holes: only the extents SEEK_DATA reports are
 //!   read, and blocks that read as zeros are not stored.
 //!
@@ -649,4 +651,59 @@ pub fn populate(
     let opts = ImportOptions { contents: true, ..opts.clone() };
     let report = import_tree(&mut s, &pfs, host, "/", &opts, progress)?;
     Ok((report, s.commit()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, mut x: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_blocks_are_recognised_and_compressible_ones_kept() {
+        let random = noise(65536, 7);
+        assert!(looks_incompressible(&random));
+        let text: Vec<u8> = b"the freemap of the chain ".iter().cycle().take(65536).copied().collect();
+        assert!(!looks_incompressible(&text));
+        // Random at the start and the middle, zeros elsewhere: the samples
+        // say incompressible, and indeed it does not fit in half.
+        let mut half = vec![0u8; 65536];
+        half[..36864].copy_from_slice(&random[..36864]);
+        assert!(looks_incompressible(&half));
+        let (_, used) = crate::fsops::encode_block(&half, CompMethod::Lz4, 0);
+        assert_eq!(used, CompMethod::None);
+        // Random only at the start: the middle sample sees the zeros.
+        let mut head = vec![0u8; 65536];
+        head[..8192].copy_from_slice(&random[..8192]);
+        assert!(!looks_incompressible(&head));
+        // Small blocks are always tried.
+        assert!(!looks_incompressible(&random[..8192]));
+    }
+
+    #[test]
+    fn extents_of_a_sparse_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let f = File::create(&path).unwrap();
+        f.set_len(4 << 20).unwrap();
+        f.write_all_at(b"x", 1 << 20).unwrap();
+        let ext = data_extents(&File::open(&path).unwrap(), 4 << 20).unwrap();
+        // One extent around the byte written (file systems round it), or the
+        // whole file where holes cannot be seen.
+        assert_eq!(ext.len(), 1, "{ext:?}");
+        assert!(ext[0].0 <= 1 << 20 && ext[0].1 > 1 << 20, "{ext:?}");
+        let empty = File::create(dir.path().join("empty")).unwrap();
+        empty.set_len(1 << 20).unwrap();
+        let ext = data_extents(&empty, 1 << 20).unwrap();
+        assert!(ext.is_empty() || ext == [(0, 1 << 20)], "{ext:?}");
+    }
 }

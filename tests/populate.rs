@@ -1,7 +1,10 @@
 //! `newfs_hammer2 --populate HOSTDIR`: format and fill a PFS from a host
 //! tree in one commit; the image is checked by both fscks, read back
 //! through our reader, `get` and the reference makefs, and the kernel
-//! code (makefs) can mount it and keep writing.
+//! code (makefs) can mount it and keep writing. The host tree holds a
+//! FIFO and a socket always; character and block devices and files of
+//! other owners only when the tests run as root (creating them needs it),
+//! so as another user those two cases are not exercised.
 
 mod common;
 
