@@ -636,6 +636,26 @@ fn data_extents(file: &File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// Entries and bytes of regular files below `host` (symlinks not
+/// followed), for a progress bar's total; unreadable parts count nothing.
+pub fn host_size(host: &Path) -> (u64, u64) {
+    let (mut entries, mut bytes) = (0, 0);
+    let mut stack = vec![host.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            entries += 1;
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                bytes += m.len();
+            }
+        }
+    }
+    (entries, bytes)
+}
+
 /// Fills the PFS `label` of a freshly formatted file system `spec` with
 /// the entries of the host directory `host` (whose mode, owner and times
 /// the PFS root takes), in one commit: `newfs_hammer2 --populate`.
