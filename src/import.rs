@@ -369,6 +369,10 @@ struct Importer<'a, 's> {
     since_bound: u32,
 }
 
+/// Blocks of one file after which what it holds so far is written (512
+/// MiB of data: 1 MiB of blockrefs).
+const EARLY_EVERY: u64 = 8192;
+
 /// Files between two looks at the session's memory budget.
 const BOUND_EVERY: u32 = 1024;
 
@@ -582,7 +586,7 @@ impl Importer<'_, '_> {
             (CompMethod::from(comp_algo & 15), u32::from(comp_algo >> 4), CheckMethod::from(check_algo & 15));
         let extents = data_extents(&file, size).map_err(host_io(path, "seek"))?;
         let file = Arc::new((file, path.to_path_buf()));
-        let mut next = 0u64;
+        let (mut next, mut blocks) = (0u64, 0u64);
         for (start, end) in extents {
             let mut key = (start & !(PBUFSIZE - 1)).max(next);
             while key < end {
@@ -591,6 +595,14 @@ impl Importer<'_, '_> {
                 let job = Job { seq: 0, file: Arc::clone(&file), key, keybits, logical, want, methods };
                 self.pipe.submit(self.s, self.pfs, &mut self.report, job, inum)?;
                 key += logical as u64;
+                blocks += 1;
+                if blocks % EARLY_EVERY == 0 {
+                    // A huge file: write what it holds so far, so that its
+                    // table of blockrefs does not grow with it (the few
+                    // indirect blocks on its right edge are then written
+                    // again).
+                    self.pipe.finish(self.s, self.pfs, &mut self.report, inum)?;
+                }
             }
             next = key;
         }
