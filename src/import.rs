@@ -12,7 +12,9 @@
 //!   within the tree become hard links: one HAMMER2 inode counting its
 //!   links, every further entry pointing at its number (the kernel keeps a
 //!   hard-linked inode where it was created since DragonFly 5.0; see
-//!   `hammer2_xops.c`, `hammer2_inode.c`);
+//!   `hammer2_xops.c`, `hammer2_inode.c`; the fixtures agree: in
+//!   varied.img `hello.txt` and `hardlink-to-hello.txt` both name inode
+//!   1030, nlinks 2, iparent the directory of the first);
 //! - sparse files keep their holes: only the extents SEEK_DATA reports are
 //!   read, and blocks that read as zeros are not stored.
 //!
@@ -94,7 +96,7 @@ pub fn import_tree(
             n => n,
         };
         std::thread::scope(|scope| {
-            let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
+            let (job_tx, job_rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
             let (done_tx, done_rx) = mpsc::channel();
             let job_rx = Arc::new(Mutex::new(job_rx));
             for _ in 0..threads {
@@ -109,7 +111,7 @@ pub fn import_tree(
                 progress,
                 report: ImportReport::default(),
                 links: HashMap::new(),
-                pipe: Pipeline::new(job_tx, done_rx, threads * 4),
+                pipe: Pipeline::new(job_tx, Arc::clone(&job_rx), done_rx, IN_FLIGHT),
                 since_bound: 0,
             };
             let r = imp.run(host, dest);
@@ -121,6 +123,10 @@ pub fn import_tree(
         })
     })
 }
+
+/// Blocks handed out and not yet placed, at most (64 KiB each, twice:
+/// what was read and what was encoded).
+const IN_FLIGHT: usize = 64;
 
 /// One block for a worker: read, encode, hash.
 struct Job {
@@ -138,28 +144,61 @@ struct Job {
 type Encoded = Result<Option<(Blockref, Vec<u8>)>>;
 
 fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<(u64, Encoded)>) {
-    let mut buf = vec![0u8; PBUFSIZE as usize];
     loop {
-        // OK to unwrap a poisoned lock away: the receiver holds no invariant.
+        // OK to take a poisoned lock: the receiver holds no invariant.
         let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
             Ok(j) => j,
             Err(_) => return,
         };
-        let block = &mut buf[..job.logical];
-        block.fill(0);
-        let r = job
-            .file
-            .0
-            .read_exact_at(&mut block[..job.want], job.key)
-            .map_err(|source| Error::Io { path: job.file.1.clone(), op: "read", offset: job.key, source })
-            .map(|()| {
-                (!crate::compress::is_zero_block(block))
-                    .then(|| encode_data_block(job.key, job.keybits, block, job.methods))
-            });
-        if done.send((job.seq, r)).is_err() {
+        if done.send((job.seq, encode_job(&job))).is_err() {
             return;
         }
     }
+}
+
+/// Reads, encodes and hashes one block.
+fn encode_job(job: &Job) -> Encoded {
+    // Read into the buffer that is written out when the block stays raw:
+    // no copy then.
+    let mut block = Vec::with_capacity(job.logical);
+    block.resize(job.want, 0);
+    job.file.0.read_exact_at(&mut block, job.key).map_err(|source| Error::Io {
+        path: job.file.1.clone(),
+        op: "read",
+        offset: job.key,
+        source,
+    })?;
+    block.resize(job.logical, 0);
+    if crate::compress::is_zero_block(&block) {
+        return Ok(None);
+    }
+    let mut methods = job.methods;
+    if methods.0 == CompMethod::Lz4 && looks_incompressible(&block) {
+        methods.0 = CompMethod::None;
+    }
+    Ok(Some(encode_data_block(job.key, job.keybits, block.into(), methods)))
+}
+
+/// Bytes of each sample [`looks_incompressible`] compresses.
+const SAMPLE: usize = 4096;
+
+/// True when two samples of a block (its start and its middle) both stay
+/// above 80% of their size under LZ4: the whole block would then not fit
+/// in half of itself, the least HAMMER2 stores compressed, and compressing
+/// it would be wasted work (random or already compressed data, and text of
+/// little redundancy: LZ4 does not shrink such 64 KiB blocks below 70%).
+/// A stand-in for the kernel's per-inode `comp_heuristic` (which stops
+/// trying after failures) that decides per block, so the image does not
+/// depend on the order in which worker threads finish. Costs an eighth of
+/// compressing the block; a block misjudged is stored raw, never wrong.
+fn looks_incompressible(block: &[u8]) -> bool {
+    if block.len() < 4 * SAMPLE {
+        return false;
+    }
+    [0, block.len() / 2].iter().all(|&at| {
+        let packed = lz4_flex::block::compress(&block[at..at + SAMPLE]);
+        packed.len() * 5 > SAMPLE * 4
+    })
 }
 
 /// What is applied, in order, as results come back.
@@ -175,8 +214,16 @@ enum Pending {
 }
 
 /// Blocks in flight and the order to place them in.
+///
+/// The walking thread never sleeps while there is work: results are
+/// collected without waiting after every block handed out, and when too
+/// many blocks are in flight it encodes queued blocks itself before it
+/// waits for a worker. On a loaded machine every sleep costs a
+/// scheduling delay.
 struct Pipeline {
     jobs: Option<SyncSender<Job>>,
+    /// The workers' queue, for the walking thread to help with.
+    queue: Arc<Mutex<Receiver<Job>>>,
     done: Receiver<(u64, Encoded)>,
     next_seq: u64,
     in_flight: usize,
@@ -186,9 +233,15 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(jobs: SyncSender<Job>, done: Receiver<(u64, Encoded)>, limit: usize) -> Self {
+    fn new(
+        jobs: SyncSender<Job>,
+        queue: Arc<Mutex<Receiver<Job>>>,
+        done: Receiver<(u64, Encoded)>,
+        limit: usize,
+    ) -> Self {
         Pipeline {
             jobs: Some(jobs),
+            queue,
             done,
             next_seq: 0,
             in_flight: 0,
@@ -207,16 +260,18 @@ impl Pipeline {
         inum: u64,
     ) -> Result<()> {
         while self.in_flight >= self.limit {
-            self.wait_one(s, pfs, r)?;
+            self.progress(s, pfs, r)?;
         }
         job.seq = self.next_seq;
         self.next_seq += 1;
         self.order.push_back(Pending::Block { seq: job.seq, inum });
         let jobs =
             self.jobs.as_ref().ok_or_else(|| Error::InvalidArgument("import pipeline closed".into()))?;
+        // Never blocks: the queue holds at most `limit` jobs.
         jobs.send(job).map_err(|_| Error::InvalidArgument("import workers ended early".into()))?;
         self.in_flight += 1;
-        Ok(())
+        self.collect();
+        self.apply_ready(s, pfs, r)
     }
 
     fn finish(&mut self, s: &mut Session, pfs: &PfsRef, r: &mut ImportReport, inum: u64) -> Result<()> {
@@ -224,11 +279,41 @@ impl Pipeline {
         self.apply_ready(s, pfs, r)
     }
 
-    fn wait_one(&mut self, s: &mut Session, pfs: &PfsRef, r: &mut ImportReport) -> Result<()> {
-        let (seq, enc) =
-            self.done.recv().map_err(|_| Error::InvalidArgument("import workers ended early".into()))?;
-        self.in_flight -= 1;
-        self.ready.insert(seq, enc);
+    /// Takes in the results that are there, without waiting.
+    fn collect(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok((seq, enc)) = self.done.try_recv() {
+            self.in_flight -= 1;
+            self.ready.insert(seq, enc);
+            n += 1;
+        }
+        n
+    }
+
+    /// Moves on by at least one block: a result that is there, else one
+    /// encoded here, else one waited for.
+    fn progress(&mut self, s: &mut Session, pfs: &PfsRef, r: &mut ImportReport) -> Result<()> {
+        if self.collect() == 0 {
+            let job = match self.queue.try_lock() {
+                Ok(q) => q.try_recv().ok(),
+                Err(_) => None,
+            };
+            match job {
+                Some(job) => {
+                    let enc = encode_job(&job);
+                    self.in_flight -= 1;
+                    self.ready.insert(job.seq, enc);
+                }
+                None => {
+                    let (seq, enc) = self
+                        .done
+                        .recv()
+                        .map_err(|_| Error::InvalidArgument("import workers ended early".into()))?;
+                    self.in_flight -= 1;
+                    self.ready.insert(seq, enc);
+                }
+            }
+        }
         self.apply_ready(s, pfs, r)
     }
 
@@ -257,7 +342,7 @@ impl Pipeline {
     /// Waits for everything in flight and places it.
     fn drain(&mut self, s: &mut Session, pfs: &PfsRef, r: &mut ImportReport) -> Result<()> {
         while self.in_flight > 0 {
-            self.wait_one(s, pfs, r)?;
+            self.progress(s, pfs, r)?;
         }
         self.apply_ready(s, pfs, r)
     }
@@ -284,6 +369,10 @@ struct Importer<'a, 's> {
     since_bound: u32,
 }
 
+/// Blocks of one file after which what it holds so far is written (512
+/// MiB of data: 1 MiB of blockrefs).
+const EARLY_EVERY: u64 = 8192;
+
 /// Files between two looks at the session's memory budget.
 const BOUND_EVERY: u32 = 1024;
 
@@ -295,6 +384,15 @@ fn host_io<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(std::io::Error) 
 /// (times before 1970 are clamped to it: HAMMER2 stores them unsigned).
 fn micros(secs: i64, nsecs: i64) -> u64 {
     (secs.max(0) as u64).saturating_mul(1_000_000).saturating_add((nsecs.max(0) as u64) / 1000)
+}
+
+/// The last component of a host path: the name an import into a
+/// directory takes.
+fn host_name(host: &Path) -> Result<Vec<u8>> {
+    let base = host
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{}: has no name to import under", host.display())))?;
+    Ok(base.as_bytes().to_vec())
 }
 
 /// The entries of a host directory, sorted by name (so that an import
@@ -368,16 +466,10 @@ impl Importer<'_, '_> {
         }
         // As cp -r: into an existing directory under the host's name.
         let (dir, name) = match existing {
-            Some(e) if e.obj_type == ObjType::Directory => {
-                let base = host.file_name().ok_or_else(|| {
-                    Error::InvalidArgument(format!("{}: has no name to import under", host.display()))
-                })?;
-                (e.inum, base.as_bytes().to_vec())
-            }
+            Some(e) if e.obj_type == ObjType::Directory => (e.inum, host_name(host)?),
             Some(_) => return Err(Error::InvalidArgument(format!("{dest}: already exists"))),
-            None if name.is_empty() => {
-                return Err(Error::InvalidArgument(format!("{dest}: needs a name to import to")))
-            }
+            // The root: under the host's own name.
+            None if name.is_empty() => (parent, host_name(host)?),
             None => (parent, name),
         };
         if meta.kind == ObjType::Directory {
@@ -494,7 +586,7 @@ impl Importer<'_, '_> {
             (CompMethod::from(comp_algo & 15), u32::from(comp_algo >> 4), CheckMethod::from(check_algo & 15));
         let extents = data_extents(&file, size).map_err(host_io(path, "seek"))?;
         let file = Arc::new((file, path.to_path_buf()));
-        let mut next = 0u64;
+        let (mut next, mut blocks) = (0u64, 0u64);
         for (start, end) in extents {
             let mut key = (start & !(PBUFSIZE - 1)).max(next);
             while key < end {
@@ -503,6 +595,14 @@ impl Importer<'_, '_> {
                 let job = Job { seq: 0, file: Arc::clone(&file), key, keybits, logical, want, methods };
                 self.pipe.submit(self.s, self.pfs, &mut self.report, job, inum)?;
                 key += logical as u64;
+                blocks += 1;
+                if blocks % EARLY_EVERY == 0 {
+                    // A huge file: write what it holds so far, so that its
+                    // table of blockrefs does not grow with it (the few
+                    // indirect blocks on its right edge are then written
+                    // again).
+                    self.pipe.finish(self.s, self.pfs, &mut self.report, inum)?;
+                }
             }
             next = key;
         }
@@ -548,6 +648,26 @@ fn data_extents(file: &File, size: u64) -> std::io::Result<Vec<(u64, u64)>> {
     Ok(out)
 }
 
+/// Entries and bytes of regular files below `host` (symlinks not
+/// followed), for a progress bar's total; unreadable parts count nothing.
+pub fn host_size(host: &Path) -> (u64, u64) {
+    let (mut entries, mut bytes) = (0, 0);
+    let mut stack = vec![host.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            entries += 1;
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                bytes += m.len();
+            }
+        }
+    }
+    (entries, bytes)
+}
+
 /// Fills the PFS `label` of a freshly formatted file system `spec` with
 /// the entries of the host directory `host` (whose mode, owner and times
 /// the PFS root takes), in one commit: `newfs_hammer2 --populate`.
@@ -563,4 +683,59 @@ pub fn populate(
     let opts = ImportOptions { contents: true, ..opts.clone() };
     let report = import_tree(&mut s, &pfs, host, "/", &opts, progress)?;
     Ok((report, s.commit()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(len: usize, mut x: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_blocks_are_recognised_and_compressible_ones_kept() {
+        let random = noise(65536, 7);
+        assert!(looks_incompressible(&random));
+        let text: Vec<u8> = b"the freemap of the chain ".iter().cycle().take(65536).copied().collect();
+        assert!(!looks_incompressible(&text));
+        // Random at the start and the middle, zeros elsewhere: the samples
+        // say incompressible, and indeed it does not fit in half.
+        let mut half = vec![0u8; 65536];
+        half[..36864].copy_from_slice(&random[..36864]);
+        assert!(looks_incompressible(&half));
+        let (_, used) = crate::fsops::encode_block(&half, CompMethod::Lz4, 0);
+        assert_eq!(used, CompMethod::None);
+        // Random only at the start: the middle sample sees the zeros.
+        let mut head = vec![0u8; 65536];
+        head[..8192].copy_from_slice(&random[..8192]);
+        assert!(!looks_incompressible(&head));
+        // Small blocks are always tried.
+        assert!(!looks_incompressible(&random[..8192]));
+    }
+
+    #[test]
+    fn extents_of_a_sparse_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let f = File::create(&path).unwrap();
+        f.set_len(4 << 20).unwrap();
+        f.write_all_at(b"x", 1 << 20).unwrap();
+        let ext = data_extents(&File::open(&path).unwrap(), 4 << 20).unwrap();
+        // One extent around the byte written (file systems round it), or the
+        // whole file where holes cannot be seen.
+        assert_eq!(ext.len(), 1, "{ext:?}");
+        assert!(ext[0].0 <= 1 << 20 && ext[0].1 > 1 << 20, "{ext:?}");
+        let empty = File::create(dir.path().join("empty")).unwrap();
+        empty.set_len(1 << 20).unwrap();
+        let ext = data_extents(&empty, 1 << 20).unwrap();
+        assert!(ext.is_empty() || ext == [(0, 1 << 20)], "{ext:?}");
+    }
 }

@@ -5,9 +5,27 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 /// Runs `cmd` with its output discarded; returns (seconds, peak RSS in KiB, status).
+#[allow(dead_code)]
+pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
+    let m = measure_cpu(cmd);
+    (m.wall, m.max_rss_kib, m.status)
+}
+
+/// What [`measure_cpu`] found of a child process.
+#[allow(dead_code)]
+pub struct Measured {
+    /// Seconds of wall-clock time, of user and of system CPU time.
+    pub wall: f64,
+    pub user: f64,
+    pub sys: f64,
+    pub max_rss_kib: i64,
+    pub status: ExitStatus,
+}
+
+/// Runs `cmd` with its output discarded; returns its times and peak RSS.
 // The child is reaped by wait4 (which also yields its rusage), not Child::wait.
 #[allow(clippy::zombie_processes)]
-pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
+pub fn measure_cpu(cmd: &mut Command) -> Measured {
     let start = Instant::now();
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let mut status = 0;
@@ -17,5 +35,12 @@ pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(pid, child.id() as i32);
-    (secs, usage.ru_maxrss, ExitStatus::from_raw(status))
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Measured {
+        wall: secs,
+        user: tv(usage.ru_utime),
+        sys: tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+        status: ExitStatus::from_raw(status),
+    }
 }

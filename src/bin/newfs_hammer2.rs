@@ -162,11 +162,17 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
 }
 
 /// Imports `host` into the PFS `label` of the new file system, with a
-/// spinner on a terminal.
+/// progress bar (bytes of file contents) on a terminal.
 fn populate_pfs(spec: &str, label: &str, host: &Path, cli: &NewfsCli) -> anyhow::Result<ImportReport> {
     let bar = (common::stderr_is_terminal() && !cli.quiet && !cli.json).then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        let (_, total) = import::host_size(host);
+        let pb = indicatif::ProgressBar::new(total);
+        pb.set_style(
+            indicatif::ProgressStyle::with_template(
+                "populating {bar:30} {bytes}/{total_bytes} ({bytes_per_sec}, {eta}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         pb
     });
     let mut last = 0;
@@ -175,7 +181,8 @@ fn populate_pfs(spec: &str, label: &str, host: &Path, cli: &NewfsCli) -> anyhow:
             let n = r.files + r.dirs + r.symlinks + r.specials + r.hardlinks;
             if n >= last + 64 {
                 last = n;
-                pb.set_message(format!("populating: {} files, {}", r.files, common::human_bytes(r.bytes)));
+                pb.set_position(r.bytes);
+                pb.set_message(format!("{} files", r.files));
             }
         }
     });

@@ -10,6 +10,7 @@ use crate::check::set_check;
 use crate::error::{Error, Result};
 use crate::flush::Flusher;
 use crate::format::{encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, ObjType};
+use std::borrow::Cow;
 
 /// Everything a new inode takes from a host object.
 #[derive(Debug, Clone, Copy)]
@@ -37,10 +38,14 @@ pub struct NodeMeta {
 pub fn encode_data_block(
     key: u64,
     keybits: u8,
-    block: &[u8],
+    block: Cow<'_, [u8]>,
     (comp, level, check): (CompMethod, u32, CheckMethod),
 ) -> (Blockref, Vec<u8>) {
-    let (media, used) = super::encode_block(block, comp, level);
+    let (media, used) = match super::encode_compressed(&block, comp, level) {
+        Some(packed) => packed,
+        // Stored raw: an owned block is taken as it is, without a copy.
+        None => (block.into_owned(), CompMethod::None),
+    };
     let mut bref = Blockref::zeroed();
     bref.type_ = BlockrefType::Data.into();
     bref.key = key.into();

@@ -704,7 +704,7 @@ impl Session {
         block: &[u8],
         (comp, level, check): (CompMethod, u32, CheckMethod),
     ) -> Result<()> {
-        let (bref, media) = import::encode_data_block(key, keybits, block, (comp, level, check));
+        let (bref, media) = import::encode_data_block(key, keybits, block.into(), (comp, level, check));
         self.place_block(pfs, inum, bref, &media)
     }
 
@@ -1051,6 +1051,11 @@ pub fn logical_block(size: u64, off: u64) -> (usize, u8) {
 
 /// The media of a logical block and the compression actually used.
 pub fn encode_block(block: &[u8], comp: CompMethod, level: u32) -> (Vec<u8>, CompMethod) {
+    encode_compressed(block, comp, level).unwrap_or_else(|| (block.to_vec(), CompMethod::None))
+}
+
+/// The compressed media of a logical block, when compressing pays.
+fn encode_compressed(block: &[u8], comp: CompMethod, level: u32) -> Option<(Vec<u8>, CompMethod)> {
     let packed = match comp {
         CompMethod::Lz4 => Some(compress::lz4_compress(block)),
         CompMethod::Zlib => Some(compress::zlib_compress(block, if level == 0 { 6 } else { level })),
@@ -1060,9 +1065,9 @@ pub fn encode_block(block: &[u8], comp: CompMethod, level: u32) -> (Vec<u8>, Com
         let phys = p.len().next_power_of_two().max(1024);
         let mut media = p;
         media.resize(phys, 0);
-        return (media, comp);
+        return Some((media, comp));
     }
-    (block.to_vec(), CompMethod::None)
+    None
 }
 
 /// A name for a new directory entry: 1..=255 bytes, no '/' or NUL, not `.` or `..`.

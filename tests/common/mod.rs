@@ -4,6 +4,7 @@
 
 pub mod digest;
 pub mod editor;
+pub mod hosttree;
 pub mod loopdev;
 pub mod maint;
 pub mod model;
