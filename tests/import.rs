@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::digest::content_sha256 as sha;
 use common::hosttree::both_fscks_clean;
 use common::hosttree::{self, MAKEFS_FILES};
 use common::oracle::makefs;
@@ -38,28 +39,6 @@ fn header_copies(img: &Path) -> Vec<Vec<u8>> {
             b
         })
         .collect()
-}
-
-/// SHA-256 of an image's data extents and where they lie (a sparse image
-/// of gigabytes hashes in the time its few megabytes of data take).
-fn sha(path: &Path) -> Vec<u8> {
-    use sha2::Digest;
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path).unwrap();
-    let mut h = sha2::Sha256::new();
-    h.update(f.metadata().unwrap().len().to_le_bytes());
-    for (off, len) in common::reseal::data_extents(path) {
-        let mut buf = vec![0u8; len as usize];
-        f.read_exact_at(&mut buf, off).unwrap();
-        // Zero runs hash alike whether stored or a hole.
-        for (i, chunk) in buf.chunks(4096).enumerate() {
-            if chunk.iter().any(|&b| b != 0) {
-                h.update((off + i as u64 * 4096).to_le_bytes());
-                h.update(chunk);
-            }
-        }
-    }
-    h.finalize().to_vec()
 }
 
 /// A temporary directory holding the varied host tree (`tree`) and a

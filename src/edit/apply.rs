@@ -75,12 +75,14 @@ pub(super) fn put(
     if !recursive && !meta.is_file() && !meta.file_type().is_symlink() {
         return Err(invalid(format!("{host}: not a regular file (put -r copies special files as they are)")));
     }
+    // As cp -r, an existing directory receives HOSTPATH under its own name
+    // (the import decides; `target` names the result in the report).
     let (_, mut target) = canonical(path)?;
-    if path.ends_with('/') || is_dir(session, pfs, path) {
+    if is_dir(session, pfs, path) {
         target = join(&target, base_name(host)?);
     }
     let opts = ImportOptions { contents: false, ..Default::default() };
-    let r = import_tree(session, pfs, std::path::Path::new(host), &target, &opts, progress)?;
+    let r = import_tree(session, pfs, std::path::Path::new(host), path, &opts, progress)?;
     changes.push(if meta.is_dir() {
         format!(
             "copy tree {host} to {target} ({} directories, {} files, {} symlinks, {} hard links, {} special files, {} bytes)",
