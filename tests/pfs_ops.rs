@@ -88,6 +88,14 @@ fn create_snapshot_delete_match_makefs() {
         assert!(ok, "makefs -o {opt}: {text}");
     }
     assert_eq!(pfs_summary(&ours_spec), pfs_summary(&kernel_spec));
+    // The super-root's statistics as the kernel keeps them (it counts the
+    // roots it inserts).
+    let sroot_stats = |spec: &str| {
+        let fs = hammer2::Hammer2::open_path(spec).unwrap();
+        let st = *fs.voldata.sroot_blockset[0].stats();
+        (st.data_count.get(), st.inode_count.get())
+    };
+    assert_eq!(sroot_stats(&ours_spec), sroot_stats(&kernel_spec));
     assert_eq!(
         snapshot_pfs(&ours_spec, Some("snap1")).unwrap(),
         snapshot_pfs(&kernel_spec, Some("snap1")).unwrap()
@@ -224,7 +232,11 @@ fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
     let free = s.fs.voldata.allocator_free.get();
     s.snapshot(&data, "snap1").unwrap();
     let c = s.commit().unwrap();
-    assert!(free - c.allocator_free <= 3 * 16384, "the snapshot of a 40+ MiB tree used {} bytes", free - c.allocator_free);
+    assert!(
+        free - c.allocator_free <= 3 * 16384,
+        "the snapshot of a 40+ MiB tree used {} bytes",
+        free - c.allocator_free
+    );
     // Edit the snapshot: the source keeps its contents; then the source.
     let snap = s.pfs(Some("snap1")).unwrap();
     let victim = before
@@ -253,4 +265,37 @@ fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
     assert!(ok, "makefs snapshot: {text}");
     assert_eq!(snapshot_pfs(&kernel_spec, Some("snap1")).unwrap(), before);
     makefs_mounts_and_bulkfrees(&ours);
+}
+
+#[test]
+fn snapshot_after_edits_in_the_same_session_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = spec_of(&img);
+    let bytes = common::content(5, 150_000);
+    // A dry run first (the device opened read-only): everything computed,
+    // nothing written.
+    let tid = |spec: &str| hammer2::Hammer2::open_path(spec).unwrap().voldata.mirror_tid.get();
+    let tid_before = tid(&spec);
+    for dry in [true, false] {
+        let mut s = Session::open(&spec, dry).unwrap();
+        let data = s.pfs(Some("DATA")).unwrap();
+        s.create_file(&data, "/fresh.bin", Attrs::now(0o644), &bytes[..], bytes.len() as u64).unwrap();
+        s.mkdir(&data, "/dir/sub", Attrs::now(0o755), false).unwrap();
+        s.snapshot(&data, "snap").unwrap();
+        let c = s.commit().unwrap();
+        assert_eq!(c.written, !dry);
+        assert_eq!(tid(&spec), if dry { tid_before } else { c.tid });
+    }
+    let snap = snapshot_pfs(&spec, Some("snap")).unwrap();
+    assert!(snap.contains_key("/fresh.bin") && snap.contains_key("/dir/sub"));
+    assert_eq!(snap, snapshot_pfs(&spec, Some("DATA")).unwrap());
+    assert_eq!(common::model::read_path(&spec, Some("snap"), "/fresh.bin").unwrap(), bytes);
+    // Shared, not copied: the walk meets the snapshot's subtrees as shared.
+    let r = hammer2::fsck::fsck(&spec, &Default::default()).unwrap();
+    let shared: u64 = r.trees.iter().map(|t| t.stats.shared).sum();
+    assert!(shared > 0, "no shared block between the snapshot and its source");
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    assert_eq!(makefs_read(&img, Some("snap"), "/fresh.bin"), bytes);
 }
