@@ -299,3 +299,28 @@ fn snapshot_after_edits_in_the_same_session_holds_them() {
     oracle_fsck(&spec);
     assert_eq!(makefs_read(&img, Some("snap"), "/fresh.bin"), bytes);
 }
+
+#[test]
+fn pfs_operations_on_a_multi_volume_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("multivol-0.img");
+    let b = dir.path().join("multivol-1.img");
+    common::copy_sparse(&common::fixture("multivol-0"), &a);
+    common::copy_sparse(&common::fixture("multivol-1"), &b);
+    let spec = format!("{}:{}", a.display(), b.display());
+    let mut s = Session::open(&spec, false).unwrap();
+    let data = s.pfs(Some("DATA")).unwrap();
+    s.mkdir(&data, "/before", Attrs::now(0o755), false).unwrap();
+    s.commit().unwrap();
+    s.snapshot(&data, "snap").unwrap();
+    s.pfs_create("EXTRA", PfsType::Master).unwrap();
+    s.commit().unwrap();
+    assert!(s.growfs(None).is_err(), "growfs of a multi-volume set");
+    let r = s.bulkfree().unwrap();
+    assert_eq!(r.unmarked, 0, "{r:?}");
+    s.commit().unwrap();
+    drop(s);
+    assert_eq!(snapshot_pfs(&spec, Some("snap")).unwrap(), snapshot_pfs(&spec, Some("DATA")).unwrap());
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+}
