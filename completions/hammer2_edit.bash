@@ -23,7 +23,7 @@ _hammer2_edit() {
 
     case "${cmd}" in
         hammer2_edit)
-            opts="-n -q -R -f -h -V --pfs --copy --dry-run --quiet --json --debug-lag-freemap --help --version"
+            opts="-n -q -c -f -v -h -V --pfs --copy --dry-run --quiet --json --verbose --keep-going --debug-lag-freemap --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -37,7 +37,7 @@ _hammer2_edit() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                -R)
+                -c)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -13,6 +13,15 @@ pub use crate::error::CodecError;
 
 /// Decompresses a HAMMER2 LZ4 block into at most `max_out` bytes.
 pub fn lz4_decompress(physical: &[u8], max_out: usize) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![0u8; max_out];
+    let n = lz4_decompress_into(physical, &mut out)?;
+    out.truncate(n);
+    Ok(out)
+}
+
+/// [`lz4_decompress`] into `out` (at most `out.len()` bytes); returns the
+/// decoded length. For callers that decode many blocks into one buffer.
+pub fn lz4_decompress_into(physical: &[u8], out: &mut [u8]) -> Result<usize, CodecError> {
     if physical.len() < 4 {
         return Err(CodecError::Lz4Length { prefix: -1, avail: physical.len() });
     }
@@ -21,10 +30,7 @@ pub fn lz4_decompress(physical: &[u8], max_out: usize) -> Result<Vec<u8>, CodecE
         return Err(CodecError::Lz4Length { prefix: prefix.into(), avail: physical.len() - 4 });
     }
     let stream = &physical[4..4 + prefix as usize];
-    let mut out = vec![0u8; max_out];
-    let n = lz4_flex::block::decompress_into(stream, &mut out).map_err(|e| CodecError::Lz4(e.to_string()))?;
-    out.truncate(n);
-    Ok(out)
+    lz4_flex::block::decompress_into(stream, out).map_err(|e| CodecError::Lz4(e.to_string()))
 }
 
 /// Compresses with LZ4 into HAMMER2's framing (unpadded).

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Whether a device may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +46,16 @@ pub trait Backend: Send + Sync {
     fn sync_range(&mut self, off: u64, len: u64) -> Result<()>;
     /// Durability barrier for everything written so far.
     fn sync(&mut self) -> Result<()>;
+    /// Whether `[off, off+len)` lies wholly in a hole of a sparse file
+    /// (false when unknown: block devices, memory).
+    fn is_hole(&self, _off: u64, _len: u64) -> bool {
+        false
+    }
+    /// Makes `[off, off+len)` a hole again (a file whose range
+    /// [`Backend::is_hole`] said was one); elsewhere writes zeros.
+    fn punch_hole(&mut self, off: u64, len: u64) -> Result<()> {
+        self.write(off, &vec![0u8; len as usize])
+    }
 }
 
 fn out_of_bounds(b: &dyn Backend, off: u64, len: u64) -> Error {
@@ -64,14 +75,38 @@ enum Map {
     Rw(memmap2::MmapMut),
 }
 
+/// `[off, off+len)` widened to whole 4 KiB pages, within `size`.
+fn page_span(off: u64, len: u64, size: u64) -> (u64, u64) {
+    let start = off & !4095;
+    let end = (off + len).div_ceil(4096).saturating_mul(4096).min(size);
+    (start, end.saturating_sub(start))
+}
+
 /// A memory-mapped image file or block device.
+///
+/// Resident memory stays bounded however much is read through the mapping:
+/// every page touched counts towards this process's resident set (the
+/// kernel also maps up to 64 KiB of cached neighbours on each fault), so
+/// after [`TRIM_AFTER`] bytes of estimated residency the whole mapping is
+/// released with `madvise(MADV_DONTNEED)`. The mapping is shared and never
+/// stored into (writes use pwrite), so this drops nothing but page-table
+/// entries: slices still held read the same bytes again from the page
+/// cache on their next access.
 pub struct MmapBackend {
     path: PathBuf,
     size: u64,
     // Kept open for the mapping's lifetime and for fsync.
     file: File,
     map: Map,
+    /// Bytes possibly made resident through the mapping since the last trim.
+    resident: AtomicU64,
 }
+
+/// Estimated mapped bytes after which the mapping is released.
+pub const TRIM_AFTER: u64 = 64 << 20;
+/// What one access through the mapping may make resident at least (the
+/// kernel's default fault-around window).
+const FAULT_AROUND: u64 = 64 << 10;
 
 impl MmapBackend {
     /// Opens and maps `path`, which must be a regular file or a block
@@ -114,7 +149,29 @@ impl MmapBackend {
             }
         }
         .map_err(|e| open_err(format!("cannot map: {e}")))?;
-        Ok(MmapBackend { path: path.to_path_buf(), size, file, map })
+        Ok(MmapBackend { path: path.to_path_buf(), size, file, map, resident: AtomicU64::new(0) })
+    }
+
+    /// Accounts for an access of `len` bytes through the mapping; releases
+    /// the mapping's pages once enough may be resident.
+    fn charge(&self, len: usize) {
+        let charged = (len as u64).max(FAULT_AROUND);
+        if self.resident.fetch_add(charged, Ordering::Relaxed) + charged < TRIM_AFTER {
+            return;
+        }
+        self.resident.store(0, Ordering::Relaxed);
+        use memmap2::UncheckedAdvice::DontNeed;
+        // SAFETY: both mappings are MAP_SHARED views of the file and are
+        // never stored into (writes go through pwrite), so MADV_DONTNEED
+        // only drops page-table entries: later accesses, including through
+        // slices handed out earlier, fault the same bytes back in from the
+        // page cache. Failure only means the pages stay resident.
+        let _ = unsafe {
+            match &self.map {
+                Map::Ro(m) => m.unchecked_advise(DontNeed),
+                Map::Rw(m) => m.unchecked_advise(DontNeed),
+            }
+        };
     }
 
     fn slice(&self) -> &[u8] {
@@ -136,7 +193,11 @@ impl Backend for MmapBackend {
         matches!(self.map, Map::Rw(_))
     }
     fn bytes(&self, off: u64, len: usize) -> Option<&[u8]> {
-        range_ok(self.size, off, len as u64).then(|| &self.slice()[off as usize..off as usize + len])
+        if !range_ok(self.size, off, len as u64) {
+            return None;
+        }
+        self.charge(len);
+        Some(&self.slice()[off as usize..off as usize + len])
     }
     fn read_at(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         use std::os::unix::fs::FileExt;
@@ -168,6 +229,41 @@ impl Backend for MmapBackend {
             }),
             Map::Ro(_) => Err(Error::ReadOnly { path: self.path.clone() }),
         }
+    }
+    fn is_hole(&self, off: u64, len: u64) -> bool {
+        use std::os::unix::io::AsRawFd;
+        if !self.file.metadata().is_ok_and(|m| m.is_file()) {
+            return false;
+        }
+        // Holes come in whole pages: ask about the pages the range touches.
+        let (off, len) = page_span(off, len, self.size);
+        // The next data at or after `off` starts past the range (or none).
+        // SAFETY: lseek on a descriptor we own; it only moves the file offset.
+        let next = unsafe { libc::lseek(self.file.as_raw_fd(), off as libc::off_t, libc::SEEK_DATA) };
+        if next < 0 {
+            return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
+        }
+        next as u64 >= off + len
+    }
+    fn punch_hole(&mut self, off: u64, len: u64) -> Result<()> {
+        use std::os::unix::io::AsRawFd;
+        if !self.file.metadata().is_ok_and(|m| m.is_file()) {
+            return self.write(off, &vec![0u8; len as usize]);
+        }
+        let (off, len) = page_span(off, len, self.size);
+        // SAFETY: fallocate on a descriptor we own, inside the file (KEEP_SIZE).
+        let r = unsafe {
+            libc::fallocate(
+                self.file.as_raw_fd(),
+                libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                off as libc::off_t,
+                len as libc::off_t,
+            )
+        };
+        if r != 0 {
+            return self.write(off, &vec![0u8; len as usize]);
+        }
+        Ok(())
     }
     fn sync_range(&mut self, off: u64, len: u64) -> Result<()> {
         if !range_ok(self.size, off, len) {
@@ -317,6 +413,65 @@ pub struct Extent {
 pub struct Device {
     volumes: Vec<Box<dyn Backend>>,
     extents: Vec<Option<Extent>>,
+    /// While set: what [`Device::write`] overwrote, for [`Device::rollback`].
+    undo: Option<UndoLog>,
+}
+
+/// The previous contents of the logical ranges written since
+/// [`Device::begin_undo`]: all-zero ranges are only noted; others are
+/// kept in an unlinked temporary file, so memory stays flat however much
+/// is written.
+/// What a write overwrote.
+#[derive(Clone, Copy)]
+enum Old {
+    /// A hole of a sparse file.
+    Hole,
+    Zeros,
+    /// Bytes kept at this offset of the spill file.
+    Saved(u64),
+}
+
+#[derive(Default)]
+struct UndoLog {
+    /// (logical offset, length, what was there), in write order.
+    entries: Vec<(u64, usize, Old)>,
+    spill: Option<std::fs::File>,
+    spill_len: u64,
+}
+
+impl UndoLog {
+    fn save(&mut self, loff: u64, old: &[u8], hole: bool) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if hole || old.iter().all(|&b| b == 0) {
+            self.entries.push((loff, old.len(), if hole { Old::Hole } else { Old::Zeros }));
+            return Ok(());
+        }
+        let dir = std::env::temp_dir();
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, op, offset: 0, source }
+        };
+        if self.spill.is_none() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let path = dir.join(format!("hammer2-undo-{}-{nanos}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io("create undo file", &path))?;
+            // Unlinked at once: nothing is left behind, whatever happens.
+            let _ = std::fs::remove_file(&path);
+            self.spill = Some(f);
+        }
+        let f = self.spill.as_ref().expect("created above");
+        f.write_all_at(old, self.spill_len).map_err(io("write undo file", &dir))?;
+        self.entries.push((loff, old.len(), Old::Saved(self.spill_len)));
+        self.spill_len += old.len() as u64;
+        Ok(())
+    }
 }
 
 impl Device {
@@ -339,7 +494,7 @@ impl Device {
 
     pub fn from_backends(volumes: Vec<Box<dyn Backend>>) -> Self {
         let extents = vec![None; volumes.len()];
-        Device { volumes, extents }
+        Device { volumes, extents, undo: None }
     }
 
     pub fn len(&self) -> usize {
@@ -443,7 +598,54 @@ impl Device {
     /// Writes logical bytes (the whole range inside one volume).
     pub fn write(&mut self, loff: u64, data: &[u8]) -> Result<()> {
         let (i, phys) = self.locate(loff, data.len() as u64)?;
+        if let Some(undo) = &mut self.undo {
+            let hole = self.volumes[i].is_hole(phys, data.len() as u64);
+            let mut old = vec![0u8; if hole { 0 } else { data.len() }];
+            self.volumes[i].read_at(phys, &mut old)?;
+            old.resize(data.len(), 0);
+            undo.save(loff, &old, hole)?;
+        }
         self.volumes[i].write(phys, data)
+    }
+
+    /// From now on, keeps what every logical write overwrites, so that
+    /// [`Device::rollback`] can put it back (an aborted edit then leaves
+    /// the volumes byte-identical). Starts afresh if already keeping.
+    pub fn begin_undo(&mut self) {
+        self.undo = Some(UndoLog::default());
+    }
+
+    /// Stops keeping (the writes so far stay).
+    pub fn end_undo(&mut self) {
+        self.undo = None;
+    }
+
+    /// Puts back what the logical writes since [`Device::begin_undo`]
+    /// overwrote, newest first, then a durability barrier; keeping stops.
+    pub fn rollback(&mut self) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let Some(undo) = self.undo.take() else { return Ok(()) };
+        let mut buf = Vec::new();
+        for &(loff, len, was) in undo.entries.iter().rev() {
+            let (i, phys) = self.locate(loff, len as u64)?;
+            buf.clear();
+            buf.resize(len, 0);
+            match (was, &undo.spill) {
+                (Old::Hole, _) => {
+                    self.volumes[i].punch_hole(phys, len as u64)?;
+                    continue;
+                }
+                (Old::Saved(at), Some(f)) => f.read_exact_at(&mut buf, at).map_err(|source| Error::Io {
+                    path: "undo file".into(),
+                    op: "read",
+                    offset: at,
+                    source,
+                })?,
+                _ => {}
+            }
+            self.volumes[i].write(phys, &buf)?;
+        }
+        self.sync()
     }
 
     /// End of the highest mapped extent ([`Device::set_extent`] guarantees

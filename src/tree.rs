@@ -78,11 +78,17 @@ impl<'a> Tree<'a> {
             Error::corrupt(CorruptKind::OutOfRange { offset: off, len: len as u64 }, loc.clone())
         })?;
         self.verify_check(bref, &raw, loc)?;
+        Self::decode(bref, raw, loc).map(Cow::Owned)
+    }
+
+    /// The logical contents of a data block whose media bytes are `raw`
+    /// (decompressed as its methods say).
+    pub fn decode(bref: &Blockref, raw: Vec<u8>, loc: &Location) -> Result<Vec<u8>> {
         let logical = 1usize << bref.keybits.clamp(10, 16);
         let decoded = match bref.comp_method() {
             CompMethod::Lz4 => compress::lz4_decompress(&raw, logical),
             CompMethod::Zlib => compress::zlib_decompress(&raw, logical),
-            CompMethod::None | CompMethod::Autozero => return Ok(Cow::Owned(raw)),
+            CompMethod::None | CompMethod::Autozero => return Ok(raw),
             CompMethod::Unknown(m) => {
                 return Err(Error::corrupt(
                     CorruptKind::Other(format!("unknown compression {m}")),
@@ -90,7 +96,7 @@ impl<'a> Tree<'a> {
                 ))
             }
         };
-        decoded.map(Cow::Owned).map_err(|e| Error::corrupt(CorruptKind::Decompress(e), loc.clone()))
+        decoded.map_err(|e| Error::corrupt(CorruptKind::Decompress(e), loc.clone()))
     }
 
     /// The inode an INODE blockref points at.

@@ -9,6 +9,7 @@ use clap::Parser;
 use hammer2::cli::edit::EditCli;
 use hammer2::edit::{self, EditReport, Events, Line, Options, Outcome};
 use hammer2::extract::ExtractStats;
+use hammer2::import::ImportReport;
 
 fn main() {
     let cli = EditCli::parse();
@@ -32,7 +33,9 @@ fn commands(cli: &EditCli) -> anyhow::Result<Vec<Line>> {
         return edit::script::read(path).map_err(lift);
     }
     if cli.command.is_empty() {
-        return Err(common::usage("no command given (try: ls, cat, stat, get, pfs; or -R CMD, -f SCRIPT)"));
+        return Err(common::usage(
+            "no command given (try: ls, cat, stat, get, pfs; or -c 'CMD; CMD', -f SCRIPT)",
+        ));
     }
     Ok(vec![Line { text: cli.command.join(" "), number: 1, words: cli.command.clone() }])
 }
@@ -43,6 +46,20 @@ struct Printer {
     /// Print the changes of a dry run.
     changes: bool,
     bar: Option<indicatif::ProgressBar>,
+}
+
+impl Printer {
+    /// The progress spinner, when stderr is a terminal.
+    fn spinner(&mut self) -> Option<&indicatif::ProgressBar> {
+        if !common::stderr_is_terminal() {
+            return None;
+        }
+        Some(self.bar.get_or_insert_with(|| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            pb.enable_steady_tick(std::time::Duration::from_millis(120));
+            pb
+        }))
+    }
 }
 
 impl Events for Printer {
@@ -67,16 +84,19 @@ impl Events for Printer {
         eprintln!("hammer2_edit: note: {msg}");
     }
     fn extracting(&mut self, s: &ExtractStats) {
-        if !common::stderr_is_terminal() {
-            return;
-        }
-        let pb = self.bar.get_or_insert_with(|| {
-            let pb = indicatif::ProgressBar::new_spinner();
-            pb.enable_steady_tick(std::time::Duration::from_millis(120));
-            pb
-        });
+        let Some(pb) = self.spinner() else { return };
         if (s.files + s.dirs) % 64 == 0 {
             pb.set_message(format!("{} files, {}", s.files, common::human_bytes(s.bytes)));
+        }
+    }
+    fn importing(&mut self, r: &ImportReport) {
+        if let Some(pb) = self.spinner() {
+            pb.set_message(format!("put: {} files, {}", r.files, common::human_bytes(r.bytes)));
+        }
+    }
+    fn imported(&mut self) {
+        if let Some(pb) = self.bar.take() {
+            pb.finish_and_clear();
         }
     }
     fn extracted(&mut self, s: &ExtractStats) {
@@ -113,9 +133,11 @@ fn run(cli: EditCli) -> anyhow::Result<i32> {
         pfs: cli.pfs.clone(),
         copy: cli.copy,
         dry_run: cli.dry_run,
+        keep_going: cli.keep_going,
         debug_lag_freemap: cli.debug_lag_freemap,
     };
-    let mut printer = Printer { echo: cli.script.is_some(), changes: !cli.quiet && !cli.json, bar: None };
+    let mut printer =
+        Printer { echo: cli.verbose || cli.script.is_some(), changes: !cli.quiet && !cli.json, bar: None };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let outcome = edit::run(&cli.device, &opts, &lines, &mut out, &mut printer).map_err(|e| match e {
@@ -156,15 +178,22 @@ fn report(cli: &EditCli, o: &Outcome) -> anyhow::Result<i32> {
         return Ok(common::EXIT_FAILURE);
     }
     let text_out = !cli.quiet && !cli.json;
-    let Some(r) = &o.report else {
+    if o.failures > 0 {
+        eprintln!(
+            "hammer2_edit: {} of {} commands failed and were undone; the others are kept",
+            o.failures, o.commands
+        );
+    }
+    let status = if o.failures > 0 { common::EXIT_FAILURE } else { common::EXIT_OK };
+    if o.reports.is_empty() {
         if text_out {
             println!("nothing to commit: the commands changed nothing");
         }
         if cli.json {
             common::print_json(&serde_json::json!({ "written": false, "changes": o.changes }))?;
         }
-        return Ok(common::EXIT_OK);
-    };
+        return Ok(status);
+    }
     if let Some(lag) = &o.lagged {
         eprintln!(
             "hammer2_edit: debug: header copy #{} now carries the freemap of copy #{} (freemap_tid {:#x}, mirror_tid {:#x})",
@@ -172,13 +201,19 @@ fn report(cli: &EditCli, o: &Outcome) -> anyhow::Result<i32> {
         );
     }
     if cli.json {
-        common::print_json(r).context("printing the report")?;
+        match o.reports.as_slice() {
+            [one] => common::print_json(one),
+            all => common::print_json(&all),
+        }
+        .context("printing the report")?;
     } else if !cli.quiet {
-        if r.written {
-            println!("committed {}", counts(r));
-        } else {
-            println!("dry run: nothing written (the commit would be {})", counts(r));
+        for r in &o.reports {
+            if r.written {
+                println!("committed {}", counts(r));
+            } else {
+                println!("dry run: nothing written (the commit would be {})", counts(r));
+            }
         }
     }
-    Ok(common::EXIT_OK)
+    Ok(status)
 }

@@ -77,12 +77,18 @@ pub struct EditCli {
     /// After a commit or dry run, print its report as JSON
     #[arg(long)]
     pub json: bool,
-    /// Run one command given as a string
-    #[arg(short = 'R', value_name = "COMMAND", conflicts_with_all = ["script", "command"])]
+    /// Run the commands in a string, separated by ';' or newlines (-R is the same)
+    #[arg(short = 'c', short_alias = 'R', value_name = "COMMANDS", conflicts_with_all = ["script", "command"])]
     pub request: Option<String>,
-    /// Run the commands in FILE (one per line; '#' starts a comment; '-' reads stdin)
+    /// Run the commands in FILE (one per line or ';'; '#' starts a comment; '-' reads stdin)
     #[arg(short = 'f', value_name = "FILE", conflicts_with = "command")]
     pub script: Option<String>,
+    /// Echo each command on stderr before it runs (scripts always do)
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    /// A failing write command is undone and counted, the others still commit (exit status 1)
+    #[arg(long)]
+    pub keep_going: bool,
     /// Debugging and tests: after the commit, put the freemap of the previous header copy back
     /// (freemap_tid one transaction behind), the crash window hammer2_recover repairs
     #[arg(long, hide = true)]
@@ -153,19 +159,29 @@ pub enum EditCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
-    /// Copy a host regular file into the image (mode, owner and mtime kept)
+    /// Copy a host file (-r: a whole tree) into the image: modes, owners, times, symlinks,
+    /// hard links within the tree, device nodes and FIFOs; sparse files keep their holes
     Put {
-        /// Regular file on the host
-        #[arg(value_name = "HOSTFILE")]
+        /// Copy directories and everything below them
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// File, symbolic link, special file or (with -r) directory on the host
+        #[arg(value_name = "HOSTPATH")]
         host: String,
-        /// Path of the new file; an existing directory (or a path ending in '/') receives HOSTFILE's name
+        /// Path of the new object; an existing directory (or a path ending in '/') receives HOSTPATH's name
         path: String,
     },
-    /// Remove files and symbolic links
+    /// Remove files and symbolic links (-r: whole trees)
     Rm {
         /// Remove empty directories too
         #[arg(short = 'd')]
         dirs: bool,
+        /// Remove directories and everything below them
+        #[arg(short = 'r', short_alias = 'R')]
+        recursive: bool,
+        /// Ignore paths that do not exist
+        #[arg(short = 'f')]
+        force: bool,
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
@@ -174,8 +190,108 @@ pub enum EditCommand {
         #[arg(required = true, value_name = "PATH")]
         paths: Vec<String>,
     },
+    /// Rename or move, as mv(1): into DEST when it is a directory, else to DEST
+    /// (replacing a file by a file or an empty directory by a directory, as rename(2))
+    Mv {
+        /// Treat DEST as the new name even when it is a directory (rename(2))
+        #[arg(short = 'T')]
+        no_target_directory: bool,
+        #[arg(value_name = "SOURCE")]
+        from: String,
+        #[arg(value_name = "DEST")]
+        to: String,
+    },
+    /// Make a hard link (-s: a symbolic link) named LINK to TARGET
+    Ln {
+        /// Make a symbolic link holding TARGET as text
+        #[arg(short = 's')]
+        symbolic: bool,
+        #[arg(value_name = "TARGET")]
+        target: String,
+        /// The new name; an existing directory receives TARGET's name
+        #[arg(value_name = "LINK")]
+        link: String,
+    },
+    /// Change permission bits (octal)
+    Chmod {
+        #[arg(value_name = "MODE", value_parser = parse_mode)]
+        mode: u32,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Change owner and group (numeric ids: UID, UID:GID or :GID), stored as HAMMER2's id UUIDs
+    Chown {
+        #[arg(value_name = "OWNER", value_parser = parse_owner)]
+        owner: Owner,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Set access and modification times (to now unless -d); create missing files
+    Touch {
+        /// Change only the access time
+        #[arg(short = 'a')]
+        atime: bool,
+        /// Change only the modification time
+        #[arg(short = 'm')]
+        mtime: bool,
+        /// Do not create missing files
+        #[arg(short = 'c')]
+        no_create: bool,
+        /// The time: @SECONDS[.FRACTION] or YYYY-MM-DD[THH:MM[:SS[.FRACTION]]] (UTC)
+        #[arg(short = 'd', value_name = "TIME", value_parser = parse_time)]
+        date: Option<u64>,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Set a file's size: growing leaves a hole, shrinking frees the blocks past the end
+    Truncate {
+        /// New size in bytes (K, M, G suffixes: powers of 1024)
+        #[arg(short = 's', value_name = "SIZE", value_parser = parse_size)]
+        size: u64,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Overwrite bytes of an existing file at OFFSET with HOSTFILE (or standard input)
+    Write {
+        path: String,
+        /// Byte offset (K, M, G suffixes: powers of 1024); past the end grows the file with a hole
+        #[arg(value_parser = parse_size)]
+        offset: u64,
+        /// Host file to copy from ('-' or nothing: standard input)
+        #[arg(value_name = "HOSTFILE")]
+        host: Option<String>,
+    },
+    /// Make a device node (c or b with MAJOR and MINOR), a FIFO (p) or a socket (s)
+    Mknod {
+        /// Mode in octal (0644 unless given)
+        #[arg(short = 'm', value_name = "MODE", value_parser = parse_mode)]
+        mode: Option<u32>,
+        path: String,
+        /// c (character device), b (block device), p (FIFO), s (socket)
+        #[arg(value_name = "TYPE", value_parser = ["c", "u", "b", "p", "s"])]
+        kind: String,
+        major: Option<u32>,
+        minor: Option<u32>,
+    },
+    /// Make FIFOs
+    Mkfifo {
+        /// Mode in octal (0644 unless given)
+        #[arg(short = 'm', value_name = "MODE", value_parser = parse_mode)]
+        mode: Option<u32>,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Commit what the commands before it changed, as one transaction (scripts)
+    Commit,
     #[command(flatten)]
     Maint(crate::cli::edit_maint::MaintCommand),
+}
+
+/// A `chown` owner: either id may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 }
 
 impl EditCommand {
@@ -187,6 +303,16 @@ impl EditCommand {
                 | EditCommand::Put { .. }
                 | EditCommand::Rm { .. }
                 | EditCommand::Rmdir { .. }
+                | EditCommand::Mv { .. }
+                | EditCommand::Ln { .. }
+                | EditCommand::Chmod { .. }
+                | EditCommand::Chown { .. }
+                | EditCommand::Touch { .. }
+                | EditCommand::Truncate { .. }
+                | EditCommand::Write { .. }
+                | EditCommand::Mknod { .. }
+                | EditCommand::Mkfifo { .. }
+                | EditCommand::Commit
         ) || matches!(self, EditCommand::Maint(m) if m.writes())
     }
 }
@@ -197,5 +323,109 @@ fn parse_mode(s: &str) -> Result<u32, String> {
     match u32::from_str_radix(s, 8) {
         Ok(m) if digits && m <= 0o7777 => Ok(m),
         _ => Err(format!("{s:?} is not an octal mode (0 to 7777)")),
+    }
+}
+
+/// `UID`, `UID:GID`, `:GID` or `UID:` (numeric).
+fn parse_owner(s: &str) -> Result<Owner, String> {
+    let id = |t: &str| -> Result<Option<u32>, String> {
+        if t.is_empty() {
+            return Ok(None);
+        }
+        t.parse::<u32>().map(Some).map_err(|_| format!("{t:?} is not a numeric id"))
+    };
+    let (u, g) = s.split_once(':').unwrap_or((s, ""));
+    let owner = Owner { uid: id(u)?, gid: id(g)? };
+    if owner.uid.is_none() && owner.gid.is_none() {
+        return Err(format!("{s:?} names no id (UID, UID:GID or :GID)"));
+    }
+    Ok(owner)
+}
+
+/// A byte count with an optional K, M, G or T suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&s[..i], 10),
+        Some((i, 'M' | 'm')) => (&s[..i], 20),
+        Some((i, 'G' | 'g')) => (&s[..i], 30),
+        Some((i, 'T' | 't')) => (&s[..i], 40),
+        _ => (s, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1u64 << shift))
+        .filter(|&n| n <= i64::MAX as u64)
+        .ok_or_else(|| format!("{s:?} is not a size (a number with an optional K, M, G or T)"))
+}
+
+/// Days from 1970-01-01 to a civil date (proleptic Gregorian).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Seconds and an optional fraction (`12.5`) as microseconds.
+fn parse_secs(s: &str) -> Option<u64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 6 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let us = if frac.is_empty() { 0 } else { format!("{frac:0<6}").parse::<u64>().ok()? };
+    whole.parse::<u64>().ok()?.checked_mul(1_000_000)?.checked_add(us)
+}
+
+/// `@SECONDS[.FRACTION]` or `YYYY-MM-DD[THH:MM[:SS[.FRACTION]]][Z]` (UTC)
+/// as microseconds since the epoch.
+pub fn parse_time(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a time (@SECONDS or YYYY-MM-DD[THH:MM[:SS]], UTC)");
+    if let Some(secs) = s.strip_prefix('@') {
+        return parse_secs(secs).ok_or_else(bad);
+    }
+    let t = s.strip_suffix('Z').unwrap_or(s);
+    let (date, time) = t.split_once(['T', ' ']).unwrap_or((t, "00:00"));
+    let num = |p: &str, lo: i64, hi: i64| p.parse::<i64>().ok().filter(|n| (lo..=hi).contains(n));
+    let dp: Vec<&str> = date.split('-').collect();
+    let tp: Vec<&str> = time.split(':').collect();
+    let (&[y, mo, d], 2..=3) = (dp.as_slice(), tp.len()) else { return Err(bad()) };
+    let (y, mo, d) = (
+        num(y, 1970, 9999).ok_or_else(bad)?,
+        num(mo, 1, 12).ok_or_else(bad)?,
+        num(d, 1, 31).ok_or_else(bad)?,
+    );
+    let (h, mi) = (num(tp[0], 0, 23).ok_or_else(bad)?, num(tp[1], 0, 59).ok_or_else(bad)?);
+    let sec_us = match tp.get(2) {
+        Some(sec) => parse_secs(sec).filter(|&us| us < 60_000_000).ok_or_else(bad)?,
+        None => 0,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60;
+    Ok(secs as u64 * 1_000_000 + sec_us)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_sizes_owners() {
+        assert_eq!(parse_time("@0"), Ok(0));
+        assert_eq!(parse_time("@12.5"), Ok(12_500_000));
+        assert_eq!(parse_time("2000-02-29"), Ok(951_782_400_000_000));
+        assert_eq!(
+            crate::timefmt::iso8601(parse_time("2026-11-20T21:48:33.25Z").unwrap()),
+            "2026-11-20T21:48:33.250000Z"
+        );
+        assert!(parse_time("2026-13-01").is_err() && parse_time("yesterday").is_err());
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("3"), Ok(3));
+        assert!(parse_size("1Q").is_err() && parse_size("").is_err());
+        assert_eq!(parse_owner("5:6"), Ok(Owner { uid: Some(5), gid: Some(6) }));
+        assert_eq!(parse_owner(":6"), Ok(Owner { uid: None, gid: Some(6) }));
+        assert!(parse_owner(":").is_err() && parse_owner("root").is_err());
     }
 }

@@ -234,7 +234,8 @@ pub fn find_offset(fs: &Hammer2, off: u64) -> Result<Option<(TreeKind, Blockref,
     };
     for (root, kind) in [(Root::Topology, TreeKind::Topology), (Root::Freemap, TreeKind::Freemap)] {
         let mut found = None;
-        walk::walk(fs, root, WalkOptions::default(), &mut |v| {
+        let opts = WalkOptions { read_data: false, ..Default::default() };
+        walk::walk(fs, root, opts, &mut |v| {
             if found.is_none() && matches(v.bref) {
                 found = Some((kind, *v.bref, v.location.clone()));
             }
@@ -293,26 +294,28 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
         let mut error: Option<String> = None;
         // A node reached before is shown again (read for display only) but
         // its children are not repeated.
-        let (media, check) = match &node.reach {
+        // DATA blocks are verified by the engine without handing out their bytes.
+        let (media, check, reached) = match &node.reach {
             Reach::Failed(CorruptKind::Cycle) => {
                 error = Some("blockref points at one of its ancestors (a cycle)".to_string());
-                (None, CheckOutcome::NotChecked)
+                (None, CheckOutcome::NotChecked, false)
             }
             Reach::Failed(k) => {
                 error = Some(k.to_string());
-                (None, CheckOutcome::NotChecked)
+                (None, CheckOutcome::NotChecked, false)
             }
-            Reach::Shared { media, .. } => (Some(*media), node.check.clone()),
-            Reach::Media(m) => (Some(*m), node.check.clone()),
-            Reach::NoMedia | Reach::Unread { .. } => (None, CheckOutcome::NotChecked),
+            Reach::Shared { media, .. } => (Some(*media), node.check.clone(), true),
+            Reach::Media(m) => (Some(*m), node.check.clone(), true),
+            Reach::Unread { .. } => (None, node.check.clone(), true),
+            Reach::NoMedia => (None, CheckOutcome::NotChecked, false),
         };
-        let check_status = match (&check, media) {
-            (_, None) => "no_media",
-            (CheckOutcome::Ok, _) => {
+        let check_status = match (&check, reached) {
+            (_, false) => "no_media",
+            (CheckOutcome::Ok, true) => {
                 self.stats.verified += 1;
                 "ok"
             }
-            (CheckOutcome::NotChecked, _) => "unchecked",
+            (CheckOutcome::NotChecked, true) => "unchecked",
             (CheckOutcome::Mismatch { expected, found }, _) => {
                 let method = bref.check_method().to_string();
                 let (expected, found) = (expected.clone(), found.clone());

@@ -6,8 +6,13 @@
 //! a dry run, notes) goes through [`Events`], and the result of the run
 //! comes back as an [`Outcome`].
 
+mod apply;
 mod maint;
 pub mod script;
+mod view;
+
+use apply::apply;
+use view::execute_in_session;
 
 use crate::cli::edit::{EditCommand, EditLine};
 use crate::device::{Access, Device};
@@ -16,8 +21,7 @@ use crate::extract::{extract_with, ExtractOptions, ExtractStats};
 use crate::file::{read_file, read_link, WriteSink};
 use crate::flush::CommitReport;
 use crate::format::ObjType;
-use crate::fsops::{Attrs, PfsRef, Session};
-use crate::namespace;
+use crate::fsops::{PfsRef, Session};
 use crate::pfs::{Inode, Pfs};
 use crate::tree::Tree;
 use crate::{CopyChoice, Hammer2};
@@ -35,6 +39,9 @@ pub struct Options {
     pub copy: Option<usize>,
     /// Run everything, write nothing.
     pub dry_run: bool,
+    /// A failing write command is undone and counted, and the others
+    /// still commit (default: it stops the run and nothing is written).
+    pub keep_going: bool,
     /// Tests: after the commit, put the previous copy's freemap back.
     pub debug_lag_freemap: bool,
 }
@@ -55,6 +62,10 @@ pub trait Events {
     fn extracting(&mut self, _stats: &ExtractStats) {}
     /// `get` finished.
     fn extracted(&mut self, _stats: &ExtractStats) {}
+    /// `put` progress.
+    fn importing(&mut self, _report: &crate::import::ImportReport) {}
+    /// `put` ended (well or not).
+    fn imported(&mut self) {}
 }
 
 /// Events that nobody watches.
@@ -124,8 +135,9 @@ pub struct Outcome {
     /// The 0-based index of the command that stopped a writing run: nothing
     /// was written.
     pub aborted: Option<usize>,
-    /// The commit (or the dry run's trial commit); None when nothing changed.
-    pub report: Option<EditReport>,
+    /// The commits (a dry run: its trial commit), in order; none when
+    /// nothing changed.
+    pub reports: Vec<EditReport>,
     /// What the write commands changed (also when nothing was committed).
     pub changes: Vec<String>,
     /// Set by `debug_lag_freemap`.
@@ -194,19 +206,25 @@ fn pfs_view<'a>(tree: &Tree<'a>, label: Option<&str>) -> Result<Pfs<'a>> {
     }
 }
 
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidArgument(msg.into())
+}
+
 fn stdout_error(source: std::io::Error) -> Error {
     Error::Io { path: "standard output".into(), op: "write", offset: 0, source }
 }
 
-/// Write commands: one transaction, all or nothing.
+/// Write commands, in one pass on one session: a failing command stops
+/// the run (unless `keep_going`) and nothing is written, byte for byte;
+/// otherwise everything (or everything since the last `commit` command) is
+/// one transaction.
 ///
-/// Pass 1 runs every command (reads too) on a session that writes nothing,
-/// and tries the commit without writing: a failing command stops it with
-/// the image untouched. Without a dry run, pass 2 then applies the write
-/// commands again on a writing session and commits them. Two passes,
-/// because the session writes a new file's data blocks (into free space)
-/// as it goes: a failure after a `put` in one pass would leave those bytes
-/// behind, where a failed script must leave the image byte-identical.
+/// One pass is safe because nothing the session writes before its commit
+/// is reachable: new blocks go to free space, and neither the freemap nor
+/// a volume header is written before the commit. That alone would leave a
+/// failed run fsck-clean but not byte-identical (the new blocks stay in
+/// free space), so the device also keeps what each write overwrote
+/// ([`Device::begin_undo`]) and an aborted run puts it back.
 fn run_writing(
     device: &str,
     opts: &Options,
@@ -233,8 +251,6 @@ fn run_writing(
         return Ok(outcome);
     }
     let dry = opts.dry_run;
-
-    // Pass 1: everything, writing nothing.
     let access = if dry { Access::ReadOnly } else { Access::ReadWrite };
     let dev = Device::open(device, access).map_err(|e| match e {
         Error::Open { path, why } if !dry => {
@@ -243,89 +259,119 @@ fn run_writing(
         e => e,
     })?;
     let fs = Hammer2::open(dev, CopyChoice::Best)?;
-    let mut session = Session::from_fs(fs, false)?;
+    let mut session = Session::from_fs(fs, !dry)?;
+    if !dry {
+        session.fs.device.begin_undo();
+    }
+    let result = run_steps(&mut session, opts, &steps, &mut outcome, out, events);
+    if outcome.aborted.is_some() || result.is_err() {
+        if !dry {
+            session.fs.device.rollback()?;
+        }
+        return result.map(|()| outcome);
+    }
+    session.fs.device.end_undo();
+    Ok(outcome)
+}
+
+/// The loop of [`run_writing`], then the final commit.
+fn run_steps(
+    session: &mut Session,
+    opts: &Options,
+    steps: &[(&Line, Parsed)],
+    outcome: &mut Outcome,
+    out: &mut dyn Write,
+    events: &mut dyn Events,
+) -> Result<()> {
+    let dry = opts.dry_run;
     let mut pfs = None;
-    let mut changes = Vec::new();
-    let mut wrote = false;
-    let mut noted = false;
+    // Changes since the last commit.
+    let mut pending = Vec::new();
     for (i, (line, step)) in steps.iter().enumerate() {
         events.echo(&line.text);
         let result = match step {
-            Parsed::Bad(_) => unreachable!("refused above"),
+            Parsed::Bad(_) => unreachable!("refused before the run"),
             Parsed::Help(text) => out.write_all(text.as_bytes()).map_err(stdout_error),
+            Parsed::Run(EditCommand::Commit) => commit(session, opts, &mut pending, outcome, events, false),
             Parsed::Run(cmd) if cmd.writes() => {
-                wrote = true;
-                let before = changes.len();
-                let r = apply_any(&mut session, &mut pfs, opts, cmd, &mut changes);
+                let cp = opts.keep_going.then(|| session.checkpoint());
+                let before = pending.len();
+                let r = match cmd {
+                    // Maintenance commands find their PFS themselves (some need none).
+                    EditCommand::Maint(m) => maint::apply(session, opts.pfs.as_deref(), m, &mut pending),
+                    EditCommand::Put { recursive, host, path } => session_pfs(session, &mut pfs, opts)
+                        .and_then(|p| {
+                            let r =
+                                apply::put(session, &p, (host, path, *recursive), &mut pending, &mut |r| {
+                                    events.importing(r)
+                                });
+                            events.imported();
+                            r
+                        }),
+                    _ => session_pfs(session, &mut pfs, opts)
+                        .and_then(|p| apply(session, &p, cmd, &mut pending)),
+                };
                 if dry {
-                    for c in &changes[before..] {
-                        events.would(c);
+                    // What it did before failing too: it shows how far it got.
+                    pending[before..].iter().for_each(|c| events.would(c));
+                }
+                match &r {
+                    Ok(()) => {}
+                    Err(_) => {
+                        pending.truncate(before);
+                        if let Some(cp) = cp {
+                            session.restore(cp)?;
+                        }
                     }
                 }
                 r
             }
-            Parsed::Run(cmd) => {
-                if wrote && !noted {
-                    noted = true;
-                    events.note(
-                        "read commands show the image as it was before this run, \
-                         without the changes of earlier commands",
-                    );
-                }
-                let tree = Tree::new(&session.fs);
-                execute(&tree, || pfs_view(&tree, opts.pfs.as_deref()), cmd.clone(), out, events)
-            }
+            Parsed::Run(cmd) => session_pfs(session, &mut pfs, opts)
+                .and_then(|p| execute_in_session(session, &p, opts, cmd, out, events)),
         };
         if let Err(e) = result {
             events.failed(&line.text, &e);
-            outcome.failures = 1;
-            outcome.aborted = Some(i);
-            outcome.changes = changes;
-            return Ok(outcome);
-        }
-    }
-    if !session.is_dirty() {
-        outcome.changes = changes;
-        return Ok(outcome);
-    }
-    // The trial commit: the flush and its allocations, without writes.
-    let trial = session.commit()?;
-    if dry {
-        outcome.report = Some(EditReport::new(&session, &trial, changes.clone()));
-        outcome.changes = changes;
-        return Ok(outcome);
-    }
-    drop(session);
-
-    // Pass 2: the write commands again, for real.
-    let mut session = Session::open(device, false)?;
-    let mut pfs = None;
-    let mut replayed = Vec::new();
-    for (line, step) in &steps {
-        if let Parsed::Run(cmd) = step {
-            if cmd.writes() {
-                apply_any(&mut session, &mut pfs, opts, cmd, &mut replayed).map_err(|e| {
-                    Error::InvalidArgument(format!(
-                        "{}: {e} (failed when applied, after it had been checked; nothing committed)",
-                        line.text
-                    ))
-                })?;
+            outcome.failures += 1;
+            if !opts.keep_going {
+                outcome.aborted = Some(i);
+                outcome.changes.append(&mut pending);
+                return Ok(());
             }
         }
     }
-    if replayed != changes {
-        return Err(Error::InvalidArgument(
-            "the image or a host file changed between checking and applying the commands; nothing committed"
-                .into(),
-        ));
+    commit(session, opts, &mut pending, outcome, events, true)
+}
+
+/// Commits what changed (a dry run: only at the end, as a trial that
+/// writes nothing; its `commit` commands only say they would commit).
+fn commit(
+    session: &mut Session,
+    opts: &Options,
+    pending: &mut Vec<String>,
+    outcome: &mut Outcome,
+    events: &mut dyn Events,
+    last: bool,
+) -> Result<()> {
+    if !session.is_dirty() {
+        outcome.changes.append(pending);
+        return Ok(());
     }
-    let commit = session.commit()?;
-    if opts.debug_lag_freemap {
-        outcome.lagged = Some(crate::recover::lag_freemap(&mut session.fs)?);
+    if opts.dry_run && !last {
+        events.would("commit the changes so far");
+        return Ok(());
     }
-    outcome.report = Some(EditReport::new(&session, &commit, changes.clone()));
-    outcome.changes = changes;
-    Ok(outcome)
+    let report = session.commit()?;
+    let changes = std::mem::take(pending);
+    outcome.changes.extend(changes.iter().cloned());
+    outcome.reports.push(EditReport::new(session, &report, changes));
+    if !opts.dry_run {
+        // What is committed stays: keep only what comes after.
+        session.fs.device.begin_undo();
+        if last && opts.debug_lag_freemap {
+            outcome.lagged = Some(crate::recover::lag_freemap(&mut session.fs)?);
+        }
+    }
+    Ok(())
 }
 
 /// The PFS the write commands work in, found once.
@@ -338,145 +384,6 @@ fn session_pfs(session: &Session, cache: &mut Option<PfsRef>, opts: &Options) ->
     Ok(p)
 }
 
-/// The components of an image path (checked as the read commands check
-/// them: no '..', no NUL), and the path written canonically.
-fn canonical(path: &str) -> Result<(Vec<&str>, String)> {
-    let parts = namespace::user_path(path)?;
-    let text = format!("/{}", parts.join("/"));
-    Ok((parts, text))
-}
-
-/// What an entry is, in words.
-fn kind_name(t: ObjType) -> String {
-    match t {
-        ObjType::Directory => "directory".into(),
-        ObjType::Regfile => "file".into(),
-        ObjType::Softlink => "symbolic link".into(),
-        t => t.name().into_owned(),
-    }
-}
-
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidArgument(msg.into())
-}
-
-/// Applies one write command; maintenance commands find their PFS
-/// themselves (some need none), the others work in the editor's PFS.
-fn apply_any(
-    session: &mut Session,
-    pfs: &mut Option<PfsRef>,
-    opts: &Options,
-    cmd: &EditCommand,
-    changes: &mut Vec<String>,
-) -> Result<()> {
-    if let EditCommand::Maint(m) = cmd {
-        return maint::apply(session, opts.pfs.as_deref(), m, changes);
-    }
-    let p = session_pfs(session, pfs, opts)?;
-    apply(session, &p, cmd, changes)
-}
-
-/// Applies one write command to `session`; appends what it changed.
-fn apply(session: &mut Session, pfs: &PfsRef, cmd: &EditCommand, changes: &mut Vec<String>) -> Result<()> {
-    match cmd {
-        EditCommand::Mkdir { parents, mode, paths } => {
-            let mode = mode.unwrap_or(0o755);
-            for path in paths {
-                let (parts, text) = canonical(path)?;
-                // Which directories this creates: with -p, the missing tail.
-                let mut created = Vec::new();
-                if *parents {
-                    for i in 1..=parts.len() {
-                        let prefix = format!("/{}", parts[..i].join("/"));
-                        if created.is_empty() {
-                            match session.resolve_parent(pfs, &prefix) {
-                                Ok((_, _, None)) => created.push(prefix),
-                                Ok(_) => {}
-                                Err(_) => break, // mkdir says why
-                            }
-                        } else {
-                            created.push(prefix);
-                        }
-                    }
-                } else {
-                    created.push(text);
-                }
-                session.mkdir(pfs, path, Attrs::now(mode), *parents)?;
-                changes
-                    .extend(created.into_iter().map(|d| format!("create directory {d} (mode {mode:04o})")));
-            }
-        }
-        EditCommand::Put { host, path } => {
-            let meta = std::fs::metadata(host).map_err(|source| Error::Io {
-                path: host.into(),
-                op: "stat",
-                offset: 0,
-                source,
-            })?;
-            if meta.is_dir() {
-                return Err(invalid(format!(
-                    "{host}: is a directory; put copies one regular file (directories are not supported yet)"
-                )));
-            }
-            if !meta.is_file() {
-                return Err(invalid(format!("{host}: not a regular file; put copies regular files only")));
-            }
-            let (_, mut target) = canonical(path)?;
-            let into_dir = path.ends_with('/')
-                || matches!(session.resolve_parent(pfs, path),
-                    Ok((_, name, e)) if name.is_empty() || e.as_ref().is_some_and(|e| e.obj_type == ObjType::Directory));
-            if into_dir {
-                let name =
-                    std::path::Path::new(host).file_name().and_then(|n| n.to_str()).ok_or_else(|| {
-                        invalid(format!("{host}: no usable file name; give the full image path"))
-                    })?;
-                target = if target == "/" { format!("/{name}") } else { format!("{target}/{name}") };
-            }
-            session.put(pfs, std::path::Path::new(host), &target)?;
-            changes.push(format!("create file {target} ({} bytes from {host})", meta.len()));
-        }
-        EditCommand::Rm { dirs, paths } => {
-            for path in paths {
-                remove(session, pfs, path, *dirs, false, changes)?;
-            }
-        }
-        EditCommand::Rmdir { paths } => {
-            for path in paths {
-                remove(session, pfs, path, true, true, changes)?;
-            }
-        }
-        _ => return Err(invalid("internal error: a read command on the write path")),
-    }
-    Ok(())
-}
-
-/// `rm` (`dirs`: `-d`) and `rmdir` (`only_dirs`).
-fn remove(
-    session: &mut Session,
-    pfs: &PfsRef,
-    path: &str,
-    dirs: bool,
-    only_dirs: bool,
-    changes: &mut Vec<String>,
-) -> Result<()> {
-    let (_, text) = canonical(path)?;
-    let (_, name, entry) = session.resolve_parent(pfs, path)?;
-    if name.is_empty() {
-        return Err(invalid(format!("{path}: the root directory cannot be removed")));
-    }
-    let entry = entry.ok_or_else(|| Error::NotFound(text.clone()))?;
-    let is_dir = entry.obj_type == ObjType::Directory;
-    if only_dirs && !is_dir {
-        return Err(Error::NotADirectory(text));
-    }
-    if is_dir && !dirs {
-        return Err(invalid(format!("{text}: is a directory (use rmdir or rm -d)")));
-    }
-    session.remove(pfs, path, is_dir)?;
-    changes.push(format!("remove {} {text}", kind_name(entry.obj_type)));
-    Ok(())
-}
-
 /// Runs one read command.
 fn execute<'a>(
     tree: &Tree<'a>,
@@ -487,20 +394,10 @@ fn execute<'a>(
 ) -> Result<()> {
     let w = stdout_error;
     match cmd {
-        EditCommand::Pfs => {
-            for p in Pfs::list(tree)? {
-                let m = &p.root.data.meta;
-                writeln!(
-                    out,
-                    "{:<16} {:<10} {}",
-                    p.name(),
-                    m.pfs_type(),
-                    crate::format::uuid_from_disk(&m.pfs_clid)
-                )
-                .map_err(w)?;
-            }
+        // `pfs` is the short name of `pfs-list`.
+        EditCommand::Pfs | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
+            maint::list(tree, out)?
         }
-        EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => maint::list(tree, out)?,
         EditCommand::Cat { path } => {
             let pfs = pfs()?;
             let ino = pfs.resolve(&path)?;

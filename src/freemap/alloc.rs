@@ -249,6 +249,7 @@ impl Geometry {
 }
 
 /// One level-1 leaf in memory.
+#[derive(Clone)]
 struct Leaf {
     /// The blockref it has on media (None: created since the last flush).
     bref: Option<Blockref>,
@@ -285,12 +286,15 @@ impl Leaf {
 }
 
 /// A freemap node of the tree on media: its blockref and its children.
+#[derive(Clone)]
 struct Node {
     bref: Blockref,
     children: Vec<Blockref>,
 }
 
-/// The freemap allocator. See the module documentation.
+/// The freemap allocator. See the module documentation. Cloning it (a few
+/// 32 KiB leaves per GiB) is how an editor undoes a failed operation.
+#[derive(Clone)]
 pub struct Allocator {
     geo: Geometry,
     fsid: [u8; 16],

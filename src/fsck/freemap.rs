@@ -461,13 +461,14 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     let mut records: Vec<Record> = Vec::new();
     let mut truncated = false;
     let mut zone_tids: BTreeMap<usize, Tids> = BTreeMap::new();
-    walk(fs, Root::Topology, WalkOptions::default(), &mut |visit| {
-        if visit.media.is_none() {
-            return;
-        }
+    // DATA blocks are not read: only where they lie matters here (the
+    // topology pass verifies them).
+    let opts = WalkOptions { read_data: false, ..Default::default() };
+    walk(fs, Root::Topology, opts, &mut |visit| {
+        // Media reached lies inside the file system.
+        let Some((off, len)) = visit.extent else { return };
         let b = visit.bref;
-        // The media was read, so it lies inside the file system.
-        let (off, stop) = (b.offset(), b.offset().saturating_add(b.physical_size()));
+        let stop = off.saturating_add(len as u64);
         let mut hit = false;
         let mut c = off & !(CHUNK - 1);
         while c < stop {

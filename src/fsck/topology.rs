@@ -40,12 +40,63 @@ use crate::format::{
 use crate::tree::Tree;
 use crate::volume::Hammer2;
 use crate::walk::{DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
-use rayon::prelude::*;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Mutex;
 
-/// DATA blocks are verified in parallel batches of this many (they have no
-/// children, so nothing waits on them); findings keep the traversal's order.
-const DATA_BATCH: usize = 2048;
+/// DATA blocks are handed to the verifier threads in batches of this many.
+const DATA_BATCH: usize = 64;
+/// Batches queued ahead of the verifiers at most (bounds memory).
+const QUEUED_BATCHES: usize = 64;
+
+/// One DATA block to verify: where it was found and in which PFS (an index
+/// into [`Pass::pfs_names`]), numbered in traversal order.
+struct DataJob<'a> {
+    seq: u64,
+    bref: &'a Blockref,
+    loc: Location,
+    pfs: usize,
+}
+
+/// What the verifiers found: totals, and the problems with their jobs.
+#[derive(Default)]
+struct DataFindings<'a> {
+    verified: u64,
+    not_checked: u64,
+    problems: Vec<(DataJob<'a>, Problem, String)>,
+}
+
+impl<'a> DataFindings<'a> {
+    fn add(&mut self, job: DataJob<'a>, outcome: DataOutcome) {
+        match outcome {
+            DataOutcome::Verified => self.verified += 1,
+            DataOutcome::NotChecked => self.not_checked += 1,
+            DataOutcome::Problem(p, detail) => self.problems.push((job, p, detail)),
+        }
+    }
+
+    fn merge(&mut self, o: DataFindings<'a>) {
+        self.verified += o.verified;
+        self.not_checked += o.not_checked;
+        self.problems.extend(o.problems);
+    }
+}
+
+/// A verifier thread: takes batches until the walk is over.
+fn verifier<'a>(fs: &Hammer2, jobs: &Mutex<Receiver<Vec<DataJob<'a>>>>) -> DataFindings<'a> {
+    let mut found = DataFindings::default();
+    loop {
+        // A poisoned lock means another verifier panicked: stop taking work.
+        let Ok(batch) = jobs.lock().map(|rx| rx.recv()) else { break };
+        let Ok(batch) = batch else { break };
+        for job in batch {
+            let outcome = verify_data(fs, job.bref);
+            found.add(job, outcome);
+        }
+    }
+    found
+}
 
 /// Counts of one PFS, for the summary table.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -116,9 +167,16 @@ struct Pass<'a, 'r> {
     /// Groups handed out so far (one per PFS).
     groups: u32,
     summaries: Vec<PfsSummary>,
-    /// DATA blocks waiting for parallel verification: blockref, location,
-    /// PFS label.
-    pending: Vec<(&'a Blockref, Location, String)>,
+    /// DATA blocks met so far (numbers the verification jobs).
+    data_seq: u64,
+    /// The batch being filled, and where full ones go (none: verify each
+    /// block as it is met, as a trace wants tree order).
+    batch: Vec<DataJob<'a>>,
+    jobs: Option<SyncSender<Vec<DataJob<'a>>>>,
+    /// Outcomes of blocks verified on the walking thread.
+    inline: DataFindings<'a>,
+    /// Names of the PFSs met, for the findings of their DATA blocks.
+    pfs_names: Vec<String>,
     trace: Option<super::Trace>,
     /// Depth of the blockref being checked (for the trace's indentation).
     depth: usize,
@@ -128,6 +186,12 @@ struct Pass<'a, 'r> {
 
 /// Checks the topology of `fs`; returns the traversal's totals. With a
 /// trace, every blockref is described as it is checked.
+///
+/// DATA blocks (nearly all the bytes) are verified by one thread per core
+/// while the walk goes on, copied with pread into reused buffers so the
+/// mapping does not keep them resident; their findings come after the
+/// walk's, in traversal order. With a trace, everything is checked in tree
+/// order on one thread.
 ///
 /// The walk runs on the traversal engine: a node block reached a second
 /// time inside the same PFS is a duplicate; reached from another PFS it is
@@ -145,15 +209,48 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>)
         pfs: None,
         groups: 0,
         summaries: Vec::new(),
-        pending: Vec::new(),
+        data_seq: 0,
+        batch: Vec::new(),
+        jobs: None,
+        inline: DataFindings::default(),
+        pfs_names: Vec::new(),
         trace,
         depth: 0,
         last_key: Vec::new(),
     };
     let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0 };
     let opts = Options { data: DataBlocks::Skip, ..Default::default() };
-    Engine::new(fs, opts).run(&fs.voldata.sroot_blockset, 0, &ctx, &mut pass);
-    pass.flush_data();
+    let threads =
+        if pass.trace.is_some() { 0 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
+    let (tx, rx) = sync_channel(QUEUED_BATCHES);
+    let rx = Mutex::new(rx);
+    let mut found = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads).map(|_| scope.spawn(|| verifier(fs, &rx))).collect();
+        if threads > 0 {
+            pass.jobs = Some(tx);
+        }
+        Engine::new(fs, opts).run(&fs.voldata.sroot_blockset, 0, &ctx, &mut pass);
+        pass.send_batch();
+        pass.jobs = None; // the verifiers stop once the queue is drained
+        let mut found = std::mem::take(&mut pass.inline);
+        for w in workers {
+            match w.join() {
+                Ok(f) => found.merge(f),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        found
+    });
+    pass.stats.verified += found.verified;
+    pass.stats.not_checked += found.not_checked;
+    found.problems.sort_by_key(|(job, _, _)| job.seq);
+    for (job, problem, detail) in found.problems {
+        if problem.id == BREF_CHECK.id || problem.id == BREF_UNKNOWN_CHECK.id {
+            pass.stats.errors += 1;
+        }
+        let pfs = &pass.pfs_names[job.pfs];
+        pass.report.add(problem, format!("PFS {pfs}: {}", job.loc), detail);
+    }
     let summaries = std::mem::take(&mut pass.summaries);
     let stats = pass.stats;
     report.pfs.extend(summaries);
@@ -569,41 +666,46 @@ impl<'a> Pass<'a, '_> {
         let Some(s) = self.pfs.as_mut() else { return };
         s.summary.data_blocks += 1;
         s.summary.data_bytes = s.summary.data_bytes.saturating_add(len);
-        if len != 0 {
-            let label = s.summary.name.clone();
-            self.pending.push((b, loc.clone(), label));
-            // A trace wants tree order: verify each block as it comes.
-            if self.pending.len() >= DATA_BATCH || self.trace.is_some() {
-                self.flush_data();
-            }
+        if len == 0 {
+            return;
+        }
+        let job = DataJob { seq: self.data_seq, bref: b, loc: loc.clone(), pfs: self.pfs_names.len() - 1 };
+        self.data_seq += 1;
+        if self.jobs.is_none() {
+            let outcome = verify_data(self.fs, b);
+            let status = match &outcome {
+                DataOutcome::Verified => format!("{} ok", b.check_method()),
+                DataOutcome::NotChecked => "not checked".to_string(),
+                DataOutcome::Problem(p, detail) => format!("{}: {detail}", p.id),
+            };
+            self.trace(self.depth, loc, &status);
+            self.inline.add(job, outcome);
+            return;
+        }
+        if self.batch.capacity() == 0 {
+            self.batch.reserve_exact(DATA_BATCH);
+        }
+        self.batch.push(job);
+        if self.batch.len() >= DATA_BATCH {
+            self.send_batch();
         }
     }
 
-    /// Verifies the queued DATA blocks on every core; reports in queue order.
-    fn flush_data(&mut self) {
-        let fs = self.fs;
-        let outcomes: Vec<DataOutcome> =
-            self.pending.par_iter().map(|(b, _, _)| verify_data(fs, b)).collect();
-        let pending = std::mem::take(&mut self.pending);
-        for ((b, loc, pfs), outcome) in pending.into_iter().zip(outcomes) {
-            let (problem, detail) = match outcome {
-                DataOutcome::Verified => {
-                    self.stats.verified += 1;
-                    self.trace(self.depth, &loc, &format!("{} ok", b.check_method()));
-                    continue;
+    /// Hands the batch being filled to the verifiers.
+    fn send_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if let Some(tx) = &self.jobs {
+            if let Err(failed) = tx.send(batch) {
+                // Every verifier is gone (one panicked): verify here; the
+                // panic is raised when they are joined.
+                for job in failed.0 {
+                    let outcome = verify_data(self.fs, job.bref);
+                    self.inline.add(job, outcome);
                 }
-                DataOutcome::NotChecked => {
-                    self.stats.not_checked += 1;
-                    self.trace(self.depth, &loc, "not checked");
-                    continue;
-                }
-                DataOutcome::Problem(p, d) => (p, d),
-            };
-            self.trace(self.depth, &loc, &format!("{}: {detail}", problem.id));
-            if problem.id == BREF_CHECK.id || problem.id == BREF_UNKNOWN_CHECK.id {
-                self.stats.errors += 1;
             }
-            self.report.add(problem, format!("PFS {pfs}: {loc}"), detail);
         }
     }
 
@@ -634,6 +736,7 @@ impl<'a> Pass<'a, '_> {
 
     fn start_pfs(&mut self, root: &'a InodeData, b: &Blockref) {
         let name = String::from_utf8_lossy(root.name()).into_owned();
+        self.pfs_names.push(name.clone());
         self.groups += 1;
         let set = if root.meta.is_directdata() { &[][..] } else { root.blockset() };
         self.pfs = Some(PfsState {
@@ -755,11 +858,22 @@ enum DataOutcome {
     Problem(Problem, String),
 }
 
-/// Check code and decompression of one DATA block (bounds already checked).
+thread_local! {
+    /// Where LZ4 blocks are decoded to (reused, 64 KiB).
+    static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Check code and decompression of one DATA block (bounds already checked),
+/// on a pread copy of its media.
 fn verify_data(fs: &Hammer2, b: &Blockref) -> DataOutcome {
-    let Ok(media) = fs.device.read(b.offset(), b.physical_size() as usize) else {
-        return DataOutcome::Problem(BREF_RANGE, "media unreadable".into());
-    };
+    let (off, len) = (b.offset(), b.physical_size() as usize);
+    match crate::walk::with_data(fs, off, len, |media| verify_media(b, media)) {
+        Ok(outcome) => outcome,
+        Err(kind) => DataOutcome::Problem(BREF_RANGE, kind.to_string()),
+    }
+}
+
+fn verify_media(b: &Blockref, media: &[u8]) -> DataOutcome {
     let checked = match check::verify(b, media) {
         CheckOutcome::Ok => true,
         CheckOutcome::NotChecked => false,
@@ -773,8 +887,14 @@ fn verify_data(fs: &Hammer2, b: &Blockref) -> DataOutcome {
     };
     let logical = 1usize << b.keybits.clamp(10, 16);
     let decoded = match b.comp_method() {
-        CompMethod::Lz4 => Some(crate::compress::lz4_decompress(media, logical)),
-        CompMethod::Zlib => Some(crate::compress::zlib_decompress(media, logical)),
+        CompMethod::Lz4 => Some(DECODED.with(|cell| {
+            let mut out = cell.borrow_mut();
+            if out.len() < logical {
+                out.resize(logical, 0);
+            }
+            crate::compress::lz4_decompress_into(media, &mut out[..logical]).map(|_| ())
+        })),
+        CompMethod::Zlib => Some(crate::compress::zlib_decompress(media, logical).map(|_| ())),
         CompMethod::Unknown(m) => {
             return DataOutcome::Problem(BREF_DECOMPRESS, format!("unknown compression method {m}"))
         }

@@ -2,7 +2,9 @@
 //! created with every attribute a host object carries, hard links, and
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
-use super::{free_dirent_key, inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, EMBEDDED_BYTES};
+use super::{
+    free_dirent_key, inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES,
+};
 use crate::chain::Slot;
 use crate::check::set_check;
 use crate::error::{Error, Result};
@@ -100,8 +102,8 @@ impl Session {
             }
             free_dirent_key(&self.fs, dtable, name)
         })?;
-        self.changes += 1;
-        self.insert_dirent(pfs, dir, dkey, name, (inum, kind))?;
+        let check = self.with_inode(pfs, dir, |dip, _| Ok(CheckMethod::from(dip.meta.check_algo & 15)))?;
+        self.add_dirent(pfs, dir, dkey, name, inum, kind, check)?;
         let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
         ip.meta.nlinks = (ip.meta.nlinks.get() + 1).into();
         Ok(())
@@ -159,6 +161,10 @@ impl Session {
         };
         f.write_checked(&mut bref, media)?;
         self.stats = f.stats;
+        if !self.write && self.dry_bytes + media.len() <= DRY_RUN_KEEP {
+            self.dry_bytes += media.len();
+            self.dry_blocks.insert(bref.data_off.get(), media.to_vec());
+        }
         let fs = &self.fs;
         inode_mut(fs, &mut self.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
     }

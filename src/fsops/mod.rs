@@ -34,19 +34,22 @@ use crate::error::{CorruptKind, Error, Location, Result};
 use crate::flush::{self, CommitReport, Flusher};
 use crate::format::{
     encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, InodeData, ObjType, DIRHASH_LOMASK,
-    DIRHASH_VISIBLE, EMBEDDED_BYTES, INODE_BYTES, INODE_MAXNAME, OPFLAG_DIRECTDATA, PBUFSIZE, SET_COUNT,
+    EMBEDDED_BYTES, INODE_BYTES, INODE_MAXNAME, OPFLAG_DIRECTDATA, PBUFSIZE, SET_COUNT,
 };
 use crate::freemap::alloc::Allocator;
 use crate::volume::{CopyChoice, Hammer2};
 use crate::walk::Flow;
 use std::io::Read;
 
+mod attr;
 mod bulkfree;
 mod destroy;
 mod growfs;
 mod import;
+mod names;
 mod pfsops;
 mod setmethods;
+pub use attr::SetAttr;
 pub use bulkfree::rebuild_freemap;
 pub use growfs::GrowReport;
 pub use import::{encode_data_block, NodeMeta};
@@ -55,6 +58,9 @@ pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;
+
+/// Bytes of data blocks a dry run keeps to read back (see [`Session::block_data`]).
+pub const DRY_RUN_KEEP: usize = 256 << 20;
 
 /// First inode number handed out in a PFS (HAMMER2_INODE_START).
 pub const INODE_START: u64 = 1024;
@@ -107,6 +113,17 @@ fn xid_uuid(id: u32) -> [u8; 16] {
     u
 }
 
+/// A session's in-memory state at one point ([`Session::checkpoint`]).
+pub struct Checkpoint {
+    root: Table,
+    alloc: Allocator,
+    tid: u64,
+    stats: flush::FlushStats,
+    dirty: bool,
+    changes: u64,
+    failed: Option<String>,
+}
+
 /// An open write session.
 pub struct Session {
     pub fs: Hammer2,
@@ -122,6 +139,11 @@ pub struct Session {
     budget: usize,
     /// Operations left before memory is measured again.
     since_check: u32,
+    /// A dry run writes nothing: the data blocks it would have written
+    /// (media bytes by `data_off`, up to [`DRY_RUN_KEEP`] bytes) so
+    /// that later operations of the same run can read them back.
+    dry_blocks: std::collections::HashMap<u64, Vec<u8>>,
+    dry_bytes: usize,
     /// Set when an operation failed after it had started changing chains:
     /// what is in memory is then half an operation, and the session
     /// refuses to commit it.
@@ -170,6 +192,8 @@ impl Session {
             failed: None,
             budget: DEFAULT_BUDGET,
             since_check: 64,
+            dry_blocks: Default::default(),
+            dry_bytes: 0,
         })
     }
 
@@ -376,27 +400,25 @@ impl Session {
         let fs = &self.fs;
         let root = pfs_root_mut(fs, &mut self.root, pfs)?;
         root.insert(fs, Slot::Node(Box::new(chain)))?;
-        self.insert_dirent(pfs, dir, dkey, name, (inum, kind))?;
+        self.add_dirent(pfs, dir, dkey, name, inum, kind, check)?;
         Ok(inum)
     }
 
-    /// Enters the directory entry `name` -> `inum` (of `kind`) at key `dkey`
-    /// of directory `dir` (its mtime and ctime now).
-    fn insert_dirent(
+    /// Enters `name` -> `inum` (of `kind`) at key `dkey` of directory `dir`
+    /// (a key [`free_dirent_key`] found), and stamps the directory's mtime
+    /// and ctime.
+    #[allow(clippy::too_many_arguments)]
+    fn add_dirent(
         &mut self,
         pfs: &PfsRef,
         dir: u64,
         dkey: u64,
         name: &[u8],
-        (inum, kind): (u64, ObjType),
+        inum: u64,
+        kind: ObjType,
+        check: CheckMethod,
     ) -> Result<()> {
-        let fs = &self.fs;
-        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
-        let now = now_us();
-        let dip = dchain.inode_mut().ok_or_else(|| Error::NotADirectory(format!("inode {dir}")))?;
-        dip.meta.mtime = now.into();
-        dip.meta.ctime = now.into();
-        let check = CheckMethod::from(dip.meta.check_algo & 15);
+        self.changes += 1;
         let mut d = Blockref::zeroed();
         d.type_ = BlockrefType::Dirent.into();
         d.key = dkey.into();
@@ -415,7 +437,35 @@ impl Session {
             media[..name.len()].copy_from_slice(name);
             Slot::Node(Box::new(Chain { bref: d, body: Body::Leaf { media }, bias: Default::default() }))
         };
+        let fs = &self.fs;
+        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
+        let now = now_us();
+        if let Some(dip) = dchain.inode_mut() {
+            dip.meta.mtime = now.into();
+            dip.meta.ctime = now.into();
+        }
         dchain.insert(fs, slot)?;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Takes the entry at `dkey` out of directory `dir` (its name block is
+    /// released) and stamps the directory's mtime and ctime. The inode is
+    /// left alone.
+    fn drop_dirent(&mut self, pfs: &PfsRef, dir: u64, dkey: u64) -> Result<()> {
+        self.changes += 1;
+        let fs = &self.fs;
+        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
+        let now = now_us();
+        if let Some(dip) = dchain.inode_mut() {
+            dip.meta.mtime = now.into();
+            dip.meta.ctime = now.into();
+        }
+        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
+        let removed = table.remove(fs, dkey, BlockrefType::Dirent)?;
+        if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
+            self.alloc.release(b.data_off.get())?;
+        }
         self.dirty = true;
         Ok(())
     }
@@ -439,6 +489,41 @@ impl Session {
             }
         }
         r
+    }
+
+    /// The in-memory state, to go back to with [`Session::restore`] when
+    /// an operation (or a group of them) fails: the chains, the allocator
+    /// and the counters. Blocks written early since then stay on media,
+    /// free again and unreferenced.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            root: self.root.clone(),
+            alloc: self.alloc.clone(),
+            tid: self.tid,
+            stats: self.stats,
+            dirty: self.dirty,
+            changes: self.changes,
+            failed: self.failed.clone(),
+        }
+    }
+
+    /// Goes back to `cp` (taken from this session since its last commit).
+    pub fn restore(&mut self, cp: Checkpoint) -> Result<()> {
+        if cp.tid != self.tid {
+            return Err(invalid("a checkpoint from before a commit cannot be restored"));
+        }
+        self.root = cp.root;
+        self.alloc = cp.alloc;
+        self.stats = cp.stats;
+        self.dirty = cp.dirty;
+        self.changes = cp.changes;
+        self.failed = cp.failed;
+        Ok(())
+    }
+
+    /// Whether the session writes (false: a dry run).
+    pub fn writes(&self) -> bool {
+        self.write
     }
 
     /// Sets the dirty-memory budget (bytes of loaded chains; at least 1 MiB).
@@ -631,6 +716,24 @@ impl Session {
         self.place_block(pfs, inum, bref, &media)
     }
 
+    /// The logical contents of data block `b`: from media, or in a dry run
+    /// for a block this session would have written, from what it kept.
+    pub(crate) fn block_data(&self, b: &Blockref, loc: &Location) -> Result<Vec<u8>> {
+        if !self.write {
+            if let Some(media) = self.dry_blocks.get(&b.data_off.get()) {
+                return crate::tree::Tree::decode(b, media.clone(), loc);
+            }
+            if b.modify_tid.get() >= self.tid {
+                return Err(invalid(format!(
+                    "a dry run keeps only {} MiB of the data it would write; cannot read back the block at {:#x}",
+                    DRY_RUN_KEEP >> 20,
+                    b.data_off.get()
+                )));
+            }
+        }
+        Ok(crate::tree::Tree::new(&self.fs).data(b, loc)?.into_owned())
+    }
+
     /// `write`: stores `len` bytes from `src` at `offset` of the existing
     /// regular file `path`, growing it as needed (the gap reads as zeros).
     /// A file that embeds its data (DIRECTDATA, at most 512 bytes) and grows
@@ -719,7 +822,7 @@ impl Session {
                         }))
                     })?;
                     match found {
-                        Some((b, loc)) => Some(crate::tree::Tree::new(&self.fs).data(&b, &loc)?.into_owned()),
+                        Some((b, loc)) => Some(self.block_data(&b, &loc)?),
                         None => None,
                     }
                 }
@@ -792,56 +895,52 @@ impl Session {
             return Err(invalid("cannot remove the root directory"));
         }
         let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
-        let ip = self.with_inode(pfs, e.inum, |ip, table| {
-            if ip.meta.obj_type() == ObjType::Directory {
-                if !dir_ok {
-                    return Err(Error::IsADirectory(path.to_string()));
-                }
-                let mut any = false;
-                table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _, _| {
-                    any |= b.kind() == BlockrefType::Dirent;
-                    Ok(if any { Flow::Stop } else { Flow::Continue })
-                })?;
-                if any {
-                    return Err(invalid(format!("{path}: directory not empty")));
-                }
+        self.remove_entry_op(pfs, dir, &e, path, dir_ok)
+    }
+
+    /// Removes the entry `e` of directory `dir` (`path` names it in errors).
+    pub(crate) fn remove_entry_op(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        e: &DirEntry,
+        path: &str,
+        dir_ok: bool,
+    ) -> Result<()> {
+        let ip = self.inode_data(pfs, e.inum)?;
+        if ip.meta.obj_type() == ObjType::Directory {
+            if !dir_ok {
+                return Err(Error::IsADirectory(path.to_string()));
             }
-            Ok(*ip)
-        })?;
+            if !self.dir_is_empty(pfs, e.inum)? {
+                return Err(invalid(format!("{path}: directory not empty")));
+            }
+        }
+        self.drop_dirent(pfs, dir, e.key)?;
+        self.unlink_inode(pfs, &ip)
+    }
+
+    /// One name of inode `ip` is gone: drops a link, or the inode itself
+    /// (and releases its own block) when that was the last one.
+    fn unlink_inode(&mut self, pfs: &PfsRef, ip: &InodeData) -> Result<()> {
         self.changes += 1;
         let fs = &self.fs;
-        let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
-        let now = now_us();
-        if let Some(dip) = dchain.inode_mut() {
-            dip.meta.mtime = now.into();
-            dip.meta.ctime = now.into();
-        }
-        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
-        let removed = table.remove(fs, e.key, BlockrefType::Dirent)?;
-        let mut released = Vec::new();
-        if let Some(b) = removed.as_ref().and_then(Slot::bref) {
-            if b.radix() != 0 {
-                released.push(b.data_off.get());
-            }
-        }
+        let inum = ip.meta.inum.get();
         let nlinks = ip.meta.nlinks.get();
         if ip.meta.obj_type() != ObjType::Directory && nlinks > 1 {
-            let chain = inode_mut(fs, &mut self.root, pfs, e.inum)?;
+            let chain = inode_mut(fs, &mut self.root, pfs, inum)?;
             if let Some(ip) = chain.inode_mut() {
                 ip.meta.nlinks = (nlinks - 1).into();
-                ip.meta.ctime = now.into();
+                ip.meta.ctime = now_us().into();
             }
         } else {
             let root = pfs_root_mut(fs, &mut self.root, pfs)?;
             let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
-            if let Some(slot) = table.remove(fs, e.inum, BlockrefType::Inode)? {
+            if let Some(slot) = table.remove(fs, inum, BlockrefType::Inode)? {
                 if let Some(b) = slot.bref().filter(|b| b.radix() != 0) {
-                    released.push(b.data_off.get());
+                    self.alloc.release(b.data_off.get())?;
                 }
             }
-        }
-        for off in released {
-            self.alloc.release(off)?;
         }
         self.dirty = true;
         Ok(())

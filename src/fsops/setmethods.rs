@@ -9,7 +9,7 @@
 //! concerned with the new methods, copy-on-write.
 
 use super::{invalid, PfsRef, Session};
-use crate::error::{Error, Location, Result};
+use crate::error::{Error, Result};
 use crate::format::{BlockrefType, CheckMethod, CompMethod, ObjType, DIRHASH_VISIBLE};
 use crate::walk::Flow;
 
@@ -162,7 +162,8 @@ impl Session {
         let check = CheckMethod::from(ip.meta.check_algo & 15);
         let mut n = 0;
         for (b, loc) in blocks {
-            let data = self.block_data(&b, &loc)?;
+            let mut data = self.block_data(&b, &loc)?;
+            data.resize(1usize << b.keybits.min(16), 0);
             let fs = &self.fs;
             let table = super::inode_mut(fs, &mut self.root, pfs, inum)?
                 .table_mut()
@@ -178,12 +179,5 @@ impl Session {
             n += 1;
         }
         Ok(n)
-    }
-
-    /// The logical contents of a DATA block (its full logical size).
-    fn block_data(&self, b: &crate::format::Blockref, loc: &Location) -> Result<Vec<u8>> {
-        let mut data = crate::tree::Tree::new(&self.fs).data(b, loc)?.into_owned();
-        data.resize(1usize << b.keybits.min(16), 0);
-        Ok(data)
     }
 }

@@ -24,11 +24,16 @@
 //!   can only be exhausted by a bug; callers may set a tighter one. Running
 //!   out is an error ([`CorruptKind::Budget`]), never a hang.
 //!
-//! The engine reads media as mapped slices (bounds-checked) and verifies
-//! check codes of everything it reads. DATA blocks are, by choice of the
-//! caller, either read and verified here or only bounds-checked
-//! ([`Reach::Unread`]) so that file reads can copy them out with pread and
-//! fsck can verify them in parallel batches.
+//! The engine reads node media as mapped slices (bounds-checked) and
+//! verifies check codes of everything it reads. DATA blocks are never
+//! handed out as mapped slices ([`Reach::Unread`]): by choice of the
+//! caller they are either only bounds-checked, so that file reads copy them
+//! out with pread and fsck verifies them on its own worker threads, or
+//! verified here, copied with pread into a reused per-thread buffer
+//! ([`with_data`]) so that bulk data never stays resident through the
+//! mapping. A table whose DATA blocks add up to [`PARALLEL_BYTES`] or more
+//! has them verified on every core before its entries are visited (in
+//! order, as always).
 //!
 //! Recursion depth of the engine itself is bounded by [`MAX_DEPTH`], so the
 //! machine stack stays small whatever the input.
@@ -37,8 +42,48 @@ use crate::check::{self, CheckOutcome};
 use crate::error::{CorruptKind, Corruption, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, INODE_BYTES, RADIX_MAX, RADIX_MIN};
 use crate::volume::Hammer2;
+use rayon::prelude::*;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::AddAssign;
+
+/// A table's DATA blocks are verified in parallel when they add up to at
+/// least this many bytes (below it, waking other threads costs more than
+/// it saves: most small files' blocks sit in their inode's blockset).
+pub const PARALLEL_BYTES: usize = 256 << 10;
+
+thread_local! {
+    /// The buffer DATA blocks are copied into for verification.
+    static DATA_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Copies the `len` bytes of media at logical `off` with pread into this
+/// thread's reused buffer and hands them to `f` (which must not call
+/// `with_data` itself).
+pub fn with_data<R>(
+    fs: &Hammer2,
+    off: u64,
+    len: usize,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, CorruptKind> {
+    DATA_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let slice = &mut buf[..len];
+        match fs.device.read_into(off, slice) {
+            Ok(()) => Ok(f(slice)),
+            Err(Error::OutOfBounds { .. }) => Err(CorruptKind::OutOfRange { offset: off, len: len as u64 }),
+            Err(e) => Err(CorruptKind::Other(format!("media at {off:#x}+{len:#x} unreadable: {e}"))),
+        }
+    })
+}
+
+/// Verifies the check code of a DATA block at `(off, len)`.
+fn verify_data(fs: &Hammer2, bref: &Blockref, off: u64, len: usize) -> Result<CheckOutcome, CorruptKind> {
+    with_data(fs, off, len, |media| check::verify(bref, media))
+}
 
 /// Deepest nesting a legitimate tree reaches is far below this.
 pub const MAX_DEPTH: usize = 64;
@@ -108,8 +153,9 @@ pub enum Reach<'a> {
     NoMedia,
     /// Its media, read and (see `check`) verified.
     Media(&'a [u8]),
-    /// A DATA block left unread at the caller's request: only its extent
-    /// was checked against the volumes.
+    /// A DATA block, whose bytes the engine never hands out: its extent
+    /// was checked against the volumes and, with [`DataBlocks::Verify`],
+    /// its check code verified (`check`) on a copy.
     Unread { offset: u64, len: usize },
     /// The block was already reached in this traversal, first by `group`
     /// as a blockref of type `first`; it is not descended again. Its media
@@ -154,6 +200,16 @@ impl<'a> Node<'a> {
         match self.reach {
             Reach::Media(m) => Some(m),
             _ => None,
+        }
+    }
+
+    /// Where the media lies (offset, length), when it was reached inside
+    /// the volumes (read or not).
+    pub fn extent(&self) -> Option<(u64, usize)> {
+        match self.reach {
+            Reach::Media(m) | Reach::Shared { media: m, .. } => Some((self.bref.offset(), m.len())),
+            Reach::Unread { offset, len } => Some((offset, len)),
+            Reach::NoMedia | Reach::Failed(_) => None,
         }
     }
 
@@ -251,7 +307,7 @@ pub trait Visitor<'a> {
 /// What to do with DATA blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataBlocks {
-    /// Read them from the mapping and verify their check codes.
+    /// Verify their check codes (on copies, see [`with_data`]).
     Verify,
     /// Check their extent only ([`Reach::Unread`]).
     Skip,
@@ -311,6 +367,9 @@ pub struct Engine<'a> {
     ancestors: Vec<u64>,
     work: u64,
     budget: u64,
+    /// Per depth: outcomes of the current table's DATA blocks verified
+    /// ahead in parallel, by slot (reused from table to table).
+    ahead: Vec<Vec<Option<Result<CheckOutcome, CorruptKind>>>>,
 }
 
 impl<'a> Engine<'a> {
@@ -318,7 +377,7 @@ impl<'a> Engine<'a> {
         // One blockref per 128 bytes of node media, nodes never entered
         // twice: the logical size / 128 bounds any traversal.
         let budget = opts.budget.unwrap_or_else(|| (fs.device.logical_size() / 128).saturating_add(1 << 16));
-        Engine { fs, opts, seen: HashMap::new(), ancestors: Vec::new(), work: 0, budget }
+        Engine { fs, opts, seen: HashMap::new(), ancestors: Vec::new(), work: 0, budget, ahead: Vec::new() }
     }
 
     /// Blockrefs met so far.
@@ -361,6 +420,7 @@ impl<'a> Engine<'a> {
     ) -> (V::Out, Flow) {
         let (lo, hi) = self.opts.range;
         let wanted = |b: &Blockref| b.kind() != BlockrefType::Empty && b.key_end() >= lo && b.key.get() <= hi;
+        self.verify_ahead(set, depth, &wanted);
         let mut sum = V::Out::default();
         if self.opts.key_order {
             let mut order: Vec<usize> = (0..set.len()).filter(|&i| wanted(&set[i])).collect();
@@ -380,6 +440,32 @@ impl<'a> Engine<'a> {
         (sum, Flow::Continue)
     }
 
+    /// Verifies the DATA blocks of `set` on every core when there are
+    /// enough of them (see [`PARALLEL_BYTES`]); [`Engine::reach`] picks the
+    /// outcomes up by slot.
+    fn verify_ahead(&mut self, set: &[Blockref], depth: usize, wanted: &(dyn Fn(&Blockref) -> bool + Sync)) {
+        if self.ahead.len() <= depth {
+            self.ahead.resize_with(depth + 1, Vec::new);
+        }
+        let ahead = &mut self.ahead[depth];
+        ahead.clear();
+        if self.opts.data != DataBlocks::Verify || !self.opts.verify || depth >= self.opts.max_depth {
+            return;
+        }
+        let extent = |b: &Blockref| match (b.kind(), media_extent(b)) {
+            (BlockrefType::Data, Ok(Some(e))) if wanted(b) => Some(e),
+            _ => None,
+        };
+        let bytes: usize = set.iter().filter_map(extent).map(|(_, len)| len).sum();
+        if bytes < PARALLEL_BYTES {
+            return;
+        }
+        let fs = self.fs;
+        set.par_iter()
+            .map(|b| extent(b).map(|(off, len)| verify_data(fs, b, off, len)))
+            .collect_into_vec(ahead);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn one<V: Visitor<'a>>(
         &mut self,
@@ -395,7 +481,7 @@ impl<'a> Engine<'a> {
             *sum += out;
             return Flow::Continue;
         }
-        let (reach, check) = self.reach(bref, depth, visitor.group());
+        let (reach, check) = self.reach(bref, depth, index, visitor.group());
         let node = Node { depth, index, parent_off, bref, reach, check };
         match visitor.visit(&node, ctx) {
             Step::Stop => Flow::Stop,
@@ -419,7 +505,13 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn reach(&mut self, bref: &Blockref, depth: usize, group: u32) -> (Reach<'a>, CheckOutcome) {
+    fn reach(
+        &mut self,
+        bref: &Blockref,
+        depth: usize,
+        index: usize,
+        group: u32,
+    ) -> (Reach<'a>, CheckOutcome) {
         let none = CheckOutcome::NotChecked;
         self.work += 1;
         if self.work > self.budget {
@@ -433,26 +525,30 @@ impl<'a> Engine<'a> {
             Ok(None) => return (Reach::NoMedia, none),
             Ok(Some(e)) => e,
         };
-        let is_data = bref.kind() == BlockrefType::Data;
-        if is_data && self.opts.data == DataBlocks::Skip {
-            return match self.fs.device.map_logical(off, len as u64) {
-                Some(_) => (Reach::Unread { offset: off, len }, none),
-                None => (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none),
+        if bref.kind() == BlockrefType::Data {
+            if self.fs.device.map_logical(off, len as u64).is_none() {
+                return (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none);
+            }
+            if self.opts.data == DataBlocks::Skip || !self.opts.verify {
+                return (Reach::Unread { offset: off, len }, none);
+            }
+            let ahead = self.ahead.get_mut(depth).and_then(|a| a.get_mut(index)).and_then(Option::take);
+            return match ahead.unwrap_or_else(|| verify_data(self.fs, bref, off, len)) {
+                Ok(outcome) => (Reach::Unread { offset: off, len }, outcome),
+                Err(kind) => (Reach::Failed(kind), none),
             };
         }
-        if !is_data && self.ancestors.contains(&off) {
+        if self.ancestors.contains(&off) {
             return (Reach::Failed(CorruptKind::Cycle), none);
         }
         let Ok(media) = self.fs.device.read(off, len) else {
             return (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none);
         };
         let outcome = if self.opts.verify { check::verify(bref, media) } else { none };
-        if !is_data {
-            if let Some(&(group, first)) = self.seen.get(&off) {
-                return (Reach::Shared { group, first, media }, outcome);
-            }
-            self.seen.insert(off, (group, bref.kind()));
+        if let Some(&(group, first)) = self.seen.get(&off) {
+            return (Reach::Shared { group, first, media }, outcome);
         }
+        self.seen.insert(off, (group, bref.kind()));
         (Reach::Media(media), outcome)
     }
 }
@@ -462,8 +558,13 @@ pub struct Visit<'a> {
     pub depth: usize,
     pub location: Location,
     pub bref: &'a Blockref,
-    /// Physical media bytes, when the blockref has media and it could be read.
+    /// Physical media bytes, when the blockref has media and it could be
+    /// read (DATA blocks only with [`WalkOptions::read_data`], as mapped
+    /// bytes: the device keeps their residency bounded).
     pub media: Option<&'a [u8]>,
+    /// Where the media lies (offset, length) when it lies inside the
+    /// volumes, read or not.
+    pub extent: Option<(u64, usize)>,
     /// Check-code outcome (NotChecked when there is no media).
     pub check: CheckOutcome,
     /// What went wrong reaching or reading this blockref.
@@ -500,7 +601,10 @@ impl Default for WalkOptions {
 }
 
 struct FullWalk<'v, 'a> {
+    fs: &'a Hammer2,
     visit: &'v mut dyn FnMut(&Visit<'a>),
+    /// DATA blocks are read (and verified) by the engine.
+    read_data: bool,
     stats: WalkStats,
 }
 
@@ -511,7 +615,12 @@ impl<'a> Visitor<'a> for FullWalk<'_, 'a> {
     fn visit(&mut self, node: &Node<'a>, _: &()) -> Step<(), Nothing> {
         let s = &mut self.stats;
         s.blockrefs += 1;
-        if let Some(m) = node.raw_media() {
+        // DATA blocks were verified on copies; the visitor gets them mapped.
+        let media = match node.reach {
+            Reach::Unread { offset, len } if self.read_data => self.fs.device.read(offset, len).ok(),
+            _ => node.raw_media(),
+        };
+        if let Some(m) = media {
             s.with_media += 1;
             s.bytes += m.len() as u64;
             match node.check {
@@ -527,7 +636,8 @@ impl<'a> Visitor<'a> for FullWalk<'_, 'a> {
             depth: node.depth,
             location: node.location(),
             bref: node.bref,
-            media: node.raw_media(),
+            media,
+            extent: node.extent(),
             check: node.check.clone(),
             error,
             shared: node.is_shared(),
@@ -547,7 +657,7 @@ pub fn walk<'a>(
 ) -> Result<WalkStats> {
     let data = if opts.read_data { DataBlocks::Verify } else { DataBlocks::Skip };
     let mut engine = Engine::new(fs, Options { max_depth: opts.max_depth, data, ..Default::default() });
-    let mut v = FullWalk { visit, stats: WalkStats::default() };
+    let mut v = FullWalk { fs, visit, read_data: opts.read_data, stats: WalkStats::default() };
     engine.run(root.blockset(fs), 0, &(), &mut v);
     Ok(v.stats)
 }

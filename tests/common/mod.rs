@@ -2,6 +2,7 @@
 //! cargo's per-target temporary directory, once per image.
 #![allow(dead_code)]
 
+pub mod digest;
 pub mod loopdev;
 pub mod maint;
 pub mod model;

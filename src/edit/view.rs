@@ -1,0 +1,139 @@
+//! Read commands inside a writing run: they see the session, that is the
+//! changes of the commands before them, not only the committed image.
+
+use super::{mode_string, stdout_error, Events, Options};
+use crate::cli::edit::EditCommand;
+use crate::error::{Error, Result};
+use crate::format::{Blockref, BlockrefType, InodeData, ObjType};
+use crate::fsops::{PfsRef, Session};
+use crate::pfs::Inode;
+use crate::tree::Tree;
+use std::io::Write;
+
+/// The inode `path` names in the session ('/': the PFS root).
+fn resolve(session: &Session, pfs: &PfsRef, path: &str) -> Result<(u64, InodeData)> {
+    let (_, name, e) = session.resolve_parent(pfs, path)?;
+    let inum = match (name.is_empty(), e) {
+        (true, _) => pfs.root_inum,
+        (false, Some(e)) => e.inum,
+        (false, None) => return Err(Error::NotFound(path.to_string())),
+    };
+    Ok((inum, session.inode_data(pfs, inum)?))
+}
+
+/// Runs one read command on the session's state. `get` extracts through
+/// the read path, which knows only the image as last committed: with
+/// uncommitted changes it says so.
+pub(super) fn execute_in_session(
+    session: &Session,
+    pfs: &PfsRef,
+    opts: &Options,
+    cmd: &EditCommand,
+    out: &mut dyn Write,
+    events: &mut dyn Events,
+) -> Result<()> {
+    let w = stdout_error;
+    match cmd {
+        EditCommand::Cat { path } => {
+            let (inum, ip) = resolve(session, pfs, path)?;
+            if ip.meta.obj_type() == ObjType::Directory {
+                return Err(Error::IsADirectory(path.clone()));
+            }
+            let mut buf = std::io::BufWriter::new(&mut *out);
+            session.read_data(pfs, inum, &mut buf)?;
+            buf.flush().map_err(w)?;
+        }
+        EditCommand::Stat { json, path } => {
+            let (inum, ip) = resolve(session, pfs, path)?;
+            // The blockref as the session knows it is not meaningful before
+            // the commit: show the inode's key alone.
+            let mut bref = Blockref::zeroed();
+            bref.type_ = BlockrefType::Inode.into();
+            bref.key = inum.into();
+            let ino = Inode { bref: &bref, loc: Default::default(), data: &ip };
+            let report = crate::dump::inode::describe(&pfs.label, Some(path.clone()), &ino);
+            if *json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| Error::InvalidArgument(format!("cannot encode JSON: {e}")))?;
+                writeln!(out, "{text}").map_err(w)?;
+            } else {
+                out.write_all(report.to_text().as_bytes()).map_err(w)?;
+            }
+        }
+        EditCommand::Ls { long, all, path } => {
+            let (inum, ip) = resolve(session, pfs, path)?;
+            let mut out = std::io::BufWriter::new(out);
+            if ip.meta.obj_type() != ObjType::Directory {
+                let name = path.rsplit('/').next().unwrap_or(path).to_string();
+                entry(session, pfs, inum, &ip, name.as_bytes(), *long, &mut out)?;
+            } else {
+                let mut entries = session.readdir(pfs, inum)?;
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                for (name, e) in entries.iter().filter(|(n, _)| *all || !n.starts_with(b".")) {
+                    if *long {
+                        let child = session.inode_data(pfs, e.inum)?;
+                        entry(session, pfs, e.inum, &child, name, true, &mut out)?;
+                    } else {
+                        out.write_all(name).map_err(w)?;
+                        out.write_all(b"\n").map_err(w)?;
+                    }
+                }
+            }
+            out.flush().map_err(w)?;
+        }
+        EditCommand::Get { .. }
+        | EditCommand::Pfs
+        | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
+            if session.is_dirty() {
+                events.note(
+                    "get and pfs read the image as last committed: the changes of earlier commands \
+                     are not included (put `commit` before them)",
+                );
+            }
+            let tree = Tree::new(&session.fs);
+            let view = || match opts.pfs.as_deref() {
+                Some(l) => crate::pfs::Pfs::find(&tree, l),
+                None => crate::pfs::Pfs::default(&tree),
+            };
+            super::execute(&tree, view, cmd.clone(), out, events)?;
+        }
+        _ => return Err(Error::InvalidArgument("internal error: not a read command".into())),
+    }
+    Ok(())
+}
+
+/// One `ls` line (as [`super::print_entry`], from the session).
+fn entry(
+    session: &Session,
+    pfs: &PfsRef,
+    inum: u64,
+    ip: &InodeData,
+    name: &[u8],
+    long: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let w = stdout_error;
+    if long {
+        let m = &ip.meta;
+        write!(
+            out,
+            "{} {:>3} {:>5} {:>5} {:>10} {} ",
+            mode_string(m.obj_type(), m.mode.get()),
+            m.nlinks.get(),
+            m.unix_uid(),
+            m.unix_gid(),
+            m.size.get(),
+            crate::timefmt::short(m.mtime.get())
+        )
+        .map_err(w)?;
+    }
+    out.write_all(name).map_err(w)?;
+    if long && ip.meta.obj_type() == ObjType::Softlink {
+        let mut target = Vec::new();
+        session.read_data(pfs, inum, &mut target)?;
+        out.write_all(b" -> ").map_err(w)?;
+        out.write_all(&target).map_err(w)?;
+    }
+    out.write_all(b"\n").map_err(w)?;
+    Ok(())
+}

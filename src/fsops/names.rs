@@ -1,0 +1,293 @@
+//! Operations on names: hard links, symbolic links, device nodes and
+//! FIFOs, and rename.
+//!
+//! How current HAMMER2 keeps them (hammer2_xops.c, hammer2_inode.c since
+//! the 2017 rework; the `varied` fixture agrees): every inode lives in the
+//! PFS root's inode index, keyed by its number, and a directory entry only
+//! names an inode number. A hard link is one more entry naming the same
+//! number, with the inode's `nlinks` counting the entries; there are no
+//! hardlink-target inodes any more. Directories keep `nlinks` 1 (their
+//! subdirectories are not counted, unlike UFS). A symbolic link keeps its
+//! target as file data (embedded up to 512 bytes). Device nodes carry
+//! their numbers in `rmajor`/`rminor`; FIFOs and sockets are inodes of
+//! their object type with no data.
+
+use super::{check_new_name, free_dirent_key, invalid, now_us, Attrs, DirEntry, PfsRef, Session};
+use crate::error::{Error, Result};
+use crate::format::{CheckMethod, InodeData, ObjType, DIRHASH_VISIBLE};
+use crate::walk::Flow;
+
+impl Session {
+    /// An existing entry: (directory, name, entry). The root has no entry.
+    pub(crate) fn existing(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>, DirEntry)> {
+        let (dir, name, e) = self.resolve_parent(pfs, path)?;
+        if name.is_empty() {
+            return Err(invalid(format!("{path}: the PFS root has no name to change")));
+        }
+        let e = e.ok_or_else(|| Error::NotFound(path.to_string()))?;
+        Ok((dir, name, e))
+    }
+
+    /// A copy of inode `inum`.
+    pub fn inode_data(&self, pfs: &PfsRef, inum: u64) -> Result<InodeData> {
+        self.with_inode(pfs, inum, |ip, _| Ok(*ip))
+    }
+
+    /// Whether directory `inum` holds no entries.
+    pub(crate) fn dir_is_empty(&self, pfs: &PfsRef, inum: u64) -> Result<bool> {
+        self.with_inode(pfs, inum, |_, table| {
+            let mut any = false;
+            table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, _, _| {
+                any |= b.kind() == crate::format::BlockrefType::Dirent;
+                Ok(if any { Flow::Stop } else { Flow::Continue })
+            })?;
+            Ok(!any)
+        })
+    }
+
+    /// Where a new name `path` goes: (directory, name), refused when taken.
+    fn new_name(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>)> {
+        let (dir, name, existing) = self.resolve_parent(pfs, path)?;
+        if name.is_empty() {
+            return Err(invalid(format!("{path}: needs a name")));
+        }
+        check_new_name(&name)?;
+        if existing.is_some() {
+            return Err(invalid(format!("{path}: already exists")));
+        }
+        Ok((dir, name))
+    }
+
+    /// The check method and a free entry key for `name` in directory `dir`.
+    fn dirent_slot(&self, pfs: &PfsRef, dir: u64, name: &[u8]) -> Result<(CheckMethod, u64)> {
+        self.with_inode(pfs, dir, |dip, table| {
+            if dip.meta.obj_type() != ObjType::Directory {
+                return Err(Error::NotADirectory(format!("inode {dir}")));
+            }
+            Ok((CheckMethod::from(dip.meta.check_algo & 15), free_dirent_key(&self.fs, table, name)?))
+        })
+    }
+
+    /// `ln`: a new name `new` for the file at `target` (not a directory).
+    pub fn link(&mut self, pfs: &PfsRef, target: &str, new: &str) -> Result<()> {
+        self.operation(|s| s.link_op(pfs, target, new))
+    }
+
+    fn link_op(&mut self, pfs: &PfsRef, target: &str, new: &str) -> Result<()> {
+        let (_, _, e) = self.existing(pfs, target)?;
+        if e.obj_type == ObjType::Directory {
+            return Err(invalid(format!("{target}: hard links to directories are not allowed")));
+        }
+        let (dir, name) = self.new_name(pfs, new)?;
+        let (check, dkey) = self.dirent_slot(pfs, dir, &name)?;
+        self.add_dirent(pfs, dir, dkey, &name, e.inum, e.obj_type, check)?;
+        let chain = self.inode_mut(pfs, e.inum)?;
+        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.nlinks = ip.meta.nlinks.get().saturating_add(1).into();
+        ip.meta.ctime = now_us().into();
+        Ok(())
+    }
+
+    /// `ln -s`: a symbolic link `path` holding `target`.
+    pub fn symlink(&mut self, pfs: &PfsRef, path: &str, target: &[u8], attrs: Attrs) -> Result<u64> {
+        self.operation(|s| s.symlink_op(pfs, path, target, attrs))
+    }
+
+    fn symlink_op(&mut self, pfs: &PfsRef, path: &str, target: &[u8], attrs: Attrs) -> Result<u64> {
+        if target.is_empty() || target.len() > 1023 || target.contains(&0) {
+            return Err(invalid(format!("{path}: a link target is 1 to 1023 bytes without NUL")));
+        }
+        let (dir, name) = self.new_name(pfs, path)?;
+        let inum = self.create(pfs, dir, &name, ObjType::Softlink, attrs)?;
+        self.write_contents(pfs, inum, target, target.len() as u64)?;
+        Ok(inum)
+    }
+
+    /// `mknod`/`mkfifo`: a device node (`rdev`: major, minor), FIFO or socket.
+    pub fn mknod(
+        &mut self,
+        pfs: &PfsRef,
+        path: &str,
+        kind: ObjType,
+        attrs: Attrs,
+        rdev: (u32, u32),
+    ) -> Result<u64> {
+        self.operation(|s| s.mknod_op(pfs, path, kind, attrs, rdev))
+    }
+
+    fn mknod_op(
+        &mut self,
+        pfs: &PfsRef,
+        path: &str,
+        kind: ObjType,
+        attrs: Attrs,
+        rdev: (u32, u32),
+    ) -> Result<u64> {
+        if !matches!(kind, ObjType::Cdev | ObjType::Bdev | ObjType::Fifo | ObjType::Socket) {
+            return Err(invalid(format!("{path}: mknod makes device nodes, FIFOs and sockets, not {kind}")));
+        }
+        let (dir, name) = self.new_name(pfs, path)?;
+        let inum = self.create(pfs, dir, &name, kind, attrs)?;
+        if matches!(kind, ObjType::Cdev | ObjType::Bdev) {
+            let chain = self.inode_mut(pfs, inum)?;
+            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            ip.meta.rmajor = rdev.0.into();
+            ip.meta.rminor = rdev.1.into();
+        }
+        Ok(inum)
+    }
+
+    /// `rename(2)`: `from` takes the name `to`, across directories. An
+    /// existing `to` is replaced when both are files (non-directories) or
+    /// both directories and `to` is empty; a directory cannot move below
+    /// itself; two names of one inode leave everything as it is.
+    pub fn rename(&mut self, pfs: &PfsRef, from: &str, to: &str) -> Result<()> {
+        self.operation(|s| s.rename_op(pfs, from, to))
+    }
+
+    fn rename_op(&mut self, pfs: &PfsRef, from: &str, to: &str) -> Result<()> {
+        let (sdir, _, se) = self.existing(pfs, from)?;
+        let (tdir, tname, te) = self.resolve_parent(pfs, to)?;
+        if tname.is_empty() {
+            return Err(invalid(format!("{to}: the PFS root cannot be replaced")));
+        }
+        check_new_name(&tname)?;
+        let src_dir = se.obj_type == ObjType::Directory;
+        if src_dir {
+            // Paths are resolved without symlinks or '..': below `from`
+            // means a longer path with `from`'s components as its prefix.
+            let f = crate::namespace::user_path(from)?;
+            let t = crate::namespace::user_path(to)?;
+            if t.len() > f.len() && t[..f.len()] == f[..] {
+                return Err(invalid(format!("{from}: cannot move a directory into itself ({to})")));
+            }
+        }
+        if let Some(te) = &te {
+            if te.inum == se.inum {
+                return Ok(());
+            }
+            match (src_dir, te.obj_type == ObjType::Directory) {
+                (true, true) if !self.dir_is_empty(pfs, te.inum)? => {
+                    return Err(invalid(format!("{to}: directory not empty")))
+                }
+                (true, false) => return Err(Error::NotADirectory(to.to_string())),
+                (false, true) => return Err(Error::IsADirectory(to.to_string())),
+                _ => {}
+            }
+        }
+        // Everything checked: change.
+        let (check, _) = self.dirent_slot(pfs, tdir, &tname)?;
+        if let Some(te) = te {
+            let tip = self.inode_data(pfs, te.inum)?;
+            self.drop_dirent(pfs, tdir, te.key)?;
+            self.unlink_inode(pfs, &tip)?;
+        }
+        self.drop_dirent(pfs, sdir, se.key)?;
+        let (_, dkey) = self.dirent_slot(pfs, tdir, &tname)?;
+        self.add_dirent(pfs, tdir, dkey, &tname, se.inum, se.obj_type, check)?;
+        let chain = self.inode_mut(pfs, se.inum)?;
+        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.ctime = now_us().into();
+        if src_dir || ip.meta.nlinks.get() <= 1 {
+            ip.meta.iparent = tdir.into();
+        }
+        Ok(())
+    }
+}
+
+impl Session {
+    /// The entries of directory `dir`, in key order.
+    pub fn readdir(&self, pfs: &PfsRef, dir: u64) -> Result<Vec<(Vec<u8>, DirEntry)>> {
+        self.with_inode(pfs, dir, |dip, table| {
+            if dip.meta.obj_type() != ObjType::Directory {
+                return Err(Error::NotADirectory(format!("inode {dir}")));
+            }
+            let mut out = Vec::new();
+            let mut failure = None;
+            table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, chain, loc| {
+                if b.kind() != crate::format::BlockrefType::Dirent {
+                    return Ok(Flow::Continue);
+                }
+                match super::dirent_name(&self.fs, b, chain, loc) {
+                    Ok(name) => {
+                        let h = b.dirent();
+                        let e = DirEntry {
+                            key: b.key.get(),
+                            inum: h.inum.get(),
+                            obj_type: ObjType::from(h.type_),
+                        };
+                        out.push((name, e));
+                        Ok(Flow::Continue)
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        Ok(Flow::Stop)
+                    }
+                }
+            })?;
+            match failure {
+                Some(e) => Err(e),
+                None => Ok(out),
+            }
+        })
+    }
+
+    /// Removes the entry `name` of directory `dir` (`path` names it in
+    /// errors); a directory must be empty and `dir_ok` set.
+    pub fn remove_entry(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        e: &DirEntry,
+        path: &str,
+        dir_ok: bool,
+    ) -> Result<()> {
+        self.operation(|s| s.remove_entry_op(pfs, dir, e, path, dir_ok))
+    }
+
+    /// The contents of file (or symlink) `inum` as this session sees them,
+    /// holes as zeros. In a dry run the blocks written by this session are
+    /// not on media: reading one is refused.
+    pub fn read_data(&self, pfs: &PfsRef, inum: u64, out: &mut dyn std::io::Write) -> Result<()> {
+        let wr = |source| Error::Io { path: "output".into(), op: "write", offset: 0, source };
+        let ip = self.inode_data(pfs, inum)?;
+        let size = ip.meta.size.get();
+        if ip.meta.is_directdata() {
+            let n = (size as usize).min(ip.u.len());
+            return out.write_all(&ip.u[..n]).map_err(wr);
+        }
+        let mut blocks = Vec::new();
+        self.with_inode(pfs, inum, |_, table| {
+            table.scan(&self.fs, 0, u64::MAX, &mut |b, _, loc| {
+                if b.kind() == crate::format::BlockrefType::Data {
+                    blocks.push((*b, loc.clone()));
+                }
+                Ok(Flow::Continue)
+            })
+        })?;
+        blocks.sort_by_key(|(b, _)| b.key.get());
+        let zeros = vec![0u8; 65536];
+        let mut pos = 0u64;
+        for (b, loc) in blocks {
+            let key = b.key.get();
+            if key >= size {
+                break;
+            }
+            while pos < key {
+                let n = (key - pos).min(zeros.len() as u64) as usize;
+                out.write_all(&zeros[..n]).map_err(wr)?;
+                pos += n as u64;
+            }
+            let data = self.block_data(&b, &loc)?;
+            let n = (data.len() as u64).min(size - key) as usize;
+            out.write_all(&data[..n]).map_err(wr)?;
+            pos = key + n as u64;
+        }
+        while pos < size {
+            let n = (size - pos).min(zeros.len() as u64) as usize;
+            out.write_all(&zeros[..n]).map_err(wr)?;
+            pos += n as u64;
+        }
+        Ok(())
+    }
+}
