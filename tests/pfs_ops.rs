@@ -217,6 +217,10 @@ fn maintenance_commands_through_hammer2_edit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("before other write commands"));
     assert!(!snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"), "/late was created");
+    // After a `commit` line it runs, on what was committed.
+    std::fs::write(&script, "mkdir /late\ncommit\nbulkfree\n").unwrap();
+    edit_ok(&["-f", script.to_str().unwrap(), &spec]);
+    assert!(snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"));
     our_fsck_clean(&spec);
     oracle_fsck(&spec);
     makefs_mounts_and_bulkfrees(&img);
