@@ -14,27 +14,17 @@ mod support;
 const FILES: usize = 20_000;
 const DIRS: usize = 200;
 
-fn measure(cmd: &mut Command) -> (f64, i64) {
-    let (secs, rss, st) = support::measure(cmd);
-    assert!(st.success(), "{cmd:?}: {st}");
-    (secs, rss)
-}
+use support::measure_ok as measure;
 
 fn source_tree(root: &Path) -> PathBuf {
-    let src = root.join("src");
-    let stamp = root.join("src.done");
-    if stamp.exists() {
-        return src;
-    }
-    let _ = std::fs::remove_dir_all(&src);
-    for f in 0..FILES {
-        let d = src.join(format!("d{:03}", f % DIRS));
-        std::fs::create_dir_all(&d).unwrap();
-        let body: Vec<u8> = (0..64 + f % 4000).map(|i| b"maintenance bench\n"[(i + f) % 18]).collect();
-        std::fs::write(d.join(format!("f{f:05}")), body).unwrap();
-    }
-    std::fs::write(&stamp, "").unwrap();
-    src
+    support::generated_once(root, "src", |src| {
+        for f in 0..FILES {
+            let d = src.join(format!("d{:03}", f % DIRS));
+            std::fs::create_dir_all(&d).unwrap();
+            let body: Vec<u8> = (0..64 + f % 4000).map(|i| b"maintenance bench\n"[(i + f) % 18]).collect();
+            std::fs::write(d.join(format!("f{f:05}")), body).unwrap();
+        }
+    })
 }
 
 fn main() {
