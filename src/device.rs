@@ -694,6 +694,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rollback_puts_back_what_writes_overwrote() {
+        let first: Vec<u8> = (0..8192u32).map(|i| (i % 251) as u8).collect();
+        let mut d =
+            Device::from_backends(vec![Box::new(MemBackend::new("m", first.clone(), Access::ReadWrite))]);
+        d.set_extent(0, Extent { loff: 0, size: 8192 }).unwrap();
+        d.begin_undo();
+        d.write(100, &[7; 300]).unwrap();
+        d.write(200, &[9; 4000]).unwrap(); // overlaps the first write
+        d.write(6000, &[1; 10]).unwrap();
+        assert_ne!(d.read(0, 8192).unwrap(), &first[..]);
+        d.rollback().unwrap();
+        assert_eq!(d.read(0, 8192).unwrap(), &first[..], "byte-identical after rollback");
+        // After end_undo writes stay; a rollback without begin_undo does nothing.
+        d.begin_undo();
+        d.write(0, &[5; 16]).unwrap();
+        d.end_undo();
+        d.rollback().unwrap();
+        assert_eq!(d.read(0, 16).unwrap(), &[5; 16]);
+    }
+
+    #[test]
     fn logical_mapping_across_volumes() {
         let a: Box<dyn Backend> = Box::new(MemBackend::zeroed("a", 4096));
         let b: Box<dyn Backend> = Box::new(MemBackend::zeroed("b", 2048));

@@ -8,24 +8,11 @@
 mod common;
 
 use common::digest::sparse_sha256;
+use common::editor::{edit, edit_ok, text};
 use common::oracle::{makefs, makefs_read, reference_fsck};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-
-fn edit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hammer2_edit")).args(args).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn edit_ok(args: &[&str]) -> Output {
-    let out = edit(args);
-    assert!(out.status.success(), "{args:?} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    out
-}
 
 /// Runs `script` (';' or newlines between commands) with -c.
 fn script_ok(spec: &str, script: &str) -> Output {
@@ -33,7 +20,11 @@ fn script_ok(spec: &str, script: &str) -> Output {
 }
 
 fn scratch(dir: &Path) -> (PathBuf, String) {
-    let img = common::scratch_copy("small-iscsi", dir);
+    scratch_named("small-iscsi", dir)
+}
+
+fn scratch_named(name: &str, dir: &Path) -> (PathBuf, String) {
+    let img = common::scratch_copy(name, dir);
     let spec = img.to_str().unwrap().to_string();
     (img, spec)
 }
@@ -281,6 +272,10 @@ fn mknod_and_mkfifo_make_special_files() {
     assert_eq!(stat(&spec, "/sock", "type"), "socket");
     assert_eq!(stat(&spec, "/f2", "mode"), "0640");
     let ls = text(&edit_ok(&[&spec, "ls", "-l", "/"]).stdout);
+    assert!(
+        ls.lines().any(|l| l.starts_with("crw-r--r--") && l.contains(" 5, 1 ") && l.ends_with(" tty")),
+        "{ls}"
+    );
     for (c, name) in [('c', "tty"), ('b', "sda"), ('p', "p"), ('s', "sock")] {
         assert!(ls.lines().any(|l| l.starts_with(c) && l.ends_with(&format!(" {name}"))), "{ls}");
     }
@@ -591,22 +586,30 @@ fn a_hundred_mixed_commands_match_the_same_on_a_host_directory() {
     if unsafe { libc::geteuid() } != 0 {
         panic!("this test compares modes and owners as extracted and must run as root");
     }
-    for seed in [0x5eed_0001u64, 0x5eed_0002] {
+    // Two fresh images of our newfs, and a fixture written by makefs
+    // (the kernel's code) whose existing tree the host copy starts from.
+    for (seed, fixture) in [(0x5eed_0001u64, None), (0x5eed_0002, None), (0x5eed_0003, Some("small-iscsi"))] {
         let dir = tempfile::tempdir().unwrap();
-        let (img, spec) = {
-            // A fresh image from our newfs: the host tree starts empty too.
-            let img = dir.path().join("fresh.img");
-            let out = Command::new(env!("CARGO_BIN_EXE_newfs_hammer2"))
-                .args(["-s", "2G", img.to_str().unwrap()])
-                .output()
-                .unwrap();
-            assert!(out.status.success(), "newfs: {}", text(&out.stderr));
-            let spec = img.to_str().unwrap().to_string();
-            (img, spec)
+        let (img, spec) = match fixture {
+            Some(name) => scratch_named(name, dir.path()),
+            None => {
+                let img = dir.path().join("fresh.img");
+                let out = Command::new(env!("CARGO_BIN_EXE_newfs_hammer2"))
+                    .args(["-s", "2G", img.to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "newfs: {}", text(&out.stderr));
+                let spec = img.to_str().unwrap().to_string();
+                (img, spec)
+            }
         };
         let host = dir.path().join("host");
+        if fixture.is_some() {
+            edit_ok(&[&spec, "get", "/", host.to_str().unwrap()]);
+        } else {
+            std::fs::create_dir(&host).unwrap();
+        }
         let files = dir.path().join("files");
-        std::fs::create_dir(&host).unwrap();
         std::fs::create_dir(&files).unwrap();
         let script = scenario(seed, 100, &host, &files);
         let path = dir.path().join("script.txt");

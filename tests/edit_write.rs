@@ -7,24 +7,10 @@ mod common;
 
 use common::content;
 use common::digest::sparse_sha256 as sha256;
+use common::editor::{edit, edit_ok, text};
 use common::oracle::makefs_read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn edit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hammer2_edit")).args(args).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Runs hammer2_edit and asserts exit 0.
-fn edit_ok(args: &[&str]) -> Output {
-    let out = edit(args);
-    assert!(out.status.success(), "{args:?} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
-    out
-}
 
 /// A scratch copy of fixture `name` in `dir`, and its path as a string.
 fn scratch(name: &str, dir: &Path) -> (PathBuf, String) {

@@ -6,7 +6,7 @@ mod common;
 
 use anyhow::Context;
 use clap::Parser;
-use hammer2::cli::edit::EditCli;
+use hammer2::cli::edit::{EditCli, EditCommand};
 use hammer2::edit::{self, EditReport, Events, Line, Options, Outcome};
 use hammer2::extract::ExtractStats;
 use hammer2::import::ImportReport;
@@ -30,7 +30,21 @@ fn commands(cli: &EditCli) -> anyhow::Result<Vec<Line>> {
         return edit::script::split(r).map_err(lift);
     }
     if let Some(path) = &cli.script {
-        return edit::script::read(path).map_err(lift);
+        let lines = edit::script::read(path).map_err(lift)?;
+        let reads_stdin = |l: &Line| {
+            matches!(edit::parse(&l.words), edit::Parsed::Run(EditCommand::Write { host: None, .. }))
+                || matches!(edit::parse(&l.words),
+                edit::Parsed::Run(EditCommand::Write { host: Some(h), .. }) if h == "-")
+        };
+        if path == "-" {
+            if let Some(l) = lines.iter().find(|l| reads_stdin(l)) {
+                return Err(common::usage(format!(
+                    "line {}: {}: standard input holds the script; give write a host file",
+                    l.number, l.text
+                )));
+            }
+        }
+        return Ok(lines);
     }
     if cli.command.is_empty() {
         return Err(common::usage(

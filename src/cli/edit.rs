@@ -11,22 +11,43 @@ Read commands:
   get [--force] PATH DEST       extract a file or tree into the host directory DEST
   pfs                           list the PFSs
 
-Write commands:
+Write commands (POSIX semantics):
   mkdir [-p] [-m MODE] PATH...  create directories (mode 0755 unless -m)
   put HOSTFILE PATH             copy a host file to PATH (or into directory PATH)
-  rm [-d] PATH...               remove files, symlinks (-d: empty directories)
+  rm [-d] [-r] [-f] PATH...     remove files, symlinks (-d: empty directories; -r: trees)
   rmdir PATH...                 remove empty directories
+  mv [-T] SOURCE DEST           rename, across directories; into DEST if it is a
+                                directory (unless -T); replaces a file by a file or an
+                                empty directory by a directory, as rename(2)
+  ln [-s] TARGET LINK           hard link (nlinks counts the names), or symbolic link
+  chmod MODE PATH...            permission bits, in octal
+  chown UID[:GID]|:GID PATH...  numeric owner and group
+  touch [-a|-m] [-c] [-d TIME] PATH...
+                                set times (now, or @SECONDS / YYYY-MM-DDTHH:MM:SS UTC);
+                                creates missing files unless -c
+  truncate -s SIZE PATH...      grow with a hole or shrink (blocks past the end freed)
+  write PATH OFFSET [HOSTFILE]  overwrite bytes at OFFSET from HOSTFILE or stdin
+  mknod [-m MODE] PATH TYPE [MAJOR MINOR]
+                                c/b device node, p FIFO, s socket
+  mkfifo [-m MODE] PATH...      FIFOs
+  commit                        commit what came before (scripts)
 
-All the write commands of one invocation (argv, -R or a -f script) are one
-transaction: they are checked first, then applied and committed together at
-the end. If any command fails, nothing is written and the image stays
-byte-identical. The image is opened for writing only when a write command is
-given. Read commands in a script that writes show the image as it was before
-the invocation, not the script's earlier changes. -n (--dry-run) runs
-everything, prints what would change and writes nothing. After a commit, one
-line gives the transaction id, the header copy written and the blocks written
-(-q: nothing; --json: a JSON object). New directories and files belong to the
-invoking user; put keeps the host file's mode, owner and mtime.
+Scripts (-f FILE, '-' for stdin; -c 'CMD; CMD'): one command per line or per ';',
+'#' starts a comment, words are quoted as a shell quotes them; -v echoes each
+command (scripts from -f always do).
+
+All the write commands of one invocation are one transaction, committed at the
+end (or at each `commit`). By default the first failing command stops the run
+and nothing is written: the image stays byte-identical (what was already put
+into free space is put back). With --keep-going a failing command is undone,
+the failures are counted (exit status 1) and the rest commits. Read commands
+in a script see the changes of the commands before them (get and pfs read the
+image as last committed). The image is opened for writing only when a write
+command is given. -n (--dry-run) runs everything, prints what would change and
+writes nothing. After a commit, one line gives the transaction id, the header
+copy written and the blocks written (-q: nothing; --json: a JSON object).
+New entries belong to the invoking user; put keeps the host file's mode, owner
+and mtime. Parent directories get new mtime and ctime when their entries change.
 
 Paths are resolved from the PFS root: '.' and empty components are ignored
 ('/' and '.' name the root); a '..' component is refused.
@@ -52,7 +73,14 @@ Examples:
   hammer2_edit disk.img mkdir -p /etc/rc.d      create a directory and its parents
   hammer2_edit disk.img put ./rc.conf /etc/     copy a host file into /etc
   hammer2_edit -n disk.img rm /etc/motd         show what removing would do
-  hammer2_edit -f edits.txt disk.img            run a script of edits as one commit";
+  hammer2_edit -f edits.txt disk.img            run a script of edits as one commit
+  hammer2_edit -c 'mv /a /b; ln -s b /a' disk.img
+                                                two commands, one commit
+  hammer2_edit disk.img truncate -s 1G /var/swap  a 1 GiB file that is all hole
+  printf 'v2' | hammer2_edit disk.img write /etc/version 0
+                                                patch two bytes in place
+  hammer2_edit --keep-going -f fixes.txt disk.img
+                                                apply what works, count what fails";
 
 #[derive(Parser)]
 #[command(

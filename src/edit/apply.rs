@@ -161,19 +161,15 @@ pub(super) fn apply(
             if !no_target_directory && is_dir(session, pfs, to) {
                 dst = join(&dst, base_name(&src)?);
             }
-            if session.resolve_parent(pfs, &dst)?.2.is_some() {
-                // rename(2) replaces it: say so.
-                let (_, _, e) = session.resolve_parent(pfs, &dst)?;
-                let e = e.expect("checked above");
-                let (_, _, s) = session.resolve_parent(pfs, &src)?;
-                if s.is_some_and(|s| s.inum != e.inum) {
-                    session.rename(pfs, &src, &dst)?;
-                    changes.push(format!("rename {src} to {dst} (replacing a {})", kind_name(e.obj_type)));
-                    return Ok(());
-                }
-            }
+            // Say what rename(2) replaces (nothing when both name one inode).
+            let (_, _, old) = session.resolve_parent(pfs, &dst)?;
+            let (_, _, moved) = session.resolve_parent(pfs, &src)?;
+            let replaced = match (old, moved) {
+                (Some(o), Some(m)) if o.inum != m.inum => format!(" (replacing a {})", kind_name(o.obj_type)),
+                _ => String::new(),
+            };
             session.rename(pfs, &src, &dst)?;
-            changes.push(format!("rename {src} to {dst}"));
+            changes.push(format!("rename {src} to {dst}{replaced}"));
         }
         EditCommand::Ln { symbolic, target, link } => {
             let (_, mut name) = canonical(link)?;

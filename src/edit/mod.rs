@@ -456,25 +456,43 @@ fn execute<'a>(
 }
 
 fn print_entry(tree: &Tree<'_>, ino: &Inode<'_>, name: &[u8], long: bool, out: &mut dyn Write) -> Result<()> {
+    let target = if long && ino.obj_type() == ObjType::Softlink { Some(read_link(tree, ino)?) } else { None };
+    write_entry(ino.data, name, long, target.as_deref(), out)
+}
+
+/// One `ls` line: the name, or with `long` mode, links, owner, size, time
+/// and name (and a symbolic link's `target`).
+fn write_entry(
+    ip: &crate::format::InodeData,
+    name: &[u8],
+    long: bool,
+    target: Option<&[u8]>,
+    out: &mut dyn Write,
+) -> Result<()> {
     let w = stdout_error;
     if long {
-        let m = &ino.data.meta;
+        let m = &ip.meta;
+        // Device nodes show their numbers where files show a size, as ls(1).
+        let size = match m.obj_type() {
+            ObjType::Cdev | ObjType::Bdev => format!("{}, {}", m.rmajor.get(), m.rminor.get()),
+            _ => m.size.get().to_string(),
+        };
         write!(
             out,
             "{} {:>3} {:>5} {:>5} {:>10} {} ",
-            mode_string(ino.obj_type(), m.mode.get()),
+            mode_string(m.obj_type(), m.mode.get()),
             m.nlinks.get(),
             m.unix_uid(),
             m.unix_gid(),
-            m.size.get(),
+            size,
             crate::timefmt::short(m.mtime.get())
         )
         .map_err(w)?;
     }
     out.write_all(name).map_err(w)?;
-    if long && ino.obj_type() == ObjType::Softlink {
+    if let Some(t) = target {
         out.write_all(b" -> ").map_err(w)?;
-        out.write_all(&read_link(tree, ino)?).map_err(w)?;
+        out.write_all(t).map_err(w)?;
     }
     out.write_all(b"\n").map_err(w)?;
     Ok(())

@@ -1,7 +1,7 @@
 //! Read commands inside a writing run: they see the session, that is the
 //! changes of the commands before them, not only the committed image.
 
-use super::{mode_string, stdout_error, Events, Options};
+use super::{stdout_error, Events, Options};
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType};
@@ -102,7 +102,7 @@ pub(super) fn execute_in_session(
     Ok(())
 }
 
-/// One `ls` line (as [`super::print_entry`], from the session).
+/// One `ls` line of the session's inode `inum`.
 fn entry(
     session: &Session,
     pfs: &PfsRef,
@@ -112,28 +112,11 @@ fn entry(
     long: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let w = stdout_error;
-    if long {
-        let m = &ip.meta;
-        write!(
-            out,
-            "{} {:>3} {:>5} {:>5} {:>10} {} ",
-            mode_string(m.obj_type(), m.mode.get()),
-            m.nlinks.get(),
-            m.unix_uid(),
-            m.unix_gid(),
-            m.size.get(),
-            crate::timefmt::short(m.mtime.get())
-        )
-        .map_err(w)?;
-    }
-    out.write_all(name).map_err(w)?;
+    let mut target = None;
     if long && ip.meta.obj_type() == ObjType::Softlink {
-        let mut target = Vec::new();
-        session.read_data(pfs, inum, &mut target)?;
-        out.write_all(b" -> ").map_err(w)?;
-        out.write_all(&target).map_err(w)?;
+        let mut t = Vec::new();
+        session.read_data(pfs, inum, &mut t)?;
+        target = Some(t);
     }
-    out.write_all(b"\n").map_err(w)?;
-    Ok(())
+    super::write_entry(ip, name, long, target.as_deref(), out)
 }

@@ -60,7 +60,7 @@ pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 pub const DEFAULT_BUDGET: usize = 256 << 20;
 
 /// Bytes of data blocks a dry run keeps to read back (see [`Session::block_data`]).
-pub const DRY_RUN_KEEP: usize = 256 << 20;
+pub const DRY_RUN_KEEP: usize = 64 << 20;
 
 /// First inode number handed out in a PFS (HAMMER2_INODE_START).
 pub const INODE_START: u64 = 1024;
@@ -439,11 +439,7 @@ impl Session {
         };
         let fs = &self.fs;
         let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
-        let now = now_us();
-        if let Some(dip) = dchain.inode_mut() {
-            dip.meta.mtime = now.into();
-            dip.meta.ctime = now.into();
-        }
+        stamp_dir(dchain);
         dchain.insert(fs, slot)?;
         self.dirty = true;
         Ok(())
@@ -456,11 +452,7 @@ impl Session {
         self.changes += 1;
         let fs = &self.fs;
         let dchain = inode_mut(fs, &mut self.root, pfs, dir)?;
-        let now = now_us();
-        if let Some(dip) = dchain.inode_mut() {
-            dip.meta.mtime = now.into();
-            dip.meta.ctime = now.into();
-        }
+        stamp_dir(dchain);
         let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
         let removed = table.remove(fs, dkey, BlockrefType::Dirent)?;
         if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
@@ -966,6 +958,15 @@ const INPUT: &str = "input";
 
 fn input_error(source: std::io::Error) -> Error {
     Error::Io { path: INPUT.into(), op: "read", offset: 0, source }
+}
+
+/// A directory's entries changed: its mtime and ctime become now.
+fn stamp_dir(dchain: &mut Chain) {
+    let now = now_us();
+    if let Some(dip) = dchain.inode_mut() {
+        dip.meta.mtime = now.into();
+        dip.meta.ctime = now.into();
+    }
 }
 
 /// A file's new size, and its mtime and ctime now.

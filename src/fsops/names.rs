@@ -8,7 +8,11 @@
 //! number, with the inode's `nlinks` counting the entries; there are no
 //! hardlink-target inodes any more. Directories keep `nlinks` 1 (their
 //! subdirectories are not counted, unlike UFS). A symbolic link keeps its
-//! target as file data (embedded up to 512 bytes). Device nodes carry
+//! target as file data (embedded up to 512 bytes). A rename takes the old
+//! entry out, enters the new one (replacing a target and dropping one of
+//! its links) and points the inode's `iparent` at the new directory; the
+//! kernel's rename stamps only the directories' mtime, we stamp mtime and
+//! ctime as POSIX asks (as the kernel's link and remove do). Device nodes carry
 //! their numbers in `rmajor`/`rminor`; FIFOs and sockets are inodes of
 //! their object type with no data.
 
@@ -188,9 +192,9 @@ impl Session {
         let chain = self.inode_mut(pfs, se.inum)?;
         let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
         ip.meta.ctime = now_us().into();
-        if src_dir || ip.meta.nlinks.get() <= 1 {
-            ip.meta.iparent = tdir.into();
-        }
+        // As the kernel's rename: `iparent` follows the entry, for files
+        // with several names too (it is a hint for recovery tools).
+        ip.meta.iparent = tdir.into();
         Ok(())
     }
 }

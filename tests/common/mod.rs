@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod digest;
+pub mod editor;
 pub mod loopdev;
 pub mod maint;
 pub mod model;
