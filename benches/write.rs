@@ -15,36 +15,25 @@ const DIRS: usize = 1_000;
 
 mod support;
 
-/// Runs a command that must succeed; returns (seconds, peak RSS in KiB).
-fn measure(cmd: &mut Command) -> (f64, i64) {
-    let (secs, rss, st) = support::measure(cmd);
-    assert!(st.success(), "{cmd:?}: {st}");
-    (secs, rss)
-}
+use support::measure_ok as measure;
 
 /// The source tree: deterministic small files (64 B to 4 KiB).
 fn source_tree(root: &Path) -> PathBuf {
-    let src = root.join("src");
-    let stamp = root.join("src.done");
-    if stamp.exists() {
-        return src;
-    }
-    let _ = std::fs::remove_dir_all(&src);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    for d in 0..DIRS {
-        std::fs::create_dir_all(src.join(format!("d{:02}/d{d:04}", d % 37))).unwrap();
-    }
-    for f in 0..FILES {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        let len = 64 + (x % 4032) as usize;
-        let body: Vec<u8> = (0..len).map(|i| b"abcdefgh ijklmnop\n"[(i + f) % 18]).collect();
-        let d = f % DIRS;
-        std::fs::write(src.join(format!("d{:02}/d{d:04}/f{f:06}", d % 37)), body).unwrap();
-    }
-    std::fs::write(&stamp, "").unwrap();
-    src
+    support::generated_once(root, "src", |src| {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for d in 0..DIRS {
+            std::fs::create_dir_all(src.join(format!("d{:02}/d{d:04}", d % 37))).unwrap();
+        }
+        for f in 0..FILES {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = 64 + (x % 4032) as usize;
+            let body: Vec<u8> = (0..len).map(|i| b"abcdefgh ijklmnop\n"[(i + f) % 18]).collect();
+            let d = f % DIRS;
+            std::fs::write(src.join(format!("d{:02}/d{d:04}/f{f:06}", d % 37)), body).unwrap();
+        }
+    })
 }
 
 /// In the child: imports `src` into the DATA PFS of `img` and commits.

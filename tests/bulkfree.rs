@@ -160,3 +160,67 @@ fn bulkfree_on_a_large_tree_matches_makefs() {
     oracle_fsck(&ours_spec);
     makefs_mounts_and_bulkfrees(&ours);
 }
+
+#[test]
+fn crash_at_any_point_of_snapshot_pfs_delete_and_bulkfree() {
+    use common::recording::{cut_points, open_recorded_into, CrashImage, Log, Rng};
+    let dir = tempfile::tempdir().unwrap();
+    let original = edited("small-iscsi", dir.path());
+    let work = dir.path().join("work.img");
+    common::copy_sparse(&original, &work);
+    let start_tid = hammer2::Hammer2::open_path(&spec_of(&original)).unwrap().voldata.mirror_tid.get();
+
+    let log = Log::default();
+    let mut s = Session::from_fs(open_recorded_into(&work, &log), true).unwrap();
+    let data = s.pfs(None).unwrap();
+    s.snapshot(&data, "snap").unwrap();
+    s.pfs_create("EXTRA", hammer2::format::PfsType::Master).unwrap();
+    let c1 = s.commit().unwrap();
+    s.pfs_delete("snap").unwrap();
+    let c2 = s.commit().unwrap();
+    let r = s.bulkfree().unwrap();
+    assert!(r.staged + r.freed > 0, "{r:?}");
+    let c3 = s.commit().unwrap();
+    drop(s);
+    let labels = |extra: bool, snap: bool| {
+        let mut v = vec!["DATA".to_string(), "LOCAL".to_string()];
+        if extra {
+            v.push("EXTRA".into());
+        }
+        if snap {
+            v.push("snap".into());
+        }
+        v.sort();
+        v
+    };
+    let want = [
+        (start_tid, labels(false, false)),
+        (c1.tid, labels(true, true)),
+        (c2.tid, labels(true, false)),
+        (c3.tid, labels(true, false)),
+    ];
+
+    let events = log.events();
+    let cuts = cut_points(&events, 3, &mut Rng::new(12));
+    assert!(cuts.len() > 10, "{} cuts", cuts.len());
+    let mut img = CrashImage::new(&original, &dir.path().join("crash.img"));
+    let mut seen = std::collections::BTreeSet::new();
+    for cut in &cuts {
+        img.apply(&events, cut);
+        let tid = hammer2::Hammer2::open_path(img.spec())
+            .unwrap_or_else(|e| panic!("{}: does not open: {e}", cut.name))
+            .voldata
+            .mirror_tid
+            .get();
+        let (_, expected) =
+            want.iter().find(|(t, _)| *t == tid).unwrap_or_else(|| panic!("{}: tid {tid:#x}", cut.name));
+        seen.insert(tid);
+        let got: Vec<String> = common::maint::pfs_summary(img.spec()).into_iter().map(|p| p.0).collect();
+        assert_eq!(&got, expected, "{}", cut.name);
+        if cut.torn_slot.is_none() {
+            let bad = common::maint::our_fsck_problems(img.spec());
+            assert!(bad.is_empty(), "{}: our fsck finds\n{}", cut.name, bad.join("\n"));
+        }
+    }
+    assert_eq!(seen.len(), want.len(), "crash points reached only the states {seen:x?}");
+}

@@ -88,6 +88,14 @@ fn create_snapshot_delete_match_makefs() {
         assert!(ok, "makefs -o {opt}: {text}");
     }
     assert_eq!(pfs_summary(&ours_spec), pfs_summary(&kernel_spec));
+    // The super-root's statistics as the kernel keeps them (it counts the
+    // roots it inserts).
+    let sroot_stats = |spec: &str| {
+        let fs = hammer2::Hammer2::open_path(spec).unwrap();
+        let st = *fs.voldata.sroot_blockset[0].stats();
+        (st.data_count.get(), st.inode_count.get())
+    };
+    assert_eq!(sroot_stats(&ours_spec), sroot_stats(&kernel_spec));
     assert_eq!(
         snapshot_pfs(&ours_spec, Some("snap1")).unwrap(),
         snapshot_pfs(&kernel_spec, Some("snap1")).unwrap()
@@ -209,6 +217,10 @@ fn maintenance_commands_through_hammer2_edit() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("before other write commands"));
     assert!(!snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"), "/late was created");
+    // After a `commit` line it runs, on what was committed.
+    std::fs::write(&script, "mkdir /late\ncommit\nbulkfree\n").unwrap();
+    edit_ok(&["-f", script.to_str().unwrap(), &spec]);
+    assert!(snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"));
     our_fsck_clean(&spec);
     oracle_fsck(&spec);
     makefs_mounts_and_bulkfrees(&img);
@@ -257,4 +269,62 @@ fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
     assert!(ok, "makefs snapshot: {text}");
     assert_eq!(snapshot_pfs(&kernel_spec, Some("snap1")).unwrap(), before);
     makefs_mounts_and_bulkfrees(&ours);
+}
+
+#[test]
+fn snapshot_after_edits_in_the_same_session_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = spec_of(&img);
+    let bytes = common::content(5, 150_000);
+    // A dry run first (the device opened read-only): everything computed,
+    // nothing written.
+    let tid = |spec: &str| hammer2::Hammer2::open_path(spec).unwrap().voldata.mirror_tid.get();
+    let tid_before = tid(&spec);
+    for dry in [true, false] {
+        let mut s = Session::open(&spec, dry).unwrap();
+        let data = s.pfs(Some("DATA")).unwrap();
+        s.create_file(&data, "/fresh.bin", Attrs::now(0o644), &bytes[..], bytes.len() as u64).unwrap();
+        s.mkdir(&data, "/dir/sub", Attrs::now(0o755), false).unwrap();
+        s.snapshot(&data, "snap").unwrap();
+        let c = s.commit().unwrap();
+        assert_eq!(c.written, !dry);
+        assert_eq!(tid(&spec), if dry { tid_before } else { c.tid });
+    }
+    let snap = snapshot_pfs(&spec, Some("snap")).unwrap();
+    assert!(snap.contains_key("/fresh.bin") && snap.contains_key("/dir/sub"));
+    assert_eq!(snap, snapshot_pfs(&spec, Some("DATA")).unwrap());
+    assert_eq!(common::model::read_path(&spec, Some("snap"), "/fresh.bin").unwrap(), bytes);
+    // Shared, not copied: the walk meets the snapshot's subtrees as shared.
+    let r = hammer2::fsck::fsck(&spec, &Default::default()).unwrap();
+    let shared: u64 = r.trees.iter().map(|t| t.stats.shared).sum();
+    assert!(shared > 0, "no shared block between the snapshot and its source");
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    assert_eq!(makefs_read(&img, Some("snap"), "/fresh.bin"), bytes);
+}
+
+#[test]
+fn pfs_operations_on_a_multi_volume_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("multivol-0.img");
+    let b = dir.path().join("multivol-1.img");
+    common::copy_sparse(&common::fixture("multivol-0"), &a);
+    common::copy_sparse(&common::fixture("multivol-1"), &b);
+    let spec = format!("{}:{}", a.display(), b.display());
+    let mut s = Session::open(&spec, false).unwrap();
+    let data = s.pfs(Some("DATA")).unwrap();
+    s.mkdir(&data, "/before", Attrs::now(0o755), false).unwrap();
+    s.commit().unwrap();
+    s.snapshot(&data, "snap").unwrap();
+    s.pfs_create("EXTRA", PfsType::Master).unwrap();
+    s.commit().unwrap();
+    assert!(s.growfs(None).is_err(), "growfs of a multi-volume set");
+    let r = s.bulkfree().unwrap();
+    assert_eq!(r.unmarked, 0, "{r:?}");
+    s.commit().unwrap();
+    drop(s);
+    assert_eq!(snapshot_pfs(&spec, Some("snap")).unwrap(), snapshot_pfs(&spec, Some("DATA")).unwrap());
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
 }

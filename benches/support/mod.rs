@@ -44,3 +44,28 @@ pub fn measure_cpu(cmd: &mut Command) -> Measured {
         status: ExitStatus::from_raw(status),
     }
 }
+
+/// [`measure`] for a command that must succeed: (seconds, peak RSS in KiB).
+#[allow(dead_code)]
+pub fn measure_ok(cmd: &mut Command) -> (f64, i64) {
+    let (secs, rss, st) = measure(cmd);
+    assert!(st.success(), "{cmd:?}: {st}");
+    (secs, rss)
+}
+
+/// `root/name`, made by `make` unless an earlier run finished making it.
+#[allow(dead_code)]
+pub fn generated_once(
+    root: &std::path::Path,
+    name: &str,
+    make: impl FnOnce(&std::path::Path),
+) -> std::path::PathBuf {
+    let dir = root.join(name);
+    let stamp = root.join(format!("{name}.done"));
+    if !stamp.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        make(&dir);
+        std::fs::write(&stamp, "").unwrap();
+    }
+    dir
+}

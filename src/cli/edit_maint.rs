@@ -22,8 +22,8 @@ Maintenance commands (hammer2(8)'s, offline):
   destroy-inum INUM             remove an inode from the PFS's index without reading it (emergency)
 
 bulkfree and growfs work on the image as committed: give them before any
-other write command of the invocation. A snapshot shares every block with
-its source; nothing is copied.";
+other write command of the invocation, or after a `commit` line. A snapshot
+shares every block with its source; nothing is copied.";
 
 #[derive(Subcommand, Debug, Clone)]
 pub enum MaintCommand {

@@ -17,7 +17,8 @@ impl Session {
     pub fn bulkfree(&mut self) -> Result<BulkfreeReport> {
         if self.dirty {
             return Err(invalid(
-                "bulkfree works on the image as committed: commit the edits before it                  (in hammer2_edit, give it before other write commands, or alone)",
+                "bulkfree works on the image as committed: commit the edits before it (in hammer2_edit, \
+                 give it before other write commands, or after a `commit` line)",
             ));
         }
         let report = self.alloc.bulkfree(&self.fs)?;

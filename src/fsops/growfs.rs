@@ -41,7 +41,8 @@ impl Session {
     pub fn growfs(&mut self, size: Option<u64>) -> Result<GrowReport> {
         if self.dirty {
             return Err(invalid(
-                "growfs works on the image as committed: commit the edits before it                  (in hammer2_edit, give it before other write commands, or alone)",
+                "growfs works on the image as committed: commit the edits before it (in hammer2_edit, \
+                 give it before other write commands, or after a `commit` line)",
             ));
         }
         let fs = &mut self.fs;
