@@ -10,7 +10,9 @@
 //! `cargo bench --bench populate`. The tree is `$HAMMER2_BENCH_TREE`, else
 //! `../shared/bench/mkbenchtree.py`'s default tree (50,000 files, ~1.8 GB)
 //! generated once under target/bench-populate/. `$HAMMER2_BENCH_ROUNDS`
-//! rounds (default 2).
+//! rounds (default 3); the summary takes each tool's median, and every run
+//! starts after a sync(2), so that none pays for the write-back of the
+//! one before.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -97,7 +99,7 @@ fn main() {
     let newfs = env!("CARGO_BIN_EXE_newfs_hammer2");
     let fsck = env!("CARGO_BIN_EXE_fsck_hammer2");
     let me = std::env::current_exe().unwrap();
-    let rounds: usize = std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let rounds: usize = std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let (files, bytes) = tree_size(&tree);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -119,7 +121,9 @@ fn main() {
     clean();
     let m = support::measure_cpu(Command::new(&me).arg("--floor").arg(&tree).arg(&cat));
     assert!(m.status.success());
-    let mut sums = [(0.0f64, 0.0f64, 0i64); 3];
+    // Per tool: wall times of every round and the highest peak RSS.
+    let mut walls: [Vec<f64>; 3] = Default::default();
+    let mut rss = [0i64; 3];
     for round in 0..rounds {
         clean();
         let runs: [(&str, Command); 3] = [
@@ -140,6 +144,8 @@ fn main() {
             }),
         ];
         for (i, (name, mut cmd)) in runs.into_iter().enumerate() {
+            // SAFETY: sync(2) has no preconditions.
+            unsafe { libc::sync() };
             let m = support::measure_cpu(&mut cmd);
             assert!(m.status.success(), "{name}: {cmd:?}: {}", m.status);
             println!(
@@ -150,21 +156,21 @@ fn main() {
                 m.sys,
                 m.max_rss_kib as f64 / 1024.0
             );
-            sums[i].0 += m.wall;
-            sums[i].1 += m.user + m.sys;
-            sums[i].2 = sums[i].2.max(m.max_rss_kib);
+            walls[i].push(m.wall);
+            rss[i] = rss[i].max(m.max_rss_kib);
         }
     }
-    let [o, mk, fl] = sums;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [o, mk, fl] = walls.each_mut().map(median);
     println!(
-        "ours {:.2} s wall (peak RSS {:.1} MiB) | makefs {:.2} s (peak RSS {:.1} MiB) | floor {:.2} s | ours/floor {:.2}x (target <= 1.3) | makefs/ours {:.2}x (target >= 4) | RSS target < 256 MiB",
-        o.0 / rounds as f64,
-        o.2 as f64 / 1024.0,
-        mk.0 / rounds as f64,
-        mk.2 as f64 / 1024.0,
-        fl.0 / rounds as f64,
-        o.0 / fl.0,
-        mk.0 / o.0
+        "medians: ours {o:.2} s wall (peak RSS {:.1} MiB) | makefs {mk:.2} s (peak RSS {:.1} MiB) | floor {fl:.2} s | ours/floor {:.2}x (target <= 1.3) | makefs/ours {:.2}x (target >= 4) | RSS target < 256 MiB",
+        rss[0] as f64 / 1024.0,
+        rss[1] as f64 / 1024.0,
+        o / fl,
+        mk / o
     );
     let m = support::measure_cpu(Command::new(fsck).arg("-n").arg(&ours));
     assert!(m.status.success(), "fsck_hammer2 -n on our image failed");
