@@ -531,14 +531,22 @@ impl Importer<'_, '_> {
             ObjType::Softlink => {
                 self.report.symlinks += 1;
                 let target = std::fs::read_link(path).map_err(host_io(path, "read link"))?;
+                if target.as_os_str().len() > EMBEDDED_BYTES {
+                    // Its data block is allocated now: after every block
+                    // handed out before it, whatever the threads' timing.
+                    self.pipe.drain(self.s, self.pfs, &mut self.report)?;
+                }
                 self.s.import_small(self.pfs, inum, target.as_os_str().as_bytes())?;
             }
             _ => self.report.specials += 1,
         }
         // A hard-linked inode stays loaded until the commit: further links
         // change its link count, and it is then written once.
+        // Inodes are written in the order of the blocks handed out before
+        // them (the pipeline's order), so the image does not depend on
+        // which worker finished first.
         if !linked && meta.kind != ObjType::Regfile {
-            self.s.import_finish(self.pfs, inum)?;
+            self.pipe.finish(self.s, self.pfs, &mut self.report, inum)?;
         }
         self.since_bound += 1;
         if self.since_bound >= BOUND_EVERY {
@@ -577,7 +585,7 @@ impl Importer<'_, '_> {
             file.read_exact_at(&mut data, 0).map_err(host_io(path, "read"))?;
             self.s.import_small(self.pfs, inum, &data)?;
             if !linked {
-                self.s.import_finish(self.pfs, inum)?;
+                self.pipe.finish(self.s, self.pfs, &mut self.report, inum)?;
             }
             return Ok(());
         }
