@@ -5,9 +5,35 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 /// Runs `cmd` with its output discarded; returns (seconds, peak RSS in KiB, status).
+#[allow(dead_code)] // not every bench uses it
+pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
+    let r = run(cmd);
+    (r.wall, r.max_rss_kib, r.status)
+}
+
+/// What one run of a child cost.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // not every bench reads every field
+pub struct Usage {
+    /// Wall-clock seconds.
+    pub wall: f64,
+    /// User plus system CPU seconds.
+    pub cpu: f64,
+    /// Peak resident memory in KiB.
+    pub max_rss_kib: i64,
+    /// Page faults (minor and major).
+    pub faults: i64,
+    pub status: ExitStatus,
+}
+
+fn seconds(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// Runs `cmd` with its output discarded; returns what it cost (wait4(2)).
 // The child is reaped by wait4 (which also yields its rusage), not Child::wait.
 #[allow(clippy::zombie_processes)]
-pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
+pub fn run(cmd: &mut Command) -> Usage {
     let start = Instant::now();
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let mut status = 0;
@@ -17,5 +43,11 @@ pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(pid, child.id() as i32);
-    (secs, usage.ru_maxrss, ExitStatus::from_raw(status))
+    Usage {
+        wall: secs,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss,
+        faults: usage.ru_minflt + usage.ru_majflt,
+        status: ExitStatus::from_raw(status),
+    }
 }
