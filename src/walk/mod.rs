@@ -31,9 +31,15 @@
 //! out with pread and fsck verifies them on its own worker threads, or
 //! verified here, copied with pread into a reused per-thread buffer
 //! ([`with_data`]) so that bulk data never stays resident through the
-//! mapping. A table whose DATA blocks add up to [`PARALLEL_BYTES`] or more
-//! has them verified on every core before its entries are visited (in
-//! order, as always).
+//! mapping. When a table's DATA blocks, with those its inodes hold directly
+//! ([`Options::look_ahead`]: a small file's blocks sit in its inode, so a
+//! table of inodes is where they can be batched), add up to
+//! [`PARALLEL_BYTES`] or more, they are verified on every core before the
+//! table's entries are visited (in order, as always); the outcomes are
+//! handed over as each block is reached. That look-ahead reads at most one
+//! inode and four DATA blocks per entry of a table entered, so work stays
+//! linear in the blockrefs met. ([`walk`] with [`WalkOptions::read_data`]
+//! hands DATA blocks to its callback as mapped bytes.)
 //!
 //! Recursion depth of the engine itself is bounded by [`MAX_DEPTH`], so the
 //! machine stack stays small whatever the input.
