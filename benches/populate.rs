@@ -119,7 +119,7 @@ fn main() {
     };
     // Warm the page cache with the tree (not measured).
     clean();
-    let m = support::measure_cpu(Command::new(&me).arg("--floor").arg(&tree).arg(&cat));
+    let m = support::run(Command::new(&me).arg("--floor").arg(&tree).arg(&cat));
     assert!(m.status.success());
     // Per tool: wall times of every round and the highest peak RSS.
     let mut walls: [Vec<f64>; 3] = Default::default();
@@ -146,7 +146,7 @@ fn main() {
         for (i, (name, mut cmd)) in runs.into_iter().enumerate() {
             // SAFETY: sync(2) has no preconditions.
             unsafe { libc::sync() };
-            let m = support::measure_cpu(&mut cmd);
+            let m = support::run(&mut cmd);
             assert!(m.status.success(), "{name}: {cmd:?}: {}", m.status);
             println!(
                 "round {round} {name:>6}: wall {:6.2} s, cpu {:6.2} s (user {:.2} + sys {:.2}), peak RSS {:7.1} MiB",
@@ -172,7 +172,7 @@ fn main() {
         o / fl,
         mk / o
     );
-    let m = support::measure_cpu(Command::new(fsck).arg("-n").arg(&ours));
+    let m = support::run(Command::new(fsck).arg("-n").arg(&ours));
     assert!(m.status.success(), "fsck_hammer2 -n on our image failed");
     println!("our image checks clean ({:.2} s)", m.wall);
     clean();

@@ -65,3 +65,31 @@ fn volhdr_reports_a_corrupt_copy_and_bad_paths_fail_cleanly() {
     let out = dump(&["volhdr"]);
     assert_eq!(out.status.code(), Some(2), "usage error");
 }
+
+#[test]
+fn volhdr_on_a_truncated_device_shows_what_is_there_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("newfs-1g", dir.path());
+    let full = std::fs::metadata(&img).unwrap().len();
+    let out = dump(&["volhdr", img.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("truncated"), "whole image: {text}");
+
+    // Cut the image to 1 MiB: header copy #0 (at 0) is all that is left.
+    let cut = 1u64 << 20;
+    std::fs::OpenOptions::new().write(true).open(&img).unwrap().set_len(cut).unwrap();
+    let out = dump(&["volhdr", img.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let want =
+        format!("device is truncated: its header says the volume is {full} bytes, the device has {cut}");
+    assert!(text.contains(&want), "{text}");
+    assert!(text.contains("copy #0 *"), "the copy left is still shown: {text}");
+
+    let out = dump(&["volhdr", "--json", img.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vol = &v["volumes"][0];
+    assert_eq!(vol["truncated"], true);
+    assert_eq!(vol["header_size"], full);
+    assert_eq!(vol["device_size"], cut);
+}

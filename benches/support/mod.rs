@@ -5,27 +5,37 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 /// Runs `cmd` with its output discarded; returns (seconds, peak RSS in KiB, status).
-#[allow(dead_code)]
+#[allow(dead_code)] // not every bench uses it
 pub fn measure(cmd: &mut Command) -> (f64, i64, ExitStatus) {
-    let m = measure_cpu(cmd);
-    (m.wall, m.max_rss_kib, m.status)
+    let r = run(cmd);
+    (r.wall, r.max_rss_kib, r.status)
 }
 
-/// What [`measure_cpu`] found of a child process.
-#[allow(dead_code)]
-pub struct Measured {
-    /// Seconds of wall-clock time, of user and of system CPU time.
+/// What one run of a child cost.
+#[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // not every bench reads every field
+pub struct Usage {
+    /// Wall-clock seconds.
     pub wall: f64,
+    /// User plus system CPU seconds, and each alone.
+    pub cpu: f64,
     pub user: f64,
     pub sys: f64,
+    /// Peak resident memory in KiB.
     pub max_rss_kib: i64,
+    /// Page faults (minor and major).
+    pub faults: i64,
     pub status: ExitStatus,
 }
 
-/// Runs `cmd` with its output discarded; returns its times and peak RSS.
+fn seconds(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// Runs `cmd` with its output discarded; returns what it cost (wait4(2)).
 // The child is reaped by wait4 (which also yields its rusage), not Child::wait.
 #[allow(clippy::zombie_processes)]
-pub fn measure_cpu(cmd: &mut Command) -> Measured {
+pub fn run(cmd: &mut Command) -> Usage {
     let start = Instant::now();
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let mut status = 0;
@@ -35,12 +45,13 @@ pub fn measure_cpu(cmd: &mut Command) -> Measured {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(pid, child.id() as i32);
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Measured {
+    Usage {
         wall: secs,
-        user: tv(usage.ru_utime),
-        sys: tv(usage.ru_stime),
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        user: seconds(usage.ru_utime),
+        sys: seconds(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss,
+        faults: usage.ru_minflt + usage.ru_majflt,
         status: ExitStatus::from_raw(status),
     }
 }

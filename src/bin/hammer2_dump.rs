@@ -374,6 +374,9 @@ fn print_volume(vol: &VolumeReport) {
         common::human_bytes(vol.device_size),
         if vol.is_root() { ", root" } else { "" }
     );
+    if let Some(line) = vol.truncation() {
+        println!("{line}");
+    }
     let present: Vec<&CopyReport> = vol.copies.iter().filter(|c| c.state != "absent").collect();
     let mut table = Table::new();
     table.load_preset(UTF8_BORDERS_ONLY);

@@ -276,7 +276,8 @@ impl<'f, 'v> Shower<'f, 'v> {
     /// Every block read and verified, except DATA blocks when they are hidden.
     fn engine_options(&self) -> Options {
         let data = if self.hide_data { DataBlocks::Skip } else { DataBlocks::Verify };
-        Options { data, ..Default::default() }
+        // A depth limit stops short of most inodes' blocks: verify only what is shown.
+        Options { data, look_ahead: self.max_depth.is_none(), ..Default::default() }
     }
 }
 

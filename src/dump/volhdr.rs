@@ -21,6 +21,12 @@ pub struct VolumeReport {
     pub volu_id: Option<u8>,
     /// Index of the copy in use (valid, highest mirror_tid).
     pub best: Option<usize>,
+    /// The volume's size as its header records it (`volu_size` of the copy
+    /// in use, else of the first copy that could be decoded).
+    pub header_size: Option<u64>,
+    /// The device is shorter than its header says: the volume was cut
+    /// short (a partial copy, a shrunken partition).
+    pub truncated: bool,
     pub copies: Vec<CopyReport>,
 }
 
@@ -138,9 +144,16 @@ pub fn report(device: &Device) -> VolhdrReport {
                     }
                 })
                 .collect();
+            let header_size = h
+                .best()
+                .and_then(|c| c.data.as_ref())
+                .or_else(|| h.copies.iter().find_map(|c| c.data.as_ref()))
+                .map(|d| d.volu_size.get());
             VolumeReport {
                 path: vol.path().display().to_string(),
                 device_size: vol.size(),
+                header_size,
+                truncated: header_size.is_some_and(|n| n > vol.size()),
                 volu_id: h.best().and_then(|c| c.data.as_ref()).map(|d| d.volu_id),
                 best: h.best,
                 copies,
@@ -153,5 +166,16 @@ pub fn report(device: &Device) -> VolhdrReport {
 impl VolumeReport {
     pub fn is_root(&self) -> bool {
         self.volu_id == Some(ROOT_VOLUME)
+    }
+
+    /// A plain statement that the device is truncated, when it is.
+    pub fn truncation(&self) -> Option<String> {
+        let n = self.header_size.filter(|_| self.truncated)?;
+        Some(format!(
+            "{}: device is truncated: its header says the volume is {n} bytes, the device has {} ({} missing)",
+            self.path,
+            self.device_size,
+            n - self.device_size
+        ))
     }
 }

@@ -153,9 +153,9 @@ struct PfsState<'a> {
     /// lie in shared subtrees.
     root: Option<(&'a [Blockref], u64)>,
     /// inum -> (type, nlinks, where)
-    inodes: HashMap<u64, (ObjType, u64, String)>,
+    inodes: HashMap<u64, (ObjType, u64, Location)>,
     /// Directory entries: (inum, type, directory inum, name, where).
-    dirents: Vec<(u64, ObjType, u64, Vec<u8>, String)>,
+    dirents: Vec<(u64, ObjType, u64, Vec<u8>, Location)>,
 }
 
 struct Pass<'a, 'r> {
@@ -600,12 +600,12 @@ impl<'a> Pass<'a, '_> {
                 _ => sum.other += 1,
             }
             if !pfs_root {
-                if s.inodes.insert(inum, (t, m.nlinks.get(), loc.to_string())).is_some() {
+                if s.inodes.insert(inum, (t, m.nlinks.get(), loc.clone())).is_some() {
                     self.problem(BREF_DUPLICATE, loc, format!("inode number {inum} appears twice"));
                 }
                 if matches!(ctx.container, Container::Dir) || b.key.get() & DIRHASH_VISIBLE != 0 {
                     let s = self.pfs.as_mut().expect("inside a PFS");
-                    s.dirents.push((inum, t, ctx.dir_inum, ip.name().to_vec(), loc.to_string()));
+                    s.dirents.push((inum, t, ctx.dir_inum, ip.name().to_vec(), loc.clone()));
                 }
             }
         }
@@ -730,7 +730,7 @@ impl<'a> Pass<'a, '_> {
         }
         if let Some(s) = self.pfs.as_mut() {
             s.summary.dirents += 1;
-            s.dirents.push((entry.inum, entry.obj_type, ctx.dir_inum, entry.name, loc.to_string()));
+            s.dirents.push((entry.inum, entry.obj_type, ctx.dir_inum, entry.name, loc.clone()));
         }
     }
 

@@ -31,9 +31,15 @@
 //! out with pread and fsck verifies them on its own worker threads, or
 //! verified here, copied with pread into a reused per-thread buffer
 //! ([`with_data`]) so that bulk data never stays resident through the
-//! mapping. A table whose DATA blocks add up to [`PARALLEL_BYTES`] or more
-//! has them verified on every core before its entries are visited (in
-//! order, as always).
+//! mapping. When a table's DATA blocks, with those its inodes hold directly
+//! ([`Options::look_ahead`]: a small file's blocks sit in its inode, so a
+//! table of inodes is where they can be batched), add up to
+//! [`PARALLEL_BYTES`] or more, they are verified on every core before the
+//! table's entries are visited (in order, as always); the outcomes are
+//! handed over as each block is reached. That look-ahead reads at most one
+//! inode and four DATA blocks per entry of a table entered, so work stays
+//! linear in the blockrefs met. ([`walk`] with [`WalkOptions::read_data`]
+//! hands DATA blocks to its callback as mapped bytes.)
 //!
 //! Recursion depth of the engine itself is bounded by [`MAX_DEPTH`], so the
 //! machine stack stays small whatever the input.
@@ -327,6 +333,10 @@ pub struct Options {
     pub key_order: bool,
     /// Most blockrefs to meet; `None` derives it from the volume set's size.
     pub budget: Option<u64>,
+    /// With [`DataBlocks::Verify`], also verify ahead the DATA blocks that
+    /// a table's inodes hold directly (see [`Engine`]): for visitors that
+    /// descend every inode; one that stops early wastes that work.
+    pub look_ahead: bool,
 }
 
 impl Default for Options {
@@ -338,6 +348,7 @@ impl Default for Options {
             range: (0, u64::MAX),
             key_order: false,
             budget: None,
+            look_ahead: true,
         }
     }
 }
@@ -367,9 +378,19 @@ pub struct Engine<'a> {
     ancestors: Vec<u64>,
     work: u64,
     budget: u64,
-    /// Per depth: outcomes of the current table's DATA blocks verified
-    /// ahead in parallel, by slot (reused from table to table).
-    ahead: Vec<Vec<Option<Result<CheckOutcome, CorruptKind>>>>,
+    /// Outcomes of DATA blocks verified ahead in parallel, by the address
+    /// of their blockref in the mapping (unique while it lasts).
+    ahead: HashMap<usize, Result<CheckOutcome, CorruptKind>>,
+    /// Per depth: the blockrefs whose outcomes that table put in `ahead`
+    /// (dropped when it is done: unvisited ones are not needed); then the
+    /// candidates being gathered and their outcomes (reused buffers).
+    ahead_keys: Vec<Vec<usize>>,
+    candidates: Vec<(&'a Blockref, u64, usize)>,
+    outcomes: Vec<Result<CheckOutcome, CorruptKind>>,
+}
+
+fn address(b: &Blockref) -> usize {
+    b as *const Blockref as usize
 }
 
 impl<'a> Engine<'a> {
@@ -377,7 +398,18 @@ impl<'a> Engine<'a> {
         // One blockref per 128 bytes of node media, nodes never entered
         // twice: the logical size / 128 bounds any traversal.
         let budget = opts.budget.unwrap_or_else(|| (fs.device.logical_size() / 128).saturating_add(1 << 16));
-        Engine { fs, opts, seen: HashMap::new(), ancestors: Vec::new(), work: 0, budget, ahead: Vec::new() }
+        Engine {
+            fs,
+            opts,
+            seen: HashMap::new(),
+            ancestors: Vec::new(),
+            work: 0,
+            budget,
+            ahead: HashMap::new(),
+            ahead_keys: Vec::new(),
+            candidates: Vec::new(),
+            outcomes: Vec::new(),
+        }
     }
 
     /// Blockrefs met so far.
@@ -421,6 +453,24 @@ impl<'a> Engine<'a> {
         let (lo, hi) = self.opts.range;
         let wanted = |b: &Blockref| b.kind() != BlockrefType::Empty && b.key_end() >= lo && b.key.get() <= hi;
         self.verify_ahead(set, depth, &wanted);
+        let out = self.table_entries(set, parent_off, depth, ctx, visitor, &wanted);
+        if let Some(keys) = self.ahead_keys.get_mut(depth) {
+            for k in keys.drain(..) {
+                self.ahead.remove(&k);
+            }
+        }
+        out
+    }
+
+    fn table_entries<V: Visitor<'a>>(
+        &mut self,
+        set: &'a [Blockref],
+        parent_off: u64,
+        depth: usize,
+        ctx: &V::Ctx,
+        visitor: &mut V,
+        wanted: &dyn Fn(&Blockref) -> bool,
+    ) -> (V::Out, Flow) {
         let mut sum = V::Out::default();
         if self.opts.key_order {
             let mut order: Vec<usize> = (0..set.len()).filter(|&i| wanted(&set[i])).collect();
@@ -440,30 +490,64 @@ impl<'a> Engine<'a> {
         (sum, Flow::Continue)
     }
 
-    /// Verifies the DATA blocks of `set` on every core when there are
-    /// enough of them (see [`PARALLEL_BYTES`]); [`Engine::reach`] picks the
-    /// outcomes up by slot.
-    fn verify_ahead(&mut self, set: &[Blockref], depth: usize, wanted: &(dyn Fn(&Blockref) -> bool + Sync)) {
-        if self.ahead.len() <= depth {
-            self.ahead.resize_with(depth + 1, Vec::new);
-        }
-        let ahead = &mut self.ahead[depth];
-        ahead.clear();
+    /// Verifies on every core, when they add up to [`PARALLEL_BYTES`] or
+    /// more, the DATA blocks `set` holds and, with [`Options::look_ahead`],
+    /// those its inodes hold directly (a small file's blocks sit in its
+    /// inode, so a table of inodes is where most of them can be batched).
+    /// [`Engine::reach`] picks the outcomes up; what was not visited by the
+    /// end of `set` is dropped.
+    fn verify_ahead(
+        &mut self,
+        set: &'a [Blockref],
+        depth: usize,
+        wanted: &(dyn Fn(&Blockref) -> bool + Sync),
+    ) {
         if self.opts.data != DataBlocks::Verify || !self.opts.verify || depth >= self.opts.max_depth {
             return;
         }
-        let extent = |b: &Blockref| match (b.kind(), media_extent(b)) {
-            (BlockrefType::Data, Ok(Some(e))) if wanted(b) => Some(e),
-            _ => None,
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        let mut bytes = 0;
+        let mut add = |b: &'a Blockref, ahead: &HashMap<usize, _>| {
+            if b.kind() != BlockrefType::Data || !wanted(b) || ahead.contains_key(&address(b)) {
+                return;
+            }
+            if let Ok(Some((off, len))) = media_extent(b) {
+                bytes += len;
+                candidates.push((b, off, len));
+            }
         };
-        let bytes: usize = set.iter().filter_map(extent).map(|(_, len)| len).sum();
-        if bytes < PARALLEL_BYTES {
-            return;
+        for b in set.iter().filter(|b| wanted(b)) {
+            add(b, &self.ahead);
+            if !self.opts.look_ahead || b.kind() != BlockrefType::Inode || depth + 1 >= self.opts.max_depth {
+                continue;
+            }
+            // Read as the visit will (through the mapping); its check code
+            // is verified then, and a damaged inode only costs this work.
+            let Ok(Some(media)) = read_media(self.fs, b) else { continue };
+            match InodeData::from_bytes(media) {
+                Some(ip) if !ip.meta.is_directdata() && media.len() >= INODE_BYTES => {
+                    Blockref::table(&media[512..1024]).iter().for_each(|c| add(c, &self.ahead))
+                }
+                _ => {}
+            }
         }
-        let fs = self.fs;
-        set.par_iter()
-            .map(|b| extent(b).map(|(off, len)| verify_data(fs, b, off, len)))
-            .collect_into_vec(ahead);
+        if bytes >= PARALLEL_BYTES {
+            let fs = self.fs;
+            candidates
+                .par_iter()
+                .map(|&(b, off, len)| verify_data(fs, b, off, len))
+                .collect_into_vec(&mut self.outcomes);
+            if self.ahead_keys.len() <= depth {
+                self.ahead_keys.resize_with(depth + 1, Vec::new);
+            }
+            let keys = &mut self.ahead_keys[depth];
+            for (&(b, _, _), outcome) in candidates.iter().zip(self.outcomes.drain(..)) {
+                keys.push(address(b));
+                self.ahead.insert(address(b), outcome);
+            }
+        }
+        self.candidates = candidates;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -481,7 +565,7 @@ impl<'a> Engine<'a> {
             *sum += out;
             return Flow::Continue;
         }
-        let (reach, check) = self.reach(bref, depth, index, visitor.group());
+        let (reach, check) = self.reach(bref, depth, visitor.group());
         let node = Node { depth, index, parent_off, bref, reach, check };
         match visitor.visit(&node, ctx) {
             Step::Stop => Flow::Stop,
@@ -505,13 +589,7 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn reach(
-        &mut self,
-        bref: &Blockref,
-        depth: usize,
-        index: usize,
-        group: u32,
-    ) -> (Reach<'a>, CheckOutcome) {
+    fn reach(&mut self, bref: &Blockref, depth: usize, group: u32) -> (Reach<'a>, CheckOutcome) {
         let none = CheckOutcome::NotChecked;
         self.work += 1;
         if self.work > self.budget {
@@ -532,7 +610,7 @@ impl<'a> Engine<'a> {
             if self.opts.data == DataBlocks::Skip || !self.opts.verify {
                 return (Reach::Unread { offset: off, len }, none);
             }
-            let ahead = self.ahead.get_mut(depth).and_then(|a| a.get_mut(index)).and_then(Option::take);
+            let ahead = self.ahead.remove(&address(bref));
             return match ahead.unwrap_or_else(|| verify_data(self.fs, bref, off, len)) {
                 Ok(outcome) => (Reach::Unread { offset: off, len }, outcome),
                 Err(kind) => (Reach::Failed(kind), none),

@@ -1,0 +1,224 @@
+//! Read side against the reference tools, side by side (not a test).
+//!
+//! `cargo bench --bench compare` builds the bench image once: the tree of
+//! `../shared/bench/mkbenchtree.py` (50,000 files, ~1.8 GB; taken from
+//! `$HAMMER2_BENCH_TREE` when set, else generated under target/bench/),
+//! written by DragonFly's kernel code (`reftools/makefs -t hammer2 -Z -s
+//! 16g`) into target/bench/bench.img. Then, for several rounds, each piece
+//! of work runs ours and theirs alternately (so both see the same machine
+//! load), and prints medians of wall and CPU time, peak RSS, page faults and
+//! the ratios, with the machine. Figures depend on the machine and on what
+//! else runs on it: read the ratios.
+//!
+//! Environment: `HAMMER2_BENCH_TREE` (source tree), `HAMMER2_REFTOOLS`
+//! (reference tools), `HAMMER2_BENCH_ROUNDS` (default 5).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::Usage;
+
+fn bench_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The source tree: `$HAMMER2_BENCH_TREE`, or generated once.
+fn source_tree(dir: &Path) -> PathBuf {
+    if let Some(t) = std::env::var_os("HAMMER2_BENCH_TREE") {
+        let t = PathBuf::from(t);
+        assert!(t.is_dir(), "HAMMER2_BENCH_TREE={} is not a directory", t.display());
+        return t;
+    }
+    let tree = dir.join("tree");
+    let stamp = dir.join("tree.done");
+    if !stamp.exists() {
+        let _ = std::fs::remove_dir_all(&tree);
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/mkbenchtree.py");
+        eprintln!("generating the bench tree into {} (a few minutes)", tree.display());
+        let st = Command::new("python3").arg(&script).arg(&tree).status().unwrap();
+        assert!(st.success(), "{} failed: {st}", script.display());
+        std::fs::write(&stamp, b"").unwrap();
+    }
+    tree
+}
+
+/// The bench image, built by the reference makefs when missing.
+fn bench_image(dir: &Path, tree: &Path, reftools: &Path) -> PathBuf {
+    let img = dir.join("bench.img");
+    if !img.exists() {
+        let partial = dir.join("bench.img.partial");
+        let _ = std::fs::remove_file(&partial);
+        eprintln!("building {} with reftools/makefs", img.display());
+        let out = Command::new(reftools.join("makefs"))
+            .args(["-t", "hammer2", "-Z", "-s", "16g"])
+            .arg(&partial)
+            .arg(tree)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "makefs: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::rename(&partial, &img).unwrap();
+    }
+    img
+}
+
+/// Cores and CPU model.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_string();
+    format!("{cores} cores, {model}, load average {load} at start")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One piece of work: how ours and theirs are run.
+struct Work {
+    name: &'static str,
+    ours: Box<dyn Fn() -> Command>,
+    theirs: Box<dyn Fn() -> Command>,
+    /// Run between rounds (clearing an extraction's output).
+    cleanup: Box<dyn Fn()>,
+}
+
+#[derive(Default)]
+struct Runs {
+    runs: Vec<Usage>,
+}
+
+impl Runs {
+    fn wall(&self) -> f64 {
+        median(self.runs.iter().map(|u| u.wall).collect())
+    }
+    fn cpu(&self) -> f64 {
+        median(self.runs.iter().map(|u| u.cpu).collect())
+    }
+    fn rss_mib(&self) -> f64 {
+        self.runs.iter().map(|u| u.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
+    }
+    fn faults(&self) -> i64 {
+        median(self.runs.iter().map(|u| u.faults as f64).collect()) as i64
+    }
+    fn line(&self, who: &str) -> String {
+        format!(
+            "  {who:<7} wall {:7.3} s  cpu {:7.3} s  peak RSS {:8.1} MiB  faults {:>8}",
+            self.wall(),
+            self.cpu(),
+            self.rss_mib(),
+            self.faults()
+        )
+    }
+}
+
+fn run_checked(cmd: &mut Command, ok: &[i32]) -> Usage {
+    let u = support::run(cmd);
+    assert!(u.status.code().is_some_and(|c| ok.contains(&c)), "{cmd:?}: {}", u.status);
+    u
+}
+
+fn main() {
+    let dir = bench_dir();
+    let reftools = common::oracle::reftools();
+    let tree = source_tree(&dir);
+    let img = bench_image(&dir, &tree, &reftools);
+    let rounds: usize =
+        std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5).max(1);
+    let spec = img.to_str().unwrap().to_string();
+    let out = dir.join("extract");
+
+    let cmd = |exe: PathBuf, args: Vec<String>| -> Box<dyn Fn() -> Command> {
+        Box::new(move || {
+            let mut c = Command::new(&exe);
+            c.args(&args);
+            c
+        })
+    };
+    let ours = |name: &str| {
+        PathBuf::from(match name {
+            "fsck" => env!("CARGO_BIN_EXE_fsck_hammer2"),
+            "dump" => env!("CARGO_BIN_EXE_hammer2_dump"),
+            _ => env!("CARGO_BIN_EXE_hammer2_edit"),
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let dest = out.join("x").to_str().unwrap().to_string();
+    let clear = {
+        let out = out.clone();
+        move || {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).unwrap();
+        }
+    };
+    clear();
+    let works = vec![
+        Work {
+            name: "full check: fsck_hammer2 -n  vs  reftools/fsck_hammer2 -q",
+            ours: cmd(ours("fsck"), s(&["-n", &spec])),
+            theirs: cmd(reftools.join("fsck_hammer2"), s(&["-q", &spec])),
+            cleanup: Box::new(|| {}),
+        },
+        Work {
+            name: "chain-tree dump: hammer2_dump show  vs  reftools/hammer2 show",
+            ours: cmd(ours("dump"), s(&["show", &spec])),
+            theirs: cmd(reftools.join("hammer2"), s(&["show", &spec])),
+            cleanup: Box::new(|| {}),
+        },
+        Work {
+            name: "freemap dump: hammer2_dump freemap  vs  reftools/hammer2 freemap",
+            ours: cmd(ours("dump"), s(&["freemap", &spec])),
+            theirs: cmd(reftools.join("hammer2"), s(&["freemap", &spec])),
+            cleanup: Box::new(|| {}),
+        },
+        Work {
+            name: "extract all: hammer2_edit IMG get / DIR  vs  cp -r TREE DIR",
+            ours: cmd(ours("edit"), s(&[&spec, "get", "/", &dest])),
+            theirs: cmd(PathBuf::from("cp"), s(&["-r", tree.to_str().unwrap(), &dest])),
+            cleanup: Box::new(clear),
+        },
+    ];
+
+    println!("machine: {}", machine());
+    println!(
+        "image:   {} (tree {}), {rounds} rounds, ours and theirs alternating",
+        img.display(),
+        tree.display()
+    );
+    for w in &works {
+        let (mut ours, mut theirs) = (Runs::default(), Runs::default());
+        for round in 0..rounds {
+            // Alternate who goes first, so neither always meets a warmer cache.
+            let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+            for is_ours in order {
+                let u = if is_ours {
+                    run_checked(&mut (w.ours)(), &[0])
+                } else {
+                    run_checked(&mut (w.theirs)(), &[0])
+                };
+                (w.cleanup)();
+                if is_ours { &mut ours } else { &mut theirs }.runs.push(u);
+            }
+        }
+        println!("{}", w.name);
+        println!("{}", ours.line("ours"));
+        println!("{}", theirs.line("theirs"));
+        println!(
+            "  ratio   theirs/ours wall {:.2}x, cpu {:.2}x; ours peak RSS {:.1} MiB",
+            theirs.wall() / ours.wall(),
+            theirs.cpu() / ours.cpu(),
+            ours.rss_mib()
+        );
+    }
+}
