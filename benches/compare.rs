@@ -28,26 +28,6 @@ fn bench_dir() -> PathBuf {
     dir
 }
 
-/// The source tree: `$HAMMER2_BENCH_TREE`, or generated once.
-fn source_tree(dir: &Path) -> PathBuf {
-    if let Some(t) = std::env::var_os("HAMMER2_BENCH_TREE") {
-        let t = PathBuf::from(t);
-        assert!(t.is_dir(), "HAMMER2_BENCH_TREE={} is not a directory", t.display());
-        return t;
-    }
-    let tree = dir.join("tree");
-    let stamp = dir.join("tree.done");
-    if !stamp.exists() {
-        let _ = std::fs::remove_dir_all(&tree);
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/mkbenchtree.py");
-        eprintln!("generating the bench tree into {} (a few minutes)", tree.display());
-        let st = Command::new("python3").arg(&script).arg(&tree).status().unwrap();
-        assert!(st.success(), "{} failed: {st}", script.display());
-        std::fs::write(&stamp, b"").unwrap();
-    }
-    tree
-}
-
 /// The bench image, built by the reference makefs when missing.
 fn bench_image(dir: &Path, tree: &Path, reftools: &Path) -> PathBuf {
     let img = dir.join("bench.img");
@@ -132,7 +112,7 @@ fn run_checked(cmd: &mut Command, ok: &[i32]) -> Usage {
 fn main() {
     let dir = bench_dir();
     let reftools = common::oracle::reftools();
-    let tree = source_tree(&dir);
+    let tree = support::bench_tree();
     let img = bench_image(&dir, &tree, &reftools);
     let rounds: usize =
         std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5).max(1);

@@ -47,25 +47,6 @@ fn floor(tree: &Path, out: &Path) {
     dst.sync_data().unwrap();
 }
 
-fn tree() -> PathBuf {
-    if let Some(t) = std::env::var_os("HAMMER2_BENCH_TREE") {
-        return PathBuf::from(t);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-populate");
-    let tree = root.join("tree");
-    let stamp = root.join("tree.done");
-    if !stamp.exists() {
-        let _ = std::fs::remove_dir_all(&tree);
-        std::fs::create_dir_all(&root).unwrap();
-        let gen = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/mkbenchtree.py");
-        println!("generating the tree with {} (a minute or two)", gen.display());
-        let st = Command::new("python3").arg(&gen).arg(&tree).status().unwrap();
-        assert!(st.success(), "{} failed: {st}", gen.display());
-        std::fs::write(&stamp, "").unwrap();
-    }
-    tree
-}
-
 /// Files and bytes of a tree.
 fn tree_size(dir: &Path) -> (u64, u64) {
     let (mut files, mut bytes) = (0, 0);
@@ -90,7 +71,7 @@ fn main() {
         floor(Path::new(&args[2]), Path::new(&args[3]));
         return;
     }
-    let tree = tree();
+    let tree = support::bench_tree();
     let work = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-populate/work");
     std::fs::create_dir_all(&work).unwrap();
     let reftools = std::env::var_os("HAMMER2_REFTOOLS")

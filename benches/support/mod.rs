@@ -80,3 +80,24 @@ pub fn generated_once(
     }
     dir
 }
+
+/// The benchmark source tree: `$HAMMER2_BENCH_TREE`, else
+/// `../shared/bench/mkbenchtree.py`'s default tree (50,000 files, ~1.8 GB),
+/// generated once under target/bench/ and shared by the benches.
+#[allow(dead_code)]
+pub fn bench_tree() -> std::path::PathBuf {
+    use std::path::{Path, PathBuf};
+    if let Some(t) = std::env::var_os("HAMMER2_BENCH_TREE") {
+        let t = PathBuf::from(t);
+        assert!(t.is_dir(), "HAMMER2_BENCH_TREE={} is not a directory", t.display());
+        return t;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&root).unwrap();
+    generated_once(&root, "tree", |tree| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/mkbenchtree.py");
+        eprintln!("generating the bench tree into {} (a few minutes)", tree.display());
+        let st = Command::new("python3").arg(&script).arg(tree).status().unwrap();
+        assert!(st.success(), "{} failed: {st}", script.display());
+    })
+}
