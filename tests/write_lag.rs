@@ -229,7 +229,49 @@ fn pfs_create_and_snapshot_on_a_lagging_image() {
     assert!(no_reuse(&spec, &before, lagged.mirror_tid) > 0);
     our_fsck_clean(&spec);
     oracle_fsck(&spec);
+
+    // bulkfree and growfs, each on a freshly lagging image.
+    for (i, cmd) in ["bulkfree", "growfs"].into_iter().enumerate() {
+        edit_ok(&["--debug-lag-freemap", &spec, "mkdir", &format!("/m{i}")]);
+        let (mirror, freemap) = tids(&spec);
+        assert!(freemap < mirror);
+        if cmd == "growfs" {
+            let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+            f.set_len(f.metadata().unwrap().len() + (1 << 30)).unwrap();
+        }
+        let out = edit_ok(&[&spec, cmd]);
+        assert!(text(&out.stderr).contains("will also repair the freemap"), "{}", text(&out.stderr));
+        assert_eq!(tids(&spec), (mirror + 1, mirror + 1), "{}", cmd);
+        our_fsck_clean(&spec);
+        oracle_fsck(&spec);
+    }
+    assert_eq!(visible_state(&spec).unwrap().get("m1"), Some(&common::recording::Entry::dir(0o755)));
     makefs_mounts_and_bulkfrees(&img);
+}
+
+/// A two-volume set made to lag; a session writes across it.
+#[test]
+fn a_lagging_multi_volume_set_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> =
+        ["multivol-0", "multivol-1"].iter().map(|f| common::scratch_copy(f, dir.path())).collect();
+    let spec = format!("{}:{}", paths[0].display(), paths[1].display());
+    let host = dir.path().join("host.bin");
+    std::fs::write(&host, common::content(9, 3_000_000)).unwrap();
+    let host = host.to_str().unwrap();
+    edit_ok(&[&spec, "mkdir", "/pre"]);
+    edit_ok(&["--debug-lag-freemap", &spec, "-c", &format!("mkdir /a; put {host} /a/big")]);
+    let (mirror, freemap) = tids(&spec);
+    assert!(freemap < mirror);
+    let before = reachable(&spec);
+    let out = edit_ok(&[&spec, "-c", &format!("put {host} /b; put {host} /a/c")]);
+    assert!(text(&out.stderr).contains("will also repair the freemap"), "{}", text(&out.stderr));
+    assert_eq!(tids(&spec), (mirror + 1, mirror + 1));
+    assert!(no_reuse(&spec, &before, mirror) > 0);
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    let state = visible_state(&spec).unwrap();
+    assert!(["a/big", "b", "a/c"].iter().all(|p| state[*p].what == state["a/big"].what));
 }
 
 /// A changed node that does not verify: what lies below it is unknown, so
