@@ -29,6 +29,11 @@
 //!
 //! # What we do, and where we do better
 //!
+//! * The scan ([`crate::freemap::replay`]) is shared with the write
+//!   sessions, which run it in memory when they open a lagging image
+//!   ([`crate::fsops::Session::from_fs`]), as a mount does, and write the
+//!   repaired freemap with their first commit: this module is for repairing
+//!   without editing (and for fsck's repairs).
 //! * The scan is the traversal engine ([`crate::walk::Engine`]), whose
 //!   depth is bounded and whose work is budgeted; no machine-stack
 //!   recursion beyond that bound. Trees are shallow (directories nest in

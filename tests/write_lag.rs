@@ -13,11 +13,12 @@ mod common;
 use common::editor::{edit, edit_ok, text};
 use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary};
 use common::recording::{content_digest, visible_state};
+use hammer2::device::{Access, Device};
 use hammer2::freemap::alloc::Allocator;
 use hammer2::fsops::{Attrs, Session};
-use hammer2::recover::{lag_freemap, Lagged};
+use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions};
 use hammer2::walk::{walk, Root, WalkOptions};
-use hammer2::Hammer2;
+use hammer2::{CopyChoice, Hammer2};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -114,8 +115,19 @@ fn library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap() {
     let before = reachable(&spec);
     assert!(blocks_marked_free(&spec, &before) > 0, "the lagging freemap must mark some live block free");
 
+    // hammer2_recover's dry run and the session run the same replay.
+    let mut fs = Hammer2::open(Device::open(&spec, Access::ReadOnly).unwrap(), CopyChoice::Best).unwrap();
+    let dry = recover(&mut fs, &RecoverOptions { dry_run: true, full: false }, None).unwrap();
+    drop(fs);
+
     let mut s = Session::open(&spec, false).unwrap();
     let replay = s.freemap_replay().cloned();
+    if let Some(r) = &replay {
+        assert_eq!(
+            (r.blocks, r.bytes, r.changed, r.chunks),
+            (dry.blocks, dry.bytes, dry.changed, dry.chunks)
+        );
+    }
     assert_eq!(s.tid(), lagged.mirror_tid + 1);
     let pfs = s.pfs(None).unwrap();
     s.mkdir(&pfs, "/after", attrs(0o755), false).unwrap();

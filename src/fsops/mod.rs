@@ -206,8 +206,12 @@ impl Session {
     /// [`Session::freemap_replay`] tells what was replayed. Refused (with
     /// nothing changed): a freemap that cannot be loaded, a changed node
     /// that cannot be read or verified (what lies below it is unknown).
-    /// A `freemap_tid` above `mirror_tid` is accepted: such a freemap marks
-    /// at most more than the topology uses (a leak, never a reuse).
+    /// A `freemap_tid` above `mirror_tid` is accepted without a replay, as
+    /// the kernel does (`hammer2_recovery` says "no recovery needed" when
+    /// `freemap_tid >= mirror_tid`; the freemap can be flushed on its own,
+    /// after the topology): such a freemap describes allocations at least
+    /// as recent as the topology, so it can only mark more than is in use
+    /// (a leak bulkfree reclaims), never less.
     pub fn from_fs(fs: Hammer2, write: bool) -> Result<Session> {
         let v = &fs.voldata;
         let (mirror, freemap) = (v.mirror_tid.get(), v.freemap_tid.get());
