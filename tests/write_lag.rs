@@ -84,6 +84,26 @@ fn no_reuse(spec: &str, before: &BTreeMap<u64, (u64, u64)>, old_tid: u64) -> usi
     new
 }
 
+/// Through hammer2_edit: a first commit (newfs writes one header copy;
+/// the lag needs an older one), `lagging` committed and made to lag, then
+/// `script` on the lagging image: it repairs the freemap in the same
+/// transaction, reuses nothing, and both checkers accept the result.
+fn edit_after_lag(spec: &str, lagging: &str, script: &str) {
+    edit_ok(&[spec, "mkdir", "/pre"]);
+    let out = edit_ok(&["--debug-lag-freemap", spec, "-c", lagging]);
+    assert!(text(&out.stderr).contains("now carries the freemap"), "{}", text(&out.stderr));
+    let (mirror, freemap) = tids(spec);
+    assert!(freemap < mirror, "the image must lag: {freemap:#x} {mirror:#x}");
+    let before = reachable(spec);
+    assert!(blocks_marked_free(spec, &before) > 0, "the lagging freemap must mark some live block free");
+    let out = edit_ok(&[spec, "-c", script]);
+    assert!(text(&out.stderr).contains("will also repair the freemap"), "{}", text(&out.stderr));
+    assert_eq!(tids(spec), (mirror + 1, mirror + 1), "one transaction, no lag left");
+    assert!(no_reuse(spec, &before, mirror) > 0);
+    our_fsck_clean(spec);
+    oracle_fsck(spec);
+}
+
 /// makefs's image, one committed transaction of varied files, then the
 /// freemap put back one transaction: the state a crash (or a kernel flush
 /// that did not write the freemap) leaves.
@@ -201,21 +221,11 @@ fn hammer2_edit_mkdir_and_put_on_our_own_lagging_image() {
     let host = dir.path().join("host.bin");
     std::fs::write(&host, common::content(7, 200_000)).unwrap();
     let host = host.to_str().unwrap();
-    // newfs writes one header copy; the lag needs an older one.
-    edit_ok(&[&spec, "mkdir", "/pre"]);
-    let out = edit_ok(&["--debug-lag-freemap", &spec, "-c", &format!("mkdir /a; put {host} /a/first")]);
-    assert!(text(&out.stderr).contains("now carries the freemap"), "{}", text(&out.stderr));
-    let (mirror, freemap) = tids(&spec);
-    assert!(freemap < mirror, "the image must lag: {freemap:#x} {mirror:#x}");
-    let before = reachable(&spec);
-    assert!(blocks_marked_free(&spec, &before) > 0);
-
-    let out = edit_ok(&[&spec, "-c", &format!("mkdir /b; put {host} /b/second; put {host} /a/third")]);
-    assert!(text(&out.stderr).contains("will also repair the freemap"), "{}", text(&out.stderr));
-    assert_eq!(tids(&spec), (mirror + 1, mirror + 1));
-    assert!(no_reuse(&spec, &before, mirror) > 0);
-    our_fsck_clean(&spec);
-    oracle_fsck(&spec);
+    edit_after_lag(
+        &spec,
+        &format!("mkdir /a; put {host} /a/first"),
+        &format!("mkdir /b; put {host} /b/second; put {host} /a/third"),
+    );
     let state = visible_state(&spec).unwrap();
     let want = common::content(7, 200_000);
     for p in ["a/first", "b/second", "a/third"] {
@@ -271,17 +281,11 @@ fn a_lagging_multi_volume_set_is_written() {
     let host = dir.path().join("host.bin");
     std::fs::write(&host, common::content(9, 3_000_000)).unwrap();
     let host = host.to_str().unwrap();
-    edit_ok(&[&spec, "mkdir", "/pre"]);
-    edit_ok(&["--debug-lag-freemap", &spec, "-c", &format!("mkdir /a; put {host} /a/big")]);
-    let (mirror, freemap) = tids(&spec);
-    assert!(freemap < mirror);
-    let before = reachable(&spec);
-    let out = edit_ok(&[&spec, "-c", &format!("put {host} /b; put {host} /a/c")]);
-    assert!(text(&out.stderr).contains("will also repair the freemap"), "{}", text(&out.stderr));
-    assert_eq!(tids(&spec), (mirror + 1, mirror + 1));
-    assert!(no_reuse(&spec, &before, mirror) > 0);
-    our_fsck_clean(&spec);
-    oracle_fsck(&spec);
+    edit_after_lag(
+        &spec,
+        &format!("mkdir /a; put {host} /a/big"),
+        &format!("put {host} /b; put {host} /a/c"),
+    );
     let state = visible_state(&spec).unwrap();
     assert!(["a/big", "b", "a/c"].iter().all(|p| state[*p].what == state["a/big"].what));
 }
