@@ -7,6 +7,6 @@ complete -c hammer2_edit -s q -l quiet -d 'Print nothing after a commit or dry r
 complete -c hammer2_edit -l json -d 'After a commit or dry run, print its report as JSON'
 complete -c hammer2_edit -s v -l verbose -d 'Echo each command on stderr before it runs (scripts always do)'
 complete -c hammer2_edit -l keep-going -d 'A failing write command is undone and counted, the others still commit (exit status 1)'
-complete -c hammer2_edit -l debug-lag-freemap -d 'Debugging and tests: after the commit, put the freemap of the previous header copy back (freemap_tid one transaction behind), the crash window hammer2_recover repairs'
+complete -c hammer2_edit -l debug-lag-freemap -d 'Debugging and tests: after the commit, put the freemap of the previous header copy back (freemap_tid one transaction behind), the crash window hammer2_recover (and any write) repairs'
 complete -c hammer2_edit -s h -l help -d 'Print help'
 complete -c hammer2_edit -s V -l version -d 'Print version'

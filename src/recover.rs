@@ -29,6 +29,11 @@
 //!
 //! # What we do, and where we do better
 //!
+//! * The scan ([`crate::freemap::replay`]) is shared with the write
+//!   sessions, which run it in memory when they open a lagging image
+//!   ([`crate::fsops::Session::from_fs`]), as a mount does, and write the
+//!   repaired freemap with their first commit: this module is for repairing
+//!   without editing (and for fsck's repairs).
 //! * The scan is the traversal engine ([`crate::walk::Engine`]), whose
 //!   depth is bounded and whose work is budgeted; no machine-stack
 //!   recursion beyond that bound. Trees are shallow (directories nest in
@@ -79,22 +84,14 @@
 //! debugging.
 
 use crate::chain::Table;
-use crate::error::{CorruptKind, Corruption, Error, Result};
+use crate::error::{Error, Result};
 use crate::flush::{self, CommitReport};
-use crate::format::{Blockref, BlockrefType, InodeData, BREF_FLAG_PFSROOT};
 use crate::freemap::alloc::Allocator;
+use crate::freemap::replay::{replay, verify_marked};
 use crate::volume::{CopyState, Hammer2};
-use crate::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
 use zerocopy::IntoBytes;
 
-/// Bytes of one freemap chunk.
-const CHUNK: u64 = 16384;
-/// Problems remembered individually (the count is kept beyond).
-const MAX_PROBLEMS: usize = 64;
-/// Recovered blocks remembered for the check after the commit.
-const MAX_VERIFY: usize = 1 << 20;
-/// The progress callback is called every this many blockrefs.
-const PROGRESS_EVERY: u64 = 4096;
+pub use crate::freemap::replay::PfsRecovery;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, Default)]
@@ -104,20 +101,6 @@ pub struct RecoverOptions {
     /// Mark every block reachable from the header, whatever its
     /// `mirror_tid` (and even when `freemap_tid` is current).
     pub full: bool,
-}
-
-/// What the replay found in one PFS (or in the super-root outside any PFS).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PfsRecovery {
-    /// The PFS's label; `(super-root)` for the blocks above the PFS roots.
-    pub name: String,
-    /// Blocks newer than the freemap (each marked allocated).
-    pub blocks: u64,
-    pub bytes: u64,
-    /// Of those, blocks for which the freemap changed.
-    pub changed: u64,
-    /// Free 16 KiB chunks that became allocated.
-    pub chunks: u64,
 }
 
 /// What a recovery did.
@@ -159,105 +142,6 @@ impl RecoverReport {
     }
 }
 
-/// The scan's visitor: skips blockrefs not newer than `sync_tid`, marks
-/// the others, descends inodes and indirect blocks.
-struct Replay<'r, 'p> {
-    alloc: &'r mut Allocator,
-    /// None: a full replay.
-    sync_tid: Option<u64>,
-    scanned: u64,
-    read: u64,
-    pfs: Vec<PfsRecovery>,
-    problems: Vec<Corruption>,
-    problem_count: u64,
-    /// `data_off` of recovered blocks, for the check after the commit.
-    recovered: Vec<u64>,
-    progress: Option<&'p mut dyn FnMut(u64, u64)>,
-}
-
-impl Replay<'_, '_> {
-    fn problem(&mut self, kind: CorruptKind, node: &Node) {
-        self.problem_count += 1;
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Corruption { kind, location: node.location() });
-        }
-    }
-
-    fn marked(&self) -> u64 {
-        self.pfs.iter().map(|p| p.blocks).sum()
-    }
-}
-
-impl<'a> Visitor<'a> for Replay<'_, '_> {
-    /// Index into `pfs` of the PFS being scanned.
-    type Ctx = usize;
-    type Out = Nothing;
-
-    fn skip(&mut self, bref: &Blockref, _: &usize) -> Option<Nothing> {
-        self.scanned += 1;
-        if self.scanned % PROGRESS_EVERY == 0 {
-            let marked = self.marked();
-            if let Some(p) = self.progress.as_mut() {
-                p(self.scanned, marked);
-            }
-        }
-        match self.sync_tid {
-            Some(t) if bref.mirror_tid.get() <= t => Some(Nothing),
-            _ => None,
-        }
-    }
-
-    fn visit(&mut self, node: &Node<'a>, &pfs: &usize) -> Step<usize, Nothing> {
-        let b = node.bref;
-        match &node.reach {
-            Reach::Failed(kind) => {
-                self.problem(kind.clone(), node);
-                return Step::Leaf(Nothing);
-            }
-            Reach::NoMedia => return Step::Leaf(Nothing),
-            Reach::Media(_) | Reach::Shared { .. } => self.read += 1,
-            Reach::Unread { .. } => {}
-        }
-        let mut ctx = pfs;
-        if b.kind() == BlockrefType::Inode && b.flags & BREF_FLAG_PFSROOT != 0 {
-            let name = node
-                .media()
-                .and_then(InodeData::from_bytes)
-                .map(|ip| String::from_utf8_lossy(ip.name()).into_owned())
-                .unwrap_or_else(|| format!("(PFS root at {:#x})", b.offset()));
-            self.pfs.push(PfsRecovery { name, ..Default::default() });
-            ctx = self.pfs.len() - 1;
-        }
-        let before = self.alloc.free_bytes();
-        let changed = match self.alloc.mark_allocated(b.data_off.get(), b.kind()) {
-            Ok(c) => c,
-            Err(e) => {
-                self.problem(CorruptKind::Other(format!("cannot be marked allocated: {e}")), node);
-                return Step::Leaf(Nothing);
-            }
-        };
-        let chunks = before.saturating_sub(self.alloc.free_bytes()) / CHUNK;
-        let entry = &mut self.pfs[ctx];
-        entry.blocks += 1;
-        entry.bytes += b.physical_size();
-        entry.changed += u64::from(changed);
-        entry.chunks += chunks;
-        if self.recovered.len() < MAX_VERIFY {
-            self.recovered.push(b.data_off.get());
-        }
-        // A node whose media does not verify cannot be trusted for what
-        // lies below it.
-        if let Some(kind) = node.error_kind() {
-            self.problem(kind, node);
-            return Step::Leaf(Nothing);
-        }
-        match b.kind() {
-            BlockrefType::Inode | BlockrefType::Indirect => Step::Descend(ctx),
-            _ => Step::Leaf(Nothing),
-        }
-    }
-}
-
 /// Replays the freemap recovery on `fs` (opened for writing unless
 /// `opts.dry_run`) and commits it. `progress` is called now and then
 /// with (blockrefs examined, blocks marked).
@@ -293,52 +177,18 @@ pub fn recover(
     if !lagging && !opts.full {
         return Ok(report);
     }
-    let mut alloc = Allocator::load(fs).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "the freemap cannot be loaded, so it cannot be replayed into (it needs a rebuild from \
-             the topology): {e}"
-        ))
-    })?;
+    let mut alloc = load_for_replay(fs)?;
     let sync_tid = (!opts.full).then_some(freemap_tid);
-    let mut replay = Replay {
-        alloc: &mut alloc,
-        sync_tid,
-        scanned: 0,
-        read: 0,
-        pfs: vec![PfsRecovery { name: "(super-root)".into(), ..Default::default() }],
-        problems: Vec::new(),
-        problem_count: 0,
-        recovered: Vec::new(),
-        progress,
-    };
-    {
-        let sroot = fs.voldata.sroot_blockset;
-        let opts = Options { data: DataBlocks::Skip, ..Default::default() };
-        let mut engine = Engine::new(fs, opts);
-        engine.run(&sroot, 0, &0, &mut replay);
-    }
-    let marked = replay.marked();
-    if let Some(p) = replay.progress.as_mut() {
-        p(replay.scanned, marked);
-    }
-    if let Some(first) = replay.problems.first() {
-        let more = replay.problem_count - 1;
-        let kind = CorruptKind::Other(format!(
-            "{}{}; nothing was written (the replay needs every changed node readable)",
-            first.kind,
-            if more > 0 { format!(" (and {more} more problems)") } else { String::new() }
-        ));
-        return Err(Error::corrupt(kind, first.location.clone()));
-    }
-    let Replay { scanned, read, pfs, recovered, .. } = replay;
-    report.scanned = scanned;
-    report.read = read;
-    report.blocks = pfs.iter().map(|p| p.blocks).sum();
-    report.bytes = pfs.iter().map(|p| p.bytes).sum();
-    report.changed = pfs.iter().map(|p| p.changed).sum();
-    report.chunks = pfs.iter().map(|p| p.chunks).sum();
-    report.pfs = pfs.into_iter().filter(|p| p.blocks > 0).collect();
+    let done = replay(fs, &mut alloc, sync_tid, progress).map_err(nothing_written)?;
+    report.scanned = done.scanned;
+    report.read = done.read;
+    report.blocks = done.blocks();
+    report.bytes = done.bytes();
+    report.changed = done.changed();
+    report.chunks = done.chunks();
     report.allocator_free.1 = alloc.free_bytes();
+    let recovered = done.recovered;
+    report.pfs = done.pfs;
     if !lagging && report.changed == 0 {
         return Ok(report);
     }
@@ -356,6 +206,27 @@ pub fn recover(
     Ok(report)
 }
 
+/// The freemap of `fs`, to replay into; the error says it cannot be.
+pub(crate) fn load_for_replay(fs: &Hammer2) -> Result<Allocator> {
+    Allocator::load(fs).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "the freemap cannot be loaded, so it cannot be replayed into (it needs a rebuild from \
+             the topology): {e}"
+        ))
+    })
+}
+
+/// A replay error, saying that nothing was written.
+fn nothing_written(e: Error) -> Error {
+    match e {
+        Error::Corrupt(c) => Error::corrupt(
+            crate::error::CorruptKind::Other(format!("{}; nothing was written", c.kind)),
+            c.location,
+        ),
+        e => e,
+    }
+}
+
 /// After the commit: the header no longer lags, the new freemap loads (its
 /// check codes and shape hold), and every recovered block is marked.
 fn verify(fs: &Hammer2, recovered: &[u64]) -> Result<()> {
@@ -365,22 +236,7 @@ fn verify(fs: &Hammer2, recovered: &[u64]) -> Result<()> {
         return bad(format!("freemap_tid {:#x} < mirror_tid {:#x}", v.freemap_tid.get(), v.mirror_tid.get()));
     }
     let alloc = Allocator::load(fs)?;
-    let beg = v.allocator_beg.get();
-    for &data_off in recovered {
-        let off = data_off & !0x3f;
-        if off < beg {
-            continue;
-        }
-        let end = off + (1u64 << (data_off & 0x3f));
-        let mut c = off & !(CHUNK - 1);
-        while c < end {
-            if alloc.chunk_state(c) != Some(3) {
-                return bad(format!("the block at {data_off:#x} is not marked allocated"));
-            }
-            c += CHUNK;
-        }
-    }
-    Ok(())
+    verify_marked(&alloc, v.allocator_beg.get(), recovered).or_else(bad)
 }
 
 /// What [`lag_freemap`] did.

@@ -46,6 +46,11 @@ image as last committed). The image is opened for writing only when a write
 command is given. -n (--dry-run) runs everything, prints what would change and
 writes nothing. After a commit, one line gives the transaction id, the header
 copy written and the blocks written (-q: nothing; --json: a JSON object).
+An image whose freemap lags its topology (freemap_tid < mirror_tid, left by a
+crash or by a kernel flush that did not write the freemap) is accepted as a
+mount accepts it: the blocks of the newer transactions are replayed into the
+allocator (hammer2_recover's scan; a note on stderr says so) and the commit
+also writes the repaired freemap (-n: says it would).
 New entries belong to the invoking user; put keeps the host file's mode, owner
 and mtime. Parent directories get new mtime and ctime when their entries change.
 
@@ -118,7 +123,7 @@ pub struct EditCli {
     #[arg(long)]
     pub keep_going: bool,
     /// Debugging and tests: after the commit, put the freemap of the previous header copy back
-    /// (freemap_tid one transaction behind), the crash window hammer2_recover repairs
+    /// (freemap_tid one transaction behind), the crash window hammer2_recover (and any write) repairs
     #[arg(long, hide = true)]
     pub debug_lag_freemap: bool,
     /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)

@@ -8,6 +8,9 @@ topology by one flush (freemap_tid < mirror_tid): blocks of the last committed
 transactions are in use but may be marked free. A read-write mount repairs
 this (DragonFly's hammer2_recovery); hammer2_recover does the same offline,
 and also moves each segment's packing offset past the blocks it recovers.
+The writing tools (hammer2_edit) run the same replay in memory when they open
+such an image and write the repaired freemap with their first commit, so
+running hammer2_recover before them is not needed.
 
 Examples:
   hammer2_recover disk.img            recover if needed (prints 'no recovery needed' otherwise)

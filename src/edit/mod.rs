@@ -260,6 +260,10 @@ fn run_writing(
     })?;
     let fs = Hammer2::open(dev, CopyChoice::Best)?;
     let mut session = Session::from_fs(fs, !dry)?;
+    if let Some(r) = session.freemap_replay() {
+        let when = if dry { "would also repair" } else { "will also repair" };
+        events.note(&format!("{r}; the commit {when} the freemap, as a mount does"));
+    }
     if !dry {
         session.fs.device.begin_undo();
     }

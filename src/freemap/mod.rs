@@ -19,6 +19,8 @@
 //!   ([`Zones`]) and the free-space [`Totals`] against `allocator_free`.
 //!
 //! - [`alloc`]: the write side, the allocator of the write engine.
+//! - [`replay`]: the mount-time recovery's scan, marking in an allocator
+//!   every block newer than the freemap (a lagging freemap).
 //!
 //! Finding the leaves (walking the freemap tree and verifying its blocks)
 //! is left to callers, which do it with their own checks: fsck
@@ -29,6 +31,7 @@
 pub mod account;
 pub mod alloc;
 pub mod layout;
+pub mod replay;
 
 pub use account::{
     chunk_state, entry_chunk_state, entry_free_chunks, Areas, ChunkState, Leaf, LeafCounts, Totals, ZoneMap,

@@ -148,6 +148,35 @@ pub struct Session {
     /// what is in memory is then half an operation, and the session
     /// refuses to commit it.
     failed: Option<String>,
+    /// The freemap replay done when the session opened.
+    replayed: Option<FreemapReplay>,
+}
+
+/// The lag a session replayed when it opened ([`Session::freemap_replay`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FreemapReplay {
+    /// The header's `freemap_tid` and `mirror_tid` (the transactions
+    /// `freemap_tid + 1 ..= mirror_tid` were replayed).
+    pub freemap_tid: u64,
+    pub mirror_tid: u64,
+    /// Blocks newer than the freemap, each marked allocated, and their bytes.
+    pub blocks: u64,
+    pub bytes: u64,
+    /// Of those, blocks for which the freemap changed.
+    pub changed: u64,
+    /// Free 16 KiB chunks that became allocated.
+    pub chunks: u64,
+}
+
+impl std::fmt::Display for FreemapReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the freemap (freemap_tid {:#x}) lagged the topology (mirror_tid {:#x}): {} newer blocks \
+             replayed, {} of them changing the freemap ({} chunks became allocated)",
+            self.freemap_tid, self.mirror_tid, self.blocks, self.changed, self.chunks
+        )
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
@@ -156,25 +185,58 @@ fn invalid(msg: impl Into<String>) -> Error {
 
 impl Session {
     /// Opens `spec` for writing (`dry_run`: for reading only; nothing will
-    /// be written). Refuses a file system whose freemap lags its topology
-    /// (a crash window that recovery must repair first).
+    /// be written). A file system whose freemap lags its topology is
+    /// accepted as a mount accepts it (see [`Session::from_fs`]).
     pub fn open(spec: &str, dry_run: bool) -> Result<Session> {
         let access = if dry_run { Access::ReadOnly } else { Access::ReadWrite };
         let fs = Hammer2::open(Device::open(spec, access)?, CopyChoice::Best)?;
         Self::from_fs(fs, !dry_run)
     }
 
+    /// A session on `fs` (`write`: commits write to it).
+    ///
+    /// When the freemap lags the topology (`freemap_tid < mirror_tid`: the
+    /// kernel flushes the freemap one flush behind, so a crash, or a flush
+    /// that did not touch the freemap, leaves this), the blocks of the
+    /// transactions after `freemap_tid` are replayed into the allocator in
+    /// memory ([`crate::freemap::replay`], the scan `hammer2_recover` and a
+    /// kernel mount run), so that none of them is handed out again; the
+    /// next commit writes the repaired freemap with the edit, one
+    /// transaction, as a mount followed by a flush does.
+    /// [`Session::freemap_replay`] tells what was replayed. Refused (with
+    /// nothing changed): a freemap that cannot be loaded, a changed node
+    /// that cannot be read or verified (what lies below it is unknown).
+    /// A `freemap_tid` above `mirror_tid` is accepted without a replay, as
+    /// the kernel does (`hammer2_recovery` says "no recovery needed" when
+    /// `freemap_tid >= mirror_tid`; the freemap can be flushed on its own,
+    /// after the topology): such a freemap describes allocations at least
+    /// as recent as the topology, so it can only mark more than is in use
+    /// (a leak bulkfree reclaims), never less.
     pub fn from_fs(fs: Hammer2, write: bool) -> Result<Session> {
         let v = &fs.voldata;
         let (mirror, freemap) = (v.mirror_tid.get(), v.freemap_tid.get());
-        if freemap < mirror {
-            return Err(invalid(format!(
-                "the freemap (freemap_tid {freemap:#x}) lags the topology (mirror_tid {mirror:#x}): \
-                 run hammer2_recover (or fsck_hammer2 -p) first"
-            )));
-        }
         let tid = mirror.max(freemap).checked_add(1).ok_or_else(|| invalid("mirror_tid exhausted"))?;
-        let mut alloc = Allocator::load(&fs)?;
+        let mut alloc;
+        let mut replayed = None;
+        if freemap < mirror {
+            alloc = crate::recover::load_for_replay(&fs)?;
+            let done = crate::freemap::replay::replay(&fs, &mut alloc, Some(freemap), None).map_err(|e| {
+                invalid(format!(
+                    "the freemap (freemap_tid {freemap:#x}) lags the topology (mirror_tid {mirror:#x}) \
+                     and cannot be replayed: {e}"
+                ))
+            })?;
+            replayed = Some(FreemapReplay {
+                freemap_tid: freemap,
+                mirror_tid: mirror,
+                blocks: done.blocks(),
+                bytes: done.bytes(),
+                changed: done.changed(),
+                chunks: done.chunks(),
+            });
+        } else {
+            alloc = Allocator::load(&fs)?;
+        }
         // Older valid header copies are the fallback if the newest is lost:
         // what they reach must not be handed out, even where a bulkfree
         // (which only looks at the newest) freed it.
@@ -194,7 +256,15 @@ impl Session {
             since_check: 64,
             dry_blocks: Default::default(),
             dry_bytes: 0,
+            replayed,
         })
+    }
+
+    /// What was replayed into the allocator when the session opened (the
+    /// freemap lagged the topology): the next commit also writes the
+    /// repaired freemap. None when the freemap was current.
+    pub fn freemap_replay(&self) -> Option<&FreemapReplay> {
+        self.replayed.as_ref()
     }
 
     /// The transaction id this session's commit will carry.
