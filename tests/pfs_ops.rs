@@ -328,3 +328,29 @@ fn pfs_operations_on_a_multi_volume_set() {
     our_fsck_clean(&spec);
     oracle_fsck(&spec);
 }
+
+/// The super-root's statistics are the kernel's increments, not a sum:
+/// after a PFS is created on the pfs-snapshot fixture, by makefs or by us,
+/// both store the same figures and our fsck accepts both images.
+#[test]
+fn pfs_create_on_the_snapshot_fixture_matches_makefs_and_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ours, theirs, ours_spec, theirs_spec) = twin_copies("pfs-snapshot", dir.path());
+    let mut s = Session::open(&ours_spec, false).unwrap();
+    s.pfs_create("NEW", PfsType::Master).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let (ok, log) = makefs(&theirs, &["P=create:NEW"]);
+    assert!(ok, "makefs P=create:NEW:\n{log}");
+    let sroot = |spec: &str| {
+        let fs = hammer2::Hammer2::open_path(spec).unwrap();
+        let st = *fs.voldata.sroot_blockset[0].stats();
+        (st.data_count.get(), st.inode_count.get())
+    };
+    assert_eq!(sroot(&ours_spec), sroot(&theirs_spec), "super-root statistics");
+    for spec in [&ours_spec, &theirs_spec] {
+        our_fsck_clean(spec);
+        oracle_fsck(spec);
+    }
+    assert_eq!(pfs_summary(&ours_spec), pfs_summary(&theirs_spec));
+}

@@ -442,7 +442,7 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
         if b.kind() == T::Inode {
             return self.inode_done(b, &loc, sub.container, below);
         }
-        self.check_stats(b, &loc, below);
+        self.check_stats(b, &loc, below, false);
         stated(b, false)
     }
 }
@@ -624,7 +624,7 @@ impl<'a> Pass<'a, '_> {
         if container == Container::Nothing && (below.data != 0 || below.inodes != 0) {
             self.problem(INODE_BAD, loc, "a device, fifo or socket with blocks".into());
         }
-        self.check_stats(b, loc, below);
+        self.check_stats(b, loc, below, container == Container::SuperRoot);
         let pfs_root = container == Container::PfsRoot;
         if pfs_root {
             self.finish_pfs();
@@ -632,11 +632,29 @@ impl<'a> Pass<'a, '_> {
         stated(b, pfs_root)
     }
 
-    fn check_stats(&mut self, b: &Blockref, loc: &Location, below: Contrib) {
+    /// A blockref's statistics against the sum of what lies below it: at
+    /// least that, plus at most the PFS roots' own inodes (which the kernel
+    /// counts in a parent's figures when it created the root, not when
+    /// newfs did).
+    ///
+    /// The super-root's figures are no sum at all: the kernel adjusts them
+    /// by increments as PFSs are created and deleted and as it flushes PFS
+    /// roots (which then may count themselves), so they drift from what
+    /// lies below by up to one inode (1 KiB) per PFS either way.
+    /// DragonFly's makefs `-o P=create` on the pfs-snapshot fixture stores
+    /// 283648 bytes and 9 inodes where its PFS roots state 284672 bytes
+    /// and 10 inodes; our pfs-create stores the same 283648 and 9 while our
+    /// untouched PFS roots state 280576 and 6. For the super-root the window
+    /// is that much wider on both sides.
+    fn check_stats(&mut self, b: &Blockref, loc: &Location, below: Contrib, super_root: bool) {
         let s = b.stats();
         let (d, i) = (s.data_count.get(), s.inode_count.get());
-        let d_ok = d >= below.data && d <= below.data.saturating_add(below.optional_data);
-        let i_ok = i >= below.inodes && i <= below.inodes.saturating_add(below.optional_inodes);
+        let roots = if super_root { self.summaries.len() as u64 } else { 0 };
+        let (slack_d, slack_i) = (roots.saturating_mul(1024), roots);
+        let d_ok = d >= below.data.saturating_sub(slack_d)
+            && d <= below.data.saturating_add(below.optional_data).saturating_add(slack_d);
+        let i_ok = i >= below.inodes.saturating_sub(slack_i)
+            && i <= below.inodes.saturating_add(below.optional_inodes).saturating_add(slack_i);
         if !(d_ok && i_ok) {
             self.problem(
                 BREF_STATS,
