@@ -327,6 +327,69 @@ fn names_up_to_255_bytes_and_many_in_one_directory() {
     assert_eq!(makefs_read(&img, None, &format!("/m/{long}")), b"x");
 }
 
+/// Two names with the same directory hash: the high word sums the CRCs
+/// of the name's pieces (order-free), so reordering pieces and changing
+/// separators keeps it, and among a few hundred such variants two share
+/// the 16 bits the whole name's CRC adds (found here, not hard-coded).
+fn colliding_names() -> (String, String) {
+    let pieces = ["alpha", "beta", "gamma", "delta"];
+    let mut seen = std::collections::HashMap::new();
+    let seps = [".", "-", "_", "~"];
+    for perm in 0..24usize {
+        let mut rest: Vec<&str> = pieces.to_vec();
+        let mut order = Vec::new();
+        let mut p = perm;
+        for k in (1..=4).rev() {
+            order.push(rest.remove(p % k));
+            p /= k;
+        }
+        for sep in 0..64usize {
+            let name = format!(
+                "{}{}{}{}{}{}{}",
+                order[0],
+                seps[sep & 3],
+                order[1],
+                seps[(sep >> 2) & 3],
+                order[2],
+                seps[sep >> 4],
+                order[3]
+            );
+            let key = hammer2::dirhash::dirhash(name.as_bytes());
+            if let Some(other) = seen.insert(key, name.clone()) {
+                return (other, name);
+            }
+        }
+    }
+    panic!("no two of 1536 variants share a directory hash");
+}
+
+#[test]
+fn names_with_the_same_hash_get_their_own_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, spec) = scratch(dir.path());
+    let (a, b) = colliding_names();
+    assert_eq!(hammer2::dirhash::dirhash(a.as_bytes()), hammer2::dirhash::dirhash(b.as_bytes()));
+    let (ha, hb) = (host_file(dir.path(), "a", b"first\n"), host_file(dir.path(), "b", b"second\n"));
+    script_ok(&spec, &format!("mkdir /c; put {ha} /c/{a}; put {hb} /c/{b}"));
+    assert_eq!(cat(&spec, &format!("/c/{a}")), b"first\n");
+    assert_eq!(cat(&spec, &format!("/c/{b}")), b"second\n");
+    clean(&spec);
+    assert_eq!(makefs_read(&img, None, &format!("/c/{b}")), b"second\n");
+    // Removing the first leaves the second reachable under its own key;
+    // a new name with the hash then takes the free iteration again.
+    script_ok(&spec, &format!("rm /c/{a}; mv /c/{b} /c/{a}; put {hb} /c/{b}"));
+    assert_eq!(cat(&spec, &format!("/c/{a}")), b"second\n");
+    assert_eq!(cat(&spec, &format!("/c/{b}")), b"second\n");
+    let mut names: Vec<String> =
+        text(&edit_ok(&[&spec, "ls", "/c"]).stdout).lines().map(String::from).collect();
+    names.sort();
+    let mut want = vec![a.clone(), b.clone()];
+    want.sort();
+    assert_eq!(names, want);
+    clean(&spec);
+    assert_eq!(makefs_read(&img, None, &format!("/c/{a}")), b"second\n");
+}
+
 #[test]
 fn scripts_quote_continue_commit_and_dry_run() {
     let dir = tempfile::tempdir().unwrap();
