@@ -363,33 +363,45 @@ impl Session {
     fn lookup_in(&self, table: &Table, name: &[u8]) -> Result<Option<DirEntry>> {
         let hash = dirhash(name);
         let mut found = None;
+        self.scan_dirents(table, hash & !DIRHASH_LOMASK, hash | DIRHASH_LOMASK, &mut |n, e| {
+            if n != name {
+                return Flow::Continue;
+            }
+            found = Some(e);
+            Flow::Stop
+        })?;
+        Ok(found)
+    }
+
+    /// Calls `f` with the name and entry of every directory entry of
+    /// `table` keyed in `lo..=hi`, in key order, until it says stop; a name
+    /// that cannot be read ends the scan with its error.
+    pub(crate) fn scan_dirents(
+        &self,
+        table: &Table,
+        lo: u64,
+        hi: u64,
+        f: &mut dyn FnMut(Vec<u8>, DirEntry) -> Flow,
+    ) -> Result<()> {
         let mut failure = None;
-        table.scan(&self.fs, hash & !DIRHASH_LOMASK, hash | DIRHASH_LOMASK, &mut |b, chain, loc| {
-            let entry_name = match (b.kind(), chain) {
-                (BlockrefType::Dirent, _) => dirent_name(&self.fs, b, chain, loc),
-                _ => return Ok(Flow::Continue),
-            };
-            match entry_name {
-                Ok(n) if n == name => {
+        table.scan(&self.fs, lo, hi, &mut |b, chain, loc| {
+            if b.kind() != BlockrefType::Dirent {
+                return Ok(Flow::Continue);
+            }
+            match dirent_name(&self.fs, b, chain, loc) {
+                Ok(name) => {
                     let h = b.dirent();
-                    found = Some(DirEntry {
-                        key: b.key.get(),
-                        inum: h.inum.get(),
-                        obj_type: ObjType::from(h.type_),
-                    });
-                    Ok(Flow::Stop)
+                    let e =
+                        DirEntry { key: b.key.get(), inum: h.inum.get(), obj_type: ObjType::from(h.type_) };
+                    Ok(f(name, e))
                 }
-                Ok(_) => Ok(Flow::Continue),
                 Err(e) => {
                     failure = Some(e);
                     Ok(Flow::Stop)
                 }
             }
         })?;
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(found),
-        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// Resolves `path` to (parent directory, final name, entry if it exists).

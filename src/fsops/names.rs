@@ -207,32 +207,11 @@ impl Session {
                 return Err(Error::NotADirectory(format!("inode {dir}")));
             }
             let mut out = Vec::new();
-            let mut failure = None;
-            table.scan(&self.fs, DIRHASH_VISIBLE, u64::MAX, &mut |b, chain, loc| {
-                if b.kind() != crate::format::BlockrefType::Dirent {
-                    return Ok(Flow::Continue);
-                }
-                match super::dirent_name(&self.fs, b, chain, loc) {
-                    Ok(name) => {
-                        let h = b.dirent();
-                        let e = DirEntry {
-                            key: b.key.get(),
-                            inum: h.inum.get(),
-                            obj_type: ObjType::from(h.type_),
-                        };
-                        out.push((name, e));
-                        Ok(Flow::Continue)
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        Ok(Flow::Stop)
-                    }
-                }
+            self.scan_dirents(table, DIRHASH_VISIBLE, u64::MAX, &mut |name, e| {
+                out.push((name, e));
+                Flow::Continue
             })?;
-            match failure {
-                Some(e) => Err(e),
-                None => Ok(out),
-            }
+            Ok(out)
         })
     }
 
