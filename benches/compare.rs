@@ -182,6 +182,11 @@ fn main() {
             // Alternate who goes first, so neither always meets a warmer cache.
             let order = if round % 2 == 0 { [true, false] } else { [false, true] };
             for is_ours in order {
+                // Start from a settled host: the previous run's writes (and
+                // the removal of its output) are on disk, not charged to the
+                // next tool. SAFETY: sync(2) has no preconditions.
+                unsafe { libc::sync() };
+                std::thread::sleep(std::time::Duration::from_secs(2));
                 let u = if is_ours {
                     run_checked(&mut (w.ours)(), &[0])
                 } else {

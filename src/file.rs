@@ -40,11 +40,13 @@ impl<W: Write> Sink for WriteSink<W> {
 pub struct SparseFileSink<W: Write + Seek> {
     inner: W,
     pos: u64,
+    /// End of the last bytes written (past it, only holes so far).
+    written: u64,
 }
 
 impl<W: Write + Seek> SparseFileSink<W> {
     pub fn new(inner: W) -> Self {
-        SparseFileSink { inner, pos: 0 }
+        SparseFileSink { inner, pos: 0, written: 0 }
     }
     /// Flushes and returns the writer positioned at the end.
     pub fn finish(mut self) -> std::io::Result<W> {
@@ -57,12 +59,20 @@ impl<W: Write + Seek> SparseFileSink<W> {
     pub fn is_empty(&self) -> bool {
         self.pos == 0
     }
+    /// Whether the file ends in a hole, so that its length must still be
+    /// set (a write already made it as long as the bytes written).
+    pub fn ends_in_hole(&self) -> bool {
+        self.written < self.pos
+    }
 }
 
 impl<W: Write + Seek> Sink for SparseFileSink<W> {
     fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.inner.write_all(bytes)?;
         self.pos += bytes.len() as u64;
+        if !bytes.is_empty() {
+            self.written = self.pos;
+        }
         Ok(())
     }
     fn hole(&mut self, n: u64) -> std::io::Result<()> {
