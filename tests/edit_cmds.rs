@@ -8,7 +8,7 @@
 mod common;
 
 use common::digest::sparse_sha256;
-use common::editor::{edit, edit_ok, text};
+use common::editor::{edit, edit_ok, fresh_image, text};
 use common::oracle::{makefs, makefs_read, reference_fsck};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -655,16 +655,7 @@ fn a_hundred_mixed_commands_match_the_same_on_a_host_directory() {
         let dir = tempfile::tempdir().unwrap();
         let (img, spec) = match fixture {
             Some(name) => scratch_named(name, dir.path()),
-            None => {
-                let img = dir.path().join("fresh.img");
-                let out = Command::new(env!("CARGO_BIN_EXE_newfs_hammer2"))
-                    .args(["-s", "2G", img.to_str().unwrap()])
-                    .output()
-                    .unwrap();
-                assert!(out.status.success(), "newfs: {}", text(&out.stderr));
-                let spec = img.to_str().unwrap().to_string();
-                (img, spec)
-            }
+            None => fresh_image(dir.path(), "fresh.img"),
         };
         let host = dir.path().join("host");
         if fixture.is_some() {

@@ -3,22 +3,14 @@
 
 mod common;
 
-use common::editor::{edit, edit_ok, text};
+use common::editor::{edit, edit_ok, fresh_image, text};
 use common::hosttree::{both_fscks_clean, compare_with_image, varied_in_tempdir};
 // Contents, not layout: an aborted import's blocks are put back as zeros
 // or holes, which may not match the file's earlier extents page for page.
 use common::digest::content_sha256 as sha256;
 
-/// A fresh 2 GiB image of ours (LOCAL and DATA).
 fn fresh(dir: &std::path::Path) -> (std::path::PathBuf, String) {
-    let img = dir.join("put.img");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_newfs_hammer2"))
-        .args(["-s", "2G", img.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "newfs: {}", text(&out.stderr));
-    let spec = img.to_str().unwrap().to_string();
-    (img, spec)
+    fresh_image(dir, "put.img")
 }
 
 #[test]

@@ -18,3 +18,16 @@ pub fn edit_ok(args: &[&str]) -> Output {
     assert!(out.status.success(), "{args:?} failed:\n{}{}", text(&out.stdout), text(&out.stderr));
     out
 }
+
+/// A fresh 2 GiB image of ours (LOCAL and DATA) at `dir/name`: its path
+/// and spec.
+pub fn fresh_image(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let img = dir.join(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_newfs_hammer2"))
+        .args(["-s", "2G", img.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "newfs: {}", text(&out.stderr));
+    let spec = img.to_str().unwrap().to_string();
+    (img, spec)
+}
