@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::maint::{
-    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_clean, spec_of,
-};
+use common::maint::{chunk_states, oracle_fsck, oracle_fsck_best, our_fsck_clean, spec_of};
 use common::oracle::makefs;
+use common::oracle::makefs_mounts_and_bulkfrees;
 use hammer2::fsops::{Attrs, Session};
 
 /// Removes files and rewrites one on a scratch copy of `fixture`, so that

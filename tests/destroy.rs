@@ -4,9 +4,8 @@
 
 mod common;
 
-use common::maint::{
-    chunk_states, makefs_mounts_and_bulkfrees, oracle_fsck, oracle_fsck_best, our_fsck_problems, spec_of,
-};
+use common::maint::{chunk_states, oracle_fsck, oracle_fsck_best, our_fsck_problems, spec_of};
+use common::oracle::makefs_mounts_and_bulkfrees;
 use hammer2::fsops::Session;
 use hammer2::pfs::Pfs;
 use hammer2::tree::Tree;

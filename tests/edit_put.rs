@@ -5,6 +5,7 @@ mod common;
 
 use common::editor::{edit, edit_ok, fresh_image, text};
 use common::hosttree::{both_fscks_clean, compare_with_image, varied_in_tempdir};
+use common::oracle::{makefs_mounts_and_bulkfrees, makefs_snapshots};
 // Contents, not layout: an aborted import's blocks are put back as zeros
 // or holes, which may not match the file's earlier extents page for page.
 use common::digest::content_sha256 as sha256;
@@ -16,7 +17,7 @@ fn fresh(dir: &std::path::Path) -> (std::path::PathBuf, String) {
 #[test]
 fn put_r_copies_a_tree_into_an_existing_directory() {
     let (dir, host) = varied_in_tempdir();
-    let (_img, spec) = fresh(dir.path());
+    let (img, spec) = fresh(dir.path());
     let h = host.to_str().unwrap();
     // Into an existing directory: it receives the tree under its own name,
     // as cp -r does; later commands of the script see it.
@@ -25,6 +26,9 @@ fn put_r_copies_a_tree_into_an_existing_directory() {
     assert!(text(&out.stderr).is_empty(), "{}", text(&out.stderr));
     compare_with_image(&host, &spec, None, "/srv/copy");
     compare_with_image(&host, &spec, None, "/second");
+    both_fscks_clean(&spec);
+    makefs_snapshots(&img, "after-put");
+    makefs_mounts_and_bulkfrees(&img);
     both_fscks_clean(&spec);
 }
 

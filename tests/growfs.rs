@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, spec_of};
+use common::maint::{oracle_fsck, our_fsck_clean, spec_of};
 use common::oracle::makefs;
+use common::oracle::makefs_mounts_and_bulkfrees;
 use hammer2::format::BlockrefType;
 use hammer2::fsops::{Attrs, Session};
 use hammer2::Hammer2;

@@ -6,10 +6,9 @@
 
 mod common;
 
-use common::maint::{
-    makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary, spec_of, twin_copies,
-};
+use common::maint::{oracle_fsck, our_fsck_clean, pfs_summary, spec_of, twin_copies};
 use common::model::snapshot_pfs;
+use common::oracle::makefs_mounts_and_bulkfrees;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::PfsType;
 use hammer2::fsops::{Attrs, Session};

@@ -5,8 +5,9 @@
 
 mod common;
 
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, spec_of, twin_copies};
+use common::maint::{oracle_fsck, our_fsck_clean, spec_of, twin_copies};
 use common::model::snapshot_pfs;
+use common::oracle::makefs_mounts_and_bulkfrees;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::{BlockrefType, CheckMethod, CompMethod};
 use hammer2::fsops::{parse_check, parse_comp, Session};

@@ -11,7 +11,8 @@
 mod common;
 
 use common::editor::{edit, edit_ok, text};
-use common::maint::{makefs_mounts_and_bulkfrees, oracle_fsck, our_fsck_clean, pfs_summary};
+use common::maint::{oracle_fsck, our_fsck_clean, pfs_summary};
+use common::oracle::makefs_mounts_and_bulkfrees;
 use common::recording::{content_digest, visible_state};
 use hammer2::device::{Access, Device};
 use hammer2::freemap::alloc::Allocator;

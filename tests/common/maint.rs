@@ -2,7 +2,7 @@
 //! bulkfree, growfs, destroy): both checkers, makefs as a mounting kernel,
 //! and the PFS list as a comparable summary.
 
-use super::oracle::{bulkfree_verdict, makefs, reference_fsck};
+use super::oracle::reference_fsck;
 use std::path::Path;
 
 /// A device spec for an image path.
@@ -40,14 +40,6 @@ pub fn our_fsck_problems(spec: &str) -> Vec<String> {
 pub fn oracle_fsck(spec: &str) {
     let (ok, text) = reference_fsck(spec);
     assert!(ok, "reference fsck_hammer2 rejects {spec}:\n{text}");
-}
-
-/// makefs (the kernel's code) mounts the image, bulkfrees and flushes: no
-/// recovery may be needed and no block in use may be marked free.
-pub fn makefs_mounts_and_bulkfrees(img: &Path) {
-    let (ok, text) = makefs(img, &["B"]);
-    assert!(ok, "makefs -o B failed on {}:\n{text}", img.display());
-    bulkfree_verdict(&text).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The PFSs of `spec` as (label, type, subtype), sorted by label.

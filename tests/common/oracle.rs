@@ -77,3 +77,18 @@ pub fn makefs_read(img: &Path, pfs: Option<&str>, path: &str) -> Vec<u8> {
     let name = path.rsplit('/').next().unwrap();
     std::fs::read(out_dir.path().join(name)).unwrap_or_else(|e| panic!("makefs did not extract {path}: {e}"))
 }
+
+/// makefs (the kernel's code) mounts the image, bulkfrees and flushes: no
+/// recovery may be needed and no block in use may be marked free.
+pub fn makefs_mounts_and_bulkfrees(img: &Path) {
+    let (ok, text) = makefs(img, &["B"]);
+    assert!(ok, "makefs -o B failed on {}:\n{text}", img.display());
+    bulkfree_verdict(&text).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// makefs mounts the image without a recovery, snapshots the PFS it
+/// mounts (DATA) as `name` and flushes.
+pub fn makefs_snapshots(img: &Path, name: &str) {
+    let (ok, log) = makefs(img, &[&format!("P=snapshot:{name}")]);
+    assert!(ok && log.contains("no recovery needed"), "makefs snapshot on {}:\n{log}", img.display());
+}
