@@ -2,12 +2,10 @@
 //! created with every attribute a host object carries, hard links, and
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
-use super::{
-    free_dirent_key, inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES,
-};
+use super::{inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
 use crate::chain::Slot;
 use crate::check::set_check;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::flush::Flusher;
 use crate::format::{encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, ObjType};
 use std::borrow::Cow;
@@ -97,21 +95,11 @@ impl Session {
     /// keeps hard-linked inodes since DragonFly 5.0).
     pub(crate) fn import_link(&mut self, pfs: &PfsRef, dir: u64, name: &[u8], inum: u64) -> Result<()> {
         super::check_new_name(name)?;
+        if self.lookup(pfs, dir, name)?.is_some() {
+            return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
+        }
         let kind = self.with_inode(pfs, inum, |ip, _| Ok(ip.meta.obj_type()))?;
-        let dkey = self.with_inode(pfs, dir, |dip, dtable| {
-            if dip.meta.obj_type() != ObjType::Directory {
-                return Err(Error::NotADirectory(format!("inode {dir}")));
-            }
-            if self.lookup_in(dtable, name)?.is_some() {
-                return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
-            }
-            free_dirent_key(&self.fs, dtable, name)
-        })?;
-        let check = self.with_inode(pfs, dir, |dip, _| Ok(CheckMethod::from(dip.meta.check_algo & 15)))?;
-        self.add_dirent(pfs, dir, dkey, name, inum, kind, check)?;
-        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
-        ip.meta.nlinks = (ip.meta.nlinks.get() + 1).into();
-        Ok(())
+        self.link_in(pfs, dir, name, inum, kind)
     }
 
     /// Sets an inode's times (a directory's, once its entries are in).

@@ -83,12 +83,28 @@ impl Session {
             return Err(invalid(format!("{target}: hard links to directories are not allowed")));
         }
         let (dir, name) = self.new_name(pfs, new)?;
-        let (check, dkey) = self.dirent_slot(pfs, dir, &name)?;
-        self.add_dirent(pfs, dir, dkey, &name, e.inum, e.obj_type, check)?;
-        let chain = self.inode_mut(pfs, e.inum)?;
-        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
-        ip.meta.nlinks = ip.meta.nlinks.get().saturating_add(1).into();
+        self.link_in(pfs, dir, &name, e.inum, e.obj_type)?;
+        let ip = self.inode_mut(pfs, e.inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
         ip.meta.ctime = now_us().into();
+        Ok(())
+    }
+
+    /// Enters the free name `name` in directory `dir` for the existing
+    /// inode `inum` (of `kind`), which counts one more link: the inode
+    /// keeps its place, as the kernel keeps hard-linked inodes since
+    /// DragonFly 5.0.
+    pub(crate) fn link_in(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        name: &[u8],
+        inum: u64,
+        kind: ObjType,
+    ) -> Result<()> {
+        let (check, dkey) = self.dirent_slot(pfs, dir, name)?;
+        self.add_dirent(pfs, dir, dkey, name, inum, kind, check)?;
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        ip.meta.nlinks = ip.meta.nlinks.get().saturating_add(1).into();
         Ok(())
     }
 
