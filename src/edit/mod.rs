@@ -366,6 +366,12 @@ fn commit(
         return Ok(());
     }
     let report = session.commit()?;
+    if !session.synced_copies().is_empty() {
+        events.note(&format!(
+            "header copies {:?} named what destroy cut out: rewritten with the new header after the commit",
+            session.synced_copies()
+        ));
+    }
     let changes = std::mem::take(pending);
     outcome.changes.extend(changes.iter().cloned());
     outcome.reports.push(EditReport::new(session, &report, changes));

@@ -61,8 +61,12 @@ fn clean_brefs(table: &Table, out: &mut Vec<(Blockref, u64)>) {
 /// Replaces a freemap that cannot be loaded (damaged beyond what the
 /// recovery can replay into) by one built from the topology alone
 /// ([`Allocator::rebuild`]), committed as a transaction that changes
-/// nothing else. fsck's repair falls back to it.
-pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport)> {
+/// nothing else. fsck's repair falls back to it. Written (`write`), the
+/// older header copies, which still reference the damaged freemap, are
+/// then rewritten with the new header ([`super::sync_header_copies`]: only
+/// after the commit is durable, one at a time); the copies rewritten are
+/// returned last.
+pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport, Vec<usize>)> {
     let (mut alloc, report) = Allocator::rebuild(fs)?;
     let v = &fs.voldata;
     let tid = v
@@ -73,5 +77,6 @@ pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport,
         .ok_or_else(|| invalid("mirror_tid exhausted"))?;
     let mut root = Table::from_brefs(&fs.voldata.sroot_blockset);
     let commit = flush::commit(fs, &mut root, &mut alloc, tid, write)?;
-    Ok((report, commit))
+    let synced = if write { super::sync_header_copies(fs)? } else { Vec::new() };
+    Ok((report, commit, synced))
 }
