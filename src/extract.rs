@@ -28,15 +28,19 @@
 //! (inodes with nlinks > 1 named twice) become hard links. Holes stay holes.
 //! Device nodes, FIFOs and sockets are skipped and listed.
 
-use crate::error::{Error, Result};
+mod pipeline;
+
+use crate::error::{CorruptKind, Error, Result};
 use crate::file::{read_file, read_link, SparseFileSink};
 use crate::format::ObjType;
 use crate::namespace::{self, Entry, Limits, Step, Visitor};
 use crate::pfs::{Inode, Pfs};
+use crate::tree::Tree;
+use pipeline::{Closer, Counts, Pipeline, Shared};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufWriter, ErrorKind};
+use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -116,11 +120,14 @@ pub struct ExtractOptions {
     pub modes: ModePolicy,
     /// Traversal bounds (default: [`Limits::for_fs`]).
     pub limits: Option<Limits>,
+    /// Threads writing files besides the one walking the tree (0: one
+    /// per core).
+    pub threads: usize,
 }
 
 impl Default for ExtractOptions {
     fn default() -> Self {
-        ExtractOptions { force: false, modes: ModePolicy::of_process(), limits: None }
+        ExtractOptions { force: false, modes: ModePolicy::of_process(), limits: None, threads: 0 }
     }
 }
 
@@ -185,33 +192,62 @@ pub fn extract_with(
             Ok(_) => return Err(refuse(&target, "already exists; use --force to replace it")),
         }
     }
-    let mut x = Extractor {
-        pfs,
-        opts: *opts,
-        stats: ExtractStats::default(),
-        links: HashMap::new(),
-        dirs: Vec::new(),
-        progress,
+    let files = Files { tree: pfs.tree, force: opts.force, modes: opts.modes };
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     };
-    if ino.is_dir() {
-        if parts.is_empty() {
-            // DEST stands for the root: filled, then given the root's mode and time.
-            fs::set_permissions(&target, fs::Permissions::from_mode(0o700))
-                .map_err(host_err(&target, "chmod"))?;
-        } else {
-            x.make_dir(&target, true)?;
+    let run = |job: &FileJob<'_>, buf: &mut Vec<u8>| files.extract(job, buf);
+    let shared = Shared::new();
+    std::thread::scope(|scope| {
+        let _closer = Closer(&shared);
+        for _ in 0..threads {
+            scope.spawn(|| shared.work(&run));
         }
-        x.dirs.push(target);
-        let limits = opts.limits.unwrap_or_else(|| Limits::for_fs(pfs.tree.fs));
-        namespace::traverse(pfs, &ino, &shown, limits, &mut x)?;
-        if parts.is_empty() {
+        let mut x = Extractor {
+            pfs,
+            files: &files,
+            stats: ExtractStats::default(),
+            links: HashMap::new(),
+            dirs: Vec::new(),
+            progress,
+            pipe: Pipeline::new(&shared, &run),
+            stopping: false,
+        };
+        let walked = x.walk(&ino, &target, &shown, parts.is_empty(), opts);
+        let mut stats = x.finish(walked)?;
+        if ino.is_dir() && parts.is_empty() {
             // The root itself is not counted among the directories extracted.
-            x.stats.dirs -= 1;
+            stats.dirs -= 1;
         }
-    } else {
-        x.place(&ino, &target, &shown)?;
+        Ok(stats)
+    })
+}
+
+impl<'a> Extractor<'a, '_, '_, '_> {
+    /// Extracts `ino` as `target`: a directory tree, or a single file.
+    fn walk(
+        &mut self,
+        ino: &Inode<'a>,
+        target: &Path,
+        shown: &str,
+        root: bool,
+        opts: &ExtractOptions,
+    ) -> Result<()> {
+        if !ino.is_dir() {
+            return self.place(ino, target.to_path_buf(), shown.to_string());
+        }
+        if root {
+            // DEST stands for the root: filled, then given the root's mode and time.
+            fs::set_permissions(target, fs::Permissions::from_mode(0o700))
+                .map_err(host_err(target, "chmod"))?;
+        } else {
+            self.files.make_dir(target, true)?;
+        }
+        self.dirs.push(target.to_path_buf());
+        let limits = opts.limits.unwrap_or_else(|| Limits::for_fs(self.pfs.tree.fs));
+        namespace::traverse(self.pfs, ino, shown, limits, self).map(|_| ())
     }
-    Ok(x.stats)
 }
 
 /// Creates DEST if missing (its parent must exist: nothing above DEST is
@@ -235,53 +271,201 @@ fn is_empty_dir(p: &Path) -> Result<bool> {
     Ok(fs::read_dir(p).map_err(host_err(p, "read directory"))?.next().is_none())
 }
 
-struct Extractor<'a, 'p> {
+/// A regular file for a worker to extract.
+struct FileJob<'a> {
+    inode: Inode<'a>,
+    host: PathBuf,
+    /// Its path in the PFS, for messages.
+    shown: String,
+}
+
+/// What waits for files to be finished.
+enum Deferred<'a> {
+    /// A further name of a multiply-linked file (after the first is made).
+    Link { first: PathBuf, host: PathBuf },
+    /// A directory's time, owner and mode (after its contents).
+    Dir { host: PathBuf, inode: Inode<'a> },
+}
+
+/// What extracting one file needs, shared by every thread.
+struct Files<'a> {
+    tree: Tree<'a>,
+    force: bool,
+    modes: ModePolicy,
+}
+
+type Pipe<'s, 'r, 'a> = Pipeline<'s, 'r, FileJob<'a>, Deferred<'a>, Vec<u8>>;
+
+struct Extractor<'a, 'p, 's, 'r> {
     pfs: &'p Pfs<'a>,
-    opts: ExtractOptions,
+    files: &'r Files<'a>,
     stats: ExtractStats,
     /// First host path of each multiply-linked inode.
     links: HashMap<u64, PathBuf>,
     /// Host paths of the directories being filled, outermost first.
     dirs: Vec<PathBuf>,
     progress: &'p mut dyn FnMut(&ExtractStats),
+    pipe: Pipe<'s, 'r, 'a>,
+    /// The walk is being stopped (an error already recorded by the pipeline).
+    stopping: bool,
 }
 
-impl<'a> Visitor<'a> for Extractor<'a, '_> {
+/// The error a visitor returns to stop the walk once the pipeline holds
+/// the real one (never returned to the caller).
+fn stop() -> Error {
+    Error::InvalidArgument("extraction stopped".into())
+}
+
+impl<'a> Visitor<'a> for Extractor<'a, '_, '_, '_> {
     fn entry(&mut self, e: &Entry<'_, 'a>) -> Result<Step> {
         // OK to unwrap: the start directory is pushed before the traversal,
         // and only popped by its own `leave`, which comes last.
         let host = self.dirs.last().unwrap().join(OsStr::from_bytes(&e.dirent.name));
-        if e.inode.is_dir() {
-            self.make_dir(&host, false)?;
+        let step = if e.inode.is_dir() {
+            self.files.make_dir(&host, false)?;
             self.dirs.push(host);
-            Ok(Step::Descend)
+            Step::Descend
         } else {
-            self.place(e.inode, &host, &e.path())?;
-            Ok(Step::Skip)
-        }
+            self.place(e.inode, host, e.path())?;
+            Step::Skip
+        };
+        self.pump()?;
+        Ok(step)
     }
 
     fn leave(&mut self, _path: &str, dir: &Inode<'a>) -> Result<()> {
         // OK to unwrap: every `leave` matches a push (see `entry`).
         let host = self.dirs.pop().unwrap();
-        // Time, owner and mode last: a read-only directory must still be filled.
-        let f = fs::File::open(&host).map_err(host_err(&host, "open"))?;
-        f.set_modified(to_time(dir.data.meta.mtime.get())).map_err(host_err(&host, "utimes"))?;
-        self.set_owner_and_mode(&f, &host, dir)?;
-        self.stats.dirs += 1;
-        (self.progress)(&self.stats);
-        Ok(())
+        self.pipe.defer(Deferred::Dir { host, inode: dir.clone() });
+        self.pump()
     }
 }
 
-impl<'a> Extractor<'a, '_> {
+impl<'a> Extractor<'a, '_, '_, '_> {
+    /// Extracts a non-directory (a regular file through the pipeline).
+    fn place(&mut self, ino: &Inode<'a>, host: PathBuf, shown: String) -> Result<()> {
+        let meta = &ino.data.meta;
+        match ino.obj_type() {
+            ObjType::Regfile => {
+                if meta.nlinks.get() > 1 {
+                    if let Some(first) = self.links.get(&ino.inum()) {
+                        self.pipe.defer(Deferred::Link { first: first.clone(), host });
+                        return Ok(());
+                    }
+                    self.links.insert(ino.inum(), host.clone());
+                }
+                if self.pipe.submit(FileJob { inode: ino.clone(), host, shown }).is_err() {
+                    self.stopping = true;
+                    return Err(stop());
+                }
+                return Ok(());
+            }
+            ObjType::Softlink => {
+                self.files.make_room(&host)?;
+                let target = read_link(&self.pfs.tree, ino).map_err(|e| in_file(e, &shown, ino))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &host)
+                    .map_err(host_err(&host, "symlink"))?;
+                if self.files.modes == ModePolicy::Preserve {
+                    std::os::unix::fs::lchown(&host, Some(meta.unix_uid()), Some(meta.unix_gid()))
+                        .map_err(host_err(&host, "chown"))?;
+                }
+                self.stats.symlinks += 1;
+            }
+            other => {
+                self.stats.skipped.push(format!("{shown}: {other} (inode {}) not extracted", ino.inum()))
+            }
+        }
+        (self.progress)(&self.stats);
+        Ok(())
+    }
+
+    /// Applies the deferred work whose files are finished and reports
+    /// progress. A failure stops the walk.
+    fn pump(&mut self) -> Result<()> {
+        let counts = self.pipe.look();
+        self.apply_ready(counts);
+        if self.stopping {
+            Err(stop())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn apply_ready(&mut self, counts: Counts) {
+        self.count_files(counts);
+        while let Some((at, op)) = self.pipe.next_ready() {
+            if let Err(e) = self.apply(op) {
+                self.pipe.fail_at(at, e);
+                self.stopping = true;
+                return;
+            }
+            (self.progress)(&self.stats);
+        }
+    }
+
+    /// Takes in the files the workers finished, one progress report each.
+    fn count_files(&mut self, counts: Counts) {
+        if counts.files > self.stats.files {
+            self.stats.bytes = counts.bytes;
+            while self.stats.files < counts.files {
+                self.stats.files += 1;
+                (self.progress)(&self.stats);
+            }
+        }
+    }
+
+    fn apply(&mut self, op: Deferred<'a>) -> Result<()> {
+        match op {
+            Deferred::Link { first, host } => {
+                self.files.make_room(&host)?;
+                fs::hard_link(&first, &host).map_err(host_err(&host, "link"))?;
+                self.stats.hardlinks += 1;
+            }
+            Deferred::Dir { host, inode } => {
+                // Time, owner and mode last: a read-only directory must still be filled.
+                let f = fs::File::open(&host).map_err(host_err(&host, "open"))?;
+                f.set_modified(to_time(inode.data.meta.mtime.get())).map_err(host_err(&host, "utimes"))?;
+                self.files.set_owner_and_mode(&f, &host, &inode)?;
+                self.stats.dirs += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the walk: waits for the files, applies what is left of the
+    /// deferred work, and gives the error met first in the order, if any.
+    fn finish(mut self, walked: Result<()>) -> Result<ExtractStats> {
+        if let Err(e) = walked {
+            if !self.stopping {
+                self.pipe.fail(e);
+            }
+        }
+        let counts = self.pipe.drain();
+        self.apply_ready(counts);
+        self.pipe.result()?;
+        Ok(self.stats)
+    }
+}
+
+/// A corruption met in a file's contents, with the file's path and inode.
+fn in_file(e: Error, shown: &str, ino: &Inode<'_>) -> Error {
+    match e {
+        Error::Corrupt(c) => Error::corrupt(
+            CorruptKind::Other(format!("{shown} (inode {}): {}", ino.inum(), c.kind)),
+            c.location,
+        ),
+        e => e,
+    }
+}
+
+impl Files<'_> {
     /// Creates a directory, writable while it is filled. With `force` (or
     /// for the target, already checked to be empty) an existing directory
     /// is reused.
     fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
         match fs::symlink_metadata(host) {
-            Ok(m) if m.is_dir() && (self.opts.force || target) => {}
-            Ok(_) if self.opts.force => {
+            Ok(m) if m.is_dir() && (self.force || target) => {}
+            Ok(_) if self.force => {
                 fs::remove_file(host).map_err(host_err(host, "unlink"))?;
                 fs::create_dir(host).map_err(host_err(host, "mkdir"))?;
             }
@@ -292,7 +476,7 @@ impl<'a> Extractor<'a, '_> {
 
     /// With `force`, removes a non-directory at `host` so it can be created anew.
     fn make_room(&self, host: &Path) -> Result<()> {
-        if !self.opts.force {
+        if !self.force {
             return Ok(());
         }
         match fs::symlink_metadata(host) {
@@ -304,71 +488,37 @@ impl<'a> Extractor<'a, '_> {
 
     fn set_owner_and_mode(&self, f: &fs::File, host: &Path, ino: &Inode<'_>) -> Result<()> {
         let meta = &ino.data.meta;
-        if self.opts.modes == ModePolicy::Preserve {
+        if self.modes == ModePolicy::Preserve {
             // Before chmod: chown clears setuid and setgid.
             std::os::unix::fs::fchown(f, Some(meta.unix_uid()), Some(meta.unix_gid()))
                 .map_err(host_err(host, "chown"))?;
         }
-        f.set_permissions(fs::Permissions::from_mode(self.opts.modes.apply(meta.mode.get())))
+        f.set_permissions(fs::Permissions::from_mode(self.modes.apply(meta.mode.get())))
             .map_err(host_err(host, "chmod"))
     }
 
-    /// Extracts a non-directory.
-    fn place(&mut self, ino: &Inode<'a>, host: &Path, shown: &str) -> Result<()> {
+    /// Extracts a regular file: contents, then time, owner and mode.
+    /// Returns its size. `buf` is the running thread's write buffer.
+    fn extract(&self, job: &FileJob<'_>, buf: &mut Vec<u8>) -> Result<u64> {
+        let (ino, host) = (&job.inode, job.host.as_path());
         let meta = &ino.data.meta;
-        match ino.obj_type() {
-            ObjType::Regfile => {
-                self.make_room(host)?;
-                if meta.nlinks.get() > 1 {
-                    if let Some(first) = self.links.get(&ino.inum()) {
-                        fs::hard_link(first, host).map_err(host_err(host, "link"))?;
-                        self.stats.hardlinks += 1;
-                        (self.progress)(&self.stats);
-                        return Ok(());
-                    }
-                    self.links.insert(ino.inum(), host.to_path_buf());
-                }
-                let f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(host)
-                    .map_err(host_err(host, "create"))?;
-                let mut sink = SparseFileSink::new(BufWriter::with_capacity(1 << 20, f));
-                let size = read_file(&self.pfs.tree, ino, &mut sink)?;
-                // A file whose last bytes were written is as long as they
-                // make it: no ftruncate (a metadata update per file).
-                let extend = sink.ends_in_hole() || sink.len() != size;
-                let f = sink
-                    .finish()
-                    .map_err(host_err(host, "write"))?
-                    .into_inner()
-                    .map_err(|e| host_err(host, "write")(e.into_error()))?;
-                if extend {
-                    f.set_len(size).map_err(host_err(host, "truncate"))?;
-                }
-                f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
-                self.set_owner_and_mode(&f, host, ino)?;
-                self.stats.files += 1;
-                self.stats.bytes += size;
-            }
-            ObjType::Softlink => {
-                self.make_room(host)?;
-                let target = read_link(&self.pfs.tree, ino)?;
-                std::os::unix::fs::symlink(OsStr::from_bytes(&target), host)
-                    .map_err(host_err(host, "symlink"))?;
-                if self.opts.modes == ModePolicy::Preserve {
-                    std::os::unix::fs::lchown(host, Some(meta.unix_uid()), Some(meta.unix_gid()))
-                        .map_err(host_err(host, "chown"))?;
-                }
-                self.stats.symlinks += 1;
-            }
-            other => {
-                self.stats.skipped.push(format!("{shown}: {other} (inode {}) not extracted", ino.inum()))
-            }
+        self.make_room(host)?;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(host)
+            .map_err(host_err(host, "create"))?;
+        let mut sink = SparseFileSink::new(&f, buf);
+        let size = read_file(&self.tree, ino, &mut sink).map_err(|e| in_file(e, &job.shown, ino))?;
+        // A file whose last bytes were written is as long as they make it:
+        // no ftruncate (a metadata update per file).
+        if sink.finish().map_err(host_err(host, "write"))? != size {
+            f.set_len(size).map_err(host_err(host, "truncate"))?;
         }
-        (self.progress)(&self.stats);
-        Ok(())
+        f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
+        self.set_owner_and_mode(&f, host, ino)?;
+        Ok(size)
     }
 }
 

@@ -8,7 +8,8 @@ use crate::format::{BlockrefType, EMBEDDED_BYTES};
 use crate::pfs::Inode;
 use crate::tree::Tree;
 use crate::walk::{Engine, Node, Nothing, Options, Reach, Step, Visitor};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 
 /// Where file contents go: bytes, and holes (runs of zeros).
 pub trait Sink {
@@ -35,49 +36,66 @@ impl<W: Write> Sink for WriteSink<W> {
     }
 }
 
-/// A sink into a host file that leaves holes unallocated (seek past them and
-/// set the length at the end), so a sparse or hostile-sized file costs no disk.
-pub struct SparseFileSink<W: Write + Seek> {
-    inner: W,
-    pos: u64,
-    /// End of the last bytes written (past it, only holes so far).
+/// A sink into a host file that leaves holes unallocated (nothing is
+/// written for them; the caller sets the length at the end), so a sparse or
+/// hostile-sized file costs no disk. Bytes are gathered in a caller's buffer
+/// (reused from file to file) and written with `pwrite` once it holds
+/// [`SparseFileSink::CHUNK`] bytes or a hole follows: memory per file is one
+/// chunk, whatever its size.
+pub struct SparseFileSink<'f> {
+    file: &'f std::fs::File,
+    buf: &'f mut Vec<u8>,
+    /// File offset of `buf[0]`.
+    start: u64,
+    /// End of the last bytes written out.
     written: u64,
 }
 
-impl<W: Write + Seek> SparseFileSink<W> {
-    pub fn new(inner: W) -> Self {
-        SparseFileSink { inner, pos: 0, written: 0 }
-    }
-    /// Flushes and returns the writer positioned at the end.
-    pub fn finish(mut self) -> std::io::Result<W> {
-        self.inner.flush()?;
-        Ok(self.inner)
-    }
-    pub fn len(&self) -> u64 {
-        self.pos
-    }
-    pub fn is_empty(&self) -> bool {
-        self.pos == 0
-    }
-    /// Whether the file ends in a hole, so that its length must still be
-    /// set (a write already made it as long as the bytes written).
-    pub fn ends_in_hole(&self) -> bool {
-        self.written < self.pos
-    }
-}
+impl<'f> SparseFileSink<'f> {
+    /// Bytes gathered before a write.
+    pub const CHUNK: usize = 1 << 20;
 
-impl<W: Write + Seek> Sink for SparseFileSink<W> {
-    fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.inner.write_all(bytes)?;
-        self.pos += bytes.len() as u64;
-        if !bytes.is_empty() {
-            self.written = self.pos;
+    /// A sink writing into `file` from offset 0, gathering in `buf`.
+    pub fn new(file: &'f std::fs::File, buf: &'f mut Vec<u8>) -> Self {
+        buf.clear();
+        buf.reserve(Self::CHUNK);
+        SparseFileSink { file, buf, start: 0, written: 0 }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(self.buf, self.start)?;
+            self.start += self.buf.len() as u64;
+            self.written = self.start;
+            self.buf.clear();
         }
         Ok(())
     }
+
+    /// Writes out what is gathered; returns the end of the last bytes
+    /// written (past it, only holes). A file whose length differs must
+    /// still be given its length (`set_len`); one that ends in written
+    /// bytes already has it.
+    pub fn finish(mut self) -> std::io::Result<u64> {
+        self.flush()?;
+        Ok(self.written)
+    }
+}
+
+impl Sink for SparseFileSink<'_> {
+    fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.buf.len() + bytes.len() > Self::CHUNK {
+            self.flush()?;
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
     fn hole(&mut self, n: u64) -> std::io::Result<()> {
-        self.pos += n;
-        self.inner.seek(SeekFrom::Start(self.pos)).map(|_| ())
+        if n > 0 {
+            self.flush()?;
+            self.start += n;
+        }
+        Ok(())
     }
 }
 

@@ -166,7 +166,7 @@ use std::time::{Duration, SystemTime};
 use zerocopy::IntoBytes;
 
 fn opts(force: bool) -> ExtractOptions {
-    ExtractOptions { force, modes: ModePolicy::Umask(0o022), limits: None }
+    ExtractOptions { force, modes: ModePolicy::Umask(0o022), limits: None, threads: 0 }
 }
 
 /// Extracts `path` of the default PFS of `img` into `dest`.
