@@ -29,7 +29,7 @@ use crate::namespace::Limits;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{BufWriter, ErrorKind, Write};
+use std::io::{ErrorKind, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -100,6 +100,7 @@ pub(super) fn get(
         entries: 0,
         stats: ExtractStats::default(),
         links: HashMap::new(),
+        chunk: Vec::new(),
         entered: HashSet::new(),
         progress,
     };
@@ -152,6 +153,8 @@ struct Getter<'s, 'p> {
     stats: ExtractStats,
     /// First host path of each multiply-linked inode.
     links: HashMap<u64, PathBuf>,
+    /// The buffer file contents are gathered in (one chunk, reused).
+    chunk: Vec<u8>,
     /// Directories entered: one named twice, or inside itself, is refused.
     entered: HashSet<u64>,
     progress: &'p mut dyn FnMut(&ExtractStats),
@@ -267,16 +270,12 @@ impl Getter<'_, '_> {
                     .mode(0o600)
                     .open(host)
                     .map_err(host_err(host, "create"))?;
-                let mut sink = Holes(SparseFileSink::new(BufWriter::with_capacity(1 << 20, f)));
+                let mut sink = Holes(SparseFileSink::new(&f, &mut self.chunk));
                 self.session.read_data(self.pfs, inum, &mut sink)?;
                 let size = meta.size.get();
-                let extend = sink.0.ends_in_hole() || sink.0.len() != size;
-                let f = sink
-                    .0
-                    .finish()
-                    .map_err(host_err(host, "write"))?
-                    .into_inner()
-                    .map_err(|e| host_err(host, "write")(e.into_error()))?;
+                // Bytes past the last ones written are holes: the length
+                // covers them.
+                let extend = sink.0.finish().map_err(host_err(host, "write"))? != size;
                 if extend {
                     f.set_len(size).map_err(host_err(host, "truncate"))?;
                 }
@@ -306,9 +305,9 @@ impl Getter<'_, '_> {
 
 /// [`Session::read_data`] writes holes out as zeros: runs of zeros become
 /// holes of the host file again.
-struct Holes<W: Write + std::io::Seek>(SparseFileSink<W>);
+struct Holes<'f>(SparseFileSink<'f>);
 
-impl<W: Write + std::io::Seek> Write for Holes<W> {
+impl Write for Holes<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if buf.iter().all(|&b| b == 0) {
             self.0.hole(buf.len() as u64)?;
