@@ -91,11 +91,11 @@ fn mkdir_put_rm_on_small_iscsi() {
     assert_eq!(read_file(spec, None, "/big.bin"), big, "still there after makefs wrote");
 }
 
-/// `Session::put` (through the import since it was unified with it): a sparse host file keeps its
+/// `Session::put`: a sparse host file keeps its
 /// holes (only the one block with data is stored), and its mode and
 /// modification time; an existing path and a non-file are refused.
 #[test]
-fn put_imports_holes_mode_and_time() {
+fn put_keeps_holes_mode_and_time() {
     use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
     let dir = tempfile::tempdir().unwrap();
     let img = common::scratch_copy("small-iscsi", dir.path());
