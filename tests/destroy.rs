@@ -114,9 +114,7 @@ fn crash_at_any_point_of_destroy_and_the_header_rewrite() {
     let mut img = CrashImage::new(&original, &dir.path().join("crash.img"));
     let mut seen = std::collections::BTreeSet::new();
     for cut in &cuts {
-        img.apply(&events, cut);
-        let fs =
-            Hammer2::open_path(img.spec()).unwrap_or_else(|e| panic!("{}: does not open: {e}", cut.name));
+        let fs = img.open_at(&events, cut);
         let tid = fs.voldata.mirror_tid.get();
         let gone = Pfs::find(&Tree::new(&fs), "DATA").unwrap().resolve("/dir/data.bin").is_err();
         drop(fs);
