@@ -169,12 +169,7 @@ fn crash_at_any_point_of_snapshot_pfs_delete_and_bulkfree() {
     let mut img = CrashImage::new(&original, &dir.path().join("crash.img"));
     let mut seen = std::collections::BTreeSet::new();
     for cut in &cuts {
-        img.apply(&events, cut);
-        let tid = hammer2::Hammer2::open_path(img.spec())
-            .unwrap_or_else(|e| panic!("{}: does not open: {e}", cut.name))
-            .voldata
-            .mirror_tid
-            .get();
+        let tid = img.open_at(&events, cut).voldata.mirror_tid.get();
         let (_, expected) =
             want.iter().find(|(t, _)| *t == tid).unwrap_or_else(|| panic!("{}: tid {tid:#x}", cut.name));
         seen.insert(tid);

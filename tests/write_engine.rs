@@ -91,6 +91,45 @@ fn mkdir_put_rm_on_small_iscsi() {
     assert_eq!(read_file(spec, None, "/big.bin"), big, "still there after makefs wrote");
 }
 
+/// `Session::put`: a sparse host file keeps its
+/// holes (only the one block with data is stored), and its mode and
+/// modification time; an existing path and a non-file are refused.
+#[test]
+fn put_keeps_holes_mode_and_time() {
+    use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("small-iscsi", dir.path());
+    let spec = img.to_str().unwrap();
+    let host = dir.path().join("sparse");
+    let f = std::fs::File::create(&host).unwrap();
+    f.set_len(4 << 20).unwrap();
+    f.write_all_at(&content(3, 100), 2 << 20).unwrap();
+    drop(f);
+    std::fs::set_permissions(&host, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let mut s = Session::open(spec, false).unwrap();
+    let pfs = s.pfs(None).unwrap();
+    let inum = s.put(&pfs, &host, "/sparse.bin").unwrap();
+    assert!(s.put(&pfs, &host, "/sparse.bin").is_err(), "an existing file was replaced");
+    assert!(s.put(&pfs, dir.path(), "/d").is_err(), "a directory was put");
+    s.commit().unwrap();
+    drop(s);
+    let mut want = vec![0u8; 4 << 20];
+    want[2 << 20..(2 << 20) + 100].copy_from_slice(&content(3, 100));
+    assert!(read_file(spec, None, "/sparse.bin") == want);
+    let fs = Hammer2::open_path(spec).unwrap();
+    let ino = Pfs::default(&Tree::new(&fs)).unwrap().resolve("/sparse.bin").unwrap();
+    assert_eq!(ino.inum(), inum);
+    let data = ino.bref.stats().data_count.get();
+    assert!(data <= 65536, "holes stored: {data} bytes of data");
+    let m = &ino.data.meta;
+    let hm = std::fs::metadata(&host).unwrap();
+    assert_eq!(m.mode.get() & 0o7777, 0o640);
+    assert_eq!(m.mtime.get() / 1_000_000, hm.mtime() as u64);
+    drop(fs);
+    our_fsck_clean(spec);
+    oracle_fsck(spec);
+}
+
 /// A fresh newfs image has no freemap: the first commit builds it. Three
 /// thousand files in one directory split its table into indirect blocks at
 /// several levels; a 100 MiB file needs two levels of data indirect blocks.

@@ -143,6 +143,14 @@ fn is_empty_dir(p: &Path) -> Result<bool> {
     Ok(fs::read_dir(p).map_err(host_err(p, "read directory"))?.next().is_none())
 }
 
+/// A directory being filled: its inode, where it goes, its entries left.
+struct Open {
+    ip: InodeData,
+    host: PathBuf,
+    shown: String,
+    entries: std::vec::IntoIter<(Vec<u8>, crate::fsops::DirEntry)>,
+}
+
 struct Getter<'s, 'p> {
     session: &'s Session,
     pfs: &'s PfsRef,
@@ -161,10 +169,45 @@ struct Getter<'s, 'p> {
 }
 
 impl Getter<'_, '_> {
-    /// Fills the host directory `host` with the entries of directory
-    /// `inum`, then gives it its time, owner and mode (last: a read-only
-    /// directory must still be filled).
+    /// Fills the host directory `host` with the tree below directory
+    /// `inum`, depth first; each directory gets its time, owner and mode
+    /// once its entries are in (last: a read-only directory must still be
+    /// filled). An explicit stack, not recursion: the depth bound is in the
+    /// thousands.
     fn dir(&mut self, inum: u64, ip: &InodeData, host: &Path, shown: &str, depth: usize) -> Result<()> {
+        let mut stack = vec![self.open(inum, ip, host, shown)?];
+        while let Some(top) = stack.last_mut() {
+            let Some((name, e)) = top.entries.next() else {
+                // OK to unwrap: `top` is the last element.
+                let done = stack.pop().unwrap();
+                self.close(&done.ip, &done.host)?;
+                continue;
+            };
+            let child_shown =
+                format!("{}/{}", top.shown.trim_end_matches('/'), String::from_utf8_lossy(&name));
+            let child_host = top.host.join(OsStr::from_bytes(&name));
+            let child = self.session.inode_data(self.pfs, e.inum)?;
+            if child.meta.obj_type() == ObjType::Directory {
+                if depth + stack.len() > self.limits.max_depth {
+                    return Err(Error::InvalidArgument(format!(
+                        "{child_shown}: directories nested deeper than {}",
+                        self.limits.max_depth
+                    )));
+                }
+                self.make_dir(&child_host, false)?;
+                let frame = self.open(e.inum, &child, &child_host, &child_shown)?;
+                stack.push(frame);
+            } else {
+                self.place(e.inum, &child, &child_host, &child_shown)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads directory `inum`'s entries, checking its names (a name
+    /// from the image that is not a plain name, or is repeated, is
+    /// refused) and the traversal's bounds.
+    fn open(&mut self, inum: u64, ip: &InodeData, host: &Path, shown: &str) -> Result<Open> {
         if !self.entered.insert(inum) {
             return Err(Error::InvalidArgument(format!(
                 "{shown}: directory inode {inum} is named twice (or inside itself); not entered again"
@@ -181,28 +224,23 @@ impl Getter<'_, '_> {
         let mut seen = HashSet::new();
         for (name, e) in &entries {
             check_name(name, e.inum, shown)?;
-            let child_shown = format!("{}/{}", shown.trim_end_matches('/'), String::from_utf8_lossy(name));
             if !seen.insert(name.as_slice()) {
                 return Err(Error::HostileName {
-                    path: format!("{child_shown} (inode {})", e.inum),
+                    path: format!(
+                        "{}/{} (inode {})",
+                        shown.trim_end_matches('/'),
+                        String::from_utf8_lossy(name),
+                        e.inum
+                    ),
                     why: "name repeated in one directory".into(),
                 });
             }
-            let child_host = host.join(OsStr::from_bytes(name));
-            let child = self.session.inode_data(self.pfs, e.inum)?;
-            if child.meta.obj_type() == ObjType::Directory {
-                if depth + 1 > self.limits.max_depth {
-                    return Err(Error::InvalidArgument(format!(
-                        "{child_shown}: directories nested deeper than {}",
-                        self.limits.max_depth
-                    )));
-                }
-                self.make_dir(&child_host, false)?;
-                self.dir(e.inum, &child, &child_host, &child_shown, depth + 1)?;
-            } else {
-                self.place(e.inum, &child, &child_host, &child_shown)?;
-            }
         }
+        Ok(Open { ip: *ip, host: host.to_path_buf(), shown: shown.to_string(), entries: entries.into_iter() })
+    }
+
+    /// A directory's entries are all in: its time, owner and mode.
+    fn close(&mut self, ip: &InodeData, host: &Path) -> Result<()> {
         let f = fs::File::open(host).map_err(host_err(host, "open"))?;
         f.set_modified(to_time(ip.meta.mtime.get())).map_err(host_err(host, "utimes"))?;
         self.set_owner_and_mode(&f, host, ip)?;

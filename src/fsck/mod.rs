@@ -23,7 +23,22 @@
 //! Repairs: corrupt or (with `sync_headers`) stale header copies are
 //! rewritten from the best copy. The best copy is never written. A damaged
 //! copy that is newer than the best one would roll the file system back if
-//! rewritten, so that needs `-y`, never `-p`. A freemap that lags the
+//! rewritten, so that needs `-y`, never `-p` ([`HDR_CORRUPT_NEWER`]), with
+//! one exception, the header of an interrupted commit ([`HDR_TORN`]): a
+//! copy whose sector 0 verifies (so its mirror_tid can be trusted), that
+//! claims exactly the best copy's mirror_tid + 1, lies in the slot the
+//! commit after the best copy writes (the next one in rotation that fits on
+//! the volume), and is the newest claim on the volume (no other damaged copy
+//! claims more). That is what a commit cut during its header write leaves
+//! (the commit contract orders the header last, so that commit never
+//! completed, and no later one followed it), and rewriting it from the best
+//! copy loses nothing readable: every reader (the kernel, the reference
+//! fsck_hammer2, our tools) already uses the best valid copy, and the next
+//! flush of a read-write mount overwrites that very slot
+//! (`hammer2_vfsops.c` writes `volhdrno + 1`, wrapping, after the copy it
+//! mounted), as our next commit does. So `-p` does it. A damaged newer copy
+//! anywhere else, or claiming a later transaction, means commits that did
+//! complete were lost: a decision for `-y`. A freemap that lags the
 //! topology ([`FREEMAP_LAG`]), blocks in use marked free
 //! ([`FREEMAP_UNMARKED`]) and a `linear` pointing into blocks in use
 //! ([`FREEMAP_LINEAR`]) are repaired by the freemap recovery
@@ -94,6 +109,9 @@ macro_rules! problems {
 problems! {
     HDR_CORRUPT: "HDR_CORRUPT", Warning, Preen,
         "volume-header copy is damaged", "rewrite it from the best copy";
+    HDR_TORN: "HDR_TORN", Warning, Preen,
+        "volume-header copy torn by an interrupted commit: it claims the transaction right after the best copy's, in the slot that commit writes, and nothing newer exists",
+        "rewrite it from the best copy (what the next commit, or a read-write mount's next flush, writes there anyway)";
     HDR_CORRUPT_NEWER: "HDR_CORRUPT_NEWER", Error, Yes,
         "damaged volume-header copy claims a newer commit than the best valid copy",
         "rewrite it from the best copy (the damaged commit is lost)";
@@ -484,6 +502,21 @@ fn header_pass(device: &mut Device, opts: &FsckOptions, report: &mut FsckReport)
         };
         let best_data = best.data.as_ref().expect("valid copies have data");
         let best_tid = best_data.mirror_tid.get();
+        // The slot the commit after the best copy writes: the next copy in
+        // rotation that fits on the volume.
+        let n = h.copies.len();
+        let next_slot =
+            (1..=n).map(|i| (best.index + i) % n).find(|&i| !matches!(h.copies[i].state, CopyState::Absent));
+        // The highest mirror_tid a damaged copy with a readable sector 0 claims.
+        let newest_claim = h
+            .copies
+            .iter()
+            .filter_map(|c| match &c.state {
+                CopyState::Invalid(p) if !p.iter().any(sect0_unreadable) => c.mirror_tid(),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
         for c in &h.copies {
             let (problem, detail) = match &c.state {
                 CopyState::Absent | CopyState::Valid if c.index == best.index => continue,
@@ -501,15 +534,23 @@ fn header_pass(device: &mut Device, opts: &FsckOptions, report: &mut FsckReport)
                     let text = problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ");
                     // A damaged copy claiming a newer commit: its mirror_tid is
                     // only trustworthy when sector 0 (which holds it) verifies.
-                    let sect0_ok = !problems.iter().any(|p| {
-                        matches!(
-                            p,
-                            crate::volume::HeaderProblem::Sect0Crc { .. }
-                                | crate::volume::HeaderProblem::BadMagic(_)
-                                | crate::volume::HeaderProblem::ReverseEndian
+                    let sect0_ok = !problems.iter().any(sect0_unreadable);
+                    let same_fs = c.data.as_ref().is_some_and(|d| d.fsid == best_data.fsid);
+                    if sect0_ok
+                        && claimed == best_tid.wrapping_add(1)
+                        && Some(c.index) == next_slot
+                        && newest_claim == claimed
+                        && same_fs
+                    {
+                        (
+                            HDR_TORN,
+                            format!(
+                                "{text}; claims mirror_tid {claimed:#x}, the commit after the best copy #{} \
+                                 ({best_tid:#x}), which never completed",
+                                best.index
+                            ),
                         )
-                    });
-                    if sect0_ok && claimed > best_tid {
+                    } else if sect0_ok && claimed > best_tid {
                         (HDR_CORRUPT_NEWER, format!("{text}; claims mirror_tid {claimed:#x} > {best_tid:#x}"))
                     } else {
                         (HDR_CORRUPT, text)
@@ -528,6 +569,13 @@ fn header_pass(device: &mut Device, opts: &FsckOptions, report: &mut FsckReport)
         }
     }
     Ok(wrote)
+}
+
+/// Whether a header problem makes sector 0 (magic, mirror_tid, fsid)
+/// untrustworthy.
+fn sect0_unreadable(p: &crate::volume::HeaderProblem) -> bool {
+    use crate::volume::HeaderProblem as P;
+    matches!(p, P::Sect0Crc { .. } | P::BadMagic(_) | P::ReverseEndian)
 }
 
 /// The header fields [`Hammer2::open`] accepts but a consistent file

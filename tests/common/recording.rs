@@ -352,6 +352,13 @@ impl CrashImage {
             self.dirty.push((*off, a.len));
         }
     }
+
+    /// [`apply`](Self::apply), then the file system opened (which must
+    /// succeed at every cut).
+    pub fn open_at(&mut self, events: &[Event], cut: &Cut) -> Hammer2 {
+        self.apply(events, cut);
+        Hammer2::open_path(self.spec()).unwrap_or_else(|e| panic!("{}: does not open: {e}", cut.name))
+    }
 }
 
 /// Calls `f(offset, bytes)` for every non-zero 64 KiB-aligned chunk of the
