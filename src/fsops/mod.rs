@@ -549,6 +549,12 @@ impl Session {
     fn operation<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let before = self.changes;
         let mut r = op(self);
+        // An operation that went on to change chains leaves the session
+        // dirty even if one of its paths forgot to say so (an embedded
+        // file's write once committed nothing).
+        if r.is_ok() && self.changes != before {
+            self.dirty = true;
+        }
         if r.is_ok() {
             self.since_check = self.since_check.saturating_sub(1);
             if self.since_check == 0 {
@@ -854,6 +860,7 @@ impl Session {
             if let Body::Inode { table, .. } = &mut chain.body {
                 *table = Table::with_capacity(0);
             }
+            self.dirty = true;
             return Ok(());
         }
         // Blocks to (re)write: those the write touches, the old tail when its
