@@ -694,6 +694,8 @@ pub fn populate(
     progress: &mut dyn FnMut(&ImportReport),
 ) -> Result<(ImportReport, crate::flush::CommitReport)> {
     let mut s = Session::open(spec, false)?;
+    // A new image is filled as makefs fills it: to the last block.
+    s.set_space_reserve(0);
     let pfs = s.pfs(Some(label))?;
     let opts = ImportOptions { contents: true, ..opts.clone() };
     let report = import_tree(&mut s, &pfs, host, "/", &opts, progress)?;

@@ -495,8 +495,9 @@ pub fn deep_dirs(root: &Path, rng: &mut Rng, levels: usize) -> PathBuf {
         p.push(random_name(rng, len).replace(['.'], "d"));
         std::fs::create_dir_all(&p).unwrap();
         if level % 10 == 9 {
+            // 13 bytes: no directory name has that length.
             write_content(
-                &p.join("f"),
+                &p.join("level-file.tx"),
                 Content { seed: rng.next_u64(), size: rng.below(3000), fill: Fill::Text },
             );
         }
