@@ -21,7 +21,6 @@ mod common;
 use common::hosttree::{self, both_fscks_clean, oracles_agree, scratch, shape_seed};
 use common::model::{Content, Fill, Rng};
 use std::ffi::{OsStr, OsString};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use std::path::{Path, PathBuf};
@@ -65,18 +64,10 @@ fn image_path(rel: &Path) -> OsString {
 fn retime(spec: &str, host: &Path, paths: &[&str], secs: i64) {
     let mut args: Vec<OsString> = vec!["touch".into(), "-c".into(), "-d".into(), format!("@{secs}").into()];
     for p in paths {
-        let t = filetime(secs);
-        let c = std::ffi::CString::new(host.join(p.trim_start_matches('/')).as_os_str().as_bytes()).unwrap();
-        // SAFETY: a valid C string and two timespecs.
-        let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
-        assert_eq!(r, 0, "utimensat {p}");
+        hosttree::set_times(&host.join(p.trim_start_matches('/')), (secs, 0), (secs, 0));
         args.push(p.into());
     }
     edit_ok(spec, &args);
-}
-
-fn filetime(secs: i64) -> [libc::timespec; 2] {
-    [libc::timespec { tv_sec: secs, tv_nsec: 0 }, libc::timespec { tv_sec: secs, tv_nsec: 0 }]
 }
 
 /// `host` and the image in `dir` (`disk.img`).
@@ -397,24 +388,15 @@ fn copy_tree(from: &Path, to: &Path) {
         } else {
             std::fs::copy(e.path(), &t).unwrap();
         }
-        let m = e.metadata().unwrap();
-        let c = std::ffi::CString::new(t.as_os_str().as_bytes()).unwrap();
-        let ts = [
-            libc::timespec { tv_sec: m.atime(), tv_nsec: m.atime_nsec() },
-            libc::timespec { tv_sec: m.mtime(), tv_nsec: m.mtime_nsec() },
-        ];
-        // SAFETY: a valid C string and two timespecs.
-        assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) }, 0);
+        copy_times(&e.metadata().unwrap(), &t);
     }
     let m = from.metadata().unwrap();
     std::fs::set_permissions(to, m.permissions()).unwrap();
-    let c = std::ffi::CString::new(to.as_os_str().as_bytes()).unwrap();
-    let ts = [
-        libc::timespec { tv_sec: m.atime(), tv_nsec: m.atime_nsec() },
-        libc::timespec { tv_sec: m.mtime(), tv_nsec: m.mtime_nsec() },
-    ];
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) }, 0);
+    copy_times(&m, to);
+}
+
+fn copy_times(m: &std::fs::Metadata, to: &Path) {
+    hosttree::set_times(to, (m.atime(), m.atime_nsec()), (m.mtime(), m.mtime_nsec()));
 }
 
 /// The data blocks below each directory carry its methods.
@@ -611,14 +593,8 @@ fn a_full_image_fails_cleanly() {
 }
 
 fn hosttree_set_mtime(p: &Path, m: &std::fs::Metadata) {
-    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
-    let ts = [
-        // put stores the access time of the moment: not compared.
-        libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
-        libc::timespec { tv_sec: m.mtime(), tv_nsec: m.mtime_nsec() },
-    ];
-    // SAFETY: a valid C string and two timespecs.
-    assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), 0) }, 0);
+    // put stores the access time of the moment: not compared.
+    hosttree::set_times(p, (0, libc::UTIME_OMIT), (m.mtime(), m.mtime_nsec()));
 }
 
 /// A random tree of every kind above, smaller.

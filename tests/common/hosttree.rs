@@ -44,7 +44,10 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
+/// Sets the access and modification times of `p` (not following a
+/// symlink) as (seconds, nanoseconds); `libc::UTIME_OMIT` as nanoseconds
+/// leaves one alone.
+pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) {
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
     let ts = [
         libc::timespec { tv_sec: atime.0, tv_nsec: atime.1 },
