@@ -597,6 +597,35 @@ fn hosttree_set_mtime(p: &Path, m: &std::fs::Metadata) {
     hosttree::set_times(p, (0, libc::UTIME_OMIT), (m.mtime(), m.mtime_nsec()));
 }
 
+/// newfs --populate of a tree larger than the image: a clear ENOSPC
+/// (exit 1), and the image stays formatted, empty and clean.
+#[test]
+fn populating_past_the_end_fails_cleanly() {
+    let mut rng = Rng::new(shape_seed("populating_past_the_end_fails_cleanly", 17));
+    let c = Case::new();
+    for i in 0..5 {
+        let size = rng.range(4 << 20, 6 << 20);
+        hosttree::write_content(
+            &c.host.join(format!("f{i}")),
+            Content { seed: rng.next_u64(), size, fill: Fill::Random },
+        );
+    }
+    let out = newfs(&[
+        OsStr::new("-q"),
+        OsStr::new("-s"),
+        OsStr::new("32M"),
+        OsStr::new("--populate"),
+        c.host.as_os_str(),
+        c.img.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("no space left"), "{}", text(&out));
+    both_fscks_clean(&c.spec);
+    let ls = edit(&c.spec, &["ls", "/"]);
+    assert!(ls.status.success() && ls.stdout.is_empty(), "the PFS is empty: {}", text(&ls));
+    common::oracle::makefs_mounts_and_bulkfrees(&c.img);
+}
+
 /// A random tree of every kind above, smaller.
 fn mixed_tree(root: &Path, rng: &mut Rng) {
     hosttree::boundary_files(&root.join("sizes"), rng);
