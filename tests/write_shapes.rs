@@ -794,3 +794,106 @@ fn changes_to_embedded_files_are_committed() {
     c.retime(&["/one", "/empty"]);
     c.oracles();
 }
+
+/// Random edit scripts on a mixed tree (every size boundary, hard links,
+/// a wide and a deep directory, a sparse file): rounds of rm, rm -r, mv
+/// across directories, truncate, writes past the end, hard links, chmod
+/// and mkdir, each applied to the host tree and to the image alike, each
+/// round judged by every oracle.
+#[test]
+fn random_edit_scripts_on_a_mixed_tree() {
+    let seed = shape_seed("random_edit_scripts_on_a_mixed_tree", 18);
+    let mut rng = Rng::new(seed);
+    let c = Case::new();
+    mixed_tree(&c.host, &mut rng);
+    c.populate("1G", &[]);
+    c.oracles();
+    for round in 0..2 {
+        for op in 0..30 {
+            random_edit(&c, &mut rng, round * 100 + op);
+        }
+        // Every directory and file once more at one time on both sides
+        // (the edits stamped "now" on either).
+        let mut paths = vec!["/".to_string()];
+        for (rel, m) in hosttree::host_entries(&c.host) {
+            if m.is_dir() || m.is_file() {
+                paths.push(image_path(&rel).into_string().expect("edited names are UTF-8"));
+            }
+        }
+        c.retime(&paths.iter().map(String::as_str).collect::<Vec<_>>());
+        common::model::shape(&c.spec).unwrap();
+        c.oracles();
+    }
+}
+
+/// One random edit on both sides.
+fn random_edit(c: &Case, rng: &mut Rng, n: u64) {
+    let entries = hosttree::host_entries(&c.host);
+    // Paths the editor gets as arguments: UTF-8 ones.
+    let pick = |rng: &mut Rng, want: &dyn Fn(&std::fs::Metadata) -> bool| -> Option<PathBuf> {
+        let v: Vec<&PathBuf> =
+            entries.iter().filter(|(p, m)| want(m) && p.to_str().is_some()).map(|(p, _)| p).collect();
+        (!v.is_empty()).then(|| v[rng.below(v.len() as u64) as usize].clone())
+    };
+    let dirs = |rng: &mut Rng| pick(rng, &|m| m.is_dir()).unwrap_or_default();
+    let rel = |p: &Path| p.to_str().unwrap().to_string();
+    match rng.below(9) {
+        0 => {
+            if let Some(f) = pick(rng, &|m| !m.is_dir()) {
+                c.rm(&[f]);
+            }
+        }
+        1 => {
+            if let Some(d) = pick(rng, &|m| m.is_dir()) {
+                if rng.chance(1, 3) {
+                    c.rm(&[d]);
+                }
+            }
+        }
+        2 | 3 => {
+            let from = pick(rng, &|_| true).unwrap();
+            let to_dir = dirs(rng);
+            if to_dir.starts_with(&from) {
+                return;
+            }
+            c.mv(&from, &to_dir.join(format!("moved-{n}")));
+        }
+        4 => {
+            if let Some(f) = pick(rng, &|m| m.is_file()) {
+                let size = *rng.pick(&[0u64, 1, 511, 512, 513, 16384, 65535, 65537, 300_000, 3 << 20]);
+                c.truncate(&rel(&f), size + rng.below(2));
+            }
+        }
+        5 => {
+            if let Some(f) = pick(rng, &|m| m.is_file()) {
+                let len = std::fs::metadata(c.host.join(&f)).unwrap().len();
+                let at = rng.below(len + 200_000);
+                let piece =
+                    Content { seed: rng.next_u64(), size: rng.range(1, 100_000), fill: Fill::Mixed }.bytes();
+                c.write_at(&rel(&f), at, &piece);
+            }
+        }
+        6 => {
+            if let Some(f) = pick(rng, &|m| m.is_file()) {
+                let link = dirs(rng).join(format!("link-{n}"));
+                std::fs::hard_link(c.host.join(&f), c.host.join(&link)).unwrap();
+                edit_ok(&c.spec, &[OsString::from("ln"), image_path(&f), image_path(&link)]);
+            }
+        }
+        7 => {
+            if let Some(f) = pick(rng, &|m| m.is_file() || m.is_dir()) {
+                let mode = *rng.pick(&[0o644u32, 0o600, 0o4755, 0o1777, 0o2711, 0o755]);
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(c.host.join(&f), std::fs::Permissions::from_mode(mode)).unwrap();
+                edit_ok(&c.spec, &[OsString::from("chmod"), format!("{mode:o}").into(), image_path(&f)]);
+            }
+        }
+        _ => {
+            let d = dirs(rng).join(format!("new-{n}"));
+            std::fs::create_dir(c.host.join(&d)).unwrap();
+            std::fs::set_permissions(c.host.join(&d), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            edit_ok(&c.spec, &[OsString::from("mkdir"), OsString::from("-m"), "755".into(), image_path(&d)]);
+        }
+    }
+}
