@@ -21,6 +21,7 @@ mod common;
 use common::hosttree::{self, both_fscks_clean, oracles_agree, scratch, shape_seed};
 use common::model::{Content, Fill, Rng};
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 
 use std::path::{Path, PathBuf};
@@ -206,6 +207,16 @@ fn wide_directory(seed: u64, n: usize, groups: usize) {
         .filter(|p| c.host.join(p).exists())
         .collect();
     c.rm(&group_rm);
+    // Names of a group come back: they take the lowest free iteration of
+    // their hash again.
+    for rel in group_rm.iter().step_by(3).take(10) {
+        let src = c.dir.path().join("again");
+        std::fs::write(&src, rel.as_os_str().as_bytes()).unwrap();
+        std::fs::copy(&src, c.host.join(rel)).unwrap();
+        edit_ok(&c.spec, &[OsString::from("put"), src.into_os_string(), image_path(rel)]);
+        let m = std::fs::metadata(c.dir.path().join("again")).unwrap();
+        hosttree_set_mtime(&c.host.join(rel), &m);
+    }
     c.retime(&["/", "/wide", "/other"]);
     common::model::shape(&c.spec).unwrap();
     c.oracles();
