@@ -16,7 +16,11 @@ pub fn xxhash64(data: &[u8]) -> u64 {
 }
 
 /// sha192: the SHA-256 digest's last 8 bytes xored into bytes 16..24, keeping
-/// the first 24 bytes.
+/// the first 24 bytes, as DragonFly's kernel and fsck_hammer2 compute it
+/// (`u.digest64[2] ^= u.digest64[3]`). The reference tools in
+/// ../shared/reftools get it wrong: hammer2-utils' fsck_hammer2 compares
+/// the unfolded SHA-256 and rejects every sha192 block, and makefs asserts
+/// ("unsupported") on reading one.
 pub fn sha192(data: &[u8]) -> [u8; 24] {
     let digest = Sha256::digest(data);
     let mut out = [0u8; 24];

@@ -380,10 +380,17 @@ fn host_io<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(std::io::Error) 
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
 }
 
-/// Microseconds since the epoch of a (seconds, nanoseconds) host time
-/// (times before 1970 are clamped to it: HAMMER2 stores them unsigned).
+/// Microseconds since the epoch of a (seconds, nanoseconds) host time.
+/// HAMMER2 stores times unsigned, so a time before 1970 becomes the epoch
+/// itself (its nanoseconds too: -1 year + 5 us must not read as 5 us past
+/// 1970). DragonFly's `hammer2_timespec_to_time` instead multiplies the
+/// negative seconds as unsigned, which wraps to a time some 584,000 years
+/// ahead that no tool reads back as the original.
 fn micros(secs: i64, nsecs: i64) -> u64 {
-    (secs.max(0) as u64).saturating_mul(1_000_000).saturating_add((nsecs.max(0) as u64) / 1000)
+    if secs < 0 {
+        return 0;
+    }
+    (secs as u64).saturating_mul(1_000_000).saturating_add((nsecs.max(0) as u64) / 1000)
 }
 
 /// The last component of a host path: the name an import into a
@@ -687,6 +694,8 @@ pub fn populate(
     progress: &mut dyn FnMut(&ImportReport),
 ) -> Result<(ImportReport, crate::flush::CommitReport)> {
     let mut s = Session::open(spec, false)?;
+    // A new image is filled as makefs fills it: to the last block.
+    s.set_space_reserve(0);
     let pfs = s.pfs(Some(label))?;
     let opts = ImportOptions { contents: true, ..opts.clone() };
     let report = import_tree(&mut s, &pfs, host, "/", &opts, progress)?;

@@ -205,6 +205,12 @@ pub fn plan(sizes: &[u64], opts: &NewfsOptions) -> Result<Layout> {
     let boot_beg = ZONE_SEG;
     let alloc_base = boot_beg + boot + aux;
     let inode_bytes = (labels.len() as u64 + 1) * INODE_BYTES as u64;
+    // The same bound as DragonFly's newfs_hammer2 (24 MiB with the smallest
+    // boot and aux areas). Such an image can be checked and mounted but
+    // never written: the kernel's leaf initialisation (and our allocator)
+    // marks every 4 MiB segment below roundup(allocator_beg, 4 MiB)
+    // allocated, which leaves no segment at all; an image takes its first
+    // block from 32 MiB on (tests/write_shapes.rs, the_smallest_images).
     if total_size <= needed || alloc_base + PBUFSIZE > volumes[0].size.min(1 << 30) {
         return Err(Error::InvalidArgument(format!(
             "{} MiB is too small: reserved areas ({} MiB), boot ({} MiB) and aux ({} MiB) need more",

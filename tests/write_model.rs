@@ -949,6 +949,9 @@ impl Run {
             self.mkdir_p(dir)?;
         }
         self.commit()?;
+        // Up to the allocator's last block: the reserve kept for removals
+        // would refuse the last file cleanly, before it starts.
+        self.session.as_mut().unwrap().set_space_reserve(0);
         let mut committed = (self.model.clone(), self.hot.clone());
         let mut created = 0;
         loop {

@@ -663,6 +663,14 @@ impl Allocator {
         self.allocator_free
     }
 
+    /// [`free_bytes`](Self::free_bytes) less what newfs counts free but
+    /// `hammer2_freemap_init` marks allocated (`roundup(allocator_beg,
+    /// 4 MiB) - aux_end`): about what the leaves can still hand out, in
+    /// constant time.
+    pub fn usable_free_bytes(&self) -> u64 {
+        self.allocator_free.saturating_sub(self.geo.lokey.saturating_sub(self.geo.boot_aux.1))
+    }
+
     /// Free space as the freemap itself records it: free chunks of the
     /// leaves' usable segments, plus what `hammer2_freemap_init` would leave
     /// free in zones without a leaf. Less than [`free_bytes`](Self::free_bytes)

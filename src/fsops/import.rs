@@ -145,6 +145,7 @@ impl Session {
         mut bref: Blockref,
         media: &[u8],
     ) -> Result<()> {
+        self.need_space(media.len() as u64)?;
         let mut f = Flusher {
             device: &mut self.fs.device,
             alloc: &mut self.alloc,

@@ -25,6 +25,9 @@
 //!   `hammer2_compress_and_write` decides, else raw.
 //! - Blocks of removed files stay allocated until a bulkfree, as with the
 //!   kernel (which never frees at run time).
+//! - Operations that add names or data fail with ENOSPC while a reserve
+//!   is still free, so that removals (which copy blocks on write too) can
+//!   always run, as the kernel's `hammer2_vfs_enospace` keeps it (space.rs).
 
 use crate::chain::{Body, Chain, Entry, Slot, Table, TableRef};
 use crate::compress;
@@ -50,6 +53,7 @@ mod import;
 mod names;
 mod pfsops;
 mod setmethods;
+mod space;
 pub use attr::SetAttr;
 pub use bulkfree::rebuild_freemap;
 pub use copies::sync_header_copies;
@@ -139,6 +143,8 @@ pub struct Session {
     changes: u64,
     /// Bytes of loaded chains past which finished subtrees are written early.
     budget: usize,
+    /// Free bytes writing operations leave for removals (space.rs).
+    reserve: u64,
     /// Operations left before memory is measured again.
     since_check: u32,
     /// A dry run writes nothing: the data blocks it would have written
@@ -250,6 +256,7 @@ impl Session {
         // (which only looks at the newest) freed it.
         alloc.protect_blocksets(&fs, &crate::freemap::alloc::bulkfree::older_root_sets(&fs))?;
         let root = Table::from_brefs(&fs.voldata.sroot_blockset);
+        let reserve = space::default_reserve(fs.voldata.allocator_size.get());
         Ok(Session {
             fs,
             root,
@@ -261,6 +268,7 @@ impl Session {
             changes: 0,
             failed: None,
             budget: DEFAULT_BUDGET,
+            reserve,
             since_check: 64,
             dry_blocks: Default::default(),
             dry_bytes: 0,
@@ -450,6 +458,7 @@ impl Session {
     /// Creates an inode of `kind` named `name` in directory `dir`; returns its number.
     fn create(&mut self, pfs: &PfsRef, dir: u64, name: &[u8], kind: ObjType, attrs: Attrs) -> Result<u64> {
         check_new_name(name)?;
+        self.need_space(0)?;
         let (dip, dkey) = self.with_inode(pfs, dir, |dip, dtable| {
             if dip.meta.obj_type() != ObjType::Directory {
                 return Err(Error::NotADirectory(format!("inode {dir}")));
@@ -559,6 +568,12 @@ impl Session {
     fn operation<T>(&mut self, op: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let before = self.changes;
         let mut r = op(self);
+        // An operation that went on to change chains leaves the session
+        // dirty even if one of its paths forgot to say so (an embedded
+        // file's write once committed nothing).
+        if r.is_ok() && self.changes != before {
+            self.dirty = true;
+        }
         if r.is_ok() {
             self.since_check = self.since_check.saturating_sub(1);
             if self.since_check == 0 {
@@ -749,6 +764,7 @@ impl Session {
         if existing.is_some() {
             return Err(invalid(format!("{path}: already exists")));
         }
+        self.need_space(size)?;
         let inum = self.create(pfs, dir, &name, ObjType::Regfile, attrs)?;
         self.write_contents(pfs, inum, src, size)?;
         self.write_early(pfs, inum)?;
@@ -856,6 +872,7 @@ impl Session {
         })?;
         let new_size = size.max(end);
         let embedded = ip.meta.is_directdata();
+        self.need_space(len)?;
         self.changes += 1;
         if new_size <= EMBEDDED_BYTES as u64 && (embedded || size == 0) {
             let mut buf = vec![0u8; len as usize];
@@ -871,6 +888,7 @@ impl Session {
             if let Body::Inode { table, .. } = &mut chain.body {
                 *table = Table::with_capacity(0);
             }
+            self.dirty = true;
             return Ok(());
         }
         // Blocks to (re)write: those the write touches, the old tail when its

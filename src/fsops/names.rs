@@ -101,6 +101,7 @@ impl Session {
         inum: u64,
         kind: ObjType,
     ) -> Result<()> {
+        self.need_space(0)?;
         let (check, dkey) = self.dirent_slot(pfs, dir, name)?;
         self.add_dirent(pfs, dir, dkey, name, inum, kind, check)?;
         let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
