@@ -386,7 +386,7 @@ fn host_io<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(std::io::Error) 
 /// 1970). DragonFly's `hammer2_timespec_to_time` instead multiplies the
 /// negative seconds as unsigned, which wraps to a time some 584,000 years
 /// ahead that no tool reads back as the original.
-fn micros(secs: i64, nsecs: i64) -> u64 {
+pub(crate) fn micros(secs: i64, nsecs: i64) -> u64 {
     if secs < 0 {
         return 0;
     }

@@ -725,7 +725,7 @@ impl Session {
         if !meta.is_file() {
             return Err(invalid(format!("{}: not a regular file", host.display())));
         }
-        let mtime = (meta.mtime().max(0) as u64) * 1_000_000 + (meta.mtime_nsec().max(0) as u64) / 1000;
+        let mtime = crate::import::micros(meta.mtime(), meta.mtime_nsec());
         let attrs = Attrs { mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), mtime };
         let file = std::fs::File::open(host).map_err(io("open"))?;
         // Errors reading the source name the host file.
