@@ -384,6 +384,10 @@ impl<'a> Extractor<'a, '_, '_, '_> {
     fn pump(&mut self) -> Result<()> {
         let counts = self.pipe.look();
         self.apply_ready(counts);
+        while self.pipe.backlogged() && !self.stopping {
+            let counts = self.pipe.catch_up();
+            self.apply_ready(counts);
+        }
         if self.stopping {
             Err(stop())
         } else {
@@ -400,6 +404,9 @@ impl<'a> Extractor<'a, '_, '_, '_> {
                 return;
             }
             (self.progress)(&self.stats);
+        }
+        if self.pipe.job_failed() {
+            self.stopping = true;
         }
     }
 
