@@ -53,9 +53,9 @@ impl<W: Write> Sink for WriteSink<W> {
 /// chunk, whatever its size.
 pub struct SparseFileSink<'f> {
     file: &'f std::fs::File,
-    /// The chunk: `buf[base..base + CHUNK]`, page-aligned (the kernel
-    /// copies from the page cache into it several times faster than into
-    /// a misaligned buffer on some CPUs), of which `used` bytes are gathered.
+    /// The chunk: `buf[base..base + CHUNK]`, page-aligned like the page
+    /// cache the kernel copies blocks from (AMD's `rep movsb` is slow for
+    /// mutually misaligned buffers), of which `used` bytes are gathered.
     buf: &'f mut Vec<u8>,
     base: usize,
     used: usize,
@@ -69,7 +69,8 @@ pub struct SparseFileSink<'f> {
 const PAGE: usize = 4096;
 
 impl<'f> SparseFileSink<'f> {
-    /// Bytes gathered before a write.
+    /// Bytes gathered before a write: small enough to stay in the CPU's
+    /// cache between the read that fills it and the write that empties it.
     pub const CHUNK: usize = 1 << 17;
 
     /// A sink writing into `file` from offset 0, gathering in `buf`
