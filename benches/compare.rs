@@ -169,6 +169,14 @@ fn main() {
             cleanup: Box::new(|| {}),
         },
         Work {
+            // Both read every DATA block too; ours verifies each one's check
+            // code, theirs only reads it (it checks no xxhash64 at all).
+            name: "dump with data: hammer2_dump show --verify-data  vs  reftools/hammer2 -v show",
+            ours: cmd(ours("dump"), s(&["show", "--verify-data", &spec])),
+            theirs: cmd(reftools.join("hammer2"), s(&["-v", "show", &spec])),
+            cleanup: Box::new(|| {}),
+        },
+        Work {
             name: "freemap dump: hammer2_dump freemap  vs  reftools/hammer2 freemap",
             ours: cmd(ours("dump"), s(&["freemap", &spec])),
             theirs: cmd(reftools.join("hammer2"), s(&["freemap", &spec])),

@@ -233,7 +233,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__show)
-            opts="-h --copy --all-copies --pfs --offset --depth --hide-data --freemap --json --help"
+            opts="-h --copy --all-copies --pfs --offset --depth --hide-data --verify-data --freemap --json --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -142,8 +142,19 @@ fn show_json_matches_the_walk_on_varied() {
         assert!(l.get("error").is_none(), "{l}");
         assert_eq!(l["tree"], "topology");
         assert!(l["data_off"].is_u64() && l["key"].is_u64() && l["type"].is_string(), "{l}");
+        // Node blocks are verified; DATA blocks are not read by default.
+        let expected = if l["type"] == "data" { "unread" } else { "ok" };
         if l["check_status"] != "no_media" {
-            assert_eq!(l["check_status"], "ok", "{l}");
+            assert_eq!(l["check_status"], expected, "{l}");
+        }
+    }
+    // --verify-data reads and verifies them too: same entries, all "ok".
+    let verified = show_json(&["--verify-data"], &spec);
+    assert_eq!(verified.len(), lines.len());
+    for (v, l) in verified.iter().zip(&lines) {
+        assert_eq!(v["data_off"], l["data_off"]);
+        if l["check_status"] != "no_media" {
+            assert_eq!(v["check_status"], "ok", "{v}");
         }
     }
     // Every directory entry of the manifest is named somewhere.
@@ -322,7 +333,11 @@ fn show_reports_a_bad_check_on_its_line_and_exits_1() {
         let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
         f.write_all_at(b"corrupt!", off + 100).unwrap();
     }
-    let out = dump(&["show", &spec]);
+    // A plain show reads node blocks only: the damaged DATA block goes unseen.
+    let plain = stdout_ok(&dump(&["show", &spec]), "show without --verify-data");
+    assert!(!plain.contains(" BAD "), "{plain}");
+    assert!(plain.contains(" unread ") && plain.contains("data blocks not read"), "{plain}");
+    let out = dump(&["show", "--verify-data", &spec]);
     failure(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let bad: Vec<&str> = text.lines().filter(|l| l.contains(" BAD ")).collect();
@@ -333,7 +348,7 @@ fn show_reports_a_bad_check_on_its_line_and_exits_1() {
     );
     assert!(text.ends_with("1 errors\n"), "{text}");
 
-    let out = dump(&["show", "--json", &spec]);
+    let out = dump(&["show", "--json", "--verify-data", &spec]);
     failure(&out);
     let errs = String::from_utf8(out.stdout)
         .unwrap()
@@ -386,7 +401,7 @@ fn damaged_data_blocks_are_reported_wherever_they_sit() {
         }
     }
     let mask = !0x3fu64;
-    let out = dump(&["show", "--json", &spec]);
+    let out = dump(&["show", "--json", "--verify-data", &spec]);
     assert_eq!(out.status.code(), Some(1), "show finds problems");
     let bad: BTreeSet<u64> = String::from_utf8(out.stdout)
         .unwrap()

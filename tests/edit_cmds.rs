@@ -686,3 +686,69 @@ fn a_hundred_mixed_commands_match_the_same_on_a_host_directory() {
         kernel_keeps_writing(&img, &spec);
     }
 }
+
+/// `get` and `pfs-list` after uncommitted write commands of the same
+/// script see those changes (a tree with a hole, a symlink, a hard link
+/// and a long file; PFSs created and deleted), in a dry run too, which
+/// leaves the image byte-identical.
+#[test]
+fn get_and_pfs_list_in_a_writing_script_see_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (img, spec) = scratch(dir.path());
+    let small = common::content(21, 70_000);
+    let f = host_file(dir.path(), "f", &small);
+    let big = host_file(dir.path(), "big", &common::content(22, 300_000));
+    let script = |out: &Path| {
+        format!(
+            "mkdir /a; put {f} /a/f; put {big} /a/big; truncate -s 1000000 /a/big; ln /a/f /a/f2; \
+             ln -s ../hello.txt /a/l; mkdir /a/d; put {f} /a/d/g; get /a {o}; get /a/f {o}/single; \
+             pfs-create XTRA; pfs-list; pfs-delete XTRA; pfs-create YTRA; pfs",
+            o = out.display()
+        )
+    };
+    let check = |out: &Path, stdout: &str| {
+        let a = out.join("a");
+        assert_eq!(std::fs::read(a.join("f")).unwrap(), small, "get /a sees /a/f");
+        assert_eq!(std::fs::read(out.join("single/f")).unwrap(), small, "get /a/f");
+        assert_eq!(std::fs::read(a.join("d/g")).unwrap(), small);
+        let mut want = common::content(22, 300_000);
+        want.resize(1_000_000, 0);
+        let b = std::fs::read(a.join("big")).unwrap();
+        assert!(b == want, "the truncated-up file reads back with its zeros");
+        let m = std::fs::metadata(a.join("big")).unwrap();
+        assert!(m.blocks() * 512 < 1_000_000, "the hole stays a hole ({} blocks)", m.blocks());
+        let (m1, m2) = (std::fs::metadata(a.join("f")).unwrap(), std::fs::metadata(a.join("f2")).unwrap());
+        assert_eq!(m1.ino(), m2.ino(), "a hard link stays one");
+        assert_eq!(std::fs::read_link(a.join("l")).unwrap(), Path::new("../hello.txt"));
+        // The first listing has XTRA, the second YTRA but no XTRA.
+        let (first, second) = stdout.split_at(stdout.rfind("LABEL").unwrap());
+        assert!(first.lines().any(|l| l.starts_with("XTRA ")), "{stdout}");
+        assert!(second.lines().any(|l| l.starts_with("YTRA ")), "{stdout}");
+        assert!(!second.lines().any(|l| l.starts_with("XTRA ")), "{stdout}");
+        assert!(second.lines().any(|l| l.starts_with("DATA ")), "{stdout}");
+    };
+    // A dry run: the same, and nothing written.
+    let before = sparse_sha256(&img);
+    let dry = dir.path().join("dry");
+    let out = edit_ok(&["-n", "-c", &script(&dry), &spec]);
+    assert!(!text(&out.stderr).contains("last committed"), "{}", text(&out.stderr));
+    check(&dry, &text(&out.stdout));
+    assert_eq!(sparse_sha256(&img), before, "dry run: byte-identical");
+    // For real, one transaction.
+    let tid = mirror_tid(&spec);
+    let real = dir.path().join("real");
+    let out = edit_ok(&["-c", &script(&real), &spec]);
+    check(&real, &text(&out.stdout));
+    assert_eq!(mirror_tid(&spec), tid + 1);
+    // What was extracted before the commit is what the image holds after it.
+    let after = dir.path().join("after");
+    edit_ok(&[&spec, "get", "/a", after.to_str().unwrap()]);
+    compare_trees(&after.join("a"), &real.join("a"));
+    // Refusals as `get` outside a script: an existing target is kept.
+    let out = edit(&["-c", &format!("mkdir /z; get /a {}", real.display()), &spec]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--force"), "{}", text(&out.stderr));
+    edit_ok(&["-c", &format!("mkdir /z; get --force /a {}", real.display()), &spec]);
+    clean(&spec);
+    kernel_keeps_writing(&img, &spec);
+}

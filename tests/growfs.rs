@@ -184,3 +184,41 @@ fn crash_at_any_point_of_growfs_leaves_the_old_or_the_new_size() {
     }
     assert_eq!(seen.len(), 2, "crash points reached only {seen:x?}");
 }
+
+/// growfs in the middle of a script, between uncommitted edits: one
+/// transaction with the new size and both edits; the new header copies
+/// hold the state as committed before the run; both checkers and makefs
+/// accept the result.
+#[test]
+fn growfs_between_uncommitted_edits_of_one_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = common::scratch_copy("newfs-1g", dir.path());
+    grow_file(&img, 5 << 30);
+    let spec = spec_of(&img);
+    let tid = Hammer2::open_path(&spec).unwrap().voldata.mirror_tid.get();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::write(&a, common::content(41, 3 << 20)).unwrap();
+    std::fs::write(&b, common::content(42, 700_000)).unwrap();
+    let script = format!("put {} /a; mkdir /d; growfs; put {} /d/b", a.display(), b.display());
+    let run = |args: &[&str]| {
+        let out = common::editor::edit_ok(args);
+        format!("{}{}", common::editor::text(&out.stdout), common::editor::text(&out.stderr))
+    };
+    let dry = run(&["-n", "-c", &script, &spec]);
+    assert!(dry.contains("growfs from 0x40000000 to 0x140000000"), "{dry}");
+    assert_eq!(Hammer2::open_path(&spec).unwrap().voldata.volu_size.get(), 1 << 30, "dry run wrote");
+    run(&["-c", &script, &spec]);
+    let fs = Hammer2::open_path(&spec).unwrap();
+    assert_eq!(fs.voldata.volu_size.get(), 5 << 30);
+    assert_eq!(fs.voldata.mirror_tid.get(), tid + 1, "one commit");
+    let valid: Vec<u64> = fs.headers[0].copies.iter().filter_map(|c| c.mirror_tid()).collect();
+    assert_eq!(valid.len(), 3, "header copies at 0, 2 and 4 GiB: {valid:?}");
+    assert!(valid.iter().all(|&t| t == tid || t == tid + 1), "{valid:?}");
+    drop(fs);
+    let cat = |path: &str| common::editor::edit_ok(&[&spec, "cat", path]).stdout;
+    assert!(cat("/a") == common::content(41, 3 << 20));
+    assert!(cat("/d/b") == common::content(42, 700_000));
+    our_fsck_clean(&spec);
+    oracle_fsck(&spec);
+    makefs_mounts_and_bulkfrees(&img);
+}

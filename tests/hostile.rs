@@ -195,7 +195,11 @@ fn library(spec: &str, paths: &[&str]) -> (Vec<String>, Option<hammer2::fsck::Fs
                 if let Ok(fs) = Hammer2::open_path(&sp) {
                     match what {
                         "dump show" => {
-                            let o = hammer2::dump::show::ShowOptions { freemap: true, ..Default::default() };
+                            let o = hammer2::dump::show::ShowOptions {
+                                freemap: true,
+                                verify_data: true,
+                                ..Default::default()
+                            };
                             let _ = hammer2::dump::show::show(&fs, &o, &mut |_| {});
                         }
                         "dump pfs" => drop(hammer2::dump::pfs::list(&fs)),

@@ -69,7 +69,7 @@ fn mutate_and_run(fixture: &str, iterations: usize, seed: u64, min_opened: usize
                 (EDIT, vec![spec.as_str(), "ls", "-l", "/"]),
                 (EDIT, vec![spec.as_str(), "get", "/", out.to_str().unwrap()]),
                 (DUMP, vec!["volhdr", spec.as_str()]),
-                (DUMP, vec!["show", spec.as_str()]),
+                (DUMP, vec!["show", "--verify-data", spec.as_str()]),
             ] {
                 let t = run_tool(exe, &args, Duration::from_secs(10));
                 if t.crashed() {

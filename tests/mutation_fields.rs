@@ -225,7 +225,7 @@ fn run(plan: &Plan) -> Results {
             let hostdir = hostdir.to_str().unwrap();
             for (exe, args) in [
                 (FSCK, vec![spec]),
-                (DUMP, vec!["show", spec]),
+                (DUMP, vec!["show", "--verify-data", spec]),
                 (DUMP, vec!["freemap", spec]),
                 (DUMP, vec!["pfs", spec]),
                 (EDIT, vec![spec, "ls", "-l", "/"]),

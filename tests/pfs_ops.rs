@@ -209,17 +209,13 @@ fn maintenance_commands_through_hammer2_edit() {
     // Usage errors and refusals fail without writing.
     assert!(!edit(&[&spec, "pfs-create", "-t", "bogus", "X"]).status.success());
     assert!(!edit(&[&spec, "setcomp", "lz4:3", "/dir"]).status.success());
-    // bulkfree after an edit of the same invocation is refused, nothing written.
+    // bulkfree after an edit of the same invocation runs on the session:
+    // one transaction with the edit.
     let script = dir.path().join("late.txt");
-    std::fs::write(&script, "mkdir /late\nbulkfree\n").unwrap();
-    let out = edit(&["-f", script.to_str().unwrap(), &spec]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("before other write commands"));
-    assert!(!snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"), "/late was created");
-    // After a `commit` line it runs, on what was committed.
-    std::fs::write(&script, "mkdir /late\ncommit\nbulkfree\n").unwrap();
+    std::fs::write(&script, "mkdir /late\nbulkfree\nmkdir /later\n").unwrap();
     edit_ok(&["-f", script.to_str().unwrap(), &spec]);
-    assert!(snapshot_pfs(&spec, Some("DATA")).unwrap().contains_key("/late"));
+    let tree = snapshot_pfs(&spec, Some("DATA")).unwrap();
+    assert!(tree.contains_key("/late") && tree.contains_key("/later"));
     our_fsck_clean(&spec);
     oracle_fsck(&spec);
     makefs_mounts_and_bulkfrees(&img);

@@ -19,13 +19,24 @@ fn main() {
     let cli = DumpCli::parse();
     common::run("hammer2_dump", || match cli.command {
         DumpCommand::Volhdr { device, json } => volhdr_cmd(&device, json),
-        DumpCommand::Show { device, copy, all_copies, pfs, offset, depth, hide_data, freemap, json } => {
+        DumpCommand::Show {
+            device,
+            copy,
+            all_copies,
+            pfs,
+            offset,
+            depth,
+            hide_data,
+            verify_data,
+            freemap,
+            json,
+        } => {
             let start = match (pfs, offset) {
                 (Some(label), _) => Start::Pfs(label),
                 (None, Some(off)) => Start::Offset(off),
                 (None, None) => Start::Topology,
             };
-            let opts = ShowOptions { start, freemap, max_depth: depth, hide_data };
+            let opts = ShowOptions { start, freemap, max_depth: depth, hide_data, verify_data };
             show_cmd(&device, copy, all_copies, &opts, json)
         }
         DumpCommand::Freemap { device, copy, json } => freemap_cmd(&device, copy, json),
@@ -127,6 +138,9 @@ fn stats_line(s: &ShowStats) -> String {
     let mut line = format!("{} blockrefs, {} verified, {} shared", s.blockrefs, s.verified, s.shared);
     if s.hidden > 0 {
         line.push_str(&format!(", {} data blockrefs hidden", s.hidden));
+    }
+    if s.unread > 0 {
+        line.push_str(&format!(", {} data blocks not read (--verify-data reads them)", s.unread));
     }
     line.push_str(&format!(", {} errors", s.errors));
     line

@@ -6,7 +6,8 @@ pub const EXAMPLES: &str = "\
 Examples:
   hammer2_dump volhdr disk.img              every header copy, side by side
   hammer2_dump volhdr --json a.img:b.img    a two-volume set, for scripts
-  hammer2_dump show disk.img                the whole chain tree, check codes verified
+  hammer2_dump show disk.img                the whole chain tree, node blocks verified
+  hammer2_dump show --verify-data disk.img  ... and every file data block too
   hammer2_dump show --depth 1 disk.img      the super-root and the PFS roots
   hammer2_dump show --pfs DATA --hide-data disk.img
                                             one PFS's metadata, no file data blocks
@@ -49,9 +50,11 @@ Copies that are valid but older are normal: writers update one copy per commit."
         json: bool,
     },
 
-    /// Dump the chain tree: one line per blockref, check codes verified
+    /// Dump the chain tree: one line per blockref, check codes of node blocks verified
     #[command(after_help = "Each line shows the slot index, type, data_off (with its radix), key/keybits, \
-physical size, mirror/modify/update tids, check method and value with `ok` or `BAD`, compression, and \
+physical size, mirror/modify/update tids, check method and value with `ok` or `BAD` (`unread` for DATA \
+blocks, which are only read and verified with --verify-data, as DragonFly's `hammer2 show` reads them \
+only with -v; fsck_hammer2 verifies them all), compression, and \
 what the blockref carries: statistics of inodes and indirect blocks, the name and inode number of \
 directory entries, the inline fields of inodes, the hints of freemap blocks. A node reached a second \
 time (shared between snapshots) is marked `shared` and its children are not repeated.\n\n\
@@ -76,8 +79,11 @@ the exit status is then 1.")]
         #[arg(long, value_name = "N")]
         depth: Option<usize>,
         /// Omit DATA blockrefs (and do not read them)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "verify_data")]
         hide_data: bool,
+        /// Also read every DATA block and verify its check code (by default only node blocks are read and verified)
+        #[arg(long)]
+        verify_data: bool,
         /// Also dump the freemap tree
         #[arg(long)]
         freemap: bool,

@@ -41,8 +41,8 @@ end (or at each `commit`). By default the first failing command stops the run
 and nothing is written: the image stays byte-identical (what was already put
 into free space is put back). With --keep-going a failing command is undone,
 the failures are counted (exit status 1) and the rest commits. Read commands
-in a script see the changes of the commands before them (get and pfs read the
-image as last committed). The image is opened for writing only when a write
+in a script see the changes of the commands before them (get and pfs-list
+too), committed or not. The image is opened for writing only when a write
 command is given. -n (--dry-run) runs everything, prints what would change and
 writes nothing. After a commit, one line gives the transaction id, the header
 copy written and the blocks written (-q: nothing; --json: a JSON object).

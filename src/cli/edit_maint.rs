@@ -21,8 +21,11 @@ Maintenance commands (hammer2(8)'s, offline):
   destroy PATH                  remove a directory entry without reading its inode (emergency)
   destroy-inum INUM             remove an inode from the PFS's index without reading it (emergency)
 
-bulkfree and growfs work on the image as committed: give them before any
-other write command of the invocation, or after a `commit` line. A snapshot
+bulkfree and growfs may come anywhere in a script, as part of its one
+transaction: bulkfree counts what the earlier commands put in as in use and
+frees nothing they or the committed image still reference (blocks the script
+stopped referencing are staged by a later bulkfree); growfs writes the header
+copies that now fit as last committed. A snapshot
 shares every block with its source; nothing is copied.";
 
 #[derive(Subcommand, Debug, Clone)]

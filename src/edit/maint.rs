@@ -107,18 +107,19 @@ fn set_methods(
     ))
 }
 
-/// `pfs-list`: one line per PFS (label, type, subtype, pfs_clid, pfs_fsid).
-pub fn list(tree: &crate::tree::Tree<'_>, out: &mut dyn std::io::Write) -> Result<()> {
+/// `pfs-list`: one line per PFS root inode of `roots` (label, type,
+/// subtype, pfs_clid, pfs_fsid).
+pub fn list(roots: &[&crate::format::InodeData], out: &mut dyn std::io::Write) -> Result<()> {
     use crate::format::uuid_from_disk;
     let w = |source| crate::Error::Io { path: "standard output".into(), op: "write", offset: 0, source };
     writeln!(out, "{:<24} {:<12} {:<9} {:<36} PFS_FSID", "LABEL", "TYPE", "SUBTYPE", "PFS_CLID")
         .map_err(w)?;
-    for p in crate::pfs::Pfs::list(tree)? {
-        let m = &p.root.data.meta;
+    for ip in roots {
+        let m = &ip.meta;
         writeln!(
             out,
             "{:<24} {:<12} {:<9} {:<36} {}",
-            p.name(),
+            String::from_utf8_lossy(ip.name()),
             m.pfs_type().to_string(),
             m.pfs_subtype().to_string(),
             uuid_from_disk(&m.pfs_clid),

@@ -7,6 +7,7 @@
 //! comes back as an [`Outcome`].
 
 mod apply;
+mod get;
 mod maint;
 pub mod script;
 mod view;
@@ -331,7 +332,7 @@ fn run_steps(
                 r
             }
             Parsed::Run(cmd) => session_pfs(session, &mut pfs, opts)
-                .and_then(|p| execute_in_session(session, &p, opts, cmd, out, events)),
+                .and_then(|p| execute_in_session(session, &p, cmd, out, events)),
         };
         if let Err(e) = result {
             events.failed(&line.text, &e);
@@ -365,6 +366,12 @@ fn commit(
         return Ok(());
     }
     let report = session.commit()?;
+    if !session.synced_copies().is_empty() {
+        events.note(&format!(
+            "header copies {:?} named what destroy cut out: rewritten with the new header after the commit",
+            session.synced_copies()
+        ));
+    }
     let changes = std::mem::take(pending);
     outcome.changes.extend(changes.iter().cloned());
     outcome.reports.push(EditReport::new(session, &report, changes));
@@ -400,7 +407,8 @@ fn execute<'a>(
     match cmd {
         // `pfs` is the short name of `pfs-list`.
         EditCommand::Pfs | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
-            maint::list(tree, out)?
+            let pfses = crate::pfs::Pfs::list(tree)?;
+            maint::list(&pfses.iter().map(|p| p.root.data).collect::<Vec<_>>(), out)?
         }
         EditCommand::Cat { path } => {
             let pfs = pfs()?;

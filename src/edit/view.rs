@@ -1,13 +1,12 @@
 //! Read commands inside a writing run: they see the session, that is the
 //! changes of the commands before them, not only the committed image.
 
-use super::{stdout_error, Events, Options};
+use super::{stdout_error, Events};
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType};
 use crate::fsops::{PfsRef, Session};
 use crate::pfs::Inode;
-use crate::tree::Tree;
 use std::io::Write;
 
 /// The inode `path` names in the session ('/': the PFS root).
@@ -21,13 +20,11 @@ fn resolve(session: &Session, pfs: &PfsRef, path: &str) -> Result<(u64, InodeDat
     Ok((inum, session.inode_data(pfs, inum)?))
 }
 
-/// Runs one read command on the session's state. `get` extracts through
-/// the read path, which knows only the image as last committed: with
-/// uncommitted changes it says so.
+/// Runs one read command on the session's state (`get` through the
+/// session-side extraction of [`super::get`]).
 pub(super) fn execute_in_session(
     session: &Session,
     pfs: &PfsRef,
-    opts: &Options,
     cmd: &EditCommand,
     out: &mut dyn Write,
     events: &mut dyn Events,
@@ -81,21 +78,16 @@ pub(super) fn execute_in_session(
             }
             out.flush().map_err(w)?;
         }
-        EditCommand::Get { .. }
-        | EditCommand::Pfs
-        | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
-            if session.is_dirty() {
-                events.note(
-                    "get and pfs read the image as last committed: the changes of earlier commands \
-                     are not included (put `commit` before them)",
-                );
-            }
-            let tree = Tree::new(&session.fs);
-            let view = || match opts.pfs.as_deref() {
-                Some(l) => crate::pfs::Pfs::find(&tree, l),
-                None => crate::pfs::Pfs::default(&tree),
-            };
-            super::execute(&tree, view, cmd.clone(), out, events)?;
+        EditCommand::Get { force, path, hostdir } => {
+            let opts = crate::extract::ExtractOptions { force: *force, ..Default::default() };
+            let stats =
+                super::get::get(session, pfs, path, std::path::Path::new(hostdir), &opts, &mut |s| {
+                    events.extracting(s)
+                })?;
+            events.extracted(&stats);
+        }
+        EditCommand::Pfs | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
+            super::maint::list(&session.pfs_inodes()?.iter().collect::<Vec<_>>(), out)?
         }
         _ => return Err(Error::InvalidArgument("internal error: not a read command".into())),
     }

@@ -33,6 +33,10 @@
 //! else, or when that did not suffice, a full one (every block in use); it
 //! is committed as a new transaction, and the freemap checked again: the
 //! findings count as corrected only if that check finds none of the three.
+//! With `-y`, a freemap whose blocks fail their checks is rebuilt from the
+//! topology; that commit is followed by the rewrite of the older header
+//! copies (they name the damaged blocks), so that no valid copy is left
+//! pointing at damage ([`crate::fsops::sync_header_copies`]).
 
 pub mod freemap;
 pub mod topology;
@@ -404,6 +408,11 @@ fn repair_freemap(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Re
 /// `-y` with a freemap block that fails its check (beyond the recovery's
 /// reach: it replays into a freemap it can load): the freemap is rebuilt
 /// from the topology by bulkfree's code ([`crate::fsops::rebuild_freemap`]).
+/// Once that commit is durable, the older header copies, which still name
+/// the damaged freemap blocks, are rewritten with the new header one at a
+/// time ([`crate::fsops::sync_header_copies`] gives the reasoning): after
+/// the repair every valid copy references a consistent freemap, and at no
+/// moment does none.
 fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
     let damaged: Vec<usize> = (0..report.findings.len())
         .filter(|&i| {
@@ -416,11 +425,19 @@ fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
     }
     let mut fs = Hammer2::open(Device::open(spec, Access::ReadWrite)?, CopyChoice::Best)?;
     let outcome = crate::fsops::rebuild_freemap(&mut fs, true)
-        .and_then(|_| crate::freemap::alloc::Allocator::load(&fs).map(|_| ()));
+        .and_then(|(_, _, synced)| crate::freemap::alloc::Allocator::load(&fs).map(|_| synced));
     for i in damaged {
         let f = &mut report.findings[i];
         match &outcome {
-            Ok(()) => f.repaired = true,
+            Ok(synced) => {
+                f.repaired = true;
+                if !synced.is_empty() {
+                    f.detail.push_str(&format!(
+                        "; freemap rebuilt, then header copies {synced:?} (which named the damaged freemap) \
+                         rewritten with the new header"
+                    ));
+                }
+            }
             Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
         }
     }

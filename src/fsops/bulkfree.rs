@@ -2,36 +2,71 @@
 //! [`crate::freemap::alloc::bulkfree`]), committed like every edit.
 
 use super::{invalid, Session};
-use crate::chain::Table;
+use crate::chain::{Slot, Table};
 use crate::error::Result;
 use crate::flush::{self, CommitReport};
+use crate::format::Blockref;
 use crate::freemap::alloc::Allocator;
 use crate::freemap::BulkfreeReport;
 use crate::Hammer2;
 
 impl Session {
-    /// Bulkfree. The scan reads the topology as the media hold it (the
-    /// kernel syncs before it scans), so it is refused after uncommitted
-    /// edits: commit them first. The merged freemap is written by the next
-    /// commit.
+    /// Bulkfree of the session's state: what the committed topology
+    /// reaches (every PFS, from the header in use), and what this
+    /// session's uncommitted operations reference besides it, is in use;
+    /// the rest is staged or freed with the kernel's transitions (see
+    /// [`crate::freemap::alloc::bulkfree`]). The merged freemap is written
+    /// by the next commit.
+    ///
+    /// Why this is sound in the middle of a session (the kernel syncs
+    /// before it scans; we scan the state a sync would write instead):
+    /// - every block the session's state references is either reached
+    ///   from the committed super-root (a node not changed, or the old copy
+    ///   of one that was), or lies below a clean blockref the session holds
+    ///   in a loaded table: new data blocks and subtrees written early.
+    ///   Those blockrefs are scanned too (the engine's visited set makes
+    ///   the ones the media topology already reached cost nothing), so no
+    ///   block the commit will reference is freed;
+    /// - nodes the session changed but has not written yet have no block:
+    ///   the commit allocates them after the bulkfree, from free space;
+    /// - blocks the session stopped referencing are still reached from the
+    ///   committed header, which stays the fallback until the commit: they
+    ///   stay in use now and are staged by a bulkfree after the commit, as
+    ///   the kernel leaves them.
     pub fn bulkfree(&mut self) -> Result<BulkfreeReport> {
-        if self.dirty {
-            return Err(invalid(
-                "bulkfree works on the image as committed: commit the edits before it (in hammer2_edit, \
-                 give it before other write commands, or after a `commit` line)",
-            ));
-        }
-        let report = self.alloc.bulkfree(&self.fs)?;
+        let mut extra = Vec::new();
+        clean_brefs(&self.root, &mut extra);
+        let report = self.alloc.bulkfree_with(&self.fs, &extra)?;
         self.dirty = true;
         Ok(report)
+    }
+}
+
+/// The clean blockrefs of the loaded tables below `table` (with the
+/// `data_off` of the node holding each), depth first.
+fn clean_brefs(table: &Table, out: &mut Vec<(Blockref, u64)>) {
+    for slot in &table.slots {
+        match slot {
+            Slot::Clean(b) => out.push((*b, table.parent_off)),
+            Slot::Node(c) => {
+                if let Some(t) = c.table() {
+                    clean_brefs(t, out);
+                }
+            }
+            Slot::Empty => {}
+        }
     }
 }
 
 /// Replaces a freemap that cannot be loaded (damaged beyond what the
 /// recovery can replay into) by one built from the topology alone
 /// ([`Allocator::rebuild`]), committed as a transaction that changes
-/// nothing else. fsck's repair falls back to it.
-pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport)> {
+/// nothing else. fsck's repair falls back to it. Written (`write`), the
+/// older header copies, which still reference the damaged freemap, are
+/// then rewritten with the new header ([`super::sync_header_copies`]: only
+/// after the commit is durable, one at a time); the copies rewritten are
+/// returned last.
+pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport, Vec<usize>)> {
     let (mut alloc, report) = Allocator::rebuild(fs)?;
     let v = &fs.voldata;
     let tid = v
@@ -42,5 +77,6 @@ pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport,
         .ok_or_else(|| invalid("mirror_tid exhausted"))?;
     let mut root = Table::from_brefs(&fs.voldata.sroot_blockset);
     let commit = flush::commit(fs, &mut root, &mut alloc, tid, write)?;
-    Ok((report, commit))
+    let synced = if write { super::sync_header_copies(fs)? } else { Vec::new() };
+    Ok((report, commit, synced))
 }

@@ -5,6 +5,12 @@
 //! the same (an unlink with `H2DOPERM_IGNINO` for the entry, a delete by
 //! key in the inode index for the number). What the removed inode
 //! referenced stays allocated, unreachable, until bulkfree reclaims it.
+//!
+//! The commit of a destroy also rewrites the older volume-header copies
+//! with the new header once it is durable ([`super::sync_header_copies`]):
+//! they still reference the inode or entry that was cut out, typically
+//! because it is damaged, and a checker looking at every copy, or a mount
+//! falling back to one, would meet the damage again.
 
 use super::{invalid, now_us, DirEntry, PfsRef, Session};
 use crate::error::{Error, Result};
@@ -35,6 +41,7 @@ impl Session {
                 s.alloc.release(b.data_off.get())?;
             }
             s.dirty = true;
+            s.resync_copies = true;
             Ok(e)
         })
     }
@@ -63,6 +70,7 @@ impl Session {
                 s.alloc.release(b.data_off.get())?;
             }
             s.dirty = true;
+            s.resync_copies = true;
             Ok(())
         })
     }

@@ -35,16 +35,16 @@ pub struct GrowReport {
 }
 
 impl Session {
-    /// growfs (see the module documentation), refused after uncommitted
-    /// edits (commit them first). Growing to the current size changes
-    /// nothing.
+    /// growfs (see the module documentation). Growing to the current size
+    /// changes nothing.
+    ///
+    /// Uncommitted edits before it are fine: growfs changes only the
+    /// in-memory header's sizes (committed with the edits), the device's
+    /// extent and the allocator's zones, none of which the edits' chains
+    /// depend on; the header copies that now fit get the header as last
+    /// committed (what they would describe after a crash before the
+    /// commit), never a state that includes uncommitted edits.
     pub fn growfs(&mut self, size: Option<u64>) -> Result<GrowReport> {
-        if self.dirty {
-            return Err(invalid(
-                "growfs works on the image as committed: commit the edits before it (in hammer2_edit, \
-                 give it before other write commands, or after a `commit` line)",
-            ));
-        }
         let fs = &mut self.fs;
         if fs.device.len() != 1 || fs.voldata.nvolumes > 1 {
             return Err(invalid("growfs supports single-volume file systems only (as the kernel's)"));

@@ -43,6 +43,7 @@ use std::io::Read;
 
 mod attr;
 mod bulkfree;
+mod copies;
 mod destroy;
 mod growfs;
 mod import;
@@ -51,6 +52,7 @@ mod pfsops;
 mod setmethods;
 pub use attr::SetAttr;
 pub use bulkfree::rebuild_freemap;
+pub use copies::sync_header_copies;
 pub use growfs::GrowReport;
 pub use import::{encode_data_block, NodeMeta};
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
@@ -150,6 +152,12 @@ pub struct Session {
     failed: Option<String>,
     /// The freemap replay done when the session opened.
     replayed: Option<FreemapReplay>,
+    /// Set by a repair (`destroy`) that cuts damage out of the tree: the
+    /// next commit also rewrites the older header copies, which still
+    /// reference the damage ([`sync_header_copies`]).
+    resync_copies: bool,
+    /// The header copies the last commit rewrote that way.
+    synced_copies: Vec<usize>,
 }
 
 /// The lag a session replayed when it opened ([`Session::freemap_replay`]).
@@ -257,6 +265,8 @@ impl Session {
             dry_blocks: Default::default(),
             dry_bytes: 0,
             replayed,
+            resync_copies: false,
+            synced_copies: Vec::new(),
         })
     }
 
@@ -1030,7 +1040,20 @@ impl Session {
         let report = flush::commit(&mut self.fs, &mut self.root, &mut self.alloc, self.tid, self.write)?;
         self.tid += 1;
         self.dirty = false;
+        self.synced_copies.clear();
+        if self.resync_copies && self.write {
+            // The commit above is durable: only now the older copies.
+            self.synced_copies = sync_header_copies(&mut self.fs)?;
+            self.resync_copies = false;
+        }
         Ok(report)
+    }
+
+    /// The older header copies the last commit also rewrote, because a
+    /// repair before it cut damage they reference out of the tree (see
+    /// [`sync_header_copies`]).
+    pub fn synced_copies(&self) -> &[usize] {
+        &self.synced_copies
     }
 }
 

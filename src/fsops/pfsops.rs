@@ -113,6 +113,15 @@ impl Session {
         Ok(all)
     }
 
+    /// The root inodes of every PFS as this session sees them (PFSs
+    /// created or deleted by its uncommitted operations included), in key
+    /// order as `pfs-list` shows them.
+    pub fn pfs_inodes(&self) -> Result<Vec<InodeData>> {
+        let mut all = self.pfs_roots()?;
+        all.sort_by_key(|(key, _)| *key);
+        Ok(all.into_iter().map(|(_, ip)| ip).collect())
+    }
+
     /// Every PFS root under the super-root (loaded or on media): its key
     /// and its inode.
     pub(super) fn pfs_roots(&self) -> Result<Vec<(u64, InodeData)>> {

@@ -36,6 +36,16 @@ pub fn our_fsck_problems(spec: &str) -> Vec<String> {
         .collect()
 }
 
+/// Our fsck, verifying the topology from every valid header copy
+/// (`--all-copies`), finds nothing but informational notes.
+pub fn all_copies_clean(spec: &str) {
+    let opts = hammer2::fsck::FsckOptions { all_copies: true, ..Default::default() };
+    let r = hammer2::fsck::fsck(spec, &opts).unwrap();
+    let bad: Vec<String> =
+        r.damage().map(|f| format!("{} {} {}", f.problem.id, f.location, f.detail)).collect();
+    assert!(bad.is_empty(), "fsck --all-copies finds problems in {spec}:\n{}", bad.join("\n"));
+}
+
 /// The reference checker accepts `spec`.
 pub fn oracle_fsck(spec: &str) {
     let (ok, text) = reference_fsck(spec);

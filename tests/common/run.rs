@@ -392,7 +392,8 @@ pub fn exercise(spec: &str, reads: Reads, extract_to: Option<&Path>) -> Exercise
         for root in [Root::Topology, Root::Freemap] {
             let _ = walk(&fs, root, WalkOptions::default(), &mut |_| {});
         }
-        let show = hammer2::dump::show::ShowOptions { freemap: true, ..Default::default() };
+        let show =
+            hammer2::dump::show::ShowOptions { freemap: true, verify_data: true, ..Default::default() };
         let _ = hammer2::dump::show::show(&fs, &show, &mut |_| {});
     }
     let _ = hammer2::dump::freemap::report(&fs);

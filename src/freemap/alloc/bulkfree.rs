@@ -111,9 +111,11 @@ impl Scan {
     }
 }
 
-/// Scans the topology of `fs`: the current super-root, then (for
-/// protection only) the super-roots of the older valid header copies.
-fn scan(fs: &Hammer2) -> Result<Scan> {
+/// Scans the topology of `fs`: the current super-root and the subtrees of
+/// `extra` (blockrefs with the `data_off` of the node holding them: what
+/// an uncommitted session references besides the media topology), then
+/// (for protection only) the super-roots of the older valid header copies.
+fn scan(fs: &Hammer2, extra: &[(Blockref, u64)]) -> Result<Scan> {
     struct Marker<'s> {
         scan: &'s mut Scan,
         allocator_beg: u64,
@@ -155,6 +157,13 @@ fn scan(fs: &Hammer2) -> Result<Scan> {
     let mut m =
         Marker { scan: &mut out, allocator_beg, older: false, failure: None, older_marks: Vec::new() };
     engine.run(&fs.voldata.sroot_blockset, 0, &(), &mut m);
+    // What the current topology already reached is shared: visited once.
+    for (b, parent_off) in extra {
+        if m.failure.is_some() {
+            break;
+        }
+        engine.run_one(b, *parent_off, 0, &(), &mut m);
+    }
     if let Some(e) = m.failure {
         return Err(e);
     }
@@ -198,7 +207,15 @@ impl Allocator {
     /// merges what it reaches into the leaves (see the module
     /// documentation). Nothing is written; the next flush writes the leaves.
     pub fn bulkfree(&mut self, fs: &Hammer2) -> Result<BulkfreeReport> {
-        let scan = scan(fs)?;
+        self.bulkfree_with(fs, &[])
+    }
+
+    /// [`bulkfree`](Self::bulkfree) that also counts as in use what
+    /// `extra` reaches (each blockref with the `data_off` of the node
+    /// holding it): the blocks an uncommitted write session references and
+    /// the media topology does not (yet).
+    pub fn bulkfree_with(&mut self, fs: &Hammer2, extra: &[(Blockref, u64)]) -> Result<BulkfreeReport> {
+        let scan = scan(fs, extra)?;
         Ok(self.merge(&scan))
     }
 
@@ -208,7 +225,7 @@ impl Allocator {
     /// marks; `allocator_free` recomputed from them. The flush writes the
     /// new leaves into rotation slots no valid header copy references.
     pub fn rebuild(fs: &Hammer2) -> Result<(Allocator, BulkfreeReport)> {
-        let scan = scan(fs)?;
+        let scan = scan(fs, &[])?;
         let mut a = Allocator::empty(super::Geometry::from_fs(fs), 0);
         a.fsid = fs.voldata.fsid;
         let report = a.merge(&scan);
