@@ -202,7 +202,9 @@ pub fn extract_with(
             Ok(_) => return Err(refuse(&target, "already exists; use --force to replace it")),
         }
     }
-    let files = Files { tree: pfs.tree, force: opts.force, modes: opts.modes };
+    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+    let ids = unsafe { (libc::geteuid(), libc::getegid()) };
+    let files = Files { tree: pfs.tree, force: opts.force, modes: opts.modes, umask: process_umask(), ids };
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -302,6 +304,11 @@ struct Files<'a> {
     tree: Tree<'a>,
     force: bool,
     modes: ModePolicy,
+    /// What a file this process creates gets unasked: the umask taken
+    /// from its mode, this owner and group (every directory being filled
+    /// has mode 0700, so none passes its group on).
+    umask: u32,
+    ids: (u32, u32),
 }
 
 type Pipe<'s, 'r, 'a> = Pipeline<'s, 'r, FileJob<'a>, Deferred<'a>, Vec<u8>>;
@@ -520,10 +527,15 @@ impl Files<'_> {
         let (ino, host) = (&job.inode, job.host.as_path());
         let meta = &ino.data.meta;
         self.make_room(host)?;
+        // Created with its final permissions where the umask allows (the
+        // descriptor writes whatever they are), so that most files need
+        // no chmod; setuid and setgid come after the owner.
+        let want = self.modes.apply(meta.mode.get());
+        let created = want & 0o777 & !self.umask;
         let f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(0o600)
+            .mode(created)
             .open(host)
             .map_err(host_err(host, "create"))?;
         let mut sink = SparseFileSink::new(&f, buf);
@@ -534,7 +546,13 @@ impl Files<'_> {
             f.set_len(size).map_err(host_err(host, "truncate"))?;
         }
         f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
-        self.set_owner_and_mode(&f, host, ino)?;
+        let owner = (meta.unix_uid(), meta.unix_gid());
+        if self.modes == ModePolicy::Preserve && owner != self.ids {
+            std::os::unix::fs::fchown(&f, Some(owner.0), Some(owner.1)).map_err(host_err(host, "chown"))?;
+        }
+        if want != created {
+            f.set_permissions(fs::Permissions::from_mode(want)).map_err(host_err(host, "chmod"))?;
+        }
         Ok(size)
     }
 }
