@@ -602,6 +602,10 @@ fn build_busy_tree(root: &Path) {
     }
     big.set_len(5 << 20).unwrap();
     drop(big);
+    // Modes a umask would cut from a new file.
+    for (rel, mode) in [("many/d03/f01", 0o666), ("many/d04/f02", 0o777), ("many/d05/f03", 0o1755)] {
+        std::fs::set_permissions(root.join(rel), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     std::fs::hard_link(root.join("many/d07/big"), root.join("many/d00/big-link")).unwrap();
     std::fs::hard_link(root.join("many/d07/big"), root.join("many/d15/big-link")).unwrap();
     let mut dirs: Vec<PathBuf> = walkdir(root).into_iter().filter(|p| p.is_dir()).collect();
@@ -705,6 +709,26 @@ fn any_number_of_threads_extracts_the_same_tree_with_times_set_after_contents() 
                 xm.blocks()
             );
         }
+    }
+    // As root, owners are restored (where they differ from root's) and
+    // modes kept whole.
+    if common::hosttree::is_root() {
+        let out = top.path().join("preserved");
+        std::fs::create_dir(&out).unwrap();
+        let o = ExtractOptions { modes: ModePolicy::Preserve, ..opts(false) };
+        extract_with(&pfs, "/t", &out, &o, &mut |_| {}).unwrap();
+        let mut foreign = 0;
+        for p in walkdir(&host) {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if !(m.is_file() || m.is_dir()) {
+                continue;
+            }
+            let rel = p.strip_prefix(&host).unwrap();
+            let xm = std::fs::symlink_metadata(out.join("t").join(rel)).unwrap();
+            assert_eq!((xm.uid(), xm.gid(), xm.mode()), (m.uid(), m.gid(), m.mode()), "{}", rel.display());
+            foreign += (m.uid() != 0) as u32;
+        }
+        assert!(foreign > 0, "the tree has files of another owner");
     }
 }
 
