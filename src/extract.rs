@@ -52,7 +52,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -202,9 +202,7 @@ pub fn extract_with(
             Ok(_) => return Err(refuse(&target, "already exists; use --force to replace it")),
         }
     }
-    // SAFETY: geteuid and getegid have no preconditions and cannot fail.
-    let ids = unsafe { (libc::geteuid(), libc::getegid()) };
-    let files = Files { tree: pfs.tree, force: opts.force, modes: opts.modes, umask: process_umask(), ids };
+    let files = Files { tree: pfs.tree, force: opts.force, modes: opts.modes };
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -304,11 +302,6 @@ struct Files<'a> {
     tree: Tree<'a>,
     force: bool,
     modes: ModePolicy,
-    /// What a file this process creates gets unasked: the umask taken
-    /// from its mode, this owner and group (every directory being filled
-    /// has mode 0700, so none passes its group on).
-    umask: u32,
-    ids: (u32, u32),
 }
 
 type Pipe<'s, 'r, 'a> = Pipeline<'s, 'r, FileJob<'a>, Deferred<'a>, Vec<u8>>;
@@ -527,15 +520,15 @@ impl Files<'_> {
         let (ino, host) = (&job.inode, job.host.as_path());
         let meta = &ino.data.meta;
         self.make_room(host)?;
-        // Created with its final permissions where the umask allows (the
-        // descriptor writes whatever they are), so that most files need
-        // no chmod; setuid and setgid come after the owner.
+        // Created with its final permissions (the descriptor writes whatever
+        // they are) as far as the umask or a default ACL let them be, so
+        // that most files need no chmod; setuid and setgid come after the
+        // owner.
         let want = self.modes.apply(meta.mode.get());
-        let created = want & 0o777 & !self.umask;
         let f = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .mode(created)
+            .mode(want & 0o777)
             .open(host)
             .map_err(host_err(host, "create"))?;
         let mut sink = SparseFileSink::new(&f, buf);
@@ -546,11 +539,15 @@ impl Files<'_> {
             f.set_len(size).map_err(host_err(host, "truncate"))?;
         }
         f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
+        // What the file got (fstat costs less than the chmod and chown it
+        // mostly saves).
+        let got = f.metadata().map_err(host_err(host, "stat"))?;
         let owner = (meta.unix_uid(), meta.unix_gid());
-        if self.modes == ModePolicy::Preserve && owner != self.ids {
+        if self.modes == ModePolicy::Preserve && owner != (got.uid(), got.gid()) {
+            // Before chmod: chown clears setuid and setgid.
             std::os::unix::fs::fchown(&f, Some(owner.0), Some(owner.1)).map_err(host_err(host, "chown"))?;
         }
-        if want != created {
+        if want != got.mode() & 0o7777 {
             f.set_permissions(fs::Permissions::from_mode(want)).map_err(host_err(host, "chmod"))?;
         }
         Ok(size)
