@@ -212,7 +212,9 @@ pub fn extract_with(
     std::thread::scope(|scope| {
         let _closer = Closer(&shared);
         for _ in 0..threads {
-            scope.spawn(|| shared.work(&run));
+            // A worker that cannot be started is done without: the walking
+            // thread runs whatever the others leave queued.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, || shared.work(&run));
         }
         let mut x = Extractor {
             pfs,
