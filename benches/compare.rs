@@ -11,7 +11,9 @@
 //! else runs on it: read the ratios.
 //!
 //! Environment: `HAMMER2_BENCH_TREE` (source tree), `HAMMER2_REFTOOLS`
-//! (reference tools), `HAMMER2_BENCH_ROUNDS` (default 5).
+//! (reference tools), `HAMMER2_BENCH_ROUNDS` (default 5),
+//! `HAMMER2_BENCH_ONLY` (run only the pieces of work whose name contains
+//! it, e.g. `extract`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -188,6 +190,9 @@ fn main() {
         },
     ];
 
+    let only = std::env::var("HAMMER2_BENCH_ONLY").unwrap_or_default();
+    let works: Vec<Work> = works.into_iter().filter(|w| w.name.contains(only.as_str())).collect();
+    assert!(!works.is_empty(), "HAMMER2_BENCH_ONLY={only:?} names no piece of work");
     println!("machine: {}", machine());
     println!(
         "image:   {} (tree {}), {rounds} rounds, ours and theirs alternating",

@@ -3,11 +3,12 @@
 //! Reading streams: the traversal engine visits blocks in key order table by
 //! table, so memory is bounded by the tree's depth, not the file's size.
 
-use crate::error::{CorruptKind, Error, Result};
-use crate::format::{BlockrefType, EMBEDDED_BYTES};
+use crate::compress;
+use crate::error::{CorruptKind, Error, Location, Result};
+use crate::format::{Blockref, BlockrefType, CompMethod, EMBEDDED_BYTES};
 use crate::pfs::Inode;
 use crate::tree::Tree;
-use crate::walk::{Engine, Node, Nothing, Options, Reach, Step, Visitor};
+use crate::walk::{media_extent, Engine, Node, Nothing, Options, Reach, Step, Visitor};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 
@@ -16,6 +17,14 @@ pub trait Sink {
     fn data(&mut self, bytes: &[u8]) -> std::io::Result<()>;
     /// `n` zero bytes.
     fn hole(&mut self, n: u64) -> std::io::Result<()>;
+    /// Room for up to `n` next bytes, for a reader that can put them there
+    /// itself (saving a copy); it then calls [`Sink::filled`] with how many
+    /// it put. `None` (the default): bytes come through [`Sink::data`].
+    fn room(&mut self, _n: usize) -> std::io::Result<Option<&mut [u8]>> {
+        Ok(None)
+    }
+    /// The first `n` bytes of the last [`Sink::room`] are the next bytes.
+    fn filled(&mut self, _n: usize) {}
 }
 
 /// A sink that writes holes out as zeros (stdout, pipes, buffers).
@@ -44,30 +53,40 @@ impl<W: Write> Sink for WriteSink<W> {
 /// chunk, whatever its size.
 pub struct SparseFileSink<'f> {
     file: &'f std::fs::File,
+    /// The chunk: `buf[base..base + CHUNK]`, page-aligned like the page
+    /// cache the kernel copies blocks from (AMD's `rep movsb` is slow for
+    /// mutually misaligned buffers), of which `used` bytes are gathered.
     buf: &'f mut Vec<u8>,
+    base: usize,
+    used: usize,
     /// File offset of `buf[0]`.
     start: u64,
     /// End of the last bytes written out.
     written: u64,
 }
 
-impl<'f> SparseFileSink<'f> {
-    /// Bytes gathered before a write.
-    pub const CHUNK: usize = 1 << 20;
+/// Alignment of [`SparseFileSink`]'s chunk.
+const PAGE: usize = 4096;
 
-    /// A sink writing into `file` from offset 0, gathering in `buf`.
+impl<'f> SparseFileSink<'f> {
+    /// Bytes gathered before a write: small enough to stay in the CPU's
+    /// cache between the read that fills it and the write that empties it.
+    pub const CHUNK: usize = 1 << 17;
+
+    /// A sink writing into `file` from offset 0, gathering in `buf`
+    /// (sized once, then reused as it is).
     pub fn new(file: &'f std::fs::File, buf: &'f mut Vec<u8>) -> Self {
-        buf.clear();
-        buf.reserve(Self::CHUNK);
-        SparseFileSink { file, buf, start: 0, written: 0 }
+        buf.resize(Self::CHUNK + PAGE, 0);
+        let base = buf.as_ptr().align_offset(PAGE);
+        SparseFileSink { file, buf, base, used: 0, start: 0, written: 0 }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.file.write_all_at(self.buf, self.start)?;
-            self.start += self.buf.len() as u64;
+        if self.used > 0 {
+            self.file.write_all_at(&self.buf[self.base..self.base + self.used], self.start)?;
+            self.start += self.used as u64;
             self.written = self.start;
-            self.buf.clear();
+            self.used = 0;
         }
         Ok(())
     }
@@ -83,11 +102,17 @@ impl<'f> SparseFileSink<'f> {
 }
 
 impl Sink for SparseFileSink<'_> {
-    fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.buf.len() + bytes.len() > Self::CHUNK {
-            self.flush()?;
+    fn data(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            if self.used == Self::CHUNK {
+                self.flush()?;
+            }
+            let n = bytes.len().min(Self::CHUNK - self.used);
+            let at = self.base + self.used;
+            self.buf[at..at + n].copy_from_slice(&bytes[..n]);
+            self.used += n;
+            bytes = &bytes[n..];
         }
-        self.buf.extend_from_slice(bytes);
         Ok(())
     }
     fn hole(&mut self, n: u64) -> std::io::Result<()> {
@@ -96,6 +121,19 @@ impl Sink for SparseFileSink<'_> {
             self.start += n;
         }
         Ok(())
+    }
+    fn room(&mut self, n: usize) -> std::io::Result<Option<&mut [u8]>> {
+        if n > Self::CHUNK {
+            return Ok(None);
+        }
+        if self.used + n > Self::CHUNK {
+            self.flush()?;
+        }
+        let at = self.base + self.used;
+        Ok(Some(&mut self.buf[at..at + n]))
+    }
+    fn filled(&mut self, n: usize) {
+        self.used += n;
     }
 }
 
@@ -123,7 +161,7 @@ pub fn read_file(tree: &Tree<'_>, ino: &Inode<'_>, out: &mut dyn Sink) -> Result
             ino.loc.clone(),
         ));
     }
-    let mut v = InOrder { tree, size, pos: 0, out, error: None };
+    let mut v = InOrder { tree, size, pos: 0, out, raw: Vec::new(), error: None };
     let opts = Options { key_order: true, ..Options::scan(0, size - 1) };
     Engine::new(tree.fs, opts).run(ino.blockset(), ino.bref.data_off.get(), &(), &mut v);
     if let Some(e) = v.error {
@@ -142,6 +180,8 @@ struct InOrder<'t, 'a, 'o> {
     size: u64,
     pos: u64,
     out: &'o mut dyn Sink,
+    /// Media of the current block when it cannot go straight to `out`.
+    raw: Vec<u8>,
     error: Option<Error>,
 }
 
@@ -181,9 +221,7 @@ impl<'a> InOrder<'_, 'a, '_> {
                 self.out.hole(key - self.pos).map_err(io)?;
                 self.pos = key;
                 let block_len = (1u64 << b.keybits).min(self.size - key);
-                let data = self.tree.data(b, &loc)?;
-                let have = (data.len() as u64).min(block_len);
-                self.out.data(&data[..have as usize]).map_err(io)?;
+                let have = self.block_data(b, &loc, block_len as usize)? as u64;
                 self.out.hole(block_len - have).map_err(io)?;
                 self.pos = key + block_len;
                 Ok(Step::Leaf(Nothing))
@@ -193,6 +231,55 @@ impl<'a> InOrder<'_, 'a, '_> {
                 Err(Error::corrupt(CorruptKind::WrongType { found, expected: "data or indirect" }, loc))
             }
         }
+    }
+}
+
+impl InOrder<'_, '_, '_> {
+    /// Produces a DATA block's logical bytes (at most `block_len`) into
+    /// `out`; returns how many (the rest of the block reads as zeros).
+    /// What [`Tree::data`] gives, without its allocations and copies: raw
+    /// media is read straight into the sink's room when the sink has room,
+    /// and LZ4 decodes into it.
+    fn block_data(&mut self, b: &Blockref, loc: &Location, block_len: usize) -> Result<usize> {
+        let io = |e: std::io::Error| Error::Io { path: "output".into(), op: "write", offset: 0, source: e };
+        let Some((off, len)) = media_extent(b).map_err(|k| Error::corrupt(k, loc.clone()))? else {
+            return Ok(0);
+        };
+        let read = |tree: &Tree<'_>, buf: &mut [u8]| {
+            tree.fs.device.read_into(off, buf).map_err(|_| {
+                Error::corrupt(CorruptKind::OutOfRange { offset: off, len: len as u64 }, loc.clone())
+            })?;
+            tree.verify_check(b, buf, loc)
+        };
+        let comp = b.comp_method();
+        if matches!(comp, CompMethod::None | CompMethod::Autozero) {
+            if let Some(room) = self.out.room(len).map_err(io)? {
+                read(self.tree, room)?;
+                let have = len.min(block_len);
+                self.out.filled(have);
+                return Ok(have);
+            }
+        }
+        self.raw.resize(len, 0);
+        read(self.tree, &mut self.raw)?;
+        if comp == CompMethod::Lz4 {
+            let logical = 1usize << b.keybits.clamp(10, 16);
+            if let Some(room) = self.out.room(logical).map_err(io)? {
+                let n = compress::lz4_decompress_into(&self.raw, room)
+                    .map_err(|e| Error::corrupt(CorruptKind::Decompress(e), loc.clone()))?;
+                let have = n.min(block_len);
+                self.out.filled(have);
+                return Ok(have);
+            }
+        }
+        let data = Tree::decode(b, std::mem::take(&mut self.raw), loc)?;
+        let have = data.len().min(block_len);
+        self.out.data(&data[..have]).map_err(io)?;
+        if comp == CompMethod::None || comp == CompMethod::Autozero {
+            // Keep the buffer for the next block.
+            self.raw = data;
+        }
+        Ok(have)
     }
 }
 

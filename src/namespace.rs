@@ -22,9 +22,10 @@
 //! cannot exhaust the thread's stack.
 
 use crate::error::{CorruptKind, Error, Location, Result};
+use crate::format::{BlockrefType, DIRHASH_VISIBLE};
 use crate::pfs::{DirEntry, Inode, Pfs};
 use crate::tree::Flow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Deepest directory nesting entered by default. Deeper paths exceed any
 /// host's PATH_MAX (4096 bytes) anyway.
@@ -229,6 +230,8 @@ struct Frame<'a> {
     depth: usize,
     /// Entries not yet visited, with whether the name repeats an earlier one.
     entries: std::vec::IntoIter<(DirEntry, bool)>,
+    /// Inodes the entries name, read ahead ([`prefetch`]).
+    inodes: HashMap<u64, Inode<'a>>,
 }
 
 struct Traversal<'p, 'a> {
@@ -268,9 +271,45 @@ impl<'a> Traversal<'_, 'a> {
             entries.iter().map(|e| !names.insert(e.name.as_slice())).collect()
         };
         let entries: Vec<(DirEntry, bool)> = entries.into_iter().zip(dups).collect();
+        let inodes = prefetch(self.pfs, &entries);
         self.stats.directories += 1;
-        Ok(Frame { inode, path, depth, entries: entries.into_iter() })
+        Ok(Frame { inode, path, depth, entries: entries.into_iter(), inodes })
     }
+}
+
+/// The inodes a directory's entries name, read in one pass over the PFS's
+/// inode index when their numbers lie close together (as writers allocate
+/// them), so that each index block is read and verified once per directory
+/// rather than once per entry. Only inodes found well (the first INODE
+/// blockref with the number as key, holding that number) are returned; the
+/// others are left to [`Pfs::inode`] when their entry is reached, so errors
+/// come where they always did.
+fn prefetch<'a>(pfs: &Pfs<'a>, entries: &[(DirEntry, bool)]) -> HashMap<u64, Inode<'a>> {
+    let mut found = HashMap::new();
+    let root = &pfs.root;
+    let wanted: HashSet<u64> =
+        entries.iter().map(|(e, _)| e.inum).filter(|&n| n != root.inum() && n < DIRHASH_VISIBLE).collect();
+    let (Some(&lo), Some(&hi)) = (wanted.iter().min(), wanted.iter().max()) else { return found };
+    // A scattered set would make the pass read much of the index.
+    if wanted.len() < 2 || hi - lo > 16 * wanted.len() as u64 + 64 {
+        return found;
+    }
+    let tree = pfs.tree;
+    let mut seen = HashSet::new();
+    // Errors end the pass early: what was not found is looked up alone.
+    let _ = tree.scan_nodes(root.blockset(), root.bref.data_off.get(), lo, hi, &mut |n| {
+        let key = n.bref.key.get();
+        if n.bref.kind() != BlockrefType::Inode || !wanted.contains(&key) || !seen.insert(key) {
+            return Ok(Flow::Continue);
+        }
+        if let Ok(data) = tree.node_inode(n) {
+            if data.meta.inum.get() == key {
+                found.insert(key, Inode { bref: n.bref, loc: n.location(), data });
+            }
+        }
+        Ok(Flow::Continue)
+    });
+    found
 }
 
 /// Traverses the namespace below directory `start` of `pfs` (whose path,
@@ -311,7 +350,10 @@ pub fn traverse<'a>(
             visitor.finding(&f)?;
             continue;
         }
-        let inode = pfs.inode(dirent.inum)?;
+        let inode = match top.inodes.get(&dirent.inum) {
+            Some(ino) => ino.clone(),
+            None => pfs.inode(dirent.inum)?,
+        };
         if inode.is_dir() {
             let late = if !t.visited.insert(inode.inum()) {
                 let ancestor = stack.iter().find(|f| f.inode.inum() == inode.inum()).map(|f| f.path.clone());

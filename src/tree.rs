@@ -51,7 +51,7 @@ impl<'a> Tree<'a> {
         Ok(bytes)
     }
 
-    fn verify_check(&self, bref: &Blockref, bytes: &[u8], loc: &Location) -> Result<()> {
+    pub(crate) fn verify_check(&self, bref: &Blockref, bytes: &[u8], loc: &Location) -> Result<()> {
         if !self.verify {
             return Ok(());
         }

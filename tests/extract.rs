@@ -571,3 +571,240 @@ fn modes_follow_tar_for_the_invoking_user() {
         assert_eq!(m.permissions().mode() & 0o6000, 0);
     }
 }
+
+// ------------------------------------------------------------ extraction by several threads
+
+use common::content;
+use common::editor::{edit, edit_ok, fresh_image, text};
+use std::collections::HashMap;
+
+/// The varied host tree plus what stresses the pipeline: 400 small files in
+/// 16 directories (more files in flight than threads), a file spanning
+/// several write chunks with holes between and after its data, and hard
+/// links to it made from directories walked before and after its own.
+/// Directory times are set last, each its own, so that a file written
+/// into a directory after its time was set would show.
+fn build_busy_tree(root: &Path) {
+    common::hosttree::build_varied(root);
+    for d in 0..16 {
+        let dir = root.join(format!("many/d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..25 {
+            std::fs::write(dir.join(format!("f{f:02}")), content(d * 100 + f, (f as usize * 997) % 9000))
+                .unwrap();
+        }
+    }
+    let big = std::fs::File::create(root.join("many/d07/big")).unwrap();
+    {
+        use std::os::unix::fs::FileExt;
+        big.write_all_at(&content(77, 2_500_000), 0).unwrap();
+        big.write_all_at(&content(78, 300_000), 3 << 20).unwrap();
+    }
+    big.set_len(5 << 20).unwrap();
+    drop(big);
+    // Modes a umask would cut from a new file.
+    for (rel, mode) in [("many/d03/f01", 0o666), ("many/d04/f02", 0o777), ("many/d05/f03", 0o1755)] {
+        std::fs::set_permissions(root.join(rel), std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    std::fs::hard_link(root.join("many/d07/big"), root.join("many/d00/big-link")).unwrap();
+    std::fs::hard_link(root.join("many/d07/big"), root.join("many/d15/big-link")).unwrap();
+    let mut dirs: Vec<PathBuf> = walkdir(root).into_iter().filter(|p| p.is_dir()).collect();
+    // Deepest first: setting a time does not change the parent's.
+    dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for (i, d) in dirs.iter().enumerate() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_500_000_000 + i as u64 * 1000, 123_456_000);
+        std::fs::File::open(d).unwrap().set_modified(t).unwrap();
+    }
+}
+
+/// Every path below `root` (directories, files, symlinks), the root excluded.
+fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                todo.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn stats_key(s: &hammer2::extract::ExtractStats) -> (u64, u64, u64, u64, u64, usize) {
+    (s.files, s.dirs, s.symlinks, s.hardlinks, s.bytes, s.skipped.len())
+}
+
+#[test]
+fn any_number_of_threads_extracts_the_same_tree_with_times_set_after_contents() {
+    let top = tempfile::tempdir().unwrap();
+    let host = top.path().join("tree");
+    build_busy_tree(&host);
+    let (_, spec) = fresh_image(top.path(), "busy.img");
+    edit_ok(&[&spec, "put", "-r", host.to_str().unwrap(), "/t"]);
+    // What the command line extracts (one thread per core), against the host.
+    common::hosttree::compare_extracted(&host, &spec, None, "/t");
+
+    let fs = Hammer2::open_path(&spec).unwrap();
+    let tree = Tree::new(&fs);
+    let pfs = Pfs::default(&tree).unwrap();
+    let mut first: Option<(u64, u64, u64, u64, u64, usize)> = None;
+    for threads in [1, 2, 8] {
+        let out = top.path().join(format!("out{threads}"));
+        std::fs::create_dir(&out).unwrap();
+        let o = ExtractOptions { threads, modes: ModePolicy::Umask(0), ..opts(false) };
+        let mut seen: Vec<(u64, u64)> = Vec::new();
+        let stats = extract_with(&pfs, "/t", &out, &o, &mut |s| seen.push((s.files, s.bytes))).unwrap();
+        // Progress: one report per file finished, counts never going back.
+        assert!(seen.windows(2).all(|w| w[1].0 <= w[0].0 + 1 && w[1].0 >= w[0].0 && w[1].1 >= w[0].1));
+        assert_eq!(seen.last().map(|s| s.0), Some(stats.files), "{threads} threads");
+        assert_eq!(seen.iter().filter(|s| s.0 > 0).map(|s| s.0).max(), Some(stats.files));
+        assert_eq!(
+            *first.get_or_insert(stats_key(&stats)),
+            stats_key(&stats),
+            "{threads} threads: {stats:?}"
+        );
+        assert_eq!(stats.hardlinks, 2 + 1 + 2, "{threads} threads: {stats:?}");
+
+        let got = out.join("t");
+        let mut inodes: HashMap<u64, u64> = HashMap::new();
+        for p in walkdir(&host) {
+            let rel = p.strip_prefix(&host).unwrap();
+            let what = format!("{threads} threads: {}", rel.display());
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let x = got.join(rel);
+            let t = m.file_type();
+            if !(t.is_dir() || t.is_file() || t.is_symlink()) {
+                continue;
+            }
+            let xm = std::fs::symlink_metadata(&x).unwrap_or_else(|e| panic!("{what}: {e}"));
+            if t.is_symlink() {
+                assert_eq!(std::fs::read_link(&x).unwrap(), std::fs::read_link(&p).unwrap(), "{what}");
+                continue;
+            }
+            // Times and modes of directories and files alike: set after
+            // everything written into them.
+            assert_eq!(
+                (xm.mtime(), xm.mtime_nsec() / 1000),
+                (m.mtime(), m.mtime_nsec() / 1000),
+                "{what}: mtime"
+            );
+            assert_eq!(xm.mode() & 0o7777, m.mode() & 0o1777, "{what}: mode");
+            if t.is_file() {
+                assert_eq!(xm.len(), m.len(), "{what}: size");
+                assert!(std::fs::read(&x).unwrap() == std::fs::read(&p).unwrap(), "{what}: contents");
+                let one = *inodes.entry(m.ino()).or_insert(xm.ino());
+                assert_eq!(xm.ino(), one, "{what}: hard links share one inode");
+            }
+        }
+        // Holes stay holes, in files spanning several write chunks too.
+        for (rel, data) in [("sparse", 70_000 + 6), ("many/d07/big", 2_800_000)] {
+            let xm = std::fs::metadata(got.join(rel)).unwrap();
+            assert!(
+                xm.blocks() * 512 < data + (1 << 20),
+                "{threads} threads: {rel} takes {} blocks",
+                xm.blocks()
+            );
+        }
+    }
+    // As root, owners are restored (where they differ from root's) and
+    // modes kept whole.
+    if common::hosttree::is_root() {
+        let out = top.path().join("preserved");
+        std::fs::create_dir(&out).unwrap();
+        let o = ExtractOptions { modes: ModePolicy::Preserve, ..opts(false) };
+        extract_with(&pfs, "/t", &out, &o, &mut |_| {}).unwrap();
+        let mut foreign = 0;
+        for p in walkdir(&host) {
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if !(m.is_file() || m.is_dir()) {
+                continue;
+            }
+            let rel = p.strip_prefix(&host).unwrap();
+            let xm = std::fs::symlink_metadata(out.join("t").join(rel)).unwrap();
+            assert_eq!((xm.uid(), xm.gid(), xm.mode()), (m.uid(), m.gid(), m.mode()), "{}", rel.display());
+            foreign += (m.uid() != 0) as u32;
+        }
+        assert!(foreign > 0, "the tree has files of another owner");
+    }
+}
+
+/// Regular files of the default PFS of `img` in the order extraction
+/// meets them, with their inodes' blocksets' first DATA blockref.
+fn files_in_order(img: &str) -> Vec<(String, u64, u64, Option<hammer2::format::Blockref>)> {
+    struct Order(Vec<(String, u64, u64, Option<hammer2::format::Blockref>)>);
+    impl<'a> Visitor<'a> for Order {
+        fn entry(&mut self, e: &namespace::Entry<'_, 'a>) -> hammer2::Result<Step> {
+            if e.inode.obj_type() == ObjType::Regfile {
+                let data =
+                    e.inode.blockset().iter().find(|b| b.kind() == BlockrefType::Data && b.radix() != 0);
+                self.0.push((e.path(), e.inode.inum(), e.inode.data.meta.size.get(), data.copied()));
+            }
+            Ok(Step::Descend)
+        }
+    }
+    let fs = Hammer2::open_path(img).unwrap();
+    let tree = Tree::new(&fs);
+    let pfs = Pfs::default(&tree).unwrap();
+    let mut v = Order(Vec::new());
+    namespace::traverse(&pfs, &pfs.root, "/", Limits::default(), &mut v).unwrap();
+    v.0
+}
+
+#[test]
+fn a_corrupt_block_amid_many_files_is_reported_with_its_path_as_one_thread_would() {
+    let img = Image::new("varied");
+    let files = files_in_order(img.spec());
+    let want = manifest("varied");
+    // A file near the middle of the walk whose first data block is direct.
+    let (at, (path, inum, _, bref)) = files
+        .iter()
+        .enumerate()
+        .skip(files.len() / 2)
+        .find(|(_, f)| f.3.is_some() && f.2 > 4096)
+        .expect("a file with direct data blocks");
+    let bref = bref.unwrap();
+    assert_ne!(bref.check_method(), hammer2::format::CheckMethod::None, "{path}: its block has a check code");
+    let mut media = img.read(bref.offset(), 16);
+    media.iter_mut().for_each(|b| *b ^= 0x5a);
+    img.write(bref.offset(), &media);
+
+    let mut messages = Vec::new();
+    for threads in [1, 4] {
+        let d = tempfile::tempdir().unwrap();
+        let o = ExtractOptions { threads, ..opts(false) };
+        let msg = get(img.spec(), "/", d.path(), &o).unwrap_err().to_string();
+        assert!(
+            msg.contains(&format!("{path} (inode {inum})"))
+                && msg.contains("check code")
+                && msg.contains(&format!("data_off {:#x}", bref.data_off.get())),
+            "{threads} threads: {msg}"
+        );
+        // Every file the walk meets before it is there, whole.
+        for (p, ..) in &files[..at] {
+            let rel = p.trim_start_matches('/');
+            let host = d.path().join(rel);
+            let sha = hex(&sha2::Sha256::digest(std::fs::read(&host).unwrap_or_else(|e| panic!("{p}: {e}"))));
+            assert_eq!(sha, want[rel].what, "{threads} threads: {p}");
+        }
+        messages.push(msg);
+    }
+    assert_eq!(messages[0], messages[1], "the error does not depend on the number of threads");
+
+    // The command line: `get` fails with that message, the script goes on.
+    let d = tempfile::tempdir().unwrap();
+    let script = d.path().join("script");
+    let out = d.path().join("out");
+    std::fs::write(&script, format!("get / {}\ncat /hello.txt\n", out.display())).unwrap();
+    let o = edit(&["--keep-going", "-f", script.to_str().unwrap(), img.spec()]);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("{path} (inode {inum})")) && err.contains("1 of 2 commands failed"),
+        "{err}"
+    );
+    assert_eq!(text(&o.stdout), "hello, hammer2\n");
+}

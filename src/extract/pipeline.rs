@@ -22,10 +22,16 @@
 
 use crate::error::{Error, Result};
 use std::collections::{BTreeSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Jobs waiting at most.
 const QUEUE: usize = 256;
+
+/// Deferred work waiting at most: past it, the walking thread runs or
+/// waits for jobs until the oldest can be applied (many names linked to
+/// one file still in flight, say).
+const DEFERRED: usize = 4096;
 
 /// What a job runs: the job and the running thread's scratch space; it
 /// returns the bytes it produced.
@@ -95,7 +101,18 @@ impl<J> Shared<J> {
         scratch: &mut S,
     ) -> MutexGuard<'g, State<J>> {
         drop(st);
-        let result = job.map(|j| run(&j, scratch));
+        // A panicking job (a bug) fails as an error rather than leave the
+        // walking thread waiting for it.
+        let result = job.map(|j| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| run(&j, scratch))).unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(Error::InvalidArgument(format!("internal error: an extraction thread panicked: {why}")))
+            })
+        });
         st = self.lock();
         match result {
             Some(Ok(bytes)) => {
@@ -221,6 +238,11 @@ impl<'s, 'r, J, D, S: Default> Pipeline<'s, 'r, J, D, S> {
         Counts { files: st.files, bytes: st.bytes }
     }
 
+    /// Whether a job had failed at the last [`Self::look`].
+    pub(super) fn job_failed(&self) -> bool {
+        self.failed_at.is_some()
+    }
+
     /// The next deferred work whose jobs have finished (as of the last
     /// [`Self::look`]) and that comes before any failure, with its place.
     pub(super) fn next_ready(&mut self) -> Option<(u64, D)> {
@@ -255,18 +277,35 @@ impl<'s, 'r, J, D, S: Default> Pipeline<'s, 'r, J, D, S> {
     /// Closes the queue and waits for every job, running queued ones here.
     pub(super) fn drain(&mut self) -> Counts {
         self.shared.close();
+        self.wait_for(self.issued);
+        self.look()
+    }
+
+    /// Whether so much deferred work waits that the walk should let the
+    /// jobs catch up first ([`Self::catch_up`]).
+    pub(super) fn backlogged(&self) -> bool {
+        self.deferred.len() > DEFERRED
+    }
+
+    /// Runs or waits for jobs until the oldest deferred work can be applied.
+    pub(super) fn catch_up(&mut self) -> Counts {
+        if let Some(&(at, _)) = self.deferred.front() {
+            self.wait_for(at);
+        }
+        self.look()
+    }
+
+    /// Runs queued jobs here, or waits, until the first `n` jobs have
+    /// finished (or been skipped after a failure: they all end).
+    fn wait_for(&mut self, n: u64) {
         let mut st = self.shared.lock();
-        loop {
+        while st.low < n {
             if let Some(next) = Shared::take(&mut st) {
                 st = self.shared.run_one(st, next, self.run, &mut self.scratch);
-            } else if st.low == self.issued {
-                break;
             } else {
                 st = self.shared.done.wait(st).unwrap_or_else(|e| e.into_inner());
             }
         }
-        drop(st);
-        self.look()
     }
 
     /// The outcome once drained and deferred work applied: the error met
