@@ -148,6 +148,16 @@ pub enum Error {
     Usage(String),
     #[error("{path}: refusing a name from the image: {why}")]
     HostileName { path: String, why: String },
+    /// A problem met in the contents of one file (e.g. a DATA block failing
+    /// its check code during an extraction): which file, with the error as
+    /// it was met (a [`Error::Corrupt`] keeps its kind and location).
+    #[error("{path} (inode {inum}): {source}")]
+    InFile {
+        path: String,
+        inum: u64,
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

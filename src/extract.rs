@@ -40,7 +40,7 @@
 
 mod pipeline;
 
-use crate::error::{CorruptKind, Error, Result};
+use crate::error::{Error, Result};
 use crate::file::{read_file, read_link, SparseFileSink};
 use crate::format::ObjType;
 use crate::namespace::{self, Entry, Limits, Step, Visitor};
@@ -469,10 +469,9 @@ impl<'a> Extractor<'a, '_, '_, '_> {
 /// A corruption met in a file's contents, with the file's path and inode.
 fn in_file(e: Error, shown: &str, ino: &Inode<'_>) -> Error {
     match e {
-        Error::Corrupt(c) => Error::corrupt(
-            CorruptKind::Other(format!("{shown} (inode {}): {}", ino.inum(), c.kind)),
-            c.location,
-        ),
+        e @ Error::Corrupt(_) => {
+            Error::InFile { path: shown.to_string(), inum: ino.inum(), source: Box::new(e) }
+        }
         e => e,
     }
 }

@@ -776,7 +776,19 @@ fn a_corrupt_block_amid_many_files_is_reported_with_its_path_as_one_thread_would
     for threads in [1, 4] {
         let d = tempfile::tempdir().unwrap();
         let o = ExtractOptions { threads, ..opts(false) };
-        let msg = get(img.spec(), "/", d.path(), &o).unwrap_err().to_string();
+        let err = get(img.spec(), "/", d.path(), &o).unwrap_err();
+        // The file is named and the corruption keeps its kind.
+        match &err {
+            hammer2::Error::InFile { path: p, inum: i, source } => {
+                assert_eq!((p.as_str(), *i), (path.as_str(), *inum));
+                assert!(
+                    matches!(**source, hammer2::Error::Corrupt(ref c) if matches!(c.kind, hammer2::error::CorruptKind::CheckMismatch { .. })),
+                    "{source}"
+                );
+            }
+            e => panic!("{threads} threads: {e:?}"),
+        }
+        let msg = err.to_string();
         assert!(
             msg.contains(&format!("{path} (inode {inum})"))
                 && msg.contains("check code")
