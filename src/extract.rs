@@ -42,7 +42,7 @@ mod pipeline;
 
 use crate::error::{Error, Result};
 use crate::file::{read_file, read_link, SparseFileSink};
-use crate::format::ObjType;
+use crate::format::{InodeMeta, ObjType};
 use crate::namespace::{self, Entry, Limits, Step, Visitor};
 use crate::pfs::{Inode, Pfs};
 use crate::tree::Tree;
@@ -141,7 +141,7 @@ impl Default for ExtractOptions {
     }
 }
 
-fn host_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
+pub(crate) fn host_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
 }
 
@@ -150,7 +150,7 @@ fn refuse(path: &Path, why: impl Into<String>) -> Error {
 }
 
 /// HAMMER2 times are microseconds since the epoch.
-fn to_time(us: u64) -> SystemTime {
+pub(crate) fn to_time(us: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_micros(us)
 }
 
@@ -185,24 +185,9 @@ pub fn extract_with(
             hostdir.join(name)
         }
     };
-    prepare_dest(hostdir)?;
-    if !opts.force {
-        // DEST may be a symlink to a directory (the user's choice); DEST/NAME may not.
-        let meta = if parts.is_empty() { fs::metadata(&target) } else { fs::symlink_metadata(&target) };
-        match meta {
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(host_err(&target, "stat")(e)),
-            Ok(m) if ino.is_dir() && m.is_dir() && is_empty_dir(&target)? => {}
-            Ok(_) if ino.is_dir() => {
-                return Err(refuse(
-                    &target,
-                    "already exists and is not an empty directory; use --force to extract over it",
-                ))
-            }
-            Ok(_) => return Err(refuse(&target, "already exists; use --force to replace it")),
-        }
-    }
-    let files = Files { tree: pfs.tree, force: opts.force, modes: opts.modes };
+    let host = Host { force: opts.force, modes: opts.modes };
+    host.prepare_target(hostdir, &target, parts.is_empty(), ino.is_dir())?;
+    let files = Files { tree: pfs.tree, host };
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -254,11 +239,131 @@ impl<'a> Extractor<'a, '_, '_, '_> {
             fs::set_permissions(target, fs::Permissions::from_mode(0o700))
                 .map_err(host_err(target, "chmod"))?;
         } else {
-            self.files.make_dir(target, true)?;
+            self.files.host.make_dir(target, true)?;
         }
         self.dirs.push(target.to_path_buf());
         let limits = opts.limits.unwrap_or_else(|| Limits::for_fs(self.pfs.tree.fs));
         namespace::traverse(self.pfs, ino, shown, limits, self).map(|_| ())
+    }
+}
+
+/// Where and how extracted files are made on the host: the rules this
+/// module and the session-side extraction (`get` in a writing script,
+/// `edit::get`) share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Host {
+    /// Replace what exists (see [`ExtractOptions::force`]).
+    pub force: bool,
+    pub modes: ModePolicy,
+}
+
+impl Host {
+    /// Creates DEST if missing and, without `force`, refuses a `target`
+    /// that exists (an empty directory aside, for a directory). `root`:
+    /// the target is DEST itself (the PFS root's contents go there).
+    pub(crate) fn prepare_target(&self, dest: &Path, target: &Path, root: bool, is_dir: bool) -> Result<()> {
+        prepare_dest(dest)?;
+        if self.force {
+            return Ok(());
+        }
+        // DEST may be a symlink to a directory (the user's choice); DEST/NAME may not.
+        let meta = if root { fs::metadata(target) } else { fs::symlink_metadata(target) };
+        match meta {
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(host_err(target, "stat")(e)),
+            Ok(m) if is_dir && m.is_dir() && is_empty_dir(target)? => Ok(()),
+            Ok(_) if is_dir => Err(refuse(
+                target,
+                "already exists and is not an empty directory; use --force to extract over it",
+            )),
+            Ok(_) => Err(refuse(target, "already exists; use --force to replace it")),
+        }
+    }
+
+    /// Creates a directory, writable while it is filled. With `force` (or
+    /// for the target, already checked to be empty) an existing directory
+    /// is reused.
+    pub(crate) fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
+        match fs::symlink_metadata(host) {
+            Ok(m) if m.is_dir() && (self.force || target) => {}
+            Ok(_) if self.force => {
+                fs::remove_file(host).map_err(host_err(host, "unlink"))?;
+                fs::create_dir(host).map_err(host_err(host, "mkdir"))?;
+            }
+            _ => fs::create_dir(host).map_err(host_err(host, "mkdir"))?,
+        }
+        fs::set_permissions(host, fs::Permissions::from_mode(0o700)).map_err(host_err(host, "chmod"))
+    }
+
+    /// With `force`, removes a non-directory at `host` so it can be created anew.
+    pub(crate) fn make_room(&self, host: &Path) -> Result<()> {
+        if !self.force {
+            return Ok(());
+        }
+        match fs::symlink_metadata(host) {
+            Ok(m) if m.is_dir() => Err(refuse(host, "is a directory; not replaced by a non-directory")),
+            Ok(_) => fs::remove_file(host).map_err(host_err(host, "unlink")),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// A directory's entries are in: its time, owner and mode.
+    pub(crate) fn finish_dir(&self, host: &Path, meta: &InodeMeta) -> Result<()> {
+        let f = fs::File::open(host).map_err(host_err(host, "open"))?;
+        f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
+        if self.modes == ModePolicy::Preserve {
+            // Before chmod: chown clears setuid and setgid.
+            std::os::unix::fs::fchown(&f, Some(meta.unix_uid()), Some(meta.unix_gid()))
+                .map_err(host_err(host, "chown"))?;
+        }
+        f.set_permissions(fs::Permissions::from_mode(self.modes.apply(meta.mode.get())))
+            .map_err(host_err(host, "chmod"))
+    }
+
+    /// Creates the regular file `host` exclusively (after
+    /// [`make_room`](Self::make_room)), with its final permissions as far
+    /// as the umask or a default ACL let them be, so that most files need
+    /// no chmod (the descriptor writes whatever they are); setuid and
+    /// setgid come after the owner, in [`finish_file`](Self::finish_file).
+    pub(crate) fn create_file(&self, host: &Path, meta: &InodeMeta) -> Result<fs::File> {
+        self.make_room(host)?;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(self.modes.apply(meta.mode.get()) & 0o777)
+            .open(host)
+            .map_err(host_err(host, "create"))
+    }
+
+    /// A regular file's contents are written up to `written` (past it only
+    /// holes): its length, time, owner and mode.
+    pub(crate) fn finish_file(
+        &self,
+        f: &fs::File,
+        host: &Path,
+        meta: &InodeMeta,
+        written: u64,
+    ) -> Result<()> {
+        // A file whose last bytes were written is as long as they make it:
+        // no ftruncate (a metadata update per file).
+        let size = meta.size.get();
+        if written != size {
+            f.set_len(size).map_err(host_err(host, "truncate"))?;
+        }
+        f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
+        // What the file got (fstat costs less than the chmod and chown it
+        // mostly saves).
+        let got = f.metadata().map_err(host_err(host, "stat"))?;
+        let owner = (meta.unix_uid(), meta.unix_gid());
+        if self.modes == ModePolicy::Preserve && owner != (got.uid(), got.gid()) {
+            // Before chmod: chown clears setuid and setgid.
+            std::os::unix::fs::fchown(f, Some(owner.0), Some(owner.1)).map_err(host_err(host, "chown"))?;
+        }
+        let want = self.modes.apply(meta.mode.get());
+        if want != got.mode() & 0o7777 {
+            f.set_permissions(fs::Permissions::from_mode(want)).map_err(host_err(host, "chmod"))?;
+        }
+        Ok(())
     }
 }
 
@@ -302,8 +407,7 @@ enum Deferred<'a> {
 /// What extracting one file needs, shared by every thread.
 struct Files<'a> {
     tree: Tree<'a>,
-    force: bool,
-    modes: ModePolicy,
+    host: Host,
 }
 
 type Pipe<'s, 'r, 'a> = Pipeline<'s, 'r, FileJob<'a>, Deferred<'a>, Vec<u8>>;
@@ -334,7 +438,7 @@ impl<'a> Visitor<'a> for Extractor<'a, '_, '_, '_> {
         // and only popped by its own `leave`, which comes last.
         let host = self.dirs.last().unwrap().join(OsStr::from_bytes(&e.dirent.name));
         let step = if e.inode.is_dir() {
-            self.files.make_dir(&host, false)?;
+            self.files.host.make_dir(&host, false)?;
             self.dirs.push(host);
             Step::Descend
         } else {
@@ -373,11 +477,11 @@ impl<'a> Extractor<'a, '_, '_, '_> {
                 return Ok(());
             }
             ObjType::Softlink => {
-                self.files.make_room(&host)?;
+                self.files.host.make_room(&host)?;
                 let target = read_link(&self.pfs.tree, ino).map_err(|e| in_file(e, &shown, ino))?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &host)
                     .map_err(host_err(&host, "symlink"))?;
-                if self.files.modes == ModePolicy::Preserve {
+                if self.files.host.modes == ModePolicy::Preserve {
                     std::os::unix::fs::lchown(&host, Some(meta.unix_uid()), Some(meta.unix_gid()))
                         .map_err(host_err(&host, "chown"))?;
                 }
@@ -436,15 +540,13 @@ impl<'a> Extractor<'a, '_, '_, '_> {
     fn apply(&mut self, op: Deferred<'a>) -> Result<()> {
         match op {
             Deferred::Link { first, host } => {
-                self.files.make_room(&host)?;
+                self.files.host.make_room(&host)?;
                 fs::hard_link(&first, &host).map_err(host_err(&host, "link"))?;
                 self.stats.hardlinks += 1;
             }
             Deferred::Dir { host, inode } => {
                 // Time, owner and mode last: a read-only directory must still be filled.
-                let f = fs::File::open(&host).map_err(host_err(&host, "open"))?;
-                f.set_modified(to_time(inode.data.meta.mtime.get())).map_err(host_err(&host, "utimes"))?;
-                self.files.set_owner_and_mode(&f, &host, &inode)?;
+                self.files.host.finish_dir(&host, &inode.data.meta)?;
                 self.stats.dirs += 1;
             }
         }
@@ -477,80 +579,16 @@ fn in_file(e: Error, shown: &str, ino: &Inode<'_>) -> Error {
 }
 
 impl Files<'_> {
-    /// Creates a directory, writable while it is filled. With `force` (or
-    /// for the target, already checked to be empty) an existing directory
-    /// is reused.
-    fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
-        match fs::symlink_metadata(host) {
-            Ok(m) if m.is_dir() && (self.force || target) => {}
-            Ok(_) if self.force => {
-                fs::remove_file(host).map_err(host_err(host, "unlink"))?;
-                fs::create_dir(host).map_err(host_err(host, "mkdir"))?;
-            }
-            _ => fs::create_dir(host).map_err(host_err(host, "mkdir"))?,
-        }
-        fs::set_permissions(host, fs::Permissions::from_mode(0o700)).map_err(host_err(host, "chmod"))
-    }
-
-    /// With `force`, removes a non-directory at `host` so it can be created anew.
-    fn make_room(&self, host: &Path) -> Result<()> {
-        if !self.force {
-            return Ok(());
-        }
-        match fs::symlink_metadata(host) {
-            Ok(m) if m.is_dir() => Err(refuse(host, "is a directory; not replaced by a non-directory")),
-            Ok(_) => fs::remove_file(host).map_err(host_err(host, "unlink")),
-            Err(_) => Ok(()),
-        }
-    }
-
-    fn set_owner_and_mode(&self, f: &fs::File, host: &Path, ino: &Inode<'_>) -> Result<()> {
-        let meta = &ino.data.meta;
-        if self.modes == ModePolicy::Preserve {
-            // Before chmod: chown clears setuid and setgid.
-            std::os::unix::fs::fchown(f, Some(meta.unix_uid()), Some(meta.unix_gid()))
-                .map_err(host_err(host, "chown"))?;
-        }
-        f.set_permissions(fs::Permissions::from_mode(self.modes.apply(meta.mode.get())))
-            .map_err(host_err(host, "chmod"))
-    }
-
     /// Extracts a regular file: contents, then time, owner and mode.
     /// Returns its size. `buf` is the running thread's write buffer.
     fn extract(&self, job: &FileJob<'_>, buf: &mut Vec<u8>) -> Result<u64> {
         let (ino, host) = (&job.inode, job.host.as_path());
         let meta = &ino.data.meta;
-        self.make_room(host)?;
-        // Created with its final permissions (the descriptor writes whatever
-        // they are) as far as the umask or a default ACL let them be, so
-        // that most files need no chmod; setuid and setgid come after the
-        // owner.
-        let want = self.modes.apply(meta.mode.get());
-        let f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(want & 0o777)
-            .open(host)
-            .map_err(host_err(host, "create"))?;
+        let f = self.host.create_file(host, meta)?;
         let mut sink = SparseFileSink::new(&f, buf);
         let size = read_file(&self.tree, ino, &mut sink).map_err(|e| in_file(e, &job.shown, ino))?;
-        // A file whose last bytes were written is as long as they make it:
-        // no ftruncate (a metadata update per file).
-        if sink.finish().map_err(host_err(host, "write"))? != size {
-            f.set_len(size).map_err(host_err(host, "truncate"))?;
-        }
-        f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
-        // What the file got (fstat costs less than the chmod and chown it
-        // mostly saves).
-        let got = f.metadata().map_err(host_err(host, "stat"))?;
-        let owner = (meta.unix_uid(), meta.unix_gid());
-        if self.modes == ModePolicy::Preserve && owner != (got.uid(), got.gid()) {
-            // Before chmod: chown clears setuid and setgid.
-            std::os::unix::fs::fchown(&f, Some(owner.0), Some(owner.1)).map_err(host_err(host, "chown"))?;
-        }
-        if want != got.mode() & 0o7777 {
-            f.set_permissions(fs::Permissions::from_mode(want)).map_err(host_err(host, "chmod"))?;
-        }
+        let written = sink.finish().map_err(host_err(host, "write"))?;
+        self.host.finish_file(&f, host, meta, written)?;
         Ok(size)
     }
 }

@@ -14,14 +14,11 @@
 //! named twice is an error), depth and entries bounded
 //! ([`Limits::for_fs`]), modes by [`ModePolicy`], hard links kept, holes
 //! left unallocated, device nodes, FIFOs and sockets skipped and listed.
-//!
-//! TODO(extract owner): the host-side helpers below (`prepare_dest`,
-//! `make_dir`, `make_room`, `set_owner_and_mode`) repeat private ones of
-//! `src/extract.rs`, which this session could not edit; once those are
-//! `pub(crate)` this module should call them.
+//! The host side (target rules, creating directories and files, times,
+//! owners and modes) is [`crate::extract`]'s own ([`Host`]).
 
 use crate::error::{Error, Result};
-use crate::extract::{check_name, ExtractOptions, ExtractStats, ModePolicy};
+use crate::extract::{check_name, host_err, ExtractOptions, ExtractStats, Host, ModePolicy};
 use crate::file::{Sink, SparseFileSink};
 use crate::format::{InodeData, ObjType};
 use crate::fsops::{PfsRef, Session};
@@ -29,23 +26,10 @@ use crate::namespace::Limits;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
-
-fn host_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
-    move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
-}
-
-fn refuse(path: &Path, why: impl Into<String>) -> Error {
-    Error::Open { path: path.to_path_buf(), why: why.into() }
-}
-
-fn to_time(us: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_micros(us)
-}
 
 /// Extracts `path` of the session's PFS `pfs` into `hostdir`: the PFS
 /// root's contents into `hostdir` itself, anything else as `hostdir/NAME`.
@@ -74,28 +58,13 @@ pub(super) fn get(
             hostdir.join(name)
         }
     };
-    prepare_dest(hostdir)?;
-    if !opts.force {
-        // DEST may be a symlink to a directory (the user's choice); DEST/NAME may not.
-        let meta = if parts.is_empty() { fs::metadata(&target) } else { fs::symlink_metadata(&target) };
-        match meta {
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(host_err(&target, "stat")(e)),
-            Ok(m) if is_dir && m.is_dir() && is_empty_dir(&target)? => {}
-            Ok(_) if is_dir => {
-                return Err(refuse(
-                    &target,
-                    "already exists and is not an empty directory; use --force to extract over it",
-                ))
-            }
-            Ok(_) => return Err(refuse(&target, "already exists; use --force to replace it")),
-        }
-    }
+    let host = Host { force: opts.force, modes: opts.modes };
+    host.prepare_target(hostdir, &target, parts.is_empty(), is_dir)?;
     let limits = opts.limits.unwrap_or_else(|| Limits::for_fs(&session.fs));
     let mut x = Getter {
         session,
         pfs,
-        opts: *opts,
+        host,
         limits,
         entries: 0,
         stats: ExtractStats::default(),
@@ -110,7 +79,7 @@ pub(super) fn get(
             fs::set_permissions(&target, fs::Permissions::from_mode(0o700))
                 .map_err(host_err(&target, "chmod"))?;
         } else {
-            x.make_dir(&target, true)?;
+            x.host.make_dir(&target, true)?;
         }
         x.dir(inum, &ip, &target, &shown, 0)?;
         if parts.is_empty() {
@@ -121,26 +90,6 @@ pub(super) fn get(
         x.place(inum, &ip, &target, &shown)?;
     }
     Ok(x.stats)
-}
-
-/// Creates DEST if missing (not its parents), or checks it is a directory.
-fn prepare_dest(dest: &Path) -> Result<()> {
-    match fs::metadata(dest) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(refuse(dest, "destination is not a directory")),
-        Err(e) if e.kind() == ErrorKind::NotFound => match fs::create_dir(dest) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                Err(refuse(dest, "the destination's parent directory does not exist (it is not created)"))
-            }
-            Err(e) => Err(host_err(dest, "mkdir")(e)),
-        },
-        Err(e) => Err(host_err(dest, "stat")(e)),
-    }
-}
-
-fn is_empty_dir(p: &Path) -> Result<bool> {
-    Ok(fs::read_dir(p).map_err(host_err(p, "read directory"))?.next().is_none())
 }
 
 /// A directory being filled: its inode, where it goes, its entries left.
@@ -154,7 +103,7 @@ struct Open {
 struct Getter<'s, 'p> {
     session: &'s Session,
     pfs: &'s PfsRef,
-    opts: ExtractOptions,
+    host: Host,
     limits: Limits,
     /// Directory entries read so far (bounded by `limits.max_entries`).
     entries: u64,
@@ -194,7 +143,7 @@ impl Getter<'_, '_> {
                         self.limits.max_depth
                     )));
                 }
-                self.make_dir(&child_host, false)?;
+                self.host.make_dir(&child_host, false)?;
                 let frame = self.open(e.inum, &child, &child_host, &child_shown)?;
                 stack.push(frame);
             } else {
@@ -241,50 +190,10 @@ impl Getter<'_, '_> {
 
     /// A directory's entries are all in: its time, owner and mode.
     fn close(&mut self, ip: &InodeData, host: &Path) -> Result<()> {
-        let f = fs::File::open(host).map_err(host_err(host, "open"))?;
-        f.set_modified(to_time(ip.meta.mtime.get())).map_err(host_err(host, "utimes"))?;
-        self.set_owner_and_mode(&f, host, ip)?;
+        self.host.finish_dir(host, &ip.meta)?;
         self.stats.dirs += 1;
         (self.progress)(&self.stats);
         Ok(())
-    }
-
-    /// Creates a directory, writable while it is filled. With `force` (or
-    /// for the target, already checked to be empty) an existing directory
-    /// is reused.
-    fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
-        match fs::symlink_metadata(host) {
-            Ok(m) if m.is_dir() && (self.opts.force || target) => {}
-            Ok(_) if self.opts.force => {
-                fs::remove_file(host).map_err(host_err(host, "unlink"))?;
-                fs::create_dir(host).map_err(host_err(host, "mkdir"))?;
-            }
-            _ => fs::create_dir(host).map_err(host_err(host, "mkdir"))?,
-        }
-        fs::set_permissions(host, fs::Permissions::from_mode(0o700)).map_err(host_err(host, "chmod"))
-    }
-
-    /// With `force`, removes a non-directory at `host` so it can be created anew.
-    fn make_room(&self, host: &Path) -> Result<()> {
-        if !self.opts.force {
-            return Ok(());
-        }
-        match fs::symlink_metadata(host) {
-            Ok(m) if m.is_dir() => Err(refuse(host, "is a directory; not replaced by a non-directory")),
-            Ok(_) => fs::remove_file(host).map_err(host_err(host, "unlink")),
-            Err(_) => Ok(()),
-        }
-    }
-
-    fn set_owner_and_mode(&self, f: &fs::File, host: &Path, ip: &InodeData) -> Result<()> {
-        let meta = &ip.meta;
-        if self.opts.modes == ModePolicy::Preserve {
-            // Before chmod: chown clears setuid and setgid.
-            std::os::unix::fs::fchown(f, Some(meta.unix_uid()), Some(meta.unix_gid()))
-                .map_err(host_err(host, "chown"))?;
-        }
-        f.set_permissions(fs::Permissions::from_mode(self.opts.modes.apply(meta.mode.get())))
-            .map_err(host_err(host, "chmod"))
     }
 
     /// Extracts a non-directory.
@@ -292,7 +201,7 @@ impl Getter<'_, '_> {
         let meta = &ip.meta;
         match meta.obj_type() {
             ObjType::Regfile => {
-                self.make_room(host)?;
+                self.host.make_room(host)?;
                 if meta.nlinks.get() > 1 {
                     if let Some(first) = self.links.get(&inum) {
                         fs::hard_link(first, host).map_err(host_err(host, "link"))?;
@@ -302,33 +211,22 @@ impl Getter<'_, '_> {
                     }
                     self.links.insert(inum, host.to_path_buf());
                 }
-                let f = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(host)
-                    .map_err(host_err(host, "create"))?;
+                let f = self.host.create_file(host, meta)?;
                 let mut sink = Holes(SparseFileSink::new(&f, &mut self.chunk));
                 self.session.read_data(self.pfs, inum, &mut sink)?;
+                let written = sink.0.finish().map_err(host_err(host, "write"))?;
+                self.host.finish_file(&f, host, meta, written)?;
                 let size = meta.size.get();
-                // Bytes past the last ones written are holes: the length
-                // covers them.
-                let extend = sink.0.finish().map_err(host_err(host, "write"))? != size;
-                if extend {
-                    f.set_len(size).map_err(host_err(host, "truncate"))?;
-                }
-                f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
-                self.set_owner_and_mode(&f, host, ip)?;
                 self.stats.files += 1;
                 self.stats.bytes += size;
             }
             ObjType::Softlink => {
-                self.make_room(host)?;
+                self.host.make_room(host)?;
                 let mut target = Vec::new();
                 self.session.read_data(self.pfs, inum, &mut target)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), host)
                     .map_err(host_err(host, "symlink"))?;
-                if self.opts.modes == ModePolicy::Preserve {
+                if self.host.modes == ModePolicy::Preserve {
                     std::os::unix::fs::lchown(host, Some(meta.unix_uid()), Some(meta.unix_gid()))
                         .map_err(host_err(host, "chown"))?;
                 }
