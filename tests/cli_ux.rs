@@ -98,3 +98,42 @@ fn edit_words_a_bad_command_line_once() {
     assert!(err.starts_with("hammer2_edit: mv /a: the following required arguments"), "{err}");
     assert!(err.contains("Usage: mv <SOURCE> <DEST>"), "{err}");
 }
+
+#[test]
+fn populate_names_the_option_of_a_missing_host_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("p.img");
+    let host = dir.path().join("nonexistent");
+    let out = newfs(&["-s", "1G", "--populate", s(&host), s(&img)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with(&format!("newfs_hammer2: --populate {}: ", host.display())),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!img.exists());
+}
+
+/// The examples of every `--help` stay within clap's 100 columns: a line
+/// clap had to wrap shows up as a fragment at the left margin.
+#[test]
+fn help_examples_are_not_wrapped_by_clap() {
+    let tools: [(&str, &[&str]); 6] = [
+        (env!("CARGO_BIN_EXE_newfs_hammer2"), &["--help"]),
+        (env!("CARGO_BIN_EXE_fsck_hammer2"), &["--help"]),
+        (env!("CARGO_BIN_EXE_hammer2_dump"), &["--help"]),
+        (env!("CARGO_BIN_EXE_hammer2_dump"), &["show", "--help"]),
+        (env!("CARGO_BIN_EXE_hammer2_recover"), &["--help"]),
+        (env!("CARGO_BIN_EXE_hammer2_edit"), &["--help"]),
+    ];
+    for (exe, args) in tools {
+        let out = Command::new(exe).args(args).env("COLUMNS", "100").output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let name = Path::new(exe).file_name().unwrap().to_str().unwrap();
+        let Some(examples) = text.split("Examples:\n").nth(1) else { continue };
+        for line in examples.lines().take_while(|l| !l.is_empty()) {
+            let fragment = line.starts_with("  ") && !line[2..].starts_with(' ') && !line.contains(name);
+            assert!(!fragment, "{name} {args:?}: wrapped example line {line:?}");
+        }
+    }
+}

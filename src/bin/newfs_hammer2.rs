@@ -162,7 +162,7 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
     let populate = match &cli.populate {
         None => None,
         Some(host) => {
-            if !std::fs::metadata(host).with_context(|| format!("{}", host.display()))?.is_dir() {
+            if !std::fs::metadata(host).with_context(|| format!("--populate {}", host.display()))?.is_dir() {
                 bail!("--populate {}: not a directory", host.display());
             }
             let Some(label) = labels.iter().find(|l| *l != newfs::LOCAL_LABEL) else {
