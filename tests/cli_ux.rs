@@ -137,3 +137,19 @@ fn help_examples_are_not_wrapped_by_clap() {
         }
     }
 }
+
+#[test]
+fn edit_points_a_command_help_flag_at_help_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("h.img");
+    assert_eq!(newfs(&["-q", "-s", "1G", s(&img)]).status.code(), Some(0));
+    let out = edit(&[s(&img), "mkdir", "--help"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`help COMMAND`"), "{err}");
+    assert!(!err.contains("-- --help"), "{err}");
+    // What the tip names works.
+    let out = edit(&[s(&img), "help", "mkdir"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: mkdir"));
+}

@@ -242,6 +242,12 @@ fn clap_message(why: &str) -> String {
     for line in why.lines() {
         let line =
             line.replace("unrecognized subcommand", "unknown command").replace("subcommand", "command");
+        // The commands of the table take no --help (their names are taken
+        // as paths); say where their help is instead of clap's `-- --help`.
+        if line.contains("to pass '--help' as a value") || line.contains("to pass '-h' as a value") {
+            out.push_str("  tip: `help COMMAND` (as a command) shows a command's options\n");
+            continue;
+        }
         if line.starts_with("Usage: hammer2_edit <COMMAND>") {
             continue;
         }
