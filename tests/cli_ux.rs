@@ -153,3 +153,17 @@ fn edit_points_a_command_help_flag_at_help_command() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: mkdir"));
 }
+
+#[test]
+fn fsck_json_answers_on_stdout_when_it_cannot_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.img");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_fsck_hammer2")).args(["--json", s(&missing)]).output().unwrap();
+    assert_eq!(out.status.code(), Some(8), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is one JSON object");
+    assert_eq!(v["exit_code"], 8);
+    assert!(v["error"].as_str().unwrap().contains("missing.img"), "{v}");
+    // The message is on stderr as without --json.
+    assert!(stderr(&out).starts_with("fsck_hammer2: "), "{}", stderr(&out));
+}
