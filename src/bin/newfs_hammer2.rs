@@ -97,14 +97,17 @@ impl Created {
                     let f = std::fs::File::create_new(p)
                         .with_context(|| format!("{}: cannot create", p.display()))?;
                     created.0.push(p.clone());
-                    f.set_len(*size)
-                        .with_context(|| format!("{}: cannot size to {size} bytes", p.display()))?;
+                    f.set_len(*size).with_context(|| {
+                        format!("{}: cannot size to {}", p.display(), common::human_bytes(*size))
+                    })?;
                 }
                 Prepare::Grow(size) => std::fs::OpenOptions::new()
                     .write(true)
                     .open(p)
                     .and_then(|f| f.set_len(*size))
-                    .with_context(|| format!("{}: cannot size to {size} bytes", p.display()))?,
+                    .with_context(|| {
+                        format!("{}: cannot size to {}", p.display(), common::human_bytes(*size))
+                    })?,
             }
         }
         Ok(created)
