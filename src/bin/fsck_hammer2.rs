@@ -43,7 +43,16 @@ fn main() {
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                common::report_error("fsck_hammer2", &e.into());
+                let e = anyhow::Error::from(e);
+                common::report_error("fsck_hammer2", &e);
+                // A script reading --json gets an answer on stdout too.
+                if cli.json {
+                    common::print_json(&serde_json::json!({
+                        "device": cli.device,
+                        "exit_code": fsck::EXIT_OPERATIONAL,
+                        "error": common::error_line("fsck_hammer2", &e),
+                    }))?;
+                }
                 return Ok(fsck::EXIT_OPERATIONAL);
             }
         };

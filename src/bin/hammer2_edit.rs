@@ -87,7 +87,7 @@ impl Events for Printer {
         common::report_error(&format!("hammer2_edit: {text}"), &e);
     }
     fn invalid(&mut self, text: &str, why: &str) {
-        eprint!("hammer2_edit: {text}: {why}");
+        eprint!("hammer2_edit: {text}: {}", clap_message(why));
     }
     fn would(&mut self, change: &str) {
         if self.changes {
@@ -230,4 +230,37 @@ fn report(cli: &EditCli, o: &Outcome) -> anyhow::Result<i32> {
         }
     }
     Ok(status)
+}
+
+/// clap's rendered error for one command line, as this tool words it: no
+/// second `error:` after the command, "command" for clap's "subcommand", and
+/// no usage line naming the internal command table (whose `try 'help'`
+/// would point at a command rather than at `hammer2_edit --help`).
+fn clap_message(why: &str) -> String {
+    let why = why.strip_prefix("error: ").unwrap_or(why);
+    let mut out = String::new();
+    for line in why.lines() {
+        let line =
+            line.replace("unrecognized subcommand", "unknown command").replace("subcommand", "command");
+        // The commands of the table take no --help (their names are taken
+        // as paths); say where their help is instead of clap's `-- --help`.
+        if line.contains("to pass '--help' as a value") || line.contains("to pass '-h' as a value") {
+            out.push_str("  tip: `help COMMAND` (as a command) shows a command's options\n");
+            continue;
+        }
+        if line.starts_with("Usage: hammer2_edit <COMMAND>") {
+            continue;
+        }
+        if line.starts_with("For more information, try 'help'") {
+            out.push_str("(hammer2_edit --help lists the commands)\n");
+            continue;
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    // The dropped usage line leaves two blank lines in a row.
+    while out.contains("\n\n\n") {
+        out = out.replace("\n\n\n", "\n\n");
+    }
+    out
 }

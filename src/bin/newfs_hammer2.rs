@@ -35,8 +35,20 @@ fn comp_method(s: &str) -> CompMethod {
     }
 }
 
-/// The size each device offers, creating image files that do not exist yet.
-fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>], dry_run: bool) -> anyhow::Result<Vec<u64>> {
+/// What a device argument needs before it can be formatted.
+enum Prepare {
+    /// Nothing: it exists and has the size asked for (or more).
+    Ready,
+    /// A missing image file, created sparse at this size.
+    Create(u64),
+    /// An empty image file, grown sparse to this size.
+    Grow(u64),
+}
+
+/// The size each device offers, and what must be done to image files that
+/// do not exist yet or are empty; nothing is created here, so that an
+/// argument refused later leaves no file behind.
+fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>]) -> anyhow::Result<Vec<(u64, Prepare)>> {
     let mut out = Vec::with_capacity(paths.len());
     for (p, want) in paths.iter().zip(sizes) {
         let have = match std::fs::metadata(p) {
@@ -48,32 +60,70 @@ fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>], dry_run: bool) -> anyh
                 let Some(want) = want else {
                     bail!("{}: does not exist (give -s SIZE to create an image file)", p.display());
                 };
-                if !dry_run {
-                    let f = std::fs::File::create_new(p)
-                        .with_context(|| format!("{}: cannot create", p.display()))?;
-                    f.set_len(*want)
-                        .with_context(|| format!("{}: cannot size to {want} bytes", p.display()))?;
-                }
-                *want
+                out.push((*want, Prepare::Create(*want)));
+                continue;
             }
             Err(e) => bail!("{}: {e}", p.display()),
         };
         let is_file = std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(true);
-        let size = match want {
-            Some(w) if *w > have && is_file && have == 0 => {
-                // An empty image file: grow it (sparse) to the size asked for.
-                if !dry_run {
-                    std::fs::OpenOptions::new().write(true).open(p)?.set_len(*w)?;
-                }
-                *w
-            }
-            Some(w) if *w > have => bail!("{}: -s {w} is larger than the device ({have} bytes)", p.display()),
-            Some(w) => *w,
-            None => have,
-        };
-        out.push(size);
+        out.push(match want {
+            // An empty image file: grow it (sparse) to the size asked for.
+            Some(w) if *w > have && is_file && have == 0 => (*w, Prepare::Grow(*w)),
+            Some(w) if *w > have => bail!(
+                "{}: -s {} is larger than the device ({})",
+                p.display(),
+                common::human_bytes(*w),
+                common::human_bytes(have)
+            ),
+            Some(w) => (*w, Prepare::Ready),
+            None => (have, Prepare::Ready),
+        });
     }
     Ok(out)
+}
+
+/// Image files this run created: removed again unless the format succeeds
+/// ([`Created::keep`]), so a failed run leaves no half-made file behind.
+struct Created(Vec<PathBuf>);
+
+impl Created {
+    /// Creates or grows the image files `prep` asks for.
+    fn prepare(paths: &[PathBuf], prep: &[(u64, Prepare)]) -> anyhow::Result<Created> {
+        let mut created = Created(Vec::new());
+        for (p, (_, what)) in paths.iter().zip(prep) {
+            match what {
+                Prepare::Ready => {}
+                Prepare::Create(size) => {
+                    let f = std::fs::File::create_new(p)
+                        .with_context(|| format!("{}: cannot create", p.display()))?;
+                    created.0.push(p.clone());
+                    f.set_len(*size).with_context(|| {
+                        format!("{}: cannot size to {}", p.display(), common::human_bytes(*size))
+                    })?;
+                }
+                Prepare::Grow(size) => std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(p)
+                    .and_then(|f| f.set_len(*size))
+                    .with_context(|| {
+                        format!("{}: cannot size to {}", p.display(), common::human_bytes(*size))
+                    })?,
+            }
+        }
+        Ok(created)
+    }
+
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
@@ -83,11 +133,21 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
     let sizes: Vec<Option<u64>> = match &cli.size {
         None => vec![None; paths.len()],
         Some(s) => {
-            let parts: Vec<u64> = s.split(':').map(newfs::parse_size).collect::<Result<_, _>>()?;
+            let parts: Vec<u64> = s
+                .split(':')
+                .map(newfs::parse_size)
+                .collect::<Result<_, _>>()
+                .map_err(|e| common::usage(format!("-s: {e}")))?;
             match parts.len() {
                 1 => vec![Some(parts[0]); paths.len()],
                 n if n == paths.len() => parts.into_iter().map(Some).collect(),
-                n => bail!("-s gives {n} sizes for {} volumes", paths.len()),
+                n => {
+                    return Err(common::usage(format!(
+                        "-s gives {n} sizes for {} volume{}",
+                        paths.len(),
+                        if paths.len() == 1 { "" } else { "s" }
+                    )))
+                }
             }
         }
     };
@@ -105,7 +165,7 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
     let populate = match &cli.populate {
         None => None,
         Some(host) => {
-            if !std::fs::metadata(host).with_context(|| format!("{}", host.display()))?.is_dir() {
+            if !std::fs::metadata(host).with_context(|| format!("--populate {}", host.display()))?.is_dir() {
                 bail!("--populate {}: not a directory", host.display());
             }
             let Some(label) = labels.iter().find(|l| *l != newfs::LOCAL_LABEL) else {
@@ -114,11 +174,13 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
             Some((host.as_path(), label.clone()))
         }
     };
-    let avail = device_sizes(&paths, &sizes, cli.dry_run)?;
+    let prep = device_sizes(&paths, &sizes)?;
+    let avail: Vec<u64> = prep.iter().map(|(size, _)| *size).collect();
     let layout = newfs::plan(&avail, &opts)?;
     let id = Identity::random(layout.labels.len());
 
     if !cli.dry_run {
+        let created = Created::prepare(&paths, &prep)?;
         let mut device = Device::open_paths(&paths, Access::ReadWrite).context("cannot open for writing")?;
         if !cli.force {
             for (i, p) in paths.iter().enumerate() {
@@ -129,6 +191,9 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
         }
         let writes = newfs::build(&layout, &opts, &id);
         newfs::apply(&mut device, &layout, &writes, opts.zero).context("format failed")?;
+        // Formatted: an image file created here is the user's now, even
+        // if populating it fails below.
+        created.keep();
     }
     let imported = match populate {
         Some((host, label)) if !cli.dry_run => {
@@ -220,11 +285,12 @@ fn print_summary(layout: &Layout, id: &Identity, paths: &[PathBuf], dry_run: boo
     println!("version:          {}", layout.version);
     for (i, (v, p)) in layout.volumes.iter().zip(paths).enumerate() {
         println!(
-            "volume {i}:         {} at {:#x}, {} ({} header copies)",
+            "volume {i}:         {} at {:#x}, {} ({} header cop{})",
             Path::new(p).display(),
             v.loff,
             h(v.size),
-            v.header_copies.len()
+            v.header_copies.len(),
+            if v.header_copies.len() == 1 { "y" } else { "ies" }
         );
     }
     println!("total-size:       {} ({} bytes)", h(layout.total_size), layout.total_size);

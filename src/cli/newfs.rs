@@ -5,12 +5,12 @@ use clap::Parser;
 
 pub const EXAMPLES: &str = "\
 Examples:
-  newfs_hammer2 -s 10G disk.img           create a sparse 10 GiB image and format it (PFSs LOCAL, DATA)
-  newfs_hammer2 -L ROOT /dev/da0s1d        format a partition with PFSs LOCAL and ROOT
-  newfs_hammer2 -n -s 2T big.img           show the layout of a 2 TiB file system, write nothing
-  newfs_hammer2 -f vol0.img vol1.img       one file system on two volumes, replacing what was there
+  newfs_hammer2 -s 10G disk.img           create a sparse 10 GiB image with PFSs LOCAL and DATA
+  newfs_hammer2 -L ROOT /dev/da0s1d       format a partition with PFSs LOCAL and ROOT
+  newfs_hammer2 -n -s 2T big.img          show the layout of a 2 TiB file system, write nothing
+  newfs_hammer2 -f vol0.img vol1.img      one file system on two volumes, replacing theirs
   newfs_hammer2 -s 16G --populate tree/ disk.img
-                                          format a sparse image and copy a host directory into its DATA PFS";
+                                          a sparse image whose DATA PFS holds a copy of tree/";
 
 #[derive(Parser)]
 #[command(
