@@ -148,6 +148,9 @@ pub enum Error {
     Usage(String),
     #[error("{path}: refusing a name from the image: {why}")]
     HostileName { path: String, why: String },
+    /// The user interrupted the work ([`crate::interrupt`]).
+    #[error("interrupted")]
+    Interrupted,
     /// A problem met in the contents of one file (e.g. a DATA block failing
     /// its check code during an extraction): which file, with the error as
     /// it was met (a [`Error::Corrupt`] keeps its kind and location).

@@ -460,6 +460,7 @@ impl<'a> Visitor<'a> for Extractor<'a, '_, '_, '_> {
 impl<'a> Extractor<'a, '_, '_, '_> {
     /// Extracts a non-directory (a regular file through the pipeline).
     fn place(&mut self, ino: &Inode<'a>, host: PathBuf, shown: String) -> Result<()> {
+        crate::interrupt::check()?;
         let meta = &ino.data.meta;
         match ino.obj_type() {
             ObjType::Regfile => {

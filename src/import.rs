@@ -90,6 +90,9 @@ pub fn import_tree(
     opts: &ImportOptions,
     progress: &mut dyn FnMut(&ImportReport),
 ) -> Result<ImportReport> {
+    // Stops at the next block or entry on an interrupt: nothing is
+    // committed here, the caller drops or rolls back the session.
+    let _cancellable = crate::interrupt::cancellable();
     session.import_operation(|s| {
         let threads = match opts.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -259,6 +262,8 @@ impl Pipeline {
         mut job: Job,
         inum: u64,
     ) -> Result<()> {
+        // A safe point: the caller drops or rolls back what was imported.
+        crate::interrupt::check()?;
         while self.in_flight >= self.limit {
             self.progress(s, pfs, r)?;
         }
@@ -518,6 +523,7 @@ impl Importer<'_, '_> {
 
     /// Imports one object that is not a directory as `name` in `dir`.
     fn entry(&mut self, dir: u64, name: &[u8], path: &Path, m: &Metadata, meta: &NodeMeta) -> Result<()> {
+        crate::interrupt::check()?;
         let linked = m.nlink() > 1;
         if linked {
             if let Some(&inum) = self.links.get(&(m.dev(), m.ino())) {

@@ -24,6 +24,7 @@ pub mod freemap;
 pub mod fsck;
 pub mod fsops;
 pub mod import;
+pub mod interrupt;
 pub mod namespace;
 pub mod newfs;
 pub mod pfs;

@@ -13,6 +13,7 @@ use hammer2::import::ImportReport;
 
 fn main() {
     let cli = EditCli::parse();
+    common::stop_cleanly_on_interrupt("hammer2_edit");
     common::run("hammer2_edit", || run(cli))
 }
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     let cli = NewfsCli::parse();
+    common::stop_cleanly_on_interrupt("newfs_hammer2");
     common::run("newfs_hammer2", || newfs_cmd(cli))
 }
 
@@ -254,7 +255,11 @@ fn populate_pfs(spec: &str, label: &str, host: &Path, cli: &NewfsCli) -> anyhow:
     if let Some(pb) = bar {
         pb.finish_and_clear();
     }
-    let (report, _) = r.with_context(|| format!("populating from {} failed", host.display()))?;
+    let what = match &r {
+        Err(hammer2::Error::Interrupted) => "stopped; the file system is formatted and empty",
+        _ => "failed",
+    };
+    let (report, _) = r.with_context(|| format!("populating from {} {what}", host.display()))?;
     Ok(report)
 }
 

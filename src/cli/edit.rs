@@ -39,9 +39,10 @@ command (scripts from -f always do).
 All the write commands of one invocation are one transaction, committed at the
 end (or at each `commit`). By default the first failing command stops the run
 and nothing is written: the image stays byte-identical (what was already put
-into free space is put back). A run killed before its commit (Ctrl-C, kill)
-leaves the last committed state, fsck-clean; blocks it had already written
-into free space stay there, unreferenced. With --keep-going a failing command is undone,
+into free space is put back). Ctrl-C or SIGTERM stops the run at its next
+block or command and undoes it the same way (exit status 130); a second one
+quits at once, leaving the last committed state, fsck-clean (blocks already
+written into free space then stay there, unreferenced). With --keep-going a failing command is undone,
 the failures are counted (exit status 1) and the rest commits. Read commands
 in a script see the changes of the commands before them (get and pfs-list
 too), committed or not. The image is opened for writing only when a write

@@ -268,6 +268,9 @@ fn run_writing(
     if !dry {
         session.fs.device.begin_undo();
     }
+    // An interrupt stops the run between blocks or commands; it is then
+    // rolled back as any failed run.
+    let _cancellable = crate::interrupt::cancellable();
     let result = run_steps(&mut session, opts, &steps, &mut outcome, out, events);
     if outcome.aborted.is_some() || result.is_err() {
         if !dry {
@@ -293,6 +296,7 @@ fn run_steps(
     // Changes since the last commit.
     let mut pending = Vec::new();
     for (i, (line, step)) in steps.iter().enumerate() {
+        crate::interrupt::check()?;
         events.echo(&line.text);
         let result = match step {
             Parsed::Bad(_) => unreachable!("refused before the run"),
@@ -336,6 +340,10 @@ fn run_steps(
         };
         if let Err(e) = result {
             events.failed(&line.text, &e);
+            if matches!(e, Error::Interrupted) {
+                // Not a command's failure: the whole run stops, --keep-going or not.
+                return Err(e);
+            }
             outcome.failures += 1;
             if !opts.keep_going {
                 outcome.aborted = Some(i);
@@ -344,6 +352,7 @@ fn run_steps(
             }
         }
     }
+    crate::interrupt::check()?;
     commit(session, opts, &mut pending, outcome, events, true)
 }
 

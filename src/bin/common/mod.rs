@@ -8,6 +8,30 @@ use std::io::IsTerminal;
 pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
+/// Interrupted by the user (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+/// Ctrl-C and SIGTERM: work that stops cleanly (an editor run, an import;
+/// see `hammer2::interrupt`) is told to stop at its next safe point and
+/// rolls back; otherwise, or on a second interrupt, the process exits now.
+/// Without this, the default handler would kill a writing run between
+/// its blocks: the last commit would still be intact, but blocks written
+/// early would be left behind in free space.
+pub fn stop_cleanly_on_interrupt(tool: &'static str) {
+    // If no handler can be installed, the default disposition stays.
+    let _ = ctrlc::set_handler(move || {
+        if hammer2::interrupt::deliver() {
+            eprintln!("{tool}: interrupted: stopping at the next safe point, nothing of this run is committed (interrupt again to quit now)");
+        } else {
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+    });
+}
+
+/// True when `err` is, or was caused by, an interrupt.
+pub fn is_interrupt(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| matches!(c.downcast_ref::<hammer2::Error>(), Some(hammer2::Error::Interrupted)))
+}
 
 /// A usage error found after clap's parsing (exit status 2).
 #[derive(Debug)]
@@ -72,6 +96,8 @@ pub fn run_with_codes(tool: &str, failure: i32, usage: i32, body: impl FnOnce() 
             report_error(tool, &e);
             if is_usage(&e) {
                 usage
+            } else if is_interrupt(&e) {
+                EXIT_INTERRUPTED
             } else {
                 failure
             }
