@@ -218,8 +218,11 @@ pub fn show(fs: &Hammer2, opts: &ShowOptions, visit: &mut dyn FnMut(&ShowEntry))
             stats.add(&w.stats);
         }
         Start::Offset(off) => {
-            let (kind, bref, loc) = find_offset(fs, *off)?
-                .ok_or_else(|| Error::NotFound(format!("no blockref with data_off {off:#x}")))?;
+            let (kind, bref, loc) = find_offset(fs, *off)?.ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "no blockref has data_off {off:#x} in the topology or the freemap"
+                ))
+            })?;
             let mut w = Shower::new(fs, kind, opts, visit);
             Engine::new(fs, w.engine_options()).run_one(&bref, loc.parent_off, loc.index, &(), &mut w);
             stats.add(&w.stats);
