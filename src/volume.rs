@@ -258,7 +258,10 @@ impl Hammer2 {
             CopyChoice::Best => headers[root_pos].best.expect("checked above"),
             CopyChoice::Index(n) => {
                 let c = headers[root_pos].copies.get(n).ok_or_else(|| {
-                    Error::InvalidArgument(format!("header copy {n} does not exist (0..{NUM_VOLHDRS})"))
+                    Error::InvalidArgument(format!(
+                        "header copy {n} does not exist (copies are numbered 0 to {})",
+                        NUM_VOLHDRS - 1
+                    ))
                 })?;
                 if !c.is_valid() {
                     return Err(Error::NoValidHeader(format!(

@@ -167,3 +167,22 @@ fn fsck_json_answers_on_stdout_when_it_cannot_check() {
     // The message is on stderr as without --json.
     assert!(stderr(&out).starts_with("fsck_hammer2: "), "{}", stderr(&out));
 }
+
+#[test]
+fn a_header_copy_out_of_range_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("a.img");
+    assert_eq!(newfs(&["-q", "-s", "1G", s(&img)]).status.code(), Some(0));
+    let dump = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_hammer2_dump")).args(args).output().unwrap();
+    for out in [
+        edit(&["--copy", "7", s(&img), "ls", "/"]),
+        dump(&["show", "--copy", "7", s(&img)]),
+        dump(&["inode", "--copy", "4", s(&img), "/"]),
+    ] {
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("header copies are numbered 0 to 3"), "{}", stderr(&out));
+    }
+    // In range, it is read.
+    let out = dump(&["show", "--copy", "0", "--depth", "0", s(&img)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -64,7 +64,7 @@ the exit status is then 1.")]
         /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Use header copy N instead of the best one
-        #[arg(long, value_name = "N", conflicts_with = "all_copies")]
+        #[arg(long, value_name = "N", conflicts_with = "all_copies", value_parser = super::parse_copy)]
         copy: Option<usize>,
         /// Dump from every valid header copy in turn
         #[arg(long)]
@@ -100,7 +100,7 @@ with the header's allocator_free, which is a hint kept by writers.")]
         /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Use header copy N instead of the best one
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = super::parse_copy)]
         copy: Option<usize>,
         /// Print JSON instead of text and tables
         #[arg(long)]
@@ -121,7 +121,7 @@ with the header's allocator_free, which is a hint kept by writers.")]
         #[arg(long, value_name = "LABEL")]
         pfs: Option<String>,
         /// Use header copy N instead of the best one
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = super::parse_copy)]
         copy: Option<usize>,
         /// Print JSON instead of text
         #[arg(long)]
@@ -133,7 +133,7 @@ with the header's allocator_free, which is a hint kept by writers.")]
         /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
         device: String,
         /// Use header copy N instead of the best one
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = super::parse_copy)]
         copy: Option<usize>,
         /// Print JSON instead of a table
         #[arg(long)]

@@ -102,7 +102,7 @@ pub struct EditCli {
     #[arg(long, value_name = "LABEL")]
     pub pfs: Option<String>,
     /// Use volume-header copy N instead of the best one (read commands only)
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = super::parse_copy)]
     pub copy: Option<usize>,
     /// Run every command but write nothing; print what would change
     #[arg(short = 'n', long)]

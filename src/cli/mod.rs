@@ -9,6 +9,16 @@ pub mod fsck;
 pub mod newfs;
 pub mod recover;
 
+/// A volume-header copy index given on the command line (0 to 3: a volume
+/// holds at most four copies; whether one exists is checked on opening).
+pub fn parse_copy(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("'{s}' is not a header copy number (0 to 3)"))?;
+    if n >= crate::format::NUM_VOLHDRS {
+        return Err(format!("{n}: header copies are numbered 0 to {}", crate::format::NUM_VOLHDRS - 1));
+    }
+    Ok(n)
+}
+
 /// Every binary's command, with its name.
 pub fn commands() -> Vec<clap::Command> {
     use clap::CommandFactory;
