@@ -106,7 +106,9 @@ pub struct Corruption {
 /// Errors the library returns.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {op} failed at offset {offset:#x}: {source}")]
+    /// `offset` is where in `path` (0 when it means nothing: host files
+    /// opened, created or read whole; it is then not shown).
+    #[error("{path}: {op} failed{}: {source}", at_offset(*offset))]
     Io {
         path: PathBuf,
         op: &'static str,
@@ -164,6 +166,15 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// " at offset 0x..." for an [`Error::Io`], nothing for offset 0.
+fn at_offset(offset: u64) -> String {
+    if offset == 0 {
+        String::new()
+    } else {
+        format!(" at offset {offset:#x}")
+    }
+}
 
 impl Error {
     /// A corruption at `location`.
