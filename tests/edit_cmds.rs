@@ -752,3 +752,39 @@ fn get_and_pfs_list_in_a_writing_script_see_its_changes() {
     clean(&spec);
     kernel_keeps_writing(&img, &spec);
 }
+
+/// `pfs-list --json` (and `pfs --json`) lists what the table lists, for
+/// scripts: the committed PFSs, and those a writing script created.
+#[test]
+fn pfs_list_json_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_img, spec) = fresh_image(dir.path(), "a.img");
+    // The JSON array (a dry run's "would ..." lines and summary come around it).
+    let rows = |out: &Output| -> Vec<serde_json::Value> {
+        let all = text(&out.stdout);
+        let json = &all[all.find("[\n").unwrap_or_else(|| panic!("no JSON array: {all}"))..];
+        serde_json::Deserializer::from_str(json)
+            .into_iter::<serde_json::Value>()
+            .next()
+            .unwrap_or_else(|| panic!("no JSON array: {all}"))
+            .unwrap_or_else(|e| panic!("{e}: {all}"))
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let committed = rows(&edit_ok(&[&spec, "pfs-list", "--json"]));
+    let mut labels: Vec<&str> = committed.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    labels.sort();
+    assert_eq!(labels, ["DATA", "LOCAL"]);
+    for r in &committed {
+        assert_eq!(r["type"], "master", "{r}");
+        assert_eq!(r["pfs_clid"].as_str().unwrap().len(), 36, "{r}");
+    }
+    // The table names the same PFSs.
+    let table = text(&edit_ok(&[&spec, "pfs"]).stdout);
+    assert!(labels.iter().all(|l| table.contains(l)), "{table}");
+    // In a dry run that creates one, it is listed (and nothing is written).
+    let dry = rows(&edit_ok(&["-n", "-c", "pfs-create NEW; pfs --json", &spec]));
+    assert!(dry.iter().any(|r| r["label"] == "NEW"), "{dry:?}");
+    assert_eq!(rows(&edit_ok(&[&spec, "pfs", "--json"])).len(), 2);
+}

@@ -182,8 +182,12 @@ pub enum EditCommand {
         #[arg(value_name = "DEST")]
         hostdir: String,
     },
-    /// List the PFSs
-    Pfs,
+    /// List the PFSs (the short name of pfs-list)
+    Pfs {
+        /// A JSON array instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Create directories (mode 0755 unless -m, owned by the invoking user)
     Mkdir {
         /// Create missing parents; an existing directory is fine

@@ -31,7 +31,11 @@ shares every block with its source; nothing is copied.";
 #[derive(Subcommand, Debug, Clone)]
 pub enum MaintCommand {
     /// List the PFSs: label, type, subtype, cluster and file system ids
-    PfsList,
+    PfsList {
+        /// A JSON array instead of the table
+        #[arg(long)]
+        json: bool,
+    },
     /// Create an empty PFS
     PfsCreate {
         /// PFS type: master, slave, soft_master, soft_slave, cache, dummy
@@ -91,7 +95,7 @@ pub enum MaintCommand {
 impl MaintCommand {
     /// True for the commands that change the image.
     pub fn writes(&self) -> bool {
-        !matches!(self, MaintCommand::PfsList)
+        !matches!(self, MaintCommand::PfsList { .. })
     }
 }
 

@@ -21,7 +21,7 @@ pub fn apply(
     changes: &mut Vec<String>,
 ) -> Result<()> {
     match cmd {
-        MaintCommand::PfsList => {}
+        MaintCommand::PfsList { .. } => {}
         MaintCommand::PfsCreate { pfs_type, label } => {
             let t = parse_pfs_type(pfs_type)?;
             let p = session.pfs_create(label, t)?;
@@ -109,9 +109,26 @@ fn set_methods(
 
 /// `pfs-list`: one line per PFS root inode of `roots` (label, type,
 /// subtype, pfs_clid, pfs_fsid).
-pub fn list(roots: &[&crate::format::InodeData], out: &mut dyn std::io::Write) -> Result<()> {
+pub fn list(roots: &[&crate::format::InodeData], json: bool, out: &mut dyn std::io::Write) -> Result<()> {
     use crate::format::uuid_from_disk;
     let w = |source| crate::Error::Io { path: "standard output".into(), op: "write", offset: 0, source };
+    if json {
+        let rows: Vec<serde_json::Value> = roots
+            .iter()
+            .map(|ip| {
+                let m = &ip.meta;
+                serde_json::json!({
+                    "label": String::from_utf8_lossy(ip.name()),
+                    "type": m.pfs_type().to_string(),
+                    "subtype": m.pfs_subtype().to_string(),
+                    "pfs_clid": uuid_from_disk(&m.pfs_clid).to_string(),
+                    "pfs_fsid": uuid_from_disk(&m.pfs_fsid).to_string(),
+                })
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&rows).map_err(|e| w(e.into()))?;
+        return writeln!(out, "{text}").map_err(w);
+    }
     writeln!(out, "{:<24} {:<12} {:<9} {:<36} PFS_FSID", "LABEL", "TYPE", "SUBTYPE", "PFS_CLID")
         .map_err(w)?;
     for ip in roots {

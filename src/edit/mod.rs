@@ -415,9 +415,10 @@ fn execute<'a>(
     let w = stdout_error;
     match cmd {
         // `pfs` is the short name of `pfs-list`.
-        EditCommand::Pfs | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
+        EditCommand::Pfs { json }
+        | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList { json }) => {
             let pfses = crate::pfs::Pfs::list(tree)?;
-            maint::list(&pfses.iter().map(|p| p.root.data).collect::<Vec<_>>(), out)?
+            maint::list(&pfses.iter().map(|p| p.root.data).collect::<Vec<_>>(), json, out)?
         }
         EditCommand::Cat { path } => {
             let pfs = pfs()?;

@@ -86,8 +86,9 @@ pub(super) fn execute_in_session(
                 })?;
             events.extracted(&stats);
         }
-        EditCommand::Pfs | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList) => {
-            super::maint::list(&session.pfs_inodes()?.iter().collect::<Vec<_>>(), out)?
+        EditCommand::Pfs { json }
+        | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList { json }) => {
+            super::maint::list(&session.pfs_inodes()?.iter().collect::<Vec<_>>(), *json, out)?
         }
         _ => return Err(Error::InvalidArgument("internal error: not a read command".into())),
     }
