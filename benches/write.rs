@@ -38,7 +38,7 @@ fn source_tree(root: &Path) -> PathBuf {
 
 /// In the child: imports `src` into the DATA PFS of `img` and commits.
 fn import(img: &str, src: &Path) {
-    use hammer2::fsops::{Attrs, Session};
+    use hammer2::write::session::{Attrs, Session};
     let mut s = Session::open(img, false).unwrap();
     let pfs = s.pfs(None).unwrap();
     let mut stack = vec![(src.to_path_buf(), String::new())];

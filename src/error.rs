@@ -2,7 +2,7 @@
 //! and offset. The library never prints.
 //!
 //! This module depends on nothing above [`crate::format`]: the codec error
-//! ([`CodecError`]) is defined here and re-exported by [`crate::compress`],
+//! ([`CodecError`]) is defined here and re-exported by [`crate::format::compress`],
 //! so that lower layers can name every error without pulling in codecs.
 
 use crate::format::BlockrefType;

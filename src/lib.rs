@@ -1,38 +1,43 @@
 //! HAMMER2 offline toolkit library.
 //!
-//! Layers, bottom to top: [`format`](mod@format) (on-disk structures, no I/O),
-//! [`check`] / [`compress`] / [`dirhash`] (codes and codecs), [`device`]
-//! (mapped volumes), [`volume`] (header copies, volume sets and their
-//! geometry), [`freemap`] (freemap geometry and read-side accounting, no
-//! I/O), [`walk`] (media-tree traversal). Data flows one way: higher layers
-//! call lower ones.
+//! Layers, bottom to top (a module only uses those above it in this list):
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`format`](mod@format) | on-disk structures, constants, check codes, codecs, dirhash, time stamps: no I/O |
+//! | [`error`], [`interrupt`] | typed errors; the cancellation flag long work polls |
+//! | [`device`] | volumes behind a small backend trait (mapped files, memory), barriers, locks |
+//! | [`volume`] | volume-header copies, volume sets and their geometry |
+//! | [`freemap`] | the freemap's one geometry and leaf model (used by reader, allocator and checker) |
+//! | [`read`] | the media tree: traversal engine, blockref media, PFSs, namespace, file contents |
+//! | [`write`] | the write engine: chains, the allocator, flush, write sessions and their operations |
+//! | [`host`] | host trees in and out: import (populate, `put -r`) and extraction |
+//! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`] | the operations behind the binaries |
+//! | [`cli`] | clap definitions of every binary (man pages and completions come from them) |
+//!
+//! Data flows one way: higher layers call lower ones.
 
-pub mod chain;
-pub mod check;
-pub mod cli;
-pub mod compress;
+pub mod format;
+
+pub mod error;
+pub mod interrupt;
+
 pub mod device;
-pub mod dirhash;
+pub mod volume;
+
+pub mod freemap;
+
+pub mod read;
+pub mod write;
+
+pub mod host;
+
+pub mod cli;
 pub mod dump;
 pub mod edit;
-pub mod error;
-pub mod extract;
-pub mod file;
-pub mod flush;
-pub mod format;
-pub mod freemap;
 pub mod fsck;
-pub mod fsops;
-pub mod import;
-pub mod interrupt;
-pub mod namespace;
 pub mod newfs;
-pub mod pfs;
 pub mod recover;
-pub mod timefmt;
-pub mod tree;
-pub mod volume;
-pub mod walk;
 
 pub use error::{Error, Result};
 pub use volume::{CopyChoice, Hammer2};

@@ -29,18 +29,18 @@
 //!
 //! # What we do, and where we do better
 //!
-//! * The scan ([`crate::freemap::replay`]) is shared with the write
+//! * The scan ([`crate::write::alloc::replay`]) is shared with the write
 //!   sessions, which run it in memory when they open a lagging image
-//!   ([`crate::fsops::Session::from_fs`]), as a mount does, and write the
+//!   ([`crate::write::session::Session::from_fs`]), as a mount does, and write the
 //!   repaired freemap with their first commit: this module is for repairing
 //!   without editing (and for fsck's repairs).
-//! * The scan is the traversal engine ([`crate::walk::Engine`]), whose
+//! * The scan is the traversal engine ([`crate::read::walk::Engine`]), whose
 //!   depth is bounded and whose work is budgeted; no machine-stack
 //!   recursion beyond that bound. Trees are shallow (directories nest in
 //!   the namespace, not in the media tree: every inode of a PFS hangs off
 //!   its root's inode index), so the bound is never the limit on a sane
 //!   file system. The visitor skips an old blockref *before* its media is
-//!   read ([`crate::walk::Visitor::skip`]): cost grows with what changed,
+//!   read ([`crate::read::walk::Visitor::skip`]): cost grows with what changed,
 //!   not with the volume.
 //! * Marking is [`Allocator::mark_allocated`]: every 16 KiB chunk the block
 //!   touches becomes allocated (missing leaves are created as
@@ -65,7 +65,7 @@
 //!   a directory entry with a short name.
 //! * All or nothing: nothing is written unless every changed node could be
 //!   read and verified; then the freemap and the header are written by the
-//!   normal commit ([`crate::flush::commit`]): freemap blocks into free
+//!   normal commit ([`crate::write::flush::commit`]): freemap blocks into free
 //!   rotation slots, a barrier, the header to the next copy with
 //!   `mirror_tid = freemap_tid =` the old `mirror_tid` + 1 (a new
 //!   transaction, as the kernel's flush after the recovery is; an equal
@@ -83,15 +83,15 @@
 //! [`lag_freemap`] makes the crash window on purpose, for tests and
 //! debugging.
 
-use crate::chain::Table;
+use crate::write::chain::Table;
 use crate::error::{Error, Result};
-use crate::flush::{self, CommitReport};
-use crate::freemap::alloc::Allocator;
-use crate::freemap::replay::{replay, verify_marked};
+use crate::write::flush::{self, CommitReport};
+use crate::write::alloc::Allocator;
+use crate::write::alloc::replay::{replay, verify_marked};
 use crate::volume::{CopyState, Hammer2};
 use zerocopy::IntoBytes;
 
-pub use crate::freemap::replay::PfsRecovery;
+pub use crate::write::alloc::replay::PfsRecovery;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, Default)]

@@ -8,7 +8,7 @@ use common::editor::text;
 use common::maint::{chunk_states, oracle_fsck, our_fsck_clean, spec_of};
 use common::oracle::makefs;
 use common::oracle::makefs_mounts_and_bulkfrees;
-use hammer2::fsops::{Attrs, Session};
+use hammer2::write::session::{Attrs, Session};
 
 /// Removes files and rewrites one on a scratch copy of `fixture`, so that
 /// blocks become unreachable; returns the image.
@@ -79,12 +79,12 @@ fn bulkfree_remarks_blocks_in_use_that_the_freemap_lost() {
     let spec = spec_of(&img);
     let fs = hammer2::Hammer2::open_path(&spec).unwrap();
     // Rebuild from nothing: every reached chunk counts as in use but unmarked.
-    let (rebuilt, r) = hammer2::freemap::alloc::Allocator::rebuild(&fs).unwrap();
+    let (rebuilt, r) = hammer2::write::alloc::Allocator::rebuild(&fs).unwrap();
     assert_eq!(r.staged + r.freed, 0, "{r:?}");
     assert!(r.unmarked > 0 && r.unmarked == r.in_use, "{r:?}");
     // The same chunks end up allocated as when bulkfree merges into the
     // freemap on media (which makefs left exact: nothing unmarked).
-    let mut loaded = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    let mut loaded = hammer2::write::alloc::Allocator::load(&fs).unwrap();
     let r2 = loaded.bulkfree(&fs).unwrap();
     assert_eq!((r2.unmarked, r2.in_use), (0, r.in_use), "{r2:?}");
     let beg = fs.voldata.allocator_beg.get() & !0x3fff;

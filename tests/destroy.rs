@@ -7,9 +7,9 @@ mod common;
 
 use common::maint::{all_copies_clean, chunk_states, oracle_fsck, our_fsck_problems, spec_of};
 use common::oracle::makefs_mounts_and_bulkfrees;
-use hammer2::fsops::Session;
-use hammer2::pfs::Pfs;
-use hammer2::tree::Tree;
+use hammer2::write::session::Session;
+use hammer2::read::pfs::Pfs;
+use hammer2::read::tree::Tree;
 use hammer2::Hammer2;
 
 /// Corrupts the inode of /dir/data.bin in `img` (its check code fails);
@@ -24,7 +24,7 @@ fn corrupt_data_bin(img: &std::path::Path) -> (Vec<u64>, u64) {
         let mut data = Vec::new();
         tree.scan_nodes(ino.blockset(), ino.bref.data_off.get(), 0, u64::MAX, &mut |n| {
             data.push(n.bref.offset());
-            Ok(hammer2::walk::Flow::Continue)
+            Ok(hammer2::read::walk::Flow::Continue)
         })
         .unwrap();
         (ino.bref.offset(), data, ino.inum())

@@ -10,7 +10,7 @@
 
 mod common;
 
-use hammer2::walk::{self, Root, WalkOptions};
+use hammer2::read::walk::{self, Root, WalkOptions};
 use hammer2::Hammer2;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -4,9 +4,9 @@
 
 mod common;
 
-use hammer2::extract::extract;
-use hammer2::pfs::Pfs;
-use hammer2::tree::Tree;
+use hammer2::host::extract::extract;
+use hammer2::read::pfs::Pfs;
+use hammer2::read::tree::Tree;
 use hammer2::Hammer2;
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -69,7 +69,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn extract_all(image: &str, pfs: Option<&str>, dest: &Path) -> hammer2::extract::ExtractStats {
+fn extract_all(image: &str, pfs: Option<&str>, dest: &Path) -> hammer2::host::extract::ExtractStats {
     let fs = Hammer2::open_path(common::fixture(image).to_str().unwrap()).unwrap();
     let tree = Tree::new(&fs);
     let pfs = match pfs {
@@ -148,18 +148,18 @@ fn single_files_and_hostile_destinations() {
     assert!(!trap.path().join("victim").exists());
     assert!(matches!(extract(&pfs, "/nope", dir.path(), &mut |_| {}), Err(hammer2::Error::NotFound(_))));
     for bad in [&b".."[..], b".", b"a/b", b"", b"x\0y"] {
-        assert!(hammer2::extract::check_name(bad, 7, "/d").is_err(), "{bad:?}");
+        assert!(hammer2::host::extract::check_name(bad, 7, "/d").is_err(), "{bad:?}");
     }
-    let err = hammer2::extract::check_name(b"..", 7, "/d").unwrap_err().to_string();
+    let err = hammer2::host::extract::check_name(b"..", 7, "/d").unwrap_err().to_string();
     assert!(err.contains("inode 7"), "{err}");
 }
 
 // ------------------------------------------------------------ hostile images and destinations
 
 use common::reseal::{find_chain, reseal, Image};
-use hammer2::extract::{extract_with, ExtractOptions, ModePolicy};
+use hammer2::host::extract::{extract_with, ExtractOptions, ModePolicy};
 use hammer2::format::{BlockrefType, InodeMeta, ObjType};
-use hammer2::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
+use hammer2::read::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -175,7 +175,7 @@ fn get(
     path: &str,
     dest: &Path,
     o: &ExtractOptions,
-) -> hammer2::Result<hammer2::extract::ExtractStats> {
+) -> hammer2::Result<hammer2::host::extract::ExtractStats> {
     let fs = Hammer2::open_path(img).unwrap();
     let tree = Tree::new(&fs);
     let pfs = Pfs::default(&tree).unwrap();
@@ -634,7 +634,7 @@ fn walkdir(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn stats_key(s: &hammer2::extract::ExtractStats) -> (u64, u64, u64, u64, u64, usize) {
+fn stats_key(s: &hammer2::host::extract::ExtractStats) -> (u64, u64, u64, u64, u64, usize) {
     (s.files, s.dirs, s.symlinks, s.hardlinks, s.bytes, s.skipped.len())
 }
 

@@ -5,7 +5,7 @@
 mod common;
 
 use hammer2::volume::{CopyState, Hammer2};
-use hammer2::walk::{walk, Root, WalkOptions};
+use hammer2::read::walk::{walk, Root, WalkOptions};
 
 #[test]
 fn every_header_copy_that_fits_verifies() {
@@ -123,8 +123,8 @@ fn decoded_blocks(spec: &str) -> Vec<(hammer2::format::CompMethod, [u8; 32])> {
         let logical = 1usize << b.keybits.min(16);
         let media = v.media.expect("data blocks have media");
         let decoded = match b.comp_method() {
-            CompMethod::Lz4 => hammer2::compress::lz4_decompress(media, logical).unwrap(),
-            CompMethod::Zlib => hammer2::compress::zlib_decompress(media, logical).unwrap(),
+            CompMethod::Lz4 => hammer2::format::compress::lz4_decompress(media, logical).unwrap(),
+            CompMethod::Zlib => hammer2::format::compress::zlib_decompress(media, logical).unwrap(),
             _ => return,
         };
         assert!(decoded.len() <= logical);

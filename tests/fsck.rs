@@ -2,7 +2,7 @@
 
 mod common;
 
-use hammer2::walk::{walk, Root, WalkOptions};
+use hammer2::read::walk::{walk, Root, WalkOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -79,16 +79,16 @@ fn next_slot(spec: &str) -> (usize, u64) {
 
 /// One commit (a new directory `name`) through the library.
 fn commit_mkdir(spec: &str, name: &str) {
-    let mut s = hammer2::fsops::Session::open(spec, false).unwrap();
+    let mut s = hammer2::write::session::Session::open(spec, false).unwrap();
     let data = s.pfs(None).unwrap();
-    s.mkdir(&data, name, hammer2::fsops::Attrs::now(0o755), false).unwrap();
+    s.mkdir(&data, name, hammer2::write::session::Attrs::now(0o755), false).unwrap();
     s.commit().unwrap();
 }
 
 fn exists(spec: &str, path: &str) -> bool {
     let fs = hammer2::Hammer2::open_path(spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    hammer2::pfs::Pfs::default(&tree).unwrap().resolve(path).is_ok()
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    hammer2::read::pfs::Pfs::default(&tree).unwrap().resolve(path).is_ok()
 }
 
 /// A commit cut during its header write leaves the new header's first

@@ -7,7 +7,7 @@ mod common;
 use common::reseal::{find_chain, reseal, Image};
 use hammer2::format::{BlockrefType, BmapData, VolumeData};
 use hammer2::fsck::{fsck, Finding, FsckReport, Severity};
-use hammer2::walk::{walk, Root, WalkOptions};
+use hammer2::read::walk::{walk, Root, WalkOptions};
 use hammer2::Hammer2;
 use std::process::Command;
 use zerocopy::{FromBytes, IntoBytes};
@@ -454,7 +454,7 @@ fn fsck_y_rebuilds_a_freemap_that_cannot_be_loaded() {
         f.write_all_at(&[0x5a; 64], off + 200).unwrap();
     }
     drop(f);
-    assert!(hammer2::freemap::alloc::Allocator::load(&hammer2::Hammer2::open_path(&spec).unwrap()).is_err());
+    assert!(hammer2::write::alloc::Allocator::load(&hammer2::Hammer2::open_path(&spec).unwrap()).is_err());
     let damaged_copy = Hammer2::open_path(&spec).unwrap().copy;
     assert_eq!(bin(&["-n", &spec]).0, 4, "the damage went unnoticed");
     // -p does not rebuild a freemap (that is for -y).

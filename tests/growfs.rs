@@ -9,7 +9,7 @@ use common::maint::{oracle_fsck, our_fsck_clean, spec_of};
 use common::oracle::makefs;
 use common::oracle::makefs_mounts_and_bulkfrees;
 use hammer2::format::BlockrefType;
-use hammer2::fsops::{Attrs, Session};
+use hammer2::write::session::{Attrs, Session};
 use hammer2::Hammer2;
 
 fn grow_file(path: &std::path::Path, size: u64) {
@@ -60,7 +60,7 @@ fn growfs_to_the_image_size_matches_makefs_and_stays_clean() {
     // The new zones are usable: an allocator filling zone 0 moves on past
     // the old end, never into a reserved segment or a header copy.
     let fs = Hammer2::open_path(&spec).unwrap();
-    let mut alloc = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    let mut alloc = hammer2::write::alloc::Allocator::load(&fs).unwrap();
     let mut beyond = 0;
     for _ in 0..(1 << 30) / 65536 + 64 {
         let off = alloc.alloc(16, BlockrefType::Data).unwrap() & !0x3f;
@@ -117,7 +117,7 @@ fn growing_frees_the_entries_past_the_old_end_of_a_partial_zone() {
     // are marked allocated, as hammer2_freemap_init marks them.
     grow_file(&img, 3 << 30);
     let mut fs = Hammer2::open_path(&spec).unwrap();
-    let mut alloc = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    let mut alloc = hammer2::write::alloc::Allocator::load(&fs).unwrap();
     while alloc.alloc(16, BlockrefType::Data).unwrap() < 1 << 30 {}
     let past = (1536u64 << 20) + (64 << 20);
     assert_eq!(alloc.chunk_state(past), Some(3));

@@ -18,9 +18,9 @@ use common::reseal::{find_chain, reseal, Image, Map, Role};
 use common::run::{spawn_guarded, Capped, Outcome, ToolRun, DUMP, EDIT, FSCK};
 
 use hammer2::format::{Blockref, BlockrefType, InodeData, VolumeData};
-use hammer2::pfs::Pfs;
-use hammer2::tree::Tree;
-use hammer2::walk::{walk, Root, WalkOptions};
+use hammer2::read::pfs::Pfs;
+use hammer2::read::tree::Tree;
+use hammer2::read::walk::{walk, Root, WalkOptions};
 use hammer2::Hammer2;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -56,7 +56,7 @@ fn extract_error(img: &Image, pfs: Option<&str>) -> String {
         None => Pfs::default(&tree).unwrap(),
     };
     let dir = tempfile::tempdir().unwrap();
-    match hammer2::extract::extract(&pfs, "/", dir.path(), &mut |_| {}) {
+    match hammer2::host::extract::extract(&pfs, "/", dir.path(), &mut |_| {}) {
         Ok(s) => panic!("extraction of a hostile image succeeded: {s:?}"),
         Err(e) => e.to_string(),
     }
@@ -223,7 +223,7 @@ fn library(spec: &str, paths: &[&str]) -> (Vec<String>, Option<hammer2::fsck::Fs
                     if ino.is_dir() {
                         let _ = pfs.readdir(&ino);
                     } else {
-                        let _ = hammer2::file::read_file(&tree, &ino, &mut Capped(1 << 20));
+                        let _ = hammer2::read::file::read_file(&tree, &ino, &mut Capped(1 << 20));
                     }
                 }
                 None
@@ -239,7 +239,7 @@ fn library(spec: &str, paths: &[&str]) -> (Vec<String>, Option<hammer2::fsck::Fs
             let _ = Pfs::list(&tree);
             let dir = tempfile::tempdir().unwrap();
             if let Ok(pfs) = Pfs::default(&tree) {
-                let _ = hammer2::extract::extract(&pfs, "/", &dir.path().join("x"), &mut |_| {});
+                let _ = hammer2::host::extract::extract(&pfs, "/", &dir.path().join("x"), &mut |_| {});
             }
             None
         }),
@@ -404,7 +404,7 @@ fn dirent_named_dotdot_in_the_pfs_root() {
     b.check = [0; 64];
     b.check[..2].copy_from_slice(b"..");
     b.dirent_mut().namlen = 2.into();
-    b.key = ((hammer2::dirhash::dirhash(b"..") & !0x7fff) | (b.key.get() & 0x7fff)).into();
+    b.key = ((hammer2::format::dirhash::dirhash(b"..") & !0x7fff) | (b.key.get() & 0x7fff)).into();
     img.write(pos, b.as_bytes());
     reseal(&img, copy, &chain);
 
@@ -452,7 +452,7 @@ fn dirent_named_dotdot_in_the_pfs_root() {
         let fs = Hammer2::open_path(&spec).unwrap();
         let tree = Tree::new(&fs);
         let pfs = Pfs::default(&tree).unwrap();
-        hammer2::extract::extract(&pfs, "/..", &d, &mut |_| {}).map(|_| ()).map_err(|e| e.to_string())
+        hammer2::host::extract::extract(&pfs, "/..", &d, &mut |_| {}).map(|_| ()).map_err(|e| e.to_string())
     });
     if let o @ (Outcome::Panicked(_) | Outcome::TimedOut | Outcome::HugeAlloc(_)) = lib.wait(DEADLINE) {
         failures.push(format!("library extract /..: {o:?}"));

@@ -1,5 +1,5 @@
 //! The library call behind `hammer2_edit put -r`
-//! ([`hammer2::import::import_tree`]): importing host trees into images
+//! ([`hammer2::host::import::import_tree`]): importing host trees into images
 //! that already hold content, as `cp -r` would, in one commit; holes not
 //! stored; a failure part-way leaves every header copy and what it reaches
 //! as they were, a dry run leaves the image byte-identical.
@@ -10,8 +10,8 @@ use common::digest::content_sha256 as sha;
 use common::hosttree::both_fscks_clean;
 use common::hosttree::{self, MAKEFS_FILES};
 use common::oracle::{makefs_mounts_and_bulkfrees, makefs_snapshots};
-use hammer2::fsops::Session;
-use hammer2::import::{import_tree, ImportOptions, ImportReport};
+use hammer2::write::session::Session;
+use hammer2::host::import::{import_tree, ImportOptions, ImportReport};
 use std::path::Path;
 use std::process::Command;
 
@@ -56,7 +56,7 @@ fn imports_a_varied_tree_into_an_image_with_content() {
     let before = common::model::snapshot(spec).unwrap();
     let mut s = Session::open(spec, false).unwrap();
     let pfs = s.pfs(None).unwrap();
-    s.mkdir(&pfs, "/into", hammer2::fsops::Attrs::now(0o755), false).unwrap();
+    s.mkdir(&pfs, "/into", hammer2::write::session::Attrs::now(0o755), false).unwrap();
     let r2 = import_tree(&mut s, &pfs, &host.join("dir"), "/into", &ImportOptions::default(), &mut |_| {})
         .unwrap();
     assert_eq!((r2.dirs, r2.files, r2.symlinks), (1, 4, 1), "{r2:?}");
@@ -103,8 +103,8 @@ fn single_objects_and_holes() {
     import(spec, &host.join("fifo"), "/", &ImportOptions::default()).unwrap();
     both_fscks_clean(spec);
     let fs = hammer2::Hammer2::open_path(spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    let pfs = hammer2::pfs::Pfs::default(&tree).unwrap();
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    let pfs = hammer2::read::pfs::Pfs::default(&tree).unwrap();
     assert_eq!(pfs.resolve("/zeros").unwrap().data.meta.size.get(), 200_000);
     assert_eq!(pfs.resolve("/a-link").unwrap().obj_type(), hammer2::format::ObjType::Softlink);
     assert_eq!(pfs.resolve("/fifo").unwrap().obj_type(), hammer2::format::ObjType::Fifo);
@@ -189,8 +189,8 @@ fn methods_can_be_chosen_and_threads_do_not_change_the_image() {
     // The inodes land at the same places whatever the thread count.
     let data_off = |img: &Path, path: &str| {
         let fs = hammer2::Hammer2::open_path(img.to_str().unwrap()).unwrap();
-        let tree = hammer2::tree::Tree::new(&fs);
-        let off = hammer2::pfs::Pfs::default(&tree).unwrap().resolve(path).unwrap().bref.data_off.get();
+        let tree = hammer2::read::tree::Tree::new(&fs);
+        let off = hammer2::read::pfs::Pfs::default(&tree).unwrap().resolve(path).unwrap().bref.data_off.get();
         off
     };
     for path in ["/t/dir/text.txt", "/t/dir/random.bin", "/t/sparse"] {

@@ -11,7 +11,7 @@ use common::model::snapshot_pfs;
 use common::oracle::makefs_mounts_and_bulkfrees;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::PfsType;
-use hammer2::fsops::{Attrs, Session};
+use hammer2::write::session::{Attrs, Session};
 
 #[test]
 fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() {
@@ -143,12 +143,12 @@ fn a_new_pfs_takes_the_kernels_fields() {
     assert_eq!(p.key & hammer2::format::DIRHASH_LOMASK, 1, "first collision number is 1");
     assert_eq!(
         p.key & !hammer2::format::DIRHASH_LOMASK,
-        hammer2::dirhash::dirhash(b"boot") & !hammer2::format::DIRHASH_LOMASK
+        hammer2::format::dirhash::dirhash(b"boot") & !hammer2::format::DIRHASH_LOMASK
     );
     drop(s);
     let fs = hammer2::Hammer2::open_path(&spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    let root = hammer2::pfs::Pfs::find(&tree, "boot").unwrap().root;
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    let root = hammer2::read::pfs::Pfs::find(&tree, "boot").unwrap().root;
     let m = &root.data.meta;
     assert_eq!(m.pfs_type(), PfsType::Slave);
     assert_eq!(m.comp(), hammer2::format::CompMethod::Autozero, "no compression on a PFS named boot");
@@ -165,9 +165,9 @@ fn a_new_pfs_takes_the_kernels_fields() {
 #[test]
 fn snapshot_names_follow_hammer2() {
     // 2026-11-20 21:48:33 UTC
-    assert_eq!(hammer2::fsops::default_snapshot_name("DATA", 1_795_211_313_000_000), "DATA.20261120.214833");
-    assert!(hammer2::fsops::parse_pfs_type("soft-master").is_ok());
-    assert!(hammer2::fsops::parse_pfs_type("bogus").is_err());
+    assert_eq!(hammer2::write::session::default_snapshot_name("DATA", 1_795_211_313_000_000), "DATA.20261120.214833");
+    assert!(hammer2::write::session::parse_pfs_type("soft-master").is_ok());
+    assert!(hammer2::write::session::parse_pfs_type("bogus").is_err());
 }
 
 fn edit(args: &[&str]) -> std::process::Output {

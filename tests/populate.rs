@@ -67,8 +67,8 @@ fn populates_another_label_with_other_methods() {
     hosttree::compare_with_image(&host, spec, Some("ROOT"), "/");
     // Blocks of the compressible file are stored zlib-compressed, checked by iscsi32.
     let fs = hammer2::Hammer2::open_path(spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    let pfs = hammer2::pfs::Pfs::find(&tree, "ROOT").unwrap();
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    let pfs = hammer2::read::pfs::Pfs::find(&tree, "ROOT").unwrap();
     let ino = pfs.resolve("/dir/short-text.txt").unwrap();
     let first = ino.blockset().iter().find(|b| b.kind() == hammer2::format::BlockrefType::Data).unwrap();
     assert_eq!(first.comp_method(), hammer2::format::CompMethod::Zlib);

@@ -13,11 +13,11 @@ mod common;
 use common::recording::{self, content, content_digest, visible_state, State};
 use hammer2::device::{Access, Device};
 use hammer2::format::BlockrefType;
-use hammer2::freemap::alloc::Allocator;
+use hammer2::write::alloc::Allocator;
 use hammer2::fsck::{fsck, FsckReport};
-use hammer2::fsops::{Attrs, PfsRef, Session};
+use hammer2::write::session::{Attrs, PfsRef, Session};
 use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions, RecoverReport};
-use hammer2::walk::{walk, Root, WalkOptions};
+use hammer2::read::walk::{walk, Root, WalkOptions};
 use hammer2::{CopyChoice, Hammer2};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -322,11 +322,11 @@ fn crash_window_spanning_two_pfs_on_pfs_snapshot() {
     makefs_bulkfree_clean(&w.paths[0]);
     our_fsck_clean(spec);
     let fs = Hammer2::open_path(spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    let extra = hammer2::pfs::Pfs::find(&tree, "EXTRA").unwrap();
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    let extra = hammer2::read::pfs::Pfs::find(&tree, "EXTRA").unwrap();
     let ino = extra.resolve("/x/blob").unwrap();
-    let mut sink = hammer2::file::WriteSink(Vec::new());
-    hammer2::file::read_file(&tree, &ino, &mut sink).unwrap();
+    let mut sink = hammer2::read::file::WriteSink(Vec::new());
+    hammer2::read::file::read_file(&tree, &ino, &mut sink).unwrap();
     assert!(sink.0 == extra_body);
 }
 

@@ -10,9 +10,9 @@ use common::model::snapshot_pfs;
 use common::oracle::makefs_mounts_and_bulkfrees;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::{BlockrefType, CheckMethod, CompMethod};
-use hammer2::fsops::{parse_check, parse_comp, Session};
-use hammer2::pfs::Pfs;
-use hammer2::tree::Tree;
+use hammer2::write::session::{parse_check, parse_comp, Session};
+use hammer2::read::pfs::Pfs;
+use hammer2::read::tree::Tree;
 use hammer2::Hammer2;
 
 /// (comp_algo, check_algo) of `path` in DATA.
@@ -33,7 +33,7 @@ fn data_methods(spec: &str, path: &str) -> Vec<u8> {
         if n.bref.kind() == BlockrefType::Data {
             out.push(n.bref.methods);
         }
-        Ok(hammer2::walk::Flow::Continue)
+        Ok(hammer2::read::walk::Flow::Continue)
     })
     .unwrap();
     out
@@ -93,11 +93,11 @@ fn recursive_rewrite_reencodes_every_block_and_keeps_contents() {
 
 #[test]
 fn method_names_follow_hammer2() {
-    assert!(matches!(parse_comp("zlib:9").unwrap(), hammer2::fsops::Methods::Comp(0x93)));
-    assert!(matches!(parse_comp("lz4").unwrap(), hammer2::fsops::Methods::Comp(2)));
+    assert!(matches!(parse_comp("zlib:9").unwrap(), hammer2::write::session::Methods::Comp(0x93)));
+    assert!(matches!(parse_comp("lz4").unwrap(), hammer2::write::session::Methods::Comp(2)));
     assert!(parse_comp("lz4:3").is_err(), "lz4 has no levels");
     assert!(parse_comp("zlib:10").is_err());
     assert!(parse_comp("zstd").is_err());
-    assert!(matches!(parse_check("crc32").unwrap(), hammer2::fsops::Methods::Check(2)));
+    assert!(matches!(parse_check("crc32").unwrap(), hammer2::write::session::Methods::Check(2)));
     assert!(parse_check("md5").is_err());
 }

@@ -17,7 +17,7 @@ use common::loopdev::LoopDevice;
 use common::oracle::reference_fsck;
 use common::recording::*;
 use hammer2::fsck::{FsckOptions, RepairMode};
-use hammer2::fsops::{Attrs, PfsRef, Session};
+use hammer2::write::session::{Attrs, PfsRef, Session};
 use hammer2::Hammer2;
 use std::process::Command;
 use std::time::Instant;
@@ -510,8 +510,8 @@ fn negative_control(img: &mut CrashImage, events: &[Event], states: &[State], ba
 
     let root = {
         let fs = Hammer2::open_path(img.original.to_str().unwrap()).unwrap();
-        let tree = hammer2::tree::Tree::new(&fs);
-        *hammer2::pfs::Pfs::default(&tree).unwrap().root.bref
+        let tree = hammer2::read::tree::Tree::new(&fs);
+        *hammer2::read::pfs::Pfs::default(&tree).unwrap().root.bref
     };
     let mut with_trash = events.to_vec();
     with_trash.push(Event::Write { vol: 0, off: root.offset(), data: vec![0x5a; 1024].into() });

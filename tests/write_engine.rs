@@ -5,9 +5,9 @@
 mod common;
 
 use common::content;
-use hammer2::fsops::{Attrs, Session};
-use hammer2::pfs::Pfs;
-use hammer2::tree::Tree;
+use hammer2::write::session::{Attrs, Session};
+use hammer2::read::pfs::Pfs;
+use hammer2::read::tree::Tree;
 use hammer2::Hammer2;
 use std::path::Path;
 
@@ -47,8 +47,8 @@ fn read_file(spec: &str, pfs: Option<&str>, path: &str) -> Vec<u8> {
         None => Pfs::default(&tree).unwrap(),
     };
     let ino = pfs.resolve(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut sink = hammer2::file::WriteSink(Vec::new());
-    hammer2::file::read_file(&tree, &ino, &mut sink).unwrap();
+    let mut sink = hammer2::read::file::WriteSink(Vec::new());
+    hammer2::read::file::read_file(&tree, &ino, &mut sink).unwrap();
     sink.0
 }
 
@@ -191,8 +191,8 @@ fn assert_manifest(spec: &str, manifest: &str, pfs: Option<&str>, skip: &dyn Fn(
             continue;
         }
         let ino = p.resolve(f[0]).unwrap_or_else(|e| panic!("{}: {e}", f[0]));
-        let mut sink = hammer2::file::WriteSink(Vec::new());
-        hammer2::file::read_file(&tree, &ino, &mut sink).unwrap();
+        let mut sink = hammer2::read::file::WriteSink(Vec::new());
+        hammer2::read::file::read_file(&tree, &ino, &mut sink).unwrap();
         let hex: String = Sha256::digest(&sink.0).iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, f[4], "{}", f[0]);
         checked += 1;

@@ -59,7 +59,7 @@ use common::model::{
     collision_groups, diff, join, parent, random_name, random_name_len, shape, snapshot, snapshot_pfs,
     Content, Fill, Model, Node, Rng, Shape, FILLS,
 };
-use hammer2::fsops::{Attrs, PfsRef, Session};
+use hammer2::write::session::{Attrs, PfsRef, Session};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -313,9 +313,9 @@ impl Run {
         self.model = Model::from_nodes(initial);
         let labels: Vec<String> = {
             let fs = hammer2::Hammer2::open_path(&self.spec).map_err(|e| e.to_string())?;
-            let tree = hammer2::tree::Tree::new(&fs);
-            let default = hammer2::pfs::Pfs::default(&tree).map_err(|e| e.to_string())?.name();
-            let all = hammer2::pfs::Pfs::list(&tree).map_err(|e| e.to_string())?;
+            let tree = hammer2::read::tree::Tree::new(&fs);
+            let default = hammer2::read::pfs::Pfs::default(&tree).map_err(|e| e.to_string())?.name();
+            let all = hammer2::read::pfs::Pfs::list(&tree).map_err(|e| e.to_string())?;
             all.iter().map(|p| p.name()).filter(|n| *n != default).collect()
         };
         for l in labels {
@@ -1384,7 +1384,7 @@ fn edits_beside_a_snapshot() {
 /// block must split it (or fail with an error), not index out of bounds.
 #[test]
 fn a_full_indirect_block_of_512_entries_splits() {
-    use hammer2::chain::{Body, Chain, Slot, Table};
+    use hammer2::write::chain::{Body, Chain, Slot, Table};
     use hammer2::format::{Blockref, BlockrefType};
     let fs = hammer2::Hammer2::open_path(common::fixture("newfs-1g").to_str().unwrap()).unwrap();
     let dirent = |k: u64| {

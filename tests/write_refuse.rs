@@ -10,9 +10,9 @@ mod common;
 use common::recording::{content, content_digest, visible_state};
 use hammer2::error::{CorruptKind, Location};
 use hammer2::format::{Blockref, BlockrefType};
-use hammer2::fsops::{Attrs, Session};
-use hammer2::pfs::Pfs;
-use hammer2::tree::Tree;
+use hammer2::write::session::{Attrs, Session};
+use hammer2::read::pfs::Pfs;
+use hammer2::read::tree::Tree;
 use hammer2::{Error, Hammer2};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -149,7 +149,7 @@ fn damaged_directory_indirect() -> (Scratch, Blockref, Location, String) {
         let (lo, hi) = (ind.key.get(), ind.key_end());
         let name = (0..100_000)
             .map(|i| format!("new-{i}"))
-            .find(|n| (lo..=hi).contains(&hammer2::dirhash::dirhash(n.as_bytes())))
+            .find(|n| (lo..=hi).contains(&hammer2::format::dirhash::dirhash(n.as_bytes())))
             .expect("a name hashing into the indirect block's range");
         (*ind, Location::of(ind, wide.bref.data_off.get(), slot), name)
     };

@@ -414,8 +414,8 @@ fn copy_times(m: &std::fs::Metadata, to: &Path) {
 fn assert_methods(spec: &str, pairs: &[(&str, &str)], dirs: &[String]) {
     use hammer2::format::{BlockrefType, CheckMethod, CompMethod};
     let fs = hammer2::Hammer2::open_path(spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    let pfs = hammer2::pfs::Pfs::default(&tree).unwrap();
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    let pfs = hammer2::read::pfs::Pfs::default(&tree).unwrap();
     for ((comp, check), d) in pairs.iter().zip(dirs) {
         let ino = pfs.resolve(&format!("/{d}/boundaries/text-1048576")).unwrap();
         let data = ino
@@ -465,8 +465,8 @@ fn sha192_as_the_kernel_folds_it() {
     hosttree::compare_with_image(&c.host, &c.spec, None, "/");
     hosttree::compare_extracted(&c.host, &c.spec, None, "/");
     let fs = hammer2::Hammer2::open_path(&c.spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    let pfs = hammer2::pfs::Pfs::default(&tree).unwrap();
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    let pfs = hammer2::read::pfs::Pfs::default(&tree).unwrap();
     let ino = pfs.resolve("/b/rand-16384").unwrap();
     let b = ino.blockset()[0];
     assert_eq!(b.kind(), hammer2::format::BlockrefType::Data);
@@ -707,12 +707,12 @@ fn two_volumes_filled_past_the_first() {
     assert!(on_vol1 > 64 << 20, "only {on_vol1} bytes written to the second volume");
     both_fscks_clean(&spec);
     let fs = hammer2::Hammer2::open_path(&spec).unwrap();
-    let tree = hammer2::tree::Tree::new(&fs);
-    let pfs = hammer2::pfs::Pfs::default(&tree).unwrap();
+    let tree = hammer2::read::tree::Tree::new(&fs);
+    let pfs = hammer2::read::pfs::Pfs::default(&tree).unwrap();
     for i in 0..n {
         let ino = pfs.resolve(&format!("/big{i}")).unwrap();
-        let mut sink = hammer2::file::WriteSink(Vec::new());
-        hammer2::file::read_file(&tree, &ino, &mut sink).unwrap();
+        let mut sink = hammer2::read::file::WriteSink(Vec::new());
+        hammer2::read::file::read_file(&tree, &ino, &mut sink).unwrap();
         assert!(sink.0 == std::fs::read(&big).unwrap(), "/big{i} differs");
     }
     drop(fs);

@@ -300,7 +300,7 @@ fn inode_cmd(
 ) -> anyhow::Result<i32> {
     if let Which::Path(p) = which {
         // '..' and NUL are refused, not looked up as names (the image may hold a '..' entry).
-        hammer2::namespace::user_path(p)?;
+        hammer2::read::namespace::user_path(p)?;
     }
     let fs = open_fs(spec, copy)?;
     let report = inode::report(&fs, pfs, which)?;

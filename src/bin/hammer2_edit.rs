@@ -8,8 +8,8 @@ use anyhow::Context;
 use clap::Parser;
 use hammer2::cli::edit::{EditCli, EditCommand};
 use hammer2::edit::{self, EditReport, Events, Line, Options, Outcome};
-use hammer2::extract::ExtractStats;
-use hammer2::import::ImportReport;
+use hammer2::host::extract::ExtractStats;
+use hammer2::host::import::ImportReport;
 
 fn main() {
     let cli = EditCli::parse();

@@ -7,7 +7,7 @@ use clap::Parser;
 use hammer2::cli::newfs::NewfsCli;
 use hammer2::device::{Access, Backend, Device, MmapBackend};
 use hammer2::format::{CheckMethod, CompMethod};
-use hammer2::import::{self, ImportOptions, ImportReport};
+use hammer2::host::import::{self, ImportOptions, ImportReport};
 use hammer2::newfs::{self, Identity, Layout, NewfsOptions};
 use std::path::{Path, PathBuf};
 

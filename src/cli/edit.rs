@@ -457,7 +457,7 @@ mod tests {
         assert_eq!(parse_time("@12.5"), Ok(12_500_000));
         assert_eq!(parse_time("2000-02-29"), Ok(951_782_400_000_000));
         assert_eq!(
-            crate::timefmt::iso8601(parse_time("2026-11-20T21:48:33.25Z").unwrap()),
+            crate::format::time::iso8601(parse_time("2026-11-20T21:48:33.25Z").unwrap()),
             "2026-11-20T21:48:33.250000Z"
         );
         assert!(parse_time("2026-13-01").is_err() && parse_time("yesterday").is_err());

@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, OFF_MASK};
 use crate::freemap::{zone_of, Areas, Leaf, LeafCounts, ZoneMap, Zones, CHUNK_BYTES, ZONE_BYTES};
 use crate::volume::Hammer2;
-use crate::walk::{self, Root, WalkOptions};
+use crate::read::walk::{self, Root, WalkOptions};
 use serde::Serialize;
 
 /// One level-1 leaf (a 1 GiB zone).

@@ -5,8 +5,8 @@ use crate::error::Result;
 use crate::format::{
     uuid_from_disk, InodeData, EMBEDDED_BYTES, OPFLAG_COPYIDS, OPFLAG_DIRECTDATA, OPFLAG_PFSROOT,
 };
-use crate::pfs::{Inode, Pfs};
-use crate::tree::Tree;
+use crate::read::pfs::{Inode, Pfs};
+use crate::read::tree::Tree;
 use crate::volume::Hammer2;
 use serde::Serialize;
 use std::fmt::Write;
@@ -29,7 +29,7 @@ pub struct Time {
 
 impl Time {
     pub fn new(usec: u64) -> Self {
-        Time { usec, iso: crate::timefmt::iso8601(usec) }
+        Time { usec, iso: crate::format::time::iso8601(usec) }
     }
 }
 

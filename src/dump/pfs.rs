@@ -3,8 +3,8 @@
 
 use crate::error::Result;
 use crate::format::{uuid_from_disk, BlockrefType};
-use crate::pfs::Pfs;
-use crate::tree::{Flow, Tree};
+use crate::read::pfs::Pfs;
+use crate::read::tree::{Flow, Tree};
 use crate::volume::Hammer2;
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! `show`: the chain tree, one entry per blockref, streamed depth first.
 //!
-//! A visitor of the traversal engine ([`crate::walk`]): every node block
+//! A visitor of the traversal engine ([`crate::read::walk`]): every node block
 //! (inodes, indirect blocks, dirent names, freemap nodes and leaves) is read
 //! (bounds-checked) and its check code verified, and a node reached twice is
 //! shown again but descended only once. DATA blocks are shown from their
@@ -16,13 +16,13 @@
 //! to a callback as they are met: the tree is never held in memory.
 
 use super::BlockrefSummary;
-use crate::check::CheckOutcome;
+use crate::format::check::CheckOutcome;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType, INODE_MAXNAME, OPFLAG_PFSROOT};
-use crate::pfs::Pfs;
-use crate::tree::Tree;
+use crate::read::pfs::Pfs;
+use crate::read::tree::Tree;
 use crate::volume::Hammer2;
-use crate::walk::{
+use crate::read::walk::{
     self, DataBlocks, Engine, Node, Nothing, Options, Reach, Root, Step, Visitor, WalkOptions,
 };
 use serde::Serialize;

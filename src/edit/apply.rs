@@ -4,9 +4,9 @@
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::ObjType;
-use crate::fsops::{now_us, Attrs, DirEntry, PfsRef, Session, SetAttr};
-use crate::import::{import_tree, ImportOptions, ImportReport};
-use crate::namespace;
+use crate::write::session::{now_us, Attrs, DirEntry, PfsRef, Session, SetAttr};
+use crate::host::import::{import_tree, ImportOptions, ImportReport};
+use crate::read::namespace;
 
 /// The components of an image path (checked as the read commands check
 /// them: no '..', no NUL), and the path written canonically.
@@ -60,7 +60,7 @@ fn is_dir(session: &Session, pfs: &PfsRef, path: &str) -> bool {
 }
 
 /// `put [-r] HOST PATH`: the import path of `newfs_hammer2 --populate`
-/// (see [`crate::import`]), for one object or (with `-r`) a tree.
+/// (see [`crate::host::import`]), for one object or (with `-r`) a tree.
 pub(super) fn put(
     session: &mut Session,
     pfs: &PfsRef,
@@ -223,7 +223,7 @@ pub(super) fn apply(
                 let attr =
                     SetAttr { atime: set_a.then_some(t), mtime: set_m.then_some(t), ..SetAttr::default() };
                 session.setattr(pfs, path, attr)?;
-                changes.push(format!("set times of {text} to {}", crate::timefmt::iso8601(t)));
+                changes.push(format!("set times of {text} to {}", crate::format::time::iso8601(t)));
             }
         }
         EditCommand::Truncate { size, paths } => {

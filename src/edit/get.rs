@@ -1,13 +1,13 @@
 //! `get` inside a writing script: extraction of the session's state, that
 //! is the image as the commands before it left it, committed or not.
 //!
-//! [`crate::extract`] reads the committed image through the read path
+//! [`crate::host::extract`] reads the committed image through the read path
 //! (`Pfs`, `Inode`, the traversal engine); what a session changed lives in
 //! its chains and in blocks no header references yet, which only the
 //! session's own read path knows ([`Session::readdir`],
 //! [`Session::inode_data`], [`Session::read_data`]). This is the same
 //! extraction on that path, with the same promises as the module
-//! documentation of [`crate::extract`] gives: the same target rules and
+//! documentation of [`crate::host::extract`] gives: the same target rules and
 //! `force` semantics, names read from the image checked
 //! ([`check_name`]) and refused when repeated, files and symlinks created
 //! exclusively, symlinks never followed, a directory entered once (one
@@ -15,14 +15,14 @@
 //! ([`Limits::for_fs`]), modes by [`ModePolicy`], hard links kept, holes
 //! left unallocated, device nodes, FIFOs and sockets skipped and listed.
 //! The host side (target rules, creating directories and files, times,
-//! owners and modes) is [`crate::extract`]'s own ([`Host`]).
+//! owners and modes) is [`crate::host::extract`]'s own ([`Host`]).
 
 use crate::error::{Error, Result};
-use crate::extract::{check_name, host_err, ExtractOptions, ExtractStats, Host, ModePolicy};
-use crate::file::{Sink, SparseFileSink};
+use crate::host::extract::{check_name, host_err, ExtractOptions, ExtractStats, Host, ModePolicy};
+use crate::read::file::{Sink, SparseFileSink};
 use crate::format::{InodeData, ObjType};
-use crate::fsops::{PfsRef, Session};
-use crate::namespace::Limits;
+use crate::write::session::{PfsRef, Session};
+use crate::read::namespace::Limits;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
@@ -41,7 +41,7 @@ pub(super) fn get(
     opts: &ExtractOptions,
     progress: &mut dyn FnMut(&ExtractStats),
 ) -> Result<ExtractStats> {
-    let parts = crate::namespace::user_path(path)?;
+    let parts = crate::read::namespace::user_path(path)?;
     let shown = format!("/{}", parts.join("/"));
     let (_, name, entry) = session.resolve_parent(pfs, path)?;
     let inum = match (name.is_empty(), entry) {
@@ -97,7 +97,7 @@ struct Open {
     ip: InodeData,
     host: PathBuf,
     shown: String,
-    entries: std::vec::IntoIter<(Vec<u8>, crate::fsops::DirEntry)>,
+    entries: std::vec::IntoIter<(Vec<u8>, crate::write::session::DirEntry)>,
 }
 
 struct Getter<'s, 'p> {

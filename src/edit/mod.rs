@@ -18,13 +18,13 @@ use view::execute_in_session;
 use crate::cli::edit::{EditCommand, EditLine};
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
-use crate::extract::{extract_with, ExtractOptions, ExtractStats};
-use crate::file::{read_file, read_link, WriteSink};
-use crate::flush::CommitReport;
+use crate::host::extract::{extract_with, ExtractOptions, ExtractStats};
+use crate::read::file::{read_file, read_link, WriteSink};
+use crate::write::flush::CommitReport;
 use crate::format::ObjType;
-use crate::fsops::{PfsRef, Session};
-use crate::pfs::{Inode, Pfs};
-use crate::tree::Tree;
+use crate::write::session::{PfsRef, Session};
+use crate::read::pfs::{Inode, Pfs};
+use crate::read::tree::Tree;
 use crate::{CopyChoice, Hammer2};
 use clap::Parser;
 use std::io::Write;
@@ -64,7 +64,7 @@ pub trait Events {
     /// `get` finished.
     fn extracted(&mut self, _stats: &ExtractStats) {}
     /// `put` progress.
-    fn importing(&mut self, _report: &crate::import::ImportReport) {}
+    fn importing(&mut self, _report: &crate::host::import::ImportReport) {}
     /// `put` ended (well or not).
     fn imported(&mut self) {}
 }
@@ -417,7 +417,7 @@ fn execute<'a>(
         // `pfs` is the short name of `pfs-list`.
         EditCommand::Pfs { json }
         | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList { json }) => {
-            let pfses = crate::pfs::Pfs::list(tree)?;
+            let pfses = crate::read::pfs::Pfs::list(tree)?;
             maint::list(&pfses.iter().map(|p| p.root.data).collect::<Vec<_>>(), json, out)?
         }
         EditCommand::Cat { path } => {
@@ -507,7 +507,7 @@ fn write_entry(
             m.unix_uid(),
             m.unix_gid(),
             size,
-            crate::timefmt::short(m.mtime.get())
+            crate::format::time::short(m.mtime.get())
         )
         .map_err(w)?;
     }

@@ -5,8 +5,8 @@ use super::{stdout_error, Events};
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType};
-use crate::fsops::{PfsRef, Session};
-use crate::pfs::Inode;
+use crate::write::session::{PfsRef, Session};
+use crate::read::pfs::Inode;
 use std::io::Write;
 
 /// The inode `path` names in the session ('/': the PFS root).
@@ -79,7 +79,7 @@ pub(super) fn execute_in_session(
             out.flush().map_err(w)?;
         }
         EditCommand::Get { force, path, hostdir } => {
-            let opts = crate::extract::ExtractOptions { force: *force, ..Default::default() };
+            let opts = crate::host::extract::ExtractOptions { force: *force, ..Default::default() };
             let stats =
                 super::get::get(session, pfs, path, std::path::Path::new(hostdir), &opts, &mut |s| {
                     events.extracting(s)

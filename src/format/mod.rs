@@ -11,10 +11,14 @@
 //! The CRC-32C HAMMER2 calls `icrc32` lives here, at the bottom: the volume
 //! header's three CRCs are part of its layout (which bytes each covers, in
 //! which order they are sealed), so the format computes them itself.
-//! [`crate::check`] sits above and verifies blockref check codes over media
+//! [`crate::format::check`] sits above and verifies blockref check codes over media
 //! with the same function.
 
 mod blockref;
+pub mod check;
+pub mod compress;
+pub mod dirhash;
+pub mod time;
 mod freemap;
 mod inode;
 mod types;

@@ -29,15 +29,12 @@
 //! used as found and every computation on them is checked or saturating.
 
 pub mod account;
-pub mod alloc;
 pub mod layout;
-pub mod replay;
 
 pub use account::{
     chunk_state, entry_chunk_state, entry_free_chunks, Areas, ChunkState, Leaf, LeafCounts, Totals, ZoneMap,
     Zones,
 };
-pub use alloc::bulkfree::BulkfreeReport;
 pub use layout::{
     chunk_index, header_copies, home_zone, in_reserved, level_base, level_of_keybits, level_radix,
     next_rotation, reserved_range, rotation_slot, segment_index, slot_at, zone_base, zone_of, Slot,

@@ -87,7 +87,7 @@ use crate::freemap::{
     ZONE_BYTES as ZONE,
 };
 use crate::volume::Hammer2;
-use crate::walk::{walk, Root, WalkOptions};
+use crate::read::walk::{walk, Root, WalkOptions};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 const WORDS_PER_ZONE: usize = (ZONE / CHUNK / 64) as usize;

@@ -51,7 +51,7 @@
 //! With `-y`, a freemap whose blocks fail their checks is rebuilt from the
 //! topology; that commit is followed by the rewrite of the older header
 //! copies (they name the damaged blocks), so that no valid copy is left
-//! pointing at damage ([`crate::fsops::sync_header_copies`]).
+//! pointing at damage ([`crate::write::session::sync_header_copies`]).
 
 pub mod freemap;
 pub mod topology;
@@ -59,7 +59,7 @@ pub mod topology;
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
 use crate::volume::{read_headers, CopyChoice, CopyState, Hammer2, HeaderCopy};
-use crate::walk::{walk, Root, WalkOptions, WalkStats};
+use crate::read::walk::{walk, Root, WalkOptions, WalkStats};
 use serde::Serialize;
 use zerocopy::IntoBytes;
 
@@ -425,10 +425,10 @@ fn repair_freemap(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Re
 
 /// `-y` with a freemap block that fails its check (beyond the recovery's
 /// reach: it replays into a freemap it can load): the freemap is rebuilt
-/// from the topology by bulkfree's code ([`crate::fsops::rebuild_freemap`]).
+/// from the topology by bulkfree's code ([`crate::write::session::rebuild_freemap`]).
 /// Once that commit is durable, the older header copies, which still name
 /// the damaged freemap blocks, are rewritten with the new header one at a
-/// time ([`crate::fsops::sync_header_copies`] gives the reasoning): after
+/// time ([`crate::write::session::sync_header_copies`] gives the reasoning): after
 /// the repair every valid copy references a consistent freemap, and at no
 /// moment does none.
 fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
@@ -442,8 +442,8 @@ fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
         return Ok(());
     }
     let mut fs = Hammer2::open(Device::open(spec, Access::ReadWrite)?, CopyChoice::Best)?;
-    let outcome = crate::fsops::rebuild_freemap(&mut fs, true)
-        .and_then(|(_, _, synced)| crate::freemap::alloc::Allocator::load(&fs).map(|_| synced));
+    let outcome = crate::write::session::rebuild_freemap(&mut fs, true)
+        .and_then(|(_, _, synced)| crate::write::alloc::Allocator::load(&fs).map(|_| synced));
     for i in damaged {
         let f = &mut report.findings[i];
         match &outcome {

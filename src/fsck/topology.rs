@@ -29,17 +29,17 @@ use super::{
     BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
     TREE_DEPTH,
 };
-use crate::check::{self, CheckOutcome};
-use crate::dirhash::dirhash;
+use crate::format::check::{self, CheckOutcome};
+use crate::format::dirhash::dirhash;
 use crate::error::CorruptKind;
 use crate::error::{Location, Result};
 use crate::format::{
     Blockref, BlockrefType as T, CompMethod, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE,
     EMBEDDED_BYTES,
 };
-use crate::tree::Tree;
+use crate::read::tree::Tree;
 use crate::volume::Hammer2;
-use crate::walk::{DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
+use crate::read::walk::{DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -729,14 +729,14 @@ impl<'a> Pass<'a, '_> {
 
     fn dirent(&mut self, node: &Node<'a>, ctx: Ctx) {
         let (b, loc) = (node.bref, &node.location());
-        let entry = match crate::pfs::dirent(&self.tree, node) {
+        let entry = match crate::read::pfs::dirent(&self.tree, node) {
             Ok(e) => e,
             Err(e) => {
                 self.problem(DIRENT_BAD, loc, e.to_string());
                 return;
             }
         };
-        if let Err(e) = crate::extract::check_name(&entry.name, entry.inum, "") {
+        if let Err(e) = crate::host::extract::check_name(&entry.name, entry.inum, "") {
             self.problem(DIRENT_BAD, loc, e.to_string());
         }
         if b.key.get() & !DIRHASH_LOMASK != dirhash(&entry.name) & !DIRHASH_LOMASK {
@@ -885,7 +885,7 @@ thread_local! {
 /// on a pread copy of its media.
 fn verify_data(fs: &Hammer2, b: &Blockref) -> DataOutcome {
     let (off, len) = (b.offset(), b.physical_size() as usize);
-    match crate::walk::with_data(fs, off, len, |media| verify_media(b, media)) {
+    match crate::read::walk::with_data(fs, off, len, |media| verify_media(b, media)) {
         Ok(outcome) => outcome,
         Err(kind) => DataOutcome::Problem(BREF_RANGE, kind.to_string()),
     }
@@ -910,9 +910,9 @@ fn verify_media(b: &Blockref, media: &[u8]) -> DataOutcome {
             if out.len() < logical {
                 out.resize(logical, 0);
             }
-            crate::compress::lz4_decompress_into(media, &mut out[..logical]).map(|_| ())
+            crate::format::compress::lz4_decompress_into(media, &mut out[..logical]).map(|_| ())
         })),
-        CompMethod::Zlib => Some(crate::compress::zlib_decompress(media, logical).map(|_| ())),
+        CompMethod::Zlib => Some(crate::format::compress::zlib_decompress(media, logical).map(|_| ())),
         CompMethod::Unknown(m) => {
             return DataOutcome::Problem(BREF_DECOMPRESS, format!("unknown compression method {m}"))
         }

@@ -4,10 +4,10 @@
 //! through the reference tools.
 
 use super::content;
-use hammer2::file::{read_file, read_link};
+use hammer2::read::file::{read_file, read_link};
 use hammer2::format::ObjType;
-use hammer2::pfs::{Inode, Pfs};
-use hammer2::tree::Tree;
+use hammer2::read::pfs::{Inode, Pfs};
+use hammer2::read::tree::Tree;
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -152,7 +152,7 @@ pub fn build_varied(root: &Path) {
     set_times(&root.join("modes"), (1_600_000_000, 0), (1_600_000_000, 7_000));
 }
 
-/// A [`hammer2::file::Sink`] that compares what it is given with a host
+/// A [`hammer2::read::file::Sink`] that compares what it is given with a host
 /// file as it goes (files of GiB are never held in memory); panics at the
 /// first difference. Holes are checked through the host file's own data
 /// extents, so a hole of GiB costs nothing.
@@ -171,7 +171,7 @@ impl CompareSink {
     }
 }
 
-impl hammer2::file::Sink for CompareSink {
+impl hammer2::read::file::Sink for CompareSink {
     fn data(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         let mut want = vec![0u8; bytes.len()];

@@ -54,7 +54,7 @@ pub fn oracle_fsck(spec: &str) {
 
 /// The PFSs of `spec` as (label, type, subtype), sorted by label.
 pub fn pfs_summary(spec: &str) -> Vec<(String, String, String)> {
-    let s = hammer2::fsops::Session::open(spec, true).unwrap();
+    let s = hammer2::write::session::Session::open(spec, true).unwrap();
     let mut v: Vec<_> = s.pfs_list().unwrap().into_iter().map(|p| (p.label, p.pfs_type, p.subtype)).collect();
     v.sort();
     v
@@ -64,7 +64,7 @@ pub fn pfs_summary(spec: &str) -> Vec<(String, String, String)> {
 /// at or above `allocator_beg`, and those it marks possibly free (10).
 pub fn chunk_states(spec: &str) -> (std::collections::BTreeSet<u64>, std::collections::BTreeSet<u64>) {
     let fs = hammer2::Hammer2::open_path(spec).unwrap();
-    let a = hammer2::freemap::alloc::Allocator::load(&fs).unwrap();
+    let a = hammer2::write::alloc::Allocator::load(&fs).unwrap();
     let beg = fs.voldata.allocator_beg.get() & !0x3fff;
     let (mut allocated, mut staged) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
     for zone in a.leaf_keys() {

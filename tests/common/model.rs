@@ -5,11 +5,11 @@
 //! between the two, and a check of the shape of the media tree (indirect
 //! blocks) the write engine promises.
 
-use hammer2::dirhash::dirhash;
-use hammer2::file::{read_file, read_link, Sink, WriteSink};
+use hammer2::format::dirhash::dirhash;
+use hammer2::read::file::{read_file, read_link, Sink, WriteSink};
 use hammer2::format::{Blockref, BlockrefType, ObjType};
-use hammer2::pfs::{Inode, Pfs};
-use hammer2::tree::{location, Tree};
+use hammer2::read::pfs::{Inode, Pfs};
+use hammer2::read::tree::{location, Tree};
 use hammer2::Hammer2;
 use std::collections::{BTreeMap, HashMap};
 

@@ -14,7 +14,7 @@
 mod media;
 
 use super::reseal::{seal_slot, Container, Image, Map, Slot, TreeKind};
-use hammer2::dirhash::dirhash;
+use hammer2::format::dirhash::dirhash;
 use hammer2::format::{Blockref, BlockrefType as T, ObjType};
 use zerocopy::IntoBytes;
 

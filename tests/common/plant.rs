@@ -13,7 +13,7 @@
 //! what is planted there.
 
 use super::reseal::{seal_header, seal_slot, Image, Map};
-use hammer2::check::set_check;
+use hammer2::format::check::set_check;
 use hammer2::format::{
     encode_methods, Blockref, BlockrefType, BmapData, CheckMethod, CompMethod, VolumeData,
 };

@@ -5,10 +5,10 @@
 //! path -> kind, mode, size, SHA-256, the fixtures' manifests).
 
 use hammer2::device::Backend;
-use hammer2::file::{read_file, read_link, Sink};
+use hammer2::read::file::{read_file, read_link, Sink};
 use hammer2::format::ObjType;
-use hammer2::pfs::{Inode, Pfs};
-use hammer2::tree::Tree;
+use hammer2::read::pfs::{Inode, Pfs};
+use hammer2::read::tree::Tree;
 use hammer2::Hammer2;
 use sha2::Digest;
 use std::collections::BTreeMap;

@@ -17,7 +17,7 @@
 //! Everything here reads the image with plain file I/O and the library's
 //! format types only: the library's own traversal is what is under test.
 
-use hammer2::check::set_check;
+use hammer2::format::check::set_check;
 use hammer2::format::{Blockref, BlockrefType, InodeData, ObjType, VolumeData, VOLUME_ID_HBO, ZONE_BYTES};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};

@@ -10,10 +10,10 @@
 //! allocating thread is parked forever instead, so [`run_guarded`] reports it
 //! as [`Outcome::HugeAlloc`] and the run goes on.
 
-use hammer2::file::{read_file, read_link, Sink};
-use hammer2::pfs::Pfs;
-use hammer2::tree::{Flow, Tree};
-use hammer2::walk::{walk, Root, WalkOptions};
+use hammer2::read::file::{read_file, read_link, Sink};
+use hammer2::read::pfs::Pfs;
+use hammer2::read::tree::{Flow, Tree};
+use hammer2::read::walk::{walk, Root, WalkOptions};
 use hammer2::Hammer2;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -443,7 +443,7 @@ pub fn exercise(spec: &str, reads: Reads, extract_to: Option<&Path>) -> Exercise
     }
     if let Some(dir) = extract_to {
         if let Ok(pfs) = Pfs::default(&tree) {
-            x.extracted = hammer2::extract::extract(&pfs, "/", dir, &mut |_| {}).is_ok();
+            x.extracted = hammer2::host::extract::extract(&pfs, "/", dir, &mut |_| {}).is_ok();
         }
     }
     x

@@ -4,7 +4,7 @@
 
 use super::{is_huge, never_allowed, u64_values, Cx, Expect, Mutation};
 use crate::common::reseal::{Container, InodeSite, Role, Slot};
-use hammer2::dirhash::dirhash;
+use hammer2::format::dirhash::dirhash;
 use hammer2::format::{
     BlockrefType as T, BmapData, InodeData, ObjType, VolumeData, OPFLAG_DIRECTDATA, OPFLAG_PFSROOT,
     VOLUME_ID_ABO,

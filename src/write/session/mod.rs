@@ -29,19 +29,19 @@
 //!   is still free, so that removals (which copy blocks on write too) can
 //!   always run, as the kernel's `hammer2_vfs_enospace` keeps it (space.rs).
 
-use crate::chain::{Body, Chain, Entry, Slot, Table, TableRef};
-use crate::compress;
+use crate::write::chain::{Body, Chain, Entry, Slot, Table, TableRef};
+use crate::format::compress;
 use crate::device::{Access, Device};
-use crate::dirhash::dirhash;
+use crate::format::dirhash::dirhash;
 use crate::error::{CorruptKind, Error, Location, Result};
-use crate::flush::{self, CommitReport, Flusher};
+use crate::write::flush::{self, CommitReport, Flusher};
 use crate::format::{
     encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, InodeData, ObjType, DIRHASH_LOMASK,
     EMBEDDED_BYTES, INODE_BYTES, INODE_MAXNAME, OPFLAG_DIRECTDATA, PBUFSIZE, SET_COUNT,
 };
-use crate::freemap::alloc::Allocator;
+use crate::write::alloc::Allocator;
 use crate::volume::{CopyChoice, Hammer2};
-use crate::walk::Flow;
+use crate::read::walk::Flow;
 use std::io::Read;
 
 mod attr;
@@ -49,7 +49,7 @@ mod bulkfree;
 mod copies;
 mod destroy;
 mod growfs;
-mod import;
+mod encode;
 mod names;
 mod pfsops;
 mod setmethods;
@@ -58,7 +58,7 @@ pub use attr::SetAttr;
 pub use bulkfree::rebuild_freemap;
 pub use copies::sync_header_copies;
 pub use growfs::GrowReport;
-pub use import::{encode_data_block, NodeMeta};
+pub use encode::{encode_data_block, NodeMeta};
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
 pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 
@@ -213,7 +213,7 @@ impl Session {
     /// kernel flushes the freemap one flush behind, so a crash, or a flush
     /// that did not touch the freemap, leaves this), the blocks of the
     /// transactions after `freemap_tid` are replayed into the allocator in
-    /// memory ([`crate::freemap::replay`], the scan `hammer2_recover` and a
+    /// memory ([`crate::write::alloc::replay`], the scan `hammer2_recover` and a
     /// kernel mount run), so that none of them is handed out again; the
     /// next commit writes the repaired freemap with the edit, one
     /// transaction, as a mount followed by a flush does.
@@ -234,7 +234,7 @@ impl Session {
         let mut replayed = None;
         if freemap < mirror {
             alloc = crate::recover::load_for_replay(&fs)?;
-            let done = crate::freemap::replay::replay(&fs, &mut alloc, Some(freemap), None).map_err(|e| {
+            let done = crate::write::alloc::replay::replay(&fs, &mut alloc, Some(freemap), None).map_err(|e| {
                 invalid(format!(
                     "the freemap (freemap_tid {freemap:#x}) lags the topology (mirror_tid {mirror:#x}) \
                      and cannot be replayed: {e}"
@@ -254,7 +254,7 @@ impl Session {
         // Older valid header copies are the fallback if the newest is lost:
         // what they reach must not be handed out, even where a bulkfree
         // (which only looks at the newest) freed it.
-        alloc.protect_blocksets(&fs, &crate::freemap::alloc::bulkfree::older_root_sets(&fs))?;
+        alloc.protect_blocksets(&fs, &crate::write::alloc::bulkfree::older_root_sets(&fs))?;
         let root = Table::from_brefs(&fs.voldata.sroot_blockset);
         let reserve = space::default_reserve(fs.voldata.allocator_size.get());
         Ok(Session {
@@ -707,7 +707,7 @@ impl Session {
     /// `put`: copies a host regular file to `path` (its mode, owner and
     /// mtime kept; an existing file is refused).
     ///
-    /// Not (yet) through [`crate::import::import_tree`], the path of
+    /// Not (yet) through [`crate::host::import::import_tree`], the path of
     /// `hammer2_edit put` and `newfs_hammer2 --populate`: called once per
     /// file, it sets up and tears down its worker pool each time, and
     /// `benches/write.rs` (100,000 small files, one `put` each, 2 cores)
@@ -725,7 +725,7 @@ impl Session {
         if !meta.is_file() {
             return Err(invalid(format!("{}: not a regular file", host.display())));
         }
-        let mtime = crate::import::micros(meta.mtime(), meta.mtime_nsec());
+        let mtime = crate::host::import::micros(meta.mtime(), meta.mtime_nsec());
         let attrs = Attrs { mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), mtime };
         let file = std::fs::File::open(host).map_err(io("open"))?;
         // Errors reading the source name the host file.
@@ -819,7 +819,7 @@ impl Session {
         block: &[u8],
         (comp, level, check): (CompMethod, u32, CheckMethod),
     ) -> Result<()> {
-        let (bref, media) = import::encode_data_block(key, keybits, block.into(), (comp, level, check));
+        let (bref, media) = encode::encode_data_block(key, keybits, block.into(), (comp, level, check));
         self.place_block(pfs, inum, bref, &media)
     }
 
@@ -828,7 +828,7 @@ impl Session {
     pub(crate) fn block_data(&self, b: &Blockref, loc: &Location) -> Result<Vec<u8>> {
         if !self.write {
             if let Some(media) = self.dry_blocks.get(&b.data_off.get()) {
-                return crate::tree::Tree::decode(b, media.clone(), loc);
+                return crate::read::tree::Tree::decode(b, media.clone(), loc);
             }
             if b.modify_tid.get() >= self.tid {
                 return Err(invalid(format!(
@@ -838,7 +838,7 @@ impl Session {
                 )));
             }
         }
-        Ok(crate::tree::Tree::new(&self.fs).data(b, loc)?.into_owned())
+        Ok(crate::read::tree::Tree::new(&self.fs).data(b, loc)?.into_owned())
     }
 
     /// `write`: stores `len` bytes from `src` at `offset` of the existing
@@ -926,8 +926,8 @@ impl Session {
                 None => {
                     let found = self.with_inode(pfs, inum, |_, t| {
                         Ok(t.find(&self.fs, key, BlockrefType::Data)?.map(|e| match e {
-                            crate::chain::Entry::Clean(b, loc) => (b, loc),
-                            crate::chain::Entry::Loaded(c) => (c.bref, Location::of(&c.bref, 0, 0)),
+                            crate::write::chain::Entry::Clean(b, loc) => (b, loc),
+                            crate::write::chain::Entry::Loaded(c) => (c.bref, Location::of(&c.bref, 0, 0)),
                         }))
                     })?;
                     match found {
@@ -1245,7 +1245,7 @@ fn dirent_name(fs: &Hammer2, b: &Blockref, chain: Option<&Chain>, loc: &Location
     }
     let media: Vec<u8> = match chain.map(|c| &c.body) {
         Some(Body::Leaf { media }) => media.clone(),
-        _ => crate::tree::Tree::new(fs).media_at(b, &loc())?.to_vec(),
+        _ => crate::read::tree::Tree::new(fs).media_at(b, &loc())?.to_vec(),
     };
     media.get(..namlen).map(<[u8]>::to_vec).ok_or_else(|| {
         Error::corrupt(CorruptKind::BadDirent(format!("name of {namlen} bytes, block shorter")), loc())

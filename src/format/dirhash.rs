@@ -5,7 +5,7 @@
 //! folded onto itself fills bits 16..31, and bit 15 is set so the low 15 bits
 //! stay free for iteration cookies.
 
-use crate::check::icrc32;
+use crate::format::check::icrc32;
 
 pub fn dirhash(name: &[u8]) -> u64 {
     let pieces: u32 = name

@@ -1,5 +1,5 @@
 //! Traversal of a PFS's namespace: directories and their entries by inode
-//! number, as a user sees them (the media-tree engine in [`crate::walk`]
+//! number, as a user sees them (the media-tree engine in [`crate::read::walk`]
 //! sees blockrefs instead; this module sits above it, at the PFS layer). Extraction uses it; so can anything that lists or
 //! checks a tree of names.
 //!
@@ -23,8 +23,8 @@
 
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{BlockrefType, DIRHASH_VISIBLE};
-use crate::pfs::{DirEntry, Inode, Pfs};
-use crate::tree::Flow;
+use crate::read::pfs::{DirEntry, Inode, Pfs};
+use crate::read::tree::Flow;
 use std::collections::{HashMap, HashSet};
 
 /// Deepest directory nesting entered by default. Deeper paths exceed any
@@ -207,7 +207,7 @@ fn bad_name(name: &[u8]) -> Option<&'static str> {
     }
 }
 
-pub use crate::pfs::user_path;
+pub use crate::read::pfs::user_path;
 
 /// The canonical form of a user's path (`/a/b`; `/` for the root), after
 /// [`user_path`]'s checks.

@@ -118,7 +118,7 @@
 //!
 //! Memory: every leaf is held (32 KiB per GiB of file system in use).
 
-use crate::check::set_check;
+use crate::format::check::set_check;
 use crate::device::Device;
 use crate::error::{CorruptKind, Corruption, Error, Location, Result};
 use crate::format::{
@@ -128,11 +128,12 @@ use crate::format::{
     ZONE_FREEMAP_END, ZONE_FREEMAP_INC,
 };
 use crate::volume::{read_headers, CopyState, Hammer2};
-use crate::walk::{self, walk, DataBlocks, Engine, Nothing, Options, Root, Step, Visitor, WalkOptions};
+use crate::read::walk::{self, walk, DataBlocks, Engine, Nothing, Options, Root, Step, Visitor, WalkOptions};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use zerocopy::IntoBytes;
 
 pub mod bulkfree;
+pub mod replay;
 pub mod grow;
 
 /// The freemap's granule (two bits each).

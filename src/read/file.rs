@@ -3,12 +3,12 @@
 //! Reading streams: the traversal engine visits blocks in key order table by
 //! table, so memory is bounded by the tree's depth, not the file's size.
 
-use crate::compress;
+use crate::format::compress;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, CompMethod, EMBEDDED_BYTES};
-use crate::pfs::Inode;
-use crate::tree::Tree;
-use crate::walk::{media_extent, Engine, Node, Nothing, Options, Reach, Step, Visitor};
+use crate::read::pfs::Inode;
+use crate::read::tree::Tree;
+use crate::read::walk::{media_extent, Engine, Node, Nothing, Options, Reach, Step, Visitor};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 

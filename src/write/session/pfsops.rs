@@ -35,14 +35,14 @@
 //!   blocks stay allocated until a bulkfree, as with the kernel.
 
 use super::{free_dirent_key, invalid, now_us, PfsRef, Session};
-use crate::chain::{Bias, Body, Chain, Slot, Table};
+use crate::write::chain::{Bias, Body, Chain, Slot, Table};
 use crate::error::{Error, Result};
-use crate::flush::Flusher;
+use crate::write::flush::Flusher;
 use crate::format::{
     encode_methods, uuid_from_disk, uuid_to_disk, Blockref, BlockrefType, CheckMethod, CompMethod, InodeData,
     ObjType, PfsSubtype, PfsType, BREF_FLAG_PFSROOT, INODE_BYTES, OPFLAG_PFSROOT, SET_COUNT,
 };
-use crate::walk::Flow;
+use crate::read::walk::Flow;
 
 /// One PFS as `pfs-list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -62,7 +62,7 @@ pub struct PfsInfo {
 /// (UTC), as hammer2(8)'s `snapshot` names it.
 pub fn default_snapshot_name(label: &str, now_us: u64) -> String {
     // 2026-11-20T21:48:33.000000Z -> 20261120.214833
-    let iso = crate::timefmt::iso8601(now_us);
+    let iso = crate::format::time::iso8601(now_us);
     let digits = |r: std::ops::Range<usize>| iso[r].replace(['-', ':'], "");
     format!("{label}.{}.{}", digits(0..10), digits(11..19))
 }
@@ -134,7 +134,7 @@ impl Session {
             }
             match chain.and_then(Chain::inode) {
                 Some(ip) => all.push((b.key.get(), *ip)),
-                None => match crate::tree::Tree::new(&self.fs).inode(b, loc) {
+                None => match crate::read::tree::Tree::new(&self.fs).inode(b, loc) {
                     Ok(ip) => all.push((b.key.get(), *ip)),
                     Err(e) => {
                         failure = Some(e);

@@ -1,13 +1,13 @@
 //! `bulkfree` on a session: the freemap rebuilt from the topology (see
-//! [`crate::freemap::alloc::bulkfree`]), committed like every edit.
+//! [`crate::write::alloc::bulkfree`]), committed like every edit.
 
 use super::{invalid, Session};
-use crate::chain::{Slot, Table};
+use crate::write::chain::{Slot, Table};
 use crate::error::Result;
-use crate::flush::{self, CommitReport};
+use crate::write::flush::{self, CommitReport};
 use crate::format::Blockref;
-use crate::freemap::alloc::Allocator;
-use crate::freemap::BulkfreeReport;
+use crate::write::alloc::Allocator;
+use crate::write::alloc::bulkfree::BulkfreeReport;
 use crate::Hammer2;
 
 impl Session {
@@ -15,7 +15,7 @@ impl Session {
     /// reaches (every PFS, from the header in use), and what this
     /// session's uncommitted operations reference besides it, is in use;
     /// the rest is staged or freed with the kernel's transitions (see
-    /// [`crate::freemap::alloc::bulkfree`]). The merged freemap is written
+    /// [`crate::write::alloc::bulkfree`]). The merged freemap is written
     /// by the next commit.
     ///
     /// Why this is sound in the middle of a session (the kernel syncs

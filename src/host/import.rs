@@ -33,7 +33,7 @@
 
 use crate::error::{Error, Result};
 use crate::format::{Blockref, CheckMethod, CompMethod, ObjType, EMBEDDED_BYTES, PBUFSIZE};
-use crate::fsops::{encode_data_block, logical_block, NodeMeta, PfsRef, Session};
+use crate::write::session::{encode_data_block, logical_block, NodeMeta, PfsRef, Session};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
@@ -172,7 +172,7 @@ fn encode_job(job: &Job) -> Encoded {
         source,
     })?;
     block.resize(job.logical, 0);
-    if crate::compress::is_zero_block(&block) {
+    if crate::format::compress::is_zero_block(&block) {
         return Ok(None);
     }
     let mut methods = job.methods;
@@ -698,7 +698,7 @@ pub fn populate(
     host: &Path,
     opts: &ImportOptions,
     progress: &mut dyn FnMut(&ImportReport),
-) -> Result<(ImportReport, crate::flush::CommitReport)> {
+) -> Result<(ImportReport, crate::write::flush::CommitReport)> {
     let mut s = Session::open(spec, false)?;
     // A new image is filled as makefs fills it: to the last block.
     s.set_space_reserve(0);
@@ -734,7 +734,7 @@ mod tests {
         let mut half = vec![0u8; 65536];
         half[..36864].copy_from_slice(&random[..36864]);
         assert!(looks_incompressible(&half));
-        let (_, used) = crate::fsops::encode_block(&half, CompMethod::Lz4, 0);
+        let (_, used) = crate::write::session::encode_block(&half, CompMethod::Lz4, 0);
         assert_eq!(used, CompMethod::None);
         // Random only at the start: the middle sample sees the zeros.
         let mut head = vec![0u8; 65536];

@@ -1,11 +1,11 @@
 //! Inode attributes (chmod, chown, times) and file sizes (truncate).
 
 use super::{invalid, logical_block, now_us, set_size_and_times, xid_uuid, PfsRef, Session};
-use crate::chain::{Entry, Slot};
-use crate::compress;
+use crate::write::chain::{Entry, Slot};
+use crate::format::compress;
 use crate::error::{Error, Location, Result};
 use crate::format::{BlockrefType, CheckMethod, CompMethod, ObjType, PBUFSIZE};
-use crate::walk::Flow;
+use crate::read::walk::Flow;
 
 /// Attribute changes; `None` leaves a field as it is. Any change also sets
 /// ctime to now, as the kernel's setattr does.

@@ -4,7 +4,7 @@
 //!
 //! Blockref tables are fully associative (entries in any order, holes
 //! anywhere), so a table is scanned, but subtrees whose key range cannot hold
-//! the key are skipped. Scans run on the traversal engine ([`crate::walk`]):
+//! the key are skipped. Scans run on the traversal engine ([`crate::read::walk`]):
 //! depth, cycles, shared nodes and the work done are bounded there.
 //!
 //! Only DATA blockrefs carry compressed media; the fixtures show inodes whose
@@ -12,12 +12,12 @@
 //! ignored for every other type. A data blockref's logical size is
 //! `1 << keybits` (writers leave `vradix` 0).
 
-use crate::check::{self, CheckOutcome};
-use crate::compress;
+use crate::format::check::{self, CheckOutcome};
+use crate::format::compress;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, CompMethod, InodeData, INODE_BYTES, PBUFSIZE};
 use crate::volume::Hammer2;
-use crate::walk::{self, media_extent, read_media, Node, Options, Reach};
+use crate::read::walk::{self, media_extent, read_media, Node, Options, Reach};
 use std::borrow::Cow;
 
 /// Where a blockref sits, for error messages.
@@ -25,7 +25,7 @@ pub fn location(bref: &Blockref, parent_off: u64, index: usize) -> Location {
     Location::of(bref, parent_off, index)
 }
 
-pub use crate::walk::Flow;
+pub use crate::read::walk::Flow;
 
 /// Read access to one opened file system's media tree.
 #[derive(Clone, Copy)]

@@ -1,12 +1,12 @@
-//! The session side of importing host trees ([`crate::import`]): inodes
+//! The session side of importing host trees ([`crate::host::import`]): inodes
 //! created with every attribute a host object carries, hard links, and
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
 use super::{inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
-use crate::chain::Slot;
-use crate::check::set_check;
+use crate::write::chain::Slot;
+use crate::format::check::set_check;
 use crate::error::Result;
-use crate::flush::Flusher;
+use crate::write::flush::Flusher;
 use crate::format::{encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, ObjType};
 use std::borrow::Cow;
 

@@ -17,7 +17,7 @@
 //! `newfs_hammer2 --populate` fills a new image as makefs does, without
 //! a reserve ([`Session::set_space_reserve`]).
 //!
-//! [`Allocator::usable_free_bytes`]: crate::freemap::alloc::Allocator::usable_free_bytes
+//! [`Allocator::usable_free_bytes`]: crate::write::alloc::Allocator::usable_free_bytes
 
 use super::Session;
 use crate::error::{Error, Result};

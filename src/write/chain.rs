@@ -31,14 +31,14 @@
 //! whose entries fit in its parent's free slots is folded back into it.
 //!
 //! Reads of clean subtrees go through the traversal engine
-//! ([`crate::walk`]): every block loaded is bounds-checked and its check
+//! ([`crate::read::walk`]): every block loaded is bounds-checked and its check
 //! code verified, so damage in a path being modified stops the edit with
 //! its location before anything is committed.
 
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, BLOCKREF_BYTES, INODE_BYTES, PBUFSIZE, SET_COUNT};
-use crate::tree::Tree;
-use crate::walk::{DataBlocks, Engine, Flow, Node, Options, Reach, Step, Visitor, MAX_DEPTH};
+use crate::read::tree::Tree;
+use crate::read::walk::{DataBlocks, Engine, Flow, Node, Options, Reach, Step, Visitor, MAX_DEPTH};
 use crate::Hammer2;
 
 /// Bytes of a new indirect block (128 blockrefs), HAMMER2_IND_BYTES_NOM.
@@ -721,8 +721,8 @@ fn locate_on_media(
     }
     impl<'a> Visitor<'a> for PathFinder {
         type Ctx = ();
-        type Out = crate::walk::Nothing;
-        fn visit(&mut self, n: &Node<'a>, _: &()) -> Step<(), crate::walk::Nothing> {
+        type Out = crate::read::walk::Nothing;
+        fn visit(&mut self, n: &Node<'a>, _: &()) -> Step<(), crate::read::walk::Nothing> {
             self.stack.truncate(n.depth);
             self.stack.push(n.index);
             if n.bref.kind() == self.kind
@@ -741,7 +741,7 @@ fn locate_on_media(
                     return Step::Descend(());
                 }
             }
-            Step::Leaf(crate::walk::Nothing)
+            Step::Leaf(crate::read::walk::Nothing)
         }
     }
     let mut v = PathFinder { key, kind, stack: Vec::new(), found: None, error: None };

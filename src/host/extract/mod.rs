@@ -41,11 +41,11 @@
 mod pipeline;
 
 use crate::error::{Error, Result};
-use crate::file::{read_file, read_link, SparseFileSink};
+use crate::read::file::{read_file, read_link, SparseFileSink};
 use crate::format::{InodeMeta, ObjType};
-use crate::namespace::{self, Entry, Limits, Step, Visitor};
-use crate::pfs::{Inode, Pfs};
-use crate::tree::Tree;
+use crate::read::namespace::{self, Entry, Limits, Step, Visitor};
+use crate::read::pfs::{Inode, Pfs};
+use crate::read::tree::Tree;
 use pipeline::{Closer, Counts, Pipeline, Shared};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -56,7 +56,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-pub use crate::namespace::check_name;
+pub use crate::read::namespace::check_name;
 
 /// Deepest directory nesting followed.
 pub const MAX_DIR_DEPTH: usize = namespace::MAX_DEPTH;

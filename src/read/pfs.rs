@@ -10,11 +10,11 @@
 //! Directories may also hold INODE blockrefs directly (the super-root does,
 //! and so does older media); their name is the inode's own.
 
-use crate::dirhash::dirhash;
+use crate::format::dirhash::dirhash;
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType, DIRHASH_LOMASK, INODE_MAXNAME};
-use crate::tree::{location, Flow, Tree};
-use crate::walk::{Node, Reach};
+use crate::read::tree::{location, Flow, Tree};
+use crate::read::walk::{Node, Reach};
 
 /// An inode and the blockref that reaches it.
 #[derive(Clone)]

@@ -4,7 +4,7 @@
 //! (`HAMMER2_VOLUME_ALIGN`), `volu_size` and `total_size` set, and
 //! `allocator_size` grown by the difference. The freemap needs nothing
 //! written: zones past the old end get their leaves on first use (see
-//! [`Allocator::grow`](crate::freemap::alloc::Allocator::grow) for the old
+//! [`Allocator::grow`](crate::write::alloc::Allocator::grow) for the old
 //! last zone and for `allocator_free`).
 //!
 //! Header copies (one per 2 GiB, up to 4) that now fit: the kernel zeroes

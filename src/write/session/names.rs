@@ -19,7 +19,7 @@
 use super::{check_new_name, free_dirent_key, invalid, now_us, Attrs, DirEntry, PfsRef, Session};
 use crate::error::{Error, Result};
 use crate::format::{CheckMethod, InodeData, ObjType, DIRHASH_VISIBLE};
-use crate::walk::Flow;
+use crate::read::walk::Flow;
 
 impl Session {
     /// An existing entry: (directory, name, entry). The root has no entry.
@@ -177,8 +177,8 @@ impl Session {
         if src_dir {
             // Paths are resolved without symlinks or '..': below `from`
             // means a longer path with `from`'s components as its prefix.
-            let f = crate::namespace::user_path(from)?;
-            let t = crate::namespace::user_path(to)?;
+            let f = crate::read::namespace::user_path(from)?;
+            let t = crate::read::namespace::user_path(to)?;
             if t.len() > f.len() && t[..f.len()] == f[..] {
                 return Err(invalid(format!("{from}: cannot move a directory into itself ({to})")));
             }

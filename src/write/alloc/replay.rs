@@ -4,11 +4,11 @@
 //! (`hammer2_recovery`, see [`crate::recover`] for the facts and where we
 //! differ). One function, [`replay`], used by both the offline recovery
 //! ([`crate::recover::recover`], which commits the result on its own) and
-//! write sessions ([`crate::fsops::Session::from_fs`], whose next commit
+//! write sessions ([`crate::write::session::Session::from_fs`], whose next commit
 //! writes the repaired freemap together with the edit, as a mount followed
 //! by a flush does).
 //!
-//! The scan is the traversal engine ([`crate::walk::Engine`]): a blockref
+//! The scan is the traversal engine ([`crate::read::walk::Engine`]): a blockref
 //! not newer than `sync_tid` is skipped before its media is read (a subtree
 //! none of whose blocks changed carries an old `mirror_tid` in its parent's
 //! blockref), so the cost grows with what changed, not with the volume.
@@ -19,12 +19,12 @@
 //! replay: what lies below an unreadable node is unknown, so no allocation
 //! may be trusted.
 
-use super::alloc::Allocator;
-use super::CHUNK_BYTES;
+use super::Allocator;
+use crate::freemap::CHUNK_BYTES;
 use crate::error::{CorruptKind, Corruption, Error, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, BREF_FLAG_PFSROOT};
 use crate::volume::Hammer2;
-use crate::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
+use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
 
 /// Problems remembered individually (the count is kept beyond).
 const MAX_PROBLEMS: usize = 64;

@@ -11,7 +11,7 @@
 use super::{invalid, PfsRef, Session};
 use crate::error::{Error, Result};
 use crate::format::{BlockrefType, CheckMethod, CompMethod, ObjType, DIRHASH_VISIBLE};
-use crate::walk::Flow;
+use crate::read::walk::Flow;
 
 /// Which method `set_methods` changes, encoded as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,7 +173,7 @@ impl Session {
                     self.alloc.release(ob.data_off.get())?;
                 }
             }
-            if !crate::compress::is_zero_block(&data) {
+            if !crate::format::compress::is_zero_block(&data) {
                 self.store_block(pfs, inum, b.key.get(), b.keybits, &data, (comp, level, check))?;
             }
             n += 1;

@@ -1,0 +1,15 @@
+//! Reading the committed media tree.
+//!
+//! - [`walk`]: the one traversal engine every reader uses (bounded depth,
+//!   cycle detection, a visited set, a work budget, check codes verified).
+//! - [`tree`]: a blockref's media (decompressed, verified) and key lookups
+//!   through indirect blocks.
+//! - [`pfs`]: PFSs, inodes and directories.
+//! - [`namespace`]: the bounded walk of a PFS's names.
+//! - [`file`]: file contents streamed in key order, holes, symlinks.
+
+pub mod file;
+pub mod namespace;
+pub mod pfs;
+pub mod tree;
+pub mod walk;
