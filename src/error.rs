@@ -5,6 +5,7 @@
 //! ([`CodecError`]) is defined here and re-exported by [`crate::format::compress`],
 //! so that lower layers can name every error without pulling in codecs.
 
+pub use crate::format::compress::CodecError;
 use crate::format::BlockrefType;
 use std::path::PathBuf;
 
@@ -49,19 +50,6 @@ impl std::fmt::Display for Location {
             self.data_off, self.key, self.keybits, self.parent_off, self.index
         )
     }
-}
-
-/// Why a compressed block failed to decode (LZ4 with HAMMER2's framing, or zlib).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum CodecError {
-    #[error("lz4 length prefix {prefix} exceeds the {avail}-byte block")]
-    Lz4Length { prefix: i64, avail: usize },
-    #[error("lz4 stream does not decode: {0}")]
-    Lz4(String),
-    #[error("zlib stream does not decode: {0}")]
-    Zlib(String),
-    #[error("decoded {got} bytes, more than the {max}-byte logical block")]
-    TooLong { got: usize, max: usize },
 }
 
 /// What is wrong with what was read.

@@ -177,7 +177,7 @@ pub fn recover(
     if !lagging && !opts.full {
         return Ok(report);
     }
-    let mut alloc = load_for_replay(fs)?;
+    let mut alloc = crate::write::alloc::replay::load_for_replay(fs)?;
     let sync_tid = (!opts.full).then_some(freemap_tid);
     let done = replay(fs, &mut alloc, sync_tid, progress).map_err(nothing_written)?;
     report.scanned = done.scanned;
@@ -204,16 +204,6 @@ pub fn recover(
         verify(fs, &recovered)?;
     }
     Ok(report)
-}
-
-/// The freemap of `fs`, to replay into; the error says it cannot be.
-pub(crate) fn load_for_replay(fs: &Hammer2) -> Result<Allocator> {
-    Allocator::load(fs).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "the freemap cannot be loaded, so it cannot be replayed into (it needs a rebuild from \
-             the topology): {e}"
-        ))
-    })
 }
 
 /// A replay error, saying that nothing was written.

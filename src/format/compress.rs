@@ -7,9 +7,18 @@
 
 use std::io::{Read, Write};
 
-/// Why a block failed to decode. Defined with the other error types (so
-/// [`crate::error`] needs nothing from this module) and re-exported here.
-pub use crate::error::CodecError;
+/// Why a compressed block failed to decode (LZ4 with HAMMER2's framing, or zlib).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("lz4 length prefix {prefix} exceeds the {avail}-byte block")]
+    Lz4Length { prefix: i64, avail: usize },
+    #[error("lz4 stream does not decode: {0}")]
+    Lz4(String),
+    #[error("zlib stream does not decode: {0}")]
+    Zlib(String),
+    #[error("decoded {got} bytes, more than the {max}-byte logical block")]
+    TooLong { got: usize, max: usize },
+}
 
 /// Decompresses a HAMMER2 LZ4 block into at most `max_out` bytes.
 pub fn lz4_decompress(physical: &[u8], max_out: usize) -> Result<Vec<u8>, CodecError> {

@@ -27,6 +27,19 @@ pub fn short(us: u64) -> String {
     format!("{} {}", &iso[..10], &iso[11..16])
 }
 
+/// Microseconds since the epoch of a (seconds, nanoseconds) host time.
+/// HAMMER2 stores times unsigned, so a time before 1970 becomes the epoch
+/// itself (its nanoseconds too: -1 year + 5 us must not read as 5 us past
+/// 1970). DragonFly's `hammer2_timespec_to_time` instead multiplies the
+/// negative seconds as unsigned, which wraps to a time some 584,000 years
+/// ahead that no tool reads back as the original.
+pub fn micros(secs: i64, nsecs: i64) -> u64 {
+    if secs < 0 {
+        return 0;
+    }
+    (secs as u64).saturating_mul(1_000_000).saturating_add((nsecs.max(0) as u64) / 1000)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

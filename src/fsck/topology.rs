@@ -736,7 +736,7 @@ impl<'a> Pass<'a, '_> {
                 return;
             }
         };
-        if let Err(e) = crate::host::extract::check_name(&entry.name, entry.inum, "") {
+        if let Err(e) = crate::read::namespace::check_name(&entry.name, entry.inum, "") {
             self.problem(DIRENT_BAD, loc, e.to_string());
         }
         if b.key.get() & !DIRHASH_LOMASK != dirhash(&entry.name) & !DIRHASH_LOMASK {

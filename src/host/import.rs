@@ -385,18 +385,6 @@ fn host_io<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(std::io::Error) 
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
 }
 
-/// Microseconds since the epoch of a (seconds, nanoseconds) host time.
-/// HAMMER2 stores times unsigned, so a time before 1970 becomes the epoch
-/// itself (its nanoseconds too: -1 year + 5 us must not read as 5 us past
-/// 1970). DragonFly's `hammer2_timespec_to_time` instead multiplies the
-/// negative seconds as unsigned, which wraps to a time some 584,000 years
-/// ahead that no tool reads back as the original.
-pub(crate) fn micros(secs: i64, nsecs: i64) -> u64 {
-    if secs < 0 {
-        return 0;
-    }
-    (secs as u64).saturating_mul(1_000_000).saturating_add((nsecs.max(0) as u64) / 1000)
-}
 
 /// The last component of a host path: the name an import into a
 /// directory takes.
@@ -439,14 +427,14 @@ impl Importer<'_, '_> {
             return Err(Error::InvalidArgument(format!("{}: unknown file type", path.display())));
         };
         let rdev = m.rdev();
-        let ctime = micros(m.ctime(), m.ctime_nsec());
+        let ctime = crate::format::time::micros(m.ctime(), m.ctime_nsec());
         Ok(NodeMeta {
             kind,
             mode: m.mode() & 0o7777,
             uid: m.uid(),
             gid: m.gid(),
-            mtime: micros(m.mtime(), m.mtime_nsec()),
-            atime: micros(m.atime(), m.atime_nsec()),
+            mtime: crate::format::time::micros(m.mtime(), m.mtime_nsec()),
+            atime: crate::format::time::micros(m.atime(), m.atime_nsec()),
             ctime,
             btime: ctime,
             rdev: if matches!(kind, ObjType::Cdev | ObjType::Bdev) {

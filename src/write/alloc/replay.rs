@@ -247,3 +247,13 @@ pub fn verify_marked(alloc: &Allocator, beg: u64, recovered: &[u64]) -> std::res
     }
     Ok(())
 }
+
+/// The freemap of `fs`, to replay into; the error says it cannot be.
+pub fn load_for_replay(fs: &Hammer2) -> Result<Allocator> {
+    Allocator::load(fs).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "the freemap cannot be loaded, so it cannot be replayed into (it needs a rebuild from \
+             the topology): {e}"
+        ))
+    })
+}

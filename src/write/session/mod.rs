@@ -233,7 +233,7 @@ impl Session {
         let mut alloc;
         let mut replayed = None;
         if freemap < mirror {
-            alloc = crate::recover::load_for_replay(&fs)?;
+            alloc = crate::write::alloc::replay::load_for_replay(&fs)?;
             let done = crate::write::alloc::replay::replay(&fs, &mut alloc, Some(freemap), None).map_err(|e| {
                 invalid(format!(
                     "the freemap (freemap_tid {freemap:#x}) lags the topology (mirror_tid {mirror:#x}) \
@@ -725,7 +725,7 @@ impl Session {
         if !meta.is_file() {
             return Err(invalid(format!("{}: not a regular file", host.display())));
         }
-        let mtime = crate::host::import::micros(meta.mtime(), meta.mtime_nsec());
+        let mtime = crate::format::time::micros(meta.mtime(), meta.mtime_nsec());
         let attrs = Attrs { mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), mtime };
         let file = std::fs::File::open(host).map_err(io("open"))?;
         // Errors reading the source name the host file.
