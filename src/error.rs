@@ -38,6 +38,20 @@ impl Location {
     }
 }
 
+impl serde::Serialize for Location {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Location", 6)?;
+        st.serialize_field("type", &self.bref_type.map(|t| t.to_string()))?;
+        st.serialize_field("data_off", &self.data_off)?;
+        st.serialize_field("key", &self.key)?;
+        st.serialize_field("keybits", &self.keybits)?;
+        st.serialize_field("parent_off", &self.parent_off)?;
+        st.serialize_field("slot", &self.index)?;
+        st.end()
+    }
+}
+
 impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.bref_type {

@@ -426,12 +426,8 @@ fn damaged_data_blocks_are_reported_wherever_they_sit() {
     let found: BTreeSet<u64> = report
         .findings
         .iter()
-        .filter(|f| f.problem.id == "BREF_CHECK")
-        .map(|f| {
-            let at = f.location.split("data_off ").nth(1).unwrap_or_else(|| panic!("{}", f.location));
-            let hex = at.trim_start_matches("0x").split(|c: char| !c.is_ascii_hexdigit()).next().unwrap();
-            u64::from_str_radix(hex, 16).unwrap() & mask
-        })
+        .filter(|f| f.problem.id == hammer2::fsck::ProblemId::BrefCheck)
+        .map(|f| f.location.location().unwrap_or_else(|| panic!("{}", f.location)).data_off & mask)
         .collect();
     assert_eq!(found, victims, "fsck");
 }

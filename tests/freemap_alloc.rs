@@ -184,7 +184,7 @@ fn leaked_chunks(blocks: &[(u64, u64)], reachable: &[(u64, u64)]) -> usize {
 fn freemap_findings(r: &FsckReport) -> Vec<String> {
     r.findings
         .iter()
-        .filter(|f| f.problem.id.starts_with("FREEMAP") || f.problem.id.starts_with("BREF"))
+        .filter(|f| f.problem.id.code().starts_with("FREEMAP") || f.problem.id.code().starts_with("BREF"))
         .map(|f| format!("{} {}: {}", f.problem.id, f.location, f.detail))
         .collect()
 }

@@ -141,7 +141,7 @@ fn run(plan: &Plan) -> Results {
     muts.truncate(plan.max_cases);
 
     let base = hammer2::fsck::fsck(img.spec(), &Default::default()).unwrap();
-    r.baseline = base.findings.iter().map(|f| f.problem.id).collect();
+    r.baseline = base.findings.iter().map(|f| f.problem.id.code()).collect();
     assert_eq!(
         base.exit_code(),
         0,

@@ -86,7 +86,7 @@ fn varied_edits(s: &mut Session, tag: u64) {
 }
 
 fn ids(r: &FsckReport) -> Vec<&'static str> {
-    r.findings.iter().map(|f| f.problem.id).collect()
+    r.findings.iter().map(|f| f.problem.id.code()).collect()
 }
 
 fn dump(r: &FsckReport) -> String {
@@ -101,7 +101,7 @@ fn our_fsck_clean(spec: &str) {
         .iter()
         .filter(|f| {
             f.problem.severity != hammer2::fsck::Severity::Info
-                || (f.problem.id.starts_with("FREEMAP_") && f.problem.id != "FREEMAP_LEAKED")
+                || (f.problem.id.code().starts_with("FREEMAP_") && f.problem.id != hammer2::fsck::ProblemId::FreemapLeaked)
         })
         .map(|f| format!("{} {}: {}", f.problem.id, f.location, f.detail))
         .collect();
@@ -215,7 +215,7 @@ fn crash_window_on_small_iscsi() {
     for id in ["FREEMAP_LAG", "FREEMAP_UNMARKED", "FREEMAP_LINEAR"] {
         assert!(ids(&r).contains(&id), "{id} missing:\n{}", dump(&r));
     }
-    let unmarked = r.findings.iter().find(|f| f.problem.id == "FREEMAP_UNMARKED").unwrap();
+    let unmarked = r.findings.iter().find(|f| f.problem.id == hammer2::fsck::ProblemId::FreemapUnmarked).unwrap();
     assert!(unmarked.detail.contains("freemap_tid 0x11: all newer"), "{}", unmarked.detail);
     assert_eq!(r.exit_code(), 4);
 
@@ -424,7 +424,7 @@ fn fsck_repairs_the_crash_window_then_runs_clean() {
     freemap_of_two_commits_ago(&mut s.fs);
     drop(s);
     let r = fsck(spec, &Default::default()).unwrap();
-    let unmarked = r.findings.iter().filter(|f| f.problem.id == "FREEMAP_UNMARKED");
+    let unmarked = r.findings.iter().filter(|f| f.problem.id == hammer2::fsck::ProblemId::FreemapUnmarked);
     assert!(unmarked.clone().any(|f| f.detail.contains("none newer")), "{}", dump(&r));
     let (code, out) = run_bin("fsck_hammer2", &["-y", spec]);
     assert_eq!(code, 1, "{out}");

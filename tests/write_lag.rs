@@ -175,7 +175,7 @@ fn library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap() {
     let freemap_findings: Vec<_> = r
         .findings
         .iter()
-        .filter(|f| f.problem.id.starts_with("FREEMAP_") && f.problem.id != "FREEMAP_LEAKED")
+        .filter(|f| f.problem.id.code().starts_with("FREEMAP_") && f.problem.id != hammer2::fsck::ProblemId::FreemapLeaked)
         .collect();
     assert!(freemap_findings.is_empty(), "{freemap_findings:?}");
     our_fsck_clean(&spec);

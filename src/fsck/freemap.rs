@@ -76,7 +76,7 @@
 //! zones the topology touches (8 KiB each); leaf tables are viewed in place.
 
 use super::{
-    FsckReport, FREEMAP_ALLOC_FREE, FREEMAP_LAG, FREEMAP_LEAKED, FREEMAP_LINEAR, FREEMAP_STRUCT,
+    FsckReport, Place, ZoneLeaf, FREEMAP_ALLOC_FREE, FREEMAP_LAG, FREEMAP_LEAKED, FREEMAP_LINEAR, FREEMAP_STRUCT,
     FREEMAP_UNMARKED,
 };
 use crate::error::Result;
@@ -167,7 +167,7 @@ struct LeafRef {
     key: u64,
     data_off: u64,
     usable: bool,
-    location: String,
+    location: Place,
 }
 
 /// A topology blockref whose media covers unmarked chunks.
@@ -245,7 +245,8 @@ impl Tids {
 /// An entry whose `linear` points inside a chunk, and the blocks in use
 /// that end past it.
 struct LinearHit {
-    entry: String,
+    /// Zone, leaf data_off, entry index, segment base.
+    entry: (u64, u64, usize, u64),
     linear: u64,
     /// Logical position `linear` names.
     pos: u64,
@@ -295,12 +296,15 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     let freemap_tid = v.freemap_tid.get();
     // Bounded by the devices' sizes (the geometry was validated on open).
     let nzones = areas.zones() as usize;
-    let tree = format!("freemap (copy #{})", fs.copy);
     let mirror_tid = v.mirror_tid.get();
     if freemap_tid < mirror_tid {
         report.add(
             FREEMAP_LAG,
-            format!("{} header copy #{}", fs.device.volume(fs.root_position()).path().display(), fs.copy),
+            Place::HeaderCopy {
+                volume: fs.device.volume(fs.root_position()).path().display().to_string(),
+                copy: fs.copy,
+                offset: None,
+            },
             format!(
                 "freemap_tid {freemap_tid:#x}, mirror_tid {mirror_tid:#x}: allocations of transactions \
                  {:#x}-{mirror_tid:#x} may be missing from the freemap; a read-write mount or \
@@ -311,7 +315,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     }
 
     // 1. The tree's structure; collect the leaves.
-    let mut structural: Vec<(String, String)> = Vec::new();
+    let mut structural: Vec<(Place, String)> = Vec::new();
     let mut leaves: Vec<LeafRef> = Vec::new();
     let mut seen_media: HashSet<u64> = HashSet::new();
     let mut stack: Vec<Frame> = Vec::new();
@@ -320,7 +324,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     walk(fs, Root::Freemap, WalkOptions::default(), &mut |visit| {
         let b = visit.bref;
         stack.truncate(visit.depth);
-        let location = format!("{tree}: {}", visit.location);
+        let location = Place::Tree { root: Root::Freemap, copy: fs.copy, at: visit.location.clone() };
         let mut bad = |what: String| structural.push((location.clone(), what));
         let (key, key_end, keybits) = (b.key.get(), b.key_end(), b.keybits);
         let parent_ok = stack.last().is_none_or(|p| p.ok);
@@ -449,7 +453,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
                 continue;
             }
             let seg = leaf.segment_base(i);
-            let entry_desc = format!("zone {z}, leaf at {data_off:#x}, entry {i} at {seg:#x}");
+            let entry_desc = (z, *data_off, i, seg);
             let hit = LinearHit { entry: entry_desc, linear: lin, pos: seg + lin, blocks: 0, first: None };
             linear_at.insert(seg + lin - lin % CHUNK, hit);
         }
@@ -496,10 +500,10 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         }
     })?;
 
-    let zone_desc = |z: usize| match zones.get(z as u64) {
-        Some(ZoneMap::Leaf { data_off, .. }) => format!("zone {z}, leaf at {data_off:#x}"),
-        Some(ZoneMap::NoLeaf) => format!("zone {z}, which has no freemap leaf"),
-        _ => format!("zone {z}"),
+    let zone_leaf = |z: usize| match zones.get(z as u64) {
+        Some(ZoneMap::Leaf { data_off, .. }) => ZoneLeaf::Leaf(*data_off),
+        Some(ZoneMap::NoLeaf) => ZoneLeaf::None,
+        _ => ZoneLeaf::Unknown,
     };
     let runs: Vec<(usize, u64, u64)> =
         (0..nzones).flat_map(|z| unmarked.runs(z).into_iter().map(move |(s, e)| (z, s, e))).collect();
@@ -514,7 +518,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
             let n = (e - s) / CHUNK;
             report.add(
                 FREEMAP_UNMARKED,
-                format!("logical {s:#x}-{:#x} ({})", e - 1, zone_desc(z)),
+                Place::Logical { start: s, end: e, zone: z as u64, leaf: zone_leaf(z) },
                 format!(
                     "{n} chunk{} of 16 KiB in use but marked free; {}",
                     if n == 1 { "" } else { "s" },
@@ -537,7 +541,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
             if i < MAX_FINDINGS {
                 report.add(
                     FREEMAP_UNMARKED,
-                    format!("logical {first:#x}-{:#x} ({})", last - 1, zone_desc(z)),
+                    Place::Logical { start: first, end: last, zone: z as u64, leaf: zone_leaf(z) },
                     format!(
                         "{chunks} chunks of 16 KiB ({}) in use but marked free, in {nruns} runs; {}",
                         bytes_text(chunks * CHUNK),
@@ -554,7 +558,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         if rest.0 > 0 {
             report.add(
                 FREEMAP_UNMARKED,
-                format!("{} more zones", rest.0),
+                Place::More { count: rest.0, of: "zones" },
                 format!(
                     "{} chunks of 16 KiB ({}) in use but marked free, in {} runs; {}",
                     rest.2,
@@ -573,14 +577,14 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         if n == MAX_FINDINGS {
             report.add(
                 FREEMAP_LINEAR,
-                format!("{} more entries", total - n),
+                Place::More { count: (total - n) as u64, of: "entries" },
                 "linear points at or below the end of blocks in use in its chunk".into(),
             );
             break;
         }
         report.add(
             FREEMAP_LINEAR,
-            format!("logical {:#x} ({})", l.pos, l.entry),
+            Place::Linear { pos: l.pos, zone: l.entry.0, leaf: l.entry.1, entry: l.entry.2, segment: l.entry.3 },
             format!(
                 "linear {:#x} points into its 16 KiB chunk below the end of {} block{} in use (first: {}); \
                  the next allocation under 16 KiB there would overwrite live data",
@@ -630,7 +634,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         }
         report.add(
             FREEMAP_LEAKED,
-            tree.clone(),
+            Place::WholeTree { root: Root::Freemap, copy: fs.copy },
             format!(
                 "{leaked_total} chunk{} of 16 KiB ({}) marked allocated but referenced by nothing; {}",
                 if leaked_total == 1 { "" } else { "s" },
@@ -646,7 +650,11 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         if totals.unexplained != 0 {
             report.add(
                 FREEMAP_ALLOC_FREE,
-                format!("{} header copy #{}", fs.device.volume(fs.root_position()).path().display(), fs.copy),
+                Place::HeaderCopy {
+                volume: fs.device.volume(fs.root_position()).path().display().to_string(),
+                copy: fs.copy,
+                offset: None,
+            },
                 format!(
                     "allocator_free {:#x}, the leaves and leafless zones give {:#x} free (difference {}); \
                      {} of that is expected (the segment [aux_end, roundup(allocator_beg, 4 MiB)) that \
@@ -665,7 +673,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
 
 /// Content checks of one leaf: `avail` against the bitmap, and reserved
 /// space marked free.
-fn leaf_contents(areas: &Areas, leaf_ref: &LeafRef, leaf: &Leaf, out: &mut Vec<(String, String)>) {
+fn leaf_contents(areas: &Areas, leaf_ref: &LeafRef, leaf: &Leaf, out: &mut Vec<(Place, String)>) {
     let mut avail_bad: (u64, Option<String>) = (0, None);
     let mut reserved_free: (u64, Option<u64>) = (0, None);
     for (i, entry) in leaf.entries().iter().enumerate() {

@@ -54,7 +54,10 @@
 //! pointing at damage ([`crate::write::session::sync_header_copies`]).
 
 pub mod freemap;
+mod place;
 pub mod topology;
+
+pub use place::{Place, ZoneLeaf};
 
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
@@ -90,7 +93,7 @@ pub enum Fix {
 /// One entry of the problem table.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Problem {
-    pub id: &'static str,
+    pub id: ProblemId,
     pub message: &'static str,
     pub severity: Severity,
     pub fix: Fix,
@@ -99,85 +102,130 @@ pub struct Problem {
 }
 
 macro_rules! problems {
-    ($($name:ident: $id:literal, $sev:ident, $fix:ident, $msg:literal, $repair:literal;)+) => {
-        $(pub const $name: Problem = Problem { id: $id, message: $msg, severity: Severity::$sev, fix: Fix::$fix, repair: $repair };)+
+    ($($name:ident / $variant:ident: $id:literal, $sev:ident, $fix:ident, $msg:literal, $repair:literal;)+) => {
+        /// The id of every problem fsck can report: what repairs and tests
+        /// select by (the text is only for people).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ProblemId {
+            $($variant),+
+        }
+
+        impl ProblemId {
+            /// The id as printed (`HDR_CORRUPT`).
+            pub const fn code(self) -> &'static str {
+                match self {
+                    $(ProblemId::$variant => $id),+
+                }
+            }
+
+            /// This id's entry of the problem table.
+            pub const fn problem(self) -> Problem {
+                match self {
+                    $(ProblemId::$variant => $name),+
+                }
+            }
+        }
+
+        $(pub const $name: Problem = Problem {
+            id: ProblemId::$variant, message: $msg, severity: Severity::$sev, fix: Fix::$fix, repair: $repair,
+        };)+
         /// Every problem fsck can report.
         pub const PROBLEMS: &[Problem] = &[$($name),+];
     };
 }
 
+impl std::fmt::Display for ProblemId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for ProblemId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl std::str::FromStr for ProblemId {
+    type Err = String;
+    /// An id as printed (`HDR_CORRUPT`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        PROBLEMS.iter().map(|p| p.id).find(|id| id.code() == s).ok_or_else(|| format!("no problem id {s:?}"))
+    }
+}
+
 problems! {
-    HDR_CORRUPT: "HDR_CORRUPT", Warning, Preen,
+    HDR_CORRUPT / HdrCorrupt: "HDR_CORRUPT", Warning, Preen,
         "volume-header copy is damaged", "rewrite it from the best copy";
-    HDR_TORN: "HDR_TORN", Warning, Preen,
+    HDR_TORN / HdrTorn: "HDR_TORN", Warning, Preen,
         "volume-header copy torn by an interrupted commit: it claims the transaction right after the best copy's, in the slot that commit writes, and nothing newer exists",
         "rewrite it from the best copy (what the next commit, or a read-write mount's next flush, writes there anyway)";
-    HDR_CORRUPT_NEWER: "HDR_CORRUPT_NEWER", Error, Yes,
+    HDR_CORRUPT_NEWER / HdrCorruptNewer: "HDR_CORRUPT_NEWER", Error, Yes,
         "damaged volume-header copy claims a newer commit than the best valid copy",
         "rewrite it from the best copy (the damaged commit is lost)";
-    HDR_STALE: "HDR_STALE", Info, None,
+    HDR_STALE / HdrStale: "HDR_STALE", Info, None,
         "volume-header copy is valid but older than the best copy (normal after a commit)",
         "with --sync-headers, rewrite it from the best copy";
-    HDR_NONE_VALID: "HDR_NONE_VALID", Error, None,
+    HDR_NONE_VALID / HdrNoneValid: "HDR_NONE_VALID", Error, None,
         "no valid volume-header copy", "";
-    HDR_FIELD: "HDR_FIELD", Error, None,
+    HDR_FIELD / HdrField: "HDR_FIELD", Error, None,
         "volume-header field out of range", "";
-    HDR_GEOMETRY: "HDR_GEOMETRY", Error, None,
+    HDR_GEOMETRY / HdrGeometry: "HDR_GEOMETRY", Error, None,
         "volume offsets or sizes in the header are unusable, so the file system cannot be opened", "";
-    HDR_AREAS: "HDR_AREAS", Error, None,
+    HDR_AREAS / HdrAreas: "HDR_AREAS", Error, None,
         "boot or aux area out of order, over the reserved segment, or past the root volume", "";
-    HDR_ALLOCATOR: "HDR_ALLOCATOR", Error, None,
+    HDR_ALLOCATOR / HdrAllocator: "HDR_ALLOCATOR", Error, None,
         "allocator field (allocator_size, allocator_free, allocator_beg) disagrees with the volume set", "";
-    VOLSET: "VOLSET", Error, None,
+    VOLSET / Volset: "VOLSET", Error, None,
         "volume set is inconsistent", "";
-    BREF_CHECK: "BREF_CHECK", Error, None,
+    BREF_CHECK / BrefCheck: "BREF_CHECK", Error, None,
         "check code does not match the media", "";
-    BREF_UNKNOWN_CHECK: "BREF_UNKNOWN_CHECK", Error, None,
+    BREF_UNKNOWN_CHECK / BrefUnknownCheck: "BREF_UNKNOWN_CHECK", Error, None,
         "unknown check method", "";
-    BREF_RADIX: "BREF_RADIX", Error, None,
+    BREF_RADIX / BrefRadix: "BREF_RADIX", Error, None,
         "blockref radix out of range", "";
-    BREF_RANGE: "BREF_RANGE", Error, None,
+    BREF_RANGE / BrefRange: "BREF_RANGE", Error, None,
         "blockref points outside every volume", "";
-    TREE_DEPTH: "TREE_DEPTH", Error, None,
+    TREE_DEPTH / TreeDepth: "TREE_DEPTH", Error, None,
         "blockref points at its own ancestor, or the tree nests too deep", "";
-    BREF_OTHER: "BREF_OTHER", Error, None,
+    BREF_OTHER / BrefOther: "BREF_OTHER", Error, None,
         "blockref is unusable", "";
-    BREF_TYPE: "BREF_TYPE", Error, None,
+    BREF_TYPE / BrefType: "BREF_TYPE", Error, None,
         "blockref type not allowed under its parent", "";
-    BREF_KEY: "BREF_KEY", Error, None,
+    BREF_KEY / BrefKey: "BREF_KEY", Error, None,
         "blockref key outside its parent's range or not aligned to its keybits", "";
-    BREF_RESERVED: "BREF_RESERVED", Error, None,
+    BREF_RESERVED / BrefReserved: "BREF_RESERVED", Error, None,
         "blockref media lies in a reserved area (zone segment, boot or aux area)", "";
-    BREF_DECOMPRESS: "BREF_DECOMPRESS", Error, None,
+    BREF_DECOMPRESS / BrefDecompress: "BREF_DECOMPRESS", Error, None,
         "compressed block does not decode to its logical size", "";
-    BREF_ORDER: "BREF_ORDER", Error, None,
+    BREF_ORDER / BrefOrder: "BREF_ORDER", Error, None,
         "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)", "";
-    BREF_DUPLICATE: "BREF_DUPLICATE", Error, None,
+    BREF_DUPLICATE / BrefDuplicate: "BREF_DUPLICATE", Error, None,
         "node block (inode, indirect, name) referenced twice within one PFS", "";
-    BREF_STATS: "BREF_STATS", Warning, None,
+    BREF_STATS / BrefStats: "BREF_STATS", Warning, None,
         "blockref statistics disagree with what lies below", "";
-    INODE_BAD: "INODE_BAD", Error, None,
+    INODE_BAD / InodeBad: "INODE_BAD", Error, None,
         "inode is inconsistent", "";
-    INODE_NLINKS: "INODE_NLINKS", Error, None,
+    INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, None,
         "inode link count differs from the directory entries naming it", "";
-    DIRENT_BAD: "DIRENT_BAD", Error, None,
+    DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, None,
         "directory entry is inconsistent", "";
-    DIRENT_DANGLING: "DIRENT_DANGLING", Error, None,
+    DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, None,
         "directory entry names an inode that does not exist", "";
-    FREEMAP_STRUCT: "FREEMAP_STRUCT", Error, None,
+    FREEMAP_STRUCT / FreemapStruct: "FREEMAP_STRUCT", Error, None,
         "freemap node or leaf is malformed", "";
-    FREEMAP_UNMARKED: "FREEMAP_UNMARKED", Error, Preen,
+    FREEMAP_UNMARKED / FreemapUnmarked: "FREEMAP_UNMARKED", Error, Preen,
         "blocks in use are marked free in the freemap",
         "replayed the freemap recovery (as hammer2_recover does) and committed it";
-    FREEMAP_LAG: "FREEMAP_LAG", Info, Preen,
+    FREEMAP_LAG / FreemapLag: "FREEMAP_LAG", Info, Preen,
         "the freemap lags the topology (freemap_tid < mirror_tid: a crash between flushes); mount-time recovery is pending",
         "replayed the freemap recovery (as hammer2_recover does) and committed it";
-    FREEMAP_LINEAR: "FREEMAP_LINEAR", Error, Preen,
+    FREEMAP_LINEAR / FreemapLinear: "FREEMAP_LINEAR", Error, Preen,
         "freemap linear offset points below the end of blocks in use",
         "marked every block in use allocated, moving linear past them (hammer2_recover --full), and committed it";
-    FREEMAP_LEAKED: "FREEMAP_LEAKED", Info, None,
+    FREEMAP_LEAKED / FreemapLeaked: "FREEMAP_LEAKED", Info, None,
         "space marked allocated that nothing references (returned by a bulkfree)", "";
-    FREEMAP_ALLOC_FREE: "FREEMAP_ALLOC_FREE", Info, None,
+    FREEMAP_ALLOC_FREE / FreemapAllocFree: "FREEMAP_ALLOC_FREE", Info, None,
         "allocator_free in the volume header differs from the freemap leaves", "";
 }
 
@@ -220,13 +268,28 @@ impl std::fmt::Debug for FsckOptions {
 }
 
 /// One problem found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Finding {
     pub problem: Problem,
-    /// Where: volume and copy, or the blockref's location.
-    pub location: String,
+    /// Where: a volume and header copy, a blockref, an inode, a freemap range.
+    pub location: Place,
     pub detail: String,
     pub repaired: bool,
+}
+
+impl Serialize for Finding {
+    /// The location twice: as text (`location`, what people read) and as
+    /// data (`place`, what scripts select by).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Finding", 5)?;
+        st.serialize_field("problem", &self.problem)?;
+        st.serialize_field("location", &self.location.to_string())?;
+        st.serialize_field("place", &self.location)?;
+        st.serialize_field("detail", &self.detail)?;
+        st.serialize_field("repaired", &self.repaired)?;
+        st.end()
+    }
 }
 
 /// Totals per tree walked.
@@ -273,7 +336,7 @@ impl FsckReport {
         }
     }
 
-    pub(crate) fn add(&mut self, problem: Problem, location: String, detail: String) {
+    pub(crate) fn add(&mut self, problem: Problem, location: Place, detail: String) {
         self.findings.push(Finding { problem, location, detail, repaired: false });
     }
 }
@@ -287,8 +350,8 @@ fn may_repair(mode: RepairMode, problem: &Problem) -> bool {
     }
 }
 
-fn copy_location(path: &str, c: &HeaderCopy) -> String {
-    format!("{path} header copy #{} at {:#x}", c.index, c.offset)
+fn copy_location(path: &str, c: &HeaderCopy) -> Place {
+    Place::HeaderCopy { volume: path.to_string(), copy: c.index, offset: Some(c.offset) }
 }
 
 /// Checks (and, as allowed, repairs) the file system on `spec`.
@@ -323,8 +386,8 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
                 // content is damage), not an operational error.
                 let problem = if matches!(e, Error::Geometry { .. }) { HDR_GEOMETRY } else { VOLSET };
                 let location = match choice {
-                    CopyChoice::Best => spec.to_string(),
-                    CopyChoice::Index(i) => format!("{spec} header copy #{i}"),
+                    CopyChoice::Best => Place::Device { path: spec.to_string() },
+                    CopyChoice::Index(i) => Place::HeaderCopy { volume: spec.to_string(), copy: *i, offset: None },
                 };
                 report.add(problem, location, e.to_string());
                 if n == 0 {
@@ -376,7 +439,7 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
                     K::TooDeep(_) | K::Cycle => TREE_DEPTH,
                     _ => BREF_OTHER,
                 };
-                report.add(problem, format!("{tree}: {}", e.location), e.kind.to_string());
+                report.add(problem, Place::Tree { root, copy: fs.copy, at: e.location }, e.kind.to_string());
             }
             report.trees.push(TreeStats { tree, stats });
         }
@@ -435,7 +498,10 @@ fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
     let damaged: Vec<usize> = (0..report.findings.len())
         .filter(|&i| {
             let f = &report.findings[i];
-            f.problem.id.starts_with("BREF_") && f.location.starts_with("freemap") && !f.repaired
+            let unreadable = [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER];
+            unreadable.iter().any(|p| p.id == f.problem.id)
+                && f.location.root() == Some(Root::Freemap)
+                && !f.repaired
         })
         .collect();
     if damaged.is_empty() {
@@ -497,7 +563,7 @@ fn header_pass(device: &mut Device, opts: &FsckOptions, report: &mut FsckReport)
         let path = device.volume(vi).path().display().to_string();
         let h = read_headers(device.volume(vi));
         let Some(best) = h.best().cloned() else {
-            report.add(HDR_NONE_VALID, path.clone(), crate::volume::describe_copies(&h));
+            report.add(HDR_NONE_VALID, Place::Device { path: path.clone() }, crate::volume::describe_copies(&h));
             continue;
         };
         let best_data = best.data.as_ref().expect("valid copies have data");
@@ -582,7 +648,8 @@ fn sect0_unreadable(p: &crate::volume::HeaderProblem) -> bool {
 /// system would not have ([`crate::volume::field_problems`]).
 fn field_checks(fs: &Hammer2, report: &mut FsckReport) {
     use crate::volume::FieldKind;
-    let loc = format!("{} header copy #{}", fs.device.volume(fs.root_position()).path().display(), fs.copy);
+    let volume = fs.device.volume(fs.root_position()).path().display().to_string();
+    let loc = Place::HeaderCopy { volume, copy: fs.copy, offset: None };
     for p in crate::volume::field_problems(fs) {
         let problem = match p.kind {
             FieldKind::VolumeSet => HDR_FIELD,

@@ -23,7 +23,7 @@
 //! their own inode (makefs' newfs does not, its later PFS creations do), so
 //! either is accepted there.
 
-use super::{FsckReport, Problem};
+use super::{FsckReport, Place, Problem};
 use super::{
     BREF_CHECK, BREF_DECOMPRESS, BREF_DUPLICATE, BREF_KEY, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED,
     BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
@@ -249,7 +249,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>)
             pass.stats.errors += 1;
         }
         let pfs = &pass.pfs_names[job.pfs];
-        pass.report.add(problem, format!("PFS {pfs}: {}", job.loc), detail);
+        pass.report.add(problem, Place::Blockref { pfs: Some(pfs.clone()), at: job.loc }, detail);
     }
     let summaries = std::mem::take(&mut pass.summaries);
     let stats = pass.stats;
@@ -455,8 +455,8 @@ impl<'a> Pass<'a, '_> {
     }
 
     fn problem(&mut self, p: Problem, loc: &Location, detail: String) {
-        let pfs = self.pfs.as_ref().map(|s| format!("PFS {}: ", s.summary.name)).unwrap_or_default();
-        self.report.add(p, format!("{pfs}{loc}"), detail);
+        let pfs = self.pfs.as_ref().map(|s| s.summary.name.clone());
+        self.report.add(p, Place::Blockref { pfs, at: loc.clone() }, detail);
     }
 
     fn allowed(container: Container, kind: T, key: u64) -> bool {
@@ -796,7 +796,7 @@ impl<'a> Pass<'a, '_> {
             parts.reverse();
             format!("/{}", parts.join("/"))
         };
-        let pfs = format!("PFS {}", s.summary.name);
+        let pfs = s.summary.name.clone();
         let mut looked_up: HashMap<u64, (ObjType, u64)> = HashMap::new();
         for (inum, t, _, name, where_) in &s.dirents {
             let found = match s.inodes.get(inum) {
@@ -814,7 +814,7 @@ impl<'a> Pass<'a, '_> {
             match found {
                 None => self.report.add(
                     DIRENT_DANGLING,
-                    format!("{pfs}: {where_}"),
+                    Place::Dirent { pfs: pfs.clone(), at: where_.clone() },
                     format!(
                         "{:?} names inode {inum}, which is not in the PFS",
                         String::from_utf8_lossy(name)
@@ -822,7 +822,7 @@ impl<'a> Pass<'a, '_> {
                 ),
                 Some(it) if it != *t => self.report.add(
                     DIRENT_BAD,
-                    format!("{pfs}: {where_}"),
+                    Place::Dirent { pfs: pfs.clone(), at: where_.clone() },
                     format!("{} (inode {inum}) is a {it} but its entry says {t}", path(*inum)),
                 ),
                 _ => {}
@@ -838,7 +838,7 @@ impl<'a> Pass<'a, '_> {
             if n > want {
                 self.report.add(
                     INODE_NLINKS,
-                    format!("{pfs}: {} (inode {inum})", path(*inum)),
+                    Place::Inode { pfs: pfs.clone(), inum: *inum, path: Some(path(*inum)), at: None },
                     format!("{t} with nlinks {nlinks}: named by {n} entries"),
                 );
             }
@@ -858,10 +858,12 @@ impl<'a> Pass<'a, '_> {
                 };
                 self.report.add(
                     INODE_NLINKS,
-                    format!(
-                        "{pfs}: {} (inode {inum}) at {where_}",
-                        if n == 0 { "<unnamed>".into() } else { path(*inum) }
-                    ),
+                    Place::Inode {
+                        pfs: pfs.clone(),
+                        inum: *inum,
+                        path: (n != 0).then(|| path(*inum)),
+                        at: Some(where_.clone()),
+                    },
                     format!("{t} with nlinks {nlinks}: {what}"),
                 );
             }

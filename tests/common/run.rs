@@ -373,7 +373,7 @@ pub fn exercise(spec: &str, reads: Reads, extract_to: Option<&Path>) -> Exercise
     }
     match hammer2::fsck::fsck(spec, &Default::default()) {
         Ok(r) => {
-            x.fsck_ids = r.findings.iter().map(|f| f.problem.id).collect();
+            x.fsck_ids = r.findings.iter().map(|f| f.problem.id.code()).collect();
             // Damage first: informational findings (older header copies) say little.
             let mut sample: Vec<_> = r.findings.iter().collect();
             sample.sort_by_key(|f| f.problem.severity == hammer2::fsck::Severity::Info);
