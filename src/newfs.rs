@@ -18,10 +18,10 @@
 //! We do overwrite every header slot of an older file system that the new
 //! `volu_size` no longer covers, so no stale header copy survives.
 
-use crate::format::check::set_check;
 use crate::device::Device;
-use crate::format::dirhash::dirhash;
 use crate::error::{Error, Result};
+use crate::format::check::set_check;
+use crate::format::dirhash::dirhash;
 use crate::format::*;
 use crate::volume::{read_headers, CopyState};
 use zerocopy::IntoBytes;

@@ -83,12 +83,12 @@
 //! [`lag_freemap`] makes the crash window on purpose, for tests and
 //! debugging.
 
-use crate::write::chain::Table;
 use crate::error::{Error, Result};
-use crate::write::flush::{self, CommitReport};
-use crate::write::alloc::Allocator;
-use crate::write::alloc::replay::{replay, verify_marked};
 use crate::volume::{CopyState, Hammer2};
+use crate::write::alloc::replay::{replay, verify_marked};
+use crate::write::alloc::Allocator;
+use crate::write::chain::Table;
+use crate::write::flush::{self, CommitReport};
 use zerocopy::IntoBytes;
 
 pub use crate::write::alloc::replay::PfsRecovery;

@@ -270,7 +270,7 @@ fn bulkfree_keeps_subtrees_written_early() {
         let b = body(n);
         s.create_file(&data, &format!("/many/f{n}"), Attrs::now(0o644), &b[..], b.len() as u64).unwrap();
     }
-    assert!(s.stats.blocks > 0, "nothing was written early");
+    assert!(s.early_writes().blocks > 0, "nothing was written early");
     let r = s.bulkfree().unwrap();
     assert_eq!(r.unmarked, 0, "{r:?}");
     for n in 400..600 {

@@ -7,9 +7,9 @@ mod common;
 
 use common::maint::{all_copies_clean, chunk_states, oracle_fsck, our_fsck_problems, spec_of};
 use common::oracle::makefs_mounts_and_bulkfrees;
-use hammer2::write::session::Session;
 use hammer2::read::pfs::Pfs;
 use hammer2::read::tree::Tree;
+use hammer2::write::session::Session;
 use hammer2::Hammer2;
 
 /// Corrupts the inode of /dir/data.bin in `img` (its check code fails);

@@ -369,7 +369,10 @@ fn names_with_the_same_hash_get_their_own_keys() {
     let dir = tempfile::tempdir().unwrap();
     let (img, spec) = scratch(dir.path());
     let (a, b) = colliding_names();
-    assert_eq!(hammer2::format::dirhash::dirhash(a.as_bytes()), hammer2::format::dirhash::dirhash(b.as_bytes()));
+    assert_eq!(
+        hammer2::format::dirhash::dirhash(a.as_bytes()),
+        hammer2::format::dirhash::dirhash(b.as_bytes())
+    );
     let (ha, hb) = (host_file(dir.path(), "a", b"first\n"), host_file(dir.path(), "b", b"second\n"));
     script_ok(&spec, &format!("mkdir /c; put {ha} /c/{a}; put {hb} /c/{b}"));
     assert_eq!(cat(&spec, &format!("/c/{a}")), b"first\n");

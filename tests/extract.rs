@@ -157,8 +157,8 @@ fn single_files_and_hostile_destinations() {
 // ------------------------------------------------------------ hostile images and destinations
 
 use common::reseal::{find_chain, reseal, Image};
-use hammer2::host::extract::{extract_with, ExtractOptions, ModePolicy};
 use hammer2::format::{BlockrefType, InodeMeta, ObjType};
+use hammer2::host::extract::{extract_with, ExtractOptions, ModePolicy};
 use hammer2::read::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;

@@ -4,8 +4,8 @@
 
 mod common;
 
-use hammer2::volume::{CopyState, Hammer2};
 use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::volume::{CopyState, Hammer2};
 
 #[test]
 fn every_header_copy_that_fits_verifies() {

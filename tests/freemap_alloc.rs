@@ -11,10 +11,10 @@ mod common;
 
 use hammer2::device::{Access, Device};
 use hammer2::format::{Blockref, BlockrefType, VolumeData, NUM_VOLHDRS};
-use hammer2::write::alloc::{AllocError, Allocator, Released};
 use hammer2::fsck::{fsck, FsckReport};
-use hammer2::volume::CopyState;
 use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::volume::CopyState;
+use hammer2::write::alloc::{AllocError, Allocator, Released};
 use hammer2::{CopyChoice, Hammer2};
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;

@@ -414,7 +414,9 @@ fn hostile_leaf_keys_are_findings_without_overflow() {
             // Zone 0 lost its leaf: the topology's blocks there look free.
             assert!(!unmarked.is_empty(), "{what}: {}", dump(&r));
             assert!(
-                unmarked.iter().all(|f| matches!(f.location, Place::Logical { zone: 0, leaf: ZoneLeaf::None, .. })),
+                unmarked
+                    .iter()
+                    .all(|f| matches!(f.location, Place::Logical { zone: 0, leaf: ZoneLeaf::None, .. })),
                 "{}",
                 dump(&r)
             );

@@ -69,13 +69,25 @@ fn flipped_bytes_in_an_inode_and_an_indirect_block() {
     let (_, chain) = find_chain(&img, &|i, b| inode_named(i, b, b"data.bin"));
     img.write(img.bref(*chain.last().unwrap()).offset() + 0x60, &[0x77]);
     let r = assert_reports(&img, "BREF_CHECK");
-    assert!(r.findings.iter().any(|f| f.location.location().is_some_and(|l| l.bref_type == Some(BlockrefType::Inode))), "{:#?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.location.location().is_some_and(|l| l.bref_type == Some(BlockrefType::Inode))),
+        "{:#?}",
+        r.findings
+    );
 
     let img = Image::new("small-iscsi");
     let (_, chain) = find_chain(&img, &|_, b| b.kind() == BlockrefType::Indirect);
     img.write(img.bref(*chain.last().unwrap()).offset() + 0x7f, &[0x01]);
     let r = assert_reports(&img, "BREF_CHECK");
-    assert!(r.findings.iter().any(|f| f.location.location().is_some_and(|l| l.bref_type == Some(BlockrefType::Indirect))), "{:#?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.location.location().is_some_and(|l| l.bref_type == Some(BlockrefType::Indirect))),
+        "{:#?}",
+        r.findings
+    );
 }
 
 #[test]
@@ -111,7 +123,13 @@ fn link_count_and_size_disagreements() {
     let (copy, chain) = find_chain(&img, &|i, b| inode_named(i, b, b"hello.txt"));
     edit_inode(&img, copy, &chain, |ip| ip.meta.nlinks = 3.into());
     let r = assert_reports(&img, "INODE_NLINKS");
-    assert!(r.findings.iter().any(|f| matches!(&f.location, Place::Inode { path: Some(p), .. } if p.ends_with("/hello.txt"))), "path named: {:#?}", r.findings);
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| matches!(&f.location, Place::Inode { path: Some(p), .. } if p.ends_with("/hello.txt"))),
+        "path named: {:#?}",
+        r.findings
+    );
 
     let img = Image::new("small-iscsi");
     let (copy, chain) = find_chain(&img, &|i, b| inode_named(i, b, b"data.bin"));
@@ -156,7 +174,8 @@ fn cycle_is_named() {
     });
     let r = run(&img);
     assert!(
-        r.findings.iter().any(|f| f.problem.id == hammer2::fsck::ProblemId::TreeDepth || f.problem.id == hammer2::fsck::ProblemId::BrefDuplicate),
+        r.findings.iter().any(|f| f.problem.id == hammer2::fsck::ProblemId::TreeDepth
+            || f.problem.id == hammer2::fsck::ProblemId::BrefDuplicate),
         "{:#?}",
         r.findings
     );

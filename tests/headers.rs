@@ -204,7 +204,11 @@ fn assert_fatal(spec: &str, volume: &Path, field: &str, value: u64, why: &str) {
         assert!(msg.contains(needle), "want {needle:?} in {msg:?}");
     }
     let r = hammer2::fsck::fsck(spec, &Default::default()).unwrap();
-    let f = r.findings.iter().find(|f| f.problem.id == hammer2::fsck::ProblemId::HdrGeometry).expect("HDR_GEOMETRY finding");
+    let f = r
+        .findings
+        .iter()
+        .find(|f| f.problem.id == hammer2::fsck::ProblemId::HdrGeometry)
+        .expect("HDR_GEOMETRY finding");
     assert!(f.detail.contains(field), "{}", f.detail);
     assert_eq!(r.exit_code(), 4);
     let (code, out) = fsck_bin(spec);
@@ -395,10 +399,12 @@ fn all_copies_reports_a_copy_with_unusable_geometry_and_goes_on() {
     img.write(0, v.as_bytes());
     let opts = hammer2::fsck::FsckOptions { all_copies: true, ..Default::default() };
     let r = hammer2::fsck::fsck(img.spec(), &opts).unwrap();
-    let geo: Vec<_> = r.findings.iter().filter(|f| f.problem.id == hammer2::fsck::ProblemId::HdrGeometry).collect();
+    let geo: Vec<_> =
+        r.findings.iter().filter(|f| f.problem.id == hammer2::fsck::ProblemId::HdrGeometry).collect();
     assert_eq!(geo.len(), 1, "{:?}", r.findings);
     assert!(
-        matches!(geo[0].location, hammer2::fsck::Place::HeaderCopy { copy: 0, .. }) && geo[0].detail.contains("volu_loff[0] 0x10000000000")
+        matches!(geo[0].location, hammer2::fsck::Place::HeaderCopy { copy: 0, .. })
+            && geo[0].detail.contains("volu_loff[0] 0x10000000000")
     );
     let trees: Vec<&str> = r.trees.iter().map(|t| t.tree.as_str()).collect();
     for copy in [1, 2, 3] {

@@ -390,7 +390,11 @@ fn claimed_free_space_keeps_the_image_clean() {
     assert!(!map.used_chunks.contains(&(off & !0x3fff)), "{off:#x} is in use");
     let r = hammer2::fsck::fsck(img.spec(), &Default::default()).unwrap();
     assert_eq!(r.exit_code(), 0, "{:#?}", r.findings);
-    assert!(r.findings.iter().any(|f| f.problem.id == hammer2::fsck::ProblemId::FreemapLeaked), "{:#?}", r.findings);
+    assert!(
+        r.findings.iter().any(|f| f.problem.id == hammer2::fsck::ProblemId::FreemapLeaked),
+        "{:#?}",
+        r.findings
+    );
 }
 
 #[test]

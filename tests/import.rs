@@ -10,8 +10,8 @@ use common::digest::content_sha256 as sha;
 use common::hosttree::both_fscks_clean;
 use common::hosttree::{self, MAKEFS_FILES};
 use common::oracle::{makefs_mounts_and_bulkfrees, makefs_snapshots};
-use hammer2::write::session::Session;
 use hammer2::host::import::{import_tree, ImportOptions, ImportReport};
+use hammer2::write::session::Session;
 use std::path::Path;
 use std::process::Command;
 

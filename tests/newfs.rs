@@ -4,8 +4,8 @@
 
 mod common;
 
-use hammer2::volume::{read_headers, CopyState, Hammer2};
 use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::volume::{read_headers, CopyState, Hammer2};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -166,7 +166,11 @@ fn pfs_roots_carry_labels_and_requested_methods() {
     for b in sroot.blockset().iter().filter(|b| b.kind() == hammer2::format::BlockrefType::Inode) {
         let ip = hammer2::format::InodeData::from_bytes(fs.device.read(b.offset(), 1024).unwrap()).unwrap();
         let name = String::from_utf8(ip.name().to_vec()).unwrap();
-        assert_eq!(b.key.get(), hammer2::format::dirhash::dirhash(name.as_bytes()), "{name}: key is the name's hash");
+        assert_eq!(
+            b.key.get(),
+            hammer2::format::dirhash::dirhash(name.as_bytes()),
+            "{name}: key is the name's hash"
+        );
         assert_eq!(ip.meta.check(), hammer2::format::CheckMethod::Iscsi32);
         assert_eq!(ip.meta.comp(), hammer2::format::CompMethod::Zlib);
         assert!(ip.meta.is_pfsroot());

@@ -165,7 +165,10 @@ fn a_new_pfs_takes_the_kernels_fields() {
 #[test]
 fn snapshot_names_follow_hammer2() {
     // 2026-11-20 21:48:33 UTC
-    assert_eq!(hammer2::write::session::default_snapshot_name("DATA", 1_795_211_313_000_000), "DATA.20261120.214833");
+    assert_eq!(
+        hammer2::write::session::default_snapshot_name("DATA", 1_795_211_313_000_000),
+        "DATA.20261120.214833"
+    );
     assert!(hammer2::write::session::parse_pfs_type("soft-master").is_ok());
     assert!(hammer2::write::session::parse_pfs_type("bogus").is_err());
 }

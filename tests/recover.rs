@@ -13,11 +13,11 @@ mod common;
 use common::recording::{self, content, content_digest, visible_state, State};
 use hammer2::device::{Access, Device};
 use hammer2::format::BlockrefType;
-use hammer2::write::alloc::Allocator;
 use hammer2::fsck::{fsck, FsckReport};
-use hammer2::write::session::{Attrs, PfsRef, Session};
-use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions, RecoverReport};
 use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions, RecoverReport};
+use hammer2::write::alloc::Allocator;
+use hammer2::write::session::{Attrs, PfsRef, Session};
 use hammer2::{CopyChoice, Hammer2};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -101,7 +101,8 @@ fn our_fsck_clean(spec: &str) {
         .iter()
         .filter(|f| {
             f.problem.severity != hammer2::fsck::Severity::Info
-                || (f.problem.id.code().starts_with("FREEMAP_") && f.problem.id != hammer2::fsck::ProblemId::FreemapLeaked)
+                || (f.problem.id.code().starts_with("FREEMAP_")
+                    && f.problem.id != hammer2::fsck::ProblemId::FreemapLeaked)
         })
         .map(|f| format!("{} {}: {}", f.problem.id, f.location, f.detail))
         .collect();
@@ -215,7 +216,8 @@ fn crash_window_on_small_iscsi() {
     for id in ["FREEMAP_LAG", "FREEMAP_UNMARKED", "FREEMAP_LINEAR"] {
         assert!(ids(&r).contains(&id), "{id} missing:\n{}", dump(&r));
     }
-    let unmarked = r.findings.iter().find(|f| f.problem.id == hammer2::fsck::ProblemId::FreemapUnmarked).unwrap();
+    let unmarked =
+        r.findings.iter().find(|f| f.problem.id == hammer2::fsck::ProblemId::FreemapUnmarked).unwrap();
     assert!(unmarked.detail.contains("freemap_tid 0x11: all newer"), "{}", unmarked.detail);
     assert_eq!(r.exit_code(), 4);
 

@@ -10,9 +10,9 @@ use common::model::snapshot_pfs;
 use common::oracle::makefs_mounts_and_bulkfrees;
 use common::oracle::{makefs, makefs_read};
 use hammer2::format::{BlockrefType, CheckMethod, CompMethod};
-use hammer2::write::session::{parse_check, parse_comp, Session};
 use hammer2::read::pfs::Pfs;
 use hammer2::read::tree::Tree;
+use hammer2::write::session::{parse_check, parse_comp, Session};
 use hammer2::Hammer2;
 
 /// (comp_algo, check_algo) of `path` in DATA.

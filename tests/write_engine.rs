@@ -5,9 +5,9 @@
 mod common;
 
 use common::content;
-use hammer2::write::session::{Attrs, Session};
 use hammer2::read::pfs::Pfs;
 use hammer2::read::tree::Tree;
+use hammer2::write::session::{Attrs, Session};
 use hammer2::Hammer2;
 use std::path::Path;
 

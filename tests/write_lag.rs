@@ -15,10 +15,10 @@ use common::maint::{oracle_fsck, our_fsck_clean, pfs_summary};
 use common::oracle::makefs_mounts_and_bulkfrees;
 use common::recording::{content_digest, visible_state};
 use hammer2::device::{Access, Device};
+use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions};
 use hammer2::write::alloc::Allocator;
 use hammer2::write::session::{Attrs, Session};
-use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions};
-use hammer2::read::walk::{walk, Root, WalkOptions};
 use hammer2::{CopyChoice, Hammer2};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -175,7 +175,10 @@ fn library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap() {
     let freemap_findings: Vec<_> = r
         .findings
         .iter()
-        .filter(|f| f.problem.id.code().starts_with("FREEMAP_") && f.problem.id != hammer2::fsck::ProblemId::FreemapLeaked)
+        .filter(|f| {
+            f.problem.id.code().starts_with("FREEMAP_")
+                && f.problem.id != hammer2::fsck::ProblemId::FreemapLeaked
+        })
         .collect();
     assert!(freemap_findings.is_empty(), "{freemap_findings:?}");
     our_fsck_clean(&spec);

@@ -1384,8 +1384,8 @@ fn edits_beside_a_snapshot() {
 /// block must split it (or fail with an error), not index out of bounds.
 #[test]
 fn a_full_indirect_block_of_512_entries_splits() {
-    use hammer2::write::chain::{Body, Chain, Slot, Table};
     use hammer2::format::{Blockref, BlockrefType};
+    use hammer2::write::chain::{Body, Chain, Slot, Table};
     let fs = hammer2::Hammer2::open_path(common::fixture("newfs-1g").to_str().unwrap()).unwrap();
     let dirent = |k: u64| {
         let mut b = Blockref::zeroed();

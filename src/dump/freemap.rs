@@ -12,8 +12,8 @@ use super::show::{self, ShowEntry, ShowOptions, TreeKind};
 use crate::error::Result;
 use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, OFF_MASK};
 use crate::freemap::{zone_of, Areas, Leaf, LeafCounts, ZoneMap, Zones, CHUNK_BYTES, ZONE_BYTES};
-use crate::volume::Hammer2;
 use crate::read::walk::{self, Root, WalkOptions};
+use crate::volume::Hammer2;
 use serde::Serialize;
 
 /// One level-1 leaf (a 1 GiB zone).

@@ -16,15 +16,15 @@
 //! to a callback as they are met: the tree is never held in memory.
 
 use super::BlockrefSummary;
-use crate::format::check::CheckOutcome;
 use crate::error::{CorruptKind, Error, Location, Result};
+use crate::format::check::CheckOutcome;
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType, INODE_MAXNAME, OPFLAG_PFSROOT};
 use crate::read::pfs::Pfs;
 use crate::read::tree::Tree;
-use crate::volume::Hammer2;
 use crate::read::walk::{
     self, DataBlocks, Engine, Node, Nothing, Options, Reach, Root, Step, Visitor, WalkOptions,
 };
+use crate::volume::Hammer2;
 use serde::Serialize;
 
 /// Which tree an entry belongs to.

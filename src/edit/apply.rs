@@ -4,9 +4,9 @@
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::ObjType;
-use crate::write::session::{now_us, Attrs, DirEntry, PfsRef, Session, SetAttr};
 use crate::host::import::{import_tree, ImportOptions, ImportReport};
 use crate::read::namespace;
+use crate::write::session::{now_us, Attrs, DirEntry, PfsRef, Session, SetAttr};
 
 /// The components of an image path (checked as the read commands check
 /// them: no '..', no NUL), and the path written canonically.

@@ -18,11 +18,11 @@
 //! owners and modes) is [`crate::host::extract`]'s own ([`Host`]).
 
 use crate::error::{Error, Result};
+use crate::format::{InodeData, ObjType};
 use crate::host::extract::{check_name, host_err, ExtractOptions, ExtractStats, Host, ModePolicy};
 use crate::read::file::{Sink, SparseFileSink};
-use crate::format::{InodeData, ObjType};
-use crate::write::session::{PfsRef, Session};
 use crate::read::namespace::Limits;
+use crate::write::session::{PfsRef, Session};
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;

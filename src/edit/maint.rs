@@ -4,7 +4,9 @@
 
 use crate::cli::edit_maint::MaintCommand;
 use crate::error::Result;
-use crate::write::session::{default_snapshot_name, now_us, parse_check, parse_comp, parse_pfs_type, Session};
+use crate::write::session::{
+    default_snapshot_name, now_us, parse_check, parse_comp, parse_pfs_type, Session,
+};
 
 /// The time a default snapshot name carries: taken once per process, so
 /// that both passes of a run name the snapshot alike.

@@ -18,13 +18,13 @@ use view::execute_in_session;
 use crate::cli::edit::{EditCommand, EditLine};
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
+use crate::format::ObjType;
 use crate::host::extract::{extract_with, ExtractOptions, ExtractStats};
 use crate::read::file::{read_file, read_link, WriteSink};
-use crate::write::flush::CommitReport;
-use crate::format::ObjType;
-use crate::write::session::{PfsRef, Session};
 use crate::read::pfs::{Inode, Pfs};
 use crate::read::tree::Tree;
+use crate::write::flush::CommitReport;
+use crate::write::session::{PfsRef, Session};
 use crate::{CopyChoice, Hammer2};
 use clap::Parser;
 use std::io::Write;
@@ -114,8 +114,8 @@ impl EditReport {
             written: commit.written,
             tid: commit.tid,
             header_copy: commit.copy,
-            blocks: session.stats.blocks + commit.flush.blocks,
-            bytes: session.stats.bytes + commit.flush.bytes,
+            blocks: session.early_writes().blocks + commit.flush.blocks,
+            bytes: session.early_writes().bytes + commit.flush.bytes,
             allocator_free: commit.allocator_free,
             changes,
         }

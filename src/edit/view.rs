@@ -5,8 +5,8 @@ use super::{stdout_error, Events};
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType};
-use crate::write::session::{PfsRef, Session};
 use crate::read::pfs::Inode;
+use crate::write::session::{PfsRef, Session};
 use std::io::Write;
 
 /// The inode `path` names in the session ('/': the PFS root).

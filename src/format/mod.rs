@@ -18,9 +18,9 @@ mod blockref;
 pub mod check;
 pub mod compress;
 pub mod dirhash;
-pub mod time;
 mod freemap;
 mod inode;
+pub mod time;
 mod types;
 mod volume;
 

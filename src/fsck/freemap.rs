@@ -76,8 +76,8 @@
 //! zones the topology touches (8 KiB each); leaf tables are viewed in place.
 
 use super::{
-    FsckReport, Place, ZoneLeaf, FREEMAP_ALLOC_FREE, FREEMAP_LAG, FREEMAP_LEAKED, FREEMAP_LINEAR, FREEMAP_STRUCT,
-    FREEMAP_UNMARKED,
+    FsckReport, Place, ZoneLeaf, FREEMAP_ALLOC_FREE, FREEMAP_LAG, FREEMAP_LEAKED, FREEMAP_LINEAR,
+    FREEMAP_STRUCT, FREEMAP_UNMARKED,
 };
 use crate::error::Result;
 use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, ZONE_FREEMAP_00, ZONE_FREEMAP_END};
@@ -86,8 +86,8 @@ use crate::freemap::{
     ZoneMap, Zones, CHUNKS_PER_SEGMENT, CHUNK_BYTES as CHUNK, SEGMENTS_PER_ZONE, SEGMENT_BYTES as SEGMENT,
     ZONE_BYTES as ZONE,
 };
-use crate::volume::Hammer2;
 use crate::read::walk::{walk, Root, WalkOptions};
+use crate::volume::Hammer2;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 const WORDS_PER_ZONE: usize = (ZONE / CHUNK / 64) as usize;
@@ -584,7 +584,13 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
         }
         report.add(
             FREEMAP_LINEAR,
-            Place::Linear { pos: l.pos, zone: l.entry.0, leaf: l.entry.1, entry: l.entry.2, segment: l.entry.3 },
+            Place::Linear {
+                pos: l.pos,
+                zone: l.entry.0,
+                leaf: l.entry.1,
+                entry: l.entry.2,
+                segment: l.entry.3,
+            },
             format!(
                 "linear {:#x} points into its 16 KiB chunk below the end of {} block{} in use (first: {}); \
                  the next allocation under 16 KiB there would overwrite live data",
@@ -651,10 +657,10 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
             report.add(
                 FREEMAP_ALLOC_FREE,
                 Place::HeaderCopy {
-                volume: fs.device.volume(fs.root_position()).path().display().to_string(),
-                copy: fs.copy,
-                offset: None,
-            },
+                    volume: fs.device.volume(fs.root_position()).path().display().to_string(),
+                    copy: fs.copy,
+                    offset: None,
+                },
                 format!(
                     "allocator_free {:#x}, the leaves and leafless zones give {:#x} free (difference {}); \
                      {} of that is expected (the segment [aux_end, roundup(allocator_beg, 4 MiB)) that \

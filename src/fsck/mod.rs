@@ -61,8 +61,8 @@ pub use place::{Place, ZoneLeaf};
 
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
-use crate::volume::{read_headers, CopyChoice, CopyState, Hammer2, HeaderCopy};
 use crate::read::walk::{walk, Root, WalkOptions, WalkStats};
+use crate::volume::{read_headers, CopyChoice, CopyState, Hammer2, HeaderCopy};
 use serde::Serialize;
 use zerocopy::IntoBytes;
 
@@ -387,7 +387,9 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
                 let problem = if matches!(e, Error::Geometry { .. }) { HDR_GEOMETRY } else { VOLSET };
                 let location = match choice {
                     CopyChoice::Best => Place::Device { path: spec.to_string() },
-                    CopyChoice::Index(i) => Place::HeaderCopy { volume: spec.to_string(), copy: *i, offset: None },
+                    CopyChoice::Index(i) => {
+                        Place::HeaderCopy { volume: spec.to_string(), copy: *i, offset: None }
+                    }
                 };
                 report.add(problem, location, e.to_string());
                 if n == 0 {
@@ -563,7 +565,11 @@ fn header_pass(device: &mut Device, opts: &FsckOptions, report: &mut FsckReport)
         let path = device.volume(vi).path().display().to_string();
         let h = read_headers(device.volume(vi));
         let Some(best) = h.best().cloned() else {
-            report.add(HDR_NONE_VALID, Place::Device { path: path.clone() }, crate::volume::describe_copies(&h));
+            report.add(
+                HDR_NONE_VALID,
+                Place::Device { path: path.clone() },
+                crate::volume::describe_copies(&h),
+            );
             continue;
         };
         let best_data = best.data.as_ref().expect("valid copies have data");

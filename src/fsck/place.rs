@@ -117,7 +117,9 @@ impl fmt::Display for Place {
             }
             Place::Tree { root, copy, at } => write!(f, "{} (copy #{copy}): {at}", tree_name(*root)),
             Place::WholeTree { root, copy } => write!(f, "{} (copy #{copy})", tree_name(*root)),
-            Place::Blockref { pfs: Some(pfs), at } | Place::Dirent { pfs, at } => write!(f, "PFS {pfs}: {at}"),
+            Place::Blockref { pfs: Some(pfs), at } | Place::Dirent { pfs, at } => {
+                write!(f, "PFS {pfs}: {at}")
+            }
             Place::Blockref { pfs: None, at } => write!(f, "{at}"),
             Place::Inode { pfs, inum, path, at } => {
                 write!(f, "PFS {pfs}: {} (inode {inum})", path.as_deref().unwrap_or("<unnamed>"))?;

@@ -29,17 +29,17 @@ use super::{
     BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
     TREE_DEPTH,
 };
-use crate::format::check::{self, CheckOutcome};
-use crate::format::dirhash::dirhash;
 use crate::error::CorruptKind;
 use crate::error::{Location, Result};
+use crate::format::check::{self, CheckOutcome};
+use crate::format::dirhash::dirhash;
 use crate::format::{
     Blockref, BlockrefType as T, CompMethod, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE,
     EMBEDDED_BYTES,
 };
 use crate::read::tree::Tree;
-use crate::volume::Hammer2;
 use crate::read::walk::{DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
+use crate::volume::Hammer2;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};

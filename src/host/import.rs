@@ -385,7 +385,6 @@ fn host_io<'p>(path: &'p Path, op: &'static str) -> impl FnOnce(std::io::Error) 
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
 }
 
-
 /// The last component of a host path: the name an import into a
 /// directory takes.
 fn host_name(host: &Path) -> Result<Vec<u8>> {

@@ -3,8 +3,8 @@
 //! Reading streams: the traversal engine visits blocks in key order table by
 //! table, so memory is bounded by the tree's depth, not the file's size.
 
-use crate::format::compress;
 use crate::error::{CorruptKind, Error, Location, Result};
+use crate::format::compress;
 use crate::format::{Blockref, BlockrefType, CompMethod, EMBEDDED_BYTES};
 use crate::read::pfs::Inode;
 use crate::read::tree::Tree;

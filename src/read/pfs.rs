@@ -10,8 +10,8 @@
 //! Directories may also hold INODE blockrefs directly (the super-root does,
 //! and so does older media); their name is the inode's own.
 
-use crate::format::dirhash::dirhash;
 use crate::error::{CorruptKind, Error, Location, Result};
+use crate::format::dirhash::dirhash;
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType, DIRHASH_LOMASK, INODE_MAXNAME};
 use crate::read::tree::{location, Flow, Tree};
 use crate::read::walk::{Node, Reach};

@@ -12,12 +12,12 @@
 //! ignored for every other type. A data blockref's logical size is
 //! `1 << keybits` (writers leave `vradix` 0).
 
+use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::check::{self, CheckOutcome};
 use crate::format::compress;
-use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, BlockrefType, CompMethod, InodeData, INODE_BYTES, PBUFSIZE};
-use crate::volume::Hammer2;
 use crate::read::walk::{self, media_extent, read_media, Node, Options, Reach};
+use crate::volume::Hammer2;
 use std::borrow::Cow;
 
 /// Where a blockref sits, for error messages.

@@ -25,13 +25,13 @@
 //!    describes the old state, untouched; a torn header fails its CRCs and
 //!    the previous copy stays the best.
 
-use crate::write::chain::{contribution, Bias, Body, Chain, Slot, Table};
-use crate::format::check::set_check;
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::format::check::set_check;
 use crate::format::{Blockref, InodeData, EMBEDDED_BYTES, SET_COUNT};
-use crate::write::alloc::Allocator;
 use crate::volume::{CopyState, Hammer2};
+use crate::write::alloc::Allocator;
+use crate::write::chain::{contribution, Bias, Body, Chain, Slot, Table};
 use zerocopy::IntoBytes;
 
 /// Totals of what a flush wrote.

@@ -4,8 +4,8 @@
 //! through the reference tools.
 
 use super::content;
-use hammer2::read::file::{read_file, read_link};
 use hammer2::format::ObjType;
+use hammer2::read::file::{read_file, read_link};
 use hammer2::read::pfs::{Inode, Pfs};
 use hammer2::read::tree::Tree;
 use std::collections::{BTreeMap, HashMap};

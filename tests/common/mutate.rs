@@ -51,7 +51,9 @@ impl Expect {
             }
         };
         let damage = ids.iter().any(|id| {
-            hammer2::fsck::PROBLEMS.iter().any(|p| p.id.code() == *id && p.severity != hammer2::fsck::Severity::Info)
+            hammer2::fsck::PROBLEMS
+                .iter()
+                .any(|p| p.id.code() == *id && p.severity != hammer2::fsck::Severity::Info)
         });
         self.0
             .iter()

@@ -41,8 +41,8 @@
 mod pipeline;
 
 use crate::error::{Error, Result};
-use crate::read::file::{read_file, read_link, SparseFileSink};
 use crate::format::{InodeMeta, ObjType};
+use crate::read::file::{read_file, read_link, SparseFileSink};
 use crate::read::namespace::{self, Entry, Limits, Step, Visitor};
 use crate::read::pfs::{Inode, Pfs};
 use crate::read::tree::Tree;

@@ -44,8 +44,8 @@
 //! Recursion depth of the engine itself is bounded by [`MAX_DEPTH`], so the
 //! machine stack stays small whatever the input.
 
-use crate::format::check::{self, CheckOutcome};
 use crate::error::{CorruptKind, Corruption, Error, Location, Result};
+use crate::format::check::{self, CheckOutcome};
 use crate::format::{Blockref, BlockrefType, InodeData, INODE_BYTES, RADIX_MAX, RADIX_MIN};
 use crate::volume::Hammer2;
 use rayon::prelude::*;

@@ -36,8 +36,8 @@
 use super::{chunks, Allocator, Leaf, CHUNK, CHUNK_MASK, SEG, ZONE};
 use crate::error::{Error, Result};
 use crate::format::{Blockref, RADIX_MAX, RADIX_MIN, SET_COUNT};
-use crate::volume::{CopyState, Hammer2};
 use crate::read::walk::{self, DataBlocks, Engine, Nothing, Options, Step, Visitor};
+use crate::volume::{CopyState, Hammer2};
 use std::collections::{BTreeMap, HashSet};
 
 /// What a bulkfree found and changed (16 KiB chunks).

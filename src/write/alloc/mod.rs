@@ -118,23 +118,23 @@
 //!
 //! Memory: every leaf is held (32 KiB per GiB of file system in use).
 
-use crate::format::check::set_check;
 use crate::device::Device;
 use crate::error::{CorruptKind, Corruption, Error, Location, Result};
+use crate::format::check::set_check;
 use crate::format::{
     encode_methods, Blockref, BlockrefType, BmapData, CheckMethod, CompMethod, FREEMAP_BLOCK_RADIX,
     FREEMAP_COUNT, FREEMAP_LEVEL0_RADIX, FREEMAP_LEVEL1_RADIX, FREEMAP_LEVELN_PSIZE, NFREEMAPS, PBUFSIZE,
     RADIX_MAX, RADIX_MIN, ROOT_VOLUME, SET_COUNT, VOLUME_BYTES, VOL_VERSION_MULTI_VOLUMES, ZONE_FREEMAP_00,
     ZONE_FREEMAP_END, ZONE_FREEMAP_INC,
 };
-use crate::volume::{read_headers, CopyState, Hammer2};
 use crate::read::walk::{self, walk, DataBlocks, Engine, Nothing, Options, Root, Step, Visitor, WalkOptions};
+use crate::volume::{read_headers, CopyState, Hammer2};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use zerocopy::IntoBytes;
 
 pub mod bulkfree;
-pub mod replay;
 pub mod grow;
+pub mod replay;
 
 /// The freemap's granule (two bits each).
 const CHUNK: u64 = 1 << FREEMAP_BLOCK_RADIX;

@@ -20,11 +20,11 @@
 //! may be trusted.
 
 use super::Allocator;
-use crate::freemap::CHUNK_BYTES;
 use crate::error::{CorruptKind, Corruption, Error, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, BREF_FLAG_PFSROOT};
-use crate::volume::Hammer2;
+use crate::freemap::CHUNK_BYTES;
 use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
+use crate::volume::Hammer2;
 
 /// Problems remembered individually (the count is kept beyond).
 const MAX_PROBLEMS: usize = 64;

@@ -1,11 +1,11 @@
 //! Inode attributes (chmod, chown, times) and file sizes (truncate).
 
 use super::{invalid, logical_block, now_us, set_size_and_times, xid_uuid, PfsRef, Session};
-use crate::write::chain::{Entry, Slot};
-use crate::format::compress;
 use crate::error::{Error, Location, Result};
+use crate::format::compress;
 use crate::format::{BlockrefType, CheckMethod, CompMethod, ObjType, PBUFSIZE};
 use crate::read::walk::Flow;
+use crate::write::chain::{Entry, Slot};
 
 /// Attribute changes; `None` leaves a field as it is. Any change also sets
 /// ctime to now, as the kernel's setattr does.
@@ -36,7 +36,7 @@ impl Session {
         if attr.mode.is_some_and(|m| m > 0o7777) {
             return Err(invalid(format!("{path}: mode past 07777")));
         }
-        self.changes += 1;
+        self.tx.changes += 1;
         let chain = self.inode_mut(pfs, inum)?;
         let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
         let m = &mut ip.meta;
@@ -56,7 +56,7 @@ impl Session {
             m.atime = t.into();
         }
         m.ctime = now_us().into();
-        self.dirty = true;
+        self.tx.dirty = true;
         Ok(())
     }
 
@@ -87,12 +87,12 @@ impl Session {
         }
         let inum = e.inum;
         if ip.meta.is_directdata() {
-            self.changes += 1;
+            self.tx.changes += 1;
             let chain = self.inode_mut(pfs, inum)?;
             let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
             ip.u[new_size as usize..size as usize].fill(0);
             set_size_and_times(ip, new_size);
-            self.dirty = true;
+            self.tx.dirty = true;
             return Ok(());
         }
         // The blocks to drop, and what the new last block keeps.
@@ -126,14 +126,14 @@ impl Session {
             }
             _ => None,
         };
-        self.changes += 1;
+        self.tx.changes += 1;
         let methods = (
             CompMethod::from(ip.meta.comp_algo & 15),
             u32::from(ip.meta.comp_algo >> 4),
             CheckMethod::from(ip.meta.check_algo & 15),
         );
         let fs = &self.fs;
-        let chain = super::inode_mut(fs, &mut self.root, pfs, inum)?;
+        let chain = super::inode_mut(fs, &mut self.tx.root, pfs, inum)?;
         let table = chain.table_mut().ok_or_else(|| invalid("file embeds data"))?;
         let mut released = Vec::new();
         for k in keys {
@@ -144,7 +144,7 @@ impl Session {
             }
         }
         for off in released {
-            self.alloc.release(off)?;
+            self.tx.alloc.release(off)?;
         }
         if let (Some(t), Some(old)) = (tail, kept) {
             let (logical, keybits) = logical_block(new_size, t);
@@ -157,7 +157,7 @@ impl Session {
         let chain = self.inode_mut(pfs, inum)?;
         let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
         set_size_and_times(ip, new_size);
-        self.dirty = true;
+        self.tx.dirty = true;
         Ok(())
     }
 }

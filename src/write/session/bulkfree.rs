@@ -2,12 +2,12 @@
 //! [`crate::write::alloc::bulkfree`]), committed like every edit.
 
 use super::{invalid, Session};
-use crate::write::chain::{Slot, Table};
 use crate::error::Result;
-use crate::write::flush::{self, CommitReport};
 use crate::format::Blockref;
-use crate::write::alloc::Allocator;
 use crate::write::alloc::bulkfree::BulkfreeReport;
+use crate::write::alloc::Allocator;
+use crate::write::chain::{Slot, Table};
+use crate::write::flush::{self, CommitReport};
 use crate::Hammer2;
 
 impl Session {
@@ -35,9 +35,9 @@ impl Session {
     ///   the kernel leaves them.
     pub fn bulkfree(&mut self) -> Result<BulkfreeReport> {
         let mut extra = Vec::new();
-        clean_brefs(&self.root, &mut extra);
-        let report = self.alloc.bulkfree_with(&self.fs, &extra)?;
-        self.dirty = true;
+        clean_brefs(&self.tx.root, &mut extra);
+        let report = self.tx.alloc.bulkfree_with(&self.fs, &extra)?;
+        self.tx.dirty = true;
         Ok(report)
     }
 }

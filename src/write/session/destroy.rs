@@ -27,9 +27,9 @@ impl Session {
                 return Err(invalid("destroy needs a directory entry, not the root"));
             }
             let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
-            s.changes += 1;
+            s.tx.changes += 1;
             let fs = &s.fs;
-            let dchain = super::inode_mut(fs, &mut s.root, pfs, dir)?;
+            let dchain = super::inode_mut(fs, &mut s.tx.root, pfs, dir)?;
             if let Some(dip) = dchain.inode_mut() {
                 let now = now_us();
                 dip.meta.mtime = now.into();
@@ -38,9 +38,9 @@ impl Session {
             let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
             let removed = table.remove(fs, e.key, BlockrefType::Dirent)?;
             if let Some(b) = removed.as_ref().and_then(|s| s.bref()).filter(|b| b.radix() != 0) {
-                s.alloc.release(b.data_off.get())?;
+                s.tx.alloc.release(b.data_off.get())?;
             }
-            s.dirty = true;
+            s.tx.dirty = true;
             s.resync_copies = true;
             Ok(e)
         })
@@ -59,17 +59,17 @@ impl Session {
             }
             let fs = &s.fs;
             // Only the index is read: find the key without loading the inode.
-            let root = super::pfs_root_mut(fs, &mut s.root, pfs)?;
+            let root = super::pfs_root_mut(fs, &mut s.tx.root, pfs)?;
             let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
             let removed = table.remove(fs, inum, BlockrefType::Inode)?;
             let Some(slot) = removed else {
                 return Err(Error::NotFound(format!("inode {inum} in PFS {}", pfs.label)));
             };
-            s.changes += 1;
+            s.tx.changes += 1;
             if let Some(b) = slot.bref().filter(|b| b.radix() != 0) {
-                s.alloc.release(b.data_off.get())?;
+                s.tx.alloc.release(b.data_off.get())?;
             }
-            s.dirty = true;
+            s.tx.dirty = true;
             s.resync_copies = true;
             Ok(())
         })

@@ -78,7 +78,7 @@ impl Session {
             }
             vol.sync()?;
         }
-        self.changes += 1;
+        self.tx.changes += 1;
         for &i in &report.header_copies {
             let c = &mut fs.headers[pos].copies[i];
             c.state = CopyState::Valid;
@@ -91,8 +91,8 @@ impl Session {
         v.allocator_size = v.allocator_size.get().saturating_add(delta).into();
         fs.headers[pos].copies[fs.copy].data = Some(fs.voldata.clone());
         fs.device.set_extent(pos, Extent { loff: 0, size: new })?;
-        report.free_added = self.alloc.grow(&self.fs);
-        self.dirty = true;
+        report.free_added = self.tx.alloc.grow(&self.fs);
+        self.tx.dirty = true;
         Ok(report)
     }
 }

@@ -34,15 +34,15 @@
 //! - `pfs-delete`: the PFS root's blockref leaves the super-root; its
 //!   blocks stay allocated until a bulkfree, as with the kernel.
 
-use super::{free_dirent_key, invalid, now_us, PfsRef, Session};
-use crate::write::chain::{Bias, Body, Chain, Slot, Table};
+use super::{free_dirent_key, invalid, now_us, PfsRef, Session, Tx};
 use crate::error::{Error, Result};
-use crate::write::flush::Flusher;
 use crate::format::{
     encode_methods, uuid_from_disk, uuid_to_disk, Blockref, BlockrefType, CheckMethod, CompMethod, InodeData,
     ObjType, PfsSubtype, PfsType, BREF_FLAG_PFSROOT, INODE_BYTES, OPFLAG_PFSROOT, SET_COUNT,
 };
 use crate::read::walk::Flow;
+use crate::write::chain::{Bias, Body, Chain, Slot, Table};
+use crate::write::flush::Flusher;
 
 /// One PFS as `pfs-list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -174,10 +174,10 @@ impl Session {
 
     fn snapshot_op(&mut self, source: &PfsRef, name: &str) -> Result<PfsRef> {
         let mut ip = self.new_pfs_root(name)?;
-        let tid = self.tid;
-        self.changes += 1;
+        let tid = self.tx.tid;
+        self.tx.changes += 1;
         let write = self.write;
-        let Session { fs, root, alloc, stats, .. } = self;
+        let Session { fs, tx: Tx { root, alloc, stats, .. }, .. } = self;
         let src = super::pfs_root_mut(fs, root, source)?;
         let sip = src.inode_mut().ok_or_else(|| invalid("PFS root is not an inode"))?;
         sip.meta.pfs_lsnap_tid = tid.into();
@@ -216,21 +216,21 @@ impl Session {
     pub fn pfs_delete(&mut self, label: &str) -> Result<()> {
         self.operation(|s| {
             let pfs = s.pfs(Some(label))?;
-            s.changes += 1;
+            s.tx.changes += 1;
             let fs = &s.fs;
-            let sroot = s
-                .root
-                .get_mut(fs, 0, BlockrefType::Inode)?
-                .ok_or_else(|| Error::NotFound("super-root".into()))?;
+            let sroot =
+                s.tx.root
+                    .get_mut(fs, 0, BlockrefType::Inode)?
+                    .ok_or_else(|| Error::NotFound("super-root".into()))?;
             sroot.bias.data -= PFS_ROOT_BIAS.data;
             sroot.bias.inodes -= PFS_ROOT_BIAS.inodes;
             let table = sroot.table_mut().ok_or_else(|| invalid("super-root embeds data"))?;
             let removed = table.remove(fs, pfs.key, BlockrefType::Inode)?;
             touch(sroot);
             if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
-                s.alloc.release(b.data_off.get())?;
+                s.tx.alloc.release(b.data_off.get())?;
             }
-            s.dirty = true;
+            s.tx.dirty = true;
             Ok(())
         })
     }
@@ -266,7 +266,8 @@ impl Session {
 
     /// The super-root's inode.
     fn super_root_inode(&self) -> Result<InodeData> {
-        self.root
+        self.tx
+            .root
             .find(&self.fs, 0, BlockrefType::Inode)?
             .ok_or_else(|| Error::NotFound("super-root".into()))?
             .inode(&self.fs)
@@ -296,9 +297,10 @@ impl Session {
         let table = if ip.meta.is_directdata() { Table::with_capacity(0) } else { table };
         let chain =
             Chain { bref, body: Body::Inode { ip: Box::new(ip), table }, bias: stats_of.unwrap_or_default() };
-        self.changes += 1;
+        self.tx.changes += 1;
         let fs = &self.fs;
         let sroot = self
+            .tx
             .root
             .get_mut(fs, 0, BlockrefType::Inode)?
             .ok_or_else(|| Error::NotFound("super-root".into()))?;
@@ -306,7 +308,7 @@ impl Session {
         sroot.bias.inodes += PFS_ROOT_BIAS.inodes;
         sroot.insert(fs, Slot::Node(Box::new(chain)))?;
         touch(sroot);
-        self.dirty = true;
+        self.tx.dirty = true;
         Ok(PfsRef { label: label.to_string(), key, root_inum: 1 })
     }
 }

@@ -123,7 +123,7 @@ impl Session {
                 Ok((kind, children))
             })?;
             todo.extend(children);
-            self.changes += 1;
+            self.tx.changes += 1;
             let chain = self.inode_mut(pfs, inum)?;
             let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
             let field = match methods {
@@ -135,7 +135,7 @@ impl Session {
             let directdata = ip.meta.is_directdata();
             if changed {
                 report.inodes += 1;
-                self.dirty = true;
+                self.tx.dirty = true;
             }
             if rewrite && kind == ObjType::Regfile && !directdata {
                 report.blocks += self.rewrite_blocks(pfs, inum)?;
@@ -165,12 +165,12 @@ impl Session {
             let mut data = self.block_data(&b, &loc)?;
             data.resize(1usize << b.keybits.min(16), 0);
             let fs = &self.fs;
-            let table = super::inode_mut(fs, &mut self.root, pfs, inum)?
+            let table = super::inode_mut(fs, &mut self.tx.root, pfs, inum)?
                 .table_mut()
                 .ok_or_else(|| invalid("file embeds data"))?;
             if let Some(old) = table.remove(fs, b.key.get(), BlockrefType::Data)? {
                 if let Some(ob) = old.bref().filter(|ob| ob.radix() != 0) {
-                    self.alloc.release(ob.data_off.get())?;
+                    self.tx.alloc.release(ob.data_off.get())?;
                 }
             }
             if !crate::format::compress::is_zero_block(&data) {

@@ -35,21 +35,21 @@ impl Session {
     /// Bytes the writing operations leave free for removals (the default
     /// is the kernel's, see the module documentation; 0: none).
     pub fn set_space_reserve(&mut self, bytes: u64) {
-        self.reserve = bytes;
+        self.budget.reserve = bytes;
     }
 
     /// Fails with ENOSPC when `bytes` more would leave less than the
     /// reserve; called before a writing operation changes anything.
     /// Without a reserve the allocator alone says when space runs out.
     pub(crate) fn need_space(&self, bytes: u64) -> Result<()> {
-        if self.reserve == 0 {
+        if self.budget.reserve == 0 {
             return Ok(());
         }
-        let free = self.alloc.usable_free_bytes();
-        if free < self.reserve.saturating_add(bytes) {
+        let free = self.tx.alloc.usable_free_bytes();
+        if free < self.budget.reserve.saturating_add(bytes) {
             return Err(Error::NoSpace(format!(
                 "{free} bytes free, {} kept for removals: no room for {bytes} more",
-                self.reserve
+                self.budget.reserve
             )));
         }
         Ok(())

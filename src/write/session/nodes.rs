@@ -3,12 +3,10 @@
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
 use super::{inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
-use crate::write::chain::Slot;
-use crate::format::check::set_check;
 use crate::error::Result;
+use crate::format::{encode_methods, Blockref, CheckMethod, CompMethod, ObjType};
+use crate::write::chain::Slot;
 use crate::write::flush::Flusher;
-use crate::format::{encode_methods, Blockref, BlockrefType, CheckMethod, CompMethod, ObjType};
-use std::borrow::Cow;
 
 /// Everything a new inode takes from a host object.
 #[derive(Debug, Clone, Copy)]
@@ -28,29 +26,6 @@ pub struct NodeMeta {
     pub comp_algo: Option<u8>,
     /// Check method instead of the directory's.
     pub check: Option<CheckMethod>,
-}
-
-/// The DATA blockref (check code included, no allocation yet) and media of
-/// one logical block of a file: compressed as `comp` says when that pays
-/// ([`super::encode_block`]). Pure: worker threads call it.
-pub fn encode_data_block(
-    key: u64,
-    keybits: u8,
-    block: Cow<'_, [u8]>,
-    (comp, level, check): (CompMethod, u32, CheckMethod),
-) -> (Blockref, Vec<u8>) {
-    let (media, used) = match super::encode_compressed(&block, comp, level) {
-        Some(packed) => packed,
-        // Stored raw: an owned block is taken as it is, without a copy.
-        None => (block.into_owned(), CompMethod::None),
-    };
-    let mut bref = Blockref::zeroed();
-    bref.type_ = BlockrefType::Data.into();
-    bref.key = key.into();
-    bref.keybits = keybits;
-    bref.methods = encode_methods(check, used);
-    set_check(&mut bref, &media);
-    (bref, media)
 }
 
 impl Session {
@@ -109,7 +84,7 @@ impl Session {
         ip.meta.atime = meta.atime.into();
         ip.meta.ctime = meta.ctime.into();
         ip.meta.btime = meta.btime.into();
-        self.dirty = true;
+        self.tx.dirty = true;
         Ok(())
     }
 
@@ -148,19 +123,19 @@ impl Session {
         self.need_space(media.len() as u64)?;
         let mut f = Flusher {
             device: &mut self.fs.device,
-            alloc: &mut self.alloc,
-            tid: self.tid,
+            alloc: &mut self.tx.alloc,
+            tid: self.tx.tid,
             write: self.write,
-            stats: self.stats,
+            stats: self.tx.stats,
         };
         f.write_checked(&mut bref, media)?;
-        self.stats = f.stats;
-        if !self.write && self.dry_bytes + media.len() <= DRY_RUN_KEEP {
-            self.dry_bytes += media.len();
-            self.dry_blocks.insert(bref.data_off.get(), media.to_vec());
+        self.tx.stats = f.stats;
+        if !self.write && self.dry.bytes + media.len() <= DRY_RUN_KEEP {
+            self.dry.bytes += media.len();
+            self.dry.blocks.insert(bref.data_off.get(), media.to_vec());
         }
         let fs = &self.fs;
-        inode_mut(fs, &mut self.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
+        inode_mut(fs, &mut self.tx.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
     }
 
     /// A file is complete: write its inode now (see `write_early`).
