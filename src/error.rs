@@ -93,8 +93,48 @@ pub enum CorruptKind {
     BadDirent(String),
     #[error("blockref type {found} not allowed here (expected {expected})")]
     WrongType { found: String, expected: &'static str },
+    #[error("two entries with the same key {key:#x}")]
+    DuplicateKey { key: u64 },
+    #[error("cannot split a full table to insert key {key:#x}")]
+    TableFull { key: u64 },
+    #[error("media at {offset:#x}+{len:#x} unreadable: {why}")]
+    Unreadable { offset: u64, len: u64, why: String },
+    #[error("data overlaps earlier data at {pos:#x}")]
+    DataOverlap { pos: u64 },
+    #[error("indirect block referenced twice in one file")]
+    SharedIndirect,
+    #[error("data keybits {0} > 16")]
+    DataKeybits(u8),
+    #[error("unknown compression {0}")]
+    UnknownCompression(u8),
+    /// A problem of the namespace (names, cycles, nesting) met at a path.
+    #[error("{path} (inode {inum}): {why}")]
+    Namespace { path: String, inum: u64, why: String },
+    #[error("{path} (inode {inum}): more than {max} directory entries read; stopping (blocks shared to repeat entries?)")]
+    TooManyEntries { path: String, inum: u64, max: u64 },
+    /// A freemap node or leaf the allocator cannot use.
     #[error("{0}")]
-    Other(String),
+    FreemapShape(String),
+    /// A node of the tree is not what its place requires (an inode
+    /// index entry that is no inode, a directory that embeds data).
+    #[error("{0}")]
+    Shape(&'static str),
+    #[error("second freemap leaf for zone {key:#x}")]
+    SecondLeaf { key: u64 },
+    /// A block the freemap replay cannot mark allocated.
+    #[error("cannot be marked allocated: {0}")]
+    Unmarkable(String),
+    /// The first problem of a freemap replay, and how many more there were.
+    #[error("{first}{}; the freemap replay needs every changed node readable", more_text(*more))]
+    Replay { first: Box<CorruptKind>, more: u64 },
+}
+
+fn more_text(more: u64) -> String {
+    if more > 0 {
+        format!(" (and {more} more problems)")
+    } else {
+        String::new()
+    }
 }
 
 /// A corruption and where it was found.
@@ -136,8 +176,28 @@ pub enum Error {
     Geometry { volume: String, field: String, value: u64, why: String },
     #[error("{0}")]
     Corrupt(#[from] Corruption),
+    /// The user's input (an argument, a path, a script line) cannot be used.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A name or PFS to be created exists already.
+    #[error("{0}: already exists")]
+    AlreadyExists(String),
+    /// A directory to be removed or replaced holds entries.
+    #[error("{0}: directory not empty")]
+    NotEmpty(String),
+    /// A device or image file of 0 bytes.
+    #[error("{path}: is empty (0 bytes)")]
+    Empty { path: PathBuf },
+    /// A failed run that wrote nothing (the error as it was met).
+    #[error("{0}; nothing was written")]
+    NothingWritten(Box<Error>),
+    /// A counter of the file system (transaction ids, inode numbers) has
+    /// no next value.
+    #[error("{0} exhausted")]
+    Exhausted(&'static str),
+    /// A bug: a state the code should never reach.
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("no space left on the file system: {0}")]
     NoSpace(String),
     #[error("{0}: no such file, directory or PFS")]
@@ -179,8 +239,18 @@ fn at_offset(offset: u64) -> String {
 }
 
 impl Error {
+    /// The user's input cannot be used: why.
+    pub fn invalid(why: impl Into<String>) -> Self {
+        Error::InvalidArgument(why.into())
+    }
+
     /// A corruption at `location`.
     pub fn corrupt(kind: CorruptKind, location: Location) -> Self {
         Error::Corrupt(Corruption { kind, location })
+    }
+
+    /// A node that is not what its place requires (location unknown).
+    pub fn shape(what: &'static str) -> Self {
+        Error::corrupt(CorruptKind::Shape(what), Location::default())
     }
 }

@@ -209,10 +209,7 @@ pub fn recover(
 /// A replay error, saying that nothing was written.
 fn nothing_written(e: Error) -> Error {
     match e {
-        Error::Corrupt(c) => Error::corrupt(
-            crate::error::CorruptKind::Other(format!("{}; nothing was written", c.kind)),
-            c.location,
-        ),
+        e @ Error::Corrupt(_) => Error::NothingWritten(Box::new(e)),
         e => e,
     }
 }

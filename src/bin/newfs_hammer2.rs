@@ -54,7 +54,7 @@ fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>]) -> anyhow::Result<Vec<
     for (p, want) in paths.iter().zip(sizes) {
         let have = match std::fs::metadata(p) {
             Ok(_) => MmapBackend::open(p, Access::ReadOnly).map(|b| b.size()).or_else(|e| match e {
-                hammer2::Error::Open { ref why, .. } if why.contains("empty") => Ok(0),
+                hammer2::Error::Empty { .. } => Ok(0),
                 e => Err(e),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -133,7 +133,7 @@ impl MmapBackend {
         // Seeking to the end measures block devices too (their metadata length is 0).
         let size = file.seek(SeekFrom::End(0)).map_err(|e| open_err(format!("cannot measure size: {e}")))?;
         if size == 0 {
-            return Err(open_err("is empty (0 bytes)".into()));
+            return Err(Error::Empty { path: path.to_path_buf() });
         }
         let len = usize::try_from(size).map_err(|_| open_err("too large to map".into()))?;
         let mut opts = memmap2::MmapOptions::new();

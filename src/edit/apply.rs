@@ -26,10 +26,6 @@ fn kind_name(t: ObjType) -> String {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidArgument(msg.into())
-}
-
 fn host_io(path: &str, op: &'static str) -> impl FnOnce(std::io::Error) -> Error {
     let path = path.to_string();
     move |source| Error::Io { path: path.into(), op, offset: 0, source }
@@ -50,7 +46,7 @@ fn base_name(path: &str) -> Result<&str> {
         .rsplit('/')
         .next()
         .filter(|n| !n.is_empty() && *n != "." && *n != "..")
-        .ok_or_else(|| invalid(format!("{path}: no usable name; give the full image path")))
+        .ok_or_else(|| Error::invalid(format!("{path}: no usable name; give the full image path")))
 }
 
 /// Whether `path` names an existing directory of the image ('/' does).
@@ -70,10 +66,12 @@ pub(super) fn put(
 ) -> Result<()> {
     let meta = std::fs::symlink_metadata(host).map_err(host_io(host, "stat"))?;
     if meta.is_dir() && !recursive {
-        return Err(invalid(format!("{host}: is a directory (put -r copies trees)")));
+        return Err(Error::invalid(format!("{host}: is a directory (put -r copies trees)")));
     }
     if !recursive && !meta.is_file() && !meta.file_type().is_symlink() {
-        return Err(invalid(format!("{host}: not a regular file (put -r copies special files as they are)")));
+        return Err(Error::invalid(format!(
+            "{host}: not a regular file (put -r copies special files as they are)"
+        )));
     }
     // As cp -r, an existing directory receives HOSTPATH under its own name
     // (the import decides; `target` names the result in the report).
@@ -143,7 +141,7 @@ pub(super) fn apply(
                 if *recursive {
                     let (dir, name, e) = session.resolve_parent(pfs, path)?;
                     if name.is_empty() {
-                        return Err(invalid(format!("{path}: the root directory cannot be removed")));
+                        return Err(Error::invalid(format!("{path}: the root directory cannot be removed")));
                     }
                     let e = e.ok_or_else(|| Error::NotFound(text.clone()))?;
                     remove_tree(session, pfs, dir, &e, &text, changes)?;
@@ -291,7 +289,7 @@ pub(super) fn apply(
                 changes.push(format!("create fifo {text} (mode {mode:04o})"));
             }
         }
-        _ => return Err(invalid("internal error: not a write command")),
+        _ => return Err(Error::Internal("not a write command".into())),
     }
     Ok(())
 }
@@ -308,7 +306,7 @@ fn remove(
     let (_, text) = canonical(path)?;
     let (_, name, entry) = session.resolve_parent(pfs, path)?;
     if name.is_empty() {
-        return Err(invalid(format!("{path}: the root directory cannot be removed")));
+        return Err(Error::invalid(format!("{path}: the root directory cannot be removed")));
     }
     let entry = entry.ok_or_else(|| Error::NotFound(text.clone()))?;
     let is_dir = entry.obj_type == ObjType::Directory;
@@ -316,7 +314,7 @@ fn remove(
         return Err(Error::NotADirectory(text));
     }
     if is_dir && !dirs {
-        return Err(invalid(format!("{text}: is a directory (use rmdir, rm -d or rm -r)")));
+        return Err(Error::invalid(format!("{text}: is a directory (use rmdir, rm -d or rm -r)")));
     }
     session.remove(pfs, path, is_dir)?;
     changes.push(format!("remove {} {text}", kind_name(entry.obj_type)));

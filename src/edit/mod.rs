@@ -207,10 +207,6 @@ fn pfs_view<'a>(tree: &Tree<'a>, label: Option<&str>) -> Result<Pfs<'a>> {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidArgument(msg.into())
-}
-
 fn stdout_error(source: std::io::Error) -> Error {
     Error::Io { path: "standard output".into(), op: "write", offset: 0, source }
 }
@@ -436,7 +432,7 @@ fn execute<'a>(
             let report = crate::dump::inode::describe(&pfs.name(), Some(path), &ino);
             if json {
                 let text = serde_json::to_string_pretty(&report)
-                    .map_err(|e| invalid(format!("cannot encode JSON: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("cannot encode JSON: {e}")))?;
                 writeln!(out, "{text}").map_err(w)?;
             } else {
                 out.write_all(report.to_text().as_bytes()).map_err(w)?;
@@ -472,7 +468,7 @@ fn execute<'a>(
             })?;
             events.extracted(&stats);
         }
-        _ => return Err(invalid("internal error: a write command on the read-only path")),
+        _ => return Err(Error::Internal("a write command on the read-only path".into())),
     }
     Ok(())
 }

@@ -90,7 +90,7 @@ pub(super) fn execute_in_session(
         | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList { json }) => {
             super::maint::list(&session.pfs_inodes()?.iter().collect::<Vec<_>>(), *json, out)?
         }
-        _ => return Err(Error::InvalidArgument("internal error: not a read command".into())),
+        _ => return Err(Error::Internal("not a read command".into())),
     }
     Ok(())
 }

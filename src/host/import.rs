@@ -466,7 +466,7 @@ impl Importer<'_, '_> {
         // As cp -r: into an existing directory under the host's name.
         let (dir, name) = match existing {
             Some(e) if e.obj_type == ObjType::Directory => (e.inum, host_name(host)?),
-            Some(_) => return Err(Error::InvalidArgument(format!("{dest}: already exists"))),
+            Some(_) => return Err(Error::AlreadyExists(dest.to_string())),
             // The root: under the host's own name.
             None if name.is_empty() => (parent, host_name(host)?),
             None => (parent, name),

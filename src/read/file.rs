@@ -192,18 +192,12 @@ impl<'a> InOrder<'_, 'a, '_> {
         let loc = node.location();
         let key = b.key.get();
         if key < self.pos {
-            return Err(Error::corrupt(
-                CorruptKind::Other(format!("data overlaps earlier data at {:#x}", self.pos)),
-                loc,
-            ));
+            return Err(Error::corrupt(CorruptKind::DataOverlap { pos: self.pos }, loc));
         }
         match b.kind() {
             BlockrefType::Indirect => {
                 if node.is_shared() {
-                    return Err(Error::corrupt(
-                        CorruptKind::Other("indirect block referenced twice in one file".into()),
-                        loc,
-                    ));
+                    return Err(Error::corrupt(CorruptKind::SharedIndirect, loc));
                 }
                 node.result()?;
                 Ok(Step::Descend(()))
@@ -213,10 +207,7 @@ impl<'a> InOrder<'_, 'a, '_> {
                     return Err(Error::corrupt(k.clone(), loc));
                 }
                 if b.keybits > 16 {
-                    return Err(Error::corrupt(
-                        CorruptKind::Other(format!("data keybits {} > 16", b.keybits)),
-                        loc,
-                    ));
+                    return Err(Error::corrupt(CorruptKind::DataKeybits(b.keybits), loc));
                 }
                 self.out.hole(key - self.pos).map_err(io)?;
                 self.pos = key;

@@ -138,7 +138,7 @@ impl Finding {
             }
             FindingKind::TooDeep(max) => format!("directory nested deeper than {max} levels"),
         };
-        let kind = CorruptKind::Other(format!("{} (inode {}): {why}", self.path, self.inum));
+        let kind = CorruptKind::Namespace { path: self.path.clone(), inum: self.inum, why };
         Error::corrupt(kind, self.location.clone().unwrap_or_default())
     }
 }
@@ -250,10 +250,7 @@ impl<'a> Traversal<'_, 'a> {
         let used = &mut self.stats.entries;
         let budget_err = |path: &str, inode: &Inode<'_>| {
             Error::corrupt(
-                CorruptKind::Other(format!(
-                    "{path} (inode {}): more than {max} directory entries read; stopping (blocks shared to repeat entries?)",
-                    inode.inum()
-                )),
+                CorruptKind::TooManyEntries { path: path.to_string(), inum: inode.inum(), max },
                 inode.loc.clone(),
             )
         };

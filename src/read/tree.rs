@@ -90,10 +90,7 @@ impl<'a> Tree<'a> {
             CompMethod::Zlib => compress::zlib_decompress(&raw, logical),
             CompMethod::None | CompMethod::Autozero => return Ok(raw),
             CompMethod::Unknown(m) => {
-                return Err(Error::corrupt(
-                    CorruptKind::Other(format!("unknown compression {m}")),
-                    loc.clone(),
-                ))
+                return Err(Error::corrupt(CorruptKind::UnknownCompression(m), loc.clone()))
             }
         };
         decoded.map_err(|e| Error::corrupt(CorruptKind::Decompress(e), loc.clone()))

@@ -588,10 +588,7 @@ impl Table {
             }
         }
         if cover == 0 {
-            return Err(Error::corrupt(
-                CorruptKind::Other(format!("two entries with the same key {new_key:#x}")),
-                Location::default(),
-            ));
+            return Err(Error::corrupt(CorruptKind::DuplicateKey { key: new_key }, Location::default()));
         }
         let half = cover - 1;
         let bit = 1u64 << half;
@@ -656,10 +653,7 @@ impl Table {
             self.sort();
             return Ok(());
         }
-        Err(Error::corrupt(
-            CorruptKind::Other(format!("cannot split a full table to insert key {new_key:#x}")),
-            Location::default(),
-        ))
+        Err(Error::corrupt(CorruptKind::TableFull { key: new_key }, Location::default()))
     }
 
     /// Removes the leaf `key`/`kind` and returns it; indirect blocks left

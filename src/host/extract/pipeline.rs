@@ -110,7 +110,7 @@ impl<J> Shared<J> {
                     .map(|s| s.to_string())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
-                Err(Error::InvalidArgument(format!("internal error: an extraction thread panicked: {why}")))
+                Err(Error::Internal(format!("an extraction thread panicked: {why}")))
             })
         });
         st = self.lock();

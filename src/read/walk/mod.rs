@@ -81,7 +81,7 @@ pub fn with_data<R>(
         match fs.device.read_into(off, slice) {
             Ok(()) => Ok(f(slice)),
             Err(Error::OutOfBounds { .. }) => Err(CorruptKind::OutOfRange { offset: off, len: len as u64 }),
-            Err(e) => Err(CorruptKind::Other(format!("media at {off:#x}+{len:#x} unreadable: {e}"))),
+            Err(e) => Err(CorruptKind::Unreadable { offset: off, len: len as u64, why: e.to_string() }),
         }
     })
 }

@@ -332,7 +332,7 @@ impl Allocator {
             }
             stack.truncate(v.depth);
             let fail = |what: String| {
-                Some(Corruption { kind: CorruptKind::Other(what), location: v.location.clone() })
+                Some(Corruption { kind: CorruptKind::FreemapShape(what), location: v.location.clone() })
             };
             let b = v.bref;
             let (key, keybits) = (b.key.get(), b.keybits);
@@ -395,7 +395,7 @@ impl Allocator {
         for (bref, data, location) in leaves {
             let key = bref.key.get();
             if a.leaves.contains_key(&key) {
-                let kind = CorruptKind::Other(format!("second freemap leaf for zone {key:#x}"));
+                let kind = CorruptKind::SecondLeaf { key };
                 return Err(Error::corrupt(kind, location));
             }
             let bigmask = bref.freemap_check().bigmask.get();

@@ -154,7 +154,7 @@ impl<'a> Visitor<'a> for Scan<'_, '_> {
         let changed = match self.alloc.mark_allocated(b.data_off.get(), b.kind()) {
             Ok(c) => c,
             Err(e) => {
-                self.problem(CorruptKind::Other(format!("cannot be marked allocated: {e}")), node);
+                self.problem(CorruptKind::Unmarkable(e.to_string()), node);
                 return Step::Leaf(Nothing);
             }
         };
@@ -214,11 +214,7 @@ pub fn replay(
     }
     if let Some(first) = scan.problems.first() {
         let more = scan.problem_count - 1;
-        let kind = CorruptKind::Other(format!(
-            "{}{}; the freemap replay needs every changed node readable",
-            first.kind,
-            if more > 0 { format!(" (and {more} more problems)") } else { String::new() }
-        ));
+        let kind = CorruptKind::Replay { first: Box::new(first.kind.clone()), more: more as u64 };
         return Err(Error::corrupt(kind, first.location.clone()));
     }
     let Scan { scanned, read, pfs, recovered, .. } = scan;

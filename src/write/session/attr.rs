@@ -1,6 +1,6 @@
 //! Inode attributes (chmod, chown, times) and file sizes (truncate).
 
-use super::{invalid, logical_block, now_us, set_size_and_times, xid_uuid, PfsRef, Session};
+use super::{logical_block, now_us, set_size_and_times, xid_uuid, PfsRef, Session};
 use crate::error::{Error, Location, Result};
 use crate::format::compress;
 use crate::format::{BlockrefType, CheckMethod, CompMethod, ObjType, PBUFSIZE};
@@ -34,11 +34,11 @@ impl Session {
             (false, None) => return Err(Error::NotFound(path.to_string())),
         };
         if attr.mode.is_some_and(|m| m > 0o7777) {
-            return Err(invalid(format!("{path}: mode past 07777")));
+            return Err(Error::invalid(format!("{path}: mode past 07777")));
         }
         self.tx.changes += 1;
         let chain = self.inode_mut(pfs, inum)?;
-        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         let m = &mut ip.meta;
         if let Some(mode) = attr.mode {
             m.mode = mode.into();
@@ -74,10 +74,10 @@ impl Session {
     fn truncate_op(&mut self, pfs: &PfsRef, path: &str, new_size: u64) -> Result<()> {
         let (_, _, e) = self.existing(pfs, path)?;
         if e.obj_type != ObjType::Regfile {
-            return Err(invalid(format!("{path}: not a regular file")));
+            return Err(Error::invalid(format!("{path}: not a regular file")));
         }
         if new_size > i64::MAX as u64 {
-            return Err(invalid(format!("{path}: {new_size} is past the largest file size")));
+            return Err(Error::invalid(format!("{path}: {new_size} is past the largest file size")));
         }
         let ip = self.inode_data(pfs, e.inum)?;
         let size = ip.meta.size.get();
@@ -89,7 +89,7 @@ impl Session {
         if ip.meta.is_directdata() {
             self.tx.changes += 1;
             let chain = self.inode_mut(pfs, inum)?;
-            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
             ip.u[new_size as usize..size as usize].fill(0);
             set_size_and_times(ip, new_size);
             self.tx.dirty = true;
@@ -134,7 +134,7 @@ impl Session {
         );
         let fs = &self.fs;
         let chain = super::inode_mut(fs, &mut self.tx.root, pfs, inum)?;
-        let table = chain.table_mut().ok_or_else(|| invalid("file embeds data"))?;
+        let table = chain.table_mut().ok_or_else(|| Error::shape("file embeds data"))?;
         let mut released = Vec::new();
         for k in keys {
             if let Some(b) = table.remove(fs, k, BlockrefType::Data)?.as_ref().and_then(Slot::bref) {
@@ -155,7 +155,7 @@ impl Session {
             }
         }
         let chain = self.inode_mut(pfs, inum)?;
-        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         set_size_and_times(ip, new_size);
         self.tx.dirty = true;
         Ok(())

@@ -1,7 +1,8 @@
 //! `bulkfree` on a session: the freemap rebuilt from the topology (see
 //! [`crate::write::alloc::bulkfree`]), committed like every edit.
 
-use super::{invalid, Session};
+use super::Session;
+use crate::error::Error;
 use crate::error::Result;
 use crate::format::Blockref;
 use crate::write::alloc::bulkfree::BulkfreeReport;
@@ -69,12 +70,8 @@ fn clean_brefs(table: &Table, out: &mut Vec<(Blockref, u64)>) {
 pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport, Vec<usize>)> {
     let (mut alloc, report) = Allocator::rebuild(fs)?;
     let v = &fs.voldata;
-    let tid = v
-        .mirror_tid
-        .get()
-        .max(v.freemap_tid.get())
-        .checked_add(1)
-        .ok_or_else(|| invalid("mirror_tid exhausted"))?;
+    let tid =
+        v.mirror_tid.get().max(v.freemap_tid.get()).checked_add(1).ok_or(Error::Exhausted("mirror_tid"))?;
     let mut root = Table::from_brefs(&fs.voldata.sroot_blockset);
     let commit = flush::commit(fs, &mut root, &mut alloc, tid, write)?;
     let synced = if write { super::sync_header_copies(fs)? } else { Vec::new() };

@@ -36,7 +36,7 @@ impl Session {
             |op: &'static str| move |source| Error::Io { path: host.to_path_buf(), op, offset: 0, source };
         let meta = std::fs::metadata(host).map_err(io("stat"))?;
         if !meta.is_file() {
-            return Err(invalid(format!("{}: not a regular file", host.display())));
+            return Err(Error::invalid(format!("{}: not a regular file", host.display())));
         }
         let mtime = crate::format::time::micros(meta.mtime(), meta.mtime_nsec());
         let attrs = Attrs { mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), mtime };
@@ -72,10 +72,10 @@ impl Session {
     ) -> Result<u64> {
         let (dir, name, existing) = self.resolve_parent(pfs, path)?;
         if name.is_empty() {
-            return Err(invalid(format!("{path}: needs a file name")));
+            return Err(Error::invalid(format!("{path}: needs a file name")));
         }
         if existing.is_some() {
-            return Err(invalid(format!("{path}: already exists")));
+            return Err(Error::AlreadyExists(path.to_string()));
         }
         self.need_space(size)?;
         let inum = self.create(pfs, dir, &name, ObjType::Regfile, attrs)?;
@@ -93,7 +93,7 @@ impl Session {
         size: u64,
     ) -> Result<()> {
         let chain = self.inode_mut(pfs, inum)?;
-        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.size = size.into();
         if size <= EMBEDDED_BYTES as u64 {
             let mut buf = vec![0u8; size as usize];
@@ -151,7 +151,7 @@ impl Session {
                 return crate::read::tree::Tree::decode(b, media.clone(), loc);
             }
             if b.modify_tid.get() >= self.tx.tid {
-                return Err(invalid(format!(
+                return Err(Error::invalid(format!(
                     "a dry run keeps only {} MiB of the data it would write; cannot read back the block at {:#x}",
                     DRY_RUN_KEEP >> 20,
                     b.data_off.get()
@@ -182,13 +182,13 @@ impl Session {
         let (_, name, existing) = self.resolve_parent(pfs, path)?;
         let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
         if name.is_empty() || e.obj_type != ObjType::Regfile {
-            return Err(invalid(format!("{path}: not a regular file")));
+            return Err(Error::invalid(format!("{path}: not a regular file")));
         }
         let inum = e.inum;
         let ip = self.with_inode(pfs, inum, |ip, _| Ok(*ip))?;
         let size = ip.meta.size.get();
         let end = offset.checked_add(len).filter(|&e| e <= i64::MAX as u64).ok_or_else(|| {
-            invalid(format!("{path}: writing {len} bytes at {offset:#x} passes the largest file size"))
+            Error::invalid(format!("{path}: writing {len} bytes at {offset:#x} passes the largest file size"))
         })?;
         let new_size = size.max(end);
         let embedded = ip.meta.is_directdata();
@@ -198,7 +198,7 @@ impl Session {
             let mut buf = vec![0u8; len as usize];
             src.read_exact(&mut buf).map_err(input_error)?;
             let chain = self.inode_mut(pfs, inum)?;
-            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
             if !embedded {
                 ip.u = [0; EMBEDDED_BYTES];
             }
@@ -226,7 +226,7 @@ impl Session {
         if embedded {
             embedded_data = Some(ip.u[..size as usize].to_vec());
             let chain = self.inode_mut(pfs, inum)?;
-            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
             ip.meta.op_flags &= !OPFLAG_DIRECTDATA;
             ip.u = [0; EMBEDDED_BYTES];
             if let Body::Inode { table, .. } = &mut chain.body {
@@ -269,7 +269,7 @@ impl Session {
             // Replace the block (or leave a hole).
             let fs = &self.fs;
             let chain = inode_mut(fs, &mut self.tx.root, pfs, inum)?;
-            let table = chain.table_mut().ok_or_else(|| invalid("file embeds data"))?;
+            let table = chain.table_mut().ok_or_else(|| Error::shape("file embeds data"))?;
             let removed = table.remove(fs, key, BlockrefType::Data)?;
             if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
                 self.tx.alloc.release(b.data_off.get())?;
@@ -279,7 +279,7 @@ impl Session {
             }
         }
         let chain = self.inode_mut(pfs, inum)?;
-        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         set_size_and_times(ip, new_size);
         self.tx.dirty = true;
         Ok(())
@@ -296,7 +296,7 @@ impl Session {
         }
         let fs = &self.fs;
         let root = pfs_root_mut(fs, &mut self.tx.root, pfs)?;
-        let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
+        let table = root.table_mut().ok_or_else(|| Error::shape("PFS root embeds data"))?;
         let Some(slot) = table.slot_mut(fs, inum, BlockrefType::Inode)? else { return Ok(()) };
         if let Slot::Node(chain) = slot {
             let mut f = Flusher {

@@ -12,7 +12,7 @@
 //! because it is damaged, and a checker looking at every copy, or a mount
 //! falling back to one, would meet the damage again.
 
-use super::{invalid, now_us, DirEntry, PfsRef, Session};
+use super::{now_us, DirEntry, PfsRef, Session};
 use crate::error::{Error, Result};
 use crate::format::BlockrefType;
 
@@ -24,7 +24,7 @@ impl Session {
         self.operation(|s| {
             let (dir, name, existing) = s.resolve_parent(pfs, path)?;
             if name.is_empty() {
-                return Err(invalid("destroy needs a directory entry, not the root"));
+                return Err(Error::invalid("destroy needs a directory entry, not the root"));
             }
             let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
             s.tx.changes += 1;
@@ -35,7 +35,7 @@ impl Session {
                 dip.meta.mtime = now.into();
                 dip.meta.ctime = now.into();
             }
-            let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
+            let table = dchain.table_mut().ok_or_else(|| Error::shape("directory embeds data"))?;
             let removed = table.remove(fs, e.key, BlockrefType::Dirent)?;
             if let Some(b) = removed.as_ref().and_then(|s| s.bref()).filter(|b| b.radix() != 0) {
                 s.tx.alloc.release(b.data_off.get())?;
@@ -52,7 +52,7 @@ impl Session {
     pub fn destroy_inum(&mut self, pfs: &PfsRef, inum: u64) -> Result<()> {
         self.operation(|s| {
             if inum < 1 || inum == pfs.root_inum {
-                return Err(invalid(format!(
+                return Err(Error::invalid(format!(
                     "inode {inum}: not an inode of the index (the root is {})",
                     pfs.root_inum
                 )));
@@ -60,7 +60,7 @@ impl Session {
             let fs = &s.fs;
             // Only the index is read: find the key without loading the inode.
             let root = super::pfs_root_mut(fs, &mut s.tx.root, pfs)?;
-            let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
+            let table = root.table_mut().ok_or_else(|| Error::shape("PFS root embeds data"))?;
             let removed = table.remove(fs, inum, BlockrefType::Inode)?;
             let Some(slot) = removed else {
                 return Err(Error::NotFound(format!("inode {inum} in PFS {}", pfs.label)));

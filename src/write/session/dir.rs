@@ -72,7 +72,7 @@ impl Session {
     pub fn resolve_parent(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>, Option<DirEntry>)> {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         if parts.contains(&"..") {
-            return Err(invalid(format!("{path}: '..' is not supported in image paths")));
+            return Err(Error::invalid(format!("{path}: '..' is not supported in image paths")));
         }
         let mut dir = pfs.root_inum;
         let Some((last, walk)) = parts.split_last() else { return Ok((dir, Vec::new(), None)) };
@@ -93,9 +93,9 @@ impl Session {
     /// The next inode number of `pfs` (and the root's counter moves on).
     pub(super) fn next_inum(&mut self, pfs: &PfsRef) -> Result<u64> {
         let root = self.pfs_root_mut(pfs)?;
-        let ip = root.inode_mut().ok_or_else(|| invalid("PFS root is not an inode"))?;
+        let ip = root.inode_mut().ok_or_else(|| Error::shape("PFS root is not an inode"))?;
         let inum = ip.meta.pfs_inum.get().max(INODE_START);
-        let next = inum.checked_add(1).ok_or_else(|| invalid("inode numbers exhausted"))?;
+        let next = inum.checked_add(1).ok_or(Error::Exhausted("inode numbers"))?;
         ip.meta.pfs_inum = next.into();
         Ok(inum)
     }
@@ -116,7 +116,7 @@ impl Session {
                 return Err(Error::NotADirectory(format!("inode {dir}")));
             }
             if self.lookup_in(dtable, name)?.is_some() {
-                return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
+                return Err(Error::AlreadyExists(String::from_utf8_lossy(name).into_owned()));
             }
             Ok((*dip, free_dirent_key(&self.fs, dtable, name)?))
         })?;
@@ -206,7 +206,7 @@ impl Session {
         let fs = &self.fs;
         let dchain = inode_mut(fs, &mut self.tx.root, pfs, dir)?;
         stamp_dir(dchain);
-        let table = dchain.table_mut().ok_or_else(|| invalid("directory embeds data"))?;
+        let table = dchain.table_mut().ok_or_else(|| Error::shape("directory embeds data"))?;
         let removed = table.remove(fs, dkey, BlockrefType::Dirent)?;
         if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
             self.tx.alloc.release(b.data_off.get())?;
@@ -223,7 +223,7 @@ impl Session {
     pub(super) fn mkdir_op(&mut self, pfs: &PfsRef, path: &str, attrs: Attrs, parents: bool) -> Result<u64> {
         let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
         if parts.is_empty() {
-            return Err(invalid(format!("{path}: the root exists")));
+            return Err(Error::AlreadyExists(format!("{path} (the root)")));
         }
         let mut dir = pfs.root_inum;
         let mut so_far = String::new();
@@ -231,12 +231,12 @@ impl Session {
             so_far.push('/');
             so_far.push_str(part);
             if *part == ".." {
-                return Err(invalid(format!("{path}: '..' is not supported in image paths")));
+                return Err(Error::invalid(format!("{path}: '..' is not supported in image paths")));
             }
             let last = i + 1 == parts.len();
             match self.lookup(pfs, dir, part.as_bytes())? {
                 Some(e) if e.obj_type == ObjType::Directory && (parents || !last) => dir = e.inum,
-                Some(_) if last => return Err(invalid(format!("{so_far}: already exists"))),
+                Some(_) if last => return Err(Error::AlreadyExists(so_far.to_string())),
                 Some(_) => return Err(Error::NotADirectory(so_far)),
                 None if last || parents => {
                     dir = self.create(pfs, dir, part.as_bytes(), ObjType::Directory, attrs)?
@@ -255,7 +255,7 @@ impl Session {
     pub(super) fn remove_op(&mut self, pfs: &PfsRef, path: &str, dir_ok: bool) -> Result<()> {
         let (dir, name, existing) = self.resolve_parent(pfs, path)?;
         if name.is_empty() {
-            return Err(invalid("cannot remove the root directory"));
+            return Err(Error::invalid("cannot remove the root directory"));
         }
         let e = existing.ok_or_else(|| Error::NotFound(path.to_string()))?;
         self.remove_entry_op(pfs, dir, &e, path, dir_ok)
@@ -276,7 +276,7 @@ impl Session {
                 return Err(Error::IsADirectory(path.to_string()));
             }
             if !self.dir_is_empty(pfs, e.inum)? {
-                return Err(invalid(format!("{path}: directory not empty")));
+                return Err(Error::NotEmpty(path.to_string()));
             }
         }
         self.drop_dirent(pfs, dir, e.key)?;
@@ -298,7 +298,7 @@ impl Session {
             }
         } else {
             let root = pfs_root_mut(fs, &mut self.tx.root, pfs)?;
-            let table = root.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
+            let table = root.table_mut().ok_or_else(|| Error::shape("PFS root embeds data"))?;
             if let Some(slot) = table.remove(fs, inum, BlockrefType::Inode)? {
                 if let Some(b) = slot.bref().filter(|b| b.radix() != 0) {
                     self.tx.alloc.release(b.data_off.get())?;
@@ -332,7 +332,7 @@ pub fn check_new_name(name: &[u8]) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(invalid(format!("{:?}: {why}", String::from_utf8_lossy(name))))
+    Err(Error::invalid(format!("{:?}: {why}", String::from_utf8_lossy(name))))
 }
 
 /// The lowest free directory key for `name` in `table`.
@@ -348,7 +348,7 @@ pub(super) fn free_dirent_key(fs: &Hammer2, table: &Table, name: &[u8]) -> Resul
         .chain(std::iter::empty())
         .find(|k| !used.contains(k) && k & DIRHASH_LOMASK != 0)
         .ok_or_else(|| {
-            invalid(format!("{}: too many names with the same hash", String::from_utf8_lossy(name)))
+            Error::invalid(format!("{}: too many names with the same hash", String::from_utf8_lossy(name)))
         })
 }
 

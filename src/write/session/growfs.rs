@@ -14,8 +14,9 @@
 //! describe), then commit the grown header into the next copy as usual: a
 //! crash at any point leaves the old state or the new one.
 
-use super::{invalid, Session};
+use super::Session;
 use crate::device::Extent;
+use crate::error::Error;
 use crate::error::Result;
 use crate::format::{volhdr_offset, FREEMAP_LEVEL1_RADIX, NUM_VOLHDRS, VOLUME_ALIGN};
 use crate::volume::CopyState;
@@ -47,20 +48,22 @@ impl Session {
     pub fn growfs(&mut self, size: Option<u64>) -> Result<GrowReport> {
         let fs = &mut self.fs;
         if fs.device.len() != 1 || fs.voldata.nvolumes > 1 {
-            return Err(invalid("growfs supports single-volume file systems only (as the kernel's)"));
+            return Err(Error::invalid("growfs supports single-volume file systems only (as the kernel's)"));
         }
         let pos = fs.root_position();
         let device_size = fs.device.volume(pos).size();
         let old = fs.voldata.volu_size.get();
         let want = size.unwrap_or(device_size);
         if want > device_size {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "{want:#x} bytes exceed the device's {device_size:#x} (grow the image first, e.g. truncate -s)"
             )));
         }
         let new = (want & !(VOLUME_ALIGN - 1)).min(i64::MAX as u64);
         if new < old {
-            return Err(invalid(format!("growfs cannot shrink the file system from {old:#x} to {new:#x}")));
+            return Err(Error::invalid(format!(
+                "growfs cannot shrink the file system from {old:#x} to {new:#x}"
+            )));
         }
         let zone_count = |s: u64| s.div_ceil(1 << FREEMAP_LEVEL1_RADIX);
         let mut report =

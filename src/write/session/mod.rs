@@ -210,10 +210,6 @@ impl std::fmt::Display for FreemapReplay {
     }
 }
 
-fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidArgument(msg.into())
-}
-
 impl Session {
     /// Opens `spec` for writing (`dry_run`: for reading only; nothing will
     /// be written). A file system whose freemap lags its topology is
@@ -246,14 +242,14 @@ impl Session {
     pub fn from_fs(fs: Hammer2, write: bool) -> Result<Session> {
         let v = &fs.voldata;
         let (mirror, freemap) = (v.mirror_tid.get(), v.freemap_tid.get());
-        let tid = mirror.max(freemap).checked_add(1).ok_or_else(|| invalid("mirror_tid exhausted"))?;
+        let tid = mirror.max(freemap).checked_add(1).ok_or(Error::Exhausted("mirror_tid"))?;
         let mut alloc;
         let mut replayed = None;
         if freemap < mirror {
             alloc = crate::write::alloc::replay::load_for_replay(&fs)?;
             let done =
                 crate::write::alloc::replay::replay(&fs, &mut alloc, Some(freemap), None).map_err(|e| {
-                    invalid(format!(
+                    Error::invalid(format!(
                         "the freemap (freemap_tid {freemap:#x}) lags the topology (mirror_tid {mirror:#x}) \
                      and cannot be replayed: {e}"
                     ))
@@ -338,7 +334,7 @@ impl Session {
                 let others: Vec<&PfsRef> = all.iter().filter(|p| p.label != "LOCAL").collect();
                 match others.as_slice() {
                     [p] => Ok((*p).clone()),
-                    _ => Err(invalid(format!(
+                    _ => Err(Error::invalid(format!(
                         "choose a PFS (there are: {})",
                         all.iter().map(|p| p.label.as_str()).collect::<Vec<_>>().join(", ")
                     ))),
@@ -416,7 +412,7 @@ impl Session {
     /// Goes back to `cp` (taken from this session since its last commit).
     pub fn restore(&mut self, cp: Checkpoint) -> Result<()> {
         if cp.0.tid != self.tx.tid {
-            return Err(invalid("a checkpoint from before a commit cannot be restored"));
+            return Err(Error::Internal("a checkpoint from before a commit cannot be restored".into()));
         }
         self.tx = cp.0;
         Ok(())
@@ -485,7 +481,9 @@ impl Session {
     /// (nothing is written then: the previous state stays as it was).
     pub fn commit(&mut self) -> Result<CommitReport> {
         if let Some(why) = &self.tx.failed {
-            return Err(invalid(format!("an operation failed part-way ({why}); nothing is committed")));
+            return Err(Error::invalid(format!(
+                "an operation failed part-way ({why}); nothing is committed"
+            )));
         }
         let report =
             flush::commit(&mut self.fs, &mut self.tx.root, &mut self.tx.alloc, self.tx.tid, self.write)?;
@@ -548,7 +546,7 @@ fn table_bytes(t: &Table) -> usize {
 fn pfs_root_mut<'t>(fs: &Hammer2, root: &'t mut Table, pfs: &PfsRef) -> Result<&'t mut Chain> {
     let sroot =
         root.get_mut(fs, 0, BlockrefType::Inode)?.ok_or_else(|| Error::NotFound("super-root".into()))?;
-    let table = sroot.table_mut().ok_or_else(|| invalid("super-root embeds data"))?;
+    let table = sroot.table_mut().ok_or_else(|| Error::shape("super-root embeds data"))?;
     table
         .get_mut(fs, pfs.key, BlockrefType::Inode)?
         .ok_or_else(|| Error::NotFound(format!("PFS {}", pfs.label)))
@@ -560,7 +558,7 @@ fn inode_mut<'t>(fs: &Hammer2, root: &'t mut Table, pfs: &PfsRef, inum: u64) -> 
     if inum == pfs.root_inum {
         return Ok(chain);
     }
-    let table = chain.table_mut().ok_or_else(|| invalid("PFS root embeds data"))?;
+    let table = chain.table_mut().ok_or_else(|| Error::shape("PFS root embeds data"))?;
     table
         .get_mut(fs, inum, BlockrefType::Inode)?
         .ok_or_else(|| Error::NotFound(format!("inode {inum} in PFS {}", pfs.label)))

@@ -16,7 +16,7 @@
 //! their numbers in `rmajor`/`rminor`; FIFOs and sockets are inodes of
 //! their object type with no data.
 
-use super::{check_new_name, free_dirent_key, invalid, now_us, Attrs, DirEntry, PfsRef, Session};
+use super::{check_new_name, free_dirent_key, now_us, Attrs, DirEntry, PfsRef, Session};
 use crate::error::{Error, Result};
 use crate::format::{CheckMethod, InodeData, ObjType, DIRHASH_VISIBLE};
 use crate::read::walk::Flow;
@@ -26,7 +26,7 @@ impl Session {
     pub(crate) fn existing(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>, DirEntry)> {
         let (dir, name, e) = self.resolve_parent(pfs, path)?;
         if name.is_empty() {
-            return Err(invalid(format!("{path}: the PFS root has no name to change")));
+            return Err(Error::invalid(format!("{path}: the PFS root has no name to change")));
         }
         let e = e.ok_or_else(|| Error::NotFound(path.to_string()))?;
         Ok((dir, name, e))
@@ -53,11 +53,11 @@ impl Session {
     fn new_name(&self, pfs: &PfsRef, path: &str) -> Result<(u64, Vec<u8>)> {
         let (dir, name, existing) = self.resolve_parent(pfs, path)?;
         if name.is_empty() {
-            return Err(invalid(format!("{path}: needs a name")));
+            return Err(Error::invalid(format!("{path}: needs a name")));
         }
         check_new_name(&name)?;
         if existing.is_some() {
-            return Err(invalid(format!("{path}: already exists")));
+            return Err(Error::AlreadyExists(path.to_string()));
         }
         Ok((dir, name))
     }
@@ -80,11 +80,11 @@ impl Session {
     fn link_op(&mut self, pfs: &PfsRef, target: &str, new: &str) -> Result<()> {
         let (_, _, e) = self.existing(pfs, target)?;
         if e.obj_type == ObjType::Directory {
-            return Err(invalid(format!("{target}: hard links to directories are not allowed")));
+            return Err(Error::invalid(format!("{target}: hard links to directories are not allowed")));
         }
         let (dir, name) = self.new_name(pfs, new)?;
         self.link_in(pfs, dir, &name, e.inum, e.obj_type)?;
-        let ip = self.inode_mut(pfs, e.inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = self.inode_mut(pfs, e.inum)?.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.ctime = now_us().into();
         Ok(())
     }
@@ -104,7 +104,7 @@ impl Session {
         self.need_space(0)?;
         let (check, dkey) = self.dirent_slot(pfs, dir, name)?;
         self.add_dirent(pfs, dir, dkey, name, inum, kind, check)?;
-        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.nlinks = ip.meta.nlinks.get().saturating_add(1).into();
         Ok(())
     }
@@ -116,7 +116,7 @@ impl Session {
 
     fn symlink_op(&mut self, pfs: &PfsRef, path: &str, target: &[u8], attrs: Attrs) -> Result<u64> {
         if target.is_empty() || target.len() > 1023 || target.contains(&0) {
-            return Err(invalid(format!("{path}: a link target is 1 to 1023 bytes without NUL")));
+            return Err(Error::invalid(format!("{path}: a link target is 1 to 1023 bytes without NUL")));
         }
         let (dir, name) = self.new_name(pfs, path)?;
         let inum = self.create(pfs, dir, &name, ObjType::Softlink, attrs)?;
@@ -145,13 +145,15 @@ impl Session {
         rdev: (u32, u32),
     ) -> Result<u64> {
         if !matches!(kind, ObjType::Cdev | ObjType::Bdev | ObjType::Fifo | ObjType::Socket) {
-            return Err(invalid(format!("{path}: mknod makes device nodes, FIFOs and sockets, not {kind}")));
+            return Err(Error::invalid(format!(
+                "{path}: mknod makes device nodes, FIFOs and sockets, not {kind}"
+            )));
         }
         let (dir, name) = self.new_name(pfs, path)?;
         let inum = self.create(pfs, dir, &name, kind, attrs)?;
         if matches!(kind, ObjType::Cdev | ObjType::Bdev) {
             let chain = self.inode_mut(pfs, inum)?;
-            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
             ip.meta.rmajor = rdev.0.into();
             ip.meta.rminor = rdev.1.into();
         }
@@ -170,7 +172,7 @@ impl Session {
         let (sdir, _, se) = self.existing(pfs, from)?;
         let (tdir, tname, te) = self.resolve_parent(pfs, to)?;
         if tname.is_empty() {
-            return Err(invalid(format!("{to}: the PFS root cannot be replaced")));
+            return Err(Error::invalid(format!("{to}: the PFS root cannot be replaced")));
         }
         check_new_name(&tname)?;
         let src_dir = se.obj_type == ObjType::Directory;
@@ -180,7 +182,7 @@ impl Session {
             let f = crate::read::namespace::user_path(from)?;
             let t = crate::read::namespace::user_path(to)?;
             if t.len() > f.len() && t[..f.len()] == f[..] {
-                return Err(invalid(format!("{from}: cannot move a directory into itself ({to})")));
+                return Err(Error::invalid(format!("{from}: cannot move a directory into itself ({to})")));
             }
         }
         if let Some(te) = &te {
@@ -189,7 +191,7 @@ impl Session {
             }
             match (src_dir, te.obj_type == ObjType::Directory) {
                 (true, true) if !self.dir_is_empty(pfs, te.inum)? => {
-                    return Err(invalid(format!("{to}: directory not empty")))
+                    return Err(Error::NotEmpty(to.to_string()))
                 }
                 (true, false) => return Err(Error::NotADirectory(to.to_string())),
                 (false, true) => return Err(Error::IsADirectory(to.to_string())),
@@ -207,7 +209,7 @@ impl Session {
         let (_, dkey) = self.dirent_slot(pfs, tdir, &tname)?;
         self.add_dirent(pfs, tdir, dkey, &tname, se.inum, se.obj_type, check)?;
         let chain = self.inode_mut(pfs, se.inum)?;
-        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.ctime = now_us().into();
         // As the kernel's rename: `iparent` follows the entry, for files
         // with several names too (it is a hint for recovery tools).

@@ -2,7 +2,8 @@
 //! created with every attribute a host object carries, hard links, and
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
-use super::{inode_mut, invalid, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
+use super::{inode_mut, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
+use crate::error::Error;
 use crate::error::Result;
 use crate::format::{encode_methods, Blockref, CheckMethod, CompMethod, ObjType};
 use crate::write::chain::Slot;
@@ -49,7 +50,7 @@ impl Session {
         if let Some(c) = meta.check {
             chain.bref.methods = encode_methods(c, CompMethod::None);
         }
-        let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         let m = &mut ip.meta;
         m.atime = meta.atime.into();
         m.ctime = meta.ctime.into();
@@ -71,7 +72,7 @@ impl Session {
     pub(crate) fn import_link(&mut self, pfs: &PfsRef, dir: u64, name: &[u8], inum: u64) -> Result<()> {
         super::check_new_name(name)?;
         if self.lookup(pfs, dir, name)?.is_some() {
-            return Err(invalid(format!("{}: already exists", String::from_utf8_lossy(name))));
+            return Err(Error::AlreadyExists(String::from_utf8_lossy(name).into_owned()));
         }
         let kind = self.with_inode(pfs, inum, |ip, _| Ok(ip.meta.obj_type()))?;
         self.link_in(pfs, dir, name, inum, kind)
@@ -79,7 +80,7 @@ impl Session {
 
     /// Sets an inode's times (a directory's, once its entries are in).
     pub(crate) fn import_times(&mut self, pfs: &PfsRef, inum: u64, meta: &NodeMeta) -> Result<()> {
-        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.mtime = meta.mtime.into();
         ip.meta.atime = meta.atime.into();
         ip.meta.ctime = meta.ctime.into();
@@ -90,7 +91,7 @@ impl Session {
 
     /// Sets the mode and owner of an existing inode (the import root's).
     pub(crate) fn import_owner(&mut self, pfs: &PfsRef, inum: u64, meta: &NodeMeta) -> Result<()> {
-        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.mode = (meta.mode & 0o7777).into();
         ip.meta.uid = xid_uuid(meta.uid);
         ip.meta.gid = xid_uuid(meta.gid);
@@ -106,7 +107,7 @@ impl Session {
     /// Sets the size of a new file whose blocks are placed one by one.
     pub(crate) fn import_size(&mut self, pfs: &PfsRef, inum: u64, size: u64) -> Result<()> {
         debug_assert!(size > EMBEDDED_BYTES as u64);
-        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+        let ip = self.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.size = size.into();
         Ok(())
     }

@@ -34,7 +34,7 @@
 //! - `pfs-delete`: the PFS root's blockref leaves the super-root; its
 //!   blocks stay allocated until a bulkfree, as with the kernel.
 
-use super::{free_dirent_key, invalid, now_us, PfsRef, Session, Tx};
+use super::{free_dirent_key, now_us, PfsRef, Session, Tx};
 use crate::error::{Error, Result};
 use crate::format::{
     encode_methods, uuid_from_disk, uuid_to_disk, Blockref, BlockrefType, CheckMethod, CompMethod, InodeData,
@@ -78,7 +78,7 @@ pub fn parse_pfs_type(s: &str) -> Result<PfsType> {
         "master" => PfsType::Master,
         "dummy" => PfsType::Dummy,
         _ => {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "{s:?}: unknown PFS type (cache, slave, soft_slave, soft_master, master, dummy)"
             )))
         }
@@ -179,12 +179,12 @@ impl Session {
         let write = self.write;
         let Session { fs, tx: Tx { root, alloc, stats, .. }, .. } = self;
         let src = super::pfs_root_mut(fs, root, source)?;
-        let sip = src.inode_mut().ok_or_else(|| invalid("PFS root is not an inode"))?;
+        let sip = src.inode_mut().ok_or_else(|| Error::shape("PFS root is not an inode"))?;
         sip.meta.pfs_lsnap_tid = tid.into();
         let (src_meta_inum, directdata, embedded) =
             (sip.meta.pfs_inum.get(), sip.meta.is_directdata(), sip.u);
         let bias = src.bias;
-        let table = src.table_mut().ok_or_else(|| invalid("PFS root holds no table"))?;
+        let table = src.table_mut().ok_or_else(|| Error::shape("PFS root holds no table"))?;
         // Share blocks, not chains: what is loaded below the source is
         // written now (unreachable until the header names it) so that both
         // roots reference the same blocks. A dry run writes nothing and
@@ -224,7 +224,7 @@ impl Session {
                     .ok_or_else(|| Error::NotFound("super-root".into()))?;
             sroot.bias.data -= PFS_ROOT_BIAS.data;
             sroot.bias.inodes -= PFS_ROOT_BIAS.inodes;
-            let table = sroot.table_mut().ok_or_else(|| invalid("super-root embeds data"))?;
+            let table = sroot.table_mut().ok_or_else(|| Error::shape("super-root embeds data"))?;
             let removed = table.remove(fs, pfs.key, BlockrefType::Inode)?;
             touch(sroot);
             if let Some(b) = removed.as_ref().and_then(Slot::bref).filter(|b| b.radix() != 0) {
@@ -240,7 +240,7 @@ impl Session {
     fn new_pfs_root(&self, label: &str) -> Result<InodeData> {
         super::check_new_name(label.as_bytes())?;
         match self.pfs(Some(label)) {
-            Ok(_) => return Err(invalid(format!("PFS {label:?} already exists"))),
+            Ok(_) => return Err(Error::AlreadyExists(format!("PFS {label:?}"))),
             Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }

@@ -8,7 +8,7 @@
 //! (ours) also rewrites the existing data blocks of the regular files
 //! concerned with the new methods, copy-on-write.
 
-use super::{invalid, PfsRef, Session};
+use super::{PfsRef, Session};
 use crate::error::{Error, Result};
 use crate::format::{BlockrefType, CheckMethod, CompMethod, ObjType, DIRHASH_VISIBLE};
 use crate::read::walk::Flow;
@@ -37,7 +37,8 @@ pub struct SetMethodsReport {
 pub fn parse_comp(s: &str) -> Result<Methods> {
     let (algo, level) = match s.split_once(':') {
         Some((a, l)) => {
-            let l: u8 = l.parse().map_err(|_| invalid(format!("{s:?}: level {l:?} is not a number")))?;
+            let l: u8 =
+                l.parse().map_err(|_| Error::invalid(format!("{s:?}: level {l:?} is not a number")))?;
             (a, Some(l))
         }
         None => (s, None),
@@ -47,13 +48,15 @@ pub fn parse_comp(s: &str) -> Result<Methods> {
         "autozero" => CompMethod::Autozero,
         "lz4" => CompMethod::Lz4,
         "zlib" => CompMethod::Zlib,
-        _ => return Err(invalid(format!("{algo:?}: unknown compression (none, autozero, lz4, zlib)"))),
+        _ => {
+            return Err(Error::invalid(format!("{algo:?}: unknown compression (none, autozero, lz4, zlib)")))
+        }
     };
     let level = match (comp, level) {
         (_, None) | (_, Some(0)) => 0,
         (CompMethod::Zlib, Some(l @ 1..=9)) => l,
-        (CompMethod::Zlib, Some(l)) => return Err(invalid(format!("zlib level {l} outside 1..=9"))),
-        (c, Some(_)) => return Err(invalid(format!("{c} has no compression levels"))),
+        (CompMethod::Zlib, Some(l)) => return Err(Error::invalid(format!("zlib level {l} outside 1..=9"))),
+        (c, Some(_)) => return Err(Error::invalid(format!("{c} has no compression levels"))),
     };
     Ok(Methods::Comp(u8::from(comp) | (level << 4)))
 }
@@ -68,7 +71,7 @@ pub fn parse_check(s: &str) -> Result<Methods> {
         "xxhash64" => CheckMethod::Xxhash64,
         "sha192" => CheckMethod::Sha192,
         _ => {
-            return Err(invalid(format!(
+            return Err(Error::invalid(format!(
                 "{s:?}: unknown check method (none, disabled, crc32, xxhash64, sha192)"
             )))
         }
@@ -125,7 +128,7 @@ impl Session {
             todo.extend(children);
             self.tx.changes += 1;
             let chain = self.inode_mut(pfs, inum)?;
-            let ip = chain.inode_mut().ok_or_else(|| invalid("not an inode"))?;
+            let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
             let field = match methods {
                 Methods::Comp(v) => (&mut ip.meta.comp_algo, v),
                 Methods::Check(v) => (&mut ip.meta.check_algo, v),
@@ -167,7 +170,7 @@ impl Session {
             let fs = &self.fs;
             let table = super::inode_mut(fs, &mut self.tx.root, pfs, inum)?
                 .table_mut()
-                .ok_or_else(|| invalid("file embeds data"))?;
+                .ok_or_else(|| Error::shape("file embeds data"))?;
             if let Some(old) = table.remove(fs, b.key.get(), BlockrefType::Data)? {
                 if let Some(ob) = old.bref().filter(|ob| ob.radix() != 0) {
                     self.tx.alloc.release(ob.data_off.get())?;
