@@ -144,12 +144,11 @@ pub struct Totals {
 mod tests {
     use super::*;
     use crate::format::BmapData;
-    use crate::freemap::areas::tests::header;
+    use crate::freemap::areas::tests::hostile_areas;
 
     #[test]
     fn hostile_header_values_saturate() {
-        let v = header((u64::MAX, 3), (u64::MAX - 1, u64::MAX), u64::MAX);
-        let a = Areas::new(&v, 10 << 30);
+        let a = hostile_areas();
         let zones = Zones::new(&a);
         let t = zones.totals(&a, 1 << 63, u64::MAX);
         assert_eq!(t.zones_without_leaf, 10);

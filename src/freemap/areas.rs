@@ -298,10 +298,15 @@ pub(crate) mod tests {
         assert!(g.in_boot_aux(0x7fffff & !(CHUNK_BYTES - 1)) && !g.in_boot_aux(0x800000));
     }
 
+    /// Boot and aux out of order, `allocator_beg` at the end of the 64-bit
+    /// space, on a 10 GiB file system.
+    pub(crate) fn hostile_areas() -> Areas {
+        Areas::new(&header((u64::MAX, 3), (u64::MAX - 1, u64::MAX), u64::MAX), 10 << 30)
+    }
+
     #[test]
     fn hostile_header_values_saturate() {
-        let v = header((u64::MAX, 3), (u64::MAX - 1, u64::MAX), u64::MAX);
-        let a = Areas::new(&v, 10 << 30);
+        let a = hostile_areas();
         assert!(a.boot.is_empty() && a.aux.is_empty());
         assert_eq!(a.lokey, !(SEGMENT_BYTES - 1));
         assert!(a.initially_allocated(5 << 30));

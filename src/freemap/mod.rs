@@ -48,6 +48,7 @@ pub use layout::{
     ROTATIONS, SEGMENTS_PER_ZONE, SEGMENT_BYTES, SLOT_BYTES, TOP_LEVEL, ZONE_BYTES,
 };
 pub use leaf::{
-    class_of, clear_entry, entry_bigmask, entry_chunk_state, entry_free_chunks, entry_linear, fill_entry,
-    free_runs, init_leaf, is_filled, set_entry_chunk_state, ChunkState, Leaf, LeafCounts, CLASS_RADIX,
+    change_chunk, class_of, clear_entry, entry_bigmask, entry_chunk_state, entry_free_chunks, entry_linear,
+    fill_entry, free_runs, init_leaf, is_filled, set_entry_chunk_state, ChunkState, Leaf, LeafCounts,
+    CLASS_RADIX,
 };

@@ -37,7 +37,7 @@ use super::{areas_of, Allocator, LiveLeaf};
 use crate::error::{Error, Result};
 use crate::format::{Blockref, RADIX_MAX, RADIX_MIN, SET_COUNT};
 use crate::freemap::{
-    chunks_touched, clear_entry, entry_chunk_state, set_entry_chunk_state, ChunkState, CHUNKS_PER_SEGMENT,
+    change_chunk, chunks_touched, clear_entry, entry_chunk_state, ChunkState, CHUNKS_PER_SEGMENT,
     CHUNK_BYTES, CHUNK_MASK, SEGMENT_BYTES, ZONE_BYTES,
 };
 use crate::read::walk::{self, DataBlocks, Engine, Nothing, Options, Step, Visitor};
@@ -259,8 +259,7 @@ impl Allocator {
             let Allocator { leaves, areas, allocator_free, pinned, .. } = self;
             let Some(leaf) = leaves.get_mut(&zone) else { continue };
             let mut changed = false;
-            for (n, bmap) in leaf.entries_mut().iter_mut().enumerate() {
-                let seg = zone + n as u64 * SEGMENT_BYTES;
+            for (seg, bmap) in leaf.segments_mut(zone) {
                 if seg < areas.allocator_beg || seg >= areas.end || !areas.segment_usable(seg) {
                     continue;
                 }
@@ -272,30 +271,25 @@ impl Allocator {
                     if marks.reached(c) {
                         r.in_use += 1;
                         match live {
-                            ChunkState::Free => {
-                                r.unmarked += 1;
-                                bmap.avail = bmap.avail.get().saturating_sub(CHUNK_BYTES as u32).into();
-                                *allocator_free = allocator_free.saturating_sub(CHUNK_BYTES);
-                            }
+                            ChunkState::Free => r.unmarked += 1,
                             ChunkState::PossiblyFree => r.restored += 1,
                             ChunkState::Reserved | ChunkState::Allocated => {}
                         }
-                        set_entry_chunk_state(bmap, c, ChunkState::Allocated);
+                        let freed = change_chunk(bmap, c, ChunkState::Allocated);
+                        *allocator_free = allocator_free.saturating_add_signed(freed);
                         pinned.remove(&chunk);
                     } else {
                         match live {
                             ChunkState::Allocated => {
-                                set_entry_chunk_state(bmap, c, ChunkState::PossiblyFree);
+                                change_chunk(bmap, c, ChunkState::PossiblyFree);
                                 r.staged += 1;
                             }
                             ChunkState::PossiblyFree if scan.older.contains(&chunk) => {
                                 r.kept_for_older_copies += 1
                             }
                             ChunkState::PossiblyFree => {
-                                set_entry_chunk_state(bmap, c, ChunkState::Free);
-                                bmap.avail =
-                                    (bmap.avail.get() + CHUNK_BYTES as u32).min(SEGMENT_BYTES as u32).into();
-                                *allocator_free += CHUNK_BYTES;
+                                let freed = change_chunk(bmap, c, ChunkState::Free);
+                                *allocator_free = allocator_free.saturating_add_signed(freed);
                                 r.freed += 1;
                             }
                             ChunkState::Free | ChunkState::Reserved => {}
@@ -319,8 +313,7 @@ impl Allocator {
                 changed |= zerocopy::IntoBytes::as_bytes(bmap) != zerocopy::IntoBytes::as_bytes(&before);
             }
             if changed {
-                leaf.dirty = true;
-                leaf.bigmask = !0;
+                leaf.freed_space();
             }
         }
         self.relaxed = false;

@@ -14,7 +14,7 @@
 //! freemap itself gains, so that `allocator_free` keeps agreeing with it.
 
 use super::{areas_of, Allocator};
-use crate::freemap::{clear_entry, is_filled, SEGMENT_BYTES};
+use crate::freemap::{clear_entry, is_filled};
 use crate::Hammer2;
 
 impl Allocator {
@@ -26,8 +26,7 @@ impl Allocator {
         let old = std::mem::replace(&mut self.areas, areas_of(fs));
         for (&zone, leaf) in self.leaves.iter_mut() {
             let mut changed = false;
-            for (n, bmap) in leaf.entries_mut().iter_mut().enumerate() {
-                let seg = zone + n as u64 * SEGMENT_BYTES;
+            for (seg, bmap) in leaf.segments_mut(zone) {
                 if old.segment_usable(seg) || !self.areas.segment_usable(seg) {
                     continue;
                 }
@@ -38,8 +37,7 @@ impl Allocator {
                 }
             }
             if changed {
-                leaf.dirty = true;
-                leaf.bigmask = !0;
+                leaf.freed_space();
             }
         }
         let gained = self.freemap_free_bytes().saturating_sub(before);

@@ -230,6 +230,20 @@ impl LiveLeaf {
     fn entries_mut(&mut self) -> &mut [BmapData] {
         BmapData::table_mut(&mut self.data)
     }
+
+    /// Each entry with the logical offset of its segment (`key`: the zone's
+    /// first byte).
+    fn segments_mut(&mut self, key: u64) -> impl Iterator<Item = (u64, &mut BmapData)> {
+        let segs = (0..).map(move |n: u64| key + n * SEGMENT_BYTES);
+        segs.zip(self.entries_mut().iter_mut())
+    }
+
+    /// Records a change that may have freed space: the leaf is written at
+    /// the next flush and every size is worth looking for again.
+    fn freed_space(&mut self) {
+        self.dirty = true;
+        self.bigmask = !0;
+    }
 }
 
 /// A freemap node of the tree on media: its blockref and its children.

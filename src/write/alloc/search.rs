@@ -7,7 +7,7 @@ use super::{AllocError, Allocator, LiveLeaf, Released};
 use crate::error::{Error, Result};
 use crate::format::{BlockrefType, BmapData, FREEMAP_BLOCK_RADIX, RADIX_MAX, RADIX_MIN};
 use crate::freemap::{
-    chunks_touched, class_of, entry_chunk_state, entry_linear, free_runs, set_entry_chunk_state, ChunkState,
+    change_chunk, chunks_touched, class_of, entry_chunk_state, entry_linear, free_runs, ChunkState,
     CHUNK_BYTES, CHUNK_MASK, SEGMENTS_PER_ZONE, SEGMENT_BYTES, ZONE_BYTES,
 };
 use std::collections::btree_map::Entry;
@@ -118,15 +118,11 @@ impl Allocator {
         let bmap = &mut leaf.entries_mut()[((seg - zone) / SEGMENT_BYTES) as usize];
         let (rel, mut changed) = (off - seg, false);
         for c in chunks_touched(rel, size) {
-            match entry_chunk_state(bmap, c) {
-                ChunkState::Allocated => continue,
-                ChunkState::Free => {
-                    bmap.avail = bmap.avail.get().saturating_sub(CHUNK_BYTES as u32).into();
-                    *allocator_free = allocator_free.saturating_sub(CHUNK_BYTES);
-                }
-                ChunkState::Reserved | ChunkState::PossiblyFree => {}
+            if entry_chunk_state(bmap, c) == ChunkState::Allocated {
+                continue;
             }
-            set_entry_chunk_state(bmap, c, ChunkState::Allocated);
+            *allocator_free =
+                allocator_free.saturating_add_signed(change_chunk(bmap, c, ChunkState::Allocated));
             pinned.remove(&(seg + c as u64 * CHUNK_BYTES));
             changed = true;
         }
@@ -159,12 +155,11 @@ impl Allocator {
                 continue;
             }
             if fresh {
-                set_entry_chunk_state(bmap, c, ChunkState::Free);
-                bmap.avail = (bmap.avail.get() + CHUNK_BYTES as u32).min(SEGMENT_BYTES as u32).into();
-                self.allocator_free += CHUNK_BYTES;
+                let freed = change_chunk(bmap, c, ChunkState::Free);
+                self.allocator_free = self.allocator_free.saturating_add_signed(freed);
                 outcome = Released::Freed;
             } else {
-                set_entry_chunk_state(bmap, c, ChunkState::PossiblyFree);
+                change_chunk(bmap, c, ChunkState::PossiblyFree);
                 outcome = Released::Staged;
             }
         }
@@ -173,7 +168,7 @@ impl Allocator {
                 bmap.class = 0.into();
                 bmap.linear = 0.into();
             }
-            leaf.bigmask = !0;
+            leaf.freed_space();
             self.relaxed = false;
         }
         leaf.dirty |= outcome != Released::Unchanged;
@@ -225,21 +220,13 @@ fn bmap_alloc(
             (offset, first)
         }
     };
-    let charged = if radix >= FREEMAP_BLOCK_RADIX {
-        size
-    } else if entry_chunk_state(bmap, first) == ChunkState::Free {
-        CHUNK_BYTES
-    } else {
-        0
-    };
-    for c in first..first + run {
-        set_entry_chunk_state(bmap, c, ChunkState::Allocated);
-    }
+    // A whole-chunk run was free; a packed block is charged only when its
+    // chunk was.
+    let freed: i64 = (first..first + run).map(|c| change_chunk(bmap, c, ChunkState::Allocated)).sum();
     if bmap.class.get() == 0 {
         bmap.class = class.into();
     }
-    bmap.avail = bmap.avail.get().saturating_sub(charged as u32).into();
-    Some((offset, charged))
+    Some((offset, freed.unsigned_abs()))
 }
 
 #[cfg(test)]
