@@ -470,7 +470,7 @@ fn dirent_named_dotdot_in_the_pfs_root() {
 /// Writes `bytes` at `field` of the best header copy and recomputes its CRCs.
 fn set_header_field(img: &Image, field: usize, bytes: &[u8]) {
     let copy = common::reseal::best_copy(img);
-    let hoff = copy as u64 * hammer2::format::ZONE_BYTES;
+    let hoff = copy as u64 * hammer2::format::VOLHDR_ZONE_BYTES;
     img.write(hoff + field as u64, bytes);
     common::reseal::seal_header(img, copy);
 }

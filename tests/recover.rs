@@ -167,7 +167,7 @@ fn allocated_chunks(spec: &str) -> BTreeSet<u64> {
     let mut out = BTreeSet::new();
     for zone in a.leaf_keys() {
         for c in (zone..zone + ZONE).step_by(CHUNK as usize) {
-            if a.chunk_state(c) == Some(3) {
+            if a.chunk_state(c) == Some(hammer2::freemap::ChunkState::Allocated) {
                 out.insert(c);
             }
         }

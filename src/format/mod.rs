@@ -65,8 +65,11 @@ pub const VOL_VERSION_DEFAULT: u32 = VOL_VERSION_MULTI_VOLUMES;
 /// First version that is work in progress (not accepted).
 pub const VOL_VERSION_WIP: u32 = VOL_VERSION_MULTI_VOLUMES + 1;
 
-/// Each zone is 2 GiB; the first four hold the volume-header copies.
-pub const ZONE_BYTES: u64 = 2 << 30;
+/// Spacing of the volume-header copies (`HAMMER2_ZONE_BYTES64`): the
+/// volume layout's 2 GiB zones, the first four of which start with a copy.
+/// Not the freemap's 1 GiB zone ([`crate::freemap::ZONE_BYTES`], what one
+/// level-1 leaf covers).
+pub const VOLHDR_ZONE_BYTES: u64 = 2 << 30;
 /// Reserved segment at the start of every 1 GiB freemap zone (level-1 boundary).
 pub const ZONE_SEG: u64 = 4 << 20;
 /// 64 KiB blocks in the reserved segment.
@@ -137,7 +140,7 @@ pub fn icrc32(data: &[u8]) -> u32 {
 /// Byte offset of volume-header copy `n` inside a volume (saturating: only
 /// `n < NUM_VOLHDRS` is meaningful).
 pub fn volhdr_offset(n: usize) -> u64 {
-    (n as u64).saturating_mul(ZONE_BYTES)
+    (n as u64).saturating_mul(VOLHDR_ZONE_BYTES)
 }
 
 /// Decodes a 16-byte on-disk UUID (`uuid_t` in the writer's order: the first

@@ -18,20 +18,25 @@
 
 use crate::format::{
     FREEMAP_BLOCK_SIZE, FREEMAP_COUNT, FREEMAP_LEVEL0_RADIX, FREEMAP_LEVEL1_RADIX, FREEMAP_LEVEL5_RADIX,
-    NFREEMAPS, NUM_VOLHDRS, PBUFSIZE, VOLUME_BYTES, ZONE_BYTES as VOLHDR_SPACING, ZONE_FREEMAP_00,
+    FREEMAP_LEVELN_PSIZE, NFREEMAPS, NUM_VOLHDRS, PBUFSIZE, VOLHDR_ZONE_BYTES, VOLUME_BYTES, ZONE_FREEMAP_00,
     ZONE_FREEMAP_END, ZONE_FREEMAP_INC, ZONE_SEG,
 };
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
 /// The freemap's granule: two bits of a leaf describe 16 KiB.
 pub const CHUNK_BYTES: u64 = FREEMAP_BLOCK_SIZE;
+/// Mask of a byte's offset inside its chunk.
+pub const CHUNK_MASK: u64 = CHUNK_BYTES - 1;
 /// Chunks in one segment (one `bmap_data` entry: 8 words of 32 two-bit states).
 pub const CHUNKS_PER_SEGMENT: usize = 256;
+/// Chunks one 64-bit word of a `bmap_data` bitmap describes.
+pub const CHUNKS_PER_WORD: usize = 32;
 /// Bytes one leaf entry covers (4 MiB, level 0).
 pub const SEGMENT_BYTES: u64 = 1 << FREEMAP_LEVEL0_RADIX;
-/// Bytes one leaf covers (1 GiB, level 1): the freemap's zone. Not to be
-/// confused with [`crate::format::ZONE_BYTES`], the 2 GiB spacing of
-/// volume-header copies.
+/// Bytes one leaf covers (1 GiB, level 1): the freemap's zone, which starts
+/// with a reserved segment. Not the volume layout's 2 GiB zone
+/// ([`crate::format::VOLHDR_ZONE_BYTES`], the spacing of volume-header
+/// copies).
 pub const ZONE_BYTES: u64 = 1 << FREEMAP_LEVEL1_RADIX;
 /// Entries in one leaf (segments per zone).
 pub const SEGMENTS_PER_ZONE: usize = FREEMAP_COUNT;
@@ -43,10 +48,15 @@ pub const SLOT_BYTES: u64 = PBUFSIZE;
 pub const ROTATIONS: u64 = NFREEMAPS;
 /// Highest freemap level (nodes whose keys cover 2^62 bytes).
 pub const TOP_LEVEL: u8 = 5;
+/// Physical radix of every freemap node and leaf (32 KiB).
+pub const MEDIA_RADIX: u8 = 15;
 
 const _: () = assert!(SEGMENT_BYTES == ZONE_SEG && CHUNKS_PER_SEGMENT as u64 * CHUNK_BYTES == SEGMENT_BYTES);
 const _: () = assert!(ZONE_FREEMAP_00 + ROTATIONS * ZONE_FREEMAP_INC == ZONE_FREEMAP_END);
 const _: () = assert!(ZONE_FREEMAP_INC == TOP_LEVEL as u64);
+const _: () = assert!(1 << MEDIA_RADIX == FREEMAP_LEVELN_PSIZE);
+const _: () = assert!(CHUNKS_PER_WORD * 8 == CHUNKS_PER_SEGMENT);
+const _: () = assert!(VOLHDR_ZONE_BYTES % ZONE_BYTES == 0);
 
 /// Radix of the bytes one entry at `level` covers: 22 (a leaf entry, level
 /// 0), 30 (a leaf), 38, 46, 54, 62 (nodes). `None` past level 5.
@@ -97,6 +107,12 @@ pub fn segment_index(off: u64) -> usize {
 /// Index in its segment's bitmap of the chunk holding `off`.
 pub fn chunk_index(off: u64) -> usize {
     ((off % SEGMENT_BYTES) / CHUNK_BYTES) as usize
+}
+
+/// Chunk indexes (within its segment) that the `size` bytes at `rel`
+/// (an offset inside the segment; `size` at least 1) touch.
+pub fn chunks_touched(rel: u64, size: u64) -> RangeInclusive<usize> {
+    (rel / CHUNK_BYTES) as usize..=((rel + size - 1) / CHUNK_BYTES) as usize
 }
 
 /// The zone whose reserved segment holds the blocks of a level-`level`
@@ -152,7 +168,7 @@ pub fn next_rotation(current: Option<u64>) -> u64 {
 /// volume where a whole header fits, always in block 0 of a reserved segment.
 pub fn header_copies(loff: u64, size: u64) -> impl Iterator<Item = u64> {
     (0..NUM_VOLHDRS as u64)
-        .map(|n| n * VOLHDR_SPACING)
+        .map(|n| n * VOLHDR_ZONE_BYTES)
         .filter(move |&at| at.checked_add(VOLUME_BYTES as u64).is_some_and(|end| end <= size))
         .filter_map(move |at| loff.checked_add(at))
 }
@@ -217,6 +233,9 @@ mod tests {
         assert!(!in_reserved(ZONE_BYTES + RESERVED_BYTES));
         let off = 5 * ZONE_BYTES + 7 * SEGMENT_BYTES + 9 * CHUNK_BYTES + 100;
         assert_eq!((segment_index(off), chunk_index(off)), (7, 9));
+        assert_eq!(chunks_touched(CHUNK_BYTES - 1024, 1024), 0..=0);
+        assert_eq!(chunks_touched(CHUNK_BYTES - 1024, 2048), 0..=1);
+        assert_eq!(chunks_touched(4 * CHUNK_BYTES, 1 << 16), 4..=7);
     }
 
     #[test]

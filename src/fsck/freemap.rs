@@ -82,17 +82,15 @@ use super::{
 use crate::error::Result;
 use crate::format::{BlockrefType, FREEMAP_LEVELN_PSIZE, ZONE_FREEMAP_00, ZONE_FREEMAP_END};
 use crate::freemap::{
-    entry_chunk_state, home_zone, level_base, level_of_keybits, slot_at, zone_of, Areas, ChunkState, Leaf,
-    ZoneMap, Zones, CHUNKS_PER_SEGMENT, CHUNK_BYTES as CHUNK, SEGMENTS_PER_ZONE, SEGMENT_BYTES as SEGMENT,
-    ZONE_BYTES as ZONE,
+    entry_chunk_state, entry_linear, home_zone, level_base, level_of_keybits, slot_at, zone_of, Areas,
+    ChunkState, Leaf, ZoneMap, Zones, CHUNKS_PER_SEGMENT, CHUNK_BYTES as CHUNK, MEDIA_RADIX,
+    SEGMENTS_PER_ZONE, ZONE_BYTES as ZONE,
 };
 use crate::read::walk::{walk, Root, WalkOptions};
 use crate::volume::Hammer2;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 const WORDS_PER_ZONE: usize = (ZONE / CHUNK / 64) as usize;
-/// Physical radix of every freemap block (32 KiB).
-const FREEMAP_RADIX: u8 = 15;
 /// Largest physical block the walk reads (radix 16).
 const MAX_BLOCK: u64 = 1 << 16;
 /// Findings of one kind before they are summarised.
@@ -389,7 +387,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
                 ok = false;
             }
         }
-        let readable = visit.media.is_some() && visit.error.is_none() && b.radix() == FREEMAP_RADIX;
+        let readable = visit.media.is_some() && visit.error.is_none() && b.radix() == MEDIA_RADIX;
         if is_leaf && ok && key >= end {
             bad(format!("leaf for a zone past the end of the file system ({end:#x})"));
         } else if is_leaf && ok {
@@ -448,10 +446,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     for (z, zm) in zones.iter() {
         let ZoneMap::Leaf { data_off, leaf } = zm else { continue };
         for (i, entry) in leaf.entries().iter().enumerate() {
-            let Ok(lin) = u64::try_from(entry.linear.get()) else { continue };
-            if lin % CHUNK == 0 || lin >= SEGMENT {
-                continue;
-            }
+            let Some(lin) = entry_linear(entry) else { continue };
             let seg = leaf.segment_base(i);
             let entry_desc = (z, *data_off, i, seg);
             let hit = LinearHit { entry: entry_desc, linear: lin, pos: seg + lin, blocks: 0, first: None };

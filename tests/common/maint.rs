@@ -70,8 +70,8 @@ pub fn chunk_states(spec: &str) -> (std::collections::BTreeSet<u64>, std::collec
     for zone in a.leaf_keys() {
         for off in (zone.max(beg)..zone + (1 << 30)).step_by(16384) {
             match a.chunk_state(off) {
-                Some(3) => allocated.insert(off),
-                Some(2) => staged.insert(off),
+                Some(hammer2::freemap::ChunkState::Allocated) => allocated.insert(off),
+                Some(hammer2::freemap::ChunkState::PossiblyFree) => staged.insert(off),
                 _ => false,
             };
         }

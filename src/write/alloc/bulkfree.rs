@@ -33,9 +33,13 @@
 //! the freemap cannot be loaded): every zone's leaf as `hammer2_freemap_init`
 //! builds it, then the same merge.
 
-use super::{chunks, Allocator, Leaf, CHUNK, CHUNK_MASK, SEG, ZONE};
+use super::{areas_of, Allocator, LiveLeaf};
 use crate::error::{Error, Result};
 use crate::format::{Blockref, RADIX_MAX, RADIX_MIN, SET_COUNT};
+use crate::freemap::{
+    change_chunk, chunks_touched, clear_entry, entry_chunk_state, ChunkState, CHUNKS_PER_SEGMENT,
+    CHUNK_BYTES, CHUNK_MASK, SEGMENT_BYTES, ZONE_BYTES,
+};
 use crate::read::walk::{self, DataBlocks, Engine, Nothing, Options, Step, Visitor};
 use crate::volume::{CopyState, Hammer2};
 use std::collections::{BTreeMap, HashSet};
@@ -62,17 +66,25 @@ pub struct BulkfreeReport {
 impl BulkfreeReport {
     /// Bytes freed.
     pub fn freed_bytes(&self) -> u64 {
-        self.freed * CHUNK
+        self.freed * CHUNK_BYTES
     }
 }
 
 /// The scan's marks for one 4 MiB segment.
 #[derive(Clone)]
 struct Marks {
-    /// Two bits per chunk, 11 where reached (as `bitmapq`).
-    bitmap: [u64; 8],
+    /// One bit per chunk, set where reached.
+    reached: [u64; CHUNKS_PER_SEGMENT / 64],
     /// Where sub-chunk packing may go on (`bmap->linear` of the scan).
     linear: u64,
+}
+
+impl Marks {
+    const EMPTY: Marks = Marks { reached: [0; CHUNKS_PER_SEGMENT / 64], linear: 0 };
+
+    fn reached(&self, c: usize) -> bool {
+        self.reached[c / 64] >> (c % 64) & 1 == 1
+    }
 }
 
 /// What the scan found.
@@ -88,26 +100,26 @@ impl Scan {
     /// Marks the chunks of the block at `off` of `size` bytes reached
     /// (as `h2_bulkfree_callback` does, `linear` included).
     fn mark(&mut self, off: u64, size: u64, allocator_beg: u64) {
-        if off < allocator_beg || (off % SEG) + size > SEG {
+        if off < allocator_beg || (off % SEGMENT_BYTES) + size > SEGMENT_BYTES {
             return;
         }
-        let seg = off & !(SEG - 1);
+        let seg = off & !(SEGMENT_BYTES - 1);
         let rel = off - seg;
-        let m = self.marks.entry(seg).or_insert(Marks { bitmap: [0; 8], linear: 0 });
+        let m = self.marks.entry(seg).or_insert(Marks::EMPTY);
         if size & CHUNK_MASK != 0 {
             m.linear = m.linear.max(rel + size);
         } else if m.linear >= rel && m.linear < rel + size {
             m.linear = rel + size;
         }
-        for c in chunks(rel, size) {
-            m.bitmap[c / 32] |= 3 << ((c % 32) * 2);
+        for c in chunks_touched(rel, size) {
+            m.reached[c / 64] |= 1 << (c % 64);
         }
     }
 
     fn reached(&self, chunk_off: u64) -> bool {
-        let seg = chunk_off & !(SEG - 1);
-        let c = ((chunk_off - seg) / CHUNK) as usize;
-        self.marks.get(&seg).is_some_and(|m| m.bitmap[c / 32] >> ((c % 32) * 2) & 3 == 3)
+        let seg = chunk_off & !(SEGMENT_BYTES - 1);
+        let c = ((chunk_off - seg) / CHUNK_BYTES) as usize;
+        self.marks.get(&seg).is_some_and(|m| m.reached(c))
     }
 }
 
@@ -174,12 +186,12 @@ fn scan(fs: &Hammer2, extra: &[(Blockref, u64)]) -> Result<Scan> {
     }
     let older_marks = std::mem::take(&mut m.older_marks);
     for (off, size) in older_marks {
-        if off < allocator_beg || (off % SEG) + size > SEG {
+        if off < allocator_beg || (off % SEGMENT_BYTES) + size > SEGMENT_BYTES {
             continue;
         }
-        let seg = off & !(SEG - 1);
-        for c in chunks(off - seg, size) {
-            let chunk = seg + c as u64 * CHUNK;
+        let seg = off & !(SEGMENT_BYTES - 1);
+        for c in chunks_touched(off - seg, size) {
+            let chunk = seg + c as u64 * CHUNK_BYTES;
             if !out.reached(chunk) {
                 out.older.insert(chunk);
             }
@@ -226,11 +238,10 @@ impl Allocator {
     /// new leaves into rotation slots no valid header copy references.
     pub fn rebuild(fs: &Hammer2) -> Result<(Allocator, BulkfreeReport)> {
         let scan = scan(fs, &[])?;
-        let mut a = Allocator::empty(super::Geometry::from_fs(fs), 0);
+        let mut a = Allocator::empty(areas_of(fs), 0);
         a.fsid = fs.voldata.fsid;
         let report = a.merge(&scan);
-        a.allocator_free =
-            a.freemap_free_bytes().saturating_add(a.geo.lokey.saturating_sub(fs.voldata.aux_end.get()));
+        a.allocator_free = a.freemap_free_bytes().saturating_add(a.areas.counted_free_below_lokey());
         Ok((a, report))
     }
 
@@ -239,64 +250,55 @@ impl Allocator {
         // A zone holding reached blocks but no leaf gets one (the kernel
         // only reports it: "cannot locate live leaf for allocated data").
         for &seg in scan.marks.keys() {
-            let zone = seg & !(ZONE - 1);
-            let Allocator { leaves, geo, .. } = &mut *self;
-            leaves.entry(zone).or_insert_with(|| Leaf::init(zone, geo));
+            let zone = seg & !(ZONE_BYTES - 1);
+            let Allocator { leaves, areas, .. } = &mut *self;
+            leaves.entry(zone).or_insert_with(|| LiveLeaf::init(zone, areas));
         }
         let zones: Vec<u64> = self.leaves.keys().copied().collect();
-        let empty = Marks { bitmap: [0; 8], linear: 0 };
         for zone in zones {
-            let Allocator { leaves, geo, allocator_free, pinned, .. } = self;
+            let Allocator { leaves, areas, allocator_free, pinned, .. } = self;
             let Some(leaf) = leaves.get_mut(&zone) else { continue };
-            for n in 0..256u64 {
-                let seg = zone + n * SEG;
-                if seg < geo.allocator_beg || seg >= geo.end || !geo.segment_usable(seg) {
+            let mut changed = false;
+            for (seg, bmap) in leaf.segments_mut(zone) {
+                if seg < areas.allocator_beg || seg >= areas.end || !areas.segment_usable(seg) {
                     continue;
                 }
-                let marks = scan.marks.get(&seg).unwrap_or(&empty);
-                let bmap = &mut leaf.bmaps_mut()[n as usize];
+                let marks = scan.marks.get(&seg).unwrap_or(&Marks::EMPTY);
                 let before = *bmap;
-                for c in 0..256usize {
-                    let reached = marks.bitmap[c / 32] >> ((c % 32) * 2) & 3 == 3;
-                    let chunk = seg + c as u64 * CHUNK;
-                    let live = bmap.block_state(c);
-                    if reached {
+                for c in 0..CHUNKS_PER_SEGMENT {
+                    let chunk = seg + c as u64 * CHUNK_BYTES;
+                    let live = entry_chunk_state(bmap, c);
+                    if marks.reached(c) {
                         r.in_use += 1;
                         match live {
-                            0 => {
-                                r.unmarked += 1;
-                                bmap.avail = bmap.avail.get().saturating_sub(CHUNK as u32).into();
-                                *allocator_free = allocator_free.saturating_sub(CHUNK);
-                            }
-                            2 => r.restored += 1,
-                            _ => {}
+                            ChunkState::Free => r.unmarked += 1,
+                            ChunkState::PossiblyFree => r.restored += 1,
+                            ChunkState::Reserved | ChunkState::Allocated => {}
                         }
-                        bmap.set_block_state(c, 3);
+                        let freed = change_chunk(bmap, c, ChunkState::Allocated);
+                        *allocator_free = allocator_free.saturating_add_signed(freed);
                         pinned.remove(&chunk);
                     } else {
                         match live {
-                            3 => {
-                                bmap.set_block_state(c, 2);
+                            ChunkState::Allocated => {
+                                change_chunk(bmap, c, ChunkState::PossiblyFree);
                                 r.staged += 1;
                             }
-                            2 if scan.older.contains(&chunk) => r.kept_for_older_copies += 1,
-                            2 => {
-                                bmap.set_block_state(c, 0);
-                                bmap.avail = (bmap.avail.get() + CHUNK as u32).min(SEG as u32).into();
-                                *allocator_free += CHUNK;
+                            ChunkState::PossiblyFree if scan.older.contains(&chunk) => {
+                                r.kept_for_older_copies += 1
+                            }
+                            ChunkState::PossiblyFree => {
+                                let freed = change_chunk(bmap, c, ChunkState::Free);
+                                *allocator_free = allocator_free.saturating_add_signed(freed);
                                 r.freed += 1;
                             }
-                            _ => {}
+                            ChunkState::Free | ChunkState::Reserved => {}
                         }
                     }
                 }
                 // The kernel's clean-up of the entry's fields.
                 match (0..8).rev().find(|&i| bmap.bitmapq[i].get() != 0) {
-                    None => {
-                        bmap.avail = (SEG as u32).into();
-                        bmap.class = 0.into();
-                        bmap.linear = 0.into();
-                    }
+                    None => clear_entry(bmap),
                     Some(i) if i < 7 => {
                         let live_lin = bmap.linear.get();
                         let scan_lin = marks.linear as i32;
@@ -306,12 +308,12 @@ impl Allocator {
                             bmap.linear = ((scan_lin + CHUNK_MASK as i32) & !(CHUNK_MASK as i32)).into();
                         }
                     }
-                    Some(_) => bmap.linear = (SEG as i32).into(),
+                    Some(_) => bmap.linear = (SEGMENT_BYTES as i32).into(),
                 }
-                if zerocopy::IntoBytes::as_bytes(bmap) != zerocopy::IntoBytes::as_bytes(&before) {
-                    leaf.dirty = true;
-                    leaf.bigmask = !0;
-                }
+                changed |= zerocopy::IntoBytes::as_bytes(bmap) != zerocopy::IntoBytes::as_bytes(&before);
+            }
+            if changed {
+                leaf.freed_space();
             }
         }
         self.relaxed = false;

@@ -13,8 +13,8 @@
 //! space although the freemap never hands them out. We add what the
 //! freemap itself gains, so that `allocator_free` keeps agreeing with it.
 
-use super::{Allocator, Geometry, SEG, ZONE};
-use crate::format::FREEMAP_COUNT;
+use super::{areas_of, Allocator};
+use crate::freemap::{clear_entry, is_filled};
 use crate::Hammer2;
 
 impl Allocator {
@@ -23,26 +23,21 @@ impl Allocator {
     /// [`free_bytes`](Self::free_bytes)).
     pub fn grow(&mut self, fs: &Hammer2) -> u64 {
         let before = self.freemap_free_bytes();
-        let old = std::mem::replace(&mut self.geo, Geometry::from_fs(fs));
+        let old = std::mem::replace(&mut self.areas, areas_of(fs));
         for (&zone, leaf) in self.leaves.iter_mut() {
-            for n in 0..FREEMAP_COUNT {
-                let seg = zone + n as u64 * SEG;
-                debug_assert!(seg < zone + ZONE);
-                if old.segment_usable(seg) || !self.geo.segment_usable(seg) {
+            let mut changed = false;
+            for (seg, bmap) in leaf.segments_mut(zone) {
+                if old.segment_usable(seg) || !self.areas.segment_usable(seg) {
                     continue;
                 }
-                let bmap = &mut leaf.bmaps_mut()[n];
-                let as_init = bmap.bitmapq.iter().all(|w| w.get() == u64::MAX)
-                    && bmap.avail.get() == 0
-                    && bmap.linear.get() == SEG as i32;
-                if as_init {
-                    bmap.bitmapq = [0u64.into(); 8];
-                    bmap.avail = (SEG as u32).into();
-                    bmap.linear = 0.into();
-                    bmap.class = 0.into();
-                    leaf.dirty = true;
-                    leaf.bigmask = !0;
+                // Only an entry still exactly as init left it.
+                if is_filled(bmap) {
+                    clear_entry(bmap);
+                    changed = true;
                 }
+            }
+            if changed {
+                leaf.freed_space();
             }
         }
         let gained = self.freemap_free_bytes().saturating_sub(before);

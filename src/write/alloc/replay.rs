@@ -22,7 +22,7 @@
 use super::Allocator;
 use crate::error::{CorruptKind, Corruption, Error, Result};
 use crate::format::{Blockref, BlockrefType, InodeData, BREF_FLAG_PFSROOT};
-use crate::freemap::CHUNK_BYTES;
+use crate::freemap::{ChunkState, CHUNK_BYTES};
 use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
 use crate::volume::Hammer2;
 
@@ -235,7 +235,7 @@ pub fn verify_marked(alloc: &Allocator, beg: u64, recovered: &[u64]) -> std::res
         let end = off + (1u64 << (data_off & 0x3f));
         let mut c = off & !(CHUNK_BYTES - 1);
         while c < end {
-            if alloc.chunk_state(c) != Some(3) {
+            if alloc.chunk_state(c) != Some(ChunkState::Allocated) {
                 return Err(format!("the block at {data_off:#x} is not marked allocated"));
             }
             c += CHUNK_BYTES;
