@@ -90,7 +90,10 @@ fn bulkfree_remarks_blocks_in_use_that_the_freemap_lost() {
     let beg = fs.voldata.allocator_beg.get() & !0x3fff;
     for zone in loaded.leaf_keys() {
         for off in (zone.max(beg)..zone + (1 << 30)).step_by(16384) {
-            let (a, b) = (loaded.chunk_state(off) == Some(hammer2::freemap::ChunkState::Allocated), rebuilt.chunk_state(off) == Some(hammer2::freemap::ChunkState::Allocated));
+            let (a, b) = (
+                loaded.chunk_state(off) == Some(hammer2::freemap::ChunkState::Allocated),
+                rebuilt.chunk_state(off) == Some(hammer2::freemap::ChunkState::Allocated),
+            );
             assert_eq!(a, b, "chunk {off:#x}: allocated after bulkfree {a}, in the rebuild {b}");
         }
     }

@@ -129,7 +129,11 @@ fn growing_frees_the_entries_past_the_old_end_of_a_partial_zone() {
     fs.headers[0].copies[fs.copy].data = Some(fs.voldata.clone());
     fs.device.set_extent(0, hammer2::device::Extent { loff: 0, size: 3 << 30 }).unwrap();
     let gained = alloc.grow(&fs);
-    assert_eq!(alloc.chunk_state(past), Some(hammer2::freemap::ChunkState::Free), "the entry past the old end stays allocated");
+    assert_eq!(
+        alloc.chunk_state(past),
+        Some(hammer2::freemap::ChunkState::Free),
+        "the entry past the old end stays allocated"
+    );
     // Zone 1's last 512 MiB, and zone 2 but its reserved segment.
     assert_eq!(gained, (512 << 20) + (1 << 30) - (4 << 20));
     assert_eq!(alloc.free_bytes(), free + gained);

@@ -60,7 +60,9 @@ fn blocks_marked_free(spec: &str, before: &BTreeMap<u64, (u64, u64)>) -> usize {
         .iter()
         .filter(|(&off, _)| off >= beg)
         .filter(|(&off, &(end, _))| {
-            (off & !(CHUNK - 1)..end).step_by(CHUNK as usize).any(|c| a.chunk_state(c) != Some(hammer2::freemap::ChunkState::Allocated))
+            (off & !(CHUNK - 1)..end)
+                .step_by(CHUNK as usize)
+                .any(|c| a.chunk_state(c) != Some(hammer2::freemap::ChunkState::Allocated))
         })
         .count()
 }

@@ -22,7 +22,8 @@ use crate::format::{InodeData, ObjType};
 use crate::host::extract::{check_name, host_err, ExtractOptions, ExtractStats, Host, ModePolicy};
 use crate::read::file::{Sink, SparseFileSink};
 use crate::read::namespace::Limits;
-use crate::write::session::{PfsRef, Session};
+use crate::read::pfs::DirEntry;
+use crate::read::view::FsView;
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
@@ -31,11 +32,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Extracts `path` of the session's PFS `pfs` into `hostdir`: the PFS
-/// root's contents into `hostdir` itself, anything else as `hostdir/NAME`.
+/// Extracts `path` of the PFS `view` reads into `hostdir`: the PFS root's
+/// contents into `hostdir` itself, anything else as `hostdir/NAME`.
+/// `limits` bound the walk when `opts` gives none.
 pub(super) fn get(
-    session: &Session,
-    pfs: &PfsRef,
+    view: &dyn FsView,
+    limits: Limits,
     path: &str,
     hostdir: &Path,
     opts: &ExtractOptions,
@@ -43,13 +45,10 @@ pub(super) fn get(
 ) -> Result<ExtractStats> {
     let parts = crate::read::namespace::user_path(path)?;
     let shown = format!("/{}", parts.join("/"));
-    let (_, name, entry) = session.resolve_parent(pfs, path)?;
-    let inum = match (name.is_empty(), entry) {
-        (true, _) => pfs.root_inum,
-        (false, Some(e)) => e.inum,
-        (false, None) => return Err(Error::NotFound(shown)),
-    };
-    let ip = session.inode_data(pfs, inum)?;
+    let (inum, ip) = view.resolve(path).map_err(|e| match e {
+        Error::NotFound(_) => Error::NotFound(shown.clone()),
+        e => e,
+    })?;
     let is_dir = ip.meta.obj_type() == ObjType::Directory;
     let target = match parts.last() {
         None => hostdir.to_path_buf(),
@@ -60,10 +59,9 @@ pub(super) fn get(
     };
     let host = Host { force: opts.force, modes: opts.modes };
     host.prepare_target(hostdir, &target, parts.is_empty(), is_dir)?;
-    let limits = opts.limits.unwrap_or_else(|| Limits::for_fs(&session.fs));
+    let limits = opts.limits.unwrap_or(limits);
     let mut x = Getter {
-        session,
-        pfs,
+        view,
         host,
         limits,
         entries: 0,
@@ -97,12 +95,11 @@ struct Open {
     ip: InodeData,
     host: PathBuf,
     shown: String,
-    entries: std::vec::IntoIter<(Vec<u8>, crate::write::session::DirEntry)>,
+    entries: std::vec::IntoIter<DirEntry>,
 }
 
 struct Getter<'s, 'p> {
-    session: &'s Session,
-    pfs: &'s PfsRef,
+    view: &'s dyn FsView,
     host: Host,
     limits: Limits,
     /// Directory entries read so far (bounded by `limits.max_entries`).
@@ -126,16 +123,16 @@ impl Getter<'_, '_> {
     fn dir(&mut self, inum: u64, ip: &InodeData, host: &Path, shown: &str, depth: usize) -> Result<()> {
         let mut stack = vec![self.open(inum, ip, host, shown)?];
         while let Some(top) = stack.last_mut() {
-            let Some((name, e)) = top.entries.next() else {
+            let Some(e) = top.entries.next() else {
                 // OK to unwrap: `top` is the last element.
                 let done = stack.pop().unwrap();
                 self.close(&done.ip, &done.host)?;
                 continue;
             };
             let child_shown =
-                format!("{}/{}", top.shown.trim_end_matches('/'), String::from_utf8_lossy(&name));
-            let child_host = top.host.join(OsStr::from_bytes(&name));
-            let child = self.session.inode_data(self.pfs, e.inum)?;
+                format!("{}/{}", top.shown.trim_end_matches('/'), String::from_utf8_lossy(&e.name));
+            let child_host = top.host.join(OsStr::from_bytes(&e.name));
+            let child = self.view.inode(e.inum)?;
             if child.meta.obj_type() == ObjType::Directory {
                 if depth + stack.len() > self.limits.max_depth {
                     return Err(Error::InvalidArgument(format!(
@@ -162,7 +159,7 @@ impl Getter<'_, '_> {
                 "{shown}: directory inode {inum} is named twice (or inside itself); not entered again"
             )));
         }
-        let entries = self.session.readdir(self.pfs, inum)?;
+        let entries = self.view.readdir(inum)?;
         self.entries = self.entries.saturating_add(entries.len() as u64);
         if self.entries > self.limits.max_entries {
             return Err(Error::InvalidArgument(format!(
@@ -171,7 +168,8 @@ impl Getter<'_, '_> {
             )));
         }
         let mut seen = HashSet::new();
-        for (name, e) in &entries {
+        for e in &entries {
+            let name = &e.name;
             check_name(name, e.inum, shown)?;
             if !seen.insert(name.as_slice()) {
                 return Err(Error::HostileName {
@@ -213,7 +211,7 @@ impl Getter<'_, '_> {
                 }
                 let f = self.host.create_file(host, meta)?;
                 let mut sink = Holes(SparseFileSink::new(&f, &mut self.chunk));
-                self.session.read_data(self.pfs, inum, &mut sink)?;
+                self.view.read(inum, &mut sink)?;
                 let written = sink.0.finish().map_err(host_err(host, "write"))?;
                 self.host.finish_file(&f, host, meta, written)?;
                 let size = meta.size.get();
@@ -223,7 +221,7 @@ impl Getter<'_, '_> {
             ObjType::Softlink => {
                 self.host.make_room(host)?;
                 let mut target = Vec::new();
-                self.session.read_data(self.pfs, inum, &mut target)?;
+                self.view.read(inum, &mut target)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), host)
                     .map_err(host_err(host, "symlink"))?;
                 if self.host.modes == ModePolicy::Preserve {

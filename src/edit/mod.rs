@@ -13,15 +13,13 @@ pub mod script;
 mod view;
 
 use apply::apply;
-use view::execute_in_session;
 
 use crate::cli::edit::{EditCommand, EditLine};
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
 use crate::format::ObjType;
 use crate::host::extract::{extract_with, ExtractOptions, ExtractStats};
-use crate::read::file::{read_file, read_link, WriteSink};
-use crate::read::pfs::{Inode, Pfs};
+use crate::read::pfs::Pfs;
 use crate::read::tree::Tree;
 use crate::write::flush::CommitReport;
 use crate::write::session::{PfsRef, Session};
@@ -400,7 +398,38 @@ fn session_pfs(session: &Session, cache: &mut Option<PfsRef>, opts: &Options) ->
     Ok(p)
 }
 
-/// Runs one read command.
+/// Runs one read command on the session's state (what the commands before
+/// it changed, committed or not).
+fn execute_in_session(
+    session: &Session,
+    pfs: &PfsRef,
+    cmd: &EditCommand,
+    out: &mut dyn Write,
+    events: &mut dyn Events,
+) -> Result<()> {
+    let view = crate::write::session::SessionView { session, pfs };
+    if view::read_command(&view, cmd, out)? {
+        return Ok(());
+    }
+    match cmd {
+        EditCommand::Get { force, path, hostdir } => {
+            let opts = ExtractOptions { force: *force, ..Default::default() };
+            let limits = crate::read::namespace::Limits::for_fs(&session.fs);
+            let stats = get::get(&view, limits, path, std::path::Path::new(hostdir), &opts, &mut |s| {
+                events.extracting(s)
+            })?;
+            events.extracted(&stats);
+        }
+        EditCommand::Pfs { json }
+        | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList { json }) => {
+            maint::list(&session.pfs_inodes()?.iter().collect::<Vec<_>>(), *json, out)?
+        }
+        _ => return Err(Error::Internal("not a read command".into())),
+    }
+    Ok(())
+}
+
+/// Runs one read command on the committed image.
 fn execute<'a>(
     tree: &Tree<'a>,
     pfs: impl Fn() -> Result<Pfs<'a>>,
@@ -408,7 +437,7 @@ fn execute<'a>(
     out: &mut dyn Write,
     events: &mut dyn Events,
 ) -> Result<()> {
-    let w = stdout_error;
+    let _w = stdout_error;
     match cmd {
         // `pfs` is the short name of `pfs-list`.
         EditCommand::Pfs { json }
@@ -416,49 +445,8 @@ fn execute<'a>(
             let pfses = crate::read::pfs::Pfs::list(tree)?;
             maint::list(&pfses.iter().map(|p| p.root.data).collect::<Vec<_>>(), json, out)?
         }
-        EditCommand::Cat { path } => {
-            let pfs = pfs()?;
-            let ino = pfs.resolve(&path)?;
-            if ino.is_dir() {
-                return Err(Error::IsADirectory(path));
-            }
-            let mut sink = WriteSink(std::io::BufWriter::new(&mut *out));
-            read_file(tree, &ino, &mut sink)?;
-            sink.0.flush().map_err(w)?;
-        }
-        EditCommand::Stat { json, path } => {
-            let pfs = pfs()?;
-            let ino = pfs.resolve(&path)?;
-            let report = crate::dump::inode::describe(&pfs.name(), Some(path), &ino);
-            if json {
-                let text = serde_json::to_string_pretty(&report)
-                    .map_err(|e| Error::Internal(format!("cannot encode JSON: {e}")))?;
-                writeln!(out, "{text}").map_err(w)?;
-            } else {
-                out.write_all(report.to_text().as_bytes()).map_err(w)?;
-            }
-        }
-        EditCommand::Ls { long, all, path } => {
-            let pfs = pfs()?;
-            let ino = pfs.resolve(&path)?;
-            let mut out = std::io::BufWriter::new(out);
-            if !ino.is_dir() {
-                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-                print_entry(tree, &ino, name.as_bytes(), long, &mut out)?;
-            } else {
-                let mut entries = pfs.readdir(&ino)?;
-                entries.sort_by(|a, b| a.name.cmp(&b.name));
-                for e in entries.iter().filter(|e| all || !e.name.starts_with(b".")) {
-                    if long {
-                        let child = pfs.inode(e.inum)?;
-                        print_entry(tree, &child, &e.name, true, &mut out)?;
-                    } else {
-                        out.write_all(&e.name).map_err(w)?;
-                        out.write_all(b"\n").map_err(w)?;
-                    }
-                }
-            }
-            out.flush().map_err(w)?;
+        EditCommand::Cat { .. } | EditCommand::Stat { .. } | EditCommand::Ls { .. } => {
+            view::read_command(&pfs()?, &cmd, out)?;
         }
         EditCommand::Get { force, path, hostdir } => {
             let pfs = pfs()?;
@@ -471,11 +459,6 @@ fn execute<'a>(
         _ => return Err(Error::Internal("a write command on the read-only path".into())),
     }
     Ok(())
-}
-
-fn print_entry(tree: &Tree<'_>, ino: &Inode<'_>, name: &[u8], long: bool, out: &mut dyn Write) -> Result<()> {
-    let target = if long && ino.obj_type() == ObjType::Softlink { Some(read_link(tree, ino)?) } else { None };
-    write_entry(ino.data, name, long, target.as_deref(), out)
 }
 
 /// One `ls` line: the name, or with `long` mode, links, owner, size, time

@@ -1,115 +1,87 @@
-//! Read commands inside a writing run: they see the session, that is the
-//! changes of the commands before them, not only the committed image.
+//! The read commands (`ls`, `cat`, `stat`, `get`), once, over the one read
+//! interface ([`FsView`]): on the committed image in a reading run, on the
+//! session's state (the changes of the commands before them) in a writing
+//! run. `get` of the committed image goes through the parallel extraction
+//! pipeline of [`crate::host::extract`] (the same promises, on all cores);
+//! `get` of a session's state through [`super::get`].
 
-use super::{stdout_error, Events};
+use super::{stdout_error, write_entry};
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
-use crate::format::{Blockref, BlockrefType, InodeData, ObjType};
+use crate::format::{Blockref, BlockrefType, ObjType};
 use crate::read::pfs::Inode;
-use crate::write::session::{PfsRef, Session};
+use crate::read::view::FsView;
 use std::io::Write;
 
-/// The inode `path` names in the session ('/': the PFS root).
-fn resolve(session: &Session, pfs: &PfsRef, path: &str) -> Result<(u64, InodeData)> {
-    let (_, name, e) = session.resolve_parent(pfs, path)?;
-    let inum = match (name.is_empty(), e) {
-        (true, _) => pfs.root_inum,
-        (false, Some(e)) => e.inum,
-        (false, None) => return Err(Error::NotFound(path.to_string())),
-    };
-    Ok((inum, session.inode_data(pfs, inum)?))
-}
-
-/// Runs one read command on the session's state (`get` through the
-/// session-side extraction of [`super::get`]).
-pub(super) fn execute_in_session(
-    session: &Session,
-    pfs: &PfsRef,
-    cmd: &EditCommand,
-    out: &mut dyn Write,
-    events: &mut dyn Events,
-) -> Result<()> {
+/// Runs `cat`, `stat` or `ls` on `view`; `Ok(false)` for other commands.
+pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn Write) -> Result<bool> {
     let w = stdout_error;
     match cmd {
         EditCommand::Cat { path } => {
-            let (inum, ip) = resolve(session, pfs, path)?;
+            let (inum, ip) = view.resolve(path)?;
             if ip.meta.obj_type() == ObjType::Directory {
                 return Err(Error::IsADirectory(path.clone()));
             }
             let mut buf = std::io::BufWriter::new(&mut *out);
-            session.read_data(pfs, inum, &mut buf)?;
+            view.read(inum, &mut buf)?;
             buf.flush().map_err(w)?;
         }
         EditCommand::Stat { json, path } => {
-            let (inum, ip) = resolve(session, pfs, path)?;
-            // The blockref as the session knows it is not meaningful before
-            // the commit: show the inode's key alone.
-            let mut bref = Blockref::zeroed();
-            bref.type_ = BlockrefType::Inode.into();
-            bref.key = inum.into();
-            let ino = Inode { bref: &bref, loc: Default::default(), data: &ip };
-            let report = crate::dump::inode::describe(&pfs.label, Some(path.clone()), &ino);
+            let (inum, ip) = view.resolve(path)?;
+            // Before a commit the session's blockref of an inode is not
+            // meaningful: the inode's key alone is shown then.
+            let (bref, loc) = view.inode_blockref(inum)?.unwrap_or_else(|| {
+                let mut b = Blockref::zeroed();
+                b.type_ = BlockrefType::Inode.into();
+                b.key = inum.into();
+                (b, Default::default())
+            });
+            let ino = Inode { bref: &bref, loc, data: &ip };
+            let report = crate::dump::inode::describe(&view.label(), Some(path.clone()), &ino);
             if *json {
                 let text = serde_json::to_string_pretty(&report)
-                    .map_err(|e| Error::InvalidArgument(format!("cannot encode JSON: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("cannot encode JSON: {e}")))?;
                 writeln!(out, "{text}").map_err(w)?;
             } else {
                 out.write_all(report.to_text().as_bytes()).map_err(w)?;
             }
         }
         EditCommand::Ls { long, all, path } => {
-            let (inum, ip) = resolve(session, pfs, path)?;
+            let (inum, ip) = view.resolve(path)?;
             let mut out = std::io::BufWriter::new(out);
             if ip.meta.obj_type() != ObjType::Directory {
                 let name = path.rsplit('/').next().unwrap_or(path).to_string();
-                entry(session, pfs, inum, &ip, name.as_bytes(), *long, &mut out)?;
+                entry(view, inum, &ip, name.as_bytes(), *long, &mut out)?;
             } else {
-                let mut entries = session.readdir(pfs, inum)?;
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
-                for (name, e) in entries.iter().filter(|(n, _)| *all || !n.starts_with(b".")) {
+                let mut entries = view.readdir(inum)?;
+                entries.sort_by(|a, b| a.name.cmp(&b.name));
+                for e in entries.iter().filter(|e| *all || !e.name.starts_with(b".")) {
                     if *long {
-                        let child = session.inode_data(pfs, e.inum)?;
-                        entry(session, pfs, e.inum, &child, name, true, &mut out)?;
+                        let child = view.inode(e.inum)?;
+                        entry(view, e.inum, &child, &e.name, true, &mut out)?;
                     } else {
-                        out.write_all(name).map_err(w)?;
+                        out.write_all(&e.name).map_err(w)?;
                         out.write_all(b"\n").map_err(w)?;
                     }
                 }
             }
             out.flush().map_err(w)?;
         }
-        EditCommand::Get { force, path, hostdir } => {
-            let opts = crate::host::extract::ExtractOptions { force: *force, ..Default::default() };
-            let stats =
-                super::get::get(session, pfs, path, std::path::Path::new(hostdir), &opts, &mut |s| {
-                    events.extracting(s)
-                })?;
-            events.extracted(&stats);
-        }
-        EditCommand::Pfs { json }
-        | EditCommand::Maint(crate::cli::edit_maint::MaintCommand::PfsList { json }) => {
-            super::maint::list(&session.pfs_inodes()?.iter().collect::<Vec<_>>(), *json, out)?
-        }
-        _ => return Err(Error::Internal("not a read command".into())),
+        _ => return Ok(false),
     }
-    Ok(())
+    Ok(true)
 }
 
-/// One `ls` line of the session's inode `inum`.
+/// One `ls` line of inode `inum`.
 fn entry(
-    session: &Session,
-    pfs: &PfsRef,
+    view: &dyn FsView,
     inum: u64,
-    ip: &InodeData,
+    ip: &crate::format::InodeData,
     name: &[u8],
     long: bool,
     out: &mut dyn Write,
 ) -> Result<()> {
-    let mut target = None;
-    if long && ip.meta.obj_type() == ObjType::Softlink {
-        let mut t = Vec::new();
-        session.read_data(pfs, inum, &mut t)?;
-        target = Some(t);
-    }
-    super::write_entry(ip, name, long, target.as_deref(), out)
+    let target =
+        if long && ip.meta.obj_type() == ObjType::Softlink { Some(view.read_link(inum)?) } else { None };
+    write_entry(ip, name, long, target.as_deref(), out)
 }

@@ -7,9 +7,12 @@
 //! - [`pfs`]: PFSs, inodes and directories.
 //! - [`namespace`]: the bounded walk of a PFS's names.
 //! - [`file`]: file contents streamed in key order, holes, symlinks.
+//! - [`view`]: one read interface ([`view::FsView`]) over the committed
+//!   image or a write session's uncommitted state.
 
 pub mod file;
 pub mod namespace;
 pub mod pfs;
 pub mod tree;
+pub mod view;
 pub mod walk;

@@ -18,7 +18,9 @@
 //! format types only: the library's own traversal is what is under test.
 
 use hammer2::format::check::set_check;
-use hammer2::format::{Blockref, BlockrefType, InodeData, ObjType, VolumeData, VOLUME_ID_HBO, VOLHDR_ZONE_BYTES as ZONE_BYTES};
+use hammer2::format::{
+    Blockref, BlockrefType, InodeData, ObjType, VolumeData, VOLHDR_ZONE_BYTES as ZONE_BYTES, VOLUME_ID_HBO,
+};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::fs::File;

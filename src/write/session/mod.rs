@@ -49,6 +49,7 @@ mod nodes;
 mod pfsops;
 mod setmethods;
 mod space;
+mod view;
 pub use crate::write::encode::{encode_block, encode_data_block, logical_block};
 pub use attr::SetAttr;
 pub use bulkfree::rebuild_freemap;
@@ -60,6 +61,7 @@ pub use growfs::GrowReport;
 pub use nodes::NodeMeta;
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
 pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
+pub use view::SessionView;
 
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;
