@@ -89,11 +89,14 @@ pub fn split_to_fit(
 
 /// `"{path}: {rest}"` on one line when it fits `width`; otherwise the path
 /// alone (`"{path}:"`) and the rest on the lines after it, indented by two
-/// (wrapped at its spaces when it is still too long).
+/// (wrapped at its spaces when it is still too long). A path wider than
+/// the width keeps the rest on its line.
 pub fn path_line(path: &str, rest: &str, width: Option<usize>) -> String {
     let one = format!("{path}: {rest}");
     match width {
-        Some(w) if one.chars().count() > w => {
+        // A path wider than the whole width gains nothing from a line of
+        // its own: the statement stays one line.
+        Some(w) if one.chars().count() > w && path.chars().count() < w => {
             let mut lines = vec![format!("{path}:")];
             lines.extend(pack(2, 2, &words(rest), width));
             lines.join("\n")
@@ -231,5 +234,7 @@ mod tests {
         let p = "/".repeat(78);
         assert_eq!(path_line(&p, "clean", Some(80)), format!("{p}:\n  clean"));
         assert_eq!(path_line(&p, "clean", None), format!("{p}: clean"));
+        let huge = "/".repeat(90);
+        assert_eq!(path_line(&huge, "clean", Some(80)), format!("{huge}: clean"));
     }
 }
