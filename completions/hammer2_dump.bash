@@ -73,7 +73,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__freemap)
-            opts="-h --copy --json --help"
+            opts="-h --copy --json --wide --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,7 +189,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__inode)
-            opts="-h --inum --pfs --copy --json --help"
+            opts="-h --inum --pfs --copy --json --wide --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -215,7 +215,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__pfs)
-            opts="-h --copy --json --help"
+            opts="-h --copy --json --wide --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -233,7 +233,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__show)
-            opts="-h --copy --all-copies --pfs --offset --depth --hide-data --verify-data --freemap --json --help"
+            opts="-h --copy --all-copies --pfs --offset --depth --hide-data --verify-data --freemap --json --wide --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -263,7 +263,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__volhdr)
-            opts="-h --json --help"
+            opts="-h --json --wide --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

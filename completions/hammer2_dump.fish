@@ -33,6 +33,7 @@ complete -c hammer2_dump -n "__fish_hammer2_dump_needs_command" -f -a "inode" -d
 complete -c hammer2_dump -n "__fish_hammer2_dump_needs_command" -f -a "pfs" -d 'List the PFSs: label, type, ids, inode allocator and inode count'
 complete -c hammer2_dump -n "__fish_hammer2_dump_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand volhdr" -l json -d 'Print JSON instead of tables'
+complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand volhdr" -l wide -d 'Put the copies side by side in one table (by default each copy is listed after the other, to fit the terminal or 80 columns)'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand volhdr" -s h -l help -d 'Print help'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -l copy -d 'Use header copy N instead of the best one' -r
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -l pfs -d 'Start at the root inode of this PFS' -r
@@ -43,17 +44,21 @@ complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -l hide-
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -l verify-data -d 'Also read every DATA block and verify its check code (by default only node blocks are read and verified)'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -l freemap -d 'Also dump the freemap tree'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -l json -d 'One JSON object per blockref and line, streamed'
+complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -l wide -d 'One line per blockref however long (by default lines are continued to fit the terminal or 80 columns)'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand show" -s h -l help -d 'Print help'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand freemap" -l copy -d 'Use header copy N instead of the best one' -r
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand freemap" -l json -d 'Print JSON instead of text and tables'
+complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand freemap" -l wide -d 'One table with every column and one line per blockref, however wide (by default the output fits the terminal or 80 columns)'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand freemap" -s h -l help -d 'Print help'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand inode" -l inum -d 'Inode number instead of a path' -r
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand inode" -l pfs -d 'PFS to look in (default: DATA, or the only PFS other than LOCAL)' -r
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand inode" -l copy -d 'Use header copy N instead of the best one' -r
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand inode" -l json -d 'Print JSON instead of text'
+complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand inode" -l wide -d 'One line per field and blockref, however long (by default long lines are continued to fit the terminal or 80 columns)'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand inode" -s h -l help -d 'Print help'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand pfs" -l copy -d 'Use header copy N instead of the best one' -r
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand pfs" -l json -d 'Print JSON instead of a table'
+complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand pfs" -l wide -d 'One table with every column, however wide (by default the table fits the terminal or 80 columns)'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand pfs" -s h -l help -d 'Print help'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand help; and not __fish_seen_subcommand_from volhdr show freemap inode pfs help" -f -a "volhdr" -d 'Show every volume-header copy: fields, CRC status, and the copy in use'
 complete -c hammer2_dump -n "__fish_hammer2_dump_using_subcommand help; and not __fish_seen_subcommand_from volhdr show freemap inode pfs help" -f -a "show" -d 'Dump the chain tree: one line per blockref, check codes of node blocks verified'

@@ -3,8 +3,9 @@
 mod common;
 
 use clap::Parser;
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use comfy_table::Cell;
 use hammer2::cli::fsck::FsckCli;
+use hammer2::dump::layout;
 use hammer2::fsck::{self, FsckOptions, FsckReport, RepairMode, Severity};
 
 fn main() {
@@ -27,8 +28,7 @@ fn main() {
             },
             sync_headers: cli.sync_headers,
             all_copies: cli.all_copies,
-            trace: (cli.verbose && !cli.json)
-                .then(|| -> fsck::Trace { std::sync::Arc::new(|line: &str| println!("{line}")) }),
+            trace: (cli.verbose && !cli.json).then(|| -> fsck::Trace { std::sync::Arc::new(print_trace) }),
         };
         let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json && !cli.verbose).then(|| {
             let pb = indicatif::ProgressBar::new_spinner();
@@ -69,11 +69,60 @@ fn main() {
     })
 }
 
+/// One `-v` trace line (`TYPE data_off X key K (parent P slot S): CHECK
+/// STATUS`), indented by depth. One that does not fit the width goes on
+/// with its parent and verdict, kept whole, on the next line.
+fn print_trace(line: &str) {
+    let width = layout::width();
+    if line.chars().count() <= width {
+        println!("{line}");
+        return;
+    }
+    let body = line.trim_start();
+    let indent = line.len() - body.len();
+    let (head, tail) = match body.find(" (parent ") {
+        Some(i) => (&body[..i], &body[i + 1..]),
+        None => (body, ""),
+    };
+    let mut fields = layout::words(head);
+    if !tail.is_empty() {
+        fields.push(tail.to_string());
+    }
+    for l in layout::pack(indent, indent + 4, &fields, Some(width)) {
+        println!("{l}");
+    }
+}
+
+/// A finding on one line when it fits `width`; else its pieces (location,
+/// message, detail, repair) on lines of their own, indented, each kept
+/// whole where it fits a line and wrapped at its spaces where it does not.
+fn print_finding(pieces: &[String], width: usize) {
+    let one = pieces.join(" ");
+    if one.chars().count() <= width {
+        println!("{one}");
+        return;
+    }
+    println!("{}", pieces[0]);
+    for p in &pieces[1..] {
+        for l in layout::pack(4, 6, &layout::words(p), Some(width)) {
+            println!("{l}");
+        }
+    }
+}
+
+/// The report, laid out to fit the terminal (80 columns when the output
+/// is not one): wide tables split into two, a finding that does not fit
+/// broken between its location, its message and its repair (each kept
+/// whole, so they can be searched for).
 fn print_report(cli: &FsckCli, report: &FsckReport) {
+    let width = Some(layout::width());
+    let dev = cli.device.as_str();
     if !cli.quiet {
         match (report.header_copy, report.mirror_tid) {
-            (Some(c), Some(t)) => println!("{}: header copy #{c}, mirror_tid {t:#x}", cli.device),
-            _ => println!("{}: no usable volume header", cli.device),
+            (Some(c), Some(t)) => {
+                println!("{}", layout::path_line(dev, &format!("header copy #{c}, mirror_tid {t:#x}"), width))
+            }
+            _ => println!("{}", layout::path_line(dev, "no usable volume header", width)),
         }
     }
     for f in &report.findings {
@@ -85,41 +134,44 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
             Severity::Warning => "warning",
             Severity::Error => "ERROR",
         };
-        let fixed = if f.repaired { format!(" [FIXED: {}]", f.problem.repair) } else { String::new() };
-        println!("{sev} {}: {}: {} ({}){fixed}", f.problem.id, f.location, f.problem.message, f.detail);
+        let mut pieces = vec![
+            format!("{sev} {}: {}:", f.problem.id, f.location),
+            f.problem.message.to_string(),
+            format!("({})", f.detail),
+        ];
+        if f.repaired {
+            pieces.push(format!("[FIXED: {}]", f.problem.repair));
+        }
+        print_finding(&pieces, layout::width());
     }
     if !cli.quiet && !report.trees.is_empty() {
-        let mut t = Table::new();
-        t.load_preset(UTF8_BORDERS_ONLY);
-        t.set_header([
-            "tree",
-            "blockrefs",
-            "with media",
-            "verified",
-            "unchecked",
-            "shared",
-            "errors",
-            "bytes",
-        ]);
-        for t_stats in &report.trees {
-            let s = &t_stats.stats;
-            t.add_row([
-                t_stats.tree.clone(),
-                s.blockrefs.to_string(),
-                s.with_media.to_string(),
-                s.verified.to_string(),
-                s.not_checked.to_string(),
-                s.shared.to_string(),
-                s.errors.to_string(),
-                common::human_bytes(s.bytes),
-            ]);
+        const HEADER: [&str; 8] =
+            ["tree", "blockrefs", "with media", "verified", "unchecked", "shared", "errors", "bytes"];
+        let rows: Vec<Vec<Cell>> = report
+            .trees
+            .iter()
+            .map(|t| {
+                let s = &t.stats;
+                vec![
+                    Cell::new(&t.tree),
+                    Cell::new(s.blockrefs),
+                    Cell::new(s.with_media),
+                    Cell::new(s.verified),
+                    Cell::new(s.not_checked),
+                    Cell::new(s.shared),
+                    Cell::new(s.errors),
+                    Cell::new(common::human_bytes(s.bytes)),
+                ]
+            })
+            .collect();
+        let all: Vec<usize> = (0..HEADER.len()).collect();
+        let groups: [&[usize]; 2] = [&[0, 1, 2, 3, 4], &[0, 5, 6, 7]];
+        for t in layout::split_to_fit(&HEADER, &rows, &all, &groups, width) {
+            println!("{t}");
         }
-        println!("{t}");
     }
     if !cli.quiet && !report.pfs.is_empty() {
-        let mut t = Table::new();
-        t.load_preset(UTF8_BORDERS_ONLY);
-        t.set_header([
+        const HEADER: [&str; 11] = [
             "PFS",
             "inodes",
             "dirs",
@@ -131,32 +183,42 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
             "data blocks",
             "data",
             "shared",
-        ]);
-        for p in &report.pfs {
-            t.add_row([
-                p.name.clone(),
-                p.inodes.to_string(),
-                p.directories.to_string(),
-                p.files.to_string(),
-                p.symlinks.to_string(),
-                p.other.to_string(),
-                p.dirents.to_string(),
-                p.indirect.to_string(),
-                p.data_blocks.to_string(),
-                common::human_bytes(p.data_bytes),
-                p.shared.to_string(),
-            ]);
+        ];
+        let rows: Vec<Vec<Cell>> = report
+            .pfs
+            .iter()
+            .map(|p| {
+                vec![
+                    Cell::new(&p.name),
+                    Cell::new(p.inodes),
+                    Cell::new(p.directories),
+                    Cell::new(p.files),
+                    Cell::new(p.symlinks),
+                    Cell::new(p.other),
+                    Cell::new(p.dirents),
+                    Cell::new(p.indirect),
+                    Cell::new(p.data_blocks),
+                    Cell::new(common::human_bytes(p.data_bytes)),
+                    Cell::new(p.shared),
+                ]
+            })
+            .collect();
+        let all: Vec<usize> = (0..HEADER.len()).collect();
+        // Narrow: the inodes by kind, then what they hold.
+        let groups: [&[usize]; 2] = [&[0, 1, 2, 3, 4, 5], &[0, 6, 7, 8, 9, 10]];
+        for t in layout::split_to_fit(&HEADER, &rows, &all, &groups, width) {
+            println!("{t}");
         }
-        println!("{t}");
     }
     let damage = report.damage().count();
     let fixed = report.findings.iter().filter(|f| f.repaired).count();
     let left = report.damage().filter(|f| !f.repaired).count();
     if damage == 0 && fixed == 0 {
         if !cli.quiet {
-            println!("{}: clean", cli.device);
+            println!("{}", layout::path_line(dev, "clean", width));
         }
     } else {
-        println!("{}: {damage} problems, {fixed} corrected, {left} left uncorrected", cli.device);
+        let what = format!("{damage} problems, {fixed} corrected, {left} left uncorrected");
+        println!("{}", layout::path_line(dev, &what, width));
     }
 }

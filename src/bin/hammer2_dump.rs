@@ -4,11 +4,12 @@ mod common;
 
 use anyhow::Context;
 use clap::Parser;
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Cell, CellAlignment, Table};
+use comfy_table::{Cell, CellAlignment};
 use hammer2::cli::dump::{DumpCli, DumpCommand};
 use hammer2::device::{Access, Device};
 use hammer2::dump::freemap::{self, FreemapReport};
 use hammer2::dump::inode::{self, Which};
+use hammer2::dump::layout;
 use hammer2::dump::pfs as pfs_dump;
 use hammer2::dump::show::{self, ShowEntry, ShowOptions, ShowStats, Start, TreeKind};
 use hammer2::dump::volhdr::{self, CopyReport, VolumeReport};
@@ -18,7 +19,7 @@ use std::io::Write;
 fn main() {
     let cli = DumpCli::parse();
     common::run("hammer2_dump", || match cli.command {
-        DumpCommand::Volhdr { device, json } => volhdr_cmd(&device, json),
+        DumpCommand::Volhdr { device, json, wide } => volhdr_cmd(&device, json, wide),
         DumpCommand::Show {
             device,
             copy,
@@ -30,6 +31,7 @@ fn main() {
             verify_data,
             freemap,
             json,
+            wide,
         } => {
             let start = match (pfs, offset) {
                 (Some(label), _) => Start::Pfs(label),
@@ -37,18 +39,20 @@ fn main() {
                 (None, None) => Start::Topology,
             };
             let opts = ShowOptions { start, freemap, max_depth: depth, hide_data, verify_data };
-            show_cmd(&device, copy, all_copies, &opts, json)
+            show_cmd(&device, copy, all_copies, &opts, json, layout::limit(wide))
         }
-        DumpCommand::Freemap { device, copy, json } => freemap_cmd(&device, copy, json),
-        DumpCommand::Inode { device, path, inum, pfs, copy, json } => {
+        DumpCommand::Freemap { device, copy, json, wide } => {
+            freemap_cmd(&device, copy, json, layout::limit(wide))
+        }
+        DumpCommand::Inode { device, path, inum, pfs, copy, json, wide } => {
             let which = match (path, inum) {
                 (_, Some(n)) => Which::Inum(n),
                 (Some(p), None) => Which::Path(p),
                 (None, None) => unreachable!("clap requires a path or --inum"),
             };
-            inode_cmd(&device, copy, pfs.as_deref(), &which, json)
+            inode_cmd(&device, copy, pfs.as_deref(), &which, json, layout::limit(wide))
         }
-        DumpCommand::Pfs { device, copy, json } => pfs_cmd(&device, copy, json),
+        DumpCommand::Pfs { device, copy, json, wide } => pfs_cmd(&device, copy, json, layout::limit(wide)),
     })
 }
 
@@ -71,6 +75,7 @@ fn show_cmd(
     all: bool,
     opts: &ShowOptions,
     json: bool,
+    width: Option<usize>,
 ) -> anyhow::Result<i32> {
     let first = open_fs(spec, copy)?;
     let copies: Vec<usize> = if all {
@@ -88,13 +93,13 @@ fn show_cmd(
                 writeln!(out)?;
             }
             let v = &fs.voldata;
-            writeln!(
-                out,
-                "{spec}: header copy #{}, mirror_tid {:#x}, freemap_tid {:#x}",
+            let what = format!(
+                "header copy #{}, mirror_tid {:#x}, freemap_tid {:#x}",
                 fs.copy,
                 v.mirror_tid.get(),
                 v.freemap_tid.get()
-            )?;
+            );
+            writeln!(out, "{}", layout::path_line(spec, &what, width))?;
         }
         let mut io_err: Option<std::io::Error> = None;
         let mut section: Option<TreeKind> = None;
@@ -111,7 +116,7 @@ fn show_cmd(
                 } else {
                     Ok(())
                 };
-                head.and_then(|_| writeln!(out, "{}", entry_line(e)))
+                head.and_then(|_| entry_lines(e, width).iter().try_for_each(|l| writeln!(out, "{l}")))
             };
             if let Err(err) = r {
                 io_err = Some(err);
@@ -121,7 +126,9 @@ fn show_cmd(
             return Err(err.into());
         }
         if !json {
-            writeln!(out, "{}", stats_line(&stats))?;
+            for l in layout::pack(0, 2, &phrases(&stats_line(&stats)), width) {
+                writeln!(out, "{l}")?;
+            }
         }
         total.blockrefs += stats.blockrefs;
         total.errors += stats.errors;
@@ -132,6 +139,24 @@ fn show_cmd(
         return Ok(common::EXIT_FAILURE);
     }
     Ok(common::EXIT_OK)
+}
+
+/// The phrases of a summary line, each ending at a comma or semicolon and
+/// kept whole by [`layout::pack`].
+fn phrases(line: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut open = false;
+    for w in line.split(' ') {
+        match out.last_mut() {
+            Some(p) if open => {
+                p.push(' ');
+                p.push_str(w);
+            }
+            _ => out.push(w.to_string()),
+        }
+        open = !(w.ends_with(',') || w.ends_with(';'));
+    }
+    out
 }
 
 fn stats_line(s: &ShowStats) -> String {
@@ -146,79 +171,100 @@ fn stats_line(s: &ShowStats) -> String {
     line
 }
 
-/// One line of `show`: the blockref, then what it carries.
-fn entry_line(e: &ShowEntry) -> String {
+/// The fields of one `show` entry: first the blockref (slot, type,
+/// data_off) and its verdict (check code, status, compression), then the
+/// rest of the blockref and what it carries. The error, if any, is
+/// [`entry_lines`]'s business.
+fn entry_fields(e: &ShowEntry) -> (Vec<String>, Vec<String>) {
     let b = &e.bref;
-    let mut s = format!(
-        "{:indent$}[{}] {} data_off={:#x} key={:#018x}/{} psize={} mir={:#x} mod={:#x} upd={:#x}",
-        "",
-        e.index,
-        b.type_,
-        b.data_off,
-        b.key,
-        b.keybits,
-        e.physical_size,
-        b.mirror_tid,
-        b.modify_tid,
-        b.update_tid,
-        indent = e.depth * 2
-    );
+    let mut head = vec![format!("[{}]", e.index), b.type_.clone(), format!("data_off={:#x}", b.data_off)];
     if e.check_status == "no_media" {
-        s.push_str(" no-media");
+        head.push("no-media".into());
     } else {
-        s.push_str(&format!(" check={}:{} {} comp={}", b.check, b.check_value, e.check_status, b.comp));
+        head.push(format!("check={}:{}", b.check, b.check_value));
+        // The status and the compression together: `ok comp=none`.
+        head.push(format!("{} comp={}", e.check_status, b.comp));
     }
+    let mut f = Vec::new();
+    f.push(format!("key={:#018x}/{}", b.key, b.keybits));
+    f.push(format!("psize={}", e.physical_size));
+    f.push(format!("mir={:#x}", b.mirror_tid));
+    f.push(format!("mod={:#x}", b.modify_tid));
+    f.push(format!("upd={:#x}", b.update_tid));
     if b.flags != 0 {
-        s.push_str(&format!(" flags={:#x}", b.flags));
+        f.push(format!("flags={:#x}", b.flags));
     }
     if b.leaf_count != 0 {
-        s.push_str(&format!(" leafcnt={}", b.leaf_count));
+        f.push(format!("leafcnt={}", b.leaf_count));
     }
     if let Some(st) = &e.stats {
-        s.push_str(&format!(" data_count={} inode_count={}", st.data_count, st.inode_count));
+        f.push(format!("data_count={}", st.data_count));
+        f.push(format!("inode_count={}", st.inode_count));
     }
     if let Some(d) = &e.dirent {
-        s.push_str(&format!(" name={:?} inum={} type={}", d.name, d.inum, d.type_));
+        f.push(format!("name={:?}", d.name));
+        f.push(format!("inum={}", d.inum));
+        f.push(format!("type={}", d.type_));
     }
     if let Some(i) = &e.inode {
-        s.push_str(&format!(
-            " inum={} type={} mode={:04o} size={} nlinks={} name={:?}",
-            i.inum, i.type_, i.mode, i.size, i.nlinks, i.name
-        ));
+        f.push(format!("inum={}", i.inum));
+        f.push(format!("type={}", i.type_));
+        f.push(format!("mode={:04o}", i.mode));
+        f.push(format!("size={}", i.size));
+        f.push(format!("nlinks={}", i.nlinks));
+        f.push(format!("name={:?}", i.name));
         if let (Some(t), Some(st)) = (&i.pfs_type, &i.pfs_subtype) {
-            s.push_str(&format!(" pfs={t}/{st}"));
+            f.push(format!("pfs={t}/{st}"));
         }
         if i.direct_data {
-            s.push_str(" embedded");
+            f.push("embedded".into());
         }
     }
-    if let Some(f) = &e.freemap {
-        s.push_str(&format!(
-            " range={:#x}-{:#x} avail={:#x} bigmask={:#x}",
-            b.key, e.key_end, f.avail, f.bigmask
-        ));
+    if let Some(fm) = &e.freemap {
+        f.push(format!("range={:#x}-{:#x}", b.key, e.key_end));
+        f.push(format!("avail={:#x}", fm.avail));
+        f.push(format!("bigmask={:#x}", fm.bigmask));
     }
     if e.shared {
-        s.push_str(" shared (children shown above)");
+        f.push("shared (children shown above)".into());
     }
     if e.children_not_shown > 0 {
-        s.push_str(&format!(" (+{} children not shown)", e.children_not_shown));
+        f.push(format!("(+{} children not shown)", e.children_not_shown));
     }
-    if let Some(err) = &e.error {
-        s.push_str(&format!(" ERROR: {err}"));
+    (head, f)
+}
+
+/// The lines of one `show` entry: one line when it fits `width` (or
+/// without a width), else continued on lines indented four more. An
+/// entry's error stays whole on its first line, after the verdict, so
+/// that the blockref with the damage is one line to search for.
+fn entry_lines(e: &ShowEntry, width: Option<usize>) -> Vec<String> {
+    let (mut head, rest) = entry_fields(e);
+    let (indent, cont) = (e.depth * 2, e.depth * 2 + 4);
+    let Some(err) = &e.error else {
+        head.extend(rest);
+        return layout::pack(indent, cont, &head, width);
+    };
+    head.push(format!("ERROR: {err}"));
+    match width {
+        None => layout::pack(indent, cont, &[head, rest].concat(), None),
+        Some(w) => {
+            // Indented as `pack` indents deep entries.
+            let first = format!("{:i$}{}", "", head.join(" "), i = indent.min(w / 3));
+            std::iter::once(first).chain(layout::pack(cont, cont, &rest, width)).collect()
+        }
     }
-    s
 }
 
 // ---------------------------------------------------------------- freemap
 
-fn freemap_cmd(spec: &str, copy: Option<usize>, json: bool) -> anyhow::Result<i32> {
+fn freemap_cmd(spec: &str, copy: Option<usize>, json: bool, width: Option<usize>) -> anyhow::Result<i32> {
     let fs = open_fs(spec, copy)?;
     let report = freemap::report(&fs)?;
     if json {
         common::print_json(&report)?;
     } else {
-        print_freemap(spec, &report);
+        print_freemap(spec, &report, width);
     }
     if report.errors > 0 {
         eprintln!("hammer2_dump: {} problem(s) found in the freemap", report.errors);
@@ -227,18 +273,26 @@ fn freemap_cmd(spec: &str, copy: Option<usize>, json: bool) -> anyhow::Result<i3
     Ok(common::EXIT_OK)
 }
 
-fn print_freemap(spec: &str, r: &FreemapReport) {
-    println!("{spec}: freemap of header copy #{}, freemap_tid {:#x}", r.copy, r.freemap_tid);
+/// Prints `line`'s comma-separated phrases, wrapped to `width`.
+fn print_wrapped(line: &str, width: Option<usize>) {
+    for l in layout::pack(0, 2, &phrases(line), width) {
+        println!("{l}");
+    }
+}
+
+fn print_freemap(spec: &str, r: &FreemapReport, width: Option<usize>) {
+    let what = format!("freemap of header copy #{}, freemap_tid {:#x}", r.copy, r.freemap_tid);
+    println!("{}", layout::path_line(spec, &what, width));
     if r.tree.is_empty() {
         println!("(no freemap blocks: nothing was ever allocated)");
     }
     for e in &r.tree {
-        println!("{}", entry_line(e));
+        for l in entry_lines(e, width) {
+            println!("{l}");
+        }
     }
     if !r.leaves.is_empty() {
-        let mut table = Table::new();
-        table.load_preset(UTF8_BORDERS_ONLY);
-        table.set_header(vec![
+        const HEADER: [&str; 10] = [
             "zone",
             "leaf",
             "free",
@@ -249,43 +303,60 @@ fn print_freemap(spec: &str, r: &FreemapReport) {
             "bytes free",
             "avail sum",
             "avail hint",
-        ]);
-        for l in &r.leaves {
-            let mut row =
-                vec![Cell::new(format!("{:#x}-{:#x}", l.key, l.key_end)), Cell::new(hex(l.data_off))];
-            if let Some(err) = &l.error {
-                row.push(Cell::new(format!("ERROR: {err}")));
-            } else {
-                for n in [l.free, l.allocated, l.possibly_free, l.reserved, l.beyond_end] {
-                    row.push(Cell::new(n).set_alignment(CellAlignment::Right));
+        ];
+        let right = |c: Cell| c.set_alignment(CellAlignment::Right);
+        let rows: Vec<Vec<Cell>> = r
+            .leaves
+            .iter()
+            .map(|l| {
+                let mut row =
+                    vec![Cell::new(format!("{:#x}-{:#x}", l.key, l.key_end)), Cell::new(hex(l.data_off))];
+                if let Some(err) = &l.error {
+                    // The error spans the counts: one cell, the rest empty.
+                    row.push(Cell::new(format!("ERROR: {err}")));
+                    row.extend((0..6).map(|_| Cell::new("")));
+                } else {
+                    for n in [l.free, l.allocated, l.possibly_free, l.reserved, l.beyond_end] {
+                        row.push(right(Cell::new(n)));
+                    }
+                    for n in [l.bytes_free, l.avail_sum] {
+                        row.push(right(Cell::new(hex(n))));
+                    }
                 }
-                for n in [l.bytes_free, l.avail_sum] {
-                    row.push(Cell::new(hex(n)).set_alignment(CellAlignment::Right));
-                }
-            }
-            row.push(Cell::new(hex(l.avail_hint)).set_alignment(CellAlignment::Right));
-            table.add_row(row);
+                row.push(right(Cell::new(hex(l.avail_hint))));
+                row
+            })
+            .collect();
+        // Narrow: the block counts, then the byte figures, each by zone.
+        let groups: [&[usize]; 2] = [&[0, 2, 3, 4, 5, 6], &[0, 1, 7, 8, 9]];
+        for t in layout::split_to_fit(&HEADER, &rows, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &groups, width) {
+            println!("{t}");
         }
-        println!("{table}");
         println!("(counts of 16 KiB blocks)");
     }
     let t = &r.totals;
-    println!(
-        "leaves: {}; blocks free {}, allocated {}, possibly free {}, reserved {}; avail sum {:#x}",
-        t.leaves, t.free, t.allocated, t.possibly_free, t.reserved, t.avail_sum
+    print_wrapped(
+        &format!(
+            "leaves: {}; blocks free {}, allocated {}, possibly free {}, reserved {}; avail sum {:#x}",
+            t.leaves, t.free, t.allocated, t.possibly_free, t.reserved, t.avail_sum
+        ),
+        width,
     );
     println!("zones without a leaf: {} ({:#x} bytes free)", t.zones_without_leaf, t.bytes_free_without_leaf);
     println!("bytes free: {:#x} ({})", t.bytes_free, common::human_bytes(t.bytes_free));
-    println!(
-        "allocator_free (header): {:#x} ({}) of allocator_size {:#x}; difference {}",
-        t.allocator_free,
-        common::human_bytes(t.allocator_free),
-        t.allocator_size,
-        if t.difference < 0 {
-            format!("-{:#x}", t.difference.unsigned_abs())
-        } else {
-            hex(t.difference as u64)
-        }
+    print_wrapped(
+        &format!(
+            "allocator_free (header): {:#x} ({}) of allocator_size {:#x}; difference {}",
+            t.allocator_free,
+            common::human_bytes(t.allocator_free),
+            t.allocator_size,
+            if t.difference < 0 {
+                format!("-{:#x}", t.difference.unsigned_abs())
+            } else {
+                hex(t.difference as u64)
+            }
+        ),
+        width,
     );
 }
 
@@ -297,6 +368,7 @@ fn inode_cmd(
     pfs: Option<&str>,
     which: &Which,
     json: bool,
+    width: Option<usize>,
 ) -> anyhow::Result<i32> {
     if let Which::Path(p) = which {
         // '..' and NUL are refused, not looked up as names (the image may hold a '..' entry).
@@ -307,23 +379,21 @@ fn inode_cmd(
     if json {
         common::print_json(&report)?;
     } else {
-        print!("{}", report.to_text());
+        print!("{}", report.to_text_width(width));
     }
     Ok(common::EXIT_OK)
 }
 
 // ---------------------------------------------------------------- pfs
 
-fn pfs_cmd(spec: &str, copy: Option<usize>, json: bool) -> anyhow::Result<i32> {
+fn pfs_cmd(spec: &str, copy: Option<usize>, json: bool, width: Option<usize>) -> anyhow::Result<i32> {
     let fs = open_fs(spec, copy)?;
     let rows = pfs_dump::list(&fs)?;
     let failed = rows.iter().filter(|r| r.error.is_some()).count();
     if json {
         common::print_json(&rows)?;
     } else {
-        let mut table = Table::new();
-        table.load_preset(UTF8_BORDERS_ONLY);
-        table.set_header(vec![
+        const HEADER: [&str; 12] = [
             "label",
             "type",
             "subtype",
@@ -334,28 +404,44 @@ fn pfs_cmd(spec: &str, copy: Option<usize>, json: bool) -> anyhow::Result<i32> {
             "modify_tid",
             "pfs_clid",
             "pfs_fsid",
-        ]);
-        for r in &rows {
-            let inodes = match (&r.inode_count, &r.error) {
-                (Some(n), _) => n.to_string(),
-                (None, Some(e)) => format!("ERROR: {e}"),
-                (None, None) => "?".into(),
-            };
-            table.add_row(vec![
-                Cell::new(&r.label),
-                Cell::new(&r.pfs_type),
-                Cell::new(&r.pfs_subtype),
-                Cell::new(r.root_inum).set_alignment(CellAlignment::Right),
-                Cell::new(r.pfs_inum).set_alignment(CellAlignment::Right),
-                Cell::new(inodes).set_alignment(CellAlignment::Right),
-                Cell::new(hex(r.mirror_tid)),
-                Cell::new(hex(r.modify_tid)),
-                Cell::new(&r.pfs_clid),
-                Cell::new(&r.pfs_fsid),
-            ]);
+            "pfs_clid\npfs_fsid",
+            "mirror_tid\nmodify_tid",
+        ];
+        let right = |c: Cell| c.set_alignment(CellAlignment::Right);
+        let cells: Vec<Vec<Cell>> = rows
+            .iter()
+            .map(|r| {
+                let inodes = match (&r.inode_count, &r.error) {
+                    (Some(n), _) => n.to_string(),
+                    (None, Some(e)) => format!("ERROR: {e}"),
+                    (None, None) => "?".into(),
+                };
+                vec![
+                    Cell::new(&r.label),
+                    Cell::new(&r.pfs_type),
+                    Cell::new(&r.pfs_subtype),
+                    right(Cell::new(r.root_inum)),
+                    right(Cell::new(r.pfs_inum)),
+                    right(Cell::new(inodes)),
+                    Cell::new(hex(r.mirror_tid)),
+                    Cell::new(hex(r.modify_tid)),
+                    Cell::new(&r.pfs_clid),
+                    Cell::new(&r.pfs_fsid),
+                    Cell::new(format!("{}\n{}", r.pfs_clid, r.pfs_fsid)),
+                    Cell::new(format!("{}\n{}", hex(r.mirror_tid), hex(r.modify_tid))),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            layout::path_line(spec, &format!("header copy #{}, {} PFS(s)", fs.copy, rows.len()), width)
+        );
+        // Narrow: the types and counts, then the tids and the ids, each
+        // pair one above the other.
+        let groups: [&[usize]; 2] = [&[0, 1, 2, 3, 4, 5], &[0, 11, 10]];
+        for t in layout::split_to_fit(&HEADER, &cells, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], &groups, width) {
+            println!("{t}");
         }
-        println!("{spec}: header copy #{}, {} PFS(s)", fs.copy, rows.len());
-        println!("{table}");
     }
     if failed > 0 {
         eprintln!("hammer2_dump: {failed} PFS(s) could not be counted");
@@ -366,42 +452,45 @@ fn pfs_cmd(spec: &str, copy: Option<usize>, json: bool) -> anyhow::Result<i32> {
 
 // ---------------------------------------------------------------- volhdr
 
-fn volhdr_cmd(spec: &str, json: bool) -> anyhow::Result<i32> {
+fn volhdr_cmd(spec: &str, json: bool, wide: bool) -> anyhow::Result<i32> {
     let device = Device::open(spec, Access::ReadOnly).context("cannot open device")?;
     let report = volhdr::report(&device);
     if json {
         common::print_json(&report)?;
         return Ok(common::EXIT_OK);
     }
+    let width = layout::limit(wide);
     for vol in &report.volumes {
-        print_volume(vol);
+        print_volume(vol, width);
     }
     Ok(common::EXIT_OK)
 }
 
-fn print_volume(vol: &VolumeReport) {
+/// One volume's header copies: by default each present copy as a table
+/// of its fields, one after another; without a width (`--wide`), every
+/// copy side by side in one table.
+fn print_volume(vol: &VolumeReport, width: Option<usize>) {
     let id = vol.volu_id.map_or("?".to_string(), |i| i.to_string());
-    println!(
-        "{}: volume {} ({}{})",
-        vol.path,
+    let what = format!(
+        "volume {} ({}{})",
         id,
         common::human_bytes(vol.device_size),
         if vol.is_root() { ", root" } else { "" }
     );
+    println!("{}", layout::path_line(&vol.path, &what, width));
     if let Some(line) = vol.truncation() {
         println!("{line}");
     }
     let present: Vec<&CopyReport> = vol.copies.iter().filter(|c| c.state != "absent").collect();
-    let mut table = Table::new();
-    table.load_preset(UTF8_BORDERS_ONLY);
-    let mut head = vec![Cell::new("field")];
-    head.extend(
-        present.iter().map(|c| Cell::new(format!("copy #{}{}", c.index, if c.in_use { " *" } else { "" }))),
-    );
-    table.set_header(head);
+    let title = |c: &CopyReport| format!("copy #{}{}", c.index, if c.in_use { " *" } else { "" });
+    let status = |c: &CopyReport| match c.state {
+        "valid" if c.in_use => "valid, in use".to_string(),
+        "valid" => "valid".to_string(),
+        _ => format!("INVALID: {}", c.problems.join("; ")),
+    };
 
     type Getter = fn(&volhdr::HeaderFields) -> String;
-    let rows: &[(&str, Getter)] = &[
+    let getters: &[(&str, Getter)] = &[
         ("magic", |h| hex(h.magic)),
         ("version", |h| h.version.to_string()),
         ("volu_id / nvolumes", |h| format!("{} / {}", h.volu_id, h.nvolumes)),
@@ -424,22 +513,14 @@ fn print_volume(vol: &VolumeReport) {
         ("crc header", |h| crc(&h.crc_header)),
         ("volu_loff", |h| h.volu_loff.iter().map(|o| hex(*o)).collect::<Vec<_>>().join(" ")),
     ];
-    let mut status = vec![Cell::new("status")];
-    status.extend(present.iter().map(|c| {
-        Cell::new(match c.state {
-            "valid" if c.in_use => "valid, in use".to_string(),
-            "valid" => "valid".to_string(),
-            _ => format!("INVALID: {}", c.problems.join("; ")),
-        })
-    }));
-    table.add_row(status);
-    let mut offset = vec![Cell::new("offset")];
-    offset.extend(present.iter().map(|c| Cell::new(hex(c.offset))));
-    table.add_row(offset);
-    for (name, get) in rows {
-        let mut row = vec![Cell::new(*name)];
-        row.extend(present.iter().map(|c| Cell::new(c.header.as_ref().map(get).unwrap_or_default())));
-        table.add_row(row);
+    // (field, value in each present copy), in display order.
+    let mut rows: Vec<(String, Vec<String>)> =
+        vec![("offset".into(), present.iter().map(|c| hex(c.offset)).collect())];
+    for (name, get) in getters {
+        rows.push((
+            name.to_string(),
+            present.iter().map(|c| c.header.as_ref().map(get).unwrap_or_default()).collect(),
+        ));
     }
     for (label, pick) in [
         ("sroot", (|h: &volhdr::HeaderFields| &h.sroot_blockset) as fn(&volhdr::HeaderFields) -> &Vec<_>),
@@ -457,13 +538,35 @@ fn print_volume(vol: &VolumeReport) {
                 })
                 .collect();
             if cells.iter().any(|c| !c.is_empty()) {
-                let mut row = vec![Cell::new(format!("{label}[{slot}]"))];
-                row.extend(cells.into_iter().map(Cell::new));
-                table.add_row(row);
+                rows.push((format!("{label}[{slot}]"), cells));
             }
         }
     }
-    println!("{table}");
+
+    if width.is_none() {
+        let mut table = layout::table(None);
+        let mut head = vec![Cell::new("field")];
+        head.extend(present.iter().map(|c| Cell::new(title(c))));
+        table.set_header(head);
+        let mut row = vec![Cell::new("status")];
+        row.extend(present.iter().map(|c| Cell::new(status(c))));
+        table.add_row(row);
+        for (name, values) in &rows {
+            let mut row = vec![Cell::new(name)];
+            row.extend(values.iter().map(Cell::new));
+            table.add_row(row);
+        }
+        println!("{table}");
+    } else {
+        for (i, c) in present.iter().enumerate() {
+            let mut table = layout::table(width);
+            table.set_header(vec![title(c), status(c)]);
+            for (name, values) in rows.iter().filter(|(_, v)| !v[i].is_empty()) {
+                table.add_row(vec![name.clone(), values[i].clone()]);
+            }
+            println!("{table}");
+        }
+    }
     let absent: Vec<String> =
         vol.copies.iter().filter(|c| c.state == "absent").map(|c| format!("#{}", c.index)).collect();
     if !absent.is_empty() {

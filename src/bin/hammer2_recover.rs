@@ -4,9 +4,9 @@ mod common;
 
 use anyhow::Context;
 use clap::Parser;
-use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
 use hammer2::cli::recover::RecoverCli;
 use hammer2::device::{Access, Device};
+use hammer2::dump::layout;
 use hammer2::recover::{recover, RecoverOptions, RecoverReport};
 use hammer2::{CopyChoice, Hammer2};
 
@@ -48,16 +48,21 @@ fn run(cli: &RecoverCli) -> anyhow::Result<i32> {
     Ok(common::EXIT_OK)
 }
 
+/// The report, one statement per line, each fitting the terminal (80
+/// columns when the output is not one): the device path goes on a line of
+/// its own when a statement would not fit after it.
 fn print_report(cli: &RecoverCli, r: &RecoverReport) {
-    let dev = &cli.device;
+    let dev = cli.device.as_str();
+    let width = Some(layout::width());
+    let say = |rest: String| println!("{}", layout::path_line(dev, &rest, width));
     let tids = format!("freemap_tid {:#x}, mirror_tid {:#x}", r.freemap_tid, r.mirror_tid);
     match r.range {
         None if !r.full => {
-            println!("{dev}: no recovery needed ({tids})");
+            say(format!("no recovery needed ({tids})"));
             return;
         }
-        None => println!("{dev}: full replay, the freemap does not lag ({tids})"),
-        Some((lo, hi)) => println!("{dev}: freemap recovery {lo:#x}-{hi:#x} ({tids})"),
+        None => say(format!("full replay, the freemap does not lag ({tids})")),
+        Some((lo, hi)) => say(format!("freemap recovery {lo:#x}-{hi:#x} ({tids})")),
     }
     let which = if r.full { "in use" } else { "newer than the freemap" };
     let verb = match (r.written, r.commit.is_some(), r.blocks == 1) {
@@ -65,8 +70,8 @@ fn print_report(cli: &RecoverCli, r: &RecoverReport) {
         (_, _, true) => "is",
         (_, _, false) => "are",
     };
-    println!(
-        "{dev}: {} block{} ({}) {which} {verb} marked allocated: {} free chunk{} of 16 KiB \
+    say(format!(
+        "{} block{} ({}) {which} {verb} marked allocated: {} free chunk{} of 16 KiB \
          marked, {} block{} changed the freemap",
         r.blocks,
         if r.blocks == 1 { "" } else { "s" },
@@ -75,15 +80,14 @@ fn print_report(cli: &RecoverCli, r: &RecoverReport) {
         if r.chunks == 1 { "" } else { "s" },
         r.changed,
         if r.changed == 1 { "" } else { "s" },
-    );
+    ));
     if cli.verbose {
-        println!(
-            "{dev}: {} blockrefs examined, {} node blocks read; allocator_free {:#x} -> {:#x}",
+        say(format!(
+            "{} blockrefs examined, {} node blocks read; allocator_free {:#x} -> {:#x}",
             r.scanned, r.read, r.allocator_free.0, r.allocator_free.1
-        );
+        ));
         if !r.pfs.is_empty() {
-            let mut t = Table::new();
-            t.load_preset(UTF8_BORDERS_ONLY);
+            let mut t = layout::table(width);
             t.set_header(["PFS", "blocks", "bytes", "changed", "chunks marked"]);
             for p in &r.pfs {
                 t.add_row([
@@ -98,14 +102,14 @@ fn print_report(cli: &RecoverCli, r: &RecoverReport) {
         }
     }
     match &r.commit {
-        None => println!("{dev}: every block was already marked; nothing written"),
-        Some(c) if c.written => println!(
-            "{dev}: committed transaction {:#x} to header copy #{} (freemap_tid = mirror_tid)",
+        None => say("every block was already marked; nothing written".into()),
+        Some(c) if c.written => say(format!(
+            "committed transaction {:#x} to header copy #{} (freemap_tid = mirror_tid)",
             c.tid, c.copy
-        ),
-        Some(c) => println!(
-            "{dev}: would commit transaction {:#x} to header copy #{}; nothing written (dry run)",
+        )),
+        Some(c) => say(format!(
+            "would commit transaction {:#x} to header copy #{}; nothing written (dry run)",
             c.tid, c.copy
-        ),
+        )),
     }
 }

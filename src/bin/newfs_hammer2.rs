@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use hammer2::cli::newfs::NewfsCli;
 use hammer2::device::{Access, Backend, Device, MmapBackend};
+use hammer2::dump::layout;
 use hammer2::format::{CheckMethod, CompMethod};
 use hammer2::host::import::{self, ImportOptions, ImportReport};
 use hammer2::newfs::{self, Identity, Layout, NewfsOptions};
@@ -212,16 +213,22 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
     } else if !cli.quiet {
         print_summary(&layout, &id, &paths, cli.dry_run);
         if let Some((label, r)) = &imported {
-            println!(
-                "populated PFS \"{label}\": {} directories, {} files ({}, {} on media), {} symlinks, {} hard links, {} special files",
-                r.dirs,
-                r.files,
-                common::human_bytes(r.bytes),
-                common::human_bytes(r.media_bytes),
-                r.symlinks,
-                r.hardlinks,
-                r.specials
-            );
+            let fields = [
+                format!("populated PFS \"{label}\":"),
+                format!("{} directories,", r.dirs),
+                format!(
+                    "{} files ({}, {} on media),",
+                    r.files,
+                    common::human_bytes(r.bytes),
+                    common::human_bytes(r.media_bytes)
+                ),
+                format!("{} symlinks,", r.symlinks),
+                format!("{} hard links,", r.hardlinks),
+                format!("{} special files", r.specials),
+            ];
+            for l in layout::pack(0, 2, &fields, Some(layout::width())) {
+                println!("{l}");
+            }
         }
     }
     Ok(common::EXIT_OK)
@@ -289,14 +296,23 @@ fn print_summary(layout: &Layout, id: &Identity, paths: &[PathBuf], dry_run: boo
     println!("---------------------------------------------");
     println!("version:          {}", layout.version);
     for (i, (v, p)) in layout.volumes.iter().zip(paths).enumerate() {
-        println!(
-            "volume {i}:         {} at {:#x}, {} ({} header cop{})",
-            Path::new(p).display(),
+        // The path whole; where it does not fit the width with the rest,
+        // the rest goes on the next line, under it.
+        let name = format!("volume {i}:");
+        let rest = format!(
+            "at {:#x}, {} ({} header cop{})",
             v.loff,
             h(v.size),
             v.header_copies.len(),
             if v.header_copies.len() == 1 { "y" } else { "ies" }
         );
+        let path = Path::new(p).display().to_string();
+        let line = format!("{name:<17} {path} {rest}");
+        if line.chars().count() <= layout::width() {
+            println!("{line}");
+        } else {
+            println!("{name:<17} {path}\n{:<17} {rest}", "");
+        }
     }
     println!("total-size:       {} ({} bytes)", h(layout.total_size), layout.total_size);
     println!("boot-area-size:   {}", h(layout.boot_end - layout.boot_beg));

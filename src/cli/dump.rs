@@ -4,7 +4,8 @@ use clap::{Parser, Subcommand};
 
 pub const EXAMPLES: &str = "\
 Examples:
-  hammer2_dump volhdr disk.img              every header copy, side by side
+  hammer2_dump volhdr disk.img              every header copy, one after another
+  hammer2_dump volhdr --wide disk.img       ... side by side in one table
   hammer2_dump volhdr --json a.img:b.img    a two-volume set, for scripts
   hammer2_dump show disk.img                the whole chain tree, node blocks verified
   hammer2_dump show --verify-data disk.img  ... and every file data block too
@@ -48,6 +49,9 @@ Copies that are valid but older are normal: writers update one copy per commit."
         /// Print JSON instead of tables
         #[arg(long)]
         json: bool,
+        /// Put the copies side by side in one table (by default each copy is listed after the other, to fit the terminal or 80 columns)
+        #[arg(long)]
+        wide: bool,
     },
 
     /// Dump the chain tree: one line per blockref, check codes of node blocks verified
@@ -90,6 +94,9 @@ the exit status is then 1.")]
         /// One JSON object per blockref and line, streamed
         #[arg(long)]
         json: bool,
+        /// One line per blockref however long (by default lines are continued to fit the terminal or 80 columns)
+        #[arg(long)]
+        wide: bool,
     },
 
     /// Dump the freemap tree and the free space each 1 GiB zone's leaf records
@@ -105,6 +112,9 @@ with the header's allocator_free, which is a hint kept by writers.")]
         /// Print JSON instead of text and tables
         #[arg(long)]
         json: bool,
+        /// One table with every column and one line per blockref, however wide (by default the output fits the terminal or 80 columns)
+        #[arg(long)]
+        wide: bool,
     },
 
     /// Print every field of one inode, found by path or inode number
@@ -126,6 +136,9 @@ with the header's allocator_free, which is a hint kept by writers.")]
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
+        /// One line per field and blockref, however long (by default long lines are continued to fit the terminal or 80 columns)
+        #[arg(long)]
+        wide: bool,
     },
 
     /// List the PFSs: label, type, ids, inode allocator and inode count
@@ -138,6 +151,9 @@ with the header's allocator_free, which is a hint kept by writers.")]
         /// Print JSON instead of a table
         #[arg(long)]
         json: bool,
+        /// One table with every column, however wide (by default the table fits the terminal or 80 columns)
+        #[arg(long)]
+        wide: bool,
     },
 }
 

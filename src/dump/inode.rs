@@ -217,7 +217,17 @@ pub fn describe(pfs: &str, path: Option<String>, ino: &Inode<'_>) -> InodeReport
 
 impl InodeReport {
     /// The report as aligned `field  value` lines (what `hammer2_dump inode` prints).
+    /// The report as text that fits the terminal (80 columns when the
+    /// output is not one): see [`InodeReport::to_text_width`].
     pub fn to_text(&self) -> String {
+        self.to_text_width(Some(super::layout::width()))
+    }
+
+    /// The report as text: one `field  value` line per field, and one line
+    /// per blockref of the blockset; a line longer than `width` continues
+    /// on the next, indented (without a width, nothing is continued).
+    pub fn to_text_width(&self, wrap: Option<usize>) -> String {
+        use super::layout::{pack, words};
         let r = self;
         let mut out = String::new();
         let mut rows: Vec<(&str, String)> = vec![
@@ -267,7 +277,17 @@ impl InodeReport {
         }
         let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
         for (k, v) in &rows {
-            let _ = writeln!(out, "{k:width$}  {v}");
+            let line = format!("{k:width$}  {v}");
+            if wrap.is_none_or(|w| line.chars().count() <= w) {
+                let _ = writeln!(out, "{line}");
+                continue;
+            }
+            // Too long: continued under the value, at its spaces.
+            let mut fields = vec![format!("{k:width$} ")];
+            fields.extend(words(v));
+            for l in pack(0, width + 2, &fields, wrap) {
+                let _ = writeln!(out, "{l}");
+            }
         }
         match &r.content {
             Content::Embedded { bytes } => {
@@ -279,16 +299,14 @@ impl InodeReport {
             Content::Blockset { blockrefs } => {
                 let _ = writeln!(out, "{:width$}  blockset:", "content");
                 for (i, b) in blockrefs {
-                    let _ = writeln!(
-                        out,
-                        "  [{i}] {} key={:#018x}/{} check={}:{} comp={}",
-                        brief_bref(b),
-                        b.key,
-                        b.keybits,
-                        b.check,
-                        b.check_value,
-                        b.comp
-                    );
+                    let mut fields = vec![format!("[{i}]")];
+                    fields.extend(words(&brief_bref(b)));
+                    fields.push(format!("key={:#018x}/{}", b.key, b.keybits));
+                    fields.push(format!("check={}:{}", b.check, b.check_value));
+                    fields.push(format!("comp={}", b.comp));
+                    for l in pack(2, 6, &fields, wrap) {
+                        let _ = writeln!(out, "{l}");
+                    }
                 }
             }
         }

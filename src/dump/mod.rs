@@ -3,6 +3,7 @@
 
 pub mod freemap;
 pub mod inode;
+pub mod layout;
 pub mod pfs;
 pub mod show;
 pub mod volhdr;
