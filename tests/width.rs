@@ -87,6 +87,7 @@ fn every_dump_and_report_fits_80_columns() {
             (FSCK, vec![&spec]),
             (FSCK, vec!["-v", &spec]),
             (EDIT, vec![&spec, "stat", "/"]),
+            (EDIT, vec![&spec, "pfs-list"]),
             (RECOVER, vec!["-n", &spec]),
             (RECOVER, vec!["-n", "-v", &spec]),
         ];

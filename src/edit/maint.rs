@@ -131,20 +131,25 @@ pub fn list(roots: &[&crate::format::InodeData], json: bool, out: &mut dyn std::
         let text = serde_json::to_string_pretty(&rows).map_err(|e| w(e.into()))?;
         return writeln!(out, "{text}").map_err(w);
     }
-    writeln!(out, "{:<24} {:<12} {:<9} {:<36} PFS_FSID", "LABEL", "TYPE", "SUBTYPE", "PFS_CLID")
-        .map_err(w)?;
+    // One line per PFS where the terminal is wide enough (--wide-like, 121
+    // columns); else the two UUIDs go on lines of their own below it.
+    let wide = crate::dump::layout::width() >= 121;
+    if wide {
+        writeln!(out, "{:<24} {:<12} {:<9} {:<36} PFS_FSID", "LABEL", "TYPE", "SUBTYPE", "PFS_CLID")
+            .map_err(w)?;
+    } else {
+        writeln!(out, "{:<24} {:<12} {:<9} PFS_CLID / PFS_FSID", "LABEL", "TYPE", "SUBTYPE").map_err(w)?;
+    }
     for ip in roots {
         let m = &ip.meta;
-        writeln!(
-            out,
-            "{:<24} {:<12} {:<9} {:<36} {}",
-            String::from_utf8_lossy(ip.name()),
-            m.pfs_type().to_string(),
-            m.pfs_subtype().to_string(),
-            uuid_from_disk(&m.pfs_clid),
-            uuid_from_disk(&m.pfs_fsid)
-        )
-        .map_err(w)?;
+        let (label, kind, sub) =
+            (String::from_utf8_lossy(ip.name()), m.pfs_type().to_string(), m.pfs_subtype().to_string());
+        let (clid, fsid) = (uuid_from_disk(&m.pfs_clid), uuid_from_disk(&m.pfs_fsid));
+        if wide {
+            writeln!(out, "{label:<24} {kind:<12} {sub:<9} {clid:<36} {fsid}").map_err(w)?;
+        } else {
+            writeln!(out, "{label:<24} {kind:<12} {sub}\n    {clid}\n    {fsid}").map_err(w)?;
+        }
     }
     Ok(())
 }
