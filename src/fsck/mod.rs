@@ -53,6 +53,7 @@
 //! copies (they name the damaged blocks), so that no valid copy is left
 //! pointing at damage ([`crate::write::session::sync_header_copies`]).
 
+mod data;
 pub mod freemap;
 mod place;
 pub mod topology;

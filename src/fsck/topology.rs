@@ -23,80 +23,25 @@
 //! their own inode (makefs' newfs does not, its later PFS creations do), so
 //! either is accepted there.
 
+use super::data::{verifier, verify_data, DataFindings, DataJob, DataOutcome, DATA_BATCH, QUEUED_BATCHES};
 use super::{FsckReport, Place, Problem};
 use super::{
-    BREF_CHECK, BREF_DECOMPRESS, BREF_DUPLICATE, BREF_KEY, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED,
-    BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
-    TREE_DEPTH,
+    BREF_CHECK, BREF_DUPLICATE, BREF_KEY, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED, BREF_STATS,
+    BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS, TREE_DEPTH,
 };
 use crate::error::CorruptKind;
 use crate::error::{Location, Result};
-use crate::format::check::{self, CheckOutcome};
+use crate::format::check::CheckOutcome;
 use crate::format::dirhash::dirhash;
 use crate::format::{
-    Blockref, BlockrefType as T, CompMethod, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE,
-    EMBEDDED_BYTES,
+    Blockref, BlockrefType as T, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE, EMBEDDED_BYTES,
 };
 use crate::read::tree::Tree;
 use crate::read::walk::{DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
 use crate::volume::Hammer2;
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
-
-/// DATA blocks are handed to the verifier threads in batches of this many.
-const DATA_BATCH: usize = 64;
-/// Batches queued ahead of the verifiers at most (bounds memory).
-const QUEUED_BATCHES: usize = 64;
-
-/// One DATA block to verify: where it was found and in which PFS (an index
-/// into [`Pass::pfs_names`]), numbered in traversal order.
-struct DataJob<'a> {
-    seq: u64,
-    bref: &'a Blockref,
-    loc: Location,
-    pfs: usize,
-}
-
-/// What the verifiers found: totals, and the problems with their jobs.
-#[derive(Default)]
-struct DataFindings<'a> {
-    verified: u64,
-    not_checked: u64,
-    problems: Vec<(DataJob<'a>, Problem, String)>,
-}
-
-impl<'a> DataFindings<'a> {
-    fn add(&mut self, job: DataJob<'a>, outcome: DataOutcome) {
-        match outcome {
-            DataOutcome::Verified => self.verified += 1,
-            DataOutcome::NotChecked => self.not_checked += 1,
-            DataOutcome::Problem(p, detail) => self.problems.push((job, p, detail)),
-        }
-    }
-
-    fn merge(&mut self, o: DataFindings<'a>) {
-        self.verified += o.verified;
-        self.not_checked += o.not_checked;
-        self.problems.extend(o.problems);
-    }
-}
-
-/// A verifier thread: takes batches until the walk is over.
-fn verifier<'a>(fs: &Hammer2, jobs: &Mutex<Receiver<Vec<DataJob<'a>>>>) -> DataFindings<'a> {
-    let mut found = DataFindings::default();
-    loop {
-        // A poisoned lock means another verifier panicked: stop taking work.
-        let Ok(batch) = jobs.lock().map(|rx| rx.recv()) else { break };
-        let Ok(batch) = batch else { break };
-        for job in batch {
-            let outcome = verify_data(fs, job.bref);
-            found.add(job, outcome);
-        }
-    }
-    found
-}
 
 /// Counts of one PFS, for the summary table.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -869,60 +814,5 @@ impl<'a> Pass<'a, '_> {
             }
         }
         self.summaries.push(s.summary);
-    }
-}
-
-enum DataOutcome {
-    Verified,
-    NotChecked,
-    Problem(Problem, String),
-}
-
-thread_local! {
-    /// Where LZ4 blocks are decoded to (reused, 64 KiB).
-    static DECODED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Check code and decompression of one DATA block (bounds already checked),
-/// on a pread copy of its media.
-fn verify_data(fs: &Hammer2, b: &Blockref) -> DataOutcome {
-    let (off, len) = (b.offset(), b.physical_size() as usize);
-    match crate::read::walk::with_data(fs, off, len, |media| verify_media(b, media)) {
-        Ok(outcome) => outcome,
-        Err(kind) => DataOutcome::Problem(BREF_RANGE, kind.to_string()),
-    }
-}
-
-fn verify_media(b: &Blockref, media: &[u8]) -> DataOutcome {
-    let checked = match check::verify(b, media) {
-        CheckOutcome::Ok => true,
-        CheckOutcome::NotChecked => false,
-        CheckOutcome::Mismatch { expected, found } => {
-            let m = b.check_method();
-            return DataOutcome::Problem(BREF_CHECK, format!("{m}: stored {expected}, data gives {found}"));
-        }
-        CheckOutcome::UnknownMethod(m) => {
-            return DataOutcome::Problem(BREF_UNKNOWN_CHECK, format!("method {m}"))
-        }
-    };
-    let logical = 1usize << b.keybits.clamp(10, 16);
-    let decoded = match b.comp_method() {
-        CompMethod::Lz4 => Some(DECODED.with(|cell| {
-            let mut out = cell.borrow_mut();
-            if out.len() < logical {
-                out.resize(logical, 0);
-            }
-            crate::format::compress::lz4_decompress_into(media, &mut out[..logical]).map(|_| ())
-        })),
-        CompMethod::Zlib => Some(crate::format::compress::zlib_decompress(media, logical).map(|_| ())),
-        CompMethod::Unknown(m) => {
-            return DataOutcome::Problem(BREF_DECOMPRESS, format!("unknown compression method {m}"))
-        }
-        CompMethod::None | CompMethod::Autozero => None,
-    };
-    match decoded {
-        Some(Err(e)) => DataOutcome::Problem(BREF_DECOMPRESS, e.to_string()),
-        _ if checked => DataOutcome::Verified,
-        _ => DataOutcome::NotChecked,
     }
 }
