@@ -8,9 +8,10 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Waits until process `pid` catches SIGINT (its handler is installed).
+/// Waits until process `pid` catches SIGINT (its handler is installed); a
+/// tool that never does has hung (see `run::HANG`).
 fn wait_for_handler(pid: u32) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + crate::common::run::HANG;
     loop {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let caught = status
@@ -21,7 +22,7 @@ fn wait_for_handler(pid: u32) {
         if caught & (1 << (libc::SIGINT - 1)) != 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "hammer2_edit never installed its SIGINT handler");
+        assert!(Instant::now() < deadline, "hung: hammer2_edit never installed its SIGINT handler");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -58,7 +59,7 @@ fn an_interrupted_writing_run_is_rolled_back_and_exits_130() {
         }
     }
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
+    let out = crate::common::run::watchdog("hammer2_edit after its SIGINT", move || child.wait_with_output().unwrap());
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");

@@ -7,9 +7,8 @@
 //! tests/hostile/mutation_fields.rs.
 
 use crate::common::mutate::Rng;
-use crate::common::run::{exercise, run_guarded, run_tool, Outcome, Reads, DUMP, EDIT, FSCK};
+use crate::common::run::{exercise, run_guarded, run_tool, Outcome, Reads, DUMP, EDIT, FSCK, HANG};
 use std::os::unix::fs::FileExt;
-use std::time::Duration;
 
 
 fn mutate_and_run(fixture: &str, iterations: usize, seed: u64, min_opened: usize, expect_files: bool) {
@@ -45,7 +44,7 @@ fn mutate_and_run(fixture: &str, iterations: usize, seed: u64, min_opened: usize
         let reads = Reads { verify: i % 2 == 0, entries: 2000, file_bytes: 1 << 20, dumps: true };
         let what = format!("{fixture}: iteration {i}: {n} bytes at {off:#x} (verify {})", reads.verify);
         let s = spec.clone();
-        match run_guarded(Duration::from_secs(5), move || exercise(&s, reads, None)) {
+        match run_guarded(HANG, move || exercise(&s, reads, None)) {
             Outcome::Done(r) => {
                 opened += usize::from(r.opened);
                 files += r.files_read;
@@ -66,7 +65,7 @@ fn mutate_and_run(fixture: &str, iterations: usize, seed: u64, min_opened: usize
                 (DUMP, vec!["volhdr", spec.as_str()]),
                 (DUMP, vec!["show", "--verify-data", spec.as_str()]),
             ] {
-                let t = run_tool(exe, &args, Duration::from_secs(10));
+                let t = run_tool(exe, &args, HANG);
                 if t.crashed() {
                     failures.push(format!("{what}: {}", t.describe()));
                 }

@@ -28,10 +28,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 
-/// A case (all in-process read paths on one mutated image) taking longer is a hang.
-const CASE_LIMIT: Duration = Duration::from_secs(5);
-/// Deadline of one binary on a mutated image (healthy runs take well under 0.1 s).
-const TOOL_LIMIT: Duration = Duration::from_secs(10);
+/// A case (all in-process read paths on one mutated image) still running
+/// after this has hung (a bound on hangs, not on speed: see `run::HANG`).
+const CASE_LIMIT: Duration = crate::common::run::HANG;
+/// A binary on a mutated image still running after this has hung (healthy
+/// runs take well under 0.1 s).
+const TOOL_LIMIT: Duration = crate::common::run::HANG;
 /// After this many hangs a fixture's run stops (each leaves a thread busy).
 const MAX_HANGS: usize = 3;
 
