@@ -14,6 +14,17 @@ fn fresh(dir: &std::path::Path) -> (std::path::PathBuf, String) {
 
 #[test]
 fn put_r_copies_a_tree_into_an_existing_directory() {
+    crate::common::oracle::without(put_r_copies_a_tree_into_an_existing_directory_scenario);
+}
+
+/// [`put_r_copies_a_tree_into_an_existing_directory`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn put_r_copies_a_tree_into_an_existing_directory_with_reference_tools() {
+    put_r_copies_a_tree_into_an_existing_directory_scenario();
+}
+
+fn put_r_copies_a_tree_into_an_existing_directory_scenario() {
     let (dir, host) = varied_in_tempdir();
     let (img, spec) = fresh(dir.path());
     let h = host.to_str().unwrap();
@@ -32,6 +43,17 @@ fn put_r_copies_a_tree_into_an_existing_directory() {
 
 #[test]
 fn put_refusals_and_dry_runs_leave_the_image_alone() {
+    crate::common::oracle::without(put_refusals_and_dry_runs_leave_the_image_alone_scenario);
+}
+
+/// [`put_refusals_and_dry_runs_leave_the_image_alone`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn put_refusals_and_dry_runs_leave_the_image_alone_with_reference_tools() {
+    put_refusals_and_dry_runs_leave_the_image_alone_scenario();
+}
+
+fn put_refusals_and_dry_runs_leave_the_image_alone_scenario() {
     let (dir, host) = varied_in_tempdir();
     let (img, spec) = fresh(dir.path());
     let h = host.to_str().unwrap();

@@ -8,8 +8,8 @@ use crate::common::digest::content_sha256 as sha;
 use crate::common::hosttree::both_fscks_clean;
 use crate::common::hosttree::{self, MAKEFS_FILES};
 use crate::common::oracle::{makefs_mounts_and_bulkfrees, makefs_snapshots};
-use hammer2::write::session::Session;
 use hammer2::host::import::{import_tree, ImportOptions, ImportReport};
+use hammer2::write::session::Session;
 use std::path::Path;
 use std::process::Command;
 
@@ -49,6 +49,17 @@ fn setup(fixture: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::Pa
 
 #[test]
 fn imports_a_varied_tree_into_an_image_with_content() {
+    crate::common::oracle::without(imports_a_varied_tree_into_an_image_with_content_scenario);
+}
+
+/// [`imports_a_varied_tree_into_an_image_with_content`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn imports_a_varied_tree_into_an_image_with_content_with_reference_tools() {
+    imports_a_varied_tree_into_an_image_with_content_scenario();
+}
+
+fn imports_a_varied_tree_into_an_image_with_content_scenario() {
     let (_dir, host, img) = setup("varied");
     let spec = img.to_str().unwrap();
     let before = crate::common::model::snapshot(spec).unwrap();
@@ -83,6 +94,17 @@ fn imports_a_varied_tree_into_an_image_with_content() {
 
 #[test]
 fn single_objects_and_holes() {
+    crate::common::oracle::without(single_objects_and_holes_scenario);
+}
+
+/// [`single_objects_and_holes`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn single_objects_and_holes_with_reference_tools() {
+    single_objects_and_holes_scenario();
+}
+
+fn single_objects_and_holes_scenario() {
     let (dir, host) = hosttree::varied_in_tempdir();
     let img = dir.path().join("disk.img");
     let spec = img.to_str().unwrap();
@@ -112,6 +134,17 @@ fn single_objects_and_holes() {
 
 #[test]
 fn a_failed_import_or_a_dry_run_writes_nothing() {
+    crate::common::oracle::without(a_failed_import_or_a_dry_run_writes_nothing_scenario);
+}
+
+/// [`a_failed_import_or_a_dry_run_writes_nothing`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn a_failed_import_or_a_dry_run_writes_nothing_with_reference_tools() {
+    a_failed_import_or_a_dry_run_writes_nothing_scenario();
+}
+
+fn a_failed_import_or_a_dry_run_writes_nothing_scenario() {
     let (dir, host, img) = setup("small-iscsi");
     let spec = img.to_str().unwrap();
     let headers = header_copies(&img);
@@ -162,6 +195,17 @@ fn a_failed_import_or_a_dry_run_writes_nothing() {
 
 #[test]
 fn methods_can_be_chosen_and_threads_do_not_change_the_image() {
+    crate::common::oracle::without(methods_can_be_chosen_and_threads_do_not_change_the_image_scenario);
+}
+
+/// [`methods_can_be_chosen_and_threads_do_not_change_the_image`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn methods_can_be_chosen_and_threads_do_not_change_the_image_with_reference_tools() {
+    methods_can_be_chosen_and_threads_do_not_change_the_image_scenario();
+}
+
+fn methods_can_be_chosen_and_threads_do_not_change_the_image_scenario() {
     let (dir, host) = hosttree::varied_in_tempdir();
     let mut images = Vec::new();
     for threads in [1, 4] {

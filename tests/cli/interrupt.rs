@@ -59,7 +59,9 @@ fn an_interrupted_writing_run_is_rolled_back_and_exits_130() {
         }
     }
     drop(stdin);
-    let out = crate::common::run::watchdog("hammer2_edit after its SIGINT", move || child.wait_with_output().unwrap());
+    let out = crate::common::run::watchdog("hammer2_edit after its SIGINT", move || {
+        child.wait_with_output().unwrap()
+    });
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(err.contains("interrupted"), "{err}");

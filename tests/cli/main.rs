@@ -14,7 +14,7 @@ mod edit;
 mod edit_cmds;
 mod edit_put;
 mod edit_write;
+mod import;
 mod interrupt;
 mod newfs;
-mod import;
 mod populate;

@@ -2,8 +2,8 @@
 //! layout we make reads back clean, images stay sparse, old headers do not
 //! survive, and bad arguments write nothing.
 
-use hammer2::volume::{read_headers, CopyState, Hammer2};
 use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::volume::{read_headers, CopyState, Hammer2};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -109,7 +109,9 @@ fn matches_the_reference_images_field_by_field() {
     let v0 = dir.path().join("mv0.img");
     let v1 = dir.path().join("mv1.img");
     ok(newfs(&["-q", "-s", "3G:2G", s(&v0), s(&v1)]));
-    for (ours, theirs) in [(&v0, crate::common::fixture("multivol-0")), (&v1, crate::common::fixture("multivol-1"))] {
+    for (ours, theirs) in
+        [(&v0, crate::common::fixture("multivol-0")), (&v1, crate::common::fixture("multivol-1"))]
+    {
         assert!(header_for_compare(ours, 0) == header_for_compare(&theirs, 0), "{}", theirs.display());
     }
     assert!(
@@ -164,7 +166,11 @@ fn pfs_roots_carry_labels_and_requested_methods() {
     for b in sroot.blockset().iter().filter(|b| b.kind() == hammer2::format::BlockrefType::Inode) {
         let ip = hammer2::format::InodeData::from_bytes(fs.device.read(b.offset(), 1024).unwrap()).unwrap();
         let name = String::from_utf8(ip.name().to_vec()).unwrap();
-        assert_eq!(b.key.get(), hammer2::format::dirhash::dirhash(name.as_bytes()), "{name}: key is the name's hash");
+        assert_eq!(
+            b.key.get(),
+            hammer2::format::dirhash::dirhash(name.as_bytes()),
+            "{name}: key is the name's hash"
+        );
         assert_eq!(ip.meta.check(), hammer2::format::CheckMethod::Iscsi32);
         assert_eq!(ip.meta.comp(), hammer2::format::CompMethod::Zlib);
         assert!(ip.meta.is_pfsroot());
@@ -295,6 +301,7 @@ fn a_directory_or_fifo_is_named_for_what_it_is() {
 }
 
 #[test]
+#[ignore = "needs root and loop devices"]
 fn a_mounted_image_is_refused_through_its_loop_device() {
     let dir = tempfile::tempdir().unwrap();
     // 64 MiB: large enough for a HAMMER2 layout, so newfs gets as far as opening it.

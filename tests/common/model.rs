@@ -6,8 +6,8 @@
 //! blocks) the write engine promises.
 
 use hammer2::format::dirhash::dirhash;
-use hammer2::read::file::{read_file, read_link, Sink, WriteSink};
 use hammer2::format::{Blockref, BlockrefType, ObjType};
+use hammer2::read::file::{read_file, read_link, Sink, WriteSink};
 use hammer2::read::pfs::{Inode, Pfs};
 use hammer2::read::tree::{location, Tree};
 use hammer2::Hammer2;

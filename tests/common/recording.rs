@@ -5,8 +5,8 @@
 //! path -> kind, mode, size, SHA-256, the fixtures' manifests).
 
 use hammer2::device::Backend;
-use hammer2::read::file::{read_file, read_link, Sink};
 use hammer2::format::ObjType;
+use hammer2::read::file::{read_file, read_link, Sink};
 use hammer2::read::pfs::{Inode, Pfs};
 use hammer2::read::tree::Tree;
 use hammer2::Hammer2;

@@ -435,6 +435,17 @@ fn huge_avail_counts_are_findings_without_overflow() {
 
 #[test]
 fn fsck_y_rebuilds_a_freemap_that_cannot_be_loaded() {
+    crate::common::oracle::without(fsck_y_rebuilds_a_freemap_that_cannot_be_loaded_scenario);
+}
+
+/// [`fsck_y_rebuilds_a_freemap_that_cannot_be_loaded`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn fsck_y_rebuilds_a_freemap_that_cannot_be_loaded_with_reference_tools() {
+    fsck_y_rebuilds_a_freemap_that_cannot_be_loaded_scenario();
+}
+
+fn fsck_y_rebuilds_a_freemap_that_cannot_be_loaded_scenario() {
     use crate::common::maint::{all_copies_clean, chunk_states, oracle_fsck, our_fsck_clean, spec_of};
     use std::os::unix::fs::FileExt;
     let dir = tempfile::tempdir().unwrap();

@@ -150,8 +150,8 @@ fn reads_past_the_end_are_errors_not_faults() {
 // panic, allocate by the value or take long.
 
 use crate::common::reseal::Image;
-use hammer2::format::VolumeData;
 use crate::common::run::watchdog;
+use hammer2::format::VolumeData;
 use zerocopy::{FromBytes, IntoBytes};
 
 /// Applies `f` to every valid header copy of `img` and reseals the CRCs.
@@ -265,7 +265,8 @@ fn volume_offsets_with_gaps_overlaps_or_misalignment_are_refused() {
 
 fn findings(spec: &str) -> Vec<(String, String)> {
     let s = spec.to_string();
-    let r = watchdog(&format!("fsck of {spec}"), move || hammer2::fsck::fsck(&s, &Default::default()).unwrap());
+    let r =
+        watchdog(&format!("fsck of {spec}"), move || hammer2::fsck::fsck(&s, &Default::default()).unwrap());
     r.findings.iter().map(|f| (f.problem.id.to_string(), f.detail.clone())).collect()
 }
 

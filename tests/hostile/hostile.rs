@@ -25,7 +25,6 @@ use std::path::Path;
 use std::time::Duration;
 use zerocopy::{FromBytes, IntoBytes};
 
-
 /// A tool still running after this has hung (see `run::HANG`; no test
 /// bounds speed: healthy runs on these images take well under 0.2 s, the
 /// hostile ones never ended before the fixes).
@@ -246,7 +245,9 @@ fn library(spec: &str, paths: &[&str]) -> (Vec<String>, Option<hammer2::fsck::Fs
         match g.wait(DEADLINE) {
             Outcome::Done(r) => report = report.or(r),
             Outcome::Panicked(m) => failures.push(format!("library {name}: panicked: {m}")),
-            Outcome::TimedOut => failures.push(format!("library {name}: hung: still running after {DEADLINE:?}")),
+            Outcome::TimedOut => {
+                failures.push(format!("library {name}: hung: still running after {DEADLINE:?}"))
+            }
             Outcome::HugeAlloc(m) => failures.push(format!("library {name}: {m}")),
         }
     }
@@ -423,7 +424,8 @@ fn dirent_named_dotdot_in_the_pfs_root() {
         v
     };
     let dest = out.join("dest");
-    let run = crate::common::run::run_tool(EDIT, &[img.spec(), "get", "/..", dest.to_str().unwrap()], DEADLINE);
+    let run =
+        crate::common::run::run_tool(EDIT, &[img.spec(), "get", "/..", dest.to_str().unwrap()], DEADLINE);
     let mut failures = Vec::new();
     if run.crashed() {
         failures.push(run.describe());

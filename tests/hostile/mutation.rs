@@ -10,7 +10,6 @@ use crate::common::mutate::Rng;
 use crate::common::run::{exercise, run_guarded, run_tool, Outcome, Reads, DUMP, EDIT, FSCK, HANG};
 use std::os::unix::fs::FileExt;
 
-
 fn mutate_and_run(fixture: &str, iterations: usize, seed: u64, min_opened: usize, expect_files: bool) {
     let dir = tempfile::tempdir().unwrap();
     let img = crate::common::scratch_copy(fixture, dir.path());

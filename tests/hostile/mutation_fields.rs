@@ -27,7 +27,6 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-
 /// A case (all in-process read paths on one mutated image) still running
 /// after this has hung (a bound on hangs, not on speed: see `run::HANG`).
 const CASE_LIMIT: Duration = crate::common::run::HANG;

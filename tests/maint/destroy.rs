@@ -5,9 +5,9 @@
 
 use crate::common::maint::{all_copies_clean, chunk_states, oracle_fsck, our_fsck_problems, spec_of};
 use crate::common::oracle::makefs_mounts_and_bulkfrees;
-use hammer2::write::session::Session;
 use hammer2::read::pfs::Pfs;
 use hammer2::read::tree::Tree;
+use hammer2::write::session::Session;
 use hammer2::Hammer2;
 
 /// Corrupts the inode of /dir/data.bin in `img` (its check code fails);
@@ -35,6 +35,19 @@ fn corrupt_data_bin(img: &std::path::Path) -> (Vec<u64>, u64) {
 
 #[test]
 fn destroy_cuts_out_a_corrupt_inode_and_bulkfree_reclaims_its_blocks() {
+    crate::common::oracle::without(
+        destroy_cuts_out_a_corrupt_inode_and_bulkfree_reclaims_its_blocks_scenario,
+    );
+}
+
+/// [`destroy_cuts_out_a_corrupt_inode_and_bulkfree_reclaims_its_blocks`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn destroy_cuts_out_a_corrupt_inode_and_bulkfree_reclaims_its_blocks_with_reference_tools() {
+    destroy_cuts_out_a_corrupt_inode_and_bulkfree_reclaims_its_blocks_scenario();
+}
+
+fn destroy_cuts_out_a_corrupt_inode_and_bulkfree_reclaims_its_blocks_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let img = crate::common::scratch_copy("small-iscsi", dir.path());
     let spec = spec_of(&img);

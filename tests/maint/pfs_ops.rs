@@ -13,6 +13,19 @@ use hammer2::write::session::{Attrs, Session};
 
 #[test]
 fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() {
+    crate::common::oracle::without(
+        snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes_scenario,
+    );
+}
+
+/// [`snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes_with_reference_tools() {
+    snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes_scenario();
+}
+
+fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let img = crate::common::scratch_copy("small-iscsi", dir.path());
     let spec = spec_of(&img);
@@ -64,11 +77,14 @@ fn snapshot_shares_every_block_and_keeps_its_contents_when_the_source_changes() 
     oracle_fsck(&spec);
     // The kernel mounts the snapshot and reads the file as it was.
     let want = crate::common::model::read_path(&spec, Some("snap"), first).unwrap();
-    assert_eq!(makefs_read(&img, Some("snap"), first), want);
+    if crate::common::oracle::wanted() {
+        assert_eq!(makefs_read(&img, Some("snap"), first), want);
+    }
     makefs_mounts_and_bulkfrees(&img);
 }
 
 #[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn create_snapshot_delete_match_makefs() {
     let dir = tempfile::tempdir().unwrap();
     let (ours, kernel, ours_spec, kernel_spec) = twin_copies("small-iscsi", dir.path());
@@ -82,7 +98,7 @@ fn create_snapshot_delete_match_makefs() {
     drop(s);
     for opt in ["P=create:EXTRA", "P=snapshot:snap1"] {
         let (ok, text) = makefs(&kernel, &[opt]);
-        assert!(ok, "makefs -o {opt}: {text}");
+        assert!(ok && text.contains("no recovery needed"), "makefs -o {opt}: {text}");
     }
     assert_eq!(pfs_summary(&ours_spec), pfs_summary(&kernel_spec));
     // The super-root's statistics as the kernel keeps them (it counts the
@@ -106,7 +122,7 @@ fn create_snapshot_delete_match_makefs() {
 
     // The kernel creates files in our new PFS, and we in its.
     let (ok, text) = makefs(&ours, &["P=delete:snap1"]);
-    assert!(ok, "makefs deletes our snapshot: {text}");
+    assert!(ok && text.contains("no recovery needed"), "makefs deletes our snapshot: {text}");
     let mut s = Session::open(&kernel_spec, false).unwrap();
     s.pfs_delete("snap1").unwrap();
     let extra = s.pfs(Some("EXTRA")).unwrap();
@@ -114,7 +130,7 @@ fn create_snapshot_delete_match_makefs() {
     s.commit().unwrap();
     drop(s);
     let (ok, text) = makefs(&kernel, &["P=delete:EXTRA"]);
-    assert!(ok, "makefs deletes EXTRA after our edit: {text}");
+    assert!(ok && text.contains("no recovery needed"), "makefs deletes EXTRA after our edit: {text}");
     let mut s = Session::open(&ours_spec, false).unwrap();
     s.pfs_delete("EXTRA").unwrap();
     assert!(s.pfs_delete("EXTRA").is_err(), "EXTRA deleted twice");
@@ -130,6 +146,17 @@ fn create_snapshot_delete_match_makefs() {
 
 #[test]
 fn a_new_pfs_takes_the_kernels_fields() {
+    crate::common::oracle::without(a_new_pfs_takes_the_kernels_fields_scenario);
+}
+
+/// [`a_new_pfs_takes_the_kernels_fields`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn a_new_pfs_takes_the_kernels_fields_with_reference_tools() {
+    a_new_pfs_takes_the_kernels_fields_scenario();
+}
+
+fn a_new_pfs_takes_the_kernels_fields_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let img = crate::common::scratch_copy("newfs-1g", dir.path());
     let spec = spec_of(&img);
@@ -163,7 +190,10 @@ fn a_new_pfs_takes_the_kernels_fields() {
 #[test]
 fn snapshot_names_follow_hammer2() {
     // 2026-11-20 21:48:33 UTC
-    assert_eq!(hammer2::write::session::default_snapshot_name("DATA", 1_795_211_313_000_000), "DATA.20261120.214833");
+    assert_eq!(
+        hammer2::write::session::default_snapshot_name("DATA", 1_795_211_313_000_000),
+        "DATA.20261120.214833"
+    );
     assert!(hammer2::write::session::parse_pfs_type("soft-master").is_ok());
     assert!(hammer2::write::session::parse_pfs_type("bogus").is_err());
 }
@@ -181,6 +211,17 @@ fn edit_ok(args: &[&str]) -> String {
 
 #[test]
 fn maintenance_commands_through_hammer2_edit() {
+    crate::common::oracle::without(maintenance_commands_through_hammer2_edit_scenario);
+}
+
+/// [`maintenance_commands_through_hammer2_edit`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn maintenance_commands_through_hammer2_edit_with_reference_tools() {
+    maintenance_commands_through_hammer2_edit_scenario();
+}
+
+fn maintenance_commands_through_hammer2_edit_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let img = crate::common::scratch_copy("small-iscsi", dir.path());
     let spec = spec_of(&img);
@@ -221,6 +262,17 @@ fn maintenance_commands_through_hammer2_edit() {
 
 #[test]
 fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
+    crate::common::oracle::without(snapshot_of_a_large_tree_and_edits_on_both_sides_scenario);
+}
+
+/// [`snapshot_of_a_large_tree_and_edits_on_both_sides`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn snapshot_of_a_large_tree_and_edits_on_both_sides_with_reference_tools() {
+    snapshot_of_a_large_tree_and_edits_on_both_sides_scenario();
+}
+
+fn snapshot_of_a_large_tree_and_edits_on_both_sides_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let (ours, kernel, spec, kernel_spec) = twin_copies("varied", dir.path());
     let before = snapshot_pfs(&spec, None).unwrap();
@@ -238,7 +290,9 @@ fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
     let snap = s.pfs(Some("snap1")).unwrap();
     let victim = before
         .iter()
-        .find(|(p, n)| matches!(n, crate::common::model::Node::File { size, .. } if *size > 1 << 20) && p.len() > 1)
+        .find(|(p, n)| {
+            matches!(n, crate::common::model::Node::File { size, .. } if *size > 1 << 20) && p.len() > 1
+        })
         .map(|(p, _)| p.clone())
         .unwrap();
     s.remove(&snap, &victim, false).unwrap();
@@ -258,14 +312,27 @@ fn snapshot_of_a_large_tree_and_edits_on_both_sides() {
     our_fsck_clean(&spec);
     oracle_fsck(&spec);
     // The kernel's snapshot of the same image holds the same tree.
-    let (ok, text) = makefs(&kernel, &["P=snapshot:snap1"]);
-    assert!(ok, "makefs snapshot: {text}");
-    assert_eq!(snapshot_pfs(&kernel_spec, Some("snap1")).unwrap(), before);
+    if crate::common::oracle::wanted() {
+        let (ok, text) = makefs(&kernel, &["P=snapshot:snap1"]);
+        assert!(ok && text.contains("no recovery needed"), "makefs snapshot: {text}");
+        assert_eq!(snapshot_pfs(&kernel_spec, Some("snap1")).unwrap(), before);
+    }
     makefs_mounts_and_bulkfrees(&ours);
 }
 
 #[test]
 fn snapshot_after_edits_in_the_same_session_holds_them() {
+    crate::common::oracle::without(snapshot_after_edits_in_the_same_session_holds_them_scenario);
+}
+
+/// [`snapshot_after_edits_in_the_same_session_holds_them`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn snapshot_after_edits_in_the_same_session_holds_them_with_reference_tools() {
+    snapshot_after_edits_in_the_same_session_holds_them_scenario();
+}
+
+fn snapshot_after_edits_in_the_same_session_holds_them_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let img = crate::common::scratch_copy("small-iscsi", dir.path());
     let spec = spec_of(&img);
@@ -294,11 +361,24 @@ fn snapshot_after_edits_in_the_same_session_holds_them() {
     assert!(shared > 0, "no shared block between the snapshot and its source");
     our_fsck_clean(&spec);
     oracle_fsck(&spec);
-    assert_eq!(makefs_read(&img, Some("snap"), "/fresh.bin"), bytes);
+    if crate::common::oracle::wanted() {
+        assert_eq!(makefs_read(&img, Some("snap"), "/fresh.bin"), bytes);
+    }
 }
 
 #[test]
 fn pfs_operations_on_a_multi_volume_set() {
+    crate::common::oracle::without(pfs_operations_on_a_multi_volume_set_scenario);
+}
+
+/// [`pfs_operations_on_a_multi_volume_set`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn pfs_operations_on_a_multi_volume_set_with_reference_tools() {
+    pfs_operations_on_a_multi_volume_set_scenario();
+}
+
+fn pfs_operations_on_a_multi_volume_set_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("multivol-0.img");
     let b = dir.path().join("multivol-1.img");
@@ -326,6 +406,7 @@ fn pfs_operations_on_a_multi_volume_set() {
 /// after a PFS is created on the pfs-snapshot fixture, by makefs or by us,
 /// both store the same figures and our fsck accepts both images.
 #[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn pfs_create_on_the_snapshot_fixture_matches_makefs_and_checks_clean() {
     let dir = tempfile::tempdir().unwrap();
     let (_ours, theirs, ours_spec, theirs_spec) = twin_copies("pfs-snapshot", dir.path());
@@ -334,7 +415,7 @@ fn pfs_create_on_the_snapshot_fixture_matches_makefs_and_checks_clean() {
     s.commit().unwrap();
     drop(s);
     let (ok, log) = makefs(&theirs, &["P=create:NEW"]);
-    assert!(ok, "makefs P=create:NEW:\n{log}");
+    assert!(ok && log.contains("no recovery needed"), "makefs P=create:NEW:\n{log}");
     let sroot = |spec: &str| {
         let fs = hammer2::Hammer2::open_path(spec).unwrap();
         let st = *fs.voldata.sroot_blockset[0].stats();

@@ -158,8 +158,8 @@ fn show_json_matches_the_walk_on_varied() {
     // Every directory entry of the manifest is named somewhere.
     let names: std::collections::HashSet<&str> =
         lines.iter().filter_map(|l| l.get("dirent")).map(|d| d["name"].as_str().unwrap()).collect();
-    let manifest =
-        std::fs::read_to_string(crate::common::fixtures_dir().join("varied.manifest")).expect("varied.manifest");
+    let manifest = std::fs::read_to_string(crate::common::fixtures_dir().join("varied.manifest"))
+        .expect("varied.manifest");
     let mut listed = 0;
     let mut missing = Vec::new();
     for line in manifest.lines().filter(|l| !l.starts_with('#')) {
@@ -171,7 +171,12 @@ fn show_json_matches_the_walk_on_varied() {
         }
     }
     assert!(listed > 3000, "the manifest lists {listed} paths");
-    assert!(missing.is_empty(), "{} manifest names not shown, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} manifest names not shown, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
 
     // --hide-data drops exactly the DATA blockrefs.
     let hidden = show_json(&["--hide-data"], &spec);
@@ -479,7 +484,14 @@ fn our_brefs(text: &str, section: &str) -> Vec<BrefLine> {
         let index = f[0].trim_matches(|c| c == '[' || c == ']').parse().unwrap();
         let off = u64::from_str_radix(f[2].strip_prefix("data_off=0x").unwrap(), 16).unwrap();
         let (key, bits) = f[3].strip_prefix("key=0x").unwrap().split_once('/').unwrap();
-        out.push((depth, index, f[1].to_string(), off, u64::from_str_radix(key, 16).unwrap(), bits.parse().unwrap()));
+        out.push((
+            depth,
+            index,
+            f[1].to_string(),
+            off,
+            u64::from_str_radix(key, 16).unwrap(),
+            bits.parse().unwrap(),
+        ));
     }
     out
 }

@@ -20,7 +20,8 @@ struct Entry {
 }
 
 fn manifest(name: &str) -> BTreeMap<String, Entry> {
-    let text = std::fs::read_to_string(crate::common::fixtures_dir().join(format!("{name}.manifest"))).unwrap();
+    let text =
+        std::fs::read_to_string(crate::common::fixtures_dir().join(format!("{name}.manifest"))).unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| {
@@ -155,8 +156,8 @@ fn single_files_and_hostile_destinations() {
 // ------------------------------------------------------------ hostile images and destinations
 
 use crate::common::reseal::{find_chain, reseal, Image};
-use hammer2::host::extract::{extract_with, ExtractOptions, ModePolicy};
 use hammer2::format::{BlockrefType, InodeMeta, ObjType};
+use hammer2::host::extract::{extract_with, ExtractOptions, ModePolicy};
 use hammer2::read::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;

@@ -2,8 +2,8 @@
 //! the chosen copy matches the fixtures README, and every reachable check
 //! code verifies.
 
-use hammer2::volume::{CopyState, Hammer2};
 use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::volume::{CopyState, Hammer2};
 
 #[test]
 fn every_header_copy_that_fits_verifies() {

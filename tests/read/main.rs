@@ -6,6 +6,6 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-mod fixtures_read;
 mod dump_show;
 mod extract;
+mod fixtures_read;

@@ -6,10 +6,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod freemap_alloc;
 mod write_crash;
 mod write_engine;
 mod write_lag;
 mod write_model;
 mod write_refuse;
 mod write_shapes;
-mod freemap_alloc;

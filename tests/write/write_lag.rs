@@ -13,10 +13,10 @@ use crate::common::maint::{oracle_fsck, our_fsck_clean, pfs_summary};
 use crate::common::oracle::makefs_mounts_and_bulkfrees;
 use crate::common::recording::{content_digest, visible_state};
 use hammer2::device::{Access, Device};
+use hammer2::read::walk::{walk, Root, WalkOptions};
+use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions};
 use hammer2::write::alloc::Allocator;
 use hammer2::write::session::{Attrs, Session};
-use hammer2::recover::{lag_freemap, recover, Lagged, RecoverOptions};
-use hammer2::read::walk::{walk, Root, WalkOptions};
 use hammer2::{CopyChoice, Hammer2};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -129,6 +129,19 @@ fn lagging_copy(fixture: &str, dir: &Path) -> (PathBuf, String, Lagged) {
 
 #[test]
 fn library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap() {
+    crate::common::oracle::without(
+        library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap_scenario,
+    );
+}
+
+/// [`library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap_with_reference_tools() {
+    library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap_scenario();
+}
+
+fn library_session_writes_on_a_lagging_fixture_and_repairs_the_freemap_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let (img, spec, lagged) = lagging_copy("small-iscsi", dir.path());
     let before = reachable(&spec);
@@ -208,6 +221,17 @@ fn a_dry_run_on_a_lagging_image_writes_nothing_and_says_it_would_repair() {
 /// hammer2_edit mkdir and put work on it.
 #[test]
 fn hammer2_edit_mkdir_and_put_on_our_own_lagging_image() {
+    crate::common::oracle::without(hammer2_edit_mkdir_and_put_on_our_own_lagging_image_scenario);
+}
+
+/// [`hammer2_edit_mkdir_and_put_on_our_own_lagging_image`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn hammer2_edit_mkdir_and_put_on_our_own_lagging_image_with_reference_tools() {
+    hammer2_edit_mkdir_and_put_on_our_own_lagging_image_scenario();
+}
+
+fn hammer2_edit_mkdir_and_put_on_our_own_lagging_image_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("own.img");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_newfs_hammer2"))
@@ -239,6 +263,17 @@ fn hammer2_edit_mkdir_and_put_on_our_own_lagging_image() {
 /// super-root even without any lag, a separate problem.)
 #[test]
 fn pfs_create_and_snapshot_on_a_lagging_image() {
+    crate::common::oracle::without(pfs_create_and_snapshot_on_a_lagging_image_scenario);
+}
+
+/// [`pfs_create_and_snapshot_on_a_lagging_image`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn pfs_create_and_snapshot_on_a_lagging_image_with_reference_tools() {
+    pfs_create_and_snapshot_on_a_lagging_image_scenario();
+}
+
+fn pfs_create_and_snapshot_on_a_lagging_image_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let (img, spec, lagged) = lagging_copy("small-iscsi", dir.path());
     let before = reachable(&spec);
@@ -273,6 +308,17 @@ fn pfs_create_and_snapshot_on_a_lagging_image() {
 /// A two-volume set made to lag; a session writes across it.
 #[test]
 fn a_lagging_multi_volume_set_is_written() {
+    crate::common::oracle::without(a_lagging_multi_volume_set_is_written_scenario);
+}
+
+/// [`a_lagging_multi_volume_set_is_written`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn a_lagging_multi_volume_set_is_written_with_reference_tools() {
+    a_lagging_multi_volume_set_is_written_scenario();
+}
+
+fn a_lagging_multi_volume_set_is_written_scenario() {
     let dir = tempfile::tempdir().unwrap();
     let paths: Vec<PathBuf> =
         ["multivol-0", "multivol-1"].iter().map(|f| crate::common::scratch_copy(f, dir.path())).collect();

@@ -13,7 +13,7 @@
 //! tree and to the image alike and judged again.
 //!
 //! Every test prints its seed; `HAMMER2_SHAPES_SEED=N` replays (or varies)
-//! it. The heavier variants are `#[ignore]`d: `cargo test --test
+//! it. The heavier variants are `#[ignore]`d: `cargo test --test write
 //! write_shapes -- --ignored`.
 
 use crate::common::hosttree::{self, both_fscks_clean, oracles_agree, scratch, shape_seed};
@@ -162,12 +162,23 @@ impl Case {
 /// directory removed with rm -r.
 #[test]
 fn a_directory_of_thousands_of_entries() {
+    crate::common::oracle::without(a_directory_of_thousands_of_entries_scenario);
+}
+
+/// [`a_directory_of_thousands_of_entries`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn a_directory_of_thousands_of_entries_with_reference_tools() {
+    a_directory_of_thousands_of_entries_scenario();
+}
+
+fn a_directory_of_thousands_of_entries_scenario() {
     let seed = shape_seed("a_directory_of_thousands_of_entries", 1);
     wide_directory(seed, 2500, 30);
 }
 
 #[test]
-#[ignore = "heavy: run with --ignored"]
+#[ignore = "heavy, and needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn a_directory_of_thirty_thousand_entries() {
     let seed = shape_seed("a_directory_of_thirty_thousand_entries", 11);
     wide_directory(seed, 30_000, 200);
@@ -229,6 +240,17 @@ fn wide_directory(seed: u64, n: usize, groups: usize) {
 /// level 80 of it removed.
 #[test]
 fn one_hundred_nested_directories() {
+    crate::common::oracle::without(one_hundred_nested_directories_scenario);
+}
+
+/// [`one_hundred_nested_directories`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn one_hundred_nested_directories_with_reference_tools() {
+    one_hundred_nested_directories_scenario();
+}
+
+fn one_hundred_nested_directories_scenario() {
     let seed = shape_seed("one_hundred_nested_directories", 2);
     let mut rng = Rng::new(seed);
     let c = Case::new();
@@ -257,12 +279,23 @@ fn one_hundred_nested_directories() {
 /// (the big one only in the heavy variant: makefs writes every byte).
 #[test]
 fn a_sparse_file_of_gibibytes() {
+    crate::common::oracle::without(a_sparse_file_of_gibibytes_scenario);
+}
+
+/// [`a_sparse_file_of_gibibytes`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn a_sparse_file_of_gibibytes_with_reference_tools() {
+    a_sparse_file_of_gibibytes_scenario();
+}
+
+fn a_sparse_file_of_gibibytes_scenario() {
     let seed = shape_seed("a_sparse_file_of_gibibytes", 3);
     sparse_files(seed, 3 << 30, false);
 }
 
 #[test]
-#[ignore = "heavy: run with --ignored"]
+#[ignore = "heavy, and needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn a_sparse_file_of_gibibytes_read_by_makefs() {
     let seed = shape_seed("a_sparse_file_of_gibibytes_read_by_makefs", 13);
     sparse_files(seed, 4 << 30, true);
@@ -318,6 +351,17 @@ const CHECKS: &[&str] = &["none", "disabled", "crc32", "xxhash64"];
 /// boundaries and written across block boundaries.
 #[test]
 fn every_size_boundary_with_every_method() {
+    crate::common::oracle::without(every_size_boundary_with_every_method_scenario);
+}
+
+/// [`every_size_boundary_with_every_method`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn every_size_boundary_with_every_method_with_reference_tools() {
+    every_size_boundary_with_every_method_scenario();
+}
+
+fn every_size_boundary_with_every_method_scenario() {
     let seed = shape_seed("every_size_boundary_with_every_method", 4);
     let mut rng = Rng::new(seed);
     let offset = rng.below(CHECKS.len() as u64) as usize;
@@ -327,7 +371,7 @@ fn every_size_boundary_with_every_method() {
 }
 
 #[test]
-#[ignore = "heavy: run with --ignored"]
+#[ignore = "heavy, and needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn every_size_boundary_with_every_pair_of_methods() {
     let seed = shape_seed("every_size_boundary_with_every_pair_of_methods", 14);
     let mut rng = Rng::new(seed);
@@ -486,6 +530,17 @@ fn sha192_as_the_kernel_folds_it() {
 /// files that live elsewhere removed: link counts follow.
 #[test]
 fn hard_links_across_directories() {
+    crate::common::oracle::without(hard_links_across_directories_scenario);
+}
+
+/// [`hard_links_across_directories`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn hard_links_across_directories_with_reference_tools() {
+    hard_links_across_directories_scenario();
+}
+
+fn hard_links_across_directories_scenario() {
     let seed = shape_seed("hard_links_across_directories", 5);
     let mut rng = Rng::new(seed);
     let c = Case::new();
@@ -520,10 +575,22 @@ fn hard_links_across_directories() {
 }
 
 /// Symlinks of 1 to 1023 bytes, 255-byte and non-UTF-8 names, FIFOs,
-/// sockets, device nodes, setuid/setgid/sticky modes, times before 1970
-/// and far ahead, large uids and gids; by put -r and by newfs --populate.
+/// sockets, setuid/setgid/sticky modes, times before 1970 and far ahead;
+/// by put -r and by newfs --populate. Device nodes and large uids and
+/// gids need root: [`device_nodes_and_foreign_owners`].
 #[test]
 fn odd_names_modes_times_and_owners() {
+    crate::common::oracle::without(odd_names_modes_times_and_owners_scenario);
+}
+
+/// [`odd_names_modes_times_and_owners`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn odd_names_modes_times_and_owners_with_reference_tools() {
+    odd_names_modes_times_and_owners_scenario();
+}
+
+fn odd_names_modes_times_and_owners_scenario() {
     let seed = shape_seed("odd_names_modes_times_and_owners", 6);
     let mut rng = Rng::new(seed);
     let c = Case::new();
@@ -536,12 +603,53 @@ fn odd_names_modes_times_and_owners() {
     p.oracles();
 }
 
+/// The odd objects of [`odd_names_modes_times_and_owners`] and those only
+/// root can make: device nodes with large numbers, files and a symlink of
+/// large uids and gids; by put -r and by newfs --populate.
+#[test]
+#[ignore = "needs root"]
+fn device_nodes_and_foreign_owners() {
+    crate::common::oracle::without(device_nodes_and_foreign_owners_scenario);
+}
+
+/// [`device_nodes_and_foreign_owners`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn device_nodes_and_foreign_owners_with_reference_tools() {
+    device_nodes_and_foreign_owners_scenario();
+}
+
+fn device_nodes_and_foreign_owners_scenario() {
+    let seed = shape_seed("device_nodes_and_foreign_owners", 6);
+    let c = Case::new();
+    hosttree::odd_objects(&c.host.join("odd"), &mut Rng::new(seed));
+    hosttree::root_objects(&c.host.join("odd"));
+    c.put_each("1G");
+    c.oracles();
+    let p = Case::new();
+    hosttree::odd_objects(&p.host, &mut Rng::new(seed));
+    hosttree::root_objects(&p.host);
+    p.populate("1G", &["--comp", "zlib", "--check", "iscsi32"]);
+    p.oracles();
+}
+
 /// An image filled to the last block: the put that finds no space fails
 /// with a clear error and leaves the image byte for byte as it was, and
 /// what fits is read back by everyone; after removals, a bulkfree gives
 /// the space back (two passes, as the kernel's).
 #[test]
 fn a_full_image_fails_cleanly() {
+    crate::common::oracle::without(a_full_image_fails_cleanly_scenario);
+}
+
+/// [`a_full_image_fails_cleanly`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn a_full_image_fails_cleanly_with_reference_tools() {
+    a_full_image_fails_cleanly_scenario();
+}
+
+fn a_full_image_fails_cleanly_scenario() {
     let seed = shape_seed("a_full_image_fails_cleanly", 7);
     let mut rng = Rng::new(seed);
     let c = Case::new();
@@ -568,7 +676,10 @@ fn a_full_image_fails_cleanly() {
             let t = text(&out);
             assert_eq!(out.status.code(), Some(1), "{t}");
             assert!(t.contains("no space left"), "ENOSPC named: {t}");
-            assert!(crate::common::digest::content_sha256(&c.img) == before, "a failed put changed the image");
+            assert!(
+                crate::common::digest::content_sha256(&c.img) == before,
+                "a failed put changed the image"
+            );
             failures += 1;
         }
         n += 1;
@@ -610,6 +721,17 @@ fn hosttree_set_mtime(p: &Path, m: &std::fs::Metadata) {
 /// (exit 1), and the image stays formatted, empty and clean.
 #[test]
 fn populating_past_the_end_fails_cleanly() {
+    crate::common::oracle::without(populating_past_the_end_fails_cleanly_scenario);
+}
+
+/// [`populating_past_the_end_fails_cleanly`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn populating_past_the_end_fails_cleanly_with_reference_tools() {
+    populating_past_the_end_fails_cleanly_scenario();
+}
+
+fn populating_past_the_end_fails_cleanly_scenario() {
     let mut rng = Rng::new(shape_seed("populating_past_the_end_fails_cleanly", 17));
     let c = Case::new();
     for i in 0..5 {
@@ -649,6 +771,17 @@ fn mixed_tree(root: &Path, rng: &mut Rng) {
 /// so the kernel's code is not asked here.
 #[test]
 fn two_volumes() {
+    crate::common::oracle::without(two_volumes_scenario);
+}
+
+/// [`two_volumes`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn two_volumes_with_reference_tools() {
+    two_volumes_scenario();
+}
+
+fn two_volumes_scenario() {
     let seed = shape_seed("two_volumes", 8);
     let mut rng = Rng::new(seed);
     let c = Case::new();
@@ -675,7 +808,7 @@ fn two_volumes() {
 /// refuses one, so blocks land on the second volume; each reads back,
 /// removals and two bulkfrees give space back, and a file fits again.
 #[test]
-#[ignore = "heavy: run with --ignored"]
+#[ignore = "heavy, and needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn two_volumes_filled_past_the_first() {
     let seed = shape_seed("two_volumes_filled_past_the_first", 16);
     let c = Case::new();
@@ -725,6 +858,17 @@ fn two_volumes_filled_past_the_first() {
 /// 8 MiB-aligned part), each with a header copy less or more.
 #[test]
 fn odd_image_sizes() {
+    crate::common::oracle::without(odd_image_sizes_scenario);
+}
+
+/// [`odd_image_sizes`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn odd_image_sizes_with_reference_tools() {
+    odd_image_sizes_scenario();
+}
+
+fn odd_image_sizes_scenario() {
     let seed = shape_seed("odd_image_sizes", 9);
     let mut rng = Rng::new(seed);
     for size in [
@@ -752,6 +896,17 @@ fn odd_image_sizes() {
 /// smallest image that takes a file is 8 MiB larger.
 #[test]
 fn the_smallest_images() {
+    crate::common::oracle::without(the_smallest_images_scenario);
+}
+
+/// [`the_smallest_images`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn the_smallest_images_with_reference_tools() {
+    the_smallest_images_scenario();
+}
+
+fn the_smallest_images_scenario() {
     let c = Case::new();
     let mut min = None;
     for mib in 8..64 {
@@ -791,6 +946,17 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
 /// "nothing to commit".
 #[test]
 fn changes_to_embedded_files_are_committed() {
+    crate::common::oracle::without(changes_to_embedded_files_are_committed_scenario);
+}
+
+/// [`changes_to_embedded_files_are_committed`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn changes_to_embedded_files_are_committed_with_reference_tools() {
+    changes_to_embedded_files_are_committed_scenario();
+}
+
+fn changes_to_embedded_files_are_committed_scenario() {
     let c = Case::new();
     std::fs::write(c.host.join("one"), b"a").unwrap();
     std::fs::write(c.host.join("empty"), b"").unwrap();
@@ -811,6 +977,17 @@ fn changes_to_embedded_files_are_committed() {
 /// round judged by every oracle.
 #[test]
 fn random_edit_scripts_on_a_mixed_tree() {
+    crate::common::oracle::without(random_edit_scripts_on_a_mixed_tree_scenario);
+}
+
+/// [`random_edit_scripts_on_a_mixed_tree`] with the reference tools' checks too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn random_edit_scripts_on_a_mixed_tree_with_reference_tools() {
+    random_edit_scripts_on_a_mixed_tree_scenario();
+}
+
+fn random_edit_scripts_on_a_mixed_tree_scenario() {
     let seed = shape_seed("random_edit_scripts_on_a_mixed_tree", 18);
     let mut rng = Rng::new(seed);
     let c = Case::new();
