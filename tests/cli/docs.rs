@@ -2,7 +2,7 @@
 //! binary answers --help and --version.
 
 #[path = "../../tools/docs.rs"]
-mod docs;
+mod generator;
 
 use std::path::Path;
 use std::process::Command;
@@ -18,7 +18,7 @@ const BINARIES: &[(&str, &str)] = &[
 fn checked_in_man_pages_and_completions_are_current() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut stale = Vec::new();
-    for (rel, want) in docs::generated_files() {
+    for (rel, want) in generator::generated_files() {
         if std::fs::read(root.join(&rel)).ok().as_deref() != Some(want.as_slice()) {
             stale.push(rel.display().to_string());
         }
