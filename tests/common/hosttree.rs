@@ -630,8 +630,7 @@ pub fn odd_objects(root: &Path, rng: &mut Rng) {
     };
     std::fs::create_dir_all(root.join("modes/sticky-dir")).unwrap();
     mode("modes/sticky-dir", 0o1777);
-    for (rel, m) in [("suid", 0o4755), ("sgid", 0o2755), ("all", 0o7777), ("none", 0o000), ("sticky", 0o1644)]
-    {
+    for (rel, m) in [("suid", 0o4755), ("sgid", 0o2755), ("all", 0o7777), ("sticky", 0o1644)] {
         std::fs::write(root.join("modes").join(rel), rel.as_bytes()).unwrap();
         mode(&format!("modes/{rel}"), m);
     }
@@ -658,9 +657,14 @@ pub fn odd_objects(root: &Path, rng: &mut Rng) {
 
 /// What only root can add to an [`odd_objects`] tree at `root`: device
 /// nodes with large numbers, files of large uids and gids, a symlink of
-/// another owner. Fails the test when not run as root.
+/// another owner, a file of mode 000 (only root can read it to copy it).
+/// Fails the test when not run as root.
 pub fn root_objects(root: &Path) {
-    assert!(is_root(), "this test needs root (device nodes and foreign owners)");
+    assert!(is_root(), "this test needs root (device nodes, foreign owners, mode 000)");
+    std::fs::write(root.join("modes/none"), b"none").unwrap();
+    std::fs::set_permissions(root.join("modes/none"), std::fs::Permissions::from_mode(0)).unwrap();
+    // As odd_objects left the directory's times.
+    set_times(&root.join("modes"), (4_102_444_800, 0), (4_102_444_800, 0));
     mknod(&root.join("special/cdev"), libc::S_IFCHR | 0o620, libc::makedev(4095, 1_048_575));
     mknod(&root.join("special/bdev"), libc::S_IFBLK | 0o600, libc::makedev(8, 0));
     mknod(&root.join("special/cdev0"), libc::S_IFCHR | 0o666, libc::makedev(0, 0));

@@ -605,7 +605,7 @@ fn odd_names_modes_times_and_owners_scenario() {
 
 /// The odd objects of [`odd_names_modes_times_and_owners`] and those only
 /// root can make: device nodes with large numbers, files and a symlink of
-/// large uids and gids; by put -r and by newfs --populate.
+/// large uids and gids, a file of mode 000; by put -r and by newfs --populate.
 #[test]
 #[ignore = "needs root"]
 fn device_nodes_and_foreign_owners() {
