@@ -1,5 +1,6 @@
-//! Test helpers: locate the shared fixtures and expand them (sparsely) into
-//! cargo's per-target temporary directory, once per image.
+//! Test helpers: locate the fixtures (checked in under tests/fixtures/) and
+//! expand them (sparsely) into cargo's per-target temporary directory, once
+//! per image; nothing is ever expanded into the source tree.
 #![allow(dead_code)]
 
 pub mod digest;
@@ -21,11 +22,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 /// Directory holding `*.img.zst` and manifests: `$HAMMER2_FIXTURES`, or
-/// `../shared/fixtures` beside the crate. Missing fixtures fail the test.
+/// the repository's own `tests/fixtures`. Missing fixtures fail the test.
 pub fn fixtures_dir() -> PathBuf {
     let dir = std::env::var_os("HAMMER2_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
     assert!(
         dir.join("README.md").exists(),
         "fixtures not found at {} (set HAMMER2_FIXTURES to their directory)",

@@ -1,17 +1,63 @@
 //! The independent implementations in ../shared/reftools as test oracles:
 //! the reference checker and makefs (DragonFly's kernel code in userland).
 
+//!
+//! A fresh clone has no reference tools, so a test that judges its scenario
+//! both by our own checks and by these oracles is split in two: the test
+//! itself runs the scenario with the oracles left out ([`without`]), and its
+//! twin `NAME_with_reference_tools`, ignored with the reason [`NEEDS`], runs
+//! the very same scenario with every check (it fails, never skips, when the
+//! tools are missing).
+
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The reason an oracle test is ignored (`#[ignore]` wants the literal).
+pub const NEEDS: &str = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)";
+
+thread_local! {
+    /// Set on the thread of the repository-only half of a split test.
+    static LEFT_OUT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `scenario` (on this thread) with the oracle checks left out: the
+/// checking helpers of this module, `maint::oracle_fsck*` and `hosttree`'s
+/// makefs comparisons do nothing, and the reference parts of
+/// `hosttree::both_fscks_clean` are skipped. Anything else that would run a
+/// reference tool panics (see [`reftools`]): a scenario guards such calls
+/// with [`wanted`].
+pub fn without<T>(scenario: impl FnOnce() -> T) -> T {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            LEFT_OUT.with(|c| c.set(false));
+        }
+    }
+    LEFT_OUT.with(|c| c.set(true));
+    let _reset = Reset;
+    scenario()
+}
+
+/// Whether the oracle checks run here: everywhere but inside [`without`].
+pub fn wanted() -> bool {
+    !LEFT_OUT.with(|c| c.get())
+}
+
 /// The reference tools: `$HAMMER2_REFTOOLS`, or ../shared/reftools beside the crate.
+/// Missing tools fail the test with the reason.
 pub fn reftools() -> PathBuf {
+    assert!(
+        wanted(),
+        "a reference tool was called in the repository-only half of a split test: \
+         guard the call with oracle::wanted()"
+    );
     let dir = std::env::var_os("HAMMER2_REFTOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
     assert!(
         dir.join("fsck_hammer2").exists(),
-        "reference tools not found at {} (set HAMMER2_REFTOOLS)",
+        "this test {NEEDS}: reference tools not found at {}",
         dir.display()
     );
     dir
@@ -81,6 +127,9 @@ pub fn makefs_read(img: &Path, pfs: Option<&str>, path: &str) -> Vec<u8> {
 /// makefs (the kernel's code) mounts the image, bulkfrees and flushes: no
 /// recovery may be needed and no block in use may be marked free.
 pub fn makefs_mounts_and_bulkfrees(img: &Path) {
+    if !wanted() {
+        return;
+    }
     let (ok, text) = makefs(img, &["B"]);
     assert!(ok, "makefs -o B failed on {}:\n{text}", img.display());
     bulkfree_verdict(&text).unwrap_or_else(|e| panic!("{e}"));
@@ -89,6 +138,9 @@ pub fn makefs_mounts_and_bulkfrees(img: &Path) {
 /// makefs mounts the image without a recovery, snapshots the PFS it
 /// mounts (DATA) as `name` and flushes.
 pub fn makefs_snapshots(img: &Path, name: &str) {
+    if !wanted() {
+        return;
+    }
     let (ok, log) = makefs(img, &[&format!("P=snapshot:{name}")]);
     assert!(ok && log.contains("no recovery needed"), "makefs snapshot on {}:\n{log}", img.display());
 }

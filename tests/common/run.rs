@@ -448,3 +448,37 @@ pub fn exercise(spec: &str, reads: Reads, extract_to: Option<&Path>) -> Exercise
     }
     x
 }
+
+/// How long work may run before a test calls it hung. Tests bound no speed
+/// (that is for the benches): this only turns a hang into a failure that
+/// says what hung, instead of a test that never ends.
+pub const HANG: Duration = Duration::from_secs(120);
+
+/// Runs `work` on its own thread and returns its result; a panic in it is
+/// the test's panic. If it has not finished after [`HANG`], the test fails
+/// saying that `what` hung (the thread is left behind).
+pub fn watchdog<T: Send + 'static>(what: &str, work: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("watched".into())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .unwrap();
+    match rx.recv_timeout(HANG) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
+            Err(payload) => std::panic::resume_unwind(payload),
+            Ok(()) => unreachable!("the watched thread ended without a result"),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: {what} has not finished after {HANG:?}"),
+    }
+}
+
+/// Runs `exe args` to its end; if it has not exited after [`HANG`], it is
+/// killed and the test fails saying it hung.
+pub fn run_to_end(exe: &str, args: &[&str]) -> ToolRun {
+    let run = run_tool(exe, args, HANG);
+    assert!(!run.timed_out, "hung: {}", run.describe());
+    run
+}

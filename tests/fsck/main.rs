@@ -1,0 +1,13 @@
+//! Checking and repairing: fsck, the volume headers, recovery of a crash window.
+//!
+//! One test binary (the library is linked once) for the former
+//! tests/NAME.rs files below, each now a module.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod fsck;
+mod fsck_freemap;
+mod fsck_topology;
+mod headers;
+mod recover;
