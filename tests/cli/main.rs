@@ -18,3 +18,4 @@ mod import;
 mod interrupt;
 mod newfs;
 mod populate;
+mod width;

@@ -6,8 +6,6 @@
 //! so a long checkout path does not make the device-path lines long (a
 //! path is the one thing the layout never cuts).
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
@@ -36,12 +34,12 @@ fn fixtures() -> Vec<(String, std::path::PathBuf, String)> {
     let mut v: Vec<_> = ["varied", "varied-zlib", "small-iscsi", "pfs-snapshot", "newfs-1g", "newfs-10g"]
         .iter()
         .map(|n| {
-            let p = common::fixture(n);
+            let p = crate::common::fixture(n);
             (n.to_string(), p.parent().unwrap().to_path_buf(), format!("{n}.img"))
         })
         .collect();
-    let m = common::fixture("multivol-0");
-    common::fixture("multivol-1");
+    let m = crate::common::fixture("multivol-0");
+    crate::common::fixture("multivol-1");
     v.push(("multivol".into(), m.parent().unwrap().to_path_buf(), "multivol-0.img:multivol-1.img".into()));
     v
 }
@@ -132,7 +130,7 @@ fn newfs_dry_run_fits_80_columns() {
 
 #[test]
 fn wide_keeps_the_side_by_side_table_and_one_line_per_blockref() {
-    let img = common::fixture("small-iscsi");
+    let img = crate::common::fixture("small-iscsi");
     let dir = img.parent().unwrap();
     let spec = "small-iscsi.img";
 
@@ -175,7 +173,7 @@ fn wide_keeps_the_side_by_side_table_and_one_line_per_blockref() {
 
 #[test]
 fn a_wider_terminal_is_used() {
-    let img = common::fixture("small-iscsi");
+    let img = crate::common::fixture("small-iscsi");
     let dir = img.parent().unwrap();
     let spec = "small-iscsi.img";
     // At 300 columns show has room for one line per blockref, and the PFS
