@@ -256,16 +256,17 @@ fn open_volume(path: &Path, exclusive: bool, deadline: &Deadline) -> Result<File
 
 /// Takes the whole-file OFD lock of `locked` (waiting as allowed).
 fn lock_file(locked: &LockedFile, deadline: &Deadline) -> Result<()> {
-    let mut last_try = false;
+    let mut tries = 0;
     loop {
         match ofd_lock(&locked.file, locked.exclusive) {
             Ok(true) => return Ok(()),
             Ok(false) if !deadline.expired() => deadline.pause(),
             Ok(false) => {
                 let holder = holder_of(locked.id);
-                // No holder found: it may have let go while /proc was read.
-                if holder.is_none() && !last_try {
-                    last_try = true;
+                // No holder found: it may have let go (and another run
+                // taken the lock) while /proc was read; try again a few times.
+                tries += 1;
+                if holder.is_none() && tries < 5 {
                     continue;
                 }
                 return Err(Error::Locked {
