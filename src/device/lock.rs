@@ -426,16 +426,16 @@ mod tests {
         // A second description of the same file, as another process would hold.
         let other = File::open(&img).unwrap();
         assert!(ofd_lock(&other, false).unwrap(), "an unlocked file takes a shared lock");
-        let r = hold_paths(&[img.clone()], Access::ReadOnly, Wait::No).unwrap();
-        let e = hold_paths(&[img.clone()], Access::ReadWrite, Wait::No).unwrap_err();
+        let r = hold(img.to_str().unwrap(), Access::ReadOnly, Wait::No).unwrap();
+        let e = hold(img.to_str().unwrap(), Access::ReadWrite, Wait::No).unwrap_err();
         assert!(e.to_string().contains("already open read-only in this process"), "{e}");
         drop(r);
         assert!(held(id).is_none());
-        let e = hold_paths(&[img.clone()], Access::ReadWrite, Wait::No).unwrap_err();
+        let e = hold(img.to_str().unwrap(), Access::ReadWrite, Wait::No).unwrap_err();
         assert!(matches!(e, Error::Locked { exclusive_open: false, .. }), "{e}");
         drop(other);
-        let w = hold_paths(&[img.clone()], Access::ReadWrite, Wait::No).unwrap();
-        let again = hold_paths(&[img.clone()], Access::ReadOnly, Wait::No).unwrap();
+        let w = hold(img.to_str().unwrap(), Access::ReadWrite, Wait::No).unwrap();
+        let again = hold(img.to_str().unwrap(), Access::ReadOnly, Wait::No).unwrap();
         assert!(Arc::ptr_eq(&w.files()[0], &again.files()[0]), "the run's lock is reused");
         let probe = File::open(&img).unwrap();
         assert!(!ofd_lock(&probe, false).unwrap(), "a writer excludes readers");
