@@ -1,3 +1,4 @@
+complete -c fsck_hammer2 -l wait -d 'When another run holds the device (see LOCKING), wait until it is free, or at most SECONDS, instead of failing at once' -r
 complete -c fsck_hammer2 -s n -d 'Check only; never write (the default)'
 complete -c fsck_hammer2 -s y -d 'Repair everything that can be repaired'
 complete -c fsck_hammer2 -s p -d 'Repair only what needs no decision'

@@ -59,12 +59,16 @@ _hammer2_dump() {
 
     case "${cmd}" in
         hammer2_dump)
-            opts="-h -V --help --version volhdr show freemap inode pfs help"
+            opts="-h -V --wait --help --version volhdr show freemap inode pfs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -73,13 +77,17 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__freemap)
-            opts="-h --copy --json --wide --help"
+            opts="-h --copy --json --wide --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --copy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -189,7 +197,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__inode)
-            opts="-h --inum --pfs --copy --json --wide --help"
+            opts="-h --inum --pfs --copy --json --wide --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -207,6 +215,10 @@ _hammer2_dump() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -215,13 +227,17 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__pfs)
-            opts="-h --copy --json --wide --help"
+            opts="-h --copy --json --wide --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --copy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -233,7 +249,7 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__show)
-            opts="-h --copy --all-copies --pfs --offset --depth --hide-data --verify-data --freemap --json --wide --help"
+            opts="-h --copy --all-copies --pfs --offset --depth --hide-data --verify-data --freemap --json --wide --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -255,6 +271,10 @@ _hammer2_dump() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -263,12 +283,16 @@ _hammer2_dump() {
             return 0
             ;;
         hammer2_dump__subcmd__volhdr)
-            opts="-h --json --wide --help"
+            opts="-h --json --wide --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

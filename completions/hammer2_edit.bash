@@ -23,7 +23,7 @@ _hammer2_edit() {
 
     case "${cmd}" in
         hammer2_edit)
-            opts="-n -q -c -f -v -h -V --pfs --copy --dry-run --quiet --json --verbose --keep-going --debug-lag-freemap --help --version"
+            opts="-n -q -c -f -v -h -V --pfs --copy --dry-run --quiet --json --verbose --keep-going --debug-lag-freemap --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -42,6 +42,10 @@ _hammer2_edit() {
                     return 0
                     ;;
                 -f)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

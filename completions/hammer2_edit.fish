@@ -2,6 +2,7 @@ complete -c hammer2_edit -l pfs -d 'PFS to work in (default: DATA, or the only P
 complete -c hammer2_edit -l copy -d 'Use volume-header copy N instead of the best one (read commands only)' -r
 complete -c hammer2_edit -s c -d 'Run the commands in a string, separated by \';\' or newlines (-R is the same)' -r
 complete -c hammer2_edit -s f -d 'Run the commands in FILE (one per line or \';\'; \'#\' starts a comment; \'-\' reads stdin)' -r
+complete -c hammer2_edit -l wait -d 'When another run holds the device (see LOCKING), wait until it is free, or at most SECONDS, instead of failing at once' -r
 complete -c hammer2_edit -s n -l dry-run -d 'Run every command but write nothing; print what would change'
 complete -c hammer2_edit -s q -l quiet -d 'Print nothing after a commit or dry run (read commands still print)'
 complete -c hammer2_edit -l json -d 'After a commit or dry run, print its report as JSON'

@@ -23,12 +23,16 @@ _hammer2_recover() {
 
     case "${cmd}" in
         hammer2_recover)
-            opts="-n -v -h -V --dry-run --verbose --json --full --help --version"
+            opts="-n -v -h -V --dry-run --verbose --json --full --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --wait)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

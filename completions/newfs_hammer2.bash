@@ -23,7 +23,7 @@ _newfs_hammer2() {
 
     case "${cmd}" in
         newfs_hammer2)
-            opts="-b -r -V -L -s -C -n -f -q -h --version --size --check --comp --populate --dry-run --force --zero --json --quiet --help"
+            opts="-b -r -V -L -s -C -n -f -q -h --version --size --check --comp --populate --dry-run --force --zero --json --quiet --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -66,6 +66,10 @@ _newfs_hammer2() {
                     return 0
                     ;;
                 --populate)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -14,6 +14,7 @@ autozero\t''
 lz4\t''
 zlib\t''"
 complete -c newfs_hammer2 -l populate -d 'Copy this host directory\'s contents (files, symlinks, hard links, devices, modes, owners, times, holes) into the first PFS besides LOCAL, in one commit' -r -F
+complete -c newfs_hammer2 -l wait -d 'When another run holds the device (see LOCKING), wait until it is free, or at most SECONDS, instead of failing at once' -r
 complete -c newfs_hammer2 -l version -d 'Print version'
 complete -c newfs_hammer2 -s n -l dry-run -d 'Print the layout and write nothing'
 complete -c newfs_hammer2 -s f -l force -d 'Format even if the device already holds a file system'

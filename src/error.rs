@@ -162,6 +162,23 @@ pub enum Error {
     Open { path: PathBuf, why: String },
     #[error("{path}: is mounted on {mountpoint}; refusing to open it for writing")]
     Mounted { path: PathBuf, mountpoint: String },
+    /// Another process holds the volume: a lock of another run (or of a
+    /// virtual machine), or, for a block device, an exclusive open.
+    #[error("{path}: {}", locked_reason(holder.as_ref(), *exclusive_open, *waited))]
+    Locked {
+        path: PathBuf,
+        /// Which process, when the system tells.
+        holder: Option<Holder>,
+        /// A block device another process opened with `O_EXCL`.
+        exclusive_open: bool,
+        /// How long this run waited for it (None: it was not asked to).
+        waited: Option<std::time::Duration>,
+    },
+    /// An earlier read, write or barrier on the device failed: the device
+    /// takes no more writes (a critical I/O error stops the run, as
+    /// HAMMER's does), so what the last commit left stays as it is.
+    #[error("{path}: writes stopped after an I/O error ({op} at offset {offset:#x}: {why})")]
+    Stopped { path: PathBuf, op: &'static str, offset: u64, why: String },
     #[error("{path}: read-only; reopen for writing first")]
     ReadOnly { path: PathBuf },
     #[error("{what}: offset {offset:#x} length {len:#x} lies past the end ({size:#x} bytes)")]
@@ -225,6 +242,45 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+}
+
+/// A process holding a volume.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Holder {
+    pub pid: u32,
+    /// Its command name (/proc/PID/comm), when readable.
+    pub command: Option<String>,
+}
+
+/// The binaries of this toolkit, as a holder's command names them.
+const TOOLS: [&str; 5] = ["hammer2_edit", "hammer2_dump", "hammer2_recover", "fsck_hammer2", "newfs_hammer2"];
+
+fn locked_reason(
+    holder: Option<&Holder>,
+    exclusive_open: bool,
+    waited: Option<std::time::Duration>,
+) -> String {
+    let who = match holder {
+        Some(Holder { pid, command: Some(c) }) => format!("pid {pid}, {c}"),
+        Some(Holder { pid, command: None }) => format!("pid {pid}"),
+        None if exclusive_open => {
+            "a mount, a file system tool or a device-mapper or RAID layer; the system does not say which"
+                .into()
+        }
+        None => "the system does not say which".into(),
+    };
+    let ours = holder.and_then(|h| h.command.as_deref()).is_some_and(|c| TOOLS.contains(&c));
+    let mut msg = if ours {
+        format!("in use by another hammer2 tool ({who})")
+    } else if exclusive_open {
+        format!("held open exclusively by another process ({who})")
+    } else {
+        format!("in use by another process ({who})")
+    };
+    if let Some(w) = waited {
+        msg.push_str(&format!(", still after waiting {:.1} s", w.as_secs_f64()));
+    }
+    msg
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -266,7 +266,7 @@ pub fn lag_freemap(fs: &mut Hammer2) -> Result<Lagged> {
     v.allocator_free = prev.allocator_free;
     v.update_crcs();
     let off = crate::format::volhdr_offset(fs.copy);
-    let vol = fs.device.volume_mut(pos);
+    let mut vol = fs.device.volume_mut(pos);
     vol.write(off, v.as_bytes())?;
     vol.sync_range(off, v.as_bytes().len() as u64)?;
     vol.sync()?;

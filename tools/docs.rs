@@ -127,6 +127,24 @@ fn extra(name: &str) -> Extra {
     }
 }
 
+/// The LOCKING section: which lock the tool takes, then what every tool shares.
+fn locking(name: &str) -> Vec<&'static str> {
+    let which = match name {
+        "newfs_hammer2" => "newfs_hammer2 holds an exclusive lock on every volume from before it reads their sizes until it has formatted (and populated) them; an image file it creates is locked as it is created, before anything is written to it. With -n it holds a shared lock.",
+        "fsck_hammer2" => "fsck_hammer2 holds a shared lock while it only checks (-n, the default) and an exclusive lock with -p or -y, for the whole run, across the passes that reopen the device. When the lock cannot be taken it exits with status 8.",
+        "hammer2_dump" => "hammer2_dump only reads: it holds a shared lock for the whole run, so any number of dumps, checks and read-only edits may run together, but not while a writer runs.",
+        "hammer2_edit" => "hammer2_edit holds an exclusive lock when the invocation holds a write command, and a shared lock when it only reads or with -n (--dry-run), so read-only runs never block each other.",
+        _ => "hammer2_recover holds an exclusive lock for the whole run (a shared one with -n).",
+    };
+    vec![
+        which,
+        "Every tool of this toolkit locks every volume it opens, for its whole run: a run that writes holds an exclusive lock on each volume of the set, a run that only reads holds a shared one. So two writers never run on one file system at once (each would allocate the same free blocks and overwrite the other's header copies), and a reader never sees a commit half-way (it could read blocks a writer is reusing and report damage that is not there). The locks are open file description locks (fcntl F_OFD_SETLK over the whole file) on image files and block devices alike; QEMU takes the same kind on image files, so a virtual machine using an image and a writer here refuse each other too. A block device opened for writing is also opened with O_EXCL, as mkfs and e2fsck do: the kernel refuses it while it is mounted or another process holds it open exclusively. A mounted device is always refused for writing.",
+        "A run that cannot take its lock writes nothing and fails at once, naming the volume and, when the system tells, the process holding it, e.g. 'disk.img: in use by another hammer2 tool (pid 1234, hammer2_edit); try again later or pass --wait'. With --wait it waits until the volume is free instead; with --wait=SECONDS it gives up after that many seconds. The volumes of a multi-volume set are locked one by one in a fixed order (by device and inode number), so two runs waiting for each other's volumes cannot deadlock.",
+        "The kernel releases the locks when the process ends, however it ends: a tool killed with SIGKILL leaves no stale lock, and the file system is as its last commit left it. The locks are advisory: programs that do not take them (dd, a kernel mount of the image through a loop device that this toolkit is not told about) are not kept out, and an image file and a loop device backed by it are locked separately.",
+        "An I/O error on a volume (a failed read, write or durability barrier, e.g. EIO or ENOSPC) in the middle of a writing run stops the run at once: the error names the volume and offset, and nothing more is written to any volume of the set, not even the undo of what the run already wrote. What the run wrote lies in space the last commit does not reach, so the file system stays as its last commit left it (or, when only the barrier after the new volume header failed, as the new commit left it) and checks clean.",
+    ]
+}
+
 /// Escapes text for roff: backslashes, hyphens as minus signs, leading dots.
 fn roff(text: &str) -> String {
     let t = text.replace('\\', "\\e").replace('-', "\\-");
@@ -158,7 +176,11 @@ fn man_page(cmd: clap::Command) -> Vec<u8> {
     if man_has_subcommands(&name) {
         man.render_subcommands_section(&mut out).unwrap();
     }
-    let mut s = String::from(".SH \"EXIT STATUS\"\n");
+    let mut s = String::from(".SH LOCKING\n");
+    for p in locking(&name) {
+        s.push_str(&format!(".PP\n{}\n", roff(p)));
+    }
+    s.push_str(".SH \"EXIT STATUS\"\n");
     for (code, what) in x.exit_status {
         s.push_str(&format!(".TP\n.B {code}\n{}\n", roff(what)));
     }

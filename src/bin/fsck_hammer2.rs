@@ -5,6 +5,7 @@ mod common;
 use clap::Parser;
 use comfy_table::Cell;
 use hammer2::cli::fsck::FsckCli;
+use hammer2::device::{lock, Access};
 use hammer2::dump::layout;
 use hammer2::fsck::{self, FsckOptions, FsckReport, RepairMode, Severity};
 
@@ -36,14 +37,17 @@ fn main() {
             pb.enable_steady_tick(std::time::Duration::from_millis(120));
             pb
         });
-        let result = fsck::fsck(&cli.device, &opts);
+        let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
+        // Locked for the whole run (shared to check, exclusive to repair).
+        let result = lock::hold(&cli.device, access, cli.wait.get())
+            .map_err(common::lock_refused)
+            .and_then(|_run| fsck::fsck(&cli.device, &opts).map_err(anyhow::Error::from));
         if let Some(pb) = spinner {
             pb.finish_and_clear();
         }
         let report = match result {
             Ok(r) => r,
             Err(e) => {
-                let e = anyhow::Error::from(e);
                 common::report_error("fsck_hammer2", &e);
                 // A script reading --json gets an answer on stdout too.
                 if cli.json {

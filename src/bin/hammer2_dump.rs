@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use comfy_table::{Cell, CellAlignment};
 use hammer2::cli::dump::{DumpCli, DumpCommand};
-use hammer2::device::{Access, Device};
+use hammer2::device::{lock, Access, Device};
 use hammer2::dump::freemap::{self, FreemapReport};
 use hammer2::dump::inode::{self, Which};
 use hammer2::dump::layout;
@@ -18,7 +18,19 @@ use std::io::Write;
 
 fn main() {
     let cli = DumpCli::parse();
-    common::run("hammer2_dump", || match cli.command {
+    common::run("hammer2_dump", || {
+        // Some dumps open the device more than once: one shared lock for the run.
+        let _run =
+            lock::hold(cli.command.device(), Access::ReadOnly, cli.wait.get()).map_err(|e| match e {
+                e @ hammer2::Error::Locked { .. } => common::lock_refused(e),
+                e => anyhow::Error::new(e).context("cannot open device"),
+            })?;
+        dump(cli.command)
+    })
+}
+
+fn dump(command: DumpCommand) -> anyhow::Result<i32> {
+    match command {
         DumpCommand::Volhdr { device, json, wide } => volhdr_cmd(&device, json, wide),
         DumpCommand::Show {
             device,
@@ -53,7 +65,7 @@ fn main() {
             inode_cmd(&device, copy, pfs.as_deref(), &which, json, layout::limit(wide))
         }
         DumpCommand::Pfs { device, copy, json, wide } => pfs_cmd(&device, copy, json, layout::limit(wide)),
-    })
+    }
 }
 
 /// Opens `spec` read-only with header copy `copy` (the best one by default).

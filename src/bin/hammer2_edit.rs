@@ -150,6 +150,7 @@ fn run(cli: EditCli) -> anyhow::Result<i32> {
         dry_run: cli.dry_run,
         keep_going: cli.keep_going,
         debug_lag_freemap: cli.debug_lag_freemap,
+        wait: cli.wait.get(),
     };
     let mut printer =
         Printer { echo: cli.verbose || cli.script.is_some(), changes: !cli.quiet && !cli.json, bar: None };
@@ -158,6 +159,7 @@ fn run(cli: EditCli) -> anyhow::Result<i32> {
     let outcome = edit::run(&cli.device, &opts, &lines, &mut out, &mut printer).map_err(|e| match e {
         hammer2::Error::Mounted { .. } => anyhow::Error::new(e)
             .context("cannot open the device for writing (unmount it first; --dry-run only reads)"),
+        e @ hammer2::Error::Locked { .. } => common::lock_refused(e),
         e => lift(e),
     })?;
     drop(out);

@@ -17,9 +17,10 @@ fn main() {
 
 fn run(cli: &RecoverCli) -> anyhow::Result<i32> {
     let access = if cli.dry_run { Access::ReadOnly } else { Access::ReadWrite };
-    let device = Device::open(&cli.device, access).map_err(|e| match e {
+    let device = Device::open_with(&cli.device, access, cli.wait.get()).map_err(|e| match e {
         hammer2::Error::Mounted { .. } => anyhow::Error::new(e)
             .context("cannot open the device for writing (unmount it: a mount runs this recovery itself)"),
+        e @ hammer2::Error::Locked { .. } => common::lock_refused(e),
         e => anyhow::Error::new(e).context("cannot open device"),
     })?;
     let mut fs = Hammer2::open(device, CopyChoice::Best).context("cannot open file system")?;

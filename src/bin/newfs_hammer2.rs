@@ -5,12 +5,14 @@ mod common;
 use anyhow::{bail, Context};
 use clap::Parser;
 use hammer2::cli::newfs::NewfsCli;
+use hammer2::device::lock::{self, LockedFile};
 use hammer2::device::{Access, Backend, Device, MmapBackend};
 use hammer2::dump::layout;
 use hammer2::format::{CheckMethod, CompMethod};
 use hammer2::host::import::{self, ImportOptions, ImportReport};
 use hammer2::newfs::{self, Identity, Layout, NewfsOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn main() {
     let cli = NewfsCli::parse();
@@ -84,22 +86,23 @@ fn device_sizes(paths: &[PathBuf], sizes: &[Option<u64>]) -> anyhow::Result<Vec<
     Ok(out)
 }
 
-/// Image files this run created: removed again unless the format succeeds
-/// ([`Created::keep`]), so a failed run leaves no half-made file behind.
-struct Created(Vec<PathBuf>);
+/// Image files this run created, locked from their creation on: removed
+/// again unless the format succeeds ([`Created::keep`]), so a failed run
+/// leaves no half-made file behind.
+struct Created(Vec<PathBuf>, Vec<Arc<LockedFile>>);
 
 impl Created {
     /// Creates or grows the image files `prep` asks for.
     fn prepare(paths: &[PathBuf], prep: &[(u64, Prepare)]) -> anyhow::Result<Created> {
-        let mut created = Created(Vec::new());
+        let mut created = Created(Vec::new(), Vec::new());
         for (p, (_, what)) in paths.iter().zip(prep) {
             match what {
                 Prepare::Ready => {}
                 Prepare::Create(size) => {
-                    let f = std::fs::File::create_new(p)
-                        .with_context(|| format!("{}: cannot create", p.display()))?;
+                    let f = lock::create_new(p).map_err(common::lock_refused)?;
                     created.0.push(p.clone());
-                    f.set_len(*size).with_context(|| {
+                    created.1.push(f.clone());
+                    f.file().set_len(*size).with_context(|| {
                         format!("{}: cannot size to {}", p.display(), common::human_bytes(*size))
                     })?;
                 }
@@ -115,8 +118,10 @@ impl Created {
         Ok(created)
     }
 
-    fn keep(mut self) {
+    /// The files stay; their locks are handed back (for the rest of the run).
+    fn keep(mut self) -> Vec<Arc<LockedFile>> {
         self.0.clear();
+        std::mem::take(&mut self.1)
     }
 }
 
@@ -176,11 +181,21 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
             Some((host.as_path(), label.clone()))
         }
     };
+    // Every volume stays locked (exclusive to format, shared for a dry run)
+    // from before its size is read to the end of the run, populating
+    // included; image files created here are locked as they are created.
+    let existing: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
+    let access = if cli.dry_run { Access::ReadOnly } else { Access::ReadWrite };
+    let _run = lock::hold_paths(&existing, access, cli.wait.get()).map_err(|e| match e {
+        hammer2::Error::Mounted { .. } => anyhow::Error::new(e).context("cannot open for writing"),
+        e => common::lock_refused(e),
+    })?;
     let prep = device_sizes(&paths, &sizes)?;
     let avail: Vec<u64> = prep.iter().map(|(size, _)| *size).collect();
     let layout = newfs::plan(&avail, &opts)?;
     let id = Identity::random(layout.labels.len());
 
+    let mut _created_locks = Vec::new();
     if !cli.dry_run {
         let created = Created::prepare(&paths, &prep)?;
         let mut device = Device::open_paths(&paths, Access::ReadWrite).context("cannot open for writing")?;
@@ -195,7 +210,7 @@ fn newfs_cmd(cli: NewfsCli) -> anyhow::Result<i32> {
         newfs::apply(&mut device, &layout, &writes, opts.zero).context("format failed")?;
         // Formatted: an image file created here is the user's now, even
         // if populating it fails below.
-        created.keep();
+        _created_locks = created.keep();
     }
     let imported = match populate {
         Some((host, label)) if !cli.dry_run => {

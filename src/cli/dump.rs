@@ -26,6 +26,21 @@ Examples:
 pub struct DumpCli {
     #[command(subcommand)]
     pub command: DumpCommand,
+    #[command(flatten)]
+    pub wait: super::WaitArg,
+}
+
+impl DumpCommand {
+    /// The device every command names.
+    pub fn device(&self) -> &str {
+        match self {
+            DumpCommand::Volhdr { device, .. }
+            | DumpCommand::Show { device, .. }
+            | DumpCommand::Freemap { device, .. }
+            | DumpCommand::Inode { device, .. }
+            | DumpCommand::Pfs { device, .. } => device,
+        }
+    }
 }
 
 /// Parses a number given in decimal or, with a `0x` prefix, in hex.

@@ -129,6 +129,8 @@ pub struct EditCli {
     /// (freemap_tid one transaction behind), the crash window hammer2_recover (and any write) repairs
     #[arg(long, hide = true)]
     pub debug_lag_freemap: bool,
+    #[command(flatten)]
+    pub wait: super::WaitArg,
     /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
     pub device: String,
     /// A command and its arguments (see COMMANDS)

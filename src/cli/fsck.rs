@@ -39,6 +39,8 @@ pub struct FsckCli {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub wait: super::WaitArg,
     /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
     pub device: String,
 }

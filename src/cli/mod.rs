@@ -30,3 +30,30 @@ pub fn commands() -> Vec<clap::Command> {
         recover::RecoverCli::command(),
     ]
 }
+
+/// `--wait[=SECONDS]`, on every binary that opens a device.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WaitArg {
+    /// When another run holds the device (see LOCKING), wait until it is free, or at most SECONDS, instead of failing at once
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "forever",
+        value_parser = parse_wait,
+        global = true
+    )]
+    pub wait: Option<crate::device::lock::Wait>,
+}
+
+impl WaitArg {
+    /// What was asked: by default, fail at once.
+    pub fn get(&self) -> crate::device::lock::Wait {
+        self.wait.unwrap_or_default()
+    }
+}
+
+fn parse_wait(s: &str) -> Result<crate::device::lock::Wait, String> {
+    s.parse()
+}

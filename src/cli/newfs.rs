@@ -63,6 +63,8 @@ pub struct NewfsCli {
     /// Print nothing on success
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub wait: super::WaitArg,
     /// Devices or image files, one per argument (several for a multi-volume file system)
     #[arg(required = true, value_name = "DEVICE")]
     pub devices: Vec<String>,

@@ -40,6 +40,8 @@ pub struct RecoverCli {
     /// Mark every block the topology reaches, not only those newer than the freemap (repairs allocations the freemap lost before its last flush; reads the whole tree)
     #[arg(long)]
     pub full: bool,
+    #[command(flatten)]
+    pub wait: super::WaitArg,
     /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)
     pub device: String,
 }

@@ -8,11 +8,14 @@
 //! (which run across all volumes of a set) to a volume and a physical offset
 //! once the volume layer has told it each volume's extent.
 
+pub mod lock;
+
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions};
+use lock::{LockedFile, Wait};
 use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// Whether a device may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +98,10 @@ fn page_span(off: u64, len: u64, size: u64) -> (u64, u64) {
 pub struct MmapBackend {
     path: PathBuf,
     size: u64,
-    // Kept open for the mapping's lifetime and for fsync.
-    file: File,
+    /// The open, locked file: kept for the mapping's lifetime, for pread,
+    /// pwrite and fsync, and so that the lock lasts as long as the volume
+    /// is in use ([`lock`]).
+    lock: Arc<LockedFile>,
     map: Map,
     /// Bytes possibly made resident through the mapping since the last trim.
     resident: AtomicU64,
@@ -109,29 +114,29 @@ pub const TRIM_AFTER: u64 = 64 << 20;
 const FAULT_AROUND: u64 = 64 << 10;
 
 impl MmapBackend {
-    /// Opens and maps `path`, which must be a regular file or a block
-    /// device. Refuses to open a mounted device for writing and a
-    /// zero-length file at all.
+    /// Opens, locks ([`lock`]: shared to read, exclusive to write; failing
+    /// at once when another process holds it) and maps `path`, which must
+    /// be a regular file or a block device. Refuses to open a mounted
+    /// device for writing and a zero-length file at all.
     pub fn open(path: &Path, access: Access) -> Result<Self> {
+        let locked = lock::lock_paths(&[path.to_path_buf()], access, Wait::No)?;
+        Self::map(locked.into_iter().next().expect("one path, one lock"), access)
+    }
+
+    /// Maps a volume this process has locked ([`lock`]); `access` may ask
+    /// for less than the lock allows (reading under an exclusive lock).
+    pub fn map(lock: Arc<LockedFile>, access: Access) -> Result<Self> {
+        let path = lock.path().to_path_buf();
+        let path = path.as_path();
         let open_err = |why: String| Error::Open { path: path.to_path_buf(), why };
-        // Checked before opening: opening a FIFO would wait for a writer.
-        let meta = std::fs::metadata(path).map_err(|e| open_err(format!("cannot open: {e}")))?;
-        check_file_type(&meta).map_err(open_err)?;
-        if access == Access::ReadWrite {
-            if let Some(mountpoint) = mounted_at(path) {
-                return Err(Error::Mounted { path: path.to_path_buf(), mountpoint });
-            }
+        if access == Access::ReadWrite && !lock.exclusive() {
+            return Err(open_err("locked for reading only".into()));
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(access == Access::ReadWrite)
-            .open(path)
-            .map_err(|e| open_err(format!("cannot open: {e}")))?;
-        // The name may have been replaced in between: check what was opened.
-        check_file_type(&file.metadata().map_err(|e| open_err(format!("cannot stat: {e}")))?)
-            .map_err(open_err)?;
+        let file = lock.file();
         // Seeking to the end measures block devices too (their metadata length is 0).
-        let size = file.seek(SeekFrom::End(0)).map_err(|e| open_err(format!("cannot measure size: {e}")))?;
+        let size = (&mut &*file)
+            .seek(SeekFrom::End(0))
+            .map_err(|e| open_err(format!("cannot measure size: {e}")))?;
         if size == 0 {
             return Err(Error::Empty { path: path.to_path_buf() });
         }
@@ -144,12 +149,12 @@ impl MmapBackend {
         // access against the size measured above.
         let map = unsafe {
             match access {
-                Access::ReadOnly => opts.map(&file).map(Map::Ro),
-                Access::ReadWrite => opts.map_mut(&file).map(Map::Rw),
+                Access::ReadOnly => opts.map(file).map(Map::Ro),
+                Access::ReadWrite => opts.map_mut(file).map(Map::Rw),
             }
         }
         .map_err(|e| open_err(format!("cannot map: {e}")))?;
-        Ok(MmapBackend { path: path.to_path_buf(), size, file, map, resident: AtomicU64::new(0) })
+        Ok(MmapBackend { path: path.to_path_buf(), size, lock, map, resident: AtomicU64::new(0) })
     }
 
     /// Accounts for an access of `len` bytes through the mapping; releases
@@ -204,7 +209,7 @@ impl Backend for MmapBackend {
         if !range_ok(self.size, off, buf.len() as u64) {
             return Err(out_of_bounds(self, off, buf.len() as u64));
         }
-        self.file.read_exact_at(buf, off).map_err(|source| Error::Io {
+        self.lock.file().read_exact_at(buf, off).map_err(|source| Error::Io {
             path: self.path.clone(),
             op: "read",
             offset: off,
@@ -221,7 +226,7 @@ impl Backend for MmapBackend {
         // cache). Durability comes from fsync in the barriers.
         use std::os::unix::fs::FileExt;
         match &self.map {
-            Map::Rw(_) => self.file.write_all_at(data, off).map_err(|source| Error::Io {
+            Map::Rw(_) => self.lock.file().write_all_at(data, off).map_err(|source| Error::Io {
                 path: self.path.clone(),
                 op: "write",
                 offset: off,
@@ -232,14 +237,14 @@ impl Backend for MmapBackend {
     }
     fn is_hole(&self, off: u64, len: u64) -> bool {
         use std::os::unix::io::AsRawFd;
-        if !self.file.metadata().is_ok_and(|m| m.is_file()) {
+        if !self.lock.file().metadata().is_ok_and(|m| m.is_file()) {
             return false;
         }
         // Holes come in whole pages: ask about the pages the range touches.
         let (off, len) = page_span(off, len, self.size);
         // The next data at or after `off` starts past the range (or none).
         // SAFETY: lseek on a descriptor we own; it only moves the file offset.
-        let next = unsafe { libc::lseek(self.file.as_raw_fd(), off as libc::off_t, libc::SEEK_DATA) };
+        let next = unsafe { libc::lseek(self.lock.file().as_raw_fd(), off as libc::off_t, libc::SEEK_DATA) };
         if next < 0 {
             return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
         }
@@ -247,14 +252,14 @@ impl Backend for MmapBackend {
     }
     fn punch_hole(&mut self, off: u64, len: u64) -> Result<()> {
         use std::os::unix::io::AsRawFd;
-        if !self.file.metadata().is_ok_and(|m| m.is_file()) {
+        if !self.lock.file().metadata().is_ok_and(|m| m.is_file()) {
             return self.write(off, &vec![0u8; len as usize]);
         }
         let (off, len) = page_span(off, len, self.size);
         // SAFETY: fallocate on a descriptor we own, inside the file (KEEP_SIZE).
         let r = unsafe {
             libc::fallocate(
-                self.file.as_raw_fd(),
+                self.lock.file().as_raw_fd(),
                 libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
                 off as libc::off_t,
                 len as libc::off_t,
@@ -271,7 +276,7 @@ impl Backend for MmapBackend {
         }
         if let Map::Rw(_) = &self.map {
             // Writes go through the file descriptor: make them durable.
-            self.file.sync_data().map_err(|source| Error::Io {
+            self.lock.file().sync_data().map_err(|source| Error::Io {
                 path: self.path.clone(),
                 op: "fdatasync",
                 offset: off,
@@ -288,7 +293,7 @@ impl Backend for MmapBackend {
                 offset: 0,
                 source,
             })?;
-            self.file.sync_all().map_err(|source| Error::Io {
+            self.lock.file().sync_all().map_err(|source| Error::Io {
                 path: self.path.clone(),
                 op: "fsync",
                 offset: 0,
@@ -415,6 +420,62 @@ pub struct Device {
     extents: Vec<Option<Extent>>,
     /// While set: what [`Device::write`] overwrote, for [`Device::rollback`].
     undo: Option<UndoLog>,
+    /// The first I/O error met: from then on nothing more is written.
+    fault: OnceLock<Fault>,
+}
+
+/// Where and how the device failed (see [`Error::Stopped`]).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub path: PathBuf,
+    pub op: &'static str,
+    pub offset: u64,
+    pub why: String,
+}
+
+impl Fault {
+    fn stopped(&self) -> Error {
+        Error::Stopped { path: self.path.clone(), op: self.op, offset: self.offset, why: self.why.clone() }
+    }
+}
+
+/// Notes the first I/O error of `r` in `fault`.
+fn latch<T>(fault: &OnceLock<Fault>, r: Result<T>) -> Result<T> {
+    if let Err(Error::Io { path, op, offset, source }) = &r {
+        let _ = fault.set(Fault { path: path.clone(), op, offset: *offset, why: source.to_string() });
+    }
+    r
+}
+
+/// One volume of a [`Device`], for writing: writes and barriers stop
+/// after the device's first I/O error, as [`Device::write`] does.
+pub struct VolumeMut<'a> {
+    vol: &'a mut dyn Backend,
+    fault: &'a OnceLock<Fault>,
+}
+
+impl VolumeMut<'_> {
+    fn live(&self) -> Result<()> {
+        self.fault.get().map_or(Ok(()), |f| Err(f.stopped()))
+    }
+    pub fn path(&self) -> &Path {
+        self.vol.path()
+    }
+    pub fn size(&self) -> u64 {
+        self.vol.size()
+    }
+    pub fn write(&mut self, off: u64, data: &[u8]) -> Result<()> {
+        self.live()?;
+        latch(self.fault, self.vol.write(off, data))
+    }
+    pub fn sync_range(&mut self, off: u64, len: u64) -> Result<()> {
+        self.live()?;
+        latch(self.fault, self.vol.sync_range(off, len))
+    }
+    pub fn sync(&mut self) -> Result<()> {
+        self.live()?;
+        latch(self.fault, self.vol.sync())
+    }
 }
 
 /// The previous contents of the logical ranges written since
@@ -475,26 +536,50 @@ impl UndoLog {
 }
 
 impl Device {
-    /// Opens every volume of `spec` (`a.img:b.img`).
+    /// Opens every volume of `spec` (`a.img:b.img`), locking them as
+    /// [`lock`] says (failing at once when another process holds one).
     pub fn open(spec: &str, access: Access) -> Result<Self> {
+        Self::open_with(spec, access, Wait::No)
+    }
+
+    /// [`Device::open`], waiting as `wait` says for volumes another
+    /// process holds.
+    pub fn open_with(spec: &str, access: Access, wait: Wait) -> Result<Self> {
         let paths = split_device_spec(spec);
         if paths.is_empty() {
             return Err(Error::InvalidArgument(format!("no device in {spec:?}")));
         }
-        Self::open_paths(&paths, access)
+        Self::open_waiting(&paths, access, wait)
     }
 
+    /// Opens the volumes `paths`, locking them as [`lock`] says (failing
+    /// at once when another process holds one).
     pub fn open_paths(paths: &[PathBuf], access: Access) -> Result<Self> {
+        Self::open_waiting(paths, access, Wait::No)
+    }
+
+    /// [`Device::open_paths`], waiting as `wait` says for volumes another
+    /// process holds.
+    pub fn open_waiting(paths: &[PathBuf], access: Access, wait: Wait) -> Result<Self> {
         let mut volumes: Vec<Box<dyn Backend>> = Vec::with_capacity(paths.len());
-        for p in paths {
-            volumes.push(Box::new(MmapBackend::open(p, access)?));
+        for l in lock::lock_paths(paths, access, wait)? {
+            volumes.push(Box::new(MmapBackend::map(l, access)?));
         }
         Ok(Self::from_backends(volumes))
     }
 
     pub fn from_backends(volumes: Vec<Box<dyn Backend>>) -> Self {
         let extents = vec![None; volumes.len()];
-        Device { volumes, extents, undo: None }
+        Device { volumes, extents, undo: None, fault: OnceLock::new() }
+    }
+
+    /// The I/O error that stopped writes, if one did.
+    pub fn fault(&self) -> Option<&Fault> {
+        self.fault.get()
+    }
+
+    fn live(&self) -> Result<()> {
+        self.fault.get().map_or(Ok(()), |f| Err(f.stopped()))
     }
 
     pub fn len(&self) -> usize {
@@ -509,8 +594,9 @@ impl Device {
         self.volumes[i].as_ref()
     }
 
-    pub fn volume_mut(&mut self, i: usize) -> &mut dyn Backend {
-        self.volumes[i].as_mut()
+    /// Volume `i` for writing (writes stop after the device's first I/O error).
+    pub fn volume_mut(&mut self, i: usize) -> VolumeMut<'_> {
+        VolumeMut { vol: self.volumes[i].as_mut(), fault: &self.fault }
     }
 
     pub fn into_backends(self) -> Vec<Box<dyn Backend>> {
@@ -592,20 +678,24 @@ impl Device {
     /// Logical bytes copied into `buf` (pread for mapped volumes).
     pub fn read_into(&self, loff: u64, buf: &mut [u8]) -> Result<()> {
         let (i, phys) = self.locate(loff, buf.len() as u64)?;
-        self.volumes[i].read_at(phys, buf)
+        latch(&self.fault, self.volumes[i].read_at(phys, buf))
     }
 
     /// Writes logical bytes (the whole range inside one volume).
+    ///
+    /// After an I/O error (of a read, a write or a barrier) on any volume
+    /// the device takes no more writes: each returns [`Error::Stopped`].
     pub fn write(&mut self, loff: u64, data: &[u8]) -> Result<()> {
+        self.live()?;
         let (i, phys) = self.locate(loff, data.len() as u64)?;
         if let Some(undo) = &mut self.undo {
             let hole = self.volumes[i].is_hole(phys, data.len() as u64);
             let mut old = vec![0u8; if hole { 0 } else { data.len() }];
-            self.volumes[i].read_at(phys, &mut old)?;
+            latch(&self.fault, self.volumes[i].read_at(phys, &mut old))?;
             old.resize(data.len(), 0);
             undo.save(loff, &old, hole)?;
         }
-        self.volumes[i].write(phys, data)
+        latch(&self.fault, self.volumes[i].write(phys, data))
     }
 
     /// From now on, keeps what every logical write overwrites, so that
@@ -622,9 +712,15 @@ impl Device {
 
     /// Puts back what the logical writes since [`Device::begin_undo`]
     /// overwrote, newest first, then a durability barrier; keeping stops.
+    /// After an I/O error nothing is put back (nothing more is written):
+    /// the blocks written since lie in space the last commit does not
+    /// reach, so that commit stays intact, only not byte for byte.
     pub fn rollback(&mut self) -> Result<()> {
         use std::os::unix::fs::FileExt;
         let Some(undo) = self.undo.take() else { return Ok(()) };
+        if self.fault.get().is_some() {
+            return Ok(());
+        }
         let mut buf = Vec::new();
         for &(loff, len, was) in undo.entries.iter().rev() {
             let (i, phys) = self.locate(loff, len as u64)?;
@@ -632,7 +728,7 @@ impl Device {
             buf.resize(len, 0);
             match (was, &undo.spill) {
                 (Old::Hole, _) => {
-                    self.volumes[i].punch_hole(phys, len as u64)?;
+                    latch(&self.fault, self.volumes[i].punch_hole(phys, len as u64))?;
                     continue;
                 }
                 (Old::Saved(at), Some(f)) => f.read_exact_at(&mut buf, at).map_err(|source| Error::Io {
@@ -643,7 +739,7 @@ impl Device {
                 })?,
                 _ => {}
             }
-            self.volumes[i].write(phys, &buf)?;
+            latch(&self.fault, self.volumes[i].write(phys, &buf))?;
         }
         self.sync()
     }
@@ -656,7 +752,9 @@ impl Device {
 
     /// Durability barrier on every volume.
     pub fn sync(&mut self) -> Result<()> {
-        self.volumes.iter_mut().try_for_each(|v| v.sync())
+        self.live()?;
+        let fault = &self.fault;
+        self.volumes.iter_mut().try_for_each(|v| latch(fault, v.sync()))
     }
 }
 

@@ -43,6 +43,8 @@ pub struct Options {
     pub keep_going: bool,
     /// Tests: after the commit, put the previous copy's freemap back.
     pub debug_lag_freemap: bool,
+    /// Whether to wait for a device another run holds.
+    pub wait: crate::device::lock::Wait,
 }
 
 /// What the user should see while commands run.
@@ -169,7 +171,7 @@ fn run_reading(
     out: &mut dyn Write,
     events: &mut dyn Events,
 ) -> Result<Outcome> {
-    let device = Device::open(device, Access::ReadOnly)?;
+    let device = Device::open_with(device, Access::ReadOnly, opts.wait)?;
     let choice = opts.copy.map_or(CopyChoice::Best, CopyChoice::Index);
     let fs = Hammer2::open(device, choice)?;
     let tree = Tree::new(&fs);
@@ -247,7 +249,7 @@ fn run_writing(
     }
     let dry = opts.dry_run;
     let access = if dry { Access::ReadOnly } else { Access::ReadWrite };
-    let dev = Device::open(device, access).map_err(|e| match e {
+    let dev = Device::open_with(device, access, opts.wait).map_err(|e| match e {
         Error::Open { path, why } if !dry => {
             Error::Open { path, why: format!("cannot open the device for writing: {why}") }
         }

@@ -358,6 +358,9 @@ fn copy_location(path: &str, c: &HeaderCopy) -> Place {
 /// Checks (and, as allowed, repairs) the file system on `spec`.
 pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
+    // The device is opened several times below: the run keeps its lock
+    // (shared to check, exclusive to repair) from the first to the last.
+    let _run = crate::device::lock::hold(spec, access, crate::device::lock::Wait::No)?;
     let mut device = Device::open(spec, access)?;
     let mut report = FsckReport::default();
     let any_repaired = header_pass(&mut device, opts, &mut report)?;

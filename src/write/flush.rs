@@ -219,7 +219,7 @@ pub fn commit(
         v.update_crcs();
         fs.device.sync()?;
         let off = crate::format::volhdr_offset(next);
-        let vol = fs.device.volume_mut(pos);
+        let mut vol = fs.device.volume_mut(pos);
         vol.write(off, v.as_bytes())?;
         vol.sync_range(off, v.as_bytes().len() as u64)?;
         vol.sync()?;

@@ -33,6 +33,18 @@ pub fn is_interrupt(err: &anyhow::Error) -> bool {
     err.chain().any(|c| matches!(c.downcast_ref::<hammer2::Error>(), Some(hammer2::Error::Interrupted)))
 }
 
+/// A run refused because another process holds one of its volumes: the
+/// library's message (volume, holder) and what to do about it. Other
+/// errors pass through.
+pub fn lock_refused(e: hammer2::Error) -> anyhow::Error {
+    match e {
+        hammer2::Error::Locked { waited: None, .. } => {
+            anyhow::Error::msg(format!("{e}; try again later or pass --wait"))
+        }
+        e => e.into(),
+    }
+}
+
 /// A usage error found after clap's parsing (exit status 2).
 #[derive(Debug)]
 pub struct UsageError(pub String);

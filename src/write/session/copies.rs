@@ -47,7 +47,7 @@ pub fn sync_header_copies(fs: &mut Hammer2) -> Result<Vec<usize>> {
         .collect();
     let mut done = Vec::new();
     for (index, offset) in todo {
-        let vol = fs.device.volume_mut(pos);
+        let mut vol = fs.device.volume_mut(pos);
         vol.write(offset, current.as_bytes())?;
         vol.sync_range(offset, current.as_bytes().len() as u64)?;
         vol.sync()?;

@@ -75,7 +75,7 @@ impl Session {
         report.header_copies = (0..NUM_VOLHDRS).filter(|&i| (old..new).contains(&volhdr_offset(i))).collect();
         let current = fs.voldata.clone();
         if self.write {
-            let vol = fs.device.volume_mut(pos);
+            let mut vol = fs.device.volume_mut(pos);
             for &i in &report.header_copies {
                 vol.write(volhdr_offset(i), current.as_bytes())?;
             }
