@@ -662,7 +662,7 @@ pub fn odd_objects(root: &Path, rng: &mut Rng) {
 pub fn root_objects(root: &Path) {
     assert!(is_root(), "this test needs root (device nodes, foreign owners, mode 000)");
     std::fs::write(root.join("modes/none"), b"none").unwrap();
-    std::fs::set_permissions(root.join("modes/none"), std::fs::Permissions::from_mode(0)).unwrap();
+    std::fs::set_permissions(root.join("modes/none"), std::fs::Permissions::from_mode(0o000)).unwrap();
     // As odd_objects left the directory's times.
     set_times(&root.join("modes"), (4_102_444_800, 0), (4_102_444_800, 0));
     mknod(&root.join("special/cdev"), libc::S_IFCHR | 0o620, libc::makedev(4095, 1_048_575));
