@@ -366,8 +366,9 @@ fn need_root_and_losetup() {
     assert!(root && losetup, "this test needs root and losetup (util-linux)");
 }
 
-/// On /dev/loopN: a second writer (and a reader) is refused while the
-/// first holds the device, naming it; a device that another process
+/// On /dev/loopN: a second writer (and a reader, and a writer on the
+/// image file behind it) is refused while the first holds the device,
+/// naming it; a device that another process
 /// holds open exclusively (O_EXCL) is refused with that reason; once the
 /// first writer is done, the second proceeds.
 #[test]
@@ -389,6 +390,10 @@ fn loop_device_second_writer_refused() {
     assert!(refused(&o, dev, 1), "second writer: {}", text(&o));
     let o = Command::new(FSCK).args(["-n", dev]).output().unwrap();
     assert!(refused(&o, dev, 8), "reader: {}", text(&o));
+    // The image behind the loop device is held too.
+    let spec = img.to_str().unwrap();
+    let o = Command::new(EDIT).args([spec, "mkdir", "/via-image"]).output().unwrap();
+    assert!(refused(&o, spec, 1), "writer on the image file: {}", text(&o));
     // Let the first writer finish: close its input.
     drop(first.stdin.take());
     let o = first.wait_with_output().unwrap();

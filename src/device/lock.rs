@@ -76,6 +76,9 @@ pub struct LockedFile {
     path: PathBuf,
     id: FileId,
     exclusive: bool,
+    /// For a loop device: its backing image file, locked the same way, so
+    /// that a run on the image and a run on the loop device see each other.
+    _backing: Option<Arc<LockedFile>>,
 }
 
 impl LockedFile {
@@ -143,7 +146,8 @@ pub fn create_new(path: &Path) -> Result<Arc<LockedFile>> {
     let meta = file
         .metadata()
         .map_err(|e| Error::Open { path: path.to_path_buf(), why: format!("cannot stat: {e}") })?;
-    let locked = LockedFile { file, path: path.to_path_buf(), id: FileId::of(&meta), exclusive: true };
+    let locked =
+        LockedFile { file, path: path.to_path_buf(), id: FileId::of(&meta), exclusive: true, _backing: None };
     let deadline = Deadline::new(Wait::No);
     lock_file(&locked, &deadline)?;
     Ok(register(locked))
@@ -216,9 +220,31 @@ fn lock_one(path: &Path, id: FileId, exclusive: bool, deadline: &Deadline) -> Re
     if FileId::of(&meta) != id {
         return Err(Error::Open { path: path.to_path_buf(), why: "was replaced while being opened".into() });
     }
-    let locked = LockedFile { file, path: path.to_path_buf(), id, exclusive };
+    let mut locked = LockedFile { file, path: path.to_path_buf(), id, exclusive, _backing: None };
     lock_file(&locked, deadline)?;
+    if let Some(image) = loop_backing_file(&meta) {
+        // Locked after the device: the image side never locks the device,
+        // so waiting here cannot close a cycle.
+        if let Ok(image_meta) = std::fs::metadata(&image) {
+            if image_meta.is_file() {
+                locked._backing = Some(lock_one(&image, FileId::of(&image_meta), exclusive, deadline)?);
+            }
+        }
+    }
     Ok(register(locked))
+}
+
+/// The image file behind a loop device (from sysfs), if `meta` is one.
+fn loop_backing_file(meta: &std::fs::Metadata) -> Option<PathBuf> {
+    if !meta.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let sys = format!("/sys/dev/block/{major}:{minor}/loop/backing_file");
+    let name = std::fs::read_to_string(sys).ok()?;
+    let name = name.trim_end_matches('\n');
+    (!name.is_empty() && !name.ends_with(" (deleted)")).then(|| PathBuf::from(name))
 }
 
 /// Opens a volume: read-only to read; read-write to write, and then a
@@ -344,12 +370,13 @@ fn holder_of(id: FileId) -> Option<Holder> {
     let me = std::process::id();
     let matches = |line: &str| lock_line(line).filter(|(_, dev, ino)| *dev == id.dev && *ino == id.ino);
     if let Ok(locks) = std::fs::read_to_string("/proc/locks") {
-        let pid = locks
+        let holder = locks
             .lines()
             .filter_map(matches)
-            .find_map(|(pid, _, _)| u32::try_from(pid).ok().filter(|&p| p != me && p != 0));
-        if let Some(pid) = pid {
-            return Some(Holder::of(pid));
+            .filter_map(|(pid, _, _)| u32::try_from(pid).ok().filter(|&p| p != me && p != 0))
+            .find_map(Holder::alive);
+        if holder.is_some() {
+            return holder;
         }
     }
     for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
@@ -361,7 +388,11 @@ fn holder_of(id: FileId) -> Option<Holder> {
         for fd in fds.flatten() {
             let Ok(info) = std::fs::read_to_string(fd.path()) else { continue };
             if info.lines().filter_map(|l| l.strip_prefix("lock:")).any(|l| matches(l).is_some()) {
-                return Some(Holder::of(pid));
+                // Gone already (it let go): keep looking.
+                if let Some(h) = Holder::alive(pid) {
+                    return Some(h);
+                }
+                break;
             }
         }
     }
@@ -385,10 +416,11 @@ fn lock_line(line: &str) -> Option<(i64, u64, u64)> {
 }
 
 impl Holder {
-    /// `pid` with its command name (from /proc, when readable).
-    pub fn of(pid: u32) -> Holder {
-        let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|c| c.trim().to_string());
-        Holder { pid, command }
+    /// `pid` with its command name, or None when the process is gone
+    /// (its /proc entry no longer reads).
+    fn alive(pid: u32) -> Option<Holder> {
+        let command = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_string();
+        Some(Holder { pid, command: Some(command) })
     }
 }
 

@@ -434,7 +434,8 @@ pub struct Fault {
 }
 
 impl Fault {
-    fn stopped(&self) -> Error {
+    /// The error every write after the fault returns.
+    pub fn stopped(&self) -> Error {
         Error::Stopped { path: self.path.clone(), op: self.op, offset: self.offset, why: self.why.clone() }
     }
 }

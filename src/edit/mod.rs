@@ -340,6 +340,11 @@ fn run_steps(
                 // Not a command's failure: the whole run stops, --keep-going or not.
                 return Err(e);
             }
+            if let Some(fault) = session.fs.device.fault() {
+                // An I/O error: the device takes no more writes (nor the
+                // undo of this run's), so the run stops, --keep-going or not.
+                return Err(fault.stopped());
+            }
             outcome.failures += 1;
             if !opts.keep_going {
                 outcome.aborted = Some(i);
