@@ -117,12 +117,27 @@ pub fn pack(indent: usize, cont: usize, fields: &[String], width: Option<usize>)
     // Deep trees: indentation never takes more than a third of the width.
     let third = width / 3;
     let (indent, cont) = (indent.min(third), cont.min(third + 4));
+    // Bytes bound columns from above: what fits in bytes is one line.
+    let bytes = indent + fields.iter().map(|f| f.len() + 1).sum::<usize>();
+    if bytes <= width + 1 {
+        let mut line = String::with_capacity(bytes);
+        line.extend(std::iter::repeat_n(' ', indent));
+        for (i, f) in fields.iter().enumerate() {
+            if i > 0 {
+                line.push(' ');
+            }
+            line.push_str(f);
+        }
+        return vec![line];
+    }
+    let columns = |s: &str| if s.is_ascii() { s.len() } else { s.chars().count() };
     let mut lines = Vec::new();
-    let mut line = " ".repeat(indent);
+    let mut line = String::with_capacity(width + 1);
+    line.extend(std::iter::repeat_n(' ', indent));
     let mut used = indent; // columns on `line`
     let mut empty = true; // no field on `line` yet
     for field in fields {
-        let n = field.chars().count();
+        let n = columns(field);
         if !empty && used + 1 + n > width {
             lines.push(std::mem::replace(&mut line, " ".repeat(cont)));
             used = cont;
@@ -134,7 +149,7 @@ pub fn pack(indent: usize, cont: usize, fields: &[String], width: Option<usize>)
             used += 1;
         }
         // Cut a field that does not fit an empty line.
-        while used + rest.chars().count() > width {
+        while used + columns(rest) > width {
             let room = width.saturating_sub(used).max(1);
             let cut = rest.char_indices().nth(room).map_or(rest.len(), |(i, _)| i);
             line.push_str(&rest[..cut]);
@@ -142,7 +157,7 @@ pub fn pack(indent: usize, cont: usize, fields: &[String], width: Option<usize>)
             used = cont;
             rest = &rest[cut..];
         }
-        used += rest.chars().count();
+        used += columns(rest);
         line.push_str(rest);
         empty = false;
     }
