@@ -9,7 +9,6 @@ use crate::format::{
     PBUFSIZE, SET_COUNT,
 };
 use crate::write::chain::{Body, Slot, Table};
-use crate::write::flush::Flusher;
 use std::io::Read;
 
 /// What errors reading an operation's source name (callers that know the
@@ -294,20 +293,14 @@ impl Session {
         if !self.write {
             return Ok(());
         }
-        let fs = &self.fs;
-        let root = pfs_root_mut(fs, &mut self.tx.root, pfs)?;
+        let Session { fs, tx, write, .. } = self;
+        let root = pfs_root_mut(fs, &mut tx.root, pfs)?;
         let table = root.table_mut().ok_or_else(|| Error::shape("PFS root embeds data"))?;
         let Some(slot) = table.slot_mut(fs, inum, BlockrefType::Inode)? else { return Ok(()) };
         if let Slot::Node(chain) = slot {
-            let mut f = Flusher {
-                device: &mut self.fs.device,
-                alloc: &mut self.tx.alloc,
-                tid: self.tx.tid,
-                write: self.write,
-                stats: self.tx.stats,
-            };
-            let bref = f.chain(chain)?;
-            self.tx.stats = f.stats;
+            let bref = with_flusher(&mut fs.device, &mut tx.alloc, tx.tid, *write, &mut tx.stats, |f| {
+                f.chain(chain)
+            })?;
             *slot = Slot::Clean(bref);
         }
         Ok(())

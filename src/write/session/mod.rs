@@ -460,22 +460,17 @@ impl Session {
             return Ok(());
         }
         self.budget.since_check = 64;
-        let mut f = Flusher {
-            device: &mut self.fs.device,
-            alloc: &mut self.tx.alloc,
-            tid: self.tx.tid,
-            write: self.write,
-            stats: self.tx.stats,
-        };
-        for slot in &mut self.tx.root.slots {
-            if let Slot::Node(sroot) = slot {
-                if let Some(t) = sroot.table_mut() {
-                    write_below_pfs_roots(&mut f, t)?;
+        let Tx { root, alloc, tid, stats, .. } = &mut self.tx;
+        with_flusher(&mut self.fs.device, alloc, *tid, self.write, stats, |f| {
+            for slot in &mut root.slots {
+                if let Slot::Node(sroot) = slot {
+                    if let Some(t) = sroot.table_mut() {
+                        write_below_pfs_roots(f, t)?;
+                    }
                 }
             }
-        }
-        self.tx.stats = f.stats;
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Commits everything done so far as one transaction; the session can
@@ -506,6 +501,23 @@ impl Session {
     pub fn synced_copies(&self) -> &[usize] {
         &self.synced_copies
     }
+}
+
+/// Runs `work` with a flusher that writes in this transaction before its
+/// commit (subtrees past the memory budget, blocks an import places in
+/// order); what it wrote is added to `stats` when it succeeds.
+fn with_flusher<R>(
+    device: &mut Device,
+    alloc: &mut Allocator,
+    tid: u64,
+    write: bool,
+    stats: &mut flush::FlushStats,
+    work: impl FnOnce(&mut Flusher<'_>) -> Result<R>,
+) -> Result<R> {
+    let mut f = Flusher { device, alloc, tid, write, stats: *stats };
+    let r = work(&mut f)?;
+    *stats = f.stats;
+    Ok(r)
 }
 
 /// Writes everything loaded below the PFS roots of a super-root table.

@@ -2,12 +2,11 @@
 //! created with every attribute a host object carries, hard links, and
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
-use super::{inode_mut, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
+use super::{inode_mut, with_flusher, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
 use crate::error::Error;
 use crate::error::Result;
 use crate::format::{encode_methods, Blockref, CheckMethod, CompMethod, ObjType};
 use crate::write::chain::Slot;
-use crate::write::flush::Flusher;
 
 /// Everything a new inode takes from a host object.
 #[derive(Debug, Clone, Copy)]
@@ -122,15 +121,10 @@ impl Session {
         media: &[u8],
     ) -> Result<()> {
         self.need_space(media.len() as u64)?;
-        let mut f = Flusher {
-            device: &mut self.fs.device,
-            alloc: &mut self.tx.alloc,
-            tid: self.tx.tid,
-            write: self.write,
-            stats: self.tx.stats,
-        };
-        f.write_checked(&mut bref, media)?;
-        self.tx.stats = f.stats;
+        let tx = &mut self.tx;
+        with_flusher(&mut self.fs.device, &mut tx.alloc, tx.tid, self.write, &mut tx.stats, |f| {
+            f.write_checked(&mut bref, media)
+        })?;
         if !self.write && self.dry.bytes + media.len() <= DRY_RUN_KEEP {
             self.dry.bytes += media.len();
             self.dry.blocks.insert(bref.data_off.get(), media.to_vec());
