@@ -7,7 +7,6 @@
 //! comes back as an [`Outcome`].
 
 mod apply;
-mod get;
 mod maint;
 pub mod script;
 mod view;
@@ -421,8 +420,7 @@ fn execute_in_session(
     match cmd {
         EditCommand::Get { force, path, hostdir } => {
             let opts = ExtractOptions { force: *force, ..Default::default() };
-            let limits = crate::read::namespace::Limits::for_fs(&session.fs);
-            let stats = get::get(&view, limits, path, std::path::Path::new(hostdir), &opts, &mut |s| {
+            let stats = extract_with(&view, path, std::path::Path::new(hostdir), &opts, &mut |s| {
                 events.extracting(s)
             })?;
             events.extracted(&stats);

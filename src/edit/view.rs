@@ -1,16 +1,15 @@
 //! The read commands (`ls`, `cat`, `stat`, `get`), once, over the one read
 //! interface ([`FsView`]): on the committed image in a reading run, on the
 //! session's state (the changes of the commands before them) in a writing
-//! run. `get` of the committed image goes through the parallel extraction
-//! pipeline of [`crate::host::extract`] (the same promises, on all cores);
-//! `get` of a session's state through [`super::get`].
+//! run. `get`, on either, is [`crate::host::extract`], itself written
+//! against [`FsView`].
 
 use super::{stdout_error, write_entry};
 use crate::cli::edit::EditCommand;
 use crate::error::{Error, Result};
 use crate::format::{Blockref, BlockrefType, ObjType};
 use crate::read::pfs::Inode;
-use crate::read::view::FsView;
+use crate::read::view::{FsView, ViewInode};
 use std::io::Write;
 
 /// Runs `cat`, `stat` or `ls` on `view`; `Ok(false)` for other commands.
@@ -19,7 +18,7 @@ pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn W
     match cmd {
         EditCommand::Cat { path } => {
             let (inum, ip) = view.resolve(path)?;
-            if ip.meta.obj_type() == ObjType::Directory {
+            if ip.is_dir() {
                 return Err(Error::IsADirectory(path.clone()));
             }
             let mut buf = std::io::BufWriter::new(&mut *out);
@@ -30,13 +29,13 @@ pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn W
             let (inum, ip) = view.resolve(path)?;
             // Before a commit the session's blockref of an inode is not
             // meaningful: the inode's key alone is shown then.
-            let (bref, loc) = view.inode_blockref(inum)?.unwrap_or_else(|| {
+            let (bref, loc) = ip.at.clone().map(|(b, loc)| (*b, loc)).unwrap_or_else(|| {
                 let mut b = Blockref::zeroed();
                 b.type_ = BlockrefType::Inode.into();
                 b.key = inum.into();
                 (b, Default::default())
             });
-            let ino = Inode { bref: &bref, loc, data: &ip };
+            let ino = Inode { bref: &bref, loc, data: &ip.data };
             let report = crate::dump::inode::describe(&view.label(), Some(path.clone()), &ino);
             if *json {
                 let text = serde_json::to_string_pretty(&report)
@@ -49,16 +48,16 @@ pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn W
         EditCommand::Ls { long, all, path } => {
             let (inum, ip) = view.resolve(path)?;
             let mut out = std::io::BufWriter::new(out);
-            if ip.meta.obj_type() != ObjType::Directory {
+            if !ip.is_dir() {
                 let name = path.rsplit('/').next().unwrap_or(path).to_string();
-                entry(view, inum, &ip, name.as_bytes(), *long, &mut out)?;
+                entry(view, &ip, name.as_bytes(), *long, &mut out)?;
             } else {
                 let mut entries = view.readdir(inum)?;
                 entries.sort_by(|a, b| a.name.cmp(&b.name));
                 for e in entries.iter().filter(|e| *all || !e.name.starts_with(b".")) {
                     if *long {
                         let child = view.inode(e.inum)?;
-                        entry(view, e.inum, &child, &e.name, true, &mut out)?;
+                        entry(view, &child, &e.name, true, &mut out)?;
                     } else {
                         out.write_all(&e.name).map_err(w)?;
                         out.write_all(b"\n").map_err(w)?;
@@ -72,16 +71,8 @@ pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn W
     Ok(true)
 }
 
-/// One `ls` line of inode `inum`.
-fn entry(
-    view: &dyn FsView,
-    inum: u64,
-    ip: &crate::format::InodeData,
-    name: &[u8],
-    long: bool,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let target =
-        if long && ip.meta.obj_type() == ObjType::Softlink { Some(view.read_link(inum)?) } else { None };
-    write_entry(ip, name, long, target.as_deref(), out)
+/// One `ls` line of inode `ip`.
+fn entry(view: &dyn FsView, ip: &ViewInode<'_>, name: &[u8], long: bool, out: &mut dyn Write) -> Result<()> {
+    let target = if long && ip.obj_type() == ObjType::Softlink { Some(view.read_link(ip)?) } else { None };
+    write_entry(&ip.data, name, long, target.as_deref(), out)
 }

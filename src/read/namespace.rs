@@ -1,7 +1,9 @@
 //! Traversal of a PFS's namespace: directories and their entries by inode
 //! number, as a user sees them (the media-tree engine in [`crate::read::walk`]
-//! sees blockrefs instead; this module sits above it, at the PFS layer). Extraction uses it; so can anything that lists or
-//! checks a tree of names.
+//! sees blockrefs instead; this module sits above it, at the PFS layer).
+//! It reads through the one read interface ([`FsView`]), so it walks the
+//! committed image and a write session's uncommitted state alike.
+//! Extraction uses it; so can anything that lists or checks a tree of names.
 //!
 //! A hostile image can name one directory from many entries (a DAG of
 //! directories spells exponentially many paths: eight entries per level,
@@ -22,9 +24,9 @@
 //! cannot exhaust the thread's stack.
 
 use crate::error::{CorruptKind, Error, Location, Result};
-use crate::format::{BlockrefType, DIRHASH_VISIBLE};
-use crate::read::pfs::{DirEntry, Inode, Pfs};
+use crate::read::pfs::DirEntry;
 use crate::read::tree::Flow;
+use crate::read::view::{FsView, ViewInode};
 use std::collections::{HashMap, HashSet};
 
 /// Deepest directory nesting entered by default. Deeper paths exceed any
@@ -73,7 +75,7 @@ pub enum Step {
 }
 
 /// One directory entry met by the traversal.
-pub struct Entry<'e, 'a> {
+pub struct Entry<'e, 'v> {
     /// Path of the directory holding the entry (the start's path as given,
     /// then `start/name/...`), for messages.
     pub parent: &'e str,
@@ -81,7 +83,7 @@ pub struct Entry<'e, 'a> {
     pub depth: usize,
     pub dirent: &'e DirEntry,
     /// The inode the entry names (its type, not the dirent's, is trusted).
-    pub inode: &'e Inode<'a>,
+    pub inode: &'e ViewInode<'v>,
 }
 
 impl Entry<'_, '_> {
@@ -151,14 +153,14 @@ impl std::fmt::Display for Finding {
 
 /// Receives the traversal's events, depth first, entries of a directory in
 /// key (name hash) order.
-pub trait Visitor<'a> {
+pub trait Visitor<'v> {
     /// An entry of the current directory. For a directory, `Step::Descend`
     /// enters it; for anything else the answer is ignored.
-    fn entry(&mut self, e: &Entry<'_, 'a>) -> Result<Step>;
+    fn entry(&mut self, e: &Entry<'_, 'v>) -> Result<Step>;
 
     /// After the last entry of a directory that was entered, the start
     /// directory included.
-    fn leave(&mut self, _path: &str, _dir: &Inode<'a>) -> Result<()> {
+    fn leave(&mut self, _path: &str, _dir: &ViewInode<'v>) -> Result<()> {
         Ok(())
     }
 
@@ -224,37 +226,37 @@ fn join(parent: &str, name: &str) -> String {
 }
 
 /// One directory being read.
-struct Frame<'a> {
-    inode: Inode<'a>,
+struct Frame<'v> {
+    inode: ViewInode<'v>,
     path: String,
     depth: usize,
     /// Entries not yet visited, with whether the name repeats an earlier one.
     entries: std::vec::IntoIter<(DirEntry, bool)>,
-    /// Inodes the entries name, read ahead ([`prefetch`]).
-    inodes: HashMap<u64, Inode<'a>>,
+    /// Inodes the entries name, read ahead ([`FsView::read_ahead`]).
+    inodes: HashMap<u64, ViewInode<'v>>,
 }
 
-struct Traversal<'p, 'a> {
-    pfs: &'p Pfs<'a>,
+struct Traversal<'v, V: ?Sized> {
+    view: &'v V,
     limits: Limits,
     /// Every directory inode met so far.
     visited: HashSet<u64>,
     stats: NamespaceStats,
 }
 
-impl<'a> Traversal<'_, 'a> {
+impl<'v, V: FsView + ?Sized> Traversal<'v, V> {
     /// Reads a directory's entries within the remaining budget.
-    fn open(&mut self, inode: Inode<'a>, path: String, depth: usize) -> Result<Frame<'a>> {
+    fn open(&mut self, inode: ViewInode<'v>, path: String, depth: usize) -> Result<Frame<'v>> {
         let mut entries = Vec::new();
         let max = self.limits.max_entries;
         let used = &mut self.stats.entries;
-        let budget_err = |path: &str, inode: &Inode<'_>| {
+        let budget_err = |path: &str, inode: &ViewInode<'_>| {
             Error::corrupt(
                 CorruptKind::TooManyEntries { path: path.to_string(), inum: inode.inum(), max },
-                inode.loc.clone(),
+                inode.location(),
             )
         };
-        self.pfs.scan_dir(&inode, 0, u64::MAX, &mut |e| {
+        self.view.scan_dir(&inode, &mut |e| {
             *used += 1;
             if *used > max {
                 return Err(budget_err(&path, &inode));
@@ -267,62 +269,28 @@ impl<'a> Traversal<'_, 'a> {
             let mut names = HashSet::with_capacity(entries.len());
             entries.iter().map(|e| !names.insert(e.name.as_slice())).collect()
         };
+        let inums: Vec<u64> = entries.iter().map(|e| e.inum).collect();
+        let inodes = self.view.read_ahead(&inums);
         let entries: Vec<(DirEntry, bool)> = entries.into_iter().zip(dups).collect();
-        let inodes = prefetch(self.pfs, &entries);
         self.stats.directories += 1;
         Ok(Frame { inode, path, depth, entries: entries.into_iter(), inodes })
     }
 }
 
-/// The inodes a directory's entries name, read in one pass over the PFS's
-/// inode index when their numbers lie close together (as writers allocate
-/// them), so that each index block is read and verified once per directory
-/// rather than once per entry. Only inodes found well (the first INODE
-/// blockref with the number as key, holding that number) are returned; the
-/// others are left to [`Pfs::inode`] when their entry is reached, so errors
-/// come where they always did.
-fn prefetch<'a>(pfs: &Pfs<'a>, entries: &[(DirEntry, bool)]) -> HashMap<u64, Inode<'a>> {
-    let mut found = HashMap::new();
-    let root = &pfs.root;
-    let wanted: HashSet<u64> =
-        entries.iter().map(|(e, _)| e.inum).filter(|&n| n != root.inum() && n < DIRHASH_VISIBLE).collect();
-    let (Some(&lo), Some(&hi)) = (wanted.iter().min(), wanted.iter().max()) else { return found };
-    // A scattered set would make the pass read much of the index.
-    if wanted.len() < 2 || hi - lo > 16 * wanted.len() as u64 + 64 {
-        return found;
-    }
-    let tree = pfs.tree;
-    let mut seen = HashSet::new();
-    // Errors end the pass early: what was not found is looked up alone.
-    let _ = tree.scan_nodes(root.blockset(), root.bref.data_off.get(), lo, hi, &mut |n| {
-        let key = n.bref.key.get();
-        if n.bref.kind() != BlockrefType::Inode || !wanted.contains(&key) || !seen.insert(key) {
-            return Ok(Flow::Continue);
-        }
-        if let Ok(data) = tree.node_inode(n) {
-            if data.meta.inum.get() == key {
-                found.insert(key, Inode { bref: n.bref, loc: n.location(), data });
-            }
-        }
-        Ok(Flow::Continue)
-    });
-    found
-}
-
-/// Traverses the namespace below directory `start` of `pfs` (whose path,
+/// Traverses the namespace below directory `start` of `view` (whose path,
 /// for messages, is `start_path`), depth first. `visitor.entry` is not
 /// called for `start` itself; `visitor.leave` is, last.
-pub fn traverse<'a>(
-    pfs: &Pfs<'a>,
-    start: &Inode<'a>,
+pub fn traverse<'v, V: FsView + ?Sized>(
+    view: &'v V,
+    start: &ViewInode<'v>,
     start_path: &str,
     limits: Limits,
-    visitor: &mut dyn Visitor<'a>,
+    visitor: &mut dyn Visitor<'v>,
 ) -> Result<NamespaceStats> {
     if !start.is_dir() {
         return Err(Error::NotADirectory(format!("{start_path} (inode {})", start.inum())));
     }
-    let mut t = Traversal { pfs, limits, visited: HashSet::new(), stats: NamespaceStats::default() };
+    let mut t = Traversal { view, limits, visited: HashSet::new(), stats: NamespaceStats::default() };
     t.visited.insert(start.inum());
     let mut stack = vec![t.open(start.clone(), start_path.to_string(), 0)?];
     while let Some(top) = stack.last_mut() {
@@ -347,16 +315,16 @@ pub fn traverse<'a>(
             visitor.finding(&f)?;
             continue;
         }
-        let inode = match top.inodes.get(&dirent.inum) {
-            Some(ino) => ino.clone(),
-            None => pfs.inode(dirent.inum)?,
+        let inode = match top.inodes.remove(&dirent.inum) {
+            Some(ino) => ino,
+            None => view.inode(dirent.inum)?,
         };
         if inode.is_dir() {
             let late = if !t.visited.insert(inode.inum()) {
                 let ancestor = stack.iter().find(|f| f.inode.inum() == inode.inum()).map(|f| f.path.clone());
-                Some(finding(FindingKind::Revisited { ancestor }, Some(inode.loc.clone())))
+                Some(finding(FindingKind::Revisited { ancestor }, Some(inode.location())))
             } else if depth >= limits.max_depth {
-                Some(finding(FindingKind::TooDeep(limits.max_depth), Some(inode.loc.clone())))
+                Some(finding(FindingKind::TooDeep(limits.max_depth), Some(inode.location())))
             } else {
                 None
             };

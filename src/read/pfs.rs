@@ -12,9 +12,12 @@
 
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::dirhash::dirhash;
-use crate::format::{Blockref, BlockrefType, InodeData, ObjType, DIRHASH_LOMASK, INODE_MAXNAME};
+use crate::format::{
+    Blockref, BlockrefType, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE, INODE_MAXNAME,
+};
 use crate::read::tree::{location, Flow, Tree};
 use crate::read::walk::{Node, Reach};
+use std::collections::{HashMap, HashSet};
 
 /// An inode and the blockref that reaches it.
 #[derive(Clone)]
@@ -203,6 +206,41 @@ impl<'a> Pfs<'a> {
             Ok(Flow::Continue)
         })?;
         Ok(found)
+    }
+
+    /// Some of the inodes numbered `inums` (the entries of one directory),
+    /// read in one pass over the PFS's inode index when their numbers lie
+    /// close together (as writers allocate them), so that each index block
+    /// is read and verified once per directory rather than once per entry.
+    /// Only inodes found well (the first INODE blockref with the number as
+    /// key, holding that number) are returned; the others are left to
+    /// [`Pfs::inode`], so their errors come where they would anyway.
+    pub fn inodes_near(&self, inums: &[u64]) -> HashMap<u64, Inode<'a>> {
+        let mut found = HashMap::new();
+        let root = &self.root;
+        let wanted: HashSet<u64> =
+            inums.iter().copied().filter(|&n| n != root.inum() && n < DIRHASH_VISIBLE).collect();
+        let (Some(&lo), Some(&hi)) = (wanted.iter().min(), wanted.iter().max()) else { return found };
+        // A scattered set would make the pass read much of the index.
+        if wanted.len() < 2 || hi - lo > 16 * wanted.len() as u64 + 64 {
+            return found;
+        }
+        let tree = self.tree;
+        let mut seen = HashSet::new();
+        // Errors end the pass early: what was not found is looked up alone.
+        let _ = tree.scan_nodes(root.blockset(), root.bref.data_off.get(), lo, hi, &mut |n| {
+            let key = n.bref.key.get();
+            if n.bref.kind() != BlockrefType::Inode || !wanted.contains(&key) || !seen.insert(key) {
+                return Ok(Flow::Continue);
+            }
+            if let Ok(data) = tree.node_inode(n) {
+                if data.meta.inum.get() == key {
+                    found.insert(key, Inode { bref: n.bref, loc: n.location(), data });
+                }
+            }
+            Ok(Flow::Continue)
+        });
+        found
     }
 
     /// Resolves an absolute or PFS-relative path (symlinks are not followed).

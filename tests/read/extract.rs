@@ -159,6 +159,7 @@ use crate::common::reseal::{find_chain, reseal, Image};
 use hammer2::format::{BlockrefType, InodeMeta, ObjType};
 use hammer2::host::extract::{extract_with, ExtractOptions, ModePolicy};
 use hammer2::read::namespace::{self, Finding, FindingKind, Limits, Step, Visitor};
+use hammer2::read::view::ViewInode;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -451,7 +452,7 @@ fn census(img: &str, limits: Limits) -> (hammer2::Result<namespace::NamespaceSta
     let tree = Tree::new(&fs);
     let pfs = Pfs::default(&tree).unwrap();
     let mut c = Census::default();
-    let r = namespace::traverse(&pfs, &pfs.root, "/", limits, &mut c);
+    let r = namespace::traverse(&pfs, &ViewInode::on_media(&pfs.root), "/", limits, &mut c);
     (r, c)
 }
 
@@ -749,7 +750,7 @@ fn files_in_order(img: &str) -> Vec<(String, u64, u64, Option<hammer2::format::B
     let tree = Tree::new(&fs);
     let pfs = Pfs::default(&tree).unwrap();
     let mut v = Order(Vec::new());
-    namespace::traverse(&pfs, &pfs.root, "/", Limits::default(), &mut v).unwrap();
+    namespace::traverse(&pfs, &ViewInode::on_media(&pfs.root), "/", Limits::default(), &mut v).unwrap();
     v.0
 }
 

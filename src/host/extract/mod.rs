@@ -1,8 +1,12 @@
-//! Extraction of a file or a tree from a PFS into a host directory.
+//! Extraction of a file or a tree from a PFS into a host directory: the one
+//! extraction, written against the one read interface ([`FsView`]), so the
+//! committed image (`hammer2_edit IMG get`) and a write session's
+//! uncommitted state (`get` inside a writing script, after the commands
+//! before it) are extracted by the same code, with the same promises.
 //!
-//! `extract(pfs, PATH, DEST)` puts the object at PATH into DEST under its own
-//! name (`DEST/NAME`); the PFS root (`/`) is extracted as DEST itself. DEST
-//! is created if missing, but not its parents.
+//! `extract(view, PATH, DEST)` puts the object at PATH into DEST under its
+//! own name (`DEST/NAME`); the PFS root (`/`) is extracted as DEST itself.
+//! DEST is created if missing, but not its parents.
 //!
 //! Nothing is written outside DEST, and DEST's parent is never touched:
 //! - PATH is resolved from the PFS root component by component; `.` and
@@ -12,7 +16,10 @@
 //!   or holds `/` or NUL, and so is a name repeated in one directory;
 //! - the tree is walked by [`namespace::traverse`]: a directory is entered
 //!   once (one named twice, or inside itself, is an error naming its path
-//!   and inode number), depth and work are bounded;
+//!   and inode number), depth and work are bounded; what the walk finds
+//!   wrong with the image is corruption ([`crate::Error::Corrupt`] with a
+//!   [`crate::error::CorruptKind::Namespace`] or `TooManyEntries`, or
+//!   [`crate::Error::HostileName`]), never an error of the user's input;
 //! - files and symlinks are created with `O_CREAT|O_EXCL` semantics, so an
 //!   existing entry (a planted symlink, say) is never written through, and
 //!   symlinks are created, never followed; a directory is reused only if it
@@ -28,24 +35,32 @@
 //! (inodes with nlinks > 1 named twice) become hard links. Holes stay holes.
 //! Device nodes, FIFOs and sockets are skipped and listed.
 //!
-//! Speed: the calling thread walks the namespace, makes directories and
-//! symlinks; worker threads ([`ExtractOptions::threads`], one per core by
-//! default) each extract whole regular files: read, verify and decompress
-//! the blocks into a small reused buffer, `pwrite` it, then set time,
-//! owner and mode. A directory's time and mode, and a hard link's further
-//! names, wait until the files handed out before them are done, so the
-//! result, and the error reported, are those of a single thread (see
-//! `pipeline`). Memory stays flat: a bounded queue of files (paths, no
-//! contents) and one 128 KiB buffer per thread.
+//! Speed: the calling thread walks the namespace (reading each directory's
+//! inodes ahead where the view can, [`FsView::read_ahead`]), makes
+//! directories and symlinks; worker threads ([`ExtractOptions::threads`],
+//! one per core by default) each extract whole regular files: read, verify
+//! and decompress the blocks into a small reused buffer, `pwrite` it, then
+//! set time, owner and mode. A directory's time and mode, and a hard link's
+//! further names, wait until the files handed out before them are done, so
+//! the result, and the error reported, are those of a single thread (see
+//! `pipeline`). Memory stays flat: a bounded queue of files (paths and
+//! inodes, no contents) and one 128 KiB buffer per thread.
+//!
+//! The view must be `Sync` for that: both views are. The committed image
+//! is a read-only mapping; a session is only read while it extracts (the
+//! editor holds it shared) and keeps no interior mutability, so its worker
+//! threads read its chains as they read the image's blocks. A single-thread
+//! fallback for views that could not be shared was the alternative; it
+//! would have kept a second, slower path alive for the session's `get`,
+//! which is what this module exists to avoid.
 
 mod pipeline;
 
 use crate::error::{Error, Result};
 use crate::format::{InodeMeta, ObjType};
-use crate::read::file::{read_file, read_link, SparseFileSink};
+use crate::read::file::SparseFileSink;
 use crate::read::namespace::{self, Entry, Limits, Step, Visitor};
-use crate::read::pfs::{Inode, Pfs};
-use crate::read::tree::Tree;
+use crate::read::view::{FsView, ViewInode};
 use pipeline::{Closer, Counts, Pipeline, Shared};
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -141,7 +156,7 @@ impl Default for ExtractOptions {
     }
 }
 
-pub(crate) fn host_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
+fn host_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
 }
 
@@ -150,25 +165,25 @@ fn refuse(path: &Path, why: impl Into<String>) -> Error {
 }
 
 /// HAMMER2 times are microseconds since the epoch.
-pub(crate) fn to_time(us: u64) -> SystemTime {
+fn to_time(us: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_micros(us)
 }
 
-/// Extracts `path` of `pfs` into `hostdir` with the default options (no
+/// Extracts `path` of `view` into `hostdir` with the default options (no
 /// `force`, the process's mode policy). See the module documentation.
-pub fn extract(
-    pfs: &Pfs<'_>,
+pub fn extract<V: FsView + Sync + ?Sized>(
+    view: &V,
     path: &str,
     hostdir: &Path,
     progress: &mut dyn FnMut(&ExtractStats),
 ) -> Result<ExtractStats> {
-    extract_with(pfs, path, hostdir, &ExtractOptions::default(), progress)
+    extract_with(view, path, hostdir, &ExtractOptions::default(), progress)
 }
 
-/// Extracts `path` of `pfs` into `hostdir`: the PFS root's contents into
+/// Extracts `path` of `view` into `hostdir`: the PFS root's contents into
 /// `hostdir` itself, anything else as `hostdir/NAME`.
-pub fn extract_with(
-    pfs: &Pfs<'_>,
+pub fn extract_with<V: FsView + Sync + ?Sized>(
+    view: &V,
     path: &str,
     hostdir: &Path,
     opts: &ExtractOptions,
@@ -176,7 +191,7 @@ pub fn extract_with(
 ) -> Result<ExtractStats> {
     let parts = namespace::user_path(path)?;
     let shown = format!("/{}", parts.join("/"));
-    let ino = pfs.resolve(path)?;
+    let (_, ino) = view.resolve(path)?;
     // The target: DEST for the root, DEST/NAME otherwise.
     let target = match parts.last() {
         None => hostdir.to_path_buf(),
@@ -187,12 +202,11 @@ pub fn extract_with(
     };
     let host = Host { force: opts.force, modes: opts.modes };
     host.prepare_target(hostdir, &target, parts.is_empty(), ino.is_dir())?;
-    let files = Files { tree: pfs.tree, host };
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let run = |job: &FileJob<'_>, buf: &mut Vec<u8>| files.extract(job, buf);
+    let run = |job: &FileJob<'_>, buf: &mut Vec<u8>| extract_file(view, host, job, buf);
     let shared = Shared::new();
     std::thread::scope(|scope| {
         let _closer = Closer(&shared);
@@ -202,8 +216,8 @@ pub fn extract_with(
             let _ = std::thread::Builder::new().spawn_scoped(scope, || shared.work(&run));
         }
         let mut x = Extractor {
-            pfs,
-            files: &files,
+            view,
+            host,
             stats: ExtractStats::default(),
             links: HashMap::new(),
             dirs: Vec::new(),
@@ -221,11 +235,11 @@ pub fn extract_with(
     })
 }
 
-impl<'a> Extractor<'a, '_, '_, '_> {
+impl<'v, V: FsView + ?Sized> Extractor<'v, '_, '_, V> {
     /// Extracts `ino` as `target`: a directory tree, or a single file.
     fn walk(
         &mut self,
-        ino: &Inode<'a>,
+        ino: &ViewInode<'v>,
         target: &Path,
         shown: &str,
         root: bool,
@@ -239,19 +253,17 @@ impl<'a> Extractor<'a, '_, '_, '_> {
             fs::set_permissions(target, fs::Permissions::from_mode(0o700))
                 .map_err(host_err(target, "chmod"))?;
         } else {
-            self.files.host.make_dir(target, true)?;
+            self.host.make_dir(target, true)?;
         }
         self.dirs.push(target.to_path_buf());
-        let limits = opts.limits.unwrap_or_else(|| Limits::for_fs(self.pfs.tree.fs));
-        namespace::traverse(self.pfs, ino, shown, limits, self).map(|_| ())
+        let limits = opts.limits.unwrap_or_else(|| Limits::for_fs(self.view.fs()));
+        namespace::traverse(self.view, ino, shown, limits, self).map(|_| ())
     }
 }
 
-/// Where and how extracted files are made on the host: the rules this
-/// module and the session-side extraction (`get` in a writing script,
-/// `edit::get`) share.
+/// Where and how extracted files are made on the host.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Host {
+struct Host {
     /// Replace what exists (see [`ExtractOptions::force`]).
     pub force: bool,
     pub modes: ModePolicy,
@@ -261,7 +273,7 @@ impl Host {
     /// Creates DEST if missing and, without `force`, refuses a `target`
     /// that exists (an empty directory aside, for a directory). `root`:
     /// the target is DEST itself (the PFS root's contents go there).
-    pub(crate) fn prepare_target(&self, dest: &Path, target: &Path, root: bool, is_dir: bool) -> Result<()> {
+    fn prepare_target(&self, dest: &Path, target: &Path, root: bool, is_dir: bool) -> Result<()> {
         prepare_dest(dest)?;
         if self.force {
             return Ok(());
@@ -283,7 +295,7 @@ impl Host {
     /// Creates a directory, writable while it is filled. With `force` (or
     /// for the target, already checked to be empty) an existing directory
     /// is reused.
-    pub(crate) fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
+    fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
         match fs::symlink_metadata(host) {
             Ok(m) if m.is_dir() && (self.force || target) => {}
             Ok(_) if self.force => {
@@ -296,7 +308,7 @@ impl Host {
     }
 
     /// With `force`, removes a non-directory at `host` so it can be created anew.
-    pub(crate) fn make_room(&self, host: &Path) -> Result<()> {
+    fn make_room(&self, host: &Path) -> Result<()> {
         if !self.force {
             return Ok(());
         }
@@ -308,7 +320,7 @@ impl Host {
     }
 
     /// A directory's entries are in: its time, owner and mode.
-    pub(crate) fn finish_dir(&self, host: &Path, meta: &InodeMeta) -> Result<()> {
+    fn finish_dir(&self, host: &Path, meta: &InodeMeta) -> Result<()> {
         let f = fs::File::open(host).map_err(host_err(host, "open"))?;
         f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
         if self.modes == ModePolicy::Preserve {
@@ -325,7 +337,7 @@ impl Host {
     /// as the umask or a default ACL let them be, so that most files need
     /// no chmod (the descriptor writes whatever they are); setuid and
     /// setgid come after the owner, in [`finish_file`](Self::finish_file).
-    pub(crate) fn create_file(&self, host: &Path, meta: &InodeMeta) -> Result<fs::File> {
+    fn create_file(&self, host: &Path, meta: &InodeMeta) -> Result<fs::File> {
         self.make_room(host)?;
         fs::OpenOptions::new()
             .write(true)
@@ -337,13 +349,7 @@ impl Host {
 
     /// A regular file's contents are written up to `written` (past it only
     /// holes): its length, time, owner and mode.
-    pub(crate) fn finish_file(
-        &self,
-        f: &fs::File,
-        host: &Path,
-        meta: &InodeMeta,
-        written: u64,
-    ) -> Result<()> {
+    fn finish_file(&self, f: &fs::File, host: &Path, meta: &InodeMeta, written: u64) -> Result<()> {
         // A file whose last bytes were written is as long as they make it:
         // no ftruncate (a metadata update per file).
         let size = meta.size.get();
@@ -389,39 +395,33 @@ fn is_empty_dir(p: &Path) -> Result<bool> {
 }
 
 /// A regular file for a worker to extract.
-struct FileJob<'a> {
-    inode: Inode<'a>,
+struct FileJob<'v> {
+    inode: ViewInode<'v>,
     host: PathBuf,
     /// Its path in the PFS, for messages.
     shown: String,
 }
 
 /// What waits for files to be finished.
-enum Deferred<'a> {
+enum Deferred<'v> {
     /// A further name of a multiply-linked file (after the first is made).
     Link { first: PathBuf, host: PathBuf },
     /// A directory's time, owner and mode (after its contents).
-    Dir { host: PathBuf, inode: Inode<'a> },
+    Dir { host: PathBuf, inode: ViewInode<'v> },
 }
 
-/// What extracting one file needs, shared by every thread.
-struct Files<'a> {
-    tree: Tree<'a>,
+type Pipe<'s, 'r, 'v> = Pipeline<'s, 'r, FileJob<'v>, Deferred<'v>, Vec<u8>>;
+
+struct Extractor<'v, 's, 'r, V: ?Sized> {
+    view: &'v V,
     host: Host,
-}
-
-type Pipe<'s, 'r, 'a> = Pipeline<'s, 'r, FileJob<'a>, Deferred<'a>, Vec<u8>>;
-
-struct Extractor<'a, 'p, 's, 'r> {
-    pfs: &'p Pfs<'a>,
-    files: &'r Files<'a>,
     stats: ExtractStats,
     /// First host path of each multiply-linked inode.
     links: HashMap<u64, PathBuf>,
     /// Host paths of the directories being filled, outermost first.
     dirs: Vec<PathBuf>,
-    progress: &'p mut dyn FnMut(&ExtractStats),
-    pipe: Pipe<'s, 'r, 'a>,
+    progress: &'r mut dyn FnMut(&ExtractStats),
+    pipe: Pipe<'s, 'r, 'v>,
     /// The walk is being stopped (an error already recorded by the pipeline).
     stopping: bool,
 }
@@ -429,16 +429,16 @@ struct Extractor<'a, 'p, 's, 'r> {
 /// The error a visitor returns to stop the walk once the pipeline holds
 /// the real one (never returned to the caller).
 fn stop() -> Error {
-    Error::InvalidArgument("extraction stopped".into())
+    Error::Internal("extraction stopped".into())
 }
 
-impl<'a> Visitor<'a> for Extractor<'a, '_, '_, '_> {
-    fn entry(&mut self, e: &Entry<'_, 'a>) -> Result<Step> {
+impl<'v, V: FsView + ?Sized> Visitor<'v> for Extractor<'v, '_, '_, V> {
+    fn entry(&mut self, e: &Entry<'_, 'v>) -> Result<Step> {
         // OK to unwrap: the start directory is pushed before the traversal,
         // and only popped by its own `leave`, which comes last.
         let host = self.dirs.last().unwrap().join(OsStr::from_bytes(&e.dirent.name));
         let step = if e.inode.is_dir() {
-            self.files.host.make_dir(&host, false)?;
+            self.host.make_dir(&host, false)?;
             self.dirs.push(host);
             Step::Descend
         } else {
@@ -449,7 +449,7 @@ impl<'a> Visitor<'a> for Extractor<'a, '_, '_, '_> {
         Ok(step)
     }
 
-    fn leave(&mut self, _path: &str, dir: &Inode<'a>) -> Result<()> {
+    fn leave(&mut self, _path: &str, dir: &ViewInode<'v>) -> Result<()> {
         // OK to unwrap: every `leave` matches a push (see `entry`).
         let host = self.dirs.pop().unwrap();
         self.pipe.defer(Deferred::Dir { host, inode: dir.clone() });
@@ -457,9 +457,9 @@ impl<'a> Visitor<'a> for Extractor<'a, '_, '_, '_> {
     }
 }
 
-impl<'a> Extractor<'a, '_, '_, '_> {
+impl<'v, V: FsView + ?Sized> Extractor<'v, '_, '_, V> {
     /// Extracts a non-directory (a regular file through the pipeline).
-    fn place(&mut self, ino: &Inode<'a>, host: PathBuf, shown: String) -> Result<()> {
+    fn place(&mut self, ino: &ViewInode<'v>, host: PathBuf, shown: String) -> Result<()> {
         crate::interrupt::check()?;
         let meta = &ino.data.meta;
         match ino.obj_type() {
@@ -478,11 +478,11 @@ impl<'a> Extractor<'a, '_, '_, '_> {
                 return Ok(());
             }
             ObjType::Softlink => {
-                self.files.host.make_room(&host)?;
-                let target = read_link(&self.pfs.tree, ino).map_err(|e| in_file(e, &shown, ino))?;
+                self.host.make_room(&host)?;
+                let target = self.view.read_link(ino).map_err(|e| in_file(e, &shown, ino))?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&target), &host)
                     .map_err(host_err(&host, "symlink"))?;
-                if self.files.host.modes == ModePolicy::Preserve {
+                if self.host.modes == ModePolicy::Preserve {
                     std::os::unix::fs::lchown(&host, Some(meta.unix_uid()), Some(meta.unix_gid()))
                         .map_err(host_err(&host, "chown"))?;
                 }
@@ -538,16 +538,16 @@ impl<'a> Extractor<'a, '_, '_, '_> {
         }
     }
 
-    fn apply(&mut self, op: Deferred<'a>) -> Result<()> {
+    fn apply(&mut self, op: Deferred<'v>) -> Result<()> {
         match op {
             Deferred::Link { first, host } => {
-                self.files.host.make_room(&host)?;
+                self.host.make_room(&host)?;
                 fs::hard_link(&first, &host).map_err(host_err(&host, "link"))?;
                 self.stats.hardlinks += 1;
             }
             Deferred::Dir { host, inode } => {
                 // Time, owner and mode last: a read-only directory must still be filled.
-                self.files.host.finish_dir(&host, &inode.data.meta)?;
+                self.host.finish_dir(&host, &inode.data.meta)?;
                 self.stats.dirs += 1;
             }
         }
@@ -570,7 +570,7 @@ impl<'a> Extractor<'a, '_, '_, '_> {
 }
 
 /// A corruption met in a file's contents, with the file's path and inode.
-fn in_file(e: Error, shown: &str, ino: &Inode<'_>) -> Error {
+fn in_file(e: Error, shown: &str, ino: &ViewInode<'_>) -> Error {
     match e {
         e @ Error::Corrupt(_) => {
             Error::InFile { path: shown.to_string(), inum: ino.inum(), source: Box::new(e) }
@@ -579,19 +579,22 @@ fn in_file(e: Error, shown: &str, ino: &Inode<'_>) -> Error {
     }
 }
 
-impl Files<'_> {
-    /// Extracts a regular file: contents, then time, owner and mode.
-    /// Returns its size. `buf` is the running thread's write buffer.
-    fn extract(&self, job: &FileJob<'_>, buf: &mut Vec<u8>) -> Result<u64> {
-        let (ino, host) = (&job.inode, job.host.as_path());
-        let meta = &ino.data.meta;
-        let f = self.host.create_file(host, meta)?;
-        let mut sink = SparseFileSink::new(&f, buf);
-        let size = read_file(&self.tree, ino, &mut sink).map_err(|e| in_file(e, &job.shown, ino))?;
-        let written = sink.finish().map_err(host_err(host, "write"))?;
-        self.host.finish_file(&f, host, meta, written)?;
-        Ok(size)
-    }
+/// Extracts a regular file (a worker's job): contents, then time, owner
+/// and mode. Returns its size. `buf` is the running thread's write buffer.
+fn extract_file<V: FsView + ?Sized>(
+    view: &V,
+    host: Host,
+    job: &FileJob<'_>,
+    buf: &mut Vec<u8>,
+) -> Result<u64> {
+    let (ino, path) = (&job.inode, job.host.as_path());
+    let meta = &ino.data.meta;
+    let f = host.create_file(path, meta)?;
+    let mut sink = SparseFileSink::new(&f, buf);
+    let size = view.read_data(ino, &mut sink).map_err(|e| in_file(e, &job.shown, ino))?;
+    let written = sink.finish().map_err(host_err(path, "write"))?;
+    host.finish_file(&f, path, meta, written)?;
+    Ok(size)
 }
 
 #[cfg(test)]

@@ -1,11 +1,17 @@
 //! A session's PFS as a [`FsView`]: the image as the operations so far left
 //! it, committed or not.
+//!
+//! A session is only read here (`&Session`), and holds no interior
+//! mutability, so a [`SessionView`] is `Sync`: the extraction's worker
+//! threads read files of the session's state as they read the committed
+//! image's.
 
 use super::{PfsRef, Session};
 use crate::error::Result;
-use crate::format::InodeData;
+use crate::read::file::Sink;
 use crate::read::pfs::DirEntry;
-use crate::read::view::FsView;
+use crate::read::view::{FsView, InodeRef, ViewInode};
+use crate::Hammer2;
 
 /// PFS `pfs` of `session`, read through the session's chains.
 pub struct SessionView<'s> {
@@ -14,6 +20,10 @@ pub struct SessionView<'s> {
 }
 
 impl FsView for SessionView<'_> {
+    fn fs(&self) -> &Hammer2 {
+        &self.session.fs
+    }
+
     fn label(&self) -> String {
         self.pfs.label.clone()
     }
@@ -22,8 +32,9 @@ impl FsView for SessionView<'_> {
         self.pfs.root_inum
     }
 
-    fn inode(&self, inum: u64) -> Result<InodeData> {
-        self.session.inode_data(self.pfs, inum)
+    /// Before a commit an inode's blockref is not meaningful: none is given.
+    fn inode(&self, inum: u64) -> Result<ViewInode<'_>> {
+        Ok(ViewInode { data: InodeRef::Owned(Box::new(self.session.inode_data(self.pfs, inum)?)), at: None })
     }
 
     fn lookup(&self, dir: u64, name: &[u8]) -> Result<Option<DirEntry>> {
@@ -44,7 +55,36 @@ impl FsView for SessionView<'_> {
             .collect())
     }
 
-    fn read(&self, inum: u64, out: &mut dyn std::io::Write) -> Result<()> {
-        self.session.read_data(self.pfs, inum, out)
+    fn read_data(&self, ino: &ViewInode<'_>, out: &mut dyn Sink) -> Result<u64> {
+        self.session.read_data(self.pfs, ino.inum(), &mut Holes(out))?;
+        Ok(ino.data.meta.size.get())
+    }
+}
+
+/// [`Session::read_data`] writes holes out as zeros: runs of zeros go to
+/// the sink as holes again (a host file keeps them unallocated).
+struct Holes<'o>(&'o mut dyn Sink);
+
+impl std::io::Write for Holes<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.iter().all(|&b| b == 0) {
+            self.0.hole(buf.len() as u64)?;
+        } else {
+            self.0.data(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_session_view_can_be_shared_between_threads() {
+        fn sync<T: Sync>() {}
+        sync::<super::SessionView<'_>>();
     }
 }
