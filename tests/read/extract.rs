@@ -820,3 +820,53 @@ fn a_corrupt_block_amid_many_files_is_reported_with_its_path_as_one_thread_would
     );
     assert_eq!(text(&o.stdout), "hello, hammer2\n");
 }
+
+/// `get` inside a writing script is the same extraction, on the session's
+/// state: image damage it meets there (a directory reached twice, nesting
+/// past the limit, too many entries) is typed corruption, as on the
+/// committed image, and the session's own changes are extracted with it.
+#[test]
+fn a_sessions_get_reports_image_damage_as_corruption() {
+    use hammer2::error::CorruptKind;
+    use hammer2::write::session::{Attrs, Session, SessionView};
+    let namespace_kind = |e: &hammer2::Error| match e {
+        hammer2::Error::Corrupt(c) => Some(c.kind.clone()),
+        _ => None,
+    };
+    let (img, _) = dag_image();
+    // Not dry runs: a dry-run session refuses to read back some blocks of
+    // these images ("a dry run keeps only 64 MiB ..."), a matter of its
+    // own. Nothing is committed; the images are scratch copies.
+    let mut s = Session::open(img.spec(), false).unwrap();
+    let pfs = s.pfs(None).unwrap();
+    s.mkdir(&pfs, "/fresh", Attrs::now(0o755), false).unwrap();
+    let view = SessionView { session: &s, pfs: &pfs };
+    let d = tempfile::tempdir().unwrap();
+    let e = extract_with(&view, "/", &d.path().join("all"), &opts(false), &mut |_| {}).unwrap_err();
+    assert!(matches!(namespace_kind(&e), Some(CorruptKind::Namespace { .. })), "{e:?}");
+    assert!(e.to_string().contains("reached a second time"), "{e}");
+    // The same error as the committed image gives (where the inode lies
+    // aside: before a commit the session knows no blockref for it).
+    let committed = get(img.spec(), "/", &d.path().join("committed"), &opts(false)).unwrap_err();
+    let what = |e: &hammer2::Error| e.to_string().split(" at ").next().unwrap().to_string();
+    assert_eq!(what(&e), what(&committed));
+    // What the session made, away from the damage, extracts.
+    let st = extract_with(&view, "/fresh", d.path(), &opts(false), &mut |_| {}).unwrap();
+    assert!(d.path().join("fresh").is_dir() && st.dirs == 1, "{st:?}");
+
+    // Bounds: nesting and entries.
+    let scratch = tempfile::tempdir().unwrap();
+    let spec = crate::common::scratch_copy("varied", scratch.path());
+    let mut s = Session::open(spec.to_str().unwrap(), false).unwrap();
+    let pfs = s.pfs(None).unwrap();
+    s.mkdir(&pfs, "/fresh", Attrs::now(0o755), false).unwrap();
+    let view = SessionView { session: &s, pfs: &pfs };
+    let deep =
+        ExtractOptions { limits: Some(Limits { max_depth: 10, max_entries: u64::MAX }), ..opts(false) };
+    let e = extract_with(&view, "/level00", &d.path().join("deep"), &deep, &mut |_| {}).unwrap_err();
+    assert!(matches!(namespace_kind(&e), Some(CorruptKind::Namespace { .. })), "{e:?}");
+    assert!(e.to_string().contains("nested deeper than 10 levels"), "{e}");
+    let few = ExtractOptions { limits: Some(Limits { max_depth: 64, max_entries: 100 }), ..opts(false) };
+    let e = extract_with(&view, "/", &d.path().join("few"), &few, &mut |_| {}).unwrap_err();
+    assert!(matches!(namespace_kind(&e), Some(CorruptKind::TooManyEntries { max: 100, .. })), "{e:?}");
+}
