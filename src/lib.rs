@@ -9,9 +9,9 @@
 //! | [`device`] | volumes behind a small backend trait (mapped files, memory), barriers, locks |
 //! | [`volume`] | volume-header copies, volume sets and their geometry |
 //! | [`freemap`] | the freemap's one geometry and leaf model (used by reader, allocator and checker) |
-//! | [`read`] | the media tree: traversal engine, blockref media, PFSs, namespace, file contents |
+//! | [`read`] | the media tree: traversal engine, blockref media, PFSs, file contents; one read interface ([`read::view::FsView`]) over the committed image or a session's state, and the namespace walk on it |
 //! | [`write`] | the write engine: chains, the allocator, flush, write sessions and their operations |
-//! | [`host`] | host trees in and out: import (populate, `put -r`) and extraction |
+//! | [`host`] | host trees in and out: import (populate, `put -r`) and the one extraction, over any [`read::view::FsView`] |
 //! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`] | the operations behind the binaries |
 //! | [`cli`] | clap definitions of every binary (man pages and completions come from them) |
 //!

@@ -18,7 +18,7 @@ pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn W
     match cmd {
         EditCommand::Cat { path } => {
             let (inum, ip) = view.resolve(path)?;
-            if ip.is_dir() {
+            if ip.data.is_dir() {
                 return Err(Error::IsADirectory(path.clone()));
             }
             let mut buf = std::io::BufWriter::new(&mut *out);
@@ -48,7 +48,7 @@ pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn W
         EditCommand::Ls { long, all, path } => {
             let (inum, ip) = view.resolve(path)?;
             let mut out = std::io::BufWriter::new(out);
-            if !ip.is_dir() {
+            if !ip.data.is_dir() {
                 let name = path.rsplit('/').next().unwrap_or(path).to_string();
                 entry(view, &ip, name.as_bytes(), *long, &mut out)?;
             } else {
@@ -73,6 +73,7 @@ pub(super) fn read_command(view: &dyn FsView, cmd: &EditCommand, out: &mut dyn W
 
 /// One `ls` line of inode `ip`.
 fn entry(view: &dyn FsView, ip: &ViewInode<'_>, name: &[u8], long: bool, out: &mut dyn Write) -> Result<()> {
-    let target = if long && ip.obj_type() == ObjType::Softlink { Some(view.read_link(ip)?) } else { None };
+    let target =
+        if long && ip.data.obj_type() == ObjType::Softlink { Some(view.read_link(ip)?) } else { None };
     write_entry(&ip.data, name, long, target.as_deref(), out)
 }

@@ -103,6 +103,19 @@ impl InodeData {
     }
 
     /// The embedded blockset (meaningless when the inode holds direct data).
+    /// The inode's number.
+    pub fn inum(&self) -> u64 {
+        self.meta.inum.get()
+    }
+
+    pub fn obj_type(&self) -> ObjType {
+        self.meta.obj_type()
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.obj_type() == ObjType::Directory
+    }
+
     pub fn blockset(&self) -> &[Blockref] {
         let set = Blockref::table(&self.u);
         debug_assert_eq!(set.len(), SET_COUNT);

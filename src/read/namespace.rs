@@ -252,7 +252,7 @@ impl<'v, V: FsView + ?Sized> Traversal<'v, V> {
         let used = &mut self.stats.entries;
         let budget_err = |path: &str, inode: &ViewInode<'_>| {
             Error::corrupt(
-                CorruptKind::TooManyEntries { path: path.to_string(), inum: inode.inum(), max },
+                CorruptKind::TooManyEntries { path: path.to_string(), inum: inode.data.inum(), max },
                 inode.location(),
             )
         };
@@ -287,11 +287,11 @@ pub fn traverse<'v, V: FsView + ?Sized>(
     limits: Limits,
     visitor: &mut dyn Visitor<'v>,
 ) -> Result<NamespaceStats> {
-    if !start.is_dir() {
-        return Err(Error::NotADirectory(format!("{start_path} (inode {})", start.inum())));
+    if !start.data.is_dir() {
+        return Err(Error::NotADirectory(format!("{start_path} (inode {})", start.data.inum())));
     }
     let mut t = Traversal { view, limits, visited: HashSet::new(), stats: NamespaceStats::default() };
-    t.visited.insert(start.inum());
+    t.visited.insert(start.data.inum());
     let mut stack = vec![t.open(start.clone(), start_path.to_string(), 0)?];
     while let Some(top) = stack.last_mut() {
         let Some((dirent, dup)) = top.entries.next() else {
@@ -319,9 +319,10 @@ pub fn traverse<'v, V: FsView + ?Sized>(
             Some(ino) => ino,
             None => view.inode(dirent.inum)?,
         };
-        if inode.is_dir() {
-            let late = if !t.visited.insert(inode.inum()) {
-                let ancestor = stack.iter().find(|f| f.inode.inum() == inode.inum()).map(|f| f.path.clone());
+        if inode.data.is_dir() {
+            let late = if !t.visited.insert(inode.data.inum()) {
+                let ancestor =
+                    stack.iter().find(|f| f.inode.data.inum() == inode.data.inum()).map(|f| f.path.clone());
                 Some(finding(FindingKind::Revisited { ancestor }, Some(inode.location())))
             } else if depth >= limits.max_depth {
                 Some(finding(FindingKind::TooDeep(limits.max_depth), Some(inode.location())))
@@ -337,7 +338,7 @@ pub fn traverse<'v, V: FsView + ?Sized>(
         // OK to unwrap: the stack is not empty inside the loop.
         let parent = &stack.last().unwrap().path;
         let step = visitor.entry(&Entry { parent, depth, dirent: &dirent, inode: &inode })?;
-        if inode.is_dir() && step == Step::Descend {
+        if inode.data.is_dir() && step == Step::Descend {
             let frame = t.open(inode, path, depth)?;
             stack.push(frame);
         }

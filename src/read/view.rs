@@ -13,7 +13,7 @@
 //! [`FsView::read_data`] hands out holes as holes rather than as zeros.
 
 use crate::error::{CorruptKind, Error, Location, Result};
-use crate::format::{Blockref, InodeData, ObjType};
+use crate::format::{Blockref, InodeData};
 use crate::read::file::{read_file, Sink, WriteSink};
 use crate::read::pfs::{user_path, DirEntry, Inode, Pfs};
 use crate::read::tree::Flow;
@@ -42,8 +42,9 @@ impl std::ops::Deref for InodeRef<'_> {
     }
 }
 
-/// An inode as a view hands it out: its contents and, when it lies on
-/// media, the blockref that reaches it and where that sits.
+/// An inode as a view hands it out: its contents (`data`: its number,
+/// type and the rest through [`InodeData`]) and, when it lies on media, the
+/// blockref that reaches it and where that sits.
 #[derive(Clone)]
 pub struct ViewInode<'v> {
     pub data: InodeRef<'v>,
@@ -55,27 +56,6 @@ impl<'v> ViewInode<'v> {
     /// An inode of the committed image.
     pub fn on_media(ino: &Inode<'v>) -> Self {
         ViewInode { data: InodeRef::Mapped(ino.data), at: Some((ino.bref, ino.loc.clone())) }
-    }
-
-    pub fn inum(&self) -> u64 {
-        self.data.meta.inum.get()
-    }
-
-    pub fn obj_type(&self) -> ObjType {
-        self.data.meta.obj_type()
-    }
-
-    pub fn is_dir(&self) -> bool {
-        self.obj_type() == ObjType::Directory
-    }
-
-    /// The inode's blockset (empty when it embeds its data).
-    pub fn blockset(&self) -> &[Blockref] {
-        if self.data.meta.is_directdata() {
-            &[]
-        } else {
-            self.data.blockset()
-        }
     }
 
     /// Where the inode lies, for errors (the default location when it is
@@ -110,7 +90,7 @@ pub trait FsView {
     /// directory first ([`FsView::readdir`]); a view that can stream does,
     /// so that a walk's entry budget stops a hostile directory early.
     fn scan_dir(&self, dir: &ViewInode<'_>, visit: &mut dyn FnMut(DirEntry) -> Result<Flow>) -> Result<()> {
-        for e in self.readdir(dir.inum())? {
+        for e in self.readdir(dir.data.inum())? {
             if visit(e)? == Flow::Stop {
                 break;
             }
@@ -162,7 +142,7 @@ pub trait FsView {
         for part in user_path(path)? {
             so_far.push('/');
             so_far.push_str(part);
-            if !ip.is_dir() {
+            if !ip.data.is_dir() {
                 return Err(Error::NotADirectory(so_far));
             }
             let e = self.lookup(inum, part.as_bytes())?.ok_or_else(|| Error::NotFound(so_far.clone()))?;
@@ -208,7 +188,7 @@ impl FsView for Pfs<'_> {
                 let dir = Inode { bref, loc: loc.clone(), data: &dir.data };
                 Pfs::scan_dir(self, &dir, 0, u64::MAX, visit)
             }
-            None => Pfs::scan_dir(self, &Pfs::inode(self, dir.inum())?, 0, u64::MAX, visit),
+            None => Pfs::scan_dir(self, &Pfs::inode(self, dir.data.inum())?, 0, u64::MAX, visit),
         }
     }
 
@@ -223,7 +203,7 @@ impl FsView for Pfs<'_> {
                 read_file(&self.tree, &ino, out)
             }
             // Not one of this view's (a copy made elsewhere): read it afresh.
-            None => read_file(&self.tree, &Pfs::inode(self, ino.inum())?, out),
+            None => read_file(&self.tree, &Pfs::inode(self, ino.data.inum())?, out),
         }
     }
 }

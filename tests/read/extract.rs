@@ -436,8 +436,8 @@ struct Census {
 impl<'a> Visitor<'a> for Census {
     fn entry(&mut self, e: &namespace::Entry<'_, 'a>) -> hammer2::Result<Step> {
         self.entries += 1;
-        if e.inode.is_dir() {
-            *self.entered.entry(e.inode.inum()).or_default() += 1;
+        if e.inode.data.is_dir() {
+            *self.entered.entry(e.inode.data.inum()).or_default() += 1;
         }
         Ok(Step::Descend)
     }
@@ -738,10 +738,11 @@ fn files_in_order(img: &str) -> Vec<(String, u64, u64, Option<hammer2::format::B
     struct Order(Vec<(String, u64, u64, Option<hammer2::format::Blockref>)>);
     impl<'a> Visitor<'a> for Order {
         fn entry(&mut self, e: &namespace::Entry<'_, 'a>) -> hammer2::Result<Step> {
-            if e.inode.obj_type() == ObjType::Regfile {
-                let data =
-                    e.inode.blockset().iter().find(|b| b.kind() == BlockrefType::Data && b.radix() != 0);
-                self.0.push((e.path(), e.inode.inum(), e.inode.data.meta.size.get(), data.copied()));
+            if e.inode.data.obj_type() == ObjType::Regfile {
+                let set: &[hammer2::format::Blockref] =
+                    if e.inode.data.meta.is_directdata() { &[] } else { e.inode.data.blockset() };
+                let data = set.iter().find(|b| b.kind() == BlockrefType::Data && b.radix() != 0);
+                self.0.push((e.path(), e.inode.data.inum(), e.inode.data.meta.size.get(), data.copied()));
             }
             Ok(Step::Descend)
         }

@@ -196,12 +196,12 @@ pub fn extract_with<V: FsView + Sync + ?Sized>(
     let target = match parts.last() {
         None => hostdir.to_path_buf(),
         Some(name) => {
-            check_name(name.as_bytes(), ino.inum(), "")?;
+            check_name(name.as_bytes(), ino.data.inum(), "")?;
             hostdir.join(name)
         }
     };
     let host = Host { force: opts.force, modes: opts.modes };
-    host.prepare_target(hostdir, &target, parts.is_empty(), ino.is_dir())?;
+    host.prepare_target(hostdir, &target, parts.is_empty(), ino.data.is_dir())?;
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -227,7 +227,7 @@ pub fn extract_with<V: FsView + Sync + ?Sized>(
         };
         let walked = x.walk(&ino, &target, &shown, parts.is_empty(), opts);
         let mut stats = x.finish(walked)?;
-        if ino.is_dir() && parts.is_empty() {
+        if ino.data.is_dir() && parts.is_empty() {
             // The root itself is not counted among the directories extracted.
             stats.dirs -= 1;
         }
@@ -245,7 +245,7 @@ impl<'v, V: FsView + ?Sized> Extractor<'v, '_, '_, V> {
         root: bool,
         opts: &ExtractOptions,
     ) -> Result<()> {
-        if !ino.is_dir() {
+        if !ino.data.is_dir() {
             return self.place(ino, target.to_path_buf(), shown.to_string());
         }
         if root {
@@ -437,7 +437,7 @@ impl<'v, V: FsView + ?Sized> Visitor<'v> for Extractor<'v, '_, '_, V> {
         // OK to unwrap: the start directory is pushed before the traversal,
         // and only popped by its own `leave`, which comes last.
         let host = self.dirs.last().unwrap().join(OsStr::from_bytes(&e.dirent.name));
-        let step = if e.inode.is_dir() {
+        let step = if e.inode.data.is_dir() {
             self.host.make_dir(&host, false)?;
             self.dirs.push(host);
             Step::Descend
@@ -462,14 +462,14 @@ impl<'v, V: FsView + ?Sized> Extractor<'v, '_, '_, V> {
     fn place(&mut self, ino: &ViewInode<'v>, host: PathBuf, shown: String) -> Result<()> {
         crate::interrupt::check()?;
         let meta = &ino.data.meta;
-        match ino.obj_type() {
+        match ino.data.obj_type() {
             ObjType::Regfile => {
                 if meta.nlinks.get() > 1 {
-                    if let Some(first) = self.links.get(&ino.inum()) {
+                    if let Some(first) = self.links.get(&ino.data.inum()) {
                         self.pipe.defer(Deferred::Link { first: first.clone(), host });
                         return Ok(());
                     }
-                    self.links.insert(ino.inum(), host.clone());
+                    self.links.insert(ino.data.inum(), host.clone());
                 }
                 if self.pipe.submit(FileJob { inode: ino.clone(), host, shown }).is_err() {
                     self.stopping = true;
@@ -489,7 +489,7 @@ impl<'v, V: FsView + ?Sized> Extractor<'v, '_, '_, V> {
                 self.stats.symlinks += 1;
             }
             other => {
-                self.stats.skipped.push(format!("{shown}: {other} (inode {}) not extracted", ino.inum()))
+                self.stats.skipped.push(format!("{shown}: {other} (inode {}) not extracted", ino.data.inum()))
             }
         }
         (self.progress)(&self.stats);
@@ -573,7 +573,7 @@ impl<'v, V: FsView + ?Sized> Extractor<'v, '_, '_, V> {
 fn in_file(e: Error, shown: &str, ino: &ViewInode<'_>) -> Error {
     match e {
         e @ Error::Corrupt(_) => {
-            Error::InFile { path: shown.to_string(), inum: ino.inum(), source: Box::new(e) }
+            Error::InFile { path: shown.to_string(), inum: ino.data.inum(), source: Box::new(e) }
         }
         e => e,
     }

@@ -56,7 +56,7 @@ impl FsView for SessionView<'_> {
     }
 
     fn read_data(&self, ino: &ViewInode<'_>, out: &mut dyn Sink) -> Result<u64> {
-        self.session.read_data(self.pfs, ino.inum(), &mut Holes(out))?;
+        self.session.read_data(self.pfs, ino.data.inum(), &mut Holes(out))?;
         Ok(ino.data.meta.size.get())
     }
 }
