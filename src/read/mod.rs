@@ -5,8 +5,9 @@
 //! - [`tree`]: a blockref's media (decompressed, verified) and key lookups
 //!   through indirect blocks.
 //! - [`pfs`]: PFSs, inodes and directories.
-//! - [`namespace`]: the bounded walk of a PFS's names.
-//! - [`file`]: file contents streamed in key order, holes, symlinks.
+//! - [`namespace`]: the bounded walk of a PFS's names, over [`view::FsView`]
+//!   (so over the committed image and a session's state alike).
+//! - [`mod@file`]: file contents streamed in key order, holes, symlinks.
 //! - [`view`]: one read interface ([`view::FsView`]) over the committed
 //!   image or a write session's uncommitted state.
 
