@@ -97,10 +97,56 @@ struct PfsState<'a> {
     /// The PFS root's blockset and `data_off`, for lookups of inodes that
     /// lie in shared subtrees.
     root: Option<(&'a [Blockref], u64)>,
-    /// inum -> (type, nlinks, where)
-    inodes: HashMap<u64, (ObjType, u64, Location)>,
-    /// Directory entries: (inum, type, directory inum, name, where).
-    dirents: Vec<(u64, ObjType, u64, Vec<u8>, Location)>,
+    /// The PFS's inodes met in increasing number (the index's key order,
+    /// so nearly all of them): sorted, searched by binary search.
+    inodes: Vec<InodeRec<'a>>,
+    /// The others (older media keep inodes under their directories, keyed
+    /// by name hash), merged in when the PFS is finished.
+    stray: HashMap<u64, InodeRec<'a>>,
+    /// Directory entries, in the order the walk met them.
+    dirents: Vec<DirentRec<'a>>,
+}
+
+// Memory: the link-count cross-check keeps per inode and per directory
+// entry a fixed 40 bytes (numbers, type, and where it was met as a pointer
+// to the blockref in the mapping plus its parent and slot; names are
+// decoded again from there only for messages), instead of hash maps of
+// locations and owned names (some 480 bytes per file at a million files).
+
+/// One inode of a PFS, for the link-count cross-check.
+#[derive(Clone, Copy)]
+struct InodeRec<'a> {
+    inum: u64,
+    nlinks: u64,
+    bref: &'a Blockref,
+    parent_off: u64,
+    index: u32,
+    t: ObjType,
+}
+
+/// One directory entry of a PFS: the inode it names, of which type, in
+/// which directory, and its blockref (a DIRENT, or an inode that is its own
+/// entry on older media).
+#[derive(Clone, Copy)]
+struct DirentRec<'a> {
+    inum: u64,
+    dir: u64,
+    bref: &'a Blockref,
+    parent_off: u64,
+    index: u32,
+    t: ObjType,
+}
+
+impl InodeRec<'_> {
+    fn location(&self) -> Location {
+        Location::of(self.bref, self.parent_off, self.index as usize)
+    }
+}
+
+impl DirentRec<'_> {
+    fn location(&self) -> Location {
+        Location::of(self.bref, self.parent_off, self.index as usize)
+    }
 }
 
 struct Pass<'a, 'r> {
@@ -127,6 +173,11 @@ struct Pass<'a, 'r> {
     depth: usize,
     /// Per depth: the table (parent `data_off`) and the last key seen in it.
     last_key: Vec<Option<(u64, u64)>>,
+}
+
+/// A slot index as recorded (tables hold at most 512 blockrefs).
+fn slot(index: usize) -> u32 {
+    u32::try_from(index).unwrap_or(u32::MAX)
 }
 
 /// Checks the topology of `fs`; returns the traversal's totals. With a
@@ -545,12 +596,28 @@ impl<'a> Pass<'a, '_> {
                 _ => sum.other += 1,
             }
             if !pfs_root {
-                if s.inodes.insert(inum, (t, m.nlinks.get(), loc.clone())).is_some() {
+                let (parent_off, index) = (loc.parent_off, slot(loc.index));
+                let rec = InodeRec { inum, nlinks: m.nlinks.get(), bref: b, parent_off, index, t };
+                let twice = match s.inodes.last() {
+                    None => {
+                        s.inodes.push(rec);
+                        s.stray.contains_key(&inum)
+                    }
+                    Some(last) if last.inum < inum => {
+                        s.inodes.push(rec);
+                        s.stray.contains_key(&inum)
+                    }
+                    Some(_) => {
+                        s.inodes.binary_search_by_key(&inum, |r| r.inum).is_ok()
+                            || s.stray.insert(inum, rec).is_some()
+                    }
+                };
+                if twice {
                     self.problem(BREF_DUPLICATE, loc, format!("inode number {inum} appears twice"));
                 }
                 if matches!(ctx.container, Container::Dir) || b.key.get() & DIRHASH_VISIBLE != 0 {
                     let s = self.pfs.as_mut().expect("inside a PFS");
-                    s.dirents.push((inum, t, ctx.dir_inum, ip.name().to_vec(), loc.clone()));
+                    s.dirents.push(DirentRec { inum, dir: ctx.dir_inum, bref: b, parent_off, index, t });
                 }
             }
         }
@@ -693,7 +760,14 @@ impl<'a> Pass<'a, '_> {
         }
         if let Some(s) = self.pfs.as_mut() {
             s.summary.dirents += 1;
-            s.dirents.push((entry.inum, entry.obj_type, ctx.dir_inum, entry.name, loc.clone()));
+            s.dirents.push(DirentRec {
+                inum: entry.inum,
+                dir: ctx.dir_inum,
+                bref: node.bref,
+                parent_off: node.parent_off,
+                index: slot(node.index),
+                t: entry.obj_type,
+            });
         }
     }
 
@@ -718,58 +792,91 @@ impl<'a> Pass<'a, '_> {
         self.tree.node_inode(&node).ok().map(|ip| (ip.meta.obj_type(), ip.meta.nlinks.get()))
     }
 
-    /// Cross-checks one PFS's directory entries against its inodes.
-    fn finish_pfs(&mut self) {
-        let Some(s) = self.pfs.take() else { return };
-        let mut named: HashMap<u64, u64> = HashMap::new();
-        let mut parent_of: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
-        for (inum, t, dir, name, _) in &s.dirents {
-            *named.entry(*inum).or_default() += 1;
-            parent_of.entry(*inum).or_insert_with(|| (*dir, name.clone()));
-            let _ = t;
+    /// The name a recorded directory entry carries, decoded again from
+    /// its blockref (empty if that fails now, which it did not at first).
+    fn entry_name(&self, d: &DirentRec<'a>) -> Vec<u8> {
+        let loc = d.location();
+        if d.bref.kind() == T::Inode {
+            return self.tree.inode(d.bref, &loc).map(|ip| ip.name().to_vec()).unwrap_or_default();
         }
+        let node = Node {
+            depth: 0,
+            index: d.index as usize,
+            parent_off: d.parent_off,
+            bref: d.bref,
+            reach: Reach::NoMedia,
+            check: CheckOutcome::NotChecked,
+        };
+        crate::read::pfs::dirent(&self.tree, &node).map(|e| e.name).unwrap_or_default()
+    }
+
+    /// Cross-checks one PFS's directory entries against its inodes, by
+    /// binary search in the inodes sorted by number and in an index of the
+    /// entries sorted by the number they name.
+    fn finish_pfs(&mut self) {
+        let Some(mut s) = self.pfs.take() else { return };
+        if !s.stray.is_empty() {
+            s.inodes.extend(std::mem::take(&mut s.stray).into_values());
+            s.inodes.sort_unstable_by_key(|r| r.inum);
+        }
+        s.inodes.shrink_to_fit();
+        // (inum, position of the entry in walk order), sorted: the names of
+        // an inode are one run, its first in walk order first.
+        let mut by_inum: Vec<(u64, usize)> = s.dirents.iter().enumerate().map(|(i, d)| (d.inum, i)).collect();
+        by_inum.sort_unstable();
+        let names_of = |inum: u64| -> &[(u64, usize)] {
+            let lo = by_inum.partition_point(|e| e.0 < inum);
+            let hi = lo + by_inum[lo..].partition_point(|e| e.0 == inum);
+            &by_inum[lo..hi]
+        };
+        let named = |inum: u64| names_of(inum).len() as u64;
+        let inode_of =
+            |inum: u64| s.inodes.binary_search_by_key(&inum, |r| r.inum).ok().map(|i| &s.inodes[i]);
         let path = |inum: u64| -> String {
             let mut parts = Vec::new();
             let mut cur = inum;
-            while let Some((dir, name)) = parent_of.get(&cur) {
-                parts.push(String::from_utf8_lossy(name).into_owned());
-                if parts.len() > 4096 || *dir == cur {
+            while let Some(&(_, i)) = names_of(cur).first() {
+                let d = &s.dirents[i];
+                parts.push(String::from_utf8_lossy(&self.entry_name(d)).into_owned());
+                if parts.len() > 4096 || d.dir == cur {
                     break;
                 }
-                cur = *dir;
+                cur = d.dir;
             }
             parts.reverse();
             format!("/{}", parts.join("/"))
         };
         let pfs = s.summary.name.clone();
         let mut looked_up: HashMap<u64, (ObjType, u64)> = HashMap::new();
-        for (inum, t, _, name, where_) in &s.dirents {
-            let found = match s.inodes.get(inum) {
-                Some((it, _, _)) => Some(*it),
+        let mut found_problems = Vec::new();
+        for d in &s.dirents {
+            let inum = d.inum;
+            let found = match inode_of(inum) {
+                Some(r) => Some(r.t),
                 // The inode may lie in a subtree shared with another PFS.
                 None if s.partial => {
-                    let f = self.lookup_type(&s, *inum);
+                    let f = self.lookup_type(&s, inum);
                     if let Some(f) = f {
-                        looked_up.insert(*inum, f);
+                        looked_up.insert(inum, f);
                     }
                     f.map(|(t, _)| t)
                 }
                 None => None,
             };
             match found {
-                None => self.report.add(
+                None => found_problems.push((
                     DIRENT_DANGLING,
-                    Place::Dirent { pfs: pfs.clone(), at: where_.clone() },
+                    Place::Dirent { pfs: pfs.clone(), at: d.location() },
                     format!(
                         "{:?} names inode {inum}, which is not in the PFS",
-                        String::from_utf8_lossy(name)
+                        String::from_utf8_lossy(&self.entry_name(d))
                     ),
-                ),
-                Some(it) if it != *t => self.report.add(
+                )),
+                Some(it) if it != d.t => found_problems.push((
                     DIRENT_BAD,
-                    Place::Dirent { pfs: pfs.clone(), at: where_.clone() },
-                    format!("{} (inode {inum}) is a {it} but its entry says {t}", path(*inum)),
-                ),
+                    Place::Dirent { pfs: pfs.clone(), at: d.location() },
+                    format!("{} (inode {inum}) is a {it} but its entry says {}", path(inum), d.t),
+                )),
                 _ => {}
             }
         }
@@ -778,21 +885,20 @@ impl<'a> Pass<'a, '_> {
         let mut shared: Vec<_> = looked_up.iter().collect();
         shared.sort_by_key(|(inum, _)| **inum);
         for (inum, (t, nlinks)) in shared {
-            let n = named.get(inum).copied().unwrap_or(0);
+            let n = named(*inum);
             let want = if *t == ObjType::Directory { 1 } else { *nlinks };
             if n > want {
-                self.report.add(
+                found_problems.push((
                     INODE_NLINKS,
                     Place::Inode { pfs: pfs.clone(), inum: *inum, path: Some(path(*inum)), at: None },
                     format!("{t} with nlinks {nlinks}: named by {n} entries"),
-                );
+                ));
             }
         }
-        let mut inodes: Vec<_> = s.inodes.iter().collect();
-        inodes.sort_by_key(|(inum, _)| **inum);
-        for (inum, (t, nlinks, where_)) in inodes {
-            let n = named.get(inum).copied().unwrap_or(0);
-            let want = if *t == ObjType::Directory { 1 } else { *nlinks };
+        for r in &s.inodes {
+            let (inum, t, nlinks) = (r.inum, r.t, r.nlinks);
+            let n = named(inum);
+            let want = if t == ObjType::Directory { 1 } else { nlinks };
             // In a PFS sharing subtrees with another, missing names may lie
             // in the shared parts (checked there); only excess is certain.
             if n != want && !(s.partial && n < want) {
@@ -801,17 +907,21 @@ impl<'a> Pass<'a, '_> {
                 } else {
                     format!("named by {n} entries")
                 };
-                self.report.add(
+                found_problems.push((
                     INODE_NLINKS,
                     Place::Inode {
                         pfs: pfs.clone(),
-                        inum: *inum,
-                        path: (n != 0).then(|| path(*inum)),
-                        at: Some(where_.clone()),
+                        inum,
+                        path: (n != 0).then(|| path(inum)),
+                        at: Some(r.location()),
                     },
                     format!("{t} with nlinks {nlinks}: {what}"),
-                );
+                ));
             }
+        }
+        drop(by_inum);
+        for (p, place, detail) in found_problems {
+            self.report.add(p, place, detail);
         }
         self.summaries.push(s.summary);
     }

@@ -571,3 +571,54 @@ fn corruption_and_foreign_devices_are_errors() {
     let err = a.flush(0x12, &mut fs.device).expect_err("another file system");
     assert!(err.to_string().contains("root volume"), "{err}");
 }
+
+/// A session pins what only older header copies reach by walking them
+/// where they differ from the newest tree (alloc/protect.rs): after the
+/// kernel's bulkfree freed a removed file's blocks, which the older copies
+/// still reach, filling the whole volume through the protected allocator
+/// never hands out any block a valid header copy reaches.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn protection_of_older_copies_survives_a_kernel_bulkfree() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 GiB: four header copies.
+    let img = dir.path().join("p.img");
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_newfs_hammer2")).args(["-s", "8G"]).arg(&img).output().unwrap();
+    assert!(out.status.success(), "newfs: {}", String::from_utf8_lossy(&out.stderr));
+    let spec = img.to_str().unwrap().to_string();
+    let host = dir.path().join("gone.bin");
+    std::fs::write(&host, crate::common::content(7, 600_000)).unwrap();
+    crate::common::editor::edit_ok(&[&spec, "put", host.to_str().unwrap(), "/gone.bin"]);
+    crate::common::editor::edit_ok(&[&spec, "mkdir", "/kept"]);
+    crate::common::editor::edit_ok(&[&spec, "rm", "/gone.bin"]);
+    let empty = tempfile::tempdir().unwrap();
+    // The first pass stages the unreferenced blocks, the second frees them.
+    for _ in 0..2 {
+        let (code, out) = run("makefs", &["-t", "hammer2", "-o", "B", &spec, empty.path().to_str().unwrap()]);
+        assert_eq!(code, 0, "makefs -o B:\n{out}");
+    }
+
+    let fs = Hammer2::open_path(&spec).unwrap();
+    let older = hammer2::write::alloc::bulkfree::older_root_sets(&fs);
+    assert!(!older.is_empty());
+    let mut a = Allocator::load(&fs).unwrap();
+    let pinned = a.protect_blocksets(&fs, &older).unwrap();
+    assert!(pinned >= 600_000 / CHUNK, "the freed blocks of gone.bin were not pinned ({pinned} chunks)");
+    let reach = Extents::new(reachable(&spec, Root::Topology));
+    let mut n = 0;
+    for radix in [16u8, 14, 10] {
+        loop {
+            match a.alloc(radix, BlockrefType::Data) {
+                Ok(d) => {
+                    let (off, len) = (d & !0x3f, 1u64 << radix);
+                    assert!(!reach.overlaps(off, len), "{d:#x} is reachable from a valid header copy");
+                    n += 1;
+                }
+                Err(AllocError::NoSpace { .. }) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+    assert!(n > 10_000, "only {n} allocations");
+}

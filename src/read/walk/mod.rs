@@ -373,7 +373,7 @@ pub struct Engine<'a> {
     opts: Options,
     /// Offset of every non-DATA block reached, with the group and the
     /// blockref type that reached it first.
-    seen: HashMap<u64, (u32, BlockrefType)>,
+    seen: Seen,
     /// Offsets of the nodes on the current path.
     ancestors: Vec<u64>,
     work: u64,
@@ -389,6 +389,65 @@ pub struct Engine<'a> {
     outcomes: Vec<Result<CheckOutcome, CorruptKind>>,
 }
 
+/// The node blocks an engine entered, by media offset, with the group and
+/// blockref type that reached each first. Node blocks lie on 1 KiB
+/// boundaries (1 KiB is the smallest block), so an offset is one bit in a
+/// 64-bit word per 64 KiB region, one map of words per (group, type) seen
+/// (a few: one per PFS and node type), plus one map of every class's bits
+/// together, which answers the common "not seen yet" with one probe. At a
+/// million inodes this is a few hundred KiB where a map of offsets took
+/// tens of MiB; sparse blocks cost no more than such a map. Offsets off the
+/// 1 KiB grid (hostile media) and classes past [`Seen::MAX_CLASSES`] go to
+/// an exact map.
+#[derive(Default)]
+struct Seen {
+    any: HashMap<u64, u64>,
+    classes: Vec<((u32, BlockrefType), HashMap<u64, u64>)>,
+    exact: HashMap<u64, (u32, BlockrefType)>,
+}
+
+impl Seen {
+    const MAX_CLASSES: usize = 64;
+
+    /// The region and the bit of a 1 KiB-aligned offset.
+    fn split(off: u64) -> Option<(u64, u64)> {
+        (off & 1023 == 0).then(|| (off >> 16, 1u64 << ((off >> 10) & 63)))
+    }
+
+    fn get(&self, off: u64) -> Option<(u32, BlockrefType)> {
+        if let Some((region, bit)) = Self::split(off) {
+            if self.any.get(&region).is_some_and(|w| w & bit != 0) {
+                for (class, map) in &self.classes {
+                    if map.get(&region).is_some_and(|w| w & bit != 0) {
+                        return Some(*class);
+                    }
+                }
+            }
+        }
+        self.exact.get(&off).copied()
+    }
+
+    /// Records `off` (not seen before) as first reached by `class`.
+    fn insert(&mut self, off: u64, class: (u32, BlockrefType)) {
+        if let Some((region, bit)) = Self::split(off) {
+            let i = match self.classes.iter().position(|(c, _)| *c == class) {
+                Some(i) => Some(i),
+                None if self.classes.len() < Self::MAX_CLASSES => {
+                    self.classes.push((class, HashMap::new()));
+                    Some(self.classes.len() - 1)
+                }
+                None => None,
+            };
+            if let Some(i) = i {
+                *self.any.entry(region).or_default() |= bit;
+                *self.classes[i].1.entry(region).or_default() |= bit;
+                return;
+            }
+        }
+        self.exact.insert(off, class);
+    }
+}
+
 fn address(b: &Blockref) -> usize {
     b as *const Blockref as usize
 }
@@ -401,7 +460,7 @@ impl<'a> Engine<'a> {
         Engine {
             fs,
             opts,
-            seen: HashMap::new(),
+            seen: Seen::default(),
             ancestors: Vec::new(),
             work: 0,
             budget,
@@ -623,7 +682,7 @@ impl<'a> Engine<'a> {
             return (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none);
         };
         let outcome = if self.opts.verify { check::verify(bref, media) } else { none };
-        if let Some(&(group, first)) = self.seen.get(&off) {
+        if let Some((group, first)) = self.seen.get(off) {
             return (Reach::Shared { group, first, media }, outcome);
         }
         self.seen.insert(off, (group, bref.kind()));

@@ -102,10 +102,13 @@
 //!   [`Allocator::flush`]: no header written before that flush can reference
 //!   it, so it is freed outright (allocator_free grows back). Blocks under
 //!   16 KiB share their chunk with others and are only ever staged.
-//! * [`Allocator::protect_reachable`] pins, in memory, free chunks that an
+//! * [`Allocator::protect_blocksets`] pins, in memory, free chunks that an
 //!   older valid header copy still references (kernel bulkfree only looks at
 //!   the newest topology, so it can free them): the commit contract's rule
-//!   that nothing an older valid copy reaches is reused.
+//!   that nothing an older valid copy reaches is reused. It walks an older
+//!   tree only where it differs from the newest (a subtree both name by the
+//!   same `data_off` and check code is already allocated), so opening a
+//!   session costs what changed since the oldest valid copy ([`protect`]).
 //! * [`Allocator::mark_allocated`] marks the exact chunks the block touches and
 //!   moves `linear` past the block when `linear` lies inside one of them.
 //! * [`Allocator::flush`] rebuilds the nodes above the leaves in the shape the

@@ -1,0 +1,341 @@
+//! Scale benchmark (not a test): a file system of a million small files,
+//! our tools side by side with the reference tools.
+//!
+//! `cargo bench --bench scale` generates once, under target/bench-scale/, a
+//! deterministic host tree of 1,000 directories of 1,000 small files each
+//! (sizes 64 B to 4 KiB, about 2 KiB on average; half text-like, half
+//! random bytes), and builds from it, once, an image with our
+//! `newfs_hammer2 --populate` (the populate's cost is printed when it
+//! runs). Then, for `$HAMMER2_BENCH_ROUNDS` rounds (default 3), ours and
+//! theirs alternate on each piece of work and the medians, peak RSS
+//! (wait4(2)) and ratios are printed, next to the targets of issue #23:
+//!
+//! - full check: `fsck_hammer2 -n` against `reftools/fsck_hammer2 -q -b`
+//!   (the best header copy only, as ours checks);
+//! - `hammer2_dump show` against `reftools/hammer2 show` (theirs is slow,
+//!   it runs once unless `HAMMER2_SCALE_SHOW_ROUNDS` says otherwise);
+//! - `hammer2_dump freemap` against `reftools/hammer2 freemap`;
+//! - `hammer2_edit bulkfree` against `reftools/makefs -o B` (the
+//!   reference kernel code's bulkfree, mounting the image);
+//! - one `mkdir`, `put` and `rm` at the root (1,000 entries) and in a
+//!   1,000-entry directory: ours only (a mounted kernel has no counterpart
+//!   run); target under 50 ms each;
+//! - extraction, `hammer2_edit IMG get / DIR` against `cp -r TREE DIR`,
+//!   into a tmpfs (/dev/shm) when there is one.
+//!
+//! Writes (edits, bulkfree) go to a sparse copy of the cached image, made
+//! once per run, so the cached image stays as populated.
+//!
+//! Environment: `HAMMER2_SCALE_10M=1` for the 10,000,000-file variant
+//! (10,000 directories; its own tree and image, about 20 GB of tree and
+//! 32 GB of image: it takes a long time to build), `HAMMER2_REFTOOLS`,
+//! `HAMMER2_BENCH_ROUNDS`, `HAMMER2_BENCH_ONLY` (only the pieces of work
+//! whose name contains it).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use support::Usage;
+
+/// Files per directory.
+const PER_DIR: u64 = 1000;
+
+/// SplitMix64: a deterministic stream of well mixed numbers.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The host tree: `dirs` directories `dNNNNN` of [`PER_DIR`] files
+/// `fNNNN`. Each file is a slice of a 4 MiB pool whose first half is
+/// words and whose second half is random, so about half of the bytes
+/// compress.
+fn generate(tree: &Path, dirs: u64) {
+    const POOL: usize = 4 << 20;
+    let mut pool = Vec::with_capacity(POOL + 8192);
+    let words: Vec<Vec<u8>> = (0..2000u64)
+        .map(|i| {
+            let r = mix(i);
+            (0..2 + r % 8).map(|k| b'a' + (mix(r ^ k) % 26) as u8).collect()
+        })
+        .collect();
+    let mut i = 0u64;
+    while pool.len() < POOL / 2 {
+        pool.extend_from_slice(&words[(mix(i ^ 0x5555) % 2000) as usize]);
+        pool.push(b' ');
+        i += 1;
+    }
+    while pool.len() < POOL + 8192 {
+        pool.extend_from_slice(&mix(i).to_le_bytes());
+        i += 1;
+    }
+    std::fs::create_dir_all(tree).unwrap();
+    for d in 0..dirs {
+        let dir = tree.join(format!("d{d:05}"));
+        std::fs::create_dir(&dir).unwrap();
+        for f in 0..PER_DIR {
+            let r = mix(d * PER_DIR + f);
+            let size = 64 + (r % 4033) as usize;
+            let off = ((r >> 20) as usize) % (POOL - size);
+            let mut out = std::fs::File::create(dir.join(format!("f{f:04}"))).unwrap();
+            out.write_all(&pool[off..off + size]).unwrap();
+        }
+        if d % 100 == 99 {
+            eprintln!("  generated {} of {dirs} directories", d + 1);
+        }
+    }
+}
+
+/// Cores and CPU model, and the load average now.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_string();
+    format!("{cores} cores, {model}, load average {load}")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn run_ok(cmd: &mut Command) -> Usage {
+    let u = support::run(cmd);
+    assert!(u.status.success(), "{cmd:?}: {}", u.status);
+    u
+}
+
+/// Medians of several runs of one tool.
+#[derive(Default)]
+struct Runs(Vec<Usage>);
+
+impl Runs {
+    fn wall(&self) -> f64 {
+        median(self.0.iter().map(|u| u.wall).collect())
+    }
+    fn cpu(&self) -> f64 {
+        median(self.0.iter().map(|u| u.cpu).collect())
+    }
+    fn rss_mib(&self) -> f64 {
+        self.0.iter().map(|u| u.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
+    }
+    fn line(&self, who: &str) -> String {
+        format!(
+            "  {who:<7} wall {:8.3} s  cpu {:8.3} s  peak RSS {:8.1} MiB  ({} runs)",
+            self.wall(),
+            self.cpu(),
+            self.rss_mib(),
+            self.0.len()
+        )
+    }
+}
+
+/// One piece of work with a reference counterpart.
+struct Work {
+    name: &'static str,
+    target: &'static str,
+    ours: Box<dyn Fn() -> Command>,
+    theirs: Box<dyn Fn() -> Command>,
+    /// Rounds for theirs (at most the rounds for ours).
+    their_rounds: usize,
+    /// Run after every run (clearing an extraction's output).
+    cleanup: Box<dyn Fn()>,
+}
+
+fn settle() {
+    // SAFETY: sync(2) has no preconditions.
+    unsafe { libc::sync() };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+}
+
+fn main() {
+    let big = std::env::var_os("HAMMER2_SCALE_10M").is_some_and(|v| !v.is_empty() && v != "0");
+    let (dirs, tag, size) = if big { (10_000, "10m", "96G") } else { (1_000, "1m", "16G") };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-scale");
+    std::fs::create_dir_all(&root).unwrap();
+    let reftools = common::oracle::reftools();
+    let rounds: usize =
+        std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
+    let show_rounds: usize =
+        std::env::var("HAMMER2_SCALE_SHOW_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+    let newfs = env!("CARGO_BIN_EXE_newfs_hammer2");
+    let fsck = env!("CARGO_BIN_EXE_fsck_hammer2");
+    let dump = env!("CARGO_BIN_EXE_hammer2_dump");
+    let edit = env!("CARGO_BIN_EXE_hammer2_edit");
+
+    println!("machine: {}", machine());
+    let tree = support::generated_once(&root, &format!("tree-{tag}"), |t| {
+        eprintln!("generating {} files into {}", dirs * PER_DIR, t.display());
+        generate(t, dirs);
+    });
+    let img = root.join(format!("scale-{tag}.img"));
+    if !img.exists() {
+        let partial = root.join(format!("scale-{tag}.img.partial"));
+        let _ = std::fs::remove_file(&partial);
+        eprintln!("populating {} from {}", img.display(), tree.display());
+        settle();
+        let u = run_ok(Command::new(newfs).args(["-q", "-s", size, "--populate"]).arg(&tree).arg(&partial));
+        println!(
+            "built:   newfs_hammer2 --populate, {} files: wall {:.1} s, cpu {:.1} s, peak RSS {:.1} MiB",
+            dirs * PER_DIR,
+            u.wall,
+            u.cpu,
+            u.max_rss_kib as f64 / 1024.0
+        );
+        std::fs::rename(&partial, &img).unwrap();
+    }
+    let spec = img.to_str().unwrap().to_string();
+    println!("image:   {} ({} files in {dirs} directories), {rounds} rounds", img.display(), dirs * PER_DIR);
+
+    // A writable copy for the edits and bulkfrees.
+    let rw = root.join(format!("scale-{tag}-rw.img"));
+    let _ = std::fs::remove_file(&rw);
+    run_ok(Command::new("cp").arg("--sparse=always").arg(&img).arg(&rw));
+    let rw_spec = rw.to_str().unwrap().to_string();
+    let empty = root.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+
+    let out = match std::env::var_os("HAMMER2_BENCH_EXTRACT") {
+        Some(d) => PathBuf::from(d),
+        None if Path::new("/dev/shm").is_dir() => {
+            PathBuf::from(format!("/dev/shm/hammer2-scale-extract-{}", std::process::id()))
+        }
+        None => root.join("extract"),
+    };
+    let clear = {
+        let out = out.clone();
+        move || {
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).unwrap();
+        }
+    };
+    clear();
+    let dest = out.join("x").to_str().unwrap().to_string();
+
+    let cmd = |exe: PathBuf, args: Vec<String>| -> Box<dyn Fn() -> Command> {
+        Box::new(move || {
+            let mut c = Command::new(&exe);
+            c.args(&args);
+            c
+        })
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let p = PathBuf::from;
+    let works = [
+        Work {
+            name: "fsck: fsck_hammer2 -n  vs  reftools/fsck_hammer2 -q -b",
+            target: "theirs/ours >= 3x, ours < 128 MiB",
+            ours: cmd(p(fsck), s(&["-n", &spec])),
+            theirs: cmd(reftools.join("fsck_hammer2"), s(&["-q", "-b", &spec])),
+            their_rounds: rounds,
+            cleanup: Box::new(|| {}),
+        },
+        Work {
+            name: "show: hammer2_dump show  vs  reftools/hammer2 show",
+            target: "theirs/ours >= 10x",
+            ours: cmd(p(dump), s(&["show", &spec])),
+            theirs: cmd(reftools.join("hammer2"), s(&["show", &spec])),
+            their_rounds: show_rounds,
+            cleanup: Box::new(|| {}),
+        },
+        Work {
+            name: "freemap: hammer2_dump freemap  vs  reftools/hammer2 freemap",
+            target: "",
+            ours: cmd(p(dump), s(&["freemap", &spec])),
+            theirs: cmd(reftools.join("hammer2"), s(&["freemap", &spec])),
+            their_rounds: rounds,
+            cleanup: Box::new(|| {}),
+        },
+        Work {
+            name: "bulkfree: hammer2_edit IMG bulkfree  vs  reftools/makefs -o B",
+            target: "ours < 128 MiB",
+            ours: cmd(p(edit), s(&["-q", &rw_spec, "bulkfree"])),
+            theirs: cmd(
+                reftools.join("makefs"),
+                s(&["-t", "hammer2", "-o", "B", &rw_spec, empty.to_str().unwrap()]),
+            ),
+            their_rounds: rounds,
+            cleanup: Box::new(|| {}),
+        },
+        Work {
+            name: "extract: hammer2_edit IMG get / DIR  vs  cp -r TREE DIR",
+            target: "theirs/ours >= 1x",
+            ours: cmd(p(edit), s(&[&spec, "get", "/", &dest])),
+            theirs: cmd(p("cp"), s(&["-r", tree.to_str().unwrap(), &dest])),
+            their_rounds: rounds,
+            cleanup: Box::new(clear),
+        },
+    ];
+    let only = std::env::var("HAMMER2_BENCH_ONLY").unwrap_or_default();
+    for w in works.iter().filter(|w| w.name.contains(only.as_str())) {
+        let (mut ours, mut theirs) = (Runs::default(), Runs::default());
+        for round in 0..rounds {
+            let mut order = vec![true];
+            if round < w.their_rounds {
+                // Alternate who goes first, so neither always meets a warmer cache.
+                order.insert(if round % 2 == 0 { 1 } else { 0 }, false);
+            }
+            for is_ours in order {
+                settle();
+                let u = if is_ours { run_ok(&mut (w.ours)()) } else { run_ok(&mut (w.theirs)()) };
+                (w.cleanup)();
+                if is_ours { &mut ours } else { &mut theirs }.0.push(u);
+            }
+        }
+        println!("{}", w.name);
+        println!("{}", ours.line("ours"));
+        println!("{}", theirs.line("theirs"));
+        println!(
+            "  ratio   theirs/ours wall {:.2}x, cpu {:.2}x; ours peak RSS {:.1} MiB{}",
+            theirs.wall() / ours.wall(),
+            theirs.cpu() / ours.cpu(),
+            ours.rss_mib(),
+            if w.target.is_empty() { String::new() } else { format!("  [target: {}]", w.target) }
+        );
+    }
+
+    // Single edits, ours only: each is its own hammer2_edit run (open,
+    // session, commit), alternating between the root and d00000.
+    let edits_name = "edits: one mkdir / put / rm per run, at / and in /d00000 (1,000 entries each)";
+    if edits_name.contains(only.as_str()) {
+        let host_file = root.join("put-source");
+        std::fs::write(&host_file, vec![b'x'; 3000]).unwrap();
+        let host = host_file.to_str().unwrap().to_string();
+        println!("{edits_name}");
+        for at in ["", "/d00000"] {
+            let steps: [(&str, Vec<String>); 4] = [
+                ("mkdir", s(&["mkdir", &format!("{at}/scale-new-dir")])),
+                ("put", vec!["put".into(), host.clone(), format!("{at}/scale-new-file")]),
+                ("rm", s(&["rm", &format!("{at}/scale-new-file")])),
+                ("rmdir", s(&["rmdir", &format!("{at}/scale-new-dir")])),
+            ];
+            let mut runs: Vec<Runs> = (0..steps.len()).map(|_| Runs::default()).collect();
+            for _ in 0..rounds {
+                for (i, (_, args)) in steps.iter().enumerate() {
+                    settle();
+                    runs[i].0.push(run_ok(Command::new(edit).arg("-q").arg(&rw_spec).args(args)));
+                }
+            }
+            for (i, (name, _)) in steps.iter().enumerate() {
+                let where_ = if at.is_empty() { "/" } else { at };
+                println!("{}  [target: < 50 ms]", runs[i].line(&format!("{name} {where_}")));
+            }
+        }
+    }
+    let m = run_ok(Command::new(fsck).arg("-n").arg(&rw));
+    println!("the edited copy checks clean ({:.2} s)", m.wall);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&rw);
+}
