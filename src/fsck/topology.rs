@@ -776,10 +776,23 @@ impl<'a> Pass<'a, '_> {
         self.pfs_names.push(name.clone());
         self.groups += 1;
         let set = if root.meta.is_directdata() { &[][..] } else { root.blockset() };
+        // Sized once from the root's statistics (bounded by what the volume
+        // can hold, one inode per KiB), so that the records do not end in
+        // a vector doubled past what they need; a wrong count only costs
+        // the usual growth.
+        let hint = b.stats().inode_count.get().min(self.fs.device.logical_size() / 1024);
+        // Reserved fallibly: a hostile count must not abort the check.
+        let hint = usize::try_from(hint).unwrap_or(0);
+        let (mut inodes, mut dirents) = (Vec::new(), Vec::new());
+        if inodes.try_reserve_exact(hint).is_err() || dirents.try_reserve_exact(hint).is_err() {
+            (inodes, dirents) = (Vec::new(), Vec::new());
+        }
         self.pfs = Some(PfsState {
             summary: PfsSummary { name, ..Default::default() },
             group: self.groups,
             root: Some((set, b.data_off.get())),
+            inodes,
+            dirents,
             ..Default::default()
         });
     }
