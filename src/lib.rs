@@ -11,6 +11,7 @@
 //! | [`freemap`] | the freemap's one geometry and leaf model (used by reader, allocator and checker) |
 //! | [`read`] | the media tree: traversal engine, blockref media, PFSs, namespace, file contents |
 //! | [`write`] | the write engine: chains, the allocator, flush, write sessions and their operations |
+//! | [`salvage`] | the media scan: every inode version, entry and data block found on the volumes, whatever tree reaches them |
 //! | [`host`] | host trees in and out: import (populate, `put -r`) and extraction |
 //! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`] | the operations behind the binaries |
 //! | [`cli`] | clap definitions of every binary (man pages and completions come from them) |
@@ -29,6 +30,8 @@ pub mod freemap;
 
 pub mod read;
 pub mod write;
+
+pub mod salvage;
 
 pub mod host;
 
