@@ -46,6 +46,8 @@ pub struct Listed {
     /// Microseconds since the epoch.
     pub mtime: u64,
     pub modify_tid: u64,
+    /// The transaction that wrote this copy (versions are ordered by it).
+    pub mirror_tid: u64,
     pub source: Source,
     /// Some blockref naming the inode carries a check code that holds.
     pub verified: bool,
@@ -99,7 +101,7 @@ fn distinct(vs: &[Version], relaxed: bool) -> Vec<Version> {
             None => out.push(*v),
         }
     }
-    out.sort_by_key(|v| (v.modify_tid, v.data_off));
+    out.sort_by_key(Version::order);
     out
 }
 
@@ -151,6 +153,7 @@ pub fn list(fs: &Hammer2, index: &Index, opts: &ListOptions) -> Result<Vec<Liste
                 size: ip.meta.size.get(),
                 mtime: ip.meta.mtime.get(),
                 modify_tid: v.modify_tid,
+                mirror_tid: v.mirror_tid,
                 source: v.source,
                 verified: v.verified,
                 completeness,
@@ -159,7 +162,12 @@ pub fn list(fs: &Hammer2, index: &Index, opts: &ListOptions) -> Result<Vec<Liste
         }
     }
     out.sort_by(|a, b| {
-        (a.pfs.as_str(), a.path.as_str(), a.modify_tid).cmp(&(b.pfs.as_str(), b.path.as_str(), b.modify_tid))
+        (a.pfs.as_str(), a.path.as_str(), a.mirror_tid, a.modify_tid).cmp(&(
+            b.pfs.as_str(),
+            b.path.as_str(),
+            b.mirror_tid,
+            b.modify_tid,
+        ))
     });
     Ok(out)
 }
@@ -222,6 +230,8 @@ pub fn files(
         if !pfs.contains(&id) {
             continue;
         }
+        // An inode ever linked more than once keeps every name entries gave it.
+        let linked = vs.iter().any(|v| Index::inode(fs, v).is_ok_and(|ip| ip.meta.nlinks.get() > 1));
         for v in distinct(vs, opts.relaxed) {
             crate::interrupt::check()?;
             let Some(n) = namer.naming(&v) else { continue };
@@ -232,7 +242,7 @@ pub fn files(
             }
             let mut names = vec![(n.iparent, n.name)];
             // Further names of a hard-linked inode: the entries naming it.
-            if Index::inode(fs, &v).is_ok_and(|ip| ip.meta.nlinks.get() > 1) {
+            if linked {
                 for e in index.entries_naming(id, v.inum) {
                     if !names.iter().any(|(d, nm)| *d == e.dir && nm[..] == e.name[..]) {
                         names.push((e.dir, e.name.to_vec()));
@@ -341,7 +351,7 @@ impl Writer<'_, '_> {
         let mut others: Vec<Found> = group.iter().filter(|f| !is_dir(f.kind)).cloned().collect();
         self.report.found += (dirs.len() + others.len()) as u64;
         if !dirs.is_empty() {
-            dirs.sort_by_key(|f| (f.v.modify_tid, f.v.data_off));
+            dirs.sort_by_key(|f| f.v.order());
             let host = host_dir.join(OsStr::from_bytes(name));
             if self.depth >= crate::host::extract::MAX_DIR_DEPTH {
                 self.report.unrecoverable.push(format!("{shown}: deeper than {} directories", self.depth));
@@ -364,7 +374,7 @@ impl Writer<'_, '_> {
         if others.is_empty() {
             return Ok(());
         }
-        others.sort_by_key(|f| (f.v.modify_tid, f.v.data_off));
+        others.sort_by_key(|f| f.v.order());
         // One identity across inodes too (a file copied back unchanged).
         let mut seen = HashSet::new();
         others.retain(|f| seen.insert((f.v.ident, f.kind)));
@@ -376,7 +386,7 @@ impl Writer<'_, '_> {
                 continue;
             }
             let base = if numbered { format!("{plain}.{:05}", k + 1) } else { plain.clone() };
-            let shown_v = format!("{shown} (inode {}, tid {:#x})", f.v.inum, f.v.modify_tid);
+            let shown_v = format!("{shown} (inode {}, tid {:#x})", f.v.inum, f.v.mirror_tid);
             match self.version(host_dir, &base, f, &shown_v) {
                 Ok(Some(made)) => {
                     if numbered && k == newest {
@@ -423,7 +433,7 @@ impl Writer<'_, '_> {
     }
 
     fn finish_dir(&mut self, dirs: &[Found], host: &Path) -> Result<()> {
-        let newest = dirs.iter().max_by_key(|f| (f.v.modify_tid, f.v.data_off)).expect("a directory version");
+        let newest = dirs.iter().max_by_key(|f| f.v.order()).expect("a directory version");
         let ip = Index::inode(self.fs, &newest.v)?;
         self.host.finish_dir(host, &ip.meta)?;
         self.report.dirs += 1;

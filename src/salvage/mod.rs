@@ -148,11 +148,24 @@ pub struct Version {
     pub data_off: u64,
     /// `modify_tid` of the blockref naming it (the highest, when several do).
     pub modify_tid: u64,
+    /// `mirror_tid` of the blockref naming it (the highest, when several
+    /// do): the transaction that wrote this copy. Versions are ordered by
+    /// it, then by `modify_tid` (DragonFly's makefs counts `modify_tid` on
+    /// its own scale, above the volume's `mirror_tid`: the two do not
+    /// compare across writers).
+    pub mirror_tid: u64,
     /// Identity of its state: equal for copies that restore to the same object.
     pub ident: u64,
     /// Some blockref naming it carries a check code that holds.
     pub verified: bool,
     pub source: Source,
+}
+
+impl Version {
+    /// Sort key: oldest first.
+    pub fn order(&self) -> (u64, u64, u64) {
+        (self.mirror_tid, self.modify_tid, self.data_off)
+    }
 }
 
 /// A directory entry naming an inode.
@@ -166,6 +179,8 @@ pub struct Entry {
     /// Object type code as the entry stores it.
     pub kind: u8,
     pub modify_tid: u64,
+    /// The transaction that wrote the entry.
+    pub mirror_tid: u64,
 }
 
 /// A data block found in an inode's tree (some version of it).
@@ -213,7 +228,7 @@ impl Index {
         (0..self.pfs.len() as PfsId).filter(|&i| self.pfs[i as usize].label == label).collect()
     }
 
-    /// Every version of an inode, oldest first (by `modify_tid`).
+    /// Every version of an inode, oldest first ([`Version::order`]).
     pub fn versions(&self, pfs: PfsId, inum: u64) -> &[Version] {
         self.versions.get(&(pfs, inum)).map_or(&[], |v| v.as_slice())
     }
@@ -437,7 +452,7 @@ fn join(fs: &Hammer2, mut f: Finds) -> Index {
         }
         if r.pfs_root {
             let e = root_label.entry(r.pfs_clid).or_insert((0, String::new()));
-            if r.modify_tid >= e.0 {
+            if r.mirror_tid >= e.0 {
                 if let Ok(ip) = Index::inode(
                     fs,
                     &Version {
@@ -445,12 +460,13 @@ fn join(fs: &Hammer2, mut f: Finds) -> Index {
                         inum: r.inum,
                         data_off: r.data_off,
                         modify_tid: r.modify_tid,
+                        mirror_tid: r.mirror_tid,
                         ident: 0,
                         verified: false,
                         source: Source::Unreached,
                     },
                 ) {
-                    *e = (r.modify_tid, String::from_utf8_lossy(ip.name()).into_owned());
+                    *e = (r.mirror_tid, String::from_utf8_lossy(ip.name()).into_owned());
                 }
             }
         }
@@ -463,12 +479,14 @@ fn join(fs: &Hammer2, mut f: Finds) -> Index {
                 Some(v) => {
                     v.verified |= r.verified;
                     v.modify_tid = v.modify_tid.max(r.modify_tid);
+                    v.mirror_tid = v.mirror_tid.max(r.mirror_tid);
                 }
                 None => list.push(Version {
                     pfs: id,
                     inum: r.inum,
                     data_off: r.data_off,
                     modify_tid: r.modify_tid,
+                    mirror_tid: r.mirror_tid,
                     ident: r.ident,
                     verified: r.verified,
                     source: source_of(r.data_off),
@@ -481,7 +499,7 @@ fn join(fs: &Hammer2, mut f: Finds) -> Index {
         }
     }
     for list in versions.values_mut() {
-        list.sort_by_key(|v| (v.modify_tid, v.data_off));
+        list.sort_by_key(Version::order);
     }
     for (clid, (_, label)) in root_label {
         if let Some(&id) = by_clid.get(&clid) {
@@ -518,6 +536,7 @@ fn join(fs: &Hammer2, mut f: Finds) -> Index {
                         name: d.name.clone(),
                         kind: d.kind,
                         modify_tid: d.modify_tid,
+                        mirror_tid: d.mirror_tid,
                     });
                 }
             }

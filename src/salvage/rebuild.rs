@@ -271,8 +271,8 @@ impl<'i> Namer<'i> {
         let iparent = ip.meta.iparent.get();
         let entries = self.index.entries_naming(v.pfs, v.inum);
         let pick = |list: Vec<&super::Entry>| -> Option<Vec<u8>> {
-            let before = list.iter().filter(|e| e.modify_tid <= v.modify_tid).max_by_key(|e| e.modify_tid);
-            before.or_else(|| list.iter().min_by_key(|e| e.modify_tid)).map(|e| e.name.to_vec())
+            let before = list.iter().filter(|e| e.mirror_tid <= v.mirror_tid).max_by_key(|e| e.mirror_tid);
+            before.or_else(|| list.iter().min_by_key(|e| e.mirror_tid)).map(|e| e.name.to_vec())
         };
         let name = pick(entries.iter().filter(|e| e.dir == iparent).collect())
             .or_else(|| pick(entries.iter().collect()))

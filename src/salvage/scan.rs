@@ -50,6 +50,7 @@ pub(crate) struct InodeRef {
     pub data_off: u64,
     pub inum: u64,
     pub modify_tid: u64,
+    pub mirror_tid: u64,
     /// Identity of the version's state (see [`ident`]).
     pub ident: u64,
     pub verified: bool,
@@ -65,6 +66,7 @@ pub(crate) struct DirentRef {
     pub inum: u64,
     pub kind: u8,
     pub modify_tid: u64,
+    pub mirror_tid: u64,
     pub name: Box<[u8]>,
 }
 
@@ -235,6 +237,7 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
                         data_off: b.offset(),
                         inum: ip.meta.inum.get(),
                         modify_tid: b.modify_tid.get(),
+                        mirror_tid: b.mirror_tid.get(),
                         ident: ident(ip),
                         verified,
                         pfs_root,
@@ -264,6 +267,7 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
                         inum: d.inum.get(),
                         kind: d.type_,
                         modify_tid: b.modify_tid.get(),
+                        mirror_tid: b.mirror_tid.get(),
                         name,
                     });
                 }
