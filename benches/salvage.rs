@@ -11,7 +11,6 @@
 //! `$HAMMER2_BENCH_ROUNDS` rounds (default 3); medians of wall time, the
 //! throughput over the data regions, and the scan's peak RSS are printed.
 
-
 mod support;
 
 use std::os::unix::io::AsRawFd;
@@ -92,14 +91,18 @@ fn main() {
         let t = Instant::now();
         bytes = read_data_regions(&img);
         cat.push(t.elapsed().as_secs_f64());
-        let u = support::run(Command::new(recover).args(["list", "--json"]).arg(&img).arg("no-such-name-here"));
+        let u =
+            support::run(Command::new(recover).args(["list", "--json"]).arg(&img).arg("no-such-name-here"));
         assert!(u.status.success(), "hammer2_recover list: {}", u.status);
         scan.push(u.wall);
         rss.push(u.max_rss_kib as f64);
     }
     let mib = bytes as f64 / (1 << 20) as f64;
     let (c, s) = (median(cat), median(scan));
-    println!("salvage scan of {} ({mib:.0} MiB of data regions), {rounds} rounds, warm cache:", img.display());
+    println!(
+        "salvage scan of {} ({mib:.0} MiB of data regions), {rounds} rounds, warm cache:",
+        img.display()
+    );
     println!("  read of the data regions: {c:.2} s ({:.0} MiB/s)", mib / c);
     println!(
         "  hammer2_recover list (scan + index): {s:.2} s ({:.0} MiB/s, {:.2}x the read), peak RSS {:.0} MiB",

@@ -9,7 +9,7 @@ use hammer2::device::{Access, Device};
 use hammer2::dump::layout;
 use hammer2::recover::files::{self, FilesOptions, ListOptions};
 use hammer2::recover::{recover, RecoverOptions, RecoverReport};
-use hammer2::salvage::{self, Index, ScanOptions};
+use hammer2::salvage::{self, Index, ScanOptions, Source};
 use hammer2::{CopyChoice, Hammer2};
 
 fn main() {
@@ -71,26 +71,34 @@ fn list(args: &ListArgs, cli: &RecoverCli) -> anyhow::Result<i32> {
         )?;
         return Ok(common::EXIT_OK);
     }
-    let mut t = layout::table(Some(layout::width()));
-    t.set_header(["path", "PFS", "inode", "type", "size", "mtime", "source", "complete"]);
+    // One line per version, the path last (paths are long; columns stay aligned).
+    println!(
+        "{:<8} {:>8} {:<9} {:>12} {:<16} {:<10} {:<9} PATH",
+        "PFS", "INODE", "TYPE", "SIZE", "MTIME", "SOURCE", "COMPLETE"
+    );
     for r in &rows {
-        let complete = match r.completeness.as_str() {
-            "partial" => format!("partial ({} lost)", common::human_bytes(r.lost_bytes)),
-            c if !r.verified => format!("{c} (unverified)"),
-            c => c.to_string(),
+        let complete = match (r.completeness.as_str(), r.verified) {
+            ("partial", _) => format!("partial ({} lost)", common::human_bytes(r.lost_bytes)),
+            (c, false) => format!("{c} (unverified)"),
+            (c, true) => c.to_string(),
         };
-        t.add_row([
-            r.path.clone(),
-            r.pfs.clone(),
-            r.inum.to_string(),
-            r.kind.clone(),
-            r.size.to_string(),
+        let source = match r.source {
+            Source::Live => "live".to_string(),
+            Source::HeaderCopy { copy, .. } => format!("copy#{copy}"),
+            Source::Unreached => "unreached".to_string(),
+        };
+        println!(
+            "{:<8} {:>8} {:<9} {:>12} {:<16} {:<10} {:<9} {}",
+            r.pfs,
+            r.inum,
+            r.kind,
+            r.size,
             hammer2::format::time::short(r.mtime),
-            r.source.to_string(),
+            source,
             complete,
-        ]);
+            r.path
+        );
     }
-    println!("{t}");
     println!("{} version{} found", rows.len(), if rows.len() == 1 { "" } else { "s" });
     Ok(common::EXIT_OK)
 }

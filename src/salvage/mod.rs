@@ -32,8 +32,11 @@
 //! inode-index block spoils the slots it falls in, not the 127 others, so
 //! the inodes behind it are found through their intact blockrefs. Where
 //! no blockref names an inode any longer, only its raw copy is left; its
-//! bytes are then vouched for by nothing, and are used only with
-//! `relaxed` (blockrefs without check codes likewise).
+//! bytes are then vouched for by nothing: such raw inodes are listed
+//! ([`Index::unverified`], for fsck's rebuilds) but not recovered. With
+//! `relaxed`, blockrefs that carry no check code (method none or
+//! disabled) are taken too, their targets marked unverified, as
+//! DragonFly's `recover-relaxed` does.
 //!
 //! # The index ([`Index`])
 //!
