@@ -118,11 +118,13 @@ pub(crate) fn plausible_inode(bytes: &[u8]) -> Option<&InodeData> {
 
 /// Whether a slot decodes as a blockref a HAMMER2 tree can hold: a type
 /// the scan uses, methods that exist, a radix its type allows, media
-/// aligned to its size and inside the volume set, a key span that fits.
+/// aligned to its size and inside the volume set, a key span that fits,
+/// a transaction id.
 pub(crate) fn plausible_bref(b: &Blockref, logical_size: u64) -> bool {
     let comp_ok = b.methods & 15 <= 3;
     let check_ok = b.methods >> 4 <= 4;
-    if !comp_ok || !check_ok || b.modify_tid.get() == 0 || b.mirror_tid.get() == 0 {
+    // newfs leaves modify_tid 0 in what it writes; no writer leaves both 0.
+    if !comp_ok || !check_ok || (b.modify_tid.get() == 0 && b.mirror_tid.get() == 0) {
         return false;
     }
     let media_ok = |min: u8, max: u8| {

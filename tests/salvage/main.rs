@@ -309,6 +309,26 @@ fn after_bulkfree_and_new_writes_no_byte_is_wrong() {
 }
 
 #[test]
+fn a_removed_tree_on_a_multi_volume_set_is_recovered() {
+    let dir = common::hosttree::scratch();
+    let v0 = common::scratch_copy("multivol-0", dir.path());
+    let v1 = common::scratch_copy("multivol-1", dir.path());
+    let spec = format!("{}:{}", s(&v0), s(&v1));
+    let host = dir.path().join("host");
+    std::fs::create_dir_all(host.join("d")).unwrap();
+    std::fs::write(host.join("d/big.bin"), common::content(3, 3_000_000)).unwrap();
+    std::fs::write(host.join("small.txt"), b"small\n").unwrap();
+    std::os::unix::fs::symlink("small.txt", host.join("link")).unwrap();
+    ok(EDIT, &["-q", &spec, "put", "-r", s(&host), "/src"]);
+    let reference = dir.path().join("ref");
+    ok(EDIT, &[&spec, "get", "/src", s(&reference)]);
+    ok(EDIT, &["-q", &spec, "rm", "-r", "/src"]);
+    let out = dir.path().join("out");
+    ok(RECOVER, &["files", "--latest", &spec, "/src", s(&out)]);
+    assert_same_tree(&reference, &out);
+}
+
+#[test]
 fn the_freemap_replay_keeps_its_command_lines() {
     let dir = common::hosttree::scratch();
     let img = common::scratch_copy("varied", dir.path());
