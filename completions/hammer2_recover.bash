@@ -65,13 +65,21 @@ _hammer2_recover() {
             return 0
             ;;
         hammer2_recover__subcmd__files)
-            opts="-h --latest --json --pfs --relaxed --wait --help"
+            opts="-h --latest --json --pfs --relaxed --memory --tmpdir --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --pfs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tmpdir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -175,13 +183,21 @@ _hammer2_recover() {
             return 0
             ;;
         hammer2_recover__subcmd__list)
-            opts="-h --deleted --json --pfs --relaxed --wait --help"
+            opts="-h --deleted --json --pfs --relaxed --memory --tmpdir --wait --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --pfs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tmpdir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -4,7 +4,7 @@ mod common;
 
 use anyhow::Context;
 use clap::Parser;
-use hammer2::cli::recover::{FilesArgs, FreemapArgs, ListArgs, RecoverCli, RecoverCommand};
+use hammer2::cli::recover::{FilesArgs, FreemapArgs, ListArgs, RecoverCli, RecoverCommand, ScanArgs};
 use hammer2::device::{Access, Device};
 use hammer2::dump::layout;
 use hammer2::recover::files::{self, FilesOptions, ListOptions};
@@ -25,7 +25,12 @@ fn main() {
 
 /// Opens the device read-only (shared lock) and scans it, with a progress
 /// bar on terminals.
-fn scan(device: &str, relaxed: bool, cli: &RecoverCli, quiet: bool) -> anyhow::Result<(Hammer2, Index)> {
+fn scan(device: &str, args: &ScanArgs, cli: &RecoverCli, quiet: bool) -> anyhow::Result<(Hammer2, Index)> {
+    if let Some(dir) = &args.tmpdir {
+        if !dir.is_dir() {
+            return Err(common::usage(format!("--tmpdir {}: not a directory", dir.display())));
+        }
+    }
     let dev = Device::open_with(device, Access::ReadOnly, cli.wait.get()).map_err(|e| match e {
         e @ hammer2::Error::Locked { .. } => common::lock_refused(e),
         e => anyhow::Error::new(e).context("cannot open device"),
@@ -47,7 +52,12 @@ fn scan(device: &str, relaxed: bool, cli: &RecoverCli, quiet: bool) -> anyhow::R
             pb.set_position(done);
         }
     };
-    let opts = ScanOptions { relaxed, ..Default::default() };
+    let opts = ScanOptions {
+        relaxed: args.relaxed,
+        memory: usize::try_from(args.memory).unwrap_or(usize::MAX),
+        tmpdir: args.tmpdir.clone(),
+        ..Default::default()
+    };
     let index = salvage::scan(&fs, &opts, Some(&progress));
     if let Some(pb) = &bar {
         pb.finish_and_clear();
@@ -57,7 +67,7 @@ fn scan(device: &str, relaxed: bool, cli: &RecoverCli, quiet: bool) -> anyhow::R
 }
 
 fn list(args: &ListArgs, cli: &RecoverCli) -> anyhow::Result<i32> {
-    let (fs, index) = scan(&args.device, args.scan.relaxed, cli, args.json)?;
+    let (fs, index) = scan(&args.device, &args.scan, cli, args.json)?;
     let opts = ListOptions {
         deleted: args.deleted,
         pfs: args.scan.pfs.clone(),
@@ -104,7 +114,7 @@ fn list(args: &ListArgs, cli: &RecoverCli) -> anyhow::Result<i32> {
 }
 
 fn files_cmd(args: &FilesArgs, cli: &RecoverCli) -> anyhow::Result<i32> {
-    let (fs, index) = scan(&args.device, args.scan.relaxed, cli, args.json)?;
+    let (fs, index) = scan(&args.device, &args.scan, cli, args.json)?;
     let opts = FilesOptions {
         pfs: args.scan.pfs.as_deref(),
         latest: args.latest,

@@ -115,6 +115,16 @@ pub struct ScanArgs {
     /// Also use what no check code vouches for (blockrefs with check none or disabled); reported as unverified
     #[arg(long)]
     pub relaxed: bool,
+    /// Memory for the index's data-block records (e.g. 512M, 2G); past it they spill to --tmpdir
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
+    pub memory: u64,
+    /// Directory for spilled records (default: the system's temporary directory; never the scanned device)
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<std::path::PathBuf>,
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    crate::newfs::parse_size(s).map_err(|e| e.to_string())
 }
 
 #[derive(clap::Args)]

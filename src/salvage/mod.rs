@@ -67,16 +67,24 @@
 //! kept. The result says whether the file is whole, and which byte ranges
 //! are lost.
 //!
+//! # Memory
+//!
+//! Records are compact (about 40 bytes per inode version and per raw
+//! inode, 140 per data block). The data-block records, the bulk on media
+//! holding large files, are bounded by [`ScanOptions::memory`]: past a
+//! quarter of it the scan sets them aside in an unlinked temporary file,
+//! and the index sorts them in runs of half of it, merged into one sorted
+//! file that [`Index::data_blocks`] searches ([`ScanOptions::tmpdir`];
+//! never on the scanned volumes). The per-inode records stay in memory.
+//!
 //! # Not yet
 //!
-//! The index is held in memory (compact records: about 40 bytes per inode
-//! version and per raw inode, 150 per data block); the spill of sorted
-//! runs to a temporary directory past a memory budget is not written yet.
-//! Names given by directory entries beyond the inode's own (further hard
-//! links) are indexed but not used for paths yet.
+//! Raw inodes no verified blockref names are listed, not recovered (their
+//! PFS cannot be told). Hard links come back as copies under each name.
 
 mod rebuild;
 mod scan;
+mod spill;
 
 pub use rebuild::{read_version, Completeness, Namer, Naming};
 
@@ -89,8 +97,13 @@ use scan::{Finds, Role};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Scan options.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ScanOptions {
+    /// Memory for data-block records (bytes, default 256 MiB); past it
+    /// they spill to `tmpdir` (see the module documentation).
+    pub memory: usize,
+    /// Where spilled records go (default: the system's temporary directory).
+    pub tmpdir: Option<std::path::PathBuf>,
     /// Bytes per read (rounded to 64 KiB; at least 64 KiB).
     pub chunk: usize,
     /// Keep what no check code vouches for (blockrefs with check none or
@@ -100,7 +113,7 @@ pub struct ScanOptions {
 
 impl Default for ScanOptions {
     fn default() -> Self {
-        ScanOptions { chunk: 4 << 20, relaxed: false }
+        ScanOptions { memory: 256 << 20, tmpdir: None, chunk: 4 << 20, relaxed: false }
     }
 }
 
@@ -213,8 +226,8 @@ pub struct Index {
     pfs: Vec<PfsInfo>,
     versions: BTreeMap<(PfsId, u64), Vec<Version>>,
     entries: HashMap<(PfsId, u64), Vec<Entry>>,
-    /// Sorted by (pfs, inum, key).
-    data: Vec<DataBlock>,
+    /// Sorted by (pfs, inum, key), in memory or spilled.
+    data: spill::Blocks,
     /// Raw inodes no verified blockref names (for `relaxed`): offsets.
     unverified: Vec<u64>,
     pub stats: ScanStats,
@@ -241,11 +254,16 @@ impl Index {
         self.entries.get(&(pfs, inum)).map_or(&[], |v| v.as_slice())
     }
 
-    /// Data blocks found in the trees of an inode's versions, by key.
-    pub fn data_blocks(&self, pfs: PfsId, inum: u64) -> &[DataBlock] {
-        let lo = self.data.partition_point(|d| (d.pfs, d.inum) < (pfs, inum));
-        let hi = self.data.partition_point(|d| (d.pfs, d.inum) <= (pfs, inum));
-        &self.data[lo..hi]
+    /// Data blocks found in the trees of an inode's versions, by key
+    /// (read back from the spill file when the records spilled).
+    pub fn data_blocks(&self, pfs: PfsId, inum: u64) -> Result<Vec<DataBlock>> {
+        self.data.of(pfs, inum)
+    }
+
+    /// Whether the data-block records went past the memory budget and
+    /// were spilled to the temporary directory.
+    pub fn spilled(&self) -> bool {
+        matches!(self.data, spill::Blocks::File { .. })
     }
 
     /// The inodes of `pfs` with numbers in `[lo, hi]`, with their versions.
@@ -295,29 +313,40 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
     let total: u64 = reads.iter().map(|r| r.1 as u64).sum();
     let done = std::sync::atomic::AtomicU64::new(0);
     let keep = opts.relaxed;
-    let finds = reads
-        .par_iter()
-        .map_init(
-            || vec![0u8; chunk],
-            |buf, &(loff, len)| -> Result<Finds> {
-                crate::interrupt::check()?;
-                let buf = &mut buf[..len];
-                fs.device.read_into(loff, buf)?;
-                let mut f = Finds::default();
-                scan::scan_chunk(fs, loff, buf, keep, &mut f);
-                let d = done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed) + len as u64;
-                if let Some(p) = progress {
-                    p(d, total);
-                }
-                Ok(f)
-            },
-        )
-        .try_reduce(Finds::default, |mut a, b| {
-            a.append(b);
-            Ok(a)
-        })?;
+    let tmpdir = opts.tmpdir.clone().unwrap_or_else(std::env::temp_dir);
+    let mut spilled = spill::RefSpill::new(tmpdir.clone());
+    let mut finds = Finds::default();
+    // Batches of chunks on every core; between batches, data refs past a
+    // quarter of the budget are set aside on disk.
+    for batch in reads.chunks(16) {
+        let found = batch
+            .par_iter()
+            .map_init(
+                || vec![0u8; chunk],
+                |buf, &(loff, len)| -> Result<Finds> {
+                    crate::interrupt::check()?;
+                    let buf = &mut buf[..len];
+                    fs.device.read_into(loff, buf)?;
+                    let mut f = Finds::default();
+                    scan::scan_chunk(fs, loff, buf, keep, &mut f);
+                    let d = done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed) + len as u64;
+                    if let Some(p) = progress {
+                        p(d, total);
+                    }
+                    Ok(f)
+                },
+            )
+            .try_reduce(Finds::default, |mut a, b| {
+                a.append(b);
+                Ok(a)
+            })?;
+        finds.append(found);
+        if finds.data.len() * std::mem::size_of::<scan::DataRef>() > opts.memory / 4 {
+            spilled.push_all(&mut finds.data)?;
+        }
+    }
     crate::interrupt::check()?;
-    let mut index = join(fs, finds);
+    let mut index = join(fs, finds, spilled, spill::BlockSorter::new(tmpdir, opts.memory / 2))?;
     index.stats.bytes = total;
     Ok(index)
 }
@@ -396,7 +425,12 @@ impl Containers {
 }
 
 /// Joins the scan's finds into the index.
-fn join(fs: &Hammer2, mut f: Finds) -> Index {
+fn join(
+    fs: &Hammer2,
+    mut f: Finds,
+    spilled: spill::RefSpill,
+    mut sorter: spill::BlockSorter,
+) -> Result<Index> {
     f.raws.sort_by_key(|r| r.off);
     f.raws.dedup_by_key(|r| r.off);
     f.nodes.sort_by_key(|n| (n.off, n.referrer));
@@ -546,16 +580,19 @@ fn join(fs: &Hammer2, mut f: Finds) -> Index {
         }
     }
 
-    let mut data = Vec::new();
-    for d in &f.data {
+    let mut place = |d: &scan::DataRef| -> Result<()> {
         for o in c.owners(d.at) {
             for (id, inum) in homes_of(&c.raws[o]) {
-                data.push(DataBlock { pfs: id, inum, bref: d.bref });
+                sorter.push(DataBlock { pfs: id, inum, bref: d.bref })?;
             }
         }
+        Ok(())
+    };
+    for d in &f.data {
+        place(d)?;
     }
-    data.sort_by_key(|d| (d.pfs, d.inum, d.bref.key.get(), d.bref.data_off.get()));
-    data.dedup_by_key(|d| (d.pfs, d.inum, d.bref.key.get(), d.bref.data_off.get()));
+    spilled.for_each(&mut place)?;
+    let data = sorter.finish()?;
 
     let named: HashSet<u64> = f.inodes.iter().filter(|r| r.verified).map(|r| r.data_off).collect();
     let unverified: Vec<u64> = c.raws.iter().filter(|r| !named.contains(&r.off)).map(|r| r.off).collect();
@@ -566,7 +603,7 @@ fn join(fs: &Hammer2, mut f: Finds) -> Index {
         raw_inodes: c.raws.len() as u64,
         versions: versions.values().map(|v| v.len() as u64).sum(),
         entries: entries.values().map(|v| v.len() as u64).sum(),
-        data_blocks: data.len() as u64,
+        data_blocks: data.len(),
     };
-    Index { pfs, versions, entries, data, unverified, stats }
+    Ok(Index { pfs, versions, entries, data, unverified, stats })
 }

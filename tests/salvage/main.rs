@@ -329,6 +329,43 @@ fn a_removed_tree_on_a_multi_volume_set_is_recovered() {
 }
 
 #[test]
+fn a_tiny_memory_budget_spills_and_answers_the_same() {
+    use hammer2::salvage::{self, ScanOptions};
+    let dir = common::hosttree::scratch();
+    let img = common::scratch_copy("varied", dir.path());
+    ok(EDIT, &["-q", s(&img), "rm", "-r", "level00", "big-40m.bin"]);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let fs = Hammer2::open_path(s(&img)).unwrap();
+    let roomy = salvage::scan(&fs, &ScanOptions::default(), None).unwrap();
+    let tight = ScanOptions { memory: 16 << 10, tmpdir: Some(tmp.clone()), ..Default::default() };
+    let small = salvage::scan(&fs, &tight, None).unwrap();
+    assert!(!roomy.spilled() && small.spilled());
+    assert!(roomy.stats.data_blocks > 100, "{:?}", roomy.stats);
+    assert_eq!(roomy.stats.data_blocks, small.stats.data_blocks);
+    let mut compared = 0;
+    for ((pfs, inum), versions) in roomy.all() {
+        assert_eq!(versions.len(), small.versions(pfs, inum).len());
+        let a = roomy.data_blocks(pfs, inum).unwrap();
+        let b = small.data_blocks(pfs, inum).unwrap();
+        let keys = |v: &[hammer2::salvage::DataBlock]| -> Vec<(u64, u64)> {
+            v.iter().map(|d| (d.bref.key.get(), d.bref.data_off.get())).collect()
+        };
+        assert_eq!(keys(&a), keys(&b), "inode {inum}");
+        compared += a.len();
+    }
+    assert_eq!(compared as u64, roomy.stats.data_blocks);
+    // The spill files are unlinked: nothing is left in the directory.
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+    // The command line: the same listing with a budget it cannot keep.
+    let a = ok(RECOVER, &["list", "--json", s(&img)]);
+    let b = ok(RECOVER, &["list", "--json", "--memory", "16K", "--tmpdir", s(&tmp), s(&img)]);
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&a).unwrap(), serde_json::from_str(&b).unwrap());
+    assert_eq!(a["found"], b["found"]);
+}
+
+#[test]
 fn the_freemap_replay_keeps_its_command_lines() {
     let dir = common::hosttree::scratch();
     let img = common::scratch_copy("varied", dir.path());
