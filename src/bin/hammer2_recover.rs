@@ -128,6 +128,9 @@ fn files_cmd(args: &FilesArgs, cli: &RecoverCli) -> anyhow::Result<i32> {
         for p in &r.partial {
             println!("partial: {p}");
         }
+        for p in &r.unverified {
+            println!("unverified: {p}");
+        }
         for p in &r.unrecoverable {
             println!("unrecoverable: {p}");
         }

@@ -51,7 +51,8 @@ pub struct Listed {
     pub source: Source,
     /// Some blockref naming the inode carries a check code that holds.
     pub verified: bool,
-    /// `whole`, `partial` (with lost bytes) or, for what has no data, `-`.
+    /// `whole`, `whole (unverified)` (with `relaxed`: some bytes carry
+    /// no check code), `partial` (with lost bytes) or, for what has no data, `-`.
     pub completeness: String,
     pub lost_bytes: u64,
 }
@@ -141,7 +142,12 @@ pub fn list(fs: &Hammer2, index: &Index, opts: &ListOptions) -> Result<Vec<Liste
             let kind = ip.meta.obj_type();
             let (completeness, lost) = if matches!(kind, ObjType::Regfile | ObjType::Softlink) {
                 let c = read_version(fs, &ip, opts.relaxed, &mut |_, _| Ok(()))?;
-                (if c.is_whole() { "whole" } else { "partial" }.to_string(), c.lost_bytes())
+                let word = match (c.lost.is_empty(), c.unverified) {
+                    (false, _) => "partial",
+                    (true, 0) => "whole",
+                    (true, _) => "whole (unverified)",
+                };
+                (word.to_string(), c.lost_bytes())
             } else {
                 ("-".to_string(), 0)
             };
@@ -192,6 +198,9 @@ pub struct FilesReport {
     pub whole: u64,
     /// Versions written with lost ranges (as holes): their host paths.
     pub partial: Vec<String>,
+    /// Versions written whole but with bytes no check code vouches for
+    /// (only with `relaxed`): their host paths.
+    pub unverified: Vec<String>,
     /// Versions that could not be written: path and why.
     pub unrecoverable: Vec<String>,
     /// Objects `get` does not extract either (device nodes, FIFOs, sockets), or refused names.
@@ -454,8 +463,16 @@ impl Writer<'_, '_> {
                 })?;
                 self.host.finish_file(&file, &host, meta, 0)?;
                 drop(file);
-                if c.is_whole() {
+                if c.lost.is_empty() {
                     self.report.whole += 1;
+                    if c.unverified > 0 {
+                        self.report.unverified.push(format!(
+                            "{} ({} of {} bytes unverified)",
+                            host.display(),
+                            c.unverified,
+                            c.size
+                        ));
+                    }
                     Ok(Some(base.to_string()))
                 } else {
                     let name = format!("{base}.partial");

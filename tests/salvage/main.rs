@@ -366,6 +366,26 @@ fn a_tiny_memory_budget_spills_and_answers_the_same() {
 }
 
 #[test]
+fn blocks_without_check_codes_are_used_only_when_relaxed() {
+    let dir = common::hosttree::scratch();
+    let (img, reference) = varied_with_reference(dir.path());
+    ok(EDIT, &["-q", s(&img), "setcheck", "--rewrite", "none", "/just-over-512.bin"]);
+    ok(EDIT, &["-q", s(&img), "rm", "just-over-512.bin"]);
+    let strict = dir.path().join("strict");
+    let o = run(RECOVER, &["files", "--latest", s(&img), "/just-over-512.bin", s(&strict)]);
+    assert!(!o.status.success(), "nothing vouches for its data: not whole");
+    assert!(!strict.join("just-over-512.bin").exists());
+    assert!(strict.join("just-over-512.bin.partial").exists());
+    let relaxed = dir.path().join("relaxed");
+    let text = ok(RECOVER, &["files", "--latest", "--relaxed", s(&img), "/just-over-512.bin", s(&relaxed)]);
+    assert!(text.contains("unverified"), "{text}");
+    assert!(common::hosttree::same_contents(
+        &relaxed.join("just-over-512.bin"),
+        &reference.join("just-over-512.bin")
+    ));
+}
+
+#[test]
 fn the_freemap_replay_keeps_its_command_lines() {
     let dir = common::hosttree::scratch();
     let img = common::scratch_copy("varied", dir.path());
