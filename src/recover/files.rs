@@ -219,6 +219,11 @@ struct Found {
 type Children = HashMap<(PfsId, u64), BTreeMap<Vec<u8>, Vec<Found>>>;
 
 /// Writes what matches `path` into `dest` (see the module documentation).
+/// `/` writes the PFS root's contents into DEST itself, or each PFS's
+/// into DEST/LABEL when several are selected; anything else is written as
+/// DEST/NAME, every match (in every PFS selected, and for a bare name in
+/// every directory) numbered as versions of one name. DEST/NAME must not
+/// exist (an empty directory aside), as for `get`.
 pub fn files(
     fs: &Hammer2,
     index: &Index,
@@ -273,50 +278,60 @@ pub fn files(
         depth: 0,
     };
     let host_dest = dest.to_path_buf();
-    if path.starts_with('/') {
-        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-        for &id in &pfs {
-            if comps.is_empty() {
-                let rs: Vec<Found> = roots.iter().filter(|r| r.v.pfs == id).cloned().collect();
-                if rs.is_empty() {
-                    continue;
-                }
-                w.host.prepare_target(&host_dest, &host_dest, true, true)?;
-                w.report.found += rs.len() as u64;
-                w.dir_contents(&[(id, 1)], &host_dest, "/")?;
-                w.finish_dir(&rs, &host_dest)?;
-                continue;
+    let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    if path.starts_with('/') && comps.is_empty() {
+        // The PFS roots: into DEST itself, or DEST/LABEL for each PFS when several are found.
+        let mut ids: Vec<PfsId> = roots.iter().map(|r| r.v.pfs).filter(|id| pfs.contains(id)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for &id in &ids {
+            let rs: Vec<Found> = roots.iter().filter(|r| r.v.pfs == id).cloned().collect();
+            let label = &index.pfs()[id as usize].label;
+            let target = if ids.len() == 1 { host_dest.clone() } else { host_dest.join(label) };
+            if ids.len() == 1 {
+                w.host.prepare_target(&host_dest, &target, true, true)?;
+            } else {
+                check_name(label.as_bytes(), 1, "<PFS labels>")?;
+                w.host.prepare_target(&host_dest, &target, false, true)?;
+                w.host.make_dir(&target, true)?;
             }
-            // Directories the components lead through.
-            let mut dirs: Vec<u64> = vec![1];
-            for (i, comp) in comps.iter().enumerate() {
-                let last = i + 1 == comps.len();
-                let mut next = Vec::new();
-                for d in &dirs {
-                    if let Some(group) = children.get(&(id, *d)).and_then(|m| m.get(comp.as_bytes())) {
-                        if last {
-                            w.top(&host_dest, comp.as_bytes(), group, path)?;
-                        } else {
-                            next.extend(group.iter().filter(|f| is_dir(f.kind)).map(|f| f.v.inum));
-                        }
-                    }
-                }
-                next.sort_unstable();
-                next.dedup();
-                dirs = next;
-            }
+            w.report.found += rs.len() as u64;
+            w.dir_contents(&[(id, 1)], &target, "/")?;
+            w.finish_dir(&rs, &target)?;
         }
     } else {
-        let mut groups: Vec<(&Vec<u8>, &Vec<Found>)> = Vec::new();
-        for ((id, _), m) in &children {
-            if pfs.contains(id) {
-                if let Some((k, g)) = m.get_key_value(path.as_bytes()) {
-                    groups.push((k, g));
+        // Every group PATH names, in every PFS (and for a bare name, in
+        // every directory), written as one name: versions numbered together.
+        let mut merged: Vec<Found> = Vec::new();
+        if path.starts_with('/') {
+            for &id in &pfs {
+                let mut dirs: Vec<u64> = vec![1];
+                for (i, comp) in comps.iter().enumerate() {
+                    let last = i + 1 == comps.len();
+                    let mut next = Vec::new();
+                    for d in &dirs {
+                        if let Some(group) = children.get(&(id, *d)).and_then(|m| m.get(comp.as_bytes())) {
+                            if last {
+                                merged.extend(group.iter().cloned());
+                            } else {
+                                next.extend(group.iter().filter(|f| is_dir(f.kind)).map(|f| f.v.inum));
+                            }
+                        }
+                    }
+                    next.sort_unstable();
+                    next.dedup();
+                    dirs = next;
+                }
+            }
+        } else {
+            for ((id, _), m) in &children {
+                if let (true, Some(g)) = (pfs.contains(id), m.get(path.as_bytes())) {
+                    merged.extend(g.iter().cloned());
                 }
             }
         }
-        for (name, group) in groups {
-            w.top(&host_dest, name, group, path)?;
+        if let Some(name) = comps.last().filter(|_| !merged.is_empty()) {
+            w.top(&host_dest, name.as_bytes(), &merged, path)?;
         }
     }
     if w.report.found == 0 {
@@ -343,9 +358,7 @@ impl Writer<'_, '_> {
     fn top(&mut self, dest: &Path, name: &[u8], group: &[Found], shown: &str) -> Result<()> {
         let target = dest.join(OsStr::from_bytes(name));
         let has_dir = group.iter().any(|f| is_dir(f.kind));
-        if !target.exists() {
-            self.host.prepare_target(dest, &target, false, has_dir)?;
-        }
+        self.host.prepare_target(dest, &target, false, has_dir)?;
         self.group(dest, name, group, shown)
     }
 
