@@ -88,9 +88,11 @@ Examples:
   hammer2_recover list --json disk.img notes.txt";
 
 pub const FILES_EXAMPLES: &str = "\
-PATH is absolute from a PFS root (/ for all of it), or a bare name that
-matches anywhere. Directories are recovered recursively, with every file
-any version of them held. Each distinct version of a file is written as
+PATH is absolute from a PFS root, or a bare name that matches anywhere;
+every match (in every PFS, unless --pfs) is written as DEST/NAME, its
+versions numbered together. / writes the PFS's contents into DEST itself
+(each PFS into DEST/LABEL when several are found: give --pfs). Directories
+are recovered recursively, with every file any version of them held. Each distinct version of a file is written as
 NAME.00001, NAME.00002, ... (oldest first by transaction), the newest also
 as NAME (a hard link); --latest writes only NAME. A version with lost byte
 ranges is written with those ranges as holes and named NAME.partial (or

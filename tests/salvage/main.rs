@@ -388,6 +388,19 @@ fn blocks_without_check_codes_are_used_only_when_relaxed() {
 }
 
 #[test]
+fn a_snapshot_and_its_source_share_blocks_and_both_are_recovered() {
+    let dir = common::hosttree::scratch();
+    let img = common::scratch_copy("pfs-snapshot", dir.path());
+    for label in ["snap1", "DATA"] {
+        let reference = dir.path().join(format!("ref-{label}"));
+        ok(EDIT, &["--pfs", label, s(&img), "get", "/", s(&reference)]);
+        let out = dir.path().join(format!("out-{label}"));
+        ok(RECOVER, &["files", "--latest", "--pfs", label, s(&img), "/", s(&out)]);
+        assert_same_tree(&reference, &out);
+    }
+}
+
+#[test]
 fn the_freemap_replay_keeps_its_command_lines() {
     let dir = common::hosttree::scratch();
     let img = common::scratch_copy("varied", dir.path());
