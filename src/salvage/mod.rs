@@ -352,30 +352,39 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
 }
 
 /// Offsets of the inodes reached from a blockset (a header copy's
-/// super-root), DATA blocks left unread.
-fn reached(fs: &Hammer2, set: &[Blockref]) -> HashSet<u64> {
-    struct Collect(HashSet<u64>);
-    impl<'a> Visitor<'a> for Collect {
+/// super-root) and not under a node in `seen` (walked from another copy
+/// already: the same block is the same subtree), DATA blocks left unread.
+/// Every inode and indirect block met is added to `seen`.
+fn reached(fs: &Hammer2, set: &[Blockref], seen: &mut HashSet<u64>) -> HashSet<u64> {
+    struct Collect<'s> {
+        inodes: HashSet<u64>,
+        seen: &'s mut HashSet<u64>,
+    }
+    impl<'a> Visitor<'a> for Collect<'_> {
         type Ctx = ();
         type Out = Nothing;
+        fn skip(&mut self, bref: &Blockref, _: &()) -> Option<Nothing> {
+            let node = matches!(bref.kind(), BlockrefType::Inode | BlockrefType::Indirect);
+            (!node || self.seen.contains(&bref.offset())).then_some(Nothing)
+        }
         fn visit(&mut self, node: &Node<'a>, _: &()) -> Step<(), Nothing> {
             let ok = node.media().is_some() && !matches!(node.reach, Reach::Shared { .. });
-            match node.bref.kind() {
-                BlockrefType::Inode if ok => {
-                    self.0.insert(node.bref.offset());
-                    Step::Descend(())
-                }
-                BlockrefType::Indirect if ok => Step::Descend(()),
-                _ => Step::Leaf(Nothing),
+            if !ok {
+                return Step::Leaf(Nothing);
             }
+            self.seen.insert(node.bref.offset());
+            if node.bref.kind() == BlockrefType::Inode {
+                self.inodes.insert(node.bref.offset());
+            }
+            Step::Descend(())
         }
     }
-    let mut c = Collect(HashSet::new());
+    let mut c = Collect { inodes: HashSet::new(), seen };
     let opts = Options { data: DataBlocks::Skip, look_ahead: false, ..Default::default() };
     // The engine borrows the tables for its lifetime: a copy of the set lives long enough.
     let set: Vec<Blockref> = set.to_vec();
     Engine::new(fs, opts).run(&set, 0, &(), &mut c);
-    c.0
+    c.inodes
 }
 
 /// Raw inodes and indirect blocks sorted for the owner lookups.
@@ -450,11 +459,20 @@ fn join(
 
     // Sources: which inode copies each valid header copy reaches.
     let root = fs.root_position();
-    let mut copies: Vec<(usize, u64, HashSet<u64>)> = Vec::new();
+    // The copy in use first, then the others newest first: a node one
+    // walk met is not walked again, so each inode goes to the newest copy
+    // reaching it.
+    let mut order: Vec<(usize, u64, &[Blockref])> = Vec::new();
     for hc in &fs.headers[root].copies {
         if let (true, Some(d)) = (hc.is_valid(), &hc.data) {
-            copies.push((hc.index, d.mirror_tid.get(), reached(fs, &d.sroot_blockset)));
+            order.push((hc.index, d.mirror_tid.get(), &d.sroot_blockset[..]));
         }
+    }
+    order.sort_by_key(|&(i, tid, _)| (i != fs.copy, std::cmp::Reverse(tid)));
+    let mut seen = HashSet::new();
+    let mut copies: Vec<(usize, u64, HashSet<u64>)> = Vec::new();
+    for (i, tid, set) in order {
+        copies.push((i, tid, reached(fs, set, &mut seen)));
     }
     let source_of = |off: u64| -> Source {
         let mut best: Option<(usize, u64)> = None;
