@@ -276,6 +276,7 @@ pub fn files(
         host: Host { force: false, modes: opts.modes },
         report: FilesReport::default(),
         depth: 0,
+        open_dirs: Vec::new(),
     };
     let host_dest = dest.to_path_buf();
     let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
@@ -351,6 +352,8 @@ struct Writer<'a, 'c> {
     host: Host,
     report: FilesReport,
     depth: usize,
+    /// The directories being written (the current path).
+    open_dirs: Vec<(PfsId, u64)>,
 }
 
 impl Writer<'_, '_> {
@@ -379,13 +382,23 @@ impl Writer<'_, '_> {
                 self.report.unrecoverable.push(format!("{shown}: deeper than {} directories", self.depth));
                 return Ok(());
             }
+            let mut inums: Vec<(PfsId, u64)> = dirs.iter().map(|f| (f.v.pfs, f.v.inum)).collect();
+            inums.sort_unstable();
+            inums.dedup();
+            // A directory named inside itself (damaged or hostile media)
+            // is written once, not followed round.
+            inums.retain(|d| !self.open_dirs.contains(d));
+            if inums.is_empty() {
+                self.report.unrecoverable.push(format!("{shown}: a directory inside itself"));
+                return Ok(());
+            }
             match self.host.make_dir(&host, host.is_dir()) {
                 Ok(()) => {
-                    let mut inums: Vec<(PfsId, u64)> = dirs.iter().map(|f| (f.v.pfs, f.v.inum)).collect();
-                    inums.sort_unstable();
-                    inums.dedup();
                     self.depth += 1;
+                    let mark = self.open_dirs.len();
+                    self.open_dirs.extend(inums.iter().copied());
                     let r = self.dir_contents(&inums, &host, shown);
+                    self.open_dirs.truncate(mark);
                     self.depth -= 1;
                     r?;
                     self.finish_dir(&dirs, &host)?;
