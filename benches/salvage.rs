@@ -85,7 +85,7 @@ fn main() {
     let rounds: usize =
         std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     let recover = env!("CARGO_BIN_EXE_hammer2_recover");
-    let (mut cat, mut scan, mut rss) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cat, mut scan, mut rss, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0;
     for _ in 0..rounds {
         let t = Instant::now();
@@ -95,6 +95,7 @@ fn main() {
             support::run(Command::new(recover).args(["list", "--json"]).arg(&img).arg("no-such-name-here"));
         assert!(u.status.success(), "hammer2_recover list: {}", u.status);
         scan.push(u.wall);
+        cpu.push(u.cpu);
         rss.push(u.max_rss_kib as f64);
     }
     let mib = bytes as f64 / (1 << 20) as f64;
@@ -105,9 +106,12 @@ fn main() {
     );
     println!("  read of the data regions: {c:.2} s ({:.0} MiB/s)", mib / c);
     println!(
-        "  hammer2_recover list (scan + index): {s:.2} s ({:.0} MiB/s, {:.2}x the read), peak RSS {:.0} MiB",
+        "  hammer2_recover list (scan + index): {s:.2} s ({:.0} MiB/s, {:.2}x the read), CPU {:.2} s, peak RSS {:.0} MiB",
         mib / s,
         s / c,
+        median(cpu),
         median(rss) / 1024.0
     );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("  load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 }
