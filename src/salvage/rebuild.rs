@@ -348,3 +348,17 @@ impl<'i> Namer<'i> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::gaps;
+
+    #[test]
+    fn gaps_are_what_the_covered_ranges_leave_out() {
+        assert_eq!(gaps((0, 100), &mut []), vec![(0, 100)]);
+        assert_eq!(gaps((0, 100), &mut [(0, 100)]), vec![]);
+        assert_eq!(gaps((0, 100), &mut [(60, 80), (0, 10)]), vec![(10, 60), (80, 100)]);
+        // Overlapping and out-of-span ranges.
+        assert_eq!(gaps((10, 50), &mut [(0, 20), (15, 30), (45, 200)]), vec![(30, 45)]);
+    }
+}

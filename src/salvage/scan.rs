@@ -278,3 +278,38 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{encode_methods, CheckMethod, CompMethod};
+
+    fn bref(kind: u8, off: u64, radix: u8, keybits: u8) -> Blockref {
+        let mut b = Blockref::zeroed();
+        b.type_ = kind;
+        b.methods = encode_methods(CheckMethod::Xxhash64, CompMethod::None);
+        b.data_off = (off | radix as u64).into();
+        b.keybits = keybits;
+        b.key = 5.into();
+        b.mirror_tid = 1.into();
+        b
+    }
+
+    #[test]
+    fn plausible_blockrefs_are_told_from_noise() {
+        let size = 1 << 30;
+        assert!(plausible_bref(&bref(1, 0x10000, 10, 0), size), "an inode blockref");
+        assert!(plausible_bref(&bref(3, 0x10000, 16, 16), size), "a data blockref");
+        assert!(!plausible_bref(&bref(1, 0x10000, 11, 0), size), "inodes are 1 KiB");
+        assert!(!plausible_bref(&bref(3, 0x10400, 16, 16), size), "media aligned to its size");
+        assert!(!plausible_bref(&bref(3, size, 16, 16), size), "media inside the volumes");
+        assert!(!plausible_bref(&bref(9, 0x10000, 16, 16), size), "unknown type");
+        let mut b = bref(3, 0x10000, 16, 16);
+        b.mirror_tid = 0.into();
+        assert!(!plausible_bref(&b, size), "no transaction id");
+        b.modify_tid = 7.into();
+        assert!(plausible_bref(&b, size), "newfs leaves modify_tid 0, others mirror_tid");
+        b.methods = 0x70;
+        assert!(!plausible_bref(&b, size), "unknown check method");
+    }
+}
