@@ -211,6 +211,42 @@ fn files_behind_a_damaged_inode_index_block_are_recovered() {
 }
 
 #[test]
+fn a_destroyed_blockref_loses_its_inode_and_nothing_else_is_wrong() {
+    let dir = common::hosttree::scratch();
+    let (img, reference) = varied_with_reference(dir.path());
+    let (block, slot) = {
+        let fs = Hammer2::open_path(s(&img)).unwrap();
+        let tree = Tree::new(&fs);
+        let pfs = Pfs::default(&tree).unwrap();
+        let b =
+            indirect_holding(&fs, pfs.root.blockset(), BlockrefType::Inode).expect("an inode-index block");
+        let media = fs.device.read(b.offset(), b.physical_size() as usize).unwrap();
+        let slot = Blockref::table(media).iter().position(|c| c.kind() == BlockrefType::Inode).unwrap();
+        (b, slot)
+    };
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    f.write_all_at(&[0u8; 128], block.offset() + slot as u64 * 128).unwrap();
+    let out = dir.path().join("out");
+    let o = run(RECOVER, &["files", "--latest", "--pfs", "DATA", s(&img), "/", s(&out)]);
+    assert!(o.status.code().is_some());
+    let (want, got) = (common::hosttree::host_entries(&reference), common::hosttree::host_entries(&out));
+    let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
+    assert!(missing >= 1, "the inode whose only blockref was destroyed cannot be vouched for");
+    assert!(missing * 4 < want.len(), "only what hung from that inode is lost ({missing} of {})", want.len());
+    for (rel, m) in &got {
+        let w = want.get(rel).unwrap_or_else(|| panic!("{}: not in the original", rel.display()));
+        assert_eq!(w.file_type(), m.file_type(), "{}", rel.display());
+        if m.is_file() {
+            assert!(
+                common::hosttree::same_contents(&reference.join(rel), &out.join(rel)),
+                "{}",
+                rel.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn files_behind_a_damaged_directory_block_are_recovered() {
     let dir = common::hosttree::scratch();
     let (img, reference) = varied_with_reference(dir.path());
