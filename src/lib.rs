@@ -12,6 +12,7 @@
 //! | [`read`] | the media tree: traversal engine, blockref media, PFSs, file contents; one read interface ([`read::view::FsView`]) over the committed image or a session's state, and the namespace walk on it |
 //! | [`write`] | the write engine: chains, the allocator, flush, write sessions and their operations |
 //! | [`host`] | host trees in and out: import (populate, `put -r`) and the one extraction, over any [`read::view::FsView`] |
+//! | [`salvage`] | the media scan: every inode version, entry and data block found on the volumes, whatever tree reaches them |
 //! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`] | the operations behind the binaries |
 //! | [`cli`] | clap definitions of every binary (man pages and completions come from them) |
 //!
@@ -29,6 +30,8 @@ pub mod freemap;
 
 pub mod read;
 pub mod write;
+
+pub mod salvage;
 
 pub mod host;
 

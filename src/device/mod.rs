@@ -59,6 +59,12 @@ pub trait Backend: Send + Sync {
     fn punch_hole(&mut self, off: u64, len: u64) -> Result<()> {
         self.write(off, &vec![0u8; len as usize])
     }
+    /// The `[start, end)` ranges of the volume that may hold data, in
+    /// order: a sparse file's data extents (SEEK_DATA / SEEK_HOLE), the
+    /// whole volume where that is unknown (block devices, memory).
+    fn data_regions(&self) -> Vec<(u64, u64)> {
+        vec![(0, self.size())]
+    }
 }
 
 fn out_of_bounds(b: &dyn Backend, off: u64, len: u64) -> Error {
@@ -249,6 +255,35 @@ impl Backend for MmapBackend {
             return std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO);
         }
         next as u64 >= off + len
+    }
+    fn data_regions(&self) -> Vec<(u64, u64)> {
+        use std::os::unix::io::AsRawFd;
+        let whole = vec![(0, self.size)];
+        if !self.lock.file().metadata().is_ok_and(|m| m.is_file()) {
+            return whole;
+        }
+        let fd = self.lock.file().as_raw_fd();
+        let mut out = Vec::new();
+        let mut pos = 0u64;
+        while pos < self.size {
+            // SAFETY: lseek on a descriptor we own; it only moves the file offset.
+            let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+            if data < 0 {
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENXIO) {
+                    break; // only a hole is left
+                }
+                return whole; // the host cannot tell: read everything
+            }
+            // SAFETY: as above.
+            let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+            let end = if hole < 0 { self.size } else { (hole as u64).min(self.size) };
+            if end <= data as u64 {
+                break;
+            }
+            out.push((data as u64, end));
+            pos = end;
+        }
+        out
     }
     fn punch_hole(&mut self, off: u64, len: u64) -> Result<()> {
         use std::os::unix::io::AsRawFd;
@@ -642,6 +677,12 @@ impl Device {
         }
         self.extents[i] = Some(extent);
         Ok(())
+    }
+
+    /// Where volume `i` lies in the logical address space (None before
+    /// the volume headers placed it).
+    pub fn extent(&self, i: usize) -> Option<Extent> {
+        self.extents.get(i).copied().flatten()
     }
 
     /// Physical bytes of volume `i`, bounds-checked.

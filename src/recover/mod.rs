@@ -83,6 +83,8 @@
 //! [`lag_freemap`] makes the crash window on purpose, for tests and
 //! debugging.
 
+pub mod files;
+
 use crate::error::{Error, Result};
 use crate::volume::{CopyState, Hammer2};
 use crate::write::alloc::replay::{replay, verify_marked};

@@ -1,0 +1,117 @@
+//! The salvage scan's throughput (not a test).
+//!
+//! `cargo bench --bench salvage` scans the 50,000-file bench image (built
+//! as `compare` builds it: `../shared/bench/mkbenchtree.py`'s tree written
+//! by the reference makefs into target/bench/bench.img, reused when it is
+//! there; `$HAMMER2_BENCH_IMAGE` names another image) with `hammer2_recover
+//! list` (the whole scan and index, a name that matches nothing so the
+//! listing costs nothing), next to reading the image's data regions
+//! (SEEK_DATA / SEEK_HOLE) into nothing: the floor any scan of the media
+//! has. Both run warm (the image in the page cache), alternately, for
+//! `$HAMMER2_BENCH_ROUNDS` rounds (default 3); medians of wall time, the
+//! throughput over the data regions, and the scan's peak RSS are printed.
+
+mod support;
+
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+fn image() -> PathBuf {
+    if let Some(p) = std::env::var_os("HAMMER2_BENCH_IMAGE") {
+        return PathBuf::from(p);
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("bench.img");
+    if !img.exists() {
+        let tree = support::bench_tree();
+        let reftools = std::env::var_os("HAMMER2_REFTOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
+        let partial = dir.join("bench.img.partial");
+        let _ = std::fs::remove_file(&partial);
+        eprintln!("building {} with reftools/makefs", img.display());
+        let out = Command::new(reftools.join("makefs"))
+            .args(["-t", "hammer2", "-Z", "-s", "16g"])
+            .arg(&partial)
+            .arg(&tree)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "makefs: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::rename(&partial, &img).unwrap();
+    }
+    img
+}
+
+/// Reads every data region of `path` in 4 MiB reads; returns the bytes read.
+fn read_data_regions(path: &Path) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).unwrap();
+    let size = f.metadata().unwrap().len();
+    let fd = f.as_raw_fd();
+    let mut buf = vec![0u8; 4 << 20];
+    let (mut pos, mut total) = (0u64, 0u64);
+    while pos < size {
+        // SAFETY: lseek on a descriptor we own.
+        let data = unsafe { libc::lseek(fd, pos as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            break;
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        let end = if hole < 0 { size } else { hole as u64 };
+        let mut p = data as u64;
+        while p < end {
+            let n = ((end - p) as usize).min(buf.len());
+            f.read_exact_at(&mut buf[..n], p).unwrap();
+            std::hint::black_box(&buf[..n]);
+            p += n as u64;
+            total += n as u64;
+        }
+        pos = end;
+    }
+    total
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn main() {
+    let img = image();
+    let rounds: usize =
+        std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
+    let recover = env!("CARGO_BIN_EXE_hammer2_recover");
+    let (mut cat, mut scan, mut rss, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut bytes = 0;
+    for _ in 0..rounds {
+        let t = Instant::now();
+        bytes = read_data_regions(&img);
+        cat.push(t.elapsed().as_secs_f64());
+        let u =
+            support::run(Command::new(recover).args(["list", "--json"]).arg(&img).arg("no-such-name-here"));
+        assert!(u.status.success(), "hammer2_recover list: {}", u.status);
+        scan.push(u.wall);
+        cpu.push(u.cpu);
+        rss.push(u.max_rss_kib as f64);
+    }
+    let mib = bytes as f64 / (1 << 20) as f64;
+    let (c, s) = (median(cat), median(scan));
+    println!(
+        "salvage scan of {} ({mib:.0} MiB of data regions), {rounds} rounds, warm cache:",
+        img.display()
+    );
+    println!("  read of the data regions: {c:.2} s ({:.0} MiB/s)", mib / c);
+    println!(
+        "  hammer2_recover list (scan + index): {s:.2} s ({:.0} MiB/s, {:.2}x the read), CPU {:.2} s, peak RSS {:.0} MiB",
+        mib / s,
+        s / c,
+        median(cpu),
+        median(rss) / 1024.0
+    );
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("  load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+}
