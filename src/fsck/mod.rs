@@ -56,6 +56,7 @@
 mod data;
 pub mod freemap;
 mod place;
+pub mod semantic;
 pub mod topology;
 
 pub use place::{Place, ZoneLeaf};
@@ -213,6 +214,22 @@ problems! {
         "directory entry is inconsistent", "";
     DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, None,
         "directory entry names an inode that does not exist", "";
+    BREF_KEY_DUP / BrefKeyDup: "BREF_KEY_DUP", Error, None,
+        "two entries of one blockref table have the same key (a lookup finds only one of them)", "";
+    BREF_INODE_SIZE / BrefInodeSize: "BREF_INODE_SIZE", Error, None,
+        "inode blockref declares a media size other than 1 KiB", "";
+    DATA_PAST_EOF / DataPastEof: "DATA_PAST_EOF", Error, None,
+        "data block lies past the end of its file", "";
+    DATA_KEYBITS / DataKeybits: "DATA_KEYBITS", Error, None,
+        "data blockref's keybits (logical size) disagree with its media size", "";
+    INODE_MODE / InodeMode: "INODE_MODE", Warning, None,
+        "inode mode's type bits disagree with the inode's type", "";
+    INODE_DIR_NLINKS / InodeDirNlinks: "INODE_DIR_NLINKS", Error, None,
+        "directory link count is neither 1 (not counted) nor 2 plus its subdirectories", "";
+    INODE_IPARENT / InodeIparent: "INODE_IPARENT", Error, None,
+        "directory's iparent is not the directory naming it (its '..' resolves elsewhere)", "";
+    INODE_IPARENT_HINT / InodeIparentHint: "INODE_IPARENT_HINT", Warning, None,
+        "file named once has an iparent other than the directory naming it (a hint recovery tools follow)", "";
     FREEMAP_STRUCT / FreemapStruct: "FREEMAP_STRUCT", Error, None,
         "freemap node or leaf is malformed", "";
     FREEMAP_UNMARKED / FreemapUnmarked: "FREEMAP_UNMARKED", Error, Preen,

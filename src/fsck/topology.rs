@@ -24,10 +24,12 @@
 //! either is accepted there.
 
 use super::data::{verifier, verify_data, DataFindings, DataJob, DataOutcome, DATA_BATCH, QUEUED_BATCHES};
+use super::semantic::{self, PfsChecks};
 use super::{FsckReport, Place, Problem};
 use super::{
-    BREF_CHECK, BREF_DUPLICATE, BREF_KEY, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED, BREF_STATS,
-    BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS, TREE_DEPTH,
+    BREF_CHECK, BREF_DUPLICATE, BREF_KEY, BREF_KEY_DUP, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED,
+    BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
+    TREE_DEPTH,
 };
 use crate::error::CorruptKind;
 use crate::error::{Location, Result};
@@ -127,6 +129,8 @@ struct Pass<'a, 'r> {
     depth: usize,
     /// Per depth: the table (parent `data_off`) and the last key seen in it.
     last_key: Vec<Option<(u64, u64)>>,
+    /// The semantic checks' state for the PFS being walked.
+    sem: PfsChecks,
 }
 
 /// Checks the topology of `fs`; returns the traversal's totals. With a
@@ -162,6 +166,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>)
         trace,
         depth: 0,
         last_key: Vec::new(),
+        sem: PfsChecks::default(),
     };
     let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0 };
     let opts = Options { data: DataBlocks::Skip, ..Default::default() };
@@ -273,6 +278,8 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
         if let Some((parent, last)) = self.last_key[node.depth] {
             if parent == node.parent_off && key < last {
                 self.problem(BREF_ORDER, &loc, format!("key {key:#x} after {last:#x} in the same table"));
+            } else if parent == node.parent_off && key == last {
+                self.problem(BREF_KEY_DUP, &loc, format!("key {key:#x} twice in the same table"));
             }
         }
         self.last_key[node.depth] = Some((node.parent_off, key));
@@ -535,6 +542,13 @@ impl<'a> Pass<'a, '_> {
                 );
             }
         }
+        let root = matches!(ctx.container, Container::Volume | Container::SuperRoot);
+        for (p, detail) in semantic::inode(b, ip, root) {
+            self.problem(p, loc, detail);
+        }
+        if self.pfs.is_some() {
+            self.sem.inode(ip, pfs_root);
+        }
         if let Some(s) = self.pfs.as_mut() {
             let sum = &mut s.summary;
             sum.inodes += 1;
@@ -551,6 +565,7 @@ impl<'a> Pass<'a, '_> {
                 if matches!(ctx.container, Container::Dir) || b.key.get() & DIRHASH_VISIBLE != 0 {
                     let s = self.pfs.as_mut().expect("inside a PFS");
                     s.dirents.push((inum, t, ctx.dir_inum, ip.name().to_vec(), loc.clone()));
+                    self.sem.dirent(inum, t, ctx.dir_inum);
                 }
             }
         }
@@ -618,13 +633,8 @@ impl<'a> Pass<'a, '_> {
             self.problem(BREF_KEY, loc, format!("data keybits {} outside 10..=16", b.keybits));
             return;
         }
-        let end = size.max(1).checked_next_multiple_of(1 << b.keybits).unwrap_or(u64::MAX);
-        if b.key.get() >= end {
-            self.problem(
-                INODE_BAD,
-                loc,
-                format!("data at {:#x} lies past the end of the file ({size} bytes)", b.key.get()),
-            );
+        for (p, detail) in semantic::data(b, size) {
+            self.problem(p, loc, detail);
         }
         let Some(s) = self.pfs.as_mut() else { return };
         s.summary.data_blocks += 1;
@@ -693,6 +703,7 @@ impl<'a> Pass<'a, '_> {
         }
         if let Some(s) = self.pfs.as_mut() {
             s.summary.dirents += 1;
+            self.sem.dirent(entry.inum, entry.obj_type, ctx.dir_inum);
             s.dirents.push((entry.inum, entry.obj_type, ctx.dir_inum, entry.name, loc.clone()));
         }
     }
@@ -721,6 +732,7 @@ impl<'a> Pass<'a, '_> {
     /// Cross-checks one PFS's directory entries against its inodes.
     fn finish_pfs(&mut self) {
         let Some(s) = self.pfs.take() else { return };
+        let sem = std::mem::take(&mut self.sem);
         let mut named: HashMap<u64, u64> = HashMap::new();
         let mut parent_of: HashMap<u64, (u64, Vec<u8>)> = HashMap::new();
         for (inum, t, dir, name, _) in &s.dirents {
@@ -812,6 +824,11 @@ impl<'a> Pass<'a, '_> {
                     format!("{t} with nlinks {nlinks}: {what}"),
                 );
             }
+        }
+        for (p, inum, detail) in sem.finish(s.partial) {
+            let at = s.inodes.get(&inum).map(|i| i.2.clone());
+            let place = Place::Inode { pfs: pfs.clone(), inum, path: Some(path(inum)), at };
+            self.report.add(p, place, detail);
         }
         self.summaries.push(s.summary);
     }
