@@ -29,6 +29,7 @@ fn main() {
             },
             sync_headers: cli.sync_headers,
             all_copies: cli.all_copies,
+            use_copy: cli.use_copy.map(usize::from),
             trace: (cli.verbose && !cli.json).then(|| -> fsck::Trace { std::sync::Arc::new(print_trace) }),
         };
         let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json && !cli.verbose).then(|| {

@@ -56,6 +56,7 @@
 mod data;
 pub mod freemap;
 mod place;
+pub mod rollback;
 pub mod semantic;
 pub mod topology;
 
@@ -178,6 +179,9 @@ problems! {
         "boot or aux area out of order, over the reserved segment, or past the root volume", "";
     HDR_ALLOCATOR / HdrAllocator: "HDR_ALLOCATOR", Error, None,
         "allocator field (allocator_size, allocator_free, allocator_beg) disagrees with the volume set", "";
+    HDR_TREE_DAMAGED / HdrTreeDamaged: "HDR_TREE_DAMAGED", Error, Yes,
+        "the tree of the header copy in use is damaged; an older valid copy names an intact or less damaged one",
+        "made the older copy's tree current (a new commit of that tree, its freemap rebuilt, every header copy rewritten); the transactions after it are lost";
     VOLSET / Volset: "VOLSET", Error, None,
         "volume set is inconsistent", "";
     BREF_CHECK / BrefCheck: "BREF_CHECK", Error, None,
@@ -228,7 +232,7 @@ problems! {
         "directory link count is neither 1 (not counted) nor 2 plus its subdirectories", "";
     INODE_IPARENT / InodeIparent: "INODE_IPARENT", Error, None,
         "directory's iparent is not the directory naming it (its '..' resolves elsewhere)", "";
-    INODE_IPARENT_HINT / InodeIparentHint: "INODE_IPARENT_HINT", Warning, None,
+    INODE_IPARENT_HINT / InodeIparentHint: "INODE_IPARENT_HINT", Info, None,
         "file named once has an iparent other than the directory naming it (a hint recovery tools follow)", "";
     FREEMAP_STRUCT / FreemapStruct: "FREEMAP_STRUCT", Error, None,
         "freemap node or leaf is malformed", "";
@@ -272,6 +276,9 @@ pub struct FsckOptions {
     pub all_copies: bool,
     /// Per-blockref detail of the topology pass, in tree order.
     pub trace: Option<Trace>,
+    /// Make this header copy's tree current (`--use-copy`), whatever the
+    /// damage; written only with [`RepairMode::Yes`].
+    pub use_copy: Option<usize>,
 }
 
 impl std::fmt::Debug for FsckOptions {
@@ -281,6 +288,7 @@ impl std::fmt::Debug for FsckOptions {
             .field("sync_headers", &self.sync_headers)
             .field("all_copies", &self.all_copies)
             .field("trace", &self.trace.is_some())
+            .field("use_copy", &self.use_copy)
             .finish()
     }
 }
@@ -328,6 +336,9 @@ pub struct FsckReport {
     /// The header copy verified (root volume).
     pub header_copy: Option<usize>,
     pub mirror_tid: Option<u64>,
+    /// The findings of the topology pass under the copy in use.
+    #[serde(skip)]
+    pub topology: std::ops::Range<usize>,
 }
 
 /// fsck(8) exit codes.
@@ -378,6 +389,25 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     // The device is opened several times below: the run keeps its lock
     // (shared to check, exclusive to repair) from the first to the last.
     let _run = crate::device::lock::hold(spec, access, crate::device::lock::Wait::No)?;
+    let mut report = fsck_locked(spec, opts)?;
+    if let Some(done) = rollback_pass(spec, opts, &mut report)? {
+        // The run goes on with the tree now current: its findings follow.
+        let again = fsck_locked(spec, &FsckOptions { use_copy: None, ..opts.clone() })?;
+        report.findings.extend(again.findings);
+        report.trees.extend(again.trees);
+        report.pfs = again.pfs;
+        report.header_copy = again.header_copy;
+        report.mirror_tid = again.mirror_tid;
+        report.topology = 0..0;
+        let _ = done;
+    }
+    repair_freemap(spec, opts, &mut report)?;
+    Ok(report)
+}
+
+/// One run under the lock the caller holds.
+fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
+    let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
     let mut device = Device::open(spec, access)?;
     let mut report = FsckReport::default();
     let any_repaired = header_pass(&mut device, opts, &mut report)?;
@@ -432,7 +462,11 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         // Every copy verified gets the full topology semantics; the PFS
         // summary is that of the copy in use.
         let pfs_before = report.pfs.len();
+        let start = report.findings.len();
         let stats = topology::check(&fs, &mut report, opts.trace.clone())?;
+        if n == 0 {
+            report.topology = start..report.findings.len();
+        }
         if n > 0 {
             report.pfs.truncate(pfs_before);
         }
@@ -467,7 +501,6 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
             report.trees.push(TreeStats { tree, stats });
         }
     }
-    repair_freemap(spec, opts, &mut report)?;
     Ok(report)
 }
 
@@ -685,4 +718,57 @@ fn field_checks(fs: &Hammer2, report: &mut FsckReport) {
         };
         report.add(problem, loc.clone(), p.to_string());
     }
+}
+
+/// [`HDR_TREE_DAMAGED`]: with `--use-copy N`, or when the tree of the copy
+/// in use has damage and an older copy's has less ([`rollback::choose`]),
+/// the finding says which copy and what is lost; with `-y` the copy is made
+/// current ([`rollback::make_current`]), and the findings of the abandoned
+/// tree count as repaired (no header copy names it any more). Returns what
+/// was done when something was written.
+fn rollback_pass(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<Option<rollback::Done>> {
+    let Some(copy) = report.header_copy else { return Ok(None) };
+    let target = match opts.use_copy {
+        Some(n) => Some(n),
+        None => {
+            let damaged = rollback::damage_in(report, report.topology.clone());
+            if damaged == 0 {
+                return Ok(None);
+            }
+            let (current, older) = rollback::candidates(spec)?;
+            rollback::choose(current, &older).map(|c| c.copy)
+        }
+    };
+    let Some(target) = target else { return Ok(None) };
+    let write = opts.repair == RepairMode::Yes;
+    let plan = rollback::make_current(spec, target, false)?;
+    let place = Place::HeaderCopy { volume: spec.to_string(), copy: target, offset: None };
+    let mut detail = format!(
+        "copy #{} (mirror_tid {:#x}): {} problems in its tree against {} under copy #{copy}; {}",
+        target,
+        plan.to.mirror_tid,
+        plan.to.problems,
+        rollback::damage_in(report, report.topology.clone()),
+        plan.lost()
+    );
+    if !write {
+        detail.push_str("; -y makes it current");
+        report.add(HDR_TREE_DAMAGED, place, detail);
+        return Ok(None);
+    }
+    let done = rollback::make_current(spec, target, true)?;
+    detail.push_str(&format!(
+        "; committed as transaction {:#x} in copy #{}, copies {:?} rewritten",
+        done.tid, done.written_copy, done.synced
+    ));
+    // Everything found so far below the header copies belongs to the
+    // abandoned tree (and its freemap): no copy names it now.
+    for f in &mut report.findings {
+        if !matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) && !f.repaired {
+            f.repaired = true;
+            f.detail.push_str("; abandoned with the rollback");
+        }
+    }
+    report.findings.push(Finding { problem: HDR_TREE_DAMAGED, location: place, detail, repaired: true });
+    Ok(Some(done))
 }

@@ -22,7 +22,8 @@
 //!   create and rename keep but unlink does not (removing the first name of
 //!   a hard-linked file leaves it naming the old directory), so only a file
 //!   named exactly once, by one entry in a directory that is not its
-//!   `iparent`, is reported, and as a warning.
+//!   `iparent`, is reported, and only as information: the kernel (and our
+//!   writer) leave exactly that after `ln a d/b; rm a`.
 //! - **Duplicate keys** ([`BREF_KEY_DUP`]): two live entries of one table
 //!   with the same key; a lookup finds one and never the other.
 //! - **Data past the end** ([`DATA_PAST_EOF`]): a DATA blockref whose key

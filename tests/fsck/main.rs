@@ -12,3 +12,4 @@ mod fsck_semantic;
 mod fsck_topology;
 mod headers;
 mod recover;
+mod rollback;
