@@ -11,7 +11,7 @@
 //! newest valid copy and never look back; `fsck_hammer2 -y` does.
 //!
 //! Choice ([`choose`]): when the tree of the copy in use has structural
-//! damage (anything but a DATA block's content: see [`structural`]), every
+//! damage that nothing else repairs (see [`structural`]), every
 //! other valid copy of the root volume whose `mirror_tid` is older is
 //! checked with the full topology pass, and the one with the fewest
 //! problems wins, the newest among equals (it loses the fewest
@@ -84,13 +84,15 @@ pub fn tree_problems(spec: &str, copy: usize) -> Result<usize> {
     Ok(scratch.damage().filter(|f| structural(f)).count())
 }
 
-/// Whether a finding is damage to the tree's structure (anything but the
-/// content of a DATA block): only that weighs in the choice of a rollback.
-/// A file whose block fails its check is one damaged file, which the rest
-/// of the tree does not depend on; rolling every later transaction back for
-/// it would lose more than it saves.
+/// Whether a finding is damage to the tree's structure that no other repair
+/// mends: only that weighs in the choice of a rollback. Left out: what has
+/// a repair of its own (a field set right loses nothing, a rollback loses
+/// transactions), and the content of a DATA block (one damaged file, which
+/// the rest of the tree does not depend on; rolling every later transaction
+/// back for it would lose more than it saves).
 pub fn structural(f: &super::Finding) -> bool {
     f.problem.severity != Severity::Info
+        && f.problem.fix == super::Fix::None
         && f.location.location().is_none_or(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
 }
 

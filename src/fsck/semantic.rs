@@ -42,6 +42,46 @@ use super::{
 use crate::format::{Blockref, CompMethod, InodeData, ObjType};
 use std::collections::HashMap;
 
+/// A field repair a finding proves right: the value the inode's field
+/// must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldFix {
+    Iparent(u64),
+    Mode(u32),
+    Nlinks(u64),
+}
+
+impl FieldFix {
+    /// Stores the value.
+    pub fn apply(self, m: &mut crate::format::InodeMeta) {
+        match self {
+            FieldFix::Iparent(v) => m.iparent = v.into(),
+            FieldFix::Mode(v) => m.mode = v.into(),
+            FieldFix::Nlinks(v) => m.nlinks = v.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for FieldFix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldFix::Iparent(v) => write!(f, "iparent set to {v}"),
+            FieldFix::Mode(v) => write!(f, "mode set to {v:#o}"),
+            FieldFix::Nlinks(v) => write!(f, "nlinks set to {v}"),
+        }
+    }
+}
+
+/// A repair of finding `finding` (an index into the report's findings):
+/// inode `inum` of PFS `pfs` gets `fix`.
+#[derive(Debug, Clone)]
+pub struct InodeFix {
+    pub finding: usize,
+    pub pfs: String,
+    pub inum: u64,
+    pub fix: FieldFix,
+}
+
 /// `S_IFMT` and the type bits each object type has in a `mode_t`.
 const S_IFMT: u32 = 0o170000;
 
@@ -79,7 +119,7 @@ pub fn mode_problem(mode: u32, t: ObjType) -> Option<String> {
 
 /// Checks of one inode that need nothing but its blockref and itself.
 /// `root` is true for the super-root and PFS roots.
-pub(super) fn inode(b: &Blockref, ip: &InodeData, root: bool) -> Vec<(Problem, String)> {
+pub(super) fn inode(b: &Blockref, ip: &InodeData, root: bool) -> Vec<(Problem, String, Option<FieldFix>)> {
     let mut out = Vec::new();
     let m = &ip.meta;
     let inum = m.inum.get();
@@ -87,15 +127,20 @@ pub(super) fn inode(b: &Blockref, ip: &InodeData, root: bool) -> Vec<(Problem, S
         out.push((
             BREF_INODE_SIZE,
             format!("inode {inum}: blockref declares {} bytes, an inode is 1024", b.physical_size()),
+            None,
         ));
     }
     if let Some(why) = mode_problem(m.mode.get(), m.obj_type()) {
-        out.push((INODE_MODE, format!("inode {inum}: {why}")));
+        out.push((
+            INODE_MODE,
+            format!("inode {inum}: {why}"),
+            Some(FieldFix::Mode(repaired_mode(m.mode.get()))),
+        ));
     }
     if !root && m.obj_type() == ObjType::Directory && m.nlinks.get() == 0 {
         // Counted-mode disagreements are judged at the PFS's end (they need
         // the subdirectories); 0 is wrong whatever the mode.
-        out.push((INODE_DIR_NLINKS, format!("directory {inum} has nlinks 0")));
+        out.push((INODE_DIR_NLINKS, format!("directory {inum} has nlinks 0"), Some(FieldFix::Nlinks(1))));
     }
     out
 }
@@ -152,8 +197,8 @@ pub(super) struct PfsChecks {
     single: HashMap<u64, u64>,
 }
 
-/// One end-of-PFS finding: problem, inode, detail.
-pub(super) type InodeFinding = (Problem, u64, String);
+/// One end-of-PFS finding: problem, inode, detail, and its repair.
+pub(super) type InodeFinding = (Problem, u64, String, FieldFix);
 
 impl PfsChecks {
     /// An inode of the PFS (its root included).
@@ -201,6 +246,7 @@ impl PfsChecks {
                         "directory with nlinks {}: it has {subdirs} subdirectories, so 1 (not counted) or {counted}",
                         d.nlinks
                     ),
+                    FieldFix::Nlinks(counted),
                 ));
             }
             if d.root {
@@ -212,6 +258,7 @@ impl PfsChecks {
                         INODE_IPARENT,
                         inum,
                         format!("iparent {} but directory {parent} names it", d.iparent),
+                        FieldFix::Iparent(parent),
                     ));
                 }
             }
@@ -225,6 +272,7 @@ impl PfsChecks {
                         INODE_IPARENT_HINT,
                         inum,
                         format!("iparent {iparent} but its only name is in directory {parent}"),
+                        FieldFix::Iparent(parent),
                     ));
                 }
             }

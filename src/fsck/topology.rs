@@ -406,6 +406,15 @@ impl<'a> Pass<'a, '_> {
         }
     }
 
+    /// Records the repair of the finding about to be added, inside a PFS.
+    fn semantic_fix(&mut self, fix: Option<semantic::FieldFix>, inum: u64) {
+        if let (Some(fix), Some(s)) = (fix, self.pfs.as_ref()) {
+            let finding = self.report.findings.len();
+            let pfs = s.summary.name.clone();
+            self.report.inode_fixes.push(semantic::InodeFix { finding, pfs, inum, fix });
+        }
+    }
+
     fn problem(&mut self, p: Problem, loc: &Location, detail: String) {
         let pfs = self.pfs.as_ref().map(|s| s.summary.name.clone());
         self.report.add(p, Place::Blockref { pfs, at: loc.clone() }, detail);
@@ -543,7 +552,8 @@ impl<'a> Pass<'a, '_> {
             }
         }
         let root = matches!(ctx.container, Container::Volume | Container::SuperRoot);
-        for (p, detail) in semantic::inode(b, ip, root) {
+        for (p, detail, fix) in semantic::inode(b, ip, root) {
+            self.semantic_fix(fix, inum);
             self.problem(p, loc, detail);
         }
         if self.pfs.is_some() {
@@ -825,8 +835,10 @@ impl<'a> Pass<'a, '_> {
                 );
             }
         }
-        for (p, inum, detail) in sem.finish(s.partial) {
+        for (p, inum, detail, fix) in sem.finish(s.partial) {
             let at = s.inodes.get(&inum).map(|i| i.2.clone());
+            let finding = self.report.findings.len();
+            self.report.inode_fixes.push(semantic::InodeFix { finding, pfs: pfs.clone(), inum, fix });
             let place = Place::Inode { pfs: pfs.clone(), inum, path: Some(path(inum)), at };
             self.report.add(p, place, detail);
         }

@@ -197,3 +197,65 @@ fn data_keybits_disagreeing_with_the_media_size() {
     let (_, f) = findings(&img, "DATA_KEYBITS");
     assert!(f.iter().any(|f| f.detail.contains("short of the file's end")), "{f:#?}");
 }
+
+/// Every id of the table has a repair, or says why none exists and what
+/// to do instead.
+#[test]
+fn every_problem_has_a_repair_or_a_reason() {
+    for p in hammer2::fsck::PROBLEMS {
+        assert!(p.repair.len() > 20, "{}: no repair text and no reason", p.id);
+    }
+}
+
+/// The field repairs (iparent, mode, a directory's link count): `-n` says
+/// what `-p` would do and writes nothing; `-p` repairs; then `-n` is clean,
+/// a second `-p` finds nothing, and the files read back.
+fn field_repairs() {
+    type Edit = fn(&mut InodeData);
+    let cases: [(&str, u64, Edit, &str); 5] = [
+        ("INODE_IPARENT", DIR, |ip| ip.meta.iparent = DATA_BIN.into(), "iparent set to 1"),
+        ("INODE_MODE", DATA_BIN, |ip| ip.meta.mode = 0o170644.into(), "mode set to 0o644"),
+        ("INODE_MODE", DATA_BIN, |ip| ip.meta.mode = u32::MAX.into(), "mode set to 0o7777"),
+        ("INODE_DIR_NLINKS", DIR, |ip| ip.meta.nlinks = 0.into(), "nlinks set to 1"),
+        ("INODE_DIR_NLINKS", DIR, |ip| ip.meta.nlinks = 7.into(), "nlinks set to 2"),
+    ];
+    for (id, inum, f, done) in cases {
+        let img = Image::new("small-iscsi");
+        edit_inode(&img, inum, f);
+        let before = img.contents();
+        let bin = |args: &[&str]| {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_fsck_hammer2"))
+                .args(args)
+                .env("COLUMNS", "1000")
+                .output()
+                .unwrap();
+            (out.status.code().unwrap(), String::from_utf8_lossy(&out.stdout).into_owned())
+        };
+        let (code, out) = bin(&["-n", img.spec()]);
+        assert_eq!(code, 4, "{id}: {out}");
+        assert!(out.contains(id) && out.contains("[-p or -y would:"), "{id}: {out}");
+        assert!(img.contents() == before, "{id}: -n wrote");
+        let (code, out) = bin(&["-p", img.spec()]);
+        assert_eq!(code, 1, "{id}: {out}");
+        assert!(out.contains("FIXED") && out.contains(done), "{id}: {out}");
+        let (code, out) = bin(&["-n", img.spec()]);
+        assert_eq!(code, 0, "{id} after -p: {out}");
+        let (code, out) = bin(&["-p", img.spec()]);
+        assert_eq!(code, 0, "{id}, second -p: {out}");
+        let data = crate::common::editor::edit_ok(&[img.spec(), "cat", "/dir/data.bin"]).stdout;
+        assert_eq!(data.len(), 100_000);
+        crate::common::maint::oracle_fsck(img.spec());
+        crate::common::oracle::makefs_mounts_and_bulkfrees(&img.path);
+    }
+}
+
+#[test]
+fn field_repairs_by_preen() {
+    crate::common::oracle::without(field_repairs);
+}
+
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn field_repairs_by_preen_with_reference_tools() {
+    field_repairs();
+}
