@@ -240,9 +240,9 @@ problems! {
     DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, None,
         "directory entry is inconsistent",
         "not yet: hammer2_edit destroy PATH removes the entry";
-    DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, None,
+    DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, Yes,
         "directory entry names an inode that does not exist",
-        "not yet (removal planned): hammer2_edit destroy PATH removes the entry";
+        "removed the entry (not while the PFS has unreadable node blocks: the inode may lie in one)";
     BREF_KEY_DUP / BrefKeyDup: "BREF_KEY_DUP", Error, None,
         "two entries of one blockref table have the same key (a lookup finds only one of them)",
         "not yet: a lookup finds only one of the two; copy the file out (hammer2_edit get), then hammer2_edit destroy PATH and put it back";
@@ -378,6 +378,9 @@ pub struct FsckReport {
     /// Field repairs the semantic checks proved, by finding.
     #[serde(skip)]
     pub inode_fixes: Vec<semantic::InodeFix>,
+    /// Entries naming no inode, by finding.
+    #[serde(skip)]
+    pub dirent_fixes: Vec<semantic::DirentFix>,
 }
 
 /// fsck(8) exit codes.
@@ -437,6 +440,10 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
             x.finding += base;
             x
         }));
+        report.dirent_fixes.extend(again.dirent_fixes.into_iter().map(|mut x| {
+            x.finding += base;
+            x
+        }));
         report.findings.extend(again.findings);
         report.trees.extend(again.trees);
         report.pfs = again.pfs;
@@ -451,8 +458,9 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
 }
 
 /// The field repairs the semantic checks proved ([`semantic::FieldFix`]:
-/// iparent, mode, a directory's link count), as allowed: one write session,
-/// one commit. A session that cannot open or commit (a tree too damaged to
+/// iparent, mode, a directory's link count) and the removal of entries
+/// naming no inode ([`DIRENT_DANGLING`], kept while the PFS has unreadable
+/// node blocks), as allowed: one write session, one commit. A session that cannot open or commit (a tree too damaged to
 /// load the inode's path) leaves the findings uncorrected, saying why.
 fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
     let todo: Vec<semantic::InodeFix> = report
@@ -464,7 +472,34 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
         })
         .cloned()
         .collect();
-    if todo.is_empty() {
+    // A PFS with unreadable node blocks may hold the inodes its dangling
+    // entries name in them: those names are kept for a rebuild.
+    let unreadable: std::collections::HashSet<String> = report
+        .findings
+        .iter()
+        .filter(|f| {
+            [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, TREE_DEPTH]
+                .iter()
+                .any(|p| p.id == f.problem.id)
+                && f.location
+                    .location()
+                    .is_some_and(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
+        })
+        .filter_map(|f| f.location.pfs().map(str::to_string))
+        .collect();
+    let mut dirents: Vec<semantic::DirentFix> = Vec::new();
+    for x in &report.dirent_fixes {
+        let f = &mut report.findings[x.finding];
+        if f.repaired || !may_repair(opts.repair, &f.problem) {
+            continue;
+        }
+        if unreadable.contains(&x.pfs) {
+            f.detail.push_str("; not repaired: the PFS has unreadable node blocks that may hold the inode");
+        } else {
+            dirents.push(x.clone());
+        }
+    }
+    if todo.is_empty() && dirents.is_empty() {
         return Ok(());
     }
     let outcome = (|| -> Result<Vec<Option<String>>> {
@@ -474,9 +509,26 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
             let done = s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_inode(&pfs, x.inum, |m| x.fix.apply(m)));
             each.push(done.err().map(|e| e.to_string()));
         }
+        for x in &dirents {
+            let done = s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_drop_dirent(&pfs, x.dir, x.key));
+            each.push(done.err().map(|e| e.to_string()));
+        }
         s.commit()?;
         Ok(each)
     })();
+    for (i, x) in dirents.iter().enumerate() {
+        let f = &mut report.findings[x.finding];
+        match &outcome {
+            Ok(each) => match &each[todo.len() + i] {
+                None => {
+                    f.repaired = true;
+                    f.detail.push_str("; entry removed");
+                }
+                Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+            },
+            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+        }
+    }
     for (i, x) in todo.iter().enumerate() {
         let f = &mut report.findings[x.finding];
         match &outcome {

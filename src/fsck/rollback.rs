@@ -85,13 +85,14 @@ pub fn tree_problems(spec: &str, copy: usize) -> Result<usize> {
 }
 
 /// Whether a finding is damage to the tree's structure that no other repair
-/// mends: only that weighs in the choice of a rollback. Left out: what has
+/// mends: only that weighs in the choice of a rollback. Left out: warnings
+/// (statistics, a redundant copy: nothing is lost with them), what has
 /// a repair of its own (a field set right loses nothing, a rollback loses
 /// transactions), and the content of a DATA block (one damaged file, which
 /// the rest of the tree does not depend on; rolling every later transaction
 /// back for it would lose more than it saves).
 pub fn structural(f: &super::Finding) -> bool {
-    f.problem.severity != Severity::Info
+    f.problem.severity == Severity::Error
         && f.problem.fix == super::Fix::None
         && f.location.location().is_none_or(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
 }

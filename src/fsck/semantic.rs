@@ -82,6 +82,16 @@ pub struct InodeFix {
     pub fix: FieldFix,
 }
 
+/// The removal of a directory entry naming no inode (finding `finding`):
+/// the entry at `key` of directory `dir` in PFS `pfs`.
+#[derive(Debug, Clone)]
+pub struct DirentFix {
+    pub finding: usize,
+    pub pfs: String,
+    pub dir: u64,
+    pub key: u64,
+}
+
 /// `S_IFMT` and the type bits each object type has in a `mode_t`.
 const S_IFMT: u32 = 0o170000;
 

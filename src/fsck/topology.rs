@@ -765,7 +765,7 @@ impl<'a> Pass<'a, '_> {
         };
         let pfs = s.summary.name.clone();
         let mut looked_up: HashMap<u64, (ObjType, u64)> = HashMap::new();
-        for (inum, t, _, name, where_) in &s.dirents {
+        for (inum, t, dir, name, where_) in &s.dirents {
             let found = match s.inodes.get(inum) {
                 Some((it, _, _)) => Some(*it),
                 // The inode may lie in a subtree shared with another PFS.
@@ -778,6 +778,11 @@ impl<'a> Pass<'a, '_> {
                 }
                 None => None,
             };
+            if found.is_none() {
+                let finding = self.report.findings.len();
+                let fix = semantic::DirentFix { finding, pfs: pfs.clone(), dir: *dir, key: where_.key };
+                self.report.dirent_fixes.push(fix);
+            }
             match found {
                 None => self.report.add(
                     DIRENT_DANGLING,

@@ -21,3 +21,11 @@ impl Session {
         })
     }
 }
+
+impl Session {
+    /// Takes the directory entry at `key` out of directory `dir` (fsck's
+    /// removal of an entry naming no inode); no inode is touched.
+    pub fn fix_drop_dirent(&mut self, pfs: &PfsRef, dir: u64, key: u64) -> Result<()> {
+        self.operation(|s| s.drop_dirent(pfs, dir, key))
+    }
+}
