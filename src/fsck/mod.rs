@@ -7,9 +7,16 @@
 //! fields), then every blockref reachable from the chosen header through the
 //! topology and the freemap (media inside a volume, sane radix, check code).
 //!
-//! Passes live in submodules: [`topology`] (semantics of the media tree)
-//! and [`freemap`] (the freemap's structure and its agreement with the
-//! topology); header checks and the driver are here.
+//! Passes live in submodules: [`topology`] (semantics of the media tree),
+//! [`semantic`] (what no check code catches, called from the topology
+//! pass) and [`freemap`] (the freemap's structure and its agreement with
+//! the topology); [`rollback`] makes an older header copy's tree current;
+//! header checks, the driver and the repairs of inode fields and dangling
+//! directory entries (one write session) are here.
+//!
+//! Every problem of the table has a repair or, for [`Fix::None`], a reason
+//! in its `repair` text: why none exists (or not yet) and what the user can
+//! do instead.
 //!
 //! Header geometry is split as [`crate::volume`] documents: what places or
 //! sizes a volume (`volu_loff`, `volu_size`, `nvolumes`, version) is fatal
