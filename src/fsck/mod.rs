@@ -241,9 +241,9 @@ problems! {
     INODE_BAD / InodeBad: "INODE_BAD", Error, None,
         "inode is inconsistent",
         "not yet: hammer2_edit destroy-inum N cuts the inode out (after copying out what reads)";
-    INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, None,
+    INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, Preen,
         "inode link count differs from the directory entries naming it",
-        "not yet (recount planned): hammer2_edit ln and rm keep the count; an inode no entry names is removed with hammer2_edit destroy-inum N";
+        "a file's nlinks set to the number of entries naming it (an inode no entry names, or a directory named twice: not yet, see the finding)";
     DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, None,
         "directory entry is inconsistent",
         "not yet: hammer2_edit destroy PATH removes the entry";
@@ -470,17 +470,9 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
 /// node blocks), as allowed: one write session, one commit. A session that cannot open or commit (a tree too damaged to
 /// load the inode's path) leaves the findings uncorrected, saying why.
 fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
-    let todo: Vec<semantic::InodeFix> = report
-        .inode_fixes
-        .iter()
-        .filter(|x| {
-            let f = &report.findings[x.finding];
-            !f.repaired && may_repair(opts.repair, &f.problem)
-        })
-        .cloned()
-        .collect();
     // A PFS with unreadable node blocks may hold the inodes its dangling
-    // entries name in them: those names are kept for a rebuild.
+    // entries name, or more names: those entries and counts are kept for
+    // a rebuild.
     let unreadable: std::collections::HashSet<String> = report
         .findings
         .iter()
@@ -494,6 +486,39 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
         })
         .filter_map(|f| f.location.pfs().map(str::to_string))
         .collect();
+    let mut todo: Vec<semantic::InodeFix> = Vec::new();
+    for x in &report.inode_fixes {
+        let f = &mut report.findings[x.finding];
+        if f.repaired || !may_repair(opts.repair, &f.problem) {
+            continue;
+        }
+        // Names lost in an unreadable block would make a recount too low
+        // (and a later unlink free a named inode): not recounted then.
+        if matches!(x.fix, semantic::FieldFix::Nlinks(_))
+            && f.problem.id == INODE_NLINKS.id
+            && unreadable.contains(&x.pfs)
+        {
+            f.detail.push_str("; not repaired: the PFS has unreadable node blocks that may hold more names");
+            continue;
+        }
+        todo.push(x.clone());
+    }
+    // Link-count findings no recount repairs say why.
+    let fixable: std::collections::HashSet<usize> = report.inode_fixes.iter().map(|x| x.finding).collect();
+    for i in 0..report.findings.len() {
+        let f = &report.findings[i];
+        if f.problem.id == INODE_NLINKS.id
+            && !f.repaired
+            && may_repair(opts.repair, &f.problem)
+            && !fixable.contains(&i)
+        {
+            report.findings[i].detail.push_str(
+                "; not repaired: only a file named at least once, walked in this PFS (not shared \
+                 with a snapshot), is recounted; reattaching an unnamed inode to /lost+found is not \
+                 yet done (hammer2_edit destroy-inum N removes it)",
+            );
+        }
+    }
     let mut dirents: Vec<semantic::DirentFix> = Vec::new();
     for x in &report.dirent_fixes {
         let f = &mut report.findings[x.finding];

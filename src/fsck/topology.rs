@@ -828,6 +828,17 @@ impl<'a> Pass<'a, '_> {
                 } else {
                     format!("named by {n} entries")
                 };
+                if n > 0 && *t != ObjType::Directory {
+                    // A file's count recounted: the names that exist.
+                    let finding = self.report.findings.len();
+                    let fix = semantic::FieldFix::Nlinks(n);
+                    self.report.inode_fixes.push(semantic::InodeFix {
+                        finding,
+                        pfs: pfs.clone(),
+                        inum: *inum,
+                        fix,
+                    });
+                }
                 self.report.add(
                     INODE_NLINKS,
                     Place::Inode {

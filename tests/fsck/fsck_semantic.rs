@@ -208,12 +208,13 @@ fn every_problem_has_a_repair_or_a_reason() {
     }
 }
 
-/// The field repairs (iparent, mode, a directory's link count): `-n` says
+/// The field repairs (iparent, mode, link counts): `-n` says
 /// what `-p` would do and writes nothing; `-p` repairs; then `-n` is clean,
 /// a second `-p` finds nothing, and the files read back.
 fn field_repairs() {
     type Edit = fn(&mut InodeData);
-    let cases: [(&str, u64, Edit, &str); 5] = [
+    let cases: [(&str, u64, Edit, &str); 6] = [
+        ("INODE_NLINKS", 1026, |ip| ip.meta.nlinks = 3.into(), "nlinks set to 1"),
         ("INODE_IPARENT", DIR, |ip| ip.meta.iparent = DATA_BIN.into(), "iparent set to 1"),
         ("INODE_MODE", DATA_BIN, |ip| ip.meta.mode = 0o170644.into(), "mode set to 0o644"),
         ("INODE_MODE", DATA_BIN, |ip| ip.meta.mode = u32::MAX.into(), "mode set to 0o7777"),
