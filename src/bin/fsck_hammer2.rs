@@ -29,6 +29,7 @@ fn main() {
             },
             sync_headers: cli.sync_headers,
             all_copies: cli.all_copies,
+            use_copy: cli.use_copy.map(usize::from),
             trace: (cli.verbose && !cli.json).then(|| -> fsck::Trace { std::sync::Arc::new(print_trace) }),
         };
         let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json && !cli.verbose).then(|| {
@@ -145,6 +146,19 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
         ];
         if f.repaired {
             pieces.push(format!("[FIXED: {}]", f.problem.repair));
+        } else {
+            // What -y (or -p) would do, or why nothing can be done.
+            let tried = cli.yes || (cli.preen && f.problem.fix == fsck::Fix::Preen);
+            let how = match (f.problem.fix, f.problem.severity) {
+                (_, Severity::Info) if f.problem.fix == fsck::Fix::None => None,
+                (fsck::Fix::Preen | fsck::Fix::Yes, _) if tried => {
+                    Some("[NOT FIXED: the repair could not be done, as said above]".to_string())
+                }
+                (fsck::Fix::None, _) => Some(format!("[NOT FIXED: {}]", f.problem.repair)),
+                (fsck::Fix::Preen, _) => Some(format!("[-p or -y would: {}]", f.problem.repair)),
+                (fsck::Fix::Yes, _) => Some(format!("[-y would: {}]", f.problem.repair)),
+            };
+            pieces.extend(how);
         }
         print_finding(&pieces, layout::width());
     }

@@ -8,6 +8,8 @@ Examples:
   fsck_hammer2 -p disk.img            repair what needs no decision (damaged header copies)
   fsck_hammer2 -y --sync-headers a.img:b.img
                                       repair everything possible, refresh older header copies
+  fsck_hammer2 -y --use-copy 2 disk.img
+                                      make header copy #2's tree current (later transactions lost)
 
 Exit status (fsck(8)): 0 clean, 1 errors corrected, 4 errors left uncorrected,
 8 operational error, 16 usage error.";
@@ -30,6 +32,11 @@ pub struct FsckCli {
     /// Verify the trees under every valid header copy, not only the best
     #[arg(long)]
     pub all_copies: bool,
+    /// Make header copy N's tree current again (a rollback: the transactions after it are lost);
+    /// with -y it is done, otherwise only described. Without it, -y rolls back by itself when the
+    /// tree in use is damaged and an older copy's is less so
+    #[arg(long, value_name = "N", conflicts_with = "preen", value_parser = clap::value_parser!(u8).range(0..4))]
+    pub use_copy: Option<u8>,
     /// Print only problems
     #[arg(short = 'q', long, conflicts_with = "verbose")]
     pub quiet: bool,

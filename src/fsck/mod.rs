@@ -7,9 +7,16 @@
 //! fields), then every blockref reachable from the chosen header through the
 //! topology and the freemap (media inside a volume, sane radix, check code).
 //!
-//! Passes live in submodules: [`topology`] (semantics of the media tree)
-//! and [`freemap`] (the freemap's structure and its agreement with the
-//! topology); header checks and the driver are here.
+//! Passes live in submodules: [`topology`] (semantics of the media tree),
+//! [`semantic`] (what no check code catches, called from the topology
+//! pass) and [`freemap`] (the freemap's structure and its agreement with
+//! the topology); [`rollback`] makes an older header copy's tree current;
+//! header checks, the driver and the repairs of inode fields and dangling
+//! directory entries (one write session) are here.
+//!
+//! Every problem of the table has a repair or, for [`Fix::None`], a reason
+//! in its `repair` text: why none exists (or not yet) and what the user can
+//! do instead.
 //!
 //! Header geometry is split as [`crate::volume`] documents: what places or
 //! sizes a volume (`volu_loff`, `volu_size`, `nvolumes`, version) is fatal
@@ -56,6 +63,8 @@
 mod data;
 pub mod freemap;
 mod place;
+pub mod rollback;
+pub mod semantic;
 pub mod topology;
 
 pub use place::{Place, ZoneLeaf};
@@ -98,7 +107,9 @@ pub struct Problem {
     pub message: &'static str,
     pub severity: Severity,
     pub fix: Fix,
-    /// What the repair does, when there is one.
+    /// What the repair does; for [`Fix::None`], why there is none (or not
+    /// yet) and what the user can do instead. Every entry has one (a test
+    /// holds the table to it).
     pub repair: &'static str,
 }
 
@@ -168,53 +179,104 @@ problems! {
         "volume-header copy is valid but older than the best copy (normal after a commit)",
         "with --sync-headers, rewrite it from the best copy";
     HDR_NONE_VALID / HdrNoneValid: "HDR_NONE_VALID", Error, None,
-        "no valid volume-header copy", "";
+        "no valid volume-header copy",
+        "none possible: no header says where the trees are; hammer2_recover copies out what the media still holds, then newfs_hammer2 starts over";
     HDR_FIELD / HdrField: "HDR_FIELD", Error, None,
-        "volume-header field out of range", "";
+        "volume-header field out of range",
+        "not yet: every valid copy carries the field; if an older copy holds a sane one, --use-copy N makes it current, otherwise copy the files out (hammer2_edit get, hammer2_recover)";
     HDR_GEOMETRY / HdrGeometry: "HDR_GEOMETRY", Error, None,
-        "volume offsets or sizes in the header are unusable, so the file system cannot be opened", "";
+        "volume offsets or sizes in the header are unusable, so the file system cannot be opened",
+        "none possible: the volumes cannot be placed; give every volume of the set, in order (vol0:vol1:...), or copy files out with hammer2_recover";
     HDR_AREAS / HdrAreas: "HDR_AREAS", Error, None,
-        "boot or aux area out of order, over the reserved segment, or past the root volume", "";
+        "boot or aux area out of order, over the reserved segment, or past the root volume",
+        "not yet: the areas are laid out by newfs; the file system is sound as long as no block lies in them (BREF_RESERVED says when one does)";
     HDR_ALLOCATOR / HdrAllocator: "HDR_ALLOCATOR", Error, None,
-        "allocator field (allocator_size, allocator_free, allocator_beg) disagrees with the volume set", "";
+        "allocator field (allocator_size, allocator_free, allocator_beg) disagrees with the volume set",
+        "not yet: the next commit (any hammer2_edit write, or bulkfree) recomputes allocator_free; the other fields come from newfs and growfs";
+    HDR_TREE_DAMAGED / HdrTreeDamaged: "HDR_TREE_DAMAGED", Error, Yes,
+        "the tree of the header copy in use is damaged; an older valid copy names an intact or less damaged one",
+        "made the older copy's tree current (a new commit of that tree, its freemap rebuilt, every header copy rewritten); the transactions after it are lost";
     VOLSET / Volset: "VOLSET", Error, None,
-        "volume set is inconsistent", "";
+        "volume set is inconsistent",
+        "none possible: give every volume of the set, in order, each with the set's fsid";
     BREF_CHECK / BrefCheck: "BREF_CHECK", Error, None,
-        "check code does not match the media", "";
+        "check code does not match the media",
+        "in the freemap, -y rebuilds the freemap from the topology; in the topology, not yet from the media (rebuilding the node from an older copy or the salvage index is planned); -y rolls back when an older header copy's tree is intact; else hammer2_edit destroy PATH (or destroy-inum N) cuts the damaged inode out after its readable files are copied out";
     BREF_UNKNOWN_CHECK / BrefUnknownCheck: "BREF_UNKNOWN_CHECK", Error, None,
-        "unknown check method", "";
+        "unknown check method",
+        "not yet: nothing verifies the block; copy what reads out, then hammer2_edit destroy PATH cuts the inode out";
     BREF_RADIX / BrefRadix: "BREF_RADIX", Error, None,
-        "blockref radix out of range", "";
+        "blockref radix out of range",
+        "not yet: the block's size is unknown; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
     BREF_RANGE / BrefRange: "BREF_RANGE", Error, None,
-        "blockref points outside every volume", "";
+        "blockref points outside every volume",
+        "not yet: the block lies outside the volumes; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
     TREE_DEPTH / TreeDepth: "TREE_DEPTH", Error, None,
-        "blockref points at its own ancestor, or the tree nests too deep", "";
+        "blockref points at its own ancestor, or the tree nests too deep",
+        "not yet: the loop is cut where it closes only by hand; hammer2_edit destroy PATH cuts the inode holding it out";
     BREF_OTHER / BrefOther: "BREF_OTHER", Error, None,
-        "blockref is unusable", "";
+        "blockref is unusable",
+        "not yet: hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding the blockref out";
     BREF_TYPE / BrefType: "BREF_TYPE", Error, None,
-        "blockref type not allowed under its parent", "";
+        "blockref type not allowed under its parent",
+        "not yet: readers skip the entry; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
     BREF_KEY / BrefKey: "BREF_KEY", Error, None,
-        "blockref key outside its parent's range or not aligned to its keybits", "";
+        "blockref key outside its parent's range or not aligned to its keybits",
+        "not yet (re-keying is planned): lookups may miss the entry; copy what reads out, then hammer2_edit destroy PATH";
     BREF_RESERVED / BrefReserved: "BREF_RESERVED", Error, None,
-        "blockref media lies in a reserved area (zone segment, boot or aux area)", "";
+        "blockref media lies in a reserved area (zone segment, boot or aux area)",
+        "not yet: the block may be overwritten by the freemap or boot code; copy the file out and write it back (hammer2_edit get, then put)";
     BREF_DECOMPRESS / BrefDecompress: "BREF_DECOMPRESS", Error, None,
-        "compressed block does not decode to its logical size", "";
+        "compressed block does not decode to its logical size",
+        "not yet: the block's data is lost; copy the rest of the file out, then hammer2_edit destroy PATH";
     BREF_ORDER / BrefOrder: "BREF_ORDER", Error, None,
-        "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)", "";
+        "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)",
+        "not yet (sorting the table is planned): lookups stop early; copy the files out (hammer2_edit get) and write them back";
     BREF_DUPLICATE / BrefDuplicate: "BREF_DUPLICATE", Error, None,
-        "node block (inode, indirect, name) referenced twice within one PFS", "";
+        "node block (inode, indirect, name) referenced twice within one PFS",
+        "not yet: one block named twice is freed or rewritten under the other name; copy the files out, then hammer2_edit destroy one of the names";
     BREF_STATS / BrefStats: "BREF_STATS", Warning, None,
-        "blockref statistics disagree with what lies below", "";
+        "blockref statistics disagree with what lies below",
+        "not yet (recomputation is planned): the figures only feed space and quota reports, no lookup depends on them";
     INODE_BAD / InodeBad: "INODE_BAD", Error, None,
-        "inode is inconsistent", "";
-    INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, None,
-        "inode link count differs from the directory entries naming it", "";
+        "inode is inconsistent",
+        "not yet: hammer2_edit destroy-inum N cuts the inode out (after copying out what reads)";
+    INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, Preen,
+        "inode link count differs from the directory entries naming it",
+        "a file's nlinks set to the number of entries naming it (an inode no entry names, or a directory named twice: not yet, see the finding)";
     DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, None,
-        "directory entry is inconsistent", "";
-    DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, None,
-        "directory entry names an inode that does not exist", "";
+        "directory entry is inconsistent",
+        "not yet: hammer2_edit destroy PATH removes the entry";
+    DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, Yes,
+        "directory entry names an inode that does not exist",
+        "removed the entry (not while the PFS has unreadable node blocks: the inode may lie in one)";
+    BREF_KEY_DUP / BrefKeyDup: "BREF_KEY_DUP", Error, None,
+        "two entries of one blockref table have the same key (a lookup finds only one of them)",
+        "not yet: a lookup finds only one of the two; copy the file out (hammer2_edit get), then hammer2_edit destroy PATH and put it back";
+    BREF_INODE_SIZE / BrefInodeSize: "BREF_INODE_SIZE", Error, None,
+        "inode blockref declares a media size other than 1 KiB",
+        "not yet: readers use the first 1 KiB; any change to the inode (hammer2_edit chmod or touch) rewrites it as 1 KiB";
+    DATA_PAST_EOF / DataPastEof: "DATA_PAST_EOF", Error, None,
+        "data block lies past the end of its file",
+        "not yet: hammer2_edit truncate PATH SIZE drops the blocks past SIZE (a larger SIZE keeps their data in the file)";
+    DATA_KEYBITS / DataKeybits: "DATA_KEYBITS", Error, None,
+        "data blockref's keybits (logical size) disagree with its media size",
+        "not yet: the block's length is doubtful; copy the file out (hammer2_edit get) and write it back (put)";
+    INODE_MODE / InodeMode: "INODE_MODE", Warning, Preen,
+        "inode mode's type bits disagree with the inode's type",
+        "kept the permission bits only, as the kernel stores a mode (the type lives in the inode's type)";
+    INODE_DIR_NLINKS / InodeDirNlinks: "INODE_DIR_NLINKS", Error, Preen,
+        "directory link count is neither 1 (not counted) nor 2 plus its subdirectories",
+        "set it to 1 when it was 0, else recounted as 2 plus its subdirectories";
+    INODE_IPARENT / InodeIparent: "INODE_IPARENT", Error, Preen,
+        "directory's iparent is not the directory naming it (its '..' resolves elsewhere)",
+        "set iparent to the directory naming it";
+    INODE_IPARENT_HINT / InodeIparentHint: "INODE_IPARENT_HINT", Info, Preen,
+        "file named once has an iparent other than the directory naming it (a hint recovery tools follow)",
+        "set iparent to the directory naming it, as a rename would";
     FREEMAP_STRUCT / FreemapStruct: "FREEMAP_STRUCT", Error, None,
-        "freemap node or leaf is malformed", "";
+        "freemap node or leaf is malformed",
+        "not yet by fsck for a freemap that verifies; hammer2_edit bulkfree rebuilds the freemap from the topology";
     FREEMAP_UNMARKED / FreemapUnmarked: "FREEMAP_UNMARKED", Error, Preen,
         "blocks in use are marked free in the freemap",
         "replayed the freemap recovery (as hammer2_recover does) and committed it";
@@ -225,9 +287,11 @@ problems! {
         "freemap linear offset points below the end of blocks in use",
         "marked every block in use allocated, moving linear past them (hammer2_recover --full), and committed it";
     FREEMAP_LEAKED / FreemapLeaked: "FREEMAP_LEAKED", Info, None,
-        "space marked allocated that nothing references (returned by a bulkfree)", "";
+        "space marked allocated that nothing references (returned by a bulkfree)",
+        "nothing is lost meanwhile; hammer2_edit bulkfree returns the space";
     FREEMAP_ALLOC_FREE / FreemapAllocFree: "FREEMAP_ALLOC_FREE", Info, None,
-        "allocator_free in the volume header differs from the freemap leaves", "";
+        "allocator_free in the volume header differs from the freemap leaves",
+        "the next commit (any hammer2_edit write, or bulkfree) recomputes it";
 }
 
 /// What repairs are allowed.
@@ -255,6 +319,9 @@ pub struct FsckOptions {
     pub all_copies: bool,
     /// Per-blockref detail of the topology pass, in tree order.
     pub trace: Option<Trace>,
+    /// Make this header copy's tree current (`--use-copy`), whatever the
+    /// damage; written only with [`RepairMode::Yes`].
+    pub use_copy: Option<usize>,
 }
 
 impl std::fmt::Debug for FsckOptions {
@@ -264,6 +331,7 @@ impl std::fmt::Debug for FsckOptions {
             .field("sync_headers", &self.sync_headers)
             .field("all_copies", &self.all_copies)
             .field("trace", &self.trace.is_some())
+            .field("use_copy", &self.use_copy)
             .finish()
     }
 }
@@ -311,6 +379,15 @@ pub struct FsckReport {
     /// The header copy verified (root volume).
     pub header_copy: Option<usize>,
     pub mirror_tid: Option<u64>,
+    /// The findings of the topology pass under the copy in use.
+    #[serde(skip)]
+    pub topology: std::ops::Range<usize>,
+    /// Field repairs the semantic checks proved, by finding.
+    #[serde(skip)]
+    pub inode_fixes: Vec<semantic::InodeFix>,
+    /// Entries naming no inode, by finding.
+    #[serde(skip)]
+    pub dirent_fixes: Vec<semantic::DirentFix>,
 }
 
 /// fsck(8) exit codes.
@@ -361,6 +438,148 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     // The device is opened several times below: the run keeps its lock
     // (shared to check, exclusive to repair) from the first to the last.
     let _run = crate::device::lock::hold(spec, access, crate::device::lock::Wait::No)?;
+    let mut report = fsck_locked(spec, opts)?;
+    if let Some(done) = rollback_pass(spec, opts, &mut report)? {
+        // The run goes on with the tree now current: its findings follow.
+        let again = fsck_locked(spec, &FsckOptions { use_copy: None, ..opts.clone() })?;
+        let base = report.findings.len();
+        report.inode_fixes.extend(again.inode_fixes.into_iter().map(|mut x| {
+            x.finding += base;
+            x
+        }));
+        report.dirent_fixes.extend(again.dirent_fixes.into_iter().map(|mut x| {
+            x.finding += base;
+            x
+        }));
+        report.findings.extend(again.findings);
+        report.trees.extend(again.trees);
+        report.pfs = again.pfs;
+        report.header_copy = again.header_copy;
+        report.mirror_tid = again.mirror_tid;
+        report.topology = 0..0;
+        let _ = done;
+    }
+    repair_inodes(spec, opts, &mut report)?;
+    repair_freemap(spec, opts, &mut report)?;
+    Ok(report)
+}
+
+/// The field repairs the semantic checks proved ([`semantic::FieldFix`]:
+/// iparent, mode, a directory's link count) and the removal of entries
+/// naming no inode ([`DIRENT_DANGLING`], kept while the PFS has unreadable
+/// node blocks), as allowed: one write session, one commit. A session that cannot open or commit (a tree too damaged to
+/// load the inode's path) leaves the findings uncorrected, saying why.
+fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+    // A PFS with unreadable node blocks may hold the inodes its dangling
+    // entries name, or more names: those entries and counts are kept for
+    // a rebuild.
+    let unreadable: std::collections::HashSet<String> = report
+        .findings
+        .iter()
+        .filter(|f| {
+            [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, TREE_DEPTH]
+                .iter()
+                .any(|p| p.id == f.problem.id)
+                && f.location
+                    .location()
+                    .is_some_and(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
+        })
+        .filter_map(|f| f.location.pfs().map(str::to_string))
+        .collect();
+    let mut todo: Vec<semantic::InodeFix> = Vec::new();
+    for x in &report.inode_fixes {
+        let f = &mut report.findings[x.finding];
+        if f.repaired || !may_repair(opts.repair, &f.problem) {
+            continue;
+        }
+        // Names lost in an unreadable block would make a recount too low
+        // (and a later unlink free a named inode): not recounted then.
+        if matches!(x.fix, semantic::FieldFix::Nlinks(_))
+            && f.problem.id == INODE_NLINKS.id
+            && unreadable.contains(&x.pfs)
+        {
+            f.detail.push_str("; not repaired: the PFS has unreadable node blocks that may hold more names");
+            continue;
+        }
+        todo.push(x.clone());
+    }
+    // Link-count findings no recount repairs say why.
+    let fixable: std::collections::HashSet<usize> = report.inode_fixes.iter().map(|x| x.finding).collect();
+    for i in 0..report.findings.len() {
+        let f = &report.findings[i];
+        if f.problem.id == INODE_NLINKS.id
+            && !f.repaired
+            && may_repair(opts.repair, &f.problem)
+            && !fixable.contains(&i)
+        {
+            report.findings[i].detail.push_str(
+                "; not repaired: only a file named at least once, walked in this PFS (not shared \
+                 with a snapshot), is recounted; reattaching an unnamed inode to /lost+found is not \
+                 yet done (hammer2_edit destroy-inum N removes it)",
+            );
+        }
+    }
+    let mut dirents: Vec<semantic::DirentFix> = Vec::new();
+    for x in &report.dirent_fixes {
+        let f = &mut report.findings[x.finding];
+        if f.repaired || !may_repair(opts.repair, &f.problem) {
+            continue;
+        }
+        if unreadable.contains(&x.pfs) {
+            f.detail.push_str("; not repaired: the PFS has unreadable node blocks that may hold the inode");
+        } else {
+            dirents.push(x.clone());
+        }
+    }
+    if todo.is_empty() && dirents.is_empty() {
+        return Ok(());
+    }
+    let outcome = (|| -> Result<Vec<Option<String>>> {
+        let mut s = crate::write::session::Session::open(spec, false)?;
+        let mut each = Vec::new();
+        for x in &todo {
+            let done = s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_inode(&pfs, x.inum, |m| x.fix.apply(m)));
+            each.push(done.err().map(|e| e.to_string()));
+        }
+        for x in &dirents {
+            let done = s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_drop_dirent(&pfs, x.dir, x.key));
+            each.push(done.err().map(|e| e.to_string()));
+        }
+        s.commit()?;
+        Ok(each)
+    })();
+    for (i, x) in dirents.iter().enumerate() {
+        let f = &mut report.findings[x.finding];
+        match &outcome {
+            Ok(each) => match &each[todo.len() + i] {
+                None => {
+                    f.repaired = true;
+                    f.detail.push_str("; entry removed");
+                }
+                Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+            },
+            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+        }
+    }
+    for (i, x) in todo.iter().enumerate() {
+        let f = &mut report.findings[x.finding];
+        match &outcome {
+            Ok(each) => match &each[i] {
+                None => {
+                    f.repaired = true;
+                    f.detail.push_str(&format!("; {}", x.fix));
+                }
+                Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+            },
+            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+        }
+    }
+    Ok(())
+}
+
+/// One run under the lock the caller holds.
+fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
+    let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
     let mut device = Device::open(spec, access)?;
     let mut report = FsckReport::default();
     let any_repaired = header_pass(&mut device, opts, &mut report)?;
@@ -415,7 +634,11 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         // Every copy verified gets the full topology semantics; the PFS
         // summary is that of the copy in use.
         let pfs_before = report.pfs.len();
+        let start = report.findings.len();
         let stats = topology::check(&fs, &mut report, opts.trace.clone())?;
+        if n == 0 {
+            report.topology = start..report.findings.len();
+        }
         if n > 0 {
             report.pfs.truncate(pfs_before);
         }
@@ -450,7 +673,6 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
             report.trees.push(TreeStats { tree, stats });
         }
     }
-    repair_freemap(spec, opts, &mut report)?;
     Ok(report)
 }
 
@@ -668,4 +890,57 @@ fn field_checks(fs: &Hammer2, report: &mut FsckReport) {
         };
         report.add(problem, loc.clone(), p.to_string());
     }
+}
+
+/// [`HDR_TREE_DAMAGED`]: with `--use-copy N`, or when the tree of the copy
+/// in use has damage and an older copy's has less ([`rollback::choose`]),
+/// the finding says which copy and what is lost; with `-y` the copy is made
+/// current ([`rollback::make_current`]), and the findings of the abandoned
+/// tree count as repaired (no header copy names it any more). Returns what
+/// was done when something was written.
+fn rollback_pass(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<Option<rollback::Done>> {
+    let Some(copy) = report.header_copy else { return Ok(None) };
+    let target = match opts.use_copy {
+        Some(n) => Some(n),
+        None => {
+            let damaged = rollback::damage_in(report, report.topology.clone());
+            if damaged == 0 {
+                return Ok(None);
+            }
+            let (current, older) = rollback::candidates(spec)?;
+            rollback::choose(current, &older).map(|c| c.copy)
+        }
+    };
+    let Some(target) = target else { return Ok(None) };
+    let write = opts.repair == RepairMode::Yes;
+    let plan = rollback::make_current(spec, target, false)?;
+    let place = Place::HeaderCopy { volume: spec.to_string(), copy: target, offset: None };
+    let mut detail = format!(
+        "copy #{} (mirror_tid {:#x}): {} problems in its tree against {} under copy #{copy}; {}",
+        target,
+        plan.to.mirror_tid,
+        plan.to.problems,
+        rollback::damage_in(report, report.topology.clone()),
+        plan.lost()
+    );
+    if !write {
+        detail.push_str("; -y makes it current");
+        report.add(HDR_TREE_DAMAGED, place, detail);
+        return Ok(None);
+    }
+    let done = rollback::make_current(spec, target, true)?;
+    detail.push_str(&format!(
+        "; committed as transaction {:#x} in copy #{}, copies {:?} rewritten",
+        done.tid, done.written_copy, done.synced
+    ));
+    // Everything found so far below the header copies belongs to the
+    // abandoned tree (and its freemap): no copy names it now.
+    for f in &mut report.findings {
+        if !matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) && !f.repaired {
+            f.repaired = true;
+            f.detail.push_str("; abandoned with the rollback");
+        }
+    }
+    report.findings.push(Finding { problem: HDR_TREE_DAMAGED, location: place, detail, repaired: true });
+    Ok(Some(done))
 }

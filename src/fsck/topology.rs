@@ -24,10 +24,12 @@
 //! either is accepted there.
 
 use super::data::{verifier, verify_data, DataFindings, DataJob, DataOutcome, DATA_BATCH, QUEUED_BATCHES};
+use super::semantic::{self, PfsChecks};
 use super::{FsckReport, Place, Problem};
 use super::{
-    BREF_CHECK, BREF_DUPLICATE, BREF_KEY, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED, BREF_STATS,
-    BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS, TREE_DEPTH,
+    BREF_CHECK, BREF_DUPLICATE, BREF_KEY, BREF_KEY_DUP, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED,
+    BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
+    TREE_DEPTH,
 };
 use crate::error::CorruptKind;
 use crate::error::{Location, Result};
@@ -173,6 +175,17 @@ struct Pass<'a, 'r> {
     depth: usize,
     /// Per depth: the table (parent `data_off`) and the last key seen in it.
     last_key: Vec<Option<(u64, u64)>>,
+    /// The semantic checks' state for the PFS being walked.
+    sem: PfsChecks,
+}
+
+/// A repair a cross-check finding carries, attached to the finding once
+/// its number is known.
+enum Fix {
+    /// Recount or reset a field of inode `.0`.
+    Inode(u64, semantic::FieldFix),
+    /// Remove the entry of directory `.0` at key `.1`.
+    Dirent(u64, u64),
 }
 
 /// A slot index as recorded (tables hold at most 512 blockrefs).
@@ -213,6 +226,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>)
         trace,
         depth: 0,
         last_key: Vec::new(),
+        sem: PfsChecks::default(),
     };
     let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0 };
     let opts = Options { data: DataBlocks::Skip, ..Default::default() };
@@ -324,6 +338,8 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
         if let Some((parent, last)) = self.last_key[node.depth] {
             if parent == node.parent_off && key < last {
                 self.problem(BREF_ORDER, &loc, format!("key {key:#x} after {last:#x} in the same table"));
+            } else if parent == node.parent_off && key == last {
+                self.problem(BREF_KEY_DUP, &loc, format!("key {key:#x} twice in the same table"));
             }
         }
         self.last_key[node.depth] = Some((node.parent_off, key));
@@ -447,6 +463,15 @@ impl<'a> Pass<'a, '_> {
     fn trace(&self, depth: usize, loc: &Location, status: &str) {
         if let Some(t) = &self.trace {
             t(&format!("{:indent$}{loc}: {status}", "", indent = depth * 2));
+        }
+    }
+
+    /// Records the repair of the finding about to be added, inside a PFS.
+    fn semantic_fix(&mut self, fix: Option<semantic::FieldFix>, inum: u64) {
+        if let (Some(fix), Some(s)) = (fix, self.pfs.as_ref()) {
+            let finding = self.report.findings.len();
+            let pfs = s.summary.name.clone();
+            self.report.inode_fixes.push(semantic::InodeFix { finding, pfs, inum, fix });
         }
     }
 
@@ -586,6 +611,14 @@ impl<'a> Pass<'a, '_> {
                 );
             }
         }
+        let root = matches!(ctx.container, Container::Volume | Container::SuperRoot);
+        for (p, detail, fix) in semantic::inode(b, ip, root) {
+            self.semantic_fix(fix, inum);
+            self.problem(p, loc, detail);
+        }
+        if self.pfs.is_some() {
+            self.sem.inode(ip, pfs_root);
+        }
         if let Some(s) = self.pfs.as_mut() {
             let sum = &mut s.summary;
             sum.inodes += 1;
@@ -618,6 +651,7 @@ impl<'a> Pass<'a, '_> {
                 if matches!(ctx.container, Container::Dir) || b.key.get() & DIRHASH_VISIBLE != 0 {
                     let s = self.pfs.as_mut().expect("inside a PFS");
                     s.dirents.push(DirentRec { inum, dir: ctx.dir_inum, bref: b, parent_off, index, t });
+                    self.sem.dirent(inum, t, ctx.dir_inum);
                 }
             }
         }
@@ -685,13 +719,8 @@ impl<'a> Pass<'a, '_> {
             self.problem(BREF_KEY, loc, format!("data keybits {} outside 10..=16", b.keybits));
             return;
         }
-        let end = size.max(1).checked_next_multiple_of(1 << b.keybits).unwrap_or(u64::MAX);
-        if b.key.get() >= end {
-            self.problem(
-                INODE_BAD,
-                loc,
-                format!("data at {:#x} lies past the end of the file ({size} bytes)", b.key.get()),
-            );
+        for (p, detail) in semantic::data(b, size) {
+            self.problem(p, loc, detail);
         }
         let Some(s) = self.pfs.as_mut() else { return };
         s.summary.data_blocks += 1;
@@ -768,6 +797,7 @@ impl<'a> Pass<'a, '_> {
                 index: slot(node.index),
                 t: entry.obj_type,
             });
+            self.sem.dirent(entry.inum, entry.obj_type, ctx.dir_inum);
         }
     }
 
@@ -828,6 +858,7 @@ impl<'a> Pass<'a, '_> {
     /// entries sorted by the number they name.
     fn finish_pfs(&mut self) {
         let Some(mut s) = self.pfs.take() else { return };
+        let sem = std::mem::take(&mut self.sem);
         if !s.stray.is_empty() {
             s.inodes.extend(std::mem::take(&mut s.stray).into_values());
             s.inodes.sort_unstable_by_key(|r| r.inum);
@@ -861,7 +892,7 @@ impl<'a> Pass<'a, '_> {
         };
         let pfs = s.summary.name.clone();
         let mut looked_up: HashMap<u64, (ObjType, u64)> = HashMap::new();
-        let mut found_problems = Vec::new();
+        let mut found_problems: Vec<(Problem, Place, String, Option<Fix>)> = Vec::new();
         for d in &s.dirents {
             let inum = d.inum;
             let found = match inode_of(inum) {
@@ -884,11 +915,13 @@ impl<'a> Pass<'a, '_> {
                         "{:?} names inode {inum}, which is not in the PFS",
                         String::from_utf8_lossy(&self.entry_name(d))
                     ),
+                    Some(Fix::Dirent(d.dir, d.location().key)),
                 )),
                 Some(it) if it != d.t => found_problems.push((
                     DIRENT_BAD,
                     Place::Dirent { pfs: pfs.clone(), at: d.location() },
                     format!("{} (inode {inum}) is a {it} but its entry says {}", path(inum), d.t),
+                    None,
                 )),
                 _ => {}
             }
@@ -905,6 +938,7 @@ impl<'a> Pass<'a, '_> {
                     INODE_NLINKS,
                     Place::Inode { pfs: pfs.clone(), inum: *inum, path: Some(path(*inum)), at: None },
                     format!("{t} with nlinks {nlinks}: named by {n} entries"),
+                    None,
                 ));
             }
         }
@@ -920,6 +954,7 @@ impl<'a> Pass<'a, '_> {
                 } else {
                     format!("named by {n} entries")
                 };
+                let fix = (n > 0 && t != ObjType::Directory).then_some(Fix::Inode(inum, semantic::FieldFix::Nlinks(n)));
                 found_problems.push((
                     INODE_NLINKS,
                     Place::Inode {
@@ -929,11 +964,27 @@ impl<'a> Pass<'a, '_> {
                         at: Some(r.location()),
                     },
                     format!("{t} with nlinks {nlinks}: {what}"),
+                    fix,
                 ));
             }
         }
+        for (p, inum, detail, fix) in sem.finish(s.partial) {
+            let at = inode_of(inum).map(|r| r.location());
+            let place = Place::Inode { pfs: pfs.clone(), inum, path: Some(path(inum)), at };
+            found_problems.push((p, place, detail, Some(Fix::Inode(inum, fix))));
+        }
         drop(by_inum);
-        for (p, place, detail) in found_problems {
+        for (p, place, detail, fix) in found_problems {
+            let finding = self.report.findings.len();
+            match fix {
+                Some(Fix::Inode(inum, fix)) => {
+                    self.report.inode_fixes.push(semantic::InodeFix { finding, pfs: pfs.clone(), inum, fix })
+                }
+                Some(Fix::Dirent(dir, key)) => {
+                    self.report.dirent_fixes.push(semantic::DirentFix { finding, pfs: pfs.clone(), dir, key })
+                }
+                None => {}
+            }
             self.report.add(p, place, detail);
         }
         self.summaries.push(s.summary);

@@ -310,7 +310,18 @@ impl Cx<'_> {
             }
             let mut nb = b;
             nb.keybits = kb;
-            push("keybits", kb.to_string(), nb, self.key_expect(s, &children, b.key.get(), kb), false);
+            let mut e = self.key_expect(s, &children, b.key.get(), kb);
+            if topo
+                && kind == T::Data
+                && s.container == Container::File
+                && (10..=16).contains(&kb)
+                && has_media
+                && b.physical_size() > 1u64 << kb
+                && !key_bad(b.key.get(), kb, s.lo, s.hi)
+            {
+                e.id("DATA_KEYBITS"); // more media than its logical size
+            }
+            push("keybits", kb.to_string(), nb, e, false);
         }
 
         // key
@@ -342,6 +353,11 @@ impl Cx<'_> {
                 if k & !0x7fff != dirhash(name) & !0x7fff {
                     e.one_of(&["DIRENT_BAD", "BREF_KEY"]);
                 }
+            }
+            if topo && sibling.is_some_and(|o| o.bref.key.get() == k && o.bref.keybits == b.keybits) {
+                // Two entries of one table with one key (reported where the
+                // table reads them: as a duplicate, or out of order).
+                e.one_of(&["BREF_KEY_DUP", "BREF_ORDER", "BREF_KEY", "BREF_TYPE"]);
             }
             if topo
                 && kind == T::Inode

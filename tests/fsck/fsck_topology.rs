@@ -132,7 +132,7 @@ fn link_count_and_size_disagreements() {
     let img = Image::new("small-iscsi");
     let (copy, chain) = find_chain(&img, &|i, b| inode_named(i, b, b"data.bin"));
     edit_inode(&img, copy, &chain, |ip| ip.meta.size = 1000.into());
-    let r = assert_reports(&img, "INODE_BAD");
+    let r = assert_reports(&img, "DATA_PAST_EOF");
     assert!(r.findings.iter().any(|f| f.detail.contains("past the end")), "{:#?}", r.findings);
 }
 

@@ -8,6 +8,8 @@ mod common;
 
 mod fsck;
 mod fsck_freemap;
+mod fsck_semantic;
 mod fsck_topology;
 mod headers;
 mod recover;
+mod rollback;

@@ -328,6 +328,8 @@ const SEMANTIC: &[&str] = &[
     "BREF_UNKNOWN_CHECK",
     "INODE_BAD",
     "INODE_NLINKS",
+    "INODE_MODE",
+    "DATA_PAST_EOF",
     "DIRENT_BAD",
     "DIRENT_DANGLING",
     "FREEMAP_STRUCT",

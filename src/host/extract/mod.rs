@@ -156,7 +156,7 @@ impl Default for ExtractOptions {
     }
 }
 
-fn host_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
+pub(crate) fn host_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
 }
 
@@ -263,7 +263,7 @@ impl<'v, V: FsView + ?Sized> Extractor<'v, '_, '_, V> {
 
 /// Where and how extracted files are made on the host.
 #[derive(Debug, Clone, Copy)]
-struct Host {
+pub(crate) struct Host {
     /// Replace what exists (see [`ExtractOptions::force`]).
     pub force: bool,
     pub modes: ModePolicy,
@@ -273,7 +273,7 @@ impl Host {
     /// Creates DEST if missing and, without `force`, refuses a `target`
     /// that exists (an empty directory aside, for a directory). `root`:
     /// the target is DEST itself (the PFS root's contents go there).
-    fn prepare_target(&self, dest: &Path, target: &Path, root: bool, is_dir: bool) -> Result<()> {
+    pub(crate) fn prepare_target(&self, dest: &Path, target: &Path, root: bool, is_dir: bool) -> Result<()> {
         prepare_dest(dest)?;
         if self.force {
             return Ok(());
@@ -295,7 +295,7 @@ impl Host {
     /// Creates a directory, writable while it is filled. With `force` (or
     /// for the target, already checked to be empty) an existing directory
     /// is reused.
-    fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
+    pub(crate) fn make_dir(&self, host: &Path, target: bool) -> Result<()> {
         match fs::symlink_metadata(host) {
             Ok(m) if m.is_dir() && (self.force || target) => {}
             Ok(_) if self.force => {
@@ -308,7 +308,7 @@ impl Host {
     }
 
     /// With `force`, removes a non-directory at `host` so it can be created anew.
-    fn make_room(&self, host: &Path) -> Result<()> {
+    pub(crate) fn make_room(&self, host: &Path) -> Result<()> {
         if !self.force {
             return Ok(());
         }
@@ -320,7 +320,7 @@ impl Host {
     }
 
     /// A directory's entries are in: its time, owner and mode.
-    fn finish_dir(&self, host: &Path, meta: &InodeMeta) -> Result<()> {
+    pub(crate) fn finish_dir(&self, host: &Path, meta: &InodeMeta) -> Result<()> {
         let f = fs::File::open(host).map_err(host_err(host, "open"))?;
         f.set_modified(to_time(meta.mtime.get())).map_err(host_err(host, "utimes"))?;
         if self.modes == ModePolicy::Preserve {
@@ -337,7 +337,7 @@ impl Host {
     /// as the umask or a default ACL let them be, so that most files need
     /// no chmod (the descriptor writes whatever they are); setuid and
     /// setgid come after the owner, in [`finish_file`](Self::finish_file).
-    fn create_file(&self, host: &Path, meta: &InodeMeta) -> Result<fs::File> {
+    pub(crate) fn create_file(&self, host: &Path, meta: &InodeMeta) -> Result<fs::File> {
         self.make_room(host)?;
         fs::OpenOptions::new()
             .write(true)
@@ -349,7 +349,7 @@ impl Host {
 
     /// A regular file's contents are written up to `written` (past it only
     /// holes): its length, time, owner and mode.
-    fn finish_file(&self, f: &fs::File, host: &Path, meta: &InodeMeta, written: u64) -> Result<()> {
+    pub(crate) fn finish_file(&self, f: &fs::File, host: &Path, meta: &InodeMeta, written: u64) -> Result<()> {
         // A file whose last bytes were written is as long as they make it:
         // no ftruncate (a metadata update per file).
         let size = meta.size.get();

@@ -62,16 +62,32 @@ fn clean_brefs(table: &Table, out: &mut Vec<(Blockref, u64)>) {
 /// Replaces a freemap that cannot be loaded (damaged beyond what the
 /// recovery can replay into) by one built from the topology alone
 /// ([`Allocator::rebuild`]), committed as a transaction that changes
-/// nothing else. fsck's repair falls back to it. Written (`write`), the
+/// nothing else, with a transaction id above every valid header copy's
+/// (so that, on `fs` opened at an older copy, this makes that copy's tree
+/// current: fsck's rollback). fsck's repair falls back to it. Written (`write`), the
 /// older header copies, which still reference the damaged freemap, are
 /// then rewritten with the new header ([`super::sync_header_copies`]: only
 /// after the commit is durable, one at a time); the copies rewritten are
 /// returned last.
 pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport, Vec<usize>)> {
     let (mut alloc, report) = Allocator::rebuild(fs)?;
+    // Above every valid copy, not only the one in use: on a file system
+    // opened at an older copy (fsck's rollback) the new header must be the
+    // newest, or readers keep choosing the newer one.
     let v = &fs.voldata;
-    let tid =
-        v.mirror_tid.get().max(v.freemap_tid.get()).checked_add(1).ok_or(Error::Exhausted("mirror_tid"))?;
+    let newest = fs.headers[fs.root_position()]
+        .copies
+        .iter()
+        .filter(|c| c.is_valid())
+        .filter_map(|c| c.mirror_tid())
+        .max();
+    let tid = v
+        .mirror_tid
+        .get()
+        .max(v.freemap_tid.get())
+        .max(newest.unwrap_or(0))
+        .checked_add(1)
+        .ok_or(Error::Exhausted("mirror_tid"))?;
     let mut root = Table::from_brefs(&fs.voldata.sroot_blockset);
     let commit = flush::commit(fs, &mut root, &mut alloc, tid, write)?;
     let synced = if write { super::sync_header_copies(fs)? } else { Vec::new() };

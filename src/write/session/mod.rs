@@ -43,6 +43,7 @@ mod copies;
 mod data;
 mod destroy;
 mod dir;
+mod fix;
 mod growfs;
 mod names;
 mod nodes;

@@ -126,11 +126,13 @@ impl Cx<'_> {
             } else if file && !m.is_directdata() {
                 let past = data_kids.iter().any(|d| {
                     let kb = u32::from(d.bref.keybits.clamp(10, 16));
-                    let end = v.max(1).checked_next_multiple_of(1u64 << kb).unwrap_or(u64::MAX);
+                    // A file of size 0 owns no block.
+                    let end =
+                        if v == 0 { 0 } else { v.checked_next_multiple_of(1u64 << kb).unwrap_or(u64::MAX) };
                     d.bref.key.get() >= end
                 });
                 if past {
-                    e.id("INODE_BAD"); // data past the end of the file
+                    e.id("DATA_PAST_EOF");
                 }
             }
             push("size", format!("{v:#x}"), &|n| n.meta.size = v.into(), e, is_huge(v));
@@ -144,6 +146,9 @@ impl Cx<'_> {
             let mut e = Expect::default();
             if named && t != ObjType::Directory {
                 e.id("INODE_NLINKS");
+            }
+            if matches!(site.role, Role::Index | Role::Other) && t == ObjType::Directory && v == 0 {
+                e.id("INODE_DIR_NLINKS"); // a directory always has a link
             }
             push("nlinks", format!("{v:#x}"), &|n| n.meta.nlinks = v.into(), e, is_huge(v));
         }
@@ -230,10 +235,18 @@ impl Cx<'_> {
             );
         }
         for v in [0u32, 0o170777, u32::MAX] {
-            push("mode", format!("{v:#o}"), &|n| n.meta.mode = v.into(), Expect::default(), false);
+            let mut e = Expect::default();
+            if v != 0 {
+                e.id("INODE_MODE"); // type bits of no type, or beyond a mode_t
+            }
+            push("mode", format!("{v:#o}"), &|n| n.meta.mode = v.into(), e, false);
         }
         for v in [0u64, inum, u64::MAX] {
-            push("iparent", format!("{v:#x}"), &|n| n.meta.iparent = v.into(), Expect::default(), is_huge(v));
+            let mut e = Expect::default();
+            if named && t == ObjType::Directory && v != m.iparent.get() {
+                e.id("INODE_IPARENT"); // '..' must be the directory naming it
+            }
+            push("iparent", format!("{v:#x}"), &|n| n.meta.iparent = v.into(), e, is_huge(v));
         }
         if m.is_directdata() {
             push("embedded", "0xff".into(), &|n| n.u = [0xff; 512], Expect::default(), false);

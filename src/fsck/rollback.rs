@@ -1,0 +1,159 @@
+//! Rollback: making an older header copy's tree current again.
+//!
+//! HAMMER2 keeps up to four volume-header copies, written in rotation, one
+//! per commit; each names the complete tree of its transaction, and a
+//! commit never overwrites the blocks an older tree uses (they stay
+//! allocated until a bulkfree finds them unreferenced from the newest
+//! copy). So when the tree of the copy in use is damaged (a write that
+//! reached the media half-way, two writers on one image, a bad sector in
+//! the super-root) an older copy often still names an intact tree,
+//! transactions older. The kernel and the reference tools always take the
+//! newest valid copy and never look back; `fsck_hammer2 -y` does.
+//!
+//! Choice ([`choose`]): when the tree of the copy in use has structural
+//! damage that nothing else repairs (see [`structural`]), every
+//! other valid copy of the root volume whose `mirror_tid` is older is
+//! checked with the full topology pass, and the one with the fewest
+//! problems wins, the newest among equals (it loses the fewest
+//! transactions); it is used only if it has fewer problems than the copy
+//! in use. `--use-copy N` names the copy instead.
+//!
+//! The repair ([`make_current`]) is one commit: the chosen copy's tree,
+//! unchanged, with a freemap rebuilt from that tree alone (the chosen
+//! copy's own freemap blocks may since have been reused by the rotation of
+//! freemap blocks, and blocks only the lost transactions used become free),
+//! under a transaction id above every valid copy's, so it becomes the copy
+//! every reader chooses. Once that commit is durable, every other header
+//! copy is rewritten with it, one at a time (as after every repair that
+//! cuts damage out: [`crate::write::session::sync_header_copies`]), so no
+//! valid copy names the damaged tree any more.
+//!
+//! Crash safety: until the new header is written the copies are as before
+//! (the commit writes only free blocks and freemap blocks; the damaged
+//! newest copy may lose its freemap blocks to the rotation, which fsck
+//! rebuilds); a torn header write leaves the chosen copy and the damaged
+//! newest one as they were; a crash during the rewrite of the other copies
+//! tears at most the copy being written, while the new header stays the
+//! newest valid one.
+
+use super::{FsckReport, Severity};
+use crate::device::{Access, Device};
+use crate::error::{Error, Result};
+use crate::volume::{CopyChoice, Hammer2};
+
+/// A candidate copy: its index, `mirror_tid`, and the problems its tree has.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate {
+    pub copy: usize,
+    pub mirror_tid: u64,
+    pub problems: usize,
+}
+
+/// What a rollback did (or, not written, would do).
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub to: Candidate,
+    /// The newest valid copy's `mirror_tid`: transactions `to.mirror_tid + 1
+    /// ..= newest` are lost.
+    pub newest: u64,
+    /// The transaction of the new commit and the copy it went to.
+    pub tid: u64,
+    pub written_copy: usize,
+    /// The other copies rewritten afterwards.
+    pub synced: Vec<usize>,
+}
+
+impl Done {
+    /// The transactions lost, as text.
+    pub fn lost(&self) -> String {
+        let (first, last) = (self.to.mirror_tid + 1, self.newest);
+        match last.checked_sub(first) {
+            None => "no transaction is lost".to_string(),
+            Some(0) => format!("transaction {first:#x} is lost"),
+            Some(_) => format!("transactions {first:#x} to {last:#x} are lost"),
+        }
+    }
+}
+
+/// The damage (findings that are not informational) the topology pass
+/// finds in the tree of header copy `copy`.
+pub fn tree_problems(spec: &str, copy: usize) -> Result<usize> {
+    let fs = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Index(copy))?;
+    let mut scratch = FsckReport::default();
+    super::topology::check(&fs, &mut scratch, None)?;
+    Ok(scratch.damage().filter(|f| structural(f)).count())
+}
+
+/// Whether a finding is damage to the tree's structure that no other repair
+/// mends: only that weighs in the choice of a rollback. Left out: warnings
+/// (statistics, a redundant copy: nothing is lost with them), what has
+/// a repair of its own (a field set right loses nothing, a rollback loses
+/// transactions), and the content of a DATA block (one damaged file, which
+/// the rest of the tree does not depend on; rolling every later transaction
+/// back for it would lose more than it saves).
+pub fn structural(f: &super::Finding) -> bool {
+    f.problem.severity == Severity::Error
+        && f.problem.fix == super::Fix::None
+        && f.location.location().is_none_or(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
+}
+
+/// The valid copies of the root volume older than the one in use, each
+/// with its tree's problems, newest first.
+pub fn candidates(spec: &str) -> Result<(Candidate, Vec<Candidate>)> {
+    let fs = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best)?;
+    let root = &fs.headers[fs.root_position()];
+    let best_tid = fs.voldata.mirror_tid.get();
+    let current = Candidate { copy: fs.copy, mirror_tid: best_tid, problems: tree_problems(spec, fs.copy)? };
+    let mut older: Vec<(usize, u64)> = root
+        .copies
+        .iter()
+        .filter(|c| c.is_valid() && c.index != fs.copy)
+        .filter_map(|c| c.mirror_tid().map(|t| (c.index, t)))
+        .filter(|&(_, t)| t < best_tid)
+        .collect();
+    older.sort_by_key(|&(i, t)| (std::cmp::Reverse(t), i));
+    drop(fs);
+    let mut out = Vec::new();
+    for (copy, mirror_tid) in older {
+        // A copy whose tree cannot even be opened is no candidate.
+        if let Ok(problems) = tree_problems(spec, copy) {
+            out.push(Candidate { copy, mirror_tid, problems });
+        }
+    }
+    Ok((current, out))
+}
+
+/// The copy a rollback should make current: the one with the fewest
+/// problems, the newest among equals, if it has fewer than the copy in use.
+pub fn choose(current: Candidate, older: &[Candidate]) -> Option<Candidate> {
+    // `older` is newest first: min_by_key keeps the first of equals.
+    let best = older.iter().min_by_key(|c| c.problems)?;
+    (best.problems < current.problems).then_some(*best)
+}
+
+/// Makes header copy `copy`'s tree current (see the module documentation);
+/// `write` false only says what would be done.
+pub fn make_current(spec: &str, copy: usize, write: bool) -> Result<Done> {
+    let access = if write { Access::ReadWrite } else { Access::ReadOnly };
+    let mut fs = Hammer2::open(Device::open(spec, access)?, CopyChoice::Index(copy))?;
+    let root = &fs.headers[fs.root_position()];
+    let newest =
+        root.copies.iter().filter(|c| c.is_valid()).filter_map(|c| c.mirror_tid()).max().unwrap_or(0);
+    let to_tid = fs.voldata.mirror_tid.get();
+    if to_tid >= newest {
+        return Err(Error::invalid(format!(
+            "header copy {copy} (mirror_tid {to_tid:#x}) is already the newest valid copy: nothing to roll back to"
+        )));
+    }
+    let to = Candidate { copy, mirror_tid: to_tid, problems: tree_problems(spec, copy)? };
+    if !write {
+        return Ok(Done { to, newest, tid: newest + 1, written_copy: copy, synced: Vec::new() });
+    }
+    let (_, commit, synced) = crate::write::session::rebuild_freemap(&mut fs, true)?;
+    Ok(Done { to, newest, tid: commit.tid, written_copy: commit.copy, synced })
+}
+
+/// Counts the findings in `range` of `report` that are structural damage.
+pub(super) fn damage_in(report: &FsckReport, range: std::ops::Range<usize>) -> usize {
+    report.findings[range].iter().filter(|f| structural(f)).count()
+}
