@@ -12,7 +12,7 @@
 //! | [`read`] | the media tree: traversal engine, blockref media, PFSs, namespace, file contents |
 //! | [`write`] | the write engine: chains, the allocator, flush, write sessions and their operations |
 //! | [`host`] | host trees in and out: import (populate, `put -r`) and extraction |
-//! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`] | the operations behind the binaries |
+//! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`], [`mount`] | the operations behind the binaries (`mount`: a PFS through FUSE) |
 //! | [`cli`] | clap definitions of every binary (man pages and completions come from them) |
 //!
 //! Data flows one way: higher layers call lower ones.
@@ -36,6 +36,7 @@ pub mod cli;
 pub mod dump;
 pub mod edit;
 pub mod fsck;
+pub mod mount;
 pub mod newfs;
 pub mod recover;
 

@@ -7,7 +7,7 @@
 
 use crate::error::{Error, Location, Result};
 use crate::format::{Blockref, InodeData, ObjType};
-use crate::read::file::{read_file, WriteSink};
+use crate::read::file::{read_file, read_range, WriteSink};
 use crate::read::pfs::{user_path, DirEntry, Pfs};
 
 /// A PFS as a tree of inodes.
@@ -35,6 +35,11 @@ pub trait FsView {
 
     /// The contents of file or symlink `inum` (holes as zeros) into `out`.
     fn read(&self, inum: u64, out: &mut dyn std::io::Write) -> Result<()>;
+
+    /// Bytes `offset .. offset + len` of file or symlink `inum` (holes as
+    /// zeros; fewer at its end, none past it), reading only the blocks
+    /// that meet the range.
+    fn read_at(&self, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>>;
 
     /// A symbolic link's target.
     fn read_link(&self, inum: u64) -> Result<Vec<u8>> {
@@ -99,5 +104,12 @@ impl FsView for Pfs<'_> {
         let mut sink = WriteSink(out);
         read_file(&self.tree, &ino, &mut sink)?;
         Ok(())
+    }
+
+    fn read_at(&self, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let ino = Pfs::inode(self, inum)?;
+        let mut sink = WriteSink(Vec::with_capacity(len.min(1 << 20)));
+        read_range(&self.tree, &ino, offset, len as u64, &mut sink)?;
+        Ok(sink.0)
     }
 }

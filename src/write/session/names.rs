@@ -292,4 +292,44 @@ impl Session {
         }
         Ok(())
     }
+
+    /// Bytes `offset .. offset + len` of file (or symlink) `inum` as this
+    /// session sees them (holes as zeros, none past its size): only the
+    /// blocks that meet the range are read.
+    pub fn read_range(&self, pfs: &PfsRef, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let ip = self.inode_data(pfs, inum)?;
+        let size = ip.meta.size.get();
+        let end = offset.saturating_add(len as u64).min(size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![0u8; (end - offset) as usize];
+        if ip.meta.is_directdata() {
+            let have = (size as usize).min(ip.u.len());
+            let (lo, hi) = ((offset as usize).min(have), (end as usize).min(have));
+            out[..hi - lo].copy_from_slice(&ip.u[lo..hi]);
+            return Ok(out);
+        }
+        let mut blocks = Vec::new();
+        self.with_inode(pfs, inum, |_, table| {
+            table.scan(&self.fs, offset, end - 1, &mut |b, _, loc| {
+                if b.kind() == crate::format::BlockrefType::Data {
+                    blocks.push((*b, loc.clone()));
+                }
+                Ok(Flow::Continue)
+            })
+        })?;
+        for (b, loc) in blocks {
+            let key = b.key.get();
+            let data = self.block_data(&b, &loc)?;
+            // The part of this block inside the range.
+            let lo = key.max(offset);
+            let hi = (key + data.len() as u64).min(end);
+            if lo < hi {
+                out[(lo - offset) as usize..(hi - offset) as usize]
+                    .copy_from_slice(&data[(lo - key) as usize..(hi - key) as usize]);
+            }
+        }
+        Ok(out)
+    }
 }

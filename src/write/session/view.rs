@@ -47,4 +47,8 @@ impl FsView for SessionView<'_> {
     fn read(&self, inum: u64, out: &mut dyn std::io::Write) -> Result<()> {
         self.session.read_data(self.pfs, inum, out)
     }
+
+    fn read_at(&self, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.session.read_range(self.pfs, inum, offset, len)
+    }
 }
