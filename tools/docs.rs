@@ -129,12 +129,14 @@ fn extra(name: &str) -> Extra {
             description: &[
                 "hammer2_mount mounts one PFS of a HAMMER2 file system (an image file, a device, or a volume set) on a directory through FUSE, so that every program can read it: ls, cp, tar, rsync, a file manager. It needs /dev/fuse and fusermount3 (Debian package fuse3). Without -f it detaches once the kernel has the mount and runs as a daemon, logging to the system log (with -f: to standard error).",
                 "Read-only (the default, -o ro): lookups, attributes, directory listings, file contents and symbolic links are served from the committed image on as many threads as the machine has cores. Inode numbers are HAMMER2's (hard links share one); mode, owner, size, times and device numbers are those hammer2_edit get restores; the access time shown is the modification time, as with HAMMER2 itself. The image cannot change while it is mounted (see LOCKING), so the kernel keeps what it caches.",
-                "Read-write (-o rw): not available yet; the mount refuses it.",
+                "Read-write (-o rw): files, directories, hard and symbolic links, FIFOs, sockets and device nodes can be created, written, truncated, renamed, linked and removed, and their mode, owner and times changed, through the same write engine as hammer2_edit. Changes are committed as HAMMER2 transactions by a flusher every commit=SECONDS (default 5) and whenever dirty=SIZE bytes (default 256M) were written since the last commit; fsync and the unmount commit too. A crash, a power cut or kill -9 of the daemon loses at most what was not committed yet: the last commit is a complete file system that both fscks find clean. A commit that fails turns the mount read-only (EROFS from then on) and says so in the log; what was committed before stays intact.",
+                "Errors are those of a kernel file system: ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG past 255 bytes, EXDEV across file systems, ENOSPC when the space left is the reserve removals need, EIO for damage. A file removed while open is gone at once (HAMMER2 through this mount keeps no orphan inodes).",
                 "Damage met while serving a request (a check code that does not match, an unreadable block) fails that request with EIO and is logged with its location; the mount stays up. fusermount3 -u MOUNTPOINT (or umount as root) unmounts and ends the daemon.",
             ],
             examples: &[
                 ("Mount the DATA PFS of an image read-only:", "hammer2_mount disk.img /mnt"),
                 ("Mount the PFS ROOT in the foreground:", "hammer2_mount -f disk.img@ROOT /mnt"),
+                ("Mount read-write, committing every 10 seconds:", "hammer2_mount -o rw,commit=10 disk.img /mnt"),
                 ("Unmount:", "fusermount3 -u /mnt"),
             ],
             exit_status: &[

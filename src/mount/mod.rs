@@ -16,6 +16,13 @@
 //! system (the write engine's copy-on-write contract). After a failed
 //! commit the mount turns read-only and says so through the log.
 //!
+//! Not done (yet): a file unlinked while open is gone at once (the write
+//! engine frees an inode with its last name; the kernel's HAMMER2 keeps
+//! it until the last close), and an operation that fails half-way
+//! (damage met after it changed chains) poisons the session, so the next
+//! commit fails and the mount turns read-only rather than commit half an
+//! operation.
+//!
 //! Damage met while serving a request is answered with EIO and logged
 //! with its location; the mount stays up.
 //!

@@ -100,7 +100,6 @@ impl Mounted {
     }
 
     /// The daemon's process id.
-    #[allow(dead_code)]
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

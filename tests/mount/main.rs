@@ -10,3 +10,4 @@ mod common;
 
 mod guard;
 mod read_only;
+mod read_write;
