@@ -271,3 +271,50 @@ fn kill_9_leaves_the_last_commit() {
     hosttree::both_fscks_clean(&spec);
     assert_eq!(files_in_image(&spec).get("late").map(Vec::as_slice), Some(&b"flushed by time"[..]));
 }
+
+#[test]
+#[ignore = "needs /dev/fuse, fusermount3 and root"]
+fn kill_9_at_random_moments_leaves_a_committed_state() {
+    use std::sync::{Arc, Mutex};
+    require_fuse();
+    let dir = hosttree::scratch();
+    let spec = fresh(dir.path(), "2G");
+    let seed = hosttree::shape_seed("kill9-random", 0x9a);
+    let mut rng = Rng::new(seed);
+    // The states the image may hold: the last one an fsync confirmed, and
+    // the one an fsync was committing when the kill came.
+    let mut confirmed: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for round in 0..3 {
+        let m = Mounted::new(&spec, &["rw,commit=3600"]);
+        let states = Arc::new(Mutex::new((confirmed.clone(), None::<BTreeMap<String, Vec<u8>>>)));
+        let (d, st, worker_seed) = (m.dir.clone(), states.clone(), rng.next_u64());
+        let worker = std::thread::spawn(move || {
+            let mut rng = Rng::new(worker_seed);
+            let mut model = st.lock().unwrap().0.clone();
+            loop {
+                exercise(&d, &mut rng, &mut model, 20);
+                st.lock().unwrap().1 = Some(model.clone());
+                let f = std::fs::File::open(&d).unwrap();
+                f.sync_all().unwrap();
+                let mut s = st.lock().unwrap();
+                s.0 = model.clone();
+                s.1 = None;
+            }
+        });
+        std::thread::sleep(Duration::from_millis(rng.range(300, 2500)));
+        // SAFETY: signalling our own child.
+        assert_eq!(unsafe { libc::kill(m.pid() as i32, libc::SIGKILL) }, 0);
+        // The worker fails on the dead mount (its last word is in
+        // `states`) and lets go of its files; then the mount goes.
+        let _ = worker.join();
+        drop(m);
+        let (done, pending) = states.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        hosttree::both_fscks_clean(&spec);
+        let got = files_in_image(&spec);
+        assert!(
+            got == done || Some(&got) == pending.as_ref(),
+            "round {round} (seed {seed}): after SIGKILL the image holds neither the last commit nor the one under way"
+        );
+        confirmed = got;
+    }
+}
