@@ -56,6 +56,9 @@ struct LiveState {
     failed: Option<String>,
     /// The mount is going away: the flusher stops.
     stop: bool,
+    /// Open files by inode number, and how many times each is open: one
+    /// whose last name is removed lives on until its last close.
+    open: std::collections::HashMap<u64, u32>,
 }
 
 /// A read-write mount: one session, under a mutex, and the flusher's clock.
@@ -137,7 +140,14 @@ impl Hammer2Fs {
             let map = InodeMap { root: pfs.root_inum };
             let label = pfs.label.clone();
             let live = Arc::new(Live {
-                state: Mutex::new(LiveState { session, pfs, written: 0, failed: None, stop: false }),
+                state: Mutex::new(LiveState {
+                    session,
+                    pfs,
+                    written: 0,
+                    failed: None,
+                    stop: false,
+                    open: Default::default(),
+                }),
                 wake: Condvar::new(),
                 commit_every: options.commit,
                 dirty_limit: options.dirty,
@@ -239,6 +249,19 @@ impl Hammer2Fs {
             st.written += n;
             if st.written >= live.dirty_limit {
                 let _ = live.commit(&mut st, "dirty limit");
+            }
+        }
+    }
+
+    /// Inode `inum` was opened (read-write mounts count opens).
+    fn opened(&self, inum: u64) {
+        if let Backend::Live(live) = &self.backend {
+            let mut st = live.lock();
+            let st = &mut *st;
+            let n = st.open.entry(inum).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                st.session.pin(&st.pfs, inum);
             }
         }
     }
@@ -425,7 +448,10 @@ impl fuser::Filesystem for Hammer2Fs {
         reply: ReplyCreate,
     ) {
         match node_kind(mode).and_then(|k| self.make(req, parent, name, k, mode & !umask, &[], 0)) {
-            Ok(a) => reply.created(&self.ttl, &a, Generation(0), FileHandle(0), FopenFlags::empty()),
+            Ok(a) => {
+                self.opened(self.map.to_h2(a.ino));
+                reply.created(&self.ttl, &a, Generation(0), FileHandle(0), FopenFlags::empty())
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -569,8 +595,38 @@ impl fuser::Filesystem for Hammer2Fs {
         }
     }
 
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.opened(self.map.to_h2(ino));
         reply.opened(FileHandle(0), self.keep());
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let inum = self.map.to_h2(ino);
+        if let Backend::Live(live) = &self.backend {
+            let mut st = live.lock();
+            let st = &mut *st;
+            if let Some(n) = st.open.get_mut(&inum) {
+                *n -= 1;
+                if *n == 0 {
+                    st.open.remove(&inum);
+                    if st.failed.is_none() {
+                        if let Err(e) = st.session.unpin(&st.pfs, inum) {
+                            self.fail(format_args!("release of inode {inum}"), &e);
+                        }
+                    }
+                }
+            }
+        }
+        reply.ok();
     }
 
     fn read(

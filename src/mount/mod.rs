@@ -16,9 +16,11 @@
 //! system (the write engine's copy-on-write contract). After a failed
 //! commit the mount turns read-only and says so through the log.
 //!
-//! Not done (yet): a file unlinked while open is gone at once (the write
-//! engine frees an inode with its last name; the kernel's HAMMER2 keeps
-//! it until the last close), and an operation that fails half-way
+//! A file whose last name is removed while it is open lives on, with no
+//! links, until its last close (the session pins open inodes); a commit
+//! in between stores it that way, as the kernel's HAMMER2 does.
+//!
+//! Not done (yet): an operation that fails half-way
 //! (damage met after it changed chains) poisons the session, so the next
 //! commit fails and the mount turns read-only rather than commit half an
 //! operation.

@@ -318,3 +318,30 @@ fn kill_9_at_random_moments_leaves_a_committed_state() {
         confirmed = got;
     }
 }
+
+#[test]
+#[ignore = "needs /dev/fuse, fusermount3 and root"]
+fn a_removed_file_lives_until_it_is_closed() {
+    use std::os::unix::fs::MetadataExt;
+    require_fuse();
+    let dir = hosttree::scratch();
+    let spec = fresh(dir.path(), "1G");
+    let m = Mounted::new(&spec, &["rw,commit=1"]);
+    let path = m.dir.join("open");
+    let f =
+        std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(true).open(&path).unwrap();
+    f.write_all_at(&vec![7u8; 100_000], 0).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(std::fs::metadata(&path).is_err());
+    // Still usable, with no links, across a flusher commit.
+    f.write_all_at(b"after", 100_000).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(f.metadata().unwrap().nlink(), 0);
+    let mut buf = vec![0u8; 5];
+    f.read_exact_at(&mut buf, 100_000).unwrap();
+    assert_eq!(&buf, b"after");
+    drop(f);
+    assert!(m.unmount().success());
+    hosttree::both_fscks_clean(&spec);
+    assert!(files_in_image(&spec).is_empty());
+}
