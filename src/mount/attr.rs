@@ -62,8 +62,10 @@ pub fn encode_dev(major: u32, minor: u32) -> u32 {
 
 /// The attributes `stat` shows for inode `ip`, as `hammer2_edit get`
 /// restores them and as HAMMER2's own getattr reports them: mode, owner,
-/// size, link count as stored; atime is the mtime (HAMMER2 does not keep
-/// access times up to date); directories count one inode's worth of bytes.
+/// size, link count as stored; the access time is the stored one where
+/// one was set (utimensat, an import), else the mtime, which is what
+/// HAMMER2's kernel shows (it does not keep access times up to date);
+/// directories count one inode's worth of bytes.
 pub fn attr_of(map: &InodeMap, ip: &InodeData) -> FileAttr {
     let m = &ip.meta;
     let kind = file_type(m.obj_type());
@@ -77,7 +79,7 @@ pub fn attr_of(map: &InodeMap, ip: &InodeData) -> FileAttr {
         ino: map.to_fuse(m.inum.get()),
         size,
         blocks: bytes.div_ceil(512),
-        atime: to_time(m.mtime.get()),
+        atime: to_time(if m.atime.get() != 0 { m.atime.get() } else { m.mtime.get() }),
         mtime: to_time(m.mtime.get()),
         ctime: to_time(m.ctime.get()),
         crtime: to_time(m.btime.get()),
