@@ -648,10 +648,12 @@ impl fuser::Filesystem for Hammer2Fs {
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(
-            FileHandle(0),
-            if self.keep().is_empty() { self.keep() } else { self.keep() | FopenFlags::FOPEN_CACHE_DIR },
-        );
+        // Listings, like pages, may be cached only while nothing can change them.
+        let flags = match self.backend {
+            Backend::Committed(_) => FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
+            Backend::Live(_) => FopenFlags::empty(),
+        };
+        reply.opened(FileHandle(0), flags);
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
