@@ -5,10 +5,10 @@ use clap::Parser;
 pub const EXAMPLES: &str = "\
 Examples:
   hammer2_mount disk.img /mnt                 mount PFS DATA read-only, in the background
-  hammer2_mount -f disk.img@ROOT /mnt         PFS ROOT, in the foreground (Ctrl-C or
-                                              fusermount3 -u /mnt ends it)
+  hammer2_mount -f disk.img@ROOT /mnt         PFS ROOT, in the foreground (Ctrl-C unmounts)
   hammer2_mount -o rw,commit=10 disk.img /mnt read-write, committing every 10 seconds
-  fusermount3 -u /mnt                         unmount (a read-write mount commits first)
+
+fusermount3 -u /mnt (or umount /mnt as root) unmounts; a read-write mount commits first.
 
 Exit status: 0 mounted (with -f: unmounted cleanly), 1 failure, 2 usage error.";
 
