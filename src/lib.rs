@@ -13,7 +13,7 @@
 //! | [`write`] | the write engine: chains, the allocator, flush, write sessions and their operations |
 //! | [`host`] | host trees in and out: import (populate, `put -r`) and the one extraction, over any [`read::view::FsView`] |
 //! | [`salvage`] | the media scan: every inode version, entry and data block found on the volumes, whatever tree reaches them |
-//! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`] | the operations behind the binaries |
+//! | [`fsck`], [`dump`], [`edit`], [`newfs`], [`recover`], [`mount`] | the operations behind the binaries (`mount`: a PFS through FUSE) |
 //! | [`cli`] | clap definitions of every binary (man pages and completions come from them) |
 //!
 //! Data flows one way: higher layers call lower ones.
@@ -39,6 +39,7 @@ pub mod cli;
 pub mod dump;
 pub mod edit;
 pub mod fsck;
+pub mod mount;
 pub mod newfs;
 pub mod recover;
 

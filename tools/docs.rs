@@ -18,6 +18,8 @@ const SEE_ALSO: &[&str] = &[
     "hammer2_dump",
     "hammer2_edit",
     "hammer2_recover",
+    "hammer2_mount",
+    "fusermount3(1)",
     "hammer2(8)",
     "fsck(8)",
 ];
@@ -123,6 +125,27 @@ fn extra(name: &str) -> Extra {
             ],
             see_also: SEE_ALSO,
         },
+        "hammer2_mount" => Extra {
+            description: &[
+                "hammer2_mount mounts one PFS of a HAMMER2 file system (an image file, a device, or a volume set) on a directory through FUSE, so that every program can read it: ls, cp, tar, rsync, a file manager. It needs /dev/fuse and fusermount3 (Debian package fuse3). Without -f it detaches once the kernel has the mount and runs as a daemon, logging to the system log (with -f: to standard error).",
+                "Read-only (the default, -o ro): lookups, attributes, directory listings, file contents and symbolic links are served from the committed image on as many threads as the machine has cores. Inode numbers are HAMMER2's (hard links share one); mode, owner, size, times and device numbers are those hammer2_edit get restores; the access time shown is the stored one where one was set (utimensat, an import), else the modification time, as HAMMER2's kernel shows it (it does not update access times on reads). The image cannot change while it is mounted (see LOCKING), so the kernel keeps what it caches.",
+                "Read-write (-o rw): files, directories, hard and symbolic links, FIFOs, sockets and device nodes can be created, written, truncated, renamed, linked and removed, and their mode, owner and times changed, through the same write engine as hammer2_edit. Changes are committed as HAMMER2 transactions by a flusher every commit=SECONDS (default 5) and whenever dirty=SIZE bytes (default 256M) were written since the last commit; fsync and the unmount commit too. A crash, a power cut or kill -9 of the daemon loses at most what was not committed yet: the last commit is a complete file system that both fscks find clean. A commit that fails turns the mount read-only (EROFS from then on) and says so in the log; what was committed before stays intact.",
+                "Errors are those of a kernel file system: ENOENT, EEXIST, ENOTDIR, EISDIR, ENOTEMPTY, ENAMETOOLONG past 255 bytes, EXDEV across file systems, ENOSPC when the space left is the reserve removals need, EIO for damage. A file removed while it is open stays usable, with no links, until it is closed. Directories keep a link count of 1 and symbolic link targets are at most 1023 bytes, as in HAMMER2 (DragonFly's PATH_MAX is 1024).",
+                "Damage met while serving a request (a check code that does not match, an unreadable block) fails that request with EIO and is logged with its location; the mount stays up. fusermount3 -u MOUNTPOINT (or umount as root) unmounts and ends the daemon.",
+            ],
+            examples: &[
+                ("Mount the DATA PFS of an image read-only:", "hammer2_mount disk.img /mnt"),
+                ("Mount the PFS ROOT in the foreground:", "hammer2_mount -f disk.img@ROOT /mnt"),
+                ("Mount read-write, committing every 10 seconds:", "hammer2_mount -o rw,commit=10 disk.img /mnt"),
+                ("Unmount:", "fusermount3 -u /mnt"),
+            ],
+            exit_status: &[
+                ("0", "Mounted (with -f: served until unmounted)."),
+                ("1", "Failure; the reason is printed on standard error."),
+                ("2", "Usage error."),
+            ],
+            see_also: SEE_ALSO,
+        },
         other => panic!("no man page text for {other}"),
     }
 }
@@ -134,6 +157,7 @@ fn locking(name: &str) -> Vec<&'static str> {
         "fsck_hammer2" => "fsck_hammer2 holds a shared lock while it only checks (-n, the default) and an exclusive lock with -p or -y, for the whole run, across the passes that reopen the device. When the lock cannot be taken it exits with status 8.",
         "hammer2_dump" => "hammer2_dump only reads: it holds a shared lock for the whole run, so any number of dumps, checks and read-only edits may run together, but not while a writer runs.",
         "hammer2_edit" => "hammer2_edit holds an exclusive lock when the invocation holds a write command, and a shared lock when it only reads or with -n (--dry-run), so read-only runs never block each other.",
+        "hammer2_mount" => "hammer2_mount holds a shared lock for as long as a read-only mount is up, so checks, dumps and other read-only mounts may run beside it but no writer, and an exclusive lock for as long as a read-write mount is up.",
         _ => "hammer2_recover holds an exclusive lock for the whole run (a shared one with -n).",
     };
     vec![

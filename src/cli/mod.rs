@@ -6,6 +6,7 @@ pub mod dump;
 pub mod edit;
 pub mod edit_maint;
 pub mod fsck;
+pub mod mount;
 pub mod newfs;
 pub mod recover;
 
@@ -28,6 +29,7 @@ pub fn commands() -> Vec<clap::Command> {
         dump::DumpCli::command(),
         edit::EditCli::command(),
         recover::RecoverCli::command(),
+        mount::MountCli::command(),
     ]
 }
 

@@ -954,7 +954,8 @@ impl<'a> Pass<'a, '_> {
                 } else {
                     format!("named by {n} entries")
                 };
-                let fix = (n > 0 && t != ObjType::Directory).then_some(Fix::Inode(inum, semantic::FieldFix::Nlinks(n)));
+                let fix = (n > 0 && t != ObjType::Directory)
+                    .then_some(Fix::Inode(inum, semantic::FieldFix::Nlinks(n)));
                 found_problems.push((
                     INODE_NLINKS,
                     Place::Inode {

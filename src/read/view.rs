@@ -14,7 +14,7 @@
 
 use crate::error::{CorruptKind, Error, Location, Result};
 use crate::format::{Blockref, InodeData};
-use crate::read::file::{read_file, Sink, WriteSink};
+use crate::read::file::{read_file, read_range, Sink, WriteSink};
 use crate::read::pfs::{user_path, DirEntry, Inode, Pfs};
 use crate::read::tree::Flow;
 use crate::Hammer2;
@@ -118,6 +118,11 @@ pub trait FsView {
         Ok(())
     }
 
+    /// Bytes `offset .. offset + len` of file or symlink `inum` (holes as
+    /// zeros; fewer at its end, none past it), reading only the blocks
+    /// that meet the range.
+    fn read_at(&self, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>>;
+
     /// A symbolic link's target (bounded by [`MAX_LINK_BYTES`]).
     fn read_link(&self, ino: &ViewInode<'_>) -> Result<Vec<u8>> {
         let size = ino.data.meta.size.get();
@@ -205,5 +210,12 @@ impl FsView for Pfs<'_> {
             // Not one of this view's (a copy made elsewhere): read it afresh.
             None => read_file(&self.tree, &Pfs::inode(self, ino.data.inum())?, out),
         }
+    }
+
+    fn read_at(&self, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let ino = Pfs::inode(self, inum)?;
+        let mut sink = WriteSink(Vec::with_capacity(len.min(1 << 20)));
+        read_range(&self.tree, &ino, offset, len as u64, &mut sink)?;
+        Ok(sink.0)
     }
 }

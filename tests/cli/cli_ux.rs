@@ -118,13 +118,14 @@ fn populate_names_the_option_of_a_missing_host_directory() {
 /// clap had to wrap shows up as a fragment at the left margin.
 #[test]
 fn help_examples_are_not_wrapped_by_clap() {
-    let tools: [(&str, &[&str]); 6] = [
+    let tools: [(&str, &[&str]); 7] = [
         (env!("CARGO_BIN_EXE_newfs_hammer2"), &["--help"]),
         (env!("CARGO_BIN_EXE_fsck_hammer2"), &["--help"]),
         (env!("CARGO_BIN_EXE_hammer2_dump"), &["--help"]),
         (env!("CARGO_BIN_EXE_hammer2_dump"), &["show", "--help"]),
         (env!("CARGO_BIN_EXE_hammer2_recover"), &["--help"]),
         (env!("CARGO_BIN_EXE_hammer2_edit"), &["--help"]),
+        (env!("CARGO_BIN_EXE_hammer2_mount"), &["--help"]),
     ];
     for (exe, args) in tools {
         let out = Command::new(exe).args(args).env("COLUMNS", "100").output().unwrap();

@@ -12,6 +12,7 @@ const BINARIES: &[(&str, &str)] = &[
     ("fsck_hammer2", env!("CARGO_BIN_EXE_fsck_hammer2")),
     ("hammer2_dump", env!("CARGO_BIN_EXE_hammer2_dump")),
     ("hammer2_edit", env!("CARGO_BIN_EXE_hammer2_edit")),
+    ("hammer2_mount", env!("CARGO_BIN_EXE_hammer2_mount")),
 ];
 
 #[test]

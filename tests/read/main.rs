@@ -9,3 +9,4 @@ mod common;
 mod dump_show;
 mod extract;
 mod fixtures_read;
+mod read_at;

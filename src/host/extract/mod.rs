@@ -349,7 +349,13 @@ impl Host {
 
     /// A regular file's contents are written up to `written` (past it only
     /// holes): its length, time, owner and mode.
-    pub(crate) fn finish_file(&self, f: &fs::File, host: &Path, meta: &InodeMeta, written: u64) -> Result<()> {
+    pub(crate) fn finish_file(
+        &self,
+        f: &fs::File,
+        host: &Path,
+        meta: &InodeMeta,
+        written: u64,
+    ) -> Result<()> {
         // A file whose last bytes were written is as long as they make it:
         // no ftruncate (a metadata update per file).
         let size = meta.size.get();

@@ -33,6 +33,15 @@ impl Session {
             (false, Some(e)) => e.inum,
             (false, None) => return Err(Error::NotFound(path.to_string())),
         };
+        self.setattr_inum_op(pfs, inum, attr, path)
+    }
+
+    /// [`Session::setattr`] on inode `inum`.
+    pub fn setattr_inum(&mut self, pfs: &PfsRef, inum: u64, attr: SetAttr) -> Result<()> {
+        self.operation(|s| s.setattr_inum_op(pfs, inum, attr, &format!("inode {inum}")))
+    }
+
+    fn setattr_inum_op(&mut self, pfs: &PfsRef, inum: u64, attr: SetAttr, path: &str) -> Result<()> {
         if attr.mode.is_some_and(|m| m > 0o7777) {
             return Err(Error::invalid(format!("{path}: mode past 07777")));
         }
@@ -76,16 +85,27 @@ impl Session {
         if e.obj_type != ObjType::Regfile {
             return Err(Error::invalid(format!("{path}: not a regular file")));
         }
+        self.truncate_inum_op(pfs, e.inum, new_size, path)
+    }
+
+    /// [`Session::truncate`] of the regular file numbered `inum`.
+    pub fn truncate_inum(&mut self, pfs: &PfsRef, inum: u64, size: u64) -> Result<()> {
+        self.operation(|s| s.truncate_inum_op(pfs, inum, size, &format!("inode {inum}")))
+    }
+
+    fn truncate_inum_op(&mut self, pfs: &PfsRef, inum: u64, new_size: u64, path: &str) -> Result<()> {
         if new_size > i64::MAX as u64 {
             return Err(Error::invalid(format!("{path}: {new_size} is past the largest file size")));
         }
-        let ip = self.inode_data(pfs, e.inum)?;
+        let ip = self.inode_data(pfs, inum)?;
+        if ip.meta.obj_type() != ObjType::Regfile {
+            return Err(Error::invalid(format!("{path}: not a regular file")));
+        }
         let size = ip.meta.size.get();
         if new_size >= size {
             // Growing is a write of nothing at the new end.
-            return self.write_op(pfs, path, new_size, std::io::empty(), 0);
+            return self.write_inum_op(pfs, inum, new_size, std::io::empty(), 0);
         }
-        let inum = e.inum;
         if ip.meta.is_directdata() {
             self.tx.changes += 1;
             let chain = self.inode_mut(pfs, inum)?;

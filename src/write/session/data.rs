@@ -175,7 +175,7 @@ impl Session {
         pfs: &PfsRef,
         path: &str,
         offset: u64,
-        mut src: impl Read,
+        src: impl Read,
         len: u64,
     ) -> Result<()> {
         let (_, name, existing) = self.resolve_parent(pfs, path)?;
@@ -183,8 +183,34 @@ impl Session {
         if name.is_empty() || e.obj_type != ObjType::Regfile {
             return Err(Error::invalid(format!("{path}: not a regular file")));
         }
-        let inum = e.inum;
+        self.write_inum_op(pfs, e.inum, offset, src, len)
+    }
+
+    /// [`Session::write`] into the regular file numbered `inum`.
+    pub fn write_inum(
+        &mut self,
+        pfs: &PfsRef,
+        inum: u64,
+        offset: u64,
+        src: impl Read,
+        len: u64,
+    ) -> Result<()> {
+        self.operation(|s| s.write_inum_op(pfs, inum, offset, src, len))
+    }
+
+    pub(super) fn write_inum_op(
+        &mut self,
+        pfs: &PfsRef,
+        inum: u64,
+        offset: u64,
+        mut src: impl Read,
+        len: u64,
+    ) -> Result<()> {
+        let path = format!("inode {inum}");
         let ip = self.with_inode(pfs, inum, |ip, _| Ok(*ip))?;
+        if ip.meta.obj_type() != ObjType::Regfile {
+            return Err(Error::invalid(format!("{path}: not a regular file")));
+        }
         let size = ip.meta.size.get();
         let end = offset.checked_add(len).filter(|&e| e <= i64::MAX as u64).ok_or_else(|| {
             Error::invalid(format!("{path}: writing {len} bytes at {offset:#x} passes the largest file size"))

@@ -290,10 +290,11 @@ impl Session {
         let fs = &self.fs;
         let inum = ip.meta.inum.get();
         let nlinks = ip.meta.nlinks.get();
-        if ip.meta.obj_type() != ObjType::Directory && nlinks > 1 {
+        let pinned = self.pinned.contains(&(pfs.key, inum));
+        if ip.meta.obj_type() != ObjType::Directory && (nlinks > 1 || pinned) {
             let chain = inode_mut(fs, &mut self.tx.root, pfs, inum)?;
             if let Some(ip) = chain.inode_mut() {
-                ip.meta.nlinks = (nlinks - 1).into();
+                ip.meta.nlinks = nlinks.saturating_sub(1).into();
                 ip.meta.ctime = now_us().into();
             }
         } else {
@@ -306,6 +307,30 @@ impl Session {
             }
         }
         self.tx.dirty = true;
+        Ok(())
+    }
+}
+
+impl Session {
+    /// Inode `inum` is open (through a mount): if its last name goes, it
+    /// stays, with no links, until [`Session::unpin`].
+    pub fn pin(&mut self, pfs: &PfsRef, inum: u64) {
+        self.pinned.insert((pfs.key, inum));
+    }
+
+    /// Inode `inum` is closed: one left with no links goes now.
+    pub fn unpin(&mut self, pfs: &PfsRef, inum: u64) -> Result<()> {
+        if !self.pinned.remove(&(pfs.key, inum)) {
+            return Ok(());
+        }
+        let ip = match self.inode_data(pfs, inum) {
+            Ok(ip) => ip,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if ip.meta.nlinks.get() == 0 && ip.meta.obj_type() != ObjType::Directory {
+            self.operation(|s| s.unlink_inode(pfs, &ip))?;
+        }
         Ok(())
     }
 }

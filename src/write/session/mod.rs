@@ -184,6 +184,10 @@ pub struct Session {
     resync_copies: bool,
     /// The header copies the last commit rewrote that way.
     synced_copies: Vec<usize>,
+    /// Inodes still open through a mount, by (PFS key, inode number): the
+    /// removal of their last name leaves them in the index with no links
+    /// until [`Session::unpin`] (a file can be used until it is closed).
+    pinned: std::collections::HashSet<(u64, u64)>,
 }
 
 /// The lag a session replayed when it opened ([`Session::freemap_replay`]).
@@ -282,6 +286,7 @@ impl Session {
             dry: DryBlocks::default(),
             replayed,
             resync_copies: false,
+            pinned: Default::default(),
             synced_copies: Vec::new(),
         })
     }

@@ -89,6 +89,62 @@ impl Session {
         Ok(())
     }
 
+    /// `link(2)`: the new name `name` in directory `dir` for inode `inum`
+    /// (not a directory).
+    pub fn link_at(&mut self, pfs: &PfsRef, inum: u64, dir: u64, name: &[u8]) -> Result<()> {
+        self.operation(|s| {
+            check_new_name(name)?;
+            let ip = s.inode_data(pfs, inum)?;
+            let kind = ip.meta.obj_type();
+            if kind == ObjType::Directory {
+                return Err(Error::invalid(format!(
+                    "inode {inum}: hard links to directories are not allowed"
+                )));
+            }
+            if s.lookup(pfs, dir, name)?.is_some() {
+                return Err(Error::AlreadyExists(String::from_utf8_lossy(name).into_owned()));
+            }
+            s.link_in(pfs, dir, name, inum, kind)?;
+            let ip = s.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
+            ip.meta.ctime = now_us().into();
+            Ok(())
+        })
+    }
+
+    /// A new inode of `kind` named `name` in directory `dir` (`creat`,
+    /// `mkdir`, `mknod`, `symlink`): a symlink gets `target` as its
+    /// contents, a device node its numbers `rdev`. Returns its number.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_at(
+        &mut self,
+        pfs: &PfsRef,
+        dir: u64,
+        name: &[u8],
+        kind: ObjType,
+        attrs: Attrs,
+        target: &[u8],
+        rdev: (u32, u32),
+    ) -> Result<u64> {
+        self.operation(|s| {
+            if kind == ObjType::Softlink && (target.is_empty() || target.len() > 1023 || target.contains(&0))
+            {
+                return Err(Error::invalid("a link target is 1 to 1023 bytes without NUL"));
+            }
+            let inum = s.create(pfs, dir, name, kind, attrs)?;
+            match kind {
+                ObjType::Softlink => s.write_contents(pfs, inum, target, target.len() as u64)?,
+                ObjType::Cdev | ObjType::Bdev => {
+                    let ip =
+                        s.inode_mut(pfs, inum)?.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
+                    ip.meta.rmajor = rdev.0.into();
+                    ip.meta.rminor = rdev.1.into();
+                }
+                _ => {}
+            }
+            Ok(inum)
+        })
+    }
+
     /// Enters the free name `name` in directory `dir` for the existing
     /// inode `inum` (of `kind`), which counts one more link: the inode
     /// keeps its place, as the kernel keeps hard-linked inodes since
@@ -185,6 +241,58 @@ impl Session {
                 return Err(Error::invalid(format!("{from}: cannot move a directory into itself ({to})")));
             }
         }
+        self.rename_entries(pfs, sdir, se, tdir, &tname, te, to)
+    }
+
+    /// `rename(2)` by directory and name: the entry `sname` of directory
+    /// `sdir` takes the name `tname` in `tdir` (see [`Session::rename`]).
+    /// A directory cannot move below itself: no directory on the way from
+    /// `tdir` up to the root (through `iparent`, which a directory's one
+    /// name keeps current) may be the one moved.
+    pub fn rename_at(
+        &mut self,
+        pfs: &PfsRef,
+        sdir: u64,
+        sname: &[u8],
+        tdir: u64,
+        tname: &[u8],
+    ) -> Result<()> {
+        self.operation(|s| {
+            let shown = String::from_utf8_lossy(tname).into_owned();
+            check_new_name(tname)?;
+            let se = s
+                .lookup(pfs, sdir, sname)?
+                .ok_or_else(|| Error::NotFound(String::from_utf8_lossy(sname).into_owned()))?;
+            let te = s.lookup(pfs, tdir, tname)?;
+            if se.obj_type == ObjType::Directory {
+                let mut d = tdir;
+                for _ in 0..crate::read::namespace::MAX_DEPTH {
+                    if d == se.inum {
+                        return Err(Error::invalid(format!("{shown}: cannot move a directory into itself")));
+                    }
+                    if d == pfs.root_inum {
+                        break;
+                    }
+                    d = s.inode_data(pfs, d)?.meta.iparent.get();
+                }
+            }
+            s.rename_entries(pfs, sdir, se, tdir, tname, te, &shown)
+        })
+    }
+
+    /// The checks and changes of a rename once both ends are known.
+    #[allow(clippy::too_many_arguments)]
+    fn rename_entries(
+        &mut self,
+        pfs: &PfsRef,
+        sdir: u64,
+        se: DirEntry,
+        tdir: u64,
+        tname: &[u8],
+        te: Option<DirEntry>,
+        to: &str,
+    ) -> Result<()> {
+        let src_dir = se.obj_type == ObjType::Directory;
         if let Some(te) = &te {
             if te.inum == se.inum {
                 return Ok(());
@@ -199,15 +307,15 @@ impl Session {
             }
         }
         // Everything checked: change.
-        let (check, _) = self.dirent_slot(pfs, tdir, &tname)?;
+        let (check, _) = self.dirent_slot(pfs, tdir, tname)?;
         if let Some(te) = te {
             let tip = self.inode_data(pfs, te.inum)?;
             self.drop_dirent(pfs, tdir, te.key)?;
             self.unlink_inode(pfs, &tip)?;
         }
         self.drop_dirent(pfs, sdir, se.key)?;
-        let (_, dkey) = self.dirent_slot(pfs, tdir, &tname)?;
-        self.add_dirent(pfs, tdir, dkey, &tname, se.inum, se.obj_type, check)?;
+        let (_, dkey) = self.dirent_slot(pfs, tdir, tname)?;
+        self.add_dirent(pfs, tdir, dkey, tname, se.inum, se.obj_type, check)?;
         let chain = self.inode_mut(pfs, se.inum)?;
         let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
         ip.meta.ctime = now_us().into();
@@ -291,5 +399,45 @@ impl Session {
             pos += n as u64;
         }
         Ok(())
+    }
+
+    /// Bytes `offset .. offset + len` of file (or symlink) `inum` as this
+    /// session sees them (holes as zeros, none past its size): only the
+    /// blocks that meet the range are read.
+    pub fn read_range(&self, pfs: &PfsRef, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let ip = self.inode_data(pfs, inum)?;
+        let size = ip.meta.size.get();
+        let end = offset.saturating_add(len as u64).min(size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![0u8; (end - offset) as usize];
+        if ip.meta.is_directdata() {
+            let have = (size as usize).min(ip.u.len());
+            let (lo, hi) = ((offset as usize).min(have), (end as usize).min(have));
+            out[..hi - lo].copy_from_slice(&ip.u[lo..hi]);
+            return Ok(out);
+        }
+        let mut blocks = Vec::new();
+        self.with_inode(pfs, inum, |_, table| {
+            table.scan(&self.fs, offset, end - 1, &mut |b, _, loc| {
+                if b.kind() == crate::format::BlockrefType::Data {
+                    blocks.push((*b, loc.clone()));
+                }
+                Ok(Flow::Continue)
+            })
+        })?;
+        for (b, loc) in blocks {
+            let key = b.key.get();
+            let data = self.block_data(&b, &loc)?;
+            // The part of this block inside the range.
+            let lo = key.max(offset);
+            let hi = (key + data.len() as u64).min(end);
+            if lo < hi {
+                out[(lo - offset) as usize..(hi - offset) as usize]
+                    .copy_from_slice(&data[(lo - key) as usize..(hi - key) as usize]);
+            }
+        }
+        Ok(out)
     }
 }

@@ -59,6 +59,10 @@ impl FsView for SessionView<'_> {
         self.session.read_data(self.pfs, ino.data.inum(), &mut Holes(out))?;
         Ok(ino.data.meta.size.get())
     }
+
+    fn read_at(&self, inum: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.session.read_range(self.pfs, inum, offset, len)
+    }
 }
 
 /// [`Session::read_data`] writes holes out as zeros: runs of zeros go to
