@@ -1,0 +1,222 @@
+//! fsck's problem table: every problem id with its message, severity,
+//! and the repair `-p`/`-y` apply (or why none exists and what to do).
+
+use serde::Serialize;
+
+/// How bad a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Normal state worth knowing (e.g. an older header copy).
+    Info,
+    /// Damage the file system survives (a redundant copy is bad).
+    Warning,
+    /// Damage that loses or endangers data.
+    Error,
+}
+
+/// How a problem may be repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fix {
+    /// No repair exists (yet).
+    None,
+    /// Safe without asking: `-p` may do it.
+    Preen,
+    /// Needs a decision: only `-y`.
+    Yes,
+}
+
+/// One entry of the problem table.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Problem {
+    pub id: ProblemId,
+    pub message: &'static str,
+    pub severity: Severity,
+    pub fix: Fix,
+    /// What the repair does; for [`Fix::None`], why there is none (or not
+    /// yet) and what the user can do instead. Every entry has one (a test
+    /// holds the table to it).
+    pub repair: &'static str,
+}
+
+macro_rules! problems {
+    ($($name:ident / $variant:ident: $id:literal, $sev:ident, $fix:ident, $msg:literal, $repair:literal;)+) => {
+        /// The id of every problem fsck can report: what repairs and tests
+        /// select by (the text is only for people).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum ProblemId {
+            $($variant),+
+        }
+
+        impl ProblemId {
+            /// The id as printed (`HDR_CORRUPT`).
+            pub const fn code(self) -> &'static str {
+                match self {
+                    $(ProblemId::$variant => $id),+
+                }
+            }
+
+            /// This id's entry of the problem table.
+            pub const fn problem(self) -> Problem {
+                match self {
+                    $(ProblemId::$variant => $name),+
+                }
+            }
+        }
+
+        $(pub const $name: Problem = Problem {
+            id: ProblemId::$variant, message: $msg, severity: Severity::$sev, fix: Fix::$fix, repair: $repair,
+        };)+
+        /// Every problem fsck can report.
+        pub const PROBLEMS: &[Problem] = &[$($name),+];
+    };
+}
+
+impl std::fmt::Display for ProblemId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl Serialize for ProblemId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.code())
+    }
+}
+
+impl std::str::FromStr for ProblemId {
+    type Err = String;
+    /// An id as printed (`HDR_CORRUPT`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        PROBLEMS.iter().map(|p| p.id).find(|id| id.code() == s).ok_or_else(|| format!("no problem id {s:?}"))
+    }
+}
+
+problems! {
+    HDR_CORRUPT / HdrCorrupt: "HDR_CORRUPT", Warning, Preen,
+        "volume-header copy is damaged", "rewrite it from the best copy";
+    HDR_TORN / HdrTorn: "HDR_TORN", Warning, Preen,
+        "volume-header copy torn by an interrupted commit: it claims the transaction right after the best copy's, in the slot that commit writes, and nothing newer exists",
+        "rewrite it from the best copy (what the next commit, or a read-write mount's next flush, writes there anyway)";
+    HDR_CORRUPT_NEWER / HdrCorruptNewer: "HDR_CORRUPT_NEWER", Error, Yes,
+        "damaged volume-header copy claims a newer commit than the best valid copy",
+        "rewrite it from the best copy (the damaged commit is lost)";
+    HDR_STALE / HdrStale: "HDR_STALE", Info, None,
+        "volume-header copy is valid but older than the best copy (normal after a commit)",
+        "with --sync-headers, rewrite it from the best copy";
+    HDR_NONE_VALID / HdrNoneValid: "HDR_NONE_VALID", Error, None,
+        "no valid volume-header copy",
+        "none possible: no header says where the trees are; hammer2_recover copies out what the media still holds, then newfs_hammer2 starts over";
+    HDR_FIELD / HdrField: "HDR_FIELD", Error, None,
+        "volume-header field out of range",
+        "not yet: every valid copy carries the field; if an older copy holds a sane one, --use-copy N makes it current, otherwise copy the files out (hammer2_edit get, hammer2_recover)";
+    HDR_GEOMETRY / HdrGeometry: "HDR_GEOMETRY", Error, None,
+        "volume offsets or sizes in the header are unusable, so the file system cannot be opened",
+        "none possible: the volumes cannot be placed; give every volume of the set, in order (vol0:vol1:...), or copy files out with hammer2_recover";
+    HDR_AREAS / HdrAreas: "HDR_AREAS", Error, None,
+        "boot or aux area out of order, over the reserved segment, or past the root volume",
+        "not yet: the areas are laid out by newfs; the file system is sound as long as no block lies in them (BREF_RESERVED says when one does)";
+    HDR_ALLOCATOR / HdrAllocator: "HDR_ALLOCATOR", Error, None,
+        "allocator field (allocator_size, allocator_free, allocator_beg) disagrees with the volume set",
+        "not yet: the next commit (any hammer2_edit write, or bulkfree) recomputes allocator_free; the other fields come from newfs and growfs";
+    HDR_TREE_DAMAGED / HdrTreeDamaged: "HDR_TREE_DAMAGED", Error, Yes,
+        "the tree of the header copy in use is damaged; an older valid copy names an intact or less damaged one",
+        "made the older copy's tree current (a new commit of that tree, its freemap rebuilt, every header copy rewritten); the transactions after it are lost";
+    VOLSET / Volset: "VOLSET", Error, None,
+        "volume set is inconsistent",
+        "none possible: give every volume of the set, in order, each with the set's fsid";
+    BREF_CHECK / BrefCheck: "BREF_CHECK", Error, None,
+        "check code does not match the media",
+        "in the freemap, -y rebuilds the freemap from the topology; in the topology, not yet from the media (rebuilding the node from an older copy or the salvage index is planned); -y rolls back when an older header copy's tree is intact; else hammer2_edit destroy PATH (or destroy-inum N) cuts the damaged inode out after its readable files are copied out";
+    BREF_UNKNOWN_CHECK / BrefUnknownCheck: "BREF_UNKNOWN_CHECK", Error, None,
+        "unknown check method",
+        "not yet: nothing verifies the block; copy what reads out, then hammer2_edit destroy PATH cuts the inode out";
+    BREF_RADIX / BrefRadix: "BREF_RADIX", Error, None,
+        "blockref radix out of range",
+        "not yet: the block's size is unknown; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
+    BREF_RANGE / BrefRange: "BREF_RANGE", Error, None,
+        "blockref points outside every volume",
+        "not yet: the block lies outside the volumes; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
+    TREE_DEPTH / TreeDepth: "TREE_DEPTH", Error, None,
+        "blockref points at its own ancestor, or the tree nests too deep",
+        "not yet: the loop is cut where it closes only by hand; hammer2_edit destroy PATH cuts the inode holding it out";
+    BREF_OTHER / BrefOther: "BREF_OTHER", Error, None,
+        "blockref is unusable",
+        "not yet: hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding the blockref out";
+    BREF_TYPE / BrefType: "BREF_TYPE", Error, None,
+        "blockref type not allowed under its parent",
+        "not yet: readers skip the entry; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
+    BREF_KEY / BrefKey: "BREF_KEY", Error, None,
+        "blockref key outside its parent's range or not aligned to its keybits",
+        "not yet (re-keying is planned): lookups may miss the entry; copy what reads out, then hammer2_edit destroy PATH";
+    BREF_RESERVED / BrefReserved: "BREF_RESERVED", Error, None,
+        "blockref media lies in a reserved area (zone segment, boot or aux area)",
+        "not yet: the block may be overwritten by the freemap or boot code; copy the file out and write it back (hammer2_edit get, then put)";
+    BREF_DECOMPRESS / BrefDecompress: "BREF_DECOMPRESS", Error, None,
+        "compressed block does not decode to its logical size",
+        "not yet: the block's data is lost; copy the rest of the file out, then hammer2_edit destroy PATH";
+    BREF_ORDER / BrefOrder: "BREF_ORDER", Error, None,
+        "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)",
+        "not yet (sorting the table is planned): lookups stop early; copy the files out (hammer2_edit get) and write them back";
+    BREF_DUPLICATE / BrefDuplicate: "BREF_DUPLICATE", Error, None,
+        "node block (inode, indirect, name) referenced twice within one PFS",
+        "not yet: one block named twice is freed or rewritten under the other name; copy the files out, then hammer2_edit destroy one of the names";
+    BREF_STATS / BrefStats: "BREF_STATS", Warning, None,
+        "blockref statistics disagree with what lies below",
+        "not yet (recomputation is planned): the figures only feed space and quota reports, no lookup depends on them";
+    INODE_BAD / InodeBad: "INODE_BAD", Error, None,
+        "inode is inconsistent",
+        "not yet: hammer2_edit destroy-inum N cuts the inode out (after copying out what reads)";
+    INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, Preen,
+        "inode link count differs from the directory entries naming it",
+        "a file's nlinks set to the number of entries naming it (an inode no entry names, or a directory named twice: not yet, see the finding)";
+    DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, None,
+        "directory entry is inconsistent",
+        "not yet: hammer2_edit destroy PATH removes the entry";
+    DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, Yes,
+        "directory entry names an inode that does not exist",
+        "removed the entry (not while the PFS has unreadable node blocks: the inode may lie in one)";
+    BREF_KEY_DUP / BrefKeyDup: "BREF_KEY_DUP", Error, None,
+        "two entries of one blockref table have the same key (a lookup finds only one of them)",
+        "not yet: a lookup finds only one of the two; copy the file out (hammer2_edit get), then hammer2_edit destroy PATH and put it back";
+    BREF_INODE_SIZE / BrefInodeSize: "BREF_INODE_SIZE", Error, None,
+        "inode blockref declares a media size other than 1 KiB",
+        "not yet: readers use the first 1 KiB; any change to the inode (hammer2_edit chmod or touch) rewrites it as 1 KiB";
+    DATA_PAST_EOF / DataPastEof: "DATA_PAST_EOF", Error, None,
+        "data block lies past the end of its file",
+        "not yet: hammer2_edit truncate PATH SIZE drops the blocks past SIZE (a larger SIZE keeps their data in the file)";
+    DATA_KEYBITS / DataKeybits: "DATA_KEYBITS", Error, None,
+        "data blockref's keybits (logical size) disagree with its media size",
+        "not yet: the block's length is doubtful; copy the file out (hammer2_edit get) and write it back (put)";
+    INODE_MODE / InodeMode: "INODE_MODE", Warning, Preen,
+        "inode mode's type bits disagree with the inode's type",
+        "kept the permission bits only, as the kernel stores a mode (the type lives in the inode's type)";
+    INODE_DIR_NLINKS / InodeDirNlinks: "INODE_DIR_NLINKS", Error, Preen,
+        "directory link count is neither 1 (not counted) nor 2 plus its subdirectories",
+        "set it to 1 when it was 0, else recounted as 2 plus its subdirectories";
+    INODE_IPARENT / InodeIparent: "INODE_IPARENT", Error, Preen,
+        "directory's iparent is not the directory naming it (its '..' resolves elsewhere)",
+        "set iparent to the directory naming it";
+    INODE_IPARENT_HINT / InodeIparentHint: "INODE_IPARENT_HINT", Info, Preen,
+        "file named once has an iparent other than the directory naming it (a hint recovery tools follow)",
+        "set iparent to the directory naming it, as a rename would";
+    FREEMAP_STRUCT / FreemapStruct: "FREEMAP_STRUCT", Error, None,
+        "freemap node or leaf is malformed",
+        "not yet by fsck for a freemap that verifies; hammer2_edit bulkfree rebuilds the freemap from the topology";
+    FREEMAP_UNMARKED / FreemapUnmarked: "FREEMAP_UNMARKED", Error, Preen,
+        "blocks in use are marked free in the freemap",
+        "replayed the freemap recovery (as hammer2_recover does) and committed it";
+    FREEMAP_LAG / FreemapLag: "FREEMAP_LAG", Info, Preen,
+        "the freemap lags the topology (freemap_tid < mirror_tid: a crash between flushes); mount-time recovery is pending",
+        "replayed the freemap recovery (as hammer2_recover does) and committed it";
+    FREEMAP_LINEAR / FreemapLinear: "FREEMAP_LINEAR", Error, Preen,
+        "freemap linear offset points below the end of blocks in use",
+        "marked every block in use allocated, moving linear past them (hammer2_recover --full), and committed it";
+    FREEMAP_LEAKED / FreemapLeaked: "FREEMAP_LEAKED", Info, None,
+        "space marked allocated that nothing references (returned by a bulkfree)",
+        "nothing is lost meanwhile; hammer2_edit bulkfree returns the space";
+    FREEMAP_ALLOC_FREE / FreemapAllocFree: "FREEMAP_ALLOC_FREE", Info, None,
+        "allocator_free in the volume header differs from the freemap leaves",
+        "the next commit (any hammer2_edit write, or bulkfree) recomputes it";
+}
