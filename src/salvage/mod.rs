@@ -94,7 +94,7 @@ use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step,
 use crate::volume::Hammer2;
 use rayon::prelude::*;
 use scan::{Finds, Role};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 /// Scan options.
 #[derive(Debug, Clone)]
@@ -224,8 +224,10 @@ pub struct ScanStats {
 /// What the media holds, by PFS and inode number.
 pub struct Index {
     pfs: Vec<PfsInfo>,
-    versions: BTreeMap<(PfsId, u64), Vec<Version>>,
-    entries: HashMap<(PfsId, u64), Vec<Entry>>,
+    /// Sorted by (pfs, inum), then [`Version::order`].
+    versions: Vec<Version>,
+    /// Sorted by (pfs, inum) of the inode named, in the order found.
+    entries: Vec<Entry>,
     /// Sorted by (pfs, inum, key), in memory or spilled.
     data: spill::Blocks,
     /// Raw inodes no verified blockref names (for `relaxed`): offsets.
@@ -246,12 +248,16 @@ impl Index {
 
     /// Every version of an inode, oldest first ([`Version::order`]).
     pub fn versions(&self, pfs: PfsId, inum: u64) -> &[Version] {
-        self.versions.get(&(pfs, inum)).map_or(&[], |v| v.as_slice())
+        let lo = self.versions.partition_point(|v| (v.pfs, v.inum) < (pfs, inum));
+        let hi = lo + self.versions[lo..].partition_point(|v| (v.pfs, v.inum) == (pfs, inum));
+        &self.versions[lo..hi]
     }
 
     /// The entries naming an inode, from every version of its directories.
     pub fn entries_naming(&self, pfs: PfsId, inum: u64) -> &[Entry] {
-        self.entries.get(&(pfs, inum)).map_or(&[], |v| v.as_slice())
+        let lo = self.entries.partition_point(|e| (e.pfs, e.inum) < (pfs, inum));
+        let hi = lo + self.entries[lo..].partition_point(|e| (e.pfs, e.inum) == (pfs, inum));
+        &self.entries[lo..hi]
     }
 
     /// Data blocks found in the trees of an inode's versions, by key
@@ -268,12 +274,14 @@ impl Index {
 
     /// The inodes of `pfs` with numbers in `[lo, hi]`, with their versions.
     pub fn inodes_in(&self, pfs: PfsId, lo: u64, hi: u64) -> impl Iterator<Item = (u64, &[Version])> + '_ {
-        self.versions.range((pfs, lo)..=(pfs, hi)).map(|(&(_, inum), v)| (inum, v.as_slice()))
+        let start = self.versions.partition_point(|v| (v.pfs, v.inum) < (pfs, lo));
+        let end = start + self.versions[start..].partition_point(|v| (v.pfs, v.inum) <= (pfs, hi));
+        self.versions[start..end].chunk_by(|a, b| a.inum == b.inum).map(|g| (g[0].inum, g))
     }
 
     /// Every inode found: (PFS, inum) with its versions.
     pub fn all(&self) -> impl Iterator<Item = ((PfsId, u64), &[Version])> + '_ {
-        self.versions.iter().map(|(&k, v)| (k, v.as_slice()))
+        self.versions.chunk_by(|a, b| (a.pfs, a.inum) == (b.pfs, b.inum)).map(|g| ((g[0].pfs, g[0].inum), g))
     }
 
     /// Offsets of raw inodes no verified blockref names.
@@ -474,6 +482,7 @@ fn join(
     for (i, tid, set) in order {
         copies.push((i, tid, reached(fs, set, &mut seen)));
     }
+    drop(seen);
     let source_of = |off: u64| -> Source {
         let mut best: Option<(usize, u64)> = None;
         for (copy, tid, set) in &copies {
@@ -489,9 +498,12 @@ fn join(
         best.map_or(Source::Unreached, |(copy, mirror_tid)| Source::HeaderCopy { copy, mirror_tid })
     };
 
-    let mut versions: BTreeMap<(PfsId, u64), Vec<Version>> = BTreeMap::new();
-    // Which (PFS, inum) each inode copy was found as.
-    let mut pfs_of_copy: HashMap<u64, Vec<(PfsId, u64)>> = HashMap::new();
+    // Every (PFS, inum, copy) found, merged below; flat vectors sorted
+    // once rather than a map of small vectors (a million inodes each cost
+    // a few hundred bytes that way).
+    let mut versions: Vec<Version> = Vec::with_capacity(f.inodes.len());
+    // Which (PFS, inum) each inode copy was found as: (copy, PFS, inum).
+    let mut pfs_of_copy: Vec<(u64, PfsId, u64)> = Vec::with_capacity(f.inodes.len());
     for r in &f.inodes {
         let mut homes = Vec::new();
         for o in c.owners(r.at) {
@@ -529,74 +541,124 @@ fn join(
         homes.dedup();
         for clid in homes {
             let id = intern(clid, &mut pfs);
-            let list = versions.entry((id, r.inum)).or_default();
-            match list.iter_mut().find(|v| v.data_off == r.data_off) {
-                Some(v) => {
-                    v.verified |= r.verified;
-                    v.modify_tid = v.modify_tid.max(r.modify_tid);
-                    v.mirror_tid = v.mirror_tid.max(r.mirror_tid);
-                }
-                None => list.push(Version {
-                    pfs: id,
-                    inum: r.inum,
-                    data_off: r.data_off,
-                    modify_tid: r.modify_tid,
-                    mirror_tid: r.mirror_tid,
-                    ident: r.ident,
-                    verified: r.verified,
-                    source: source_of(r.data_off),
-                }),
-            }
-            let homes = pfs_of_copy.entry(r.data_off).or_default();
-            if !homes.contains(&(id, r.inum)) {
-                homes.push((id, r.inum));
-            }
+            versions.push(Version {
+                pfs: id,
+                inum: r.inum,
+                data_off: r.data_off,
+                modify_tid: r.modify_tid,
+                mirror_tid: r.mirror_tid,
+                ident: r.ident,
+                verified: r.verified,
+                source: Source::Unreached,
+            });
+            pfs_of_copy.push((r.data_off, id, r.inum));
         }
     }
-    for list in versions.values_mut() {
-        list.sort_by_key(Version::order);
+    // Raw inodes no verified blockref names, before the refs go.
+    let mut named: Vec<u64> = f.inodes.iter().filter(|r| r.verified).map(|r| r.data_off).collect();
+    named.sort_unstable();
+    named.dedup();
+    drop(std::mem::take(&mut f.inodes));
+    let unverified: Vec<u64> =
+        c.raws.iter().filter(|r| named.binary_search(&r.off).is_err()).map(|r| r.off).collect();
+    drop(named);
+
+    // One version per (PFS, inum, copy): the first found, its flags and
+    // transaction ids merged with the others (the sort is stable).
+    versions.sort_by_key(|v| (v.pfs, v.inum, v.data_off));
+    versions.dedup_by(|later, kept| {
+        let same = (later.pfs, later.inum, later.data_off) == (kept.pfs, kept.inum, kept.data_off);
+        if same {
+            kept.verified |= later.verified;
+            kept.modify_tid = kept.modify_tid.max(later.modify_tid);
+            kept.mirror_tid = kept.mirror_tid.max(later.mirror_tid);
+        }
+        same
+    });
+    for v in versions.iter_mut() {
+        v.source = source_of(v.data_off);
     }
+    drop(copies);
+    versions.sort_by_key(|v| (v.pfs, v.inum, v.order()));
+    versions.shrink_to_fit();
+    // Homes of a copy in the order found, each once.
+    pfs_of_copy.sort_by_key(|h| h.0);
+    let mut kept = 0;
+    let mut group = 0;
+    for i in 0..pfs_of_copy.len() {
+        let h = pfs_of_copy[i];
+        if kept == 0 || pfs_of_copy[kept - 1].0 != h.0 {
+            group = kept;
+        }
+        if !pfs_of_copy[group..kept].contains(&h) {
+            pfs_of_copy[kept] = h;
+            kept += 1;
+        }
+    }
+    pfs_of_copy.truncate(kept);
+    pfs_of_copy.shrink_to_fit();
     for (clid, (_, label)) in root_label {
         if let Some(&id) = by_clid.get(&clid) {
             pfs[id as usize].label = label;
         }
     }
-    for ((id, _), list) in &versions {
-        if list.iter().any(|v| v.source == Source::Live) {
-            pfs[*id as usize].live = true;
+    for v in &versions {
+        if v.source == Source::Live {
+            pfs[v.pfs as usize].live = true;
         }
     }
 
     // The (PFS, inum) an owner raw inode stands for.
     let homes_of = |o: &scan::RawInode| -> Vec<(PfsId, u64)> {
-        match (o.role, pfs_of_copy.get(&o.off)) {
-            (_, Some(h)) => h.clone(),
-            (Role::PfsRoot, None) => {
-                by_clid.get(&o.pfs_clid).map(|&id| vec![(id, o.inum)]).unwrap_or_default()
-            }
+        let lo = pfs_of_copy.partition_point(|h| h.0 < o.off);
+        let found: Vec<(PfsId, u64)> =
+            pfs_of_copy[lo..].iter().take_while(|h| h.0 == o.off).map(|h| (h.1, h.2)).collect();
+        match o.role {
+            _ if !found.is_empty() => found,
+            Role::PfsRoot => by_clid.get(&o.pfs_clid).map(|&id| vec![(id, o.inum)]).unwrap_or_default(),
             _ => Vec::new(),
         }
     };
 
-    let mut entries: HashMap<(PfsId, u64), Vec<Entry>> = HashMap::new();
-    for d in &f.dirents {
-        for o in c.owners(d.at) {
-            for (id, dir) in homes_of(&c.raws[o]) {
-                let list = entries.entry((id, d.inum)).or_default();
-                if !list.iter().any(|e| e.dir == dir && e.name == d.name) {
-                    list.push(Entry {
-                        pfs: id,
-                        dir,
-                        inum: d.inum,
-                        name: d.name.clone(),
-                        kind: d.kind,
-                        modify_tid: d.modify_tid,
-                        mirror_tid: d.mirror_tid,
-                    });
-                }
-            }
+    // Entries in the order found, sorted by what they name, each
+    // (directory, name) once per inode (the first found).
+    let mut entries: Vec<Entry> = Vec::new();
+    for d in std::mem::take(&mut f.dirents) {
+        let homes: Vec<(PfsId, u64)> =
+            c.owners(d.at).into_iter().flat_map(|o| homes_of(&c.raws[o])).collect();
+        let mut name = Some(d.name);
+        for (k, &(id, dir)) in homes.iter().enumerate() {
+            let name = if k + 1 == homes.len() {
+                name.take().unwrap_or_default()
+            } else {
+                name.clone().unwrap_or_default()
+            };
+            entries.push(Entry {
+                pfs: id,
+                dir,
+                inum: d.inum,
+                name,
+                kind: d.kind,
+                modify_tid: d.modify_tid,
+                mirror_tid: d.mirror_tid,
+            });
         }
     }
+    entries.sort_by_key(|e| (e.pfs, e.inum));
+    let mut keep = vec![false; entries.len()];
+    for g in (0..entries.len())
+        .collect::<Vec<_>>()
+        .chunk_by(|&a, &b| (entries[a].pfs, entries[a].inum) == (entries[b].pfs, entries[b].inum))
+    {
+        for (k, &i) in g.iter().enumerate() {
+            let e = &entries[i];
+            keep[i] =
+                !g[..k].iter().any(|&j| keep[j] && entries[j].dir == e.dir && entries[j].name == e.name);
+        }
+    }
+    let mut flags = keep.into_iter();
+    entries.retain(|_| flags.next().unwrap_or(false));
+    entries.shrink_to_fit();
 
     let mut place = |d: &scan::DataRef| -> Result<()> {
         for o in c.owners(d.at) {
@@ -612,15 +674,17 @@ fn join(
     spilled.for_each(&mut place)?;
     let data = sorter.finish()?;
 
-    let named: HashSet<u64> = f.inodes.iter().filter(|r| r.verified).map(|r| r.data_off).collect();
-    let unverified: Vec<u64> = c.raws.iter().filter(|r| !named.contains(&r.off)).map(|r| r.off).collect();
+    drop(std::mem::take(&mut f.data));
+    let raw_inodes = c.raws.len() as u64;
+    drop(c);
+    drop(pfs_of_copy);
 
     let stats = ScanStats {
         bytes: 0,
         candidates: f.candidates,
-        raw_inodes: c.raws.len() as u64,
-        versions: versions.values().map(|v| v.len() as u64).sum(),
-        entries: entries.values().map(|v| v.len() as u64).sum(),
+        raw_inodes,
+        versions: versions.len() as u64,
+        entries: entries.len() as u64,
         data_blocks: data.len(),
     };
     Ok(Index { pfs, versions, entries, data, unverified, stats })
