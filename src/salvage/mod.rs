@@ -398,12 +398,19 @@ fn reached(fs: &Hammer2, set: &[Blockref], seen: &mut HashSet<u64>) -> HashSet<u
 /// Raw inodes and indirect blocks sorted for the owner lookups.
 struct Containers {
     raws: Vec<scan::RawInode>,
+    /// `pfs_clid` of the PFS roots and super-roots among `raws`, by offset.
+    clids: Vec<(u64, [u8; 16])>,
     nodes: Vec<scan::NodeRef>,
 }
 
 impl Containers {
     fn raw_at(&self, off: u64) -> Option<usize> {
         self.raws.binary_search_by_key(&off, |r| r.off).ok()
+    }
+
+    /// The `pfs_clid` of the raw inode at `off` (zero for a plain inode).
+    fn clid_of(&self, off: u64) -> [u8; 16] {
+        self.clids.binary_search_by_key(&off, |c| c.0).map_or([0; 16], |i| self.clids[i].1)
     }
 
     /// The raw inodes owning the slot at `at`: the nearest inode above it
@@ -452,7 +459,13 @@ fn join(
     f.raws.dedup_by_key(|r| r.off);
     f.nodes.sort_by_key(|n| (n.off, n.referrer));
     f.nodes.dedup_by_key(|n| (n.off, n.referrer));
-    let c = Containers { raws: std::mem::take(&mut f.raws), nodes: std::mem::take(&mut f.nodes) };
+    f.clids.sort_by_key(|c| c.0);
+    f.clids.dedup_by_key(|c| c.0);
+    let c = Containers {
+        raws: std::mem::take(&mut f.raws),
+        clids: std::mem::take(&mut f.clids),
+        nodes: std::mem::take(&mut f.nodes),
+    };
 
     let mut pfs: Vec<PfsInfo> = Vec::new();
     let mut by_clid: HashMap<[u8; 16], PfsId> = HashMap::new();
@@ -510,7 +523,7 @@ fn join(
             let o = &c.raws[o];
             match o.role {
                 Role::SuperRoot if r.pfs_root => homes.push(r.pfs_clid),
-                Role::PfsRoot if !r.pfs_root => homes.push(o.pfs_clid),
+                Role::PfsRoot if !r.pfs_root => homes.push(c.clid_of(o.off)),
                 _ => {}
             }
         }
@@ -615,7 +628,7 @@ fn join(
             pfs_of_copy[lo..].iter().take_while(|h| h.0 == o.off).map(|h| (h.1, h.2)).collect();
         match o.role {
             _ if !found.is_empty() => found,
-            Role::PfsRoot => by_clid.get(&o.pfs_clid).map(|&id| vec![(id, o.inum)]).unwrap_or_default(),
+            Role::PfsRoot => by_clid.get(&c.clid_of(o.off)).map(|&id| vec![(id, o.inum)]).unwrap_or_default(),
             _ => Vec::new(),
         }
     };
@@ -672,12 +685,12 @@ fn join(
         place(d)?;
     }
     spilled.for_each(&mut place)?;
-    let data = sorter.finish()?;
-
+    // What placed the blocks goes before the sort needs room.
     drop(std::mem::take(&mut f.data));
     let raw_inodes = c.raws.len() as u64;
     drop(c);
     drop(pfs_of_copy);
+    let data = sorter.finish()?;
 
     let stats = ScanStats {
         bytes: 0,

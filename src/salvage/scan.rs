@@ -28,9 +28,10 @@ pub(crate) struct NodeRef {
 pub(crate) struct RawInode {
     pub off: u64,
     pub inum: u64,
-    /// PFS root (`OPFLAG_PFSROOT`) or super-root (`pfs_type` SUPROOT).
+    /// PFS root (`OPFLAG_PFSROOT`) or super-root (`pfs_type` SUPROOT);
+    /// the `pfs_clid` of those is in [`Finds::clids`] (most raw inodes
+    /// are plain: their records stay small).
     pub role: Role,
-    pub pfs_clid: [u8; 16],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,8 @@ pub(crate) struct DataRef {
 pub(crate) struct Finds {
     pub nodes: Vec<NodeRef>,
     pub raws: Vec<RawInode>,
+    /// `pfs_clid` of the raw inodes that are PFS roots or the super-root, by offset.
+    pub clids: Vec<(u64, [u8; 16])>,
     pub inodes: Vec<InodeRef>,
     pub dirents: Vec<DirentRef>,
     pub data: Vec<DataRef>,
@@ -93,6 +96,7 @@ impl Finds {
     pub fn append(&mut self, mut o: Finds) {
         self.nodes.append(&mut o.nodes);
         self.raws.append(&mut o.raws);
+        self.clids.append(&mut o.clids);
         self.inodes.append(&mut o.inodes);
         self.dirents.append(&mut o.dirents);
         self.data.append(&mut o.data);
@@ -200,7 +204,10 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
                 } else {
                     Role::Plain
                 };
-                out.raws.push(RawInode { off: block_off, inum: m.inum.get(), role, pfs_clid: m.pfs_clid });
+                out.raws.push(RawInode { off: block_off, inum: m.inum.get(), role });
+                if role != Role::Plain {
+                    out.clids.push((block_off, m.pfs_clid));
+                }
                 if m.is_directdata() {
                     continue;
                 }
