@@ -24,49 +24,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::Usage;
 
-fn bench_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The bench image, built by the reference makefs when missing.
-fn bench_image(dir: &Path, tree: &Path, reftools: &Path) -> PathBuf {
-    let img = dir.join("bench.img");
-    if !img.exists() {
-        let partial = dir.join("bench.img.partial");
-        let _ = std::fs::remove_file(&partial);
-        eprintln!("building {} with reftools/makefs", img.display());
-        let out = Command::new(reftools.join("makefs"))
-            .args(["-t", "hammer2", "-Z", "-s", "16g"])
-            .arg(&partial)
-            .arg(tree)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "makefs: {}", String::from_utf8_lossy(&out.stderr));
-        std::fs::rename(&partial, &img).unwrap();
-    }
-    img
-}
-
-/// Cores and CPU model.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
-        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("?").to_string();
-    format!("{cores} cores, {model}, load average {load} at start")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// One piece of work: how ours and theirs are run.
 struct Work {
     name: &'static str,
@@ -83,16 +40,16 @@ struct Runs {
 
 impl Runs {
     fn wall(&self) -> f64 {
-        median(self.runs.iter().map(|u| u.wall).collect())
+        support::median(self.runs.iter().map(|u| u.wall).collect())
     }
     fn cpu(&self) -> f64 {
-        median(self.runs.iter().map(|u| u.cpu).collect())
+        support::median(self.runs.iter().map(|u| u.cpu).collect())
     }
     fn rss_mib(&self) -> f64 {
         self.runs.iter().map(|u| u.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
     }
     fn faults(&self) -> i64 {
-        median(self.runs.iter().map(|u| u.faults as f64).collect()) as i64
+        support::median(self.runs.iter().map(|u| u.faults as f64).collect()) as i64
     }
     fn line(&self, who: &str) -> String {
         format!(
@@ -112,10 +69,10 @@ fn run_checked(cmd: &mut Command, ok: &[i32]) -> Usage {
 }
 
 fn main() {
-    let dir = bench_dir();
     let reftools = common::oracle::reftools();
     let tree = support::bench_tree();
-    let img = bench_image(&dir, &tree, &reftools);
+    let img = support::bench_image(&reftools);
+    let dir = img.parent().expect("the bench image lies in target/bench").to_path_buf();
     let rounds: usize =
         std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5).max(1);
     let spec = img.to_str().unwrap().to_string();
@@ -193,7 +150,7 @@ fn main() {
     let only = std::env::var("HAMMER2_BENCH_ONLY").unwrap_or_default();
     let works: Vec<Work> = works.into_iter().filter(|w| w.name.contains(only.as_str())).collect();
     assert!(!works.is_empty(), "HAMMER2_BENCH_ONLY={only:?} names no piece of work");
-    println!("machine: {}", machine());
+    println!("machine: {} at start", support::machine());
     println!(
         "image:   {} (tree {}), {rounds} rounds, ours and theirs alternating",
         img.display(),

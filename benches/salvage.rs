@@ -22,27 +22,10 @@ fn image() -> PathBuf {
     if let Some(p) = std::env::var_os("HAMMER2_BENCH_IMAGE") {
         return PathBuf::from(p);
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&dir).unwrap();
-    let img = dir.join("bench.img");
-    if !img.exists() {
-        let tree = support::bench_tree();
-        let reftools = std::env::var_os("HAMMER2_REFTOOLS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
-        let partial = dir.join("bench.img.partial");
-        let _ = std::fs::remove_file(&partial);
-        eprintln!("building {} with reftools/makefs", img.display());
-        let out = Command::new(reftools.join("makefs"))
-            .args(["-t", "hammer2", "-Z", "-s", "16g"])
-            .arg(&partial)
-            .arg(&tree)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "makefs: {}", String::from_utf8_lossy(&out.stderr));
-        std::fs::rename(&partial, &img).unwrap();
-    }
-    img
+    let reftools = std::env::var_os("HAMMER2_REFTOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reftools"));
+    support::bench_image(&reftools)
 }
 
 /// Reads every data region of `path` in 4 MiB reads; returns the bytes read.
@@ -75,11 +58,6 @@ fn read_data_regions(path: &Path) -> u64 {
     total
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
 fn main() {
     let img = image();
     let rounds: usize =
@@ -99,7 +77,7 @@ fn main() {
         rss.push(u.max_rss_kib as f64);
     }
     let mib = bytes as f64 / (1 << 20) as f64;
-    let (c, s) = (median(cat), median(scan));
+    let (c, s) = (support::median(cat), support::median(scan));
     println!(
         "salvage scan of {} ({mib:.0} MiB of data regions), {rounds} rounds, warm cache:",
         img.display()
@@ -109,8 +87,8 @@ fn main() {
         "  hammer2_recover list (scan + index): {s:.2} s ({:.0} MiB/s, {:.2}x the read), CPU {:.2} s, peak RSS {:.0} MiB",
         mib / s,
         s / c,
-        median(cpu),
-        median(rss) / 1024.0
+        support::median(cpu),
+        support::median(rss) / 1024.0
     );
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("  load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));

@@ -93,24 +93,6 @@ fn generate(tree: &Path, dirs: u64) {
     }
 }
 
-/// Cores and CPU model, and the load average now.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
-        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load = load.split_whitespace().next().unwrap_or("?").to_string();
-    format!("{cores} cores, {model}, load average {load}")
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn run_ok(cmd: &mut Command) -> Usage {
     let u = support::run(cmd);
     assert!(u.status.success(), "{cmd:?}: {}", u.status);
@@ -123,10 +105,10 @@ struct Runs(Vec<Usage>);
 
 impl Runs {
     fn wall(&self) -> f64 {
-        median(self.0.iter().map(|u| u.wall).collect())
+        support::median(self.0.iter().map(|u| u.wall).collect())
     }
     fn cpu(&self) -> f64 {
-        median(self.0.iter().map(|u| u.cpu).collect())
+        support::median(self.0.iter().map(|u| u.cpu).collect())
     }
     fn rss_mib(&self) -> f64 {
         self.0.iter().map(|u| u.max_rss_kib).max().unwrap_or(0) as f64 / 1024.0
@@ -175,7 +157,7 @@ fn main() {
     let dump = env!("CARGO_BIN_EXE_hammer2_dump");
     let edit = env!("CARGO_BIN_EXE_hammer2_edit");
 
-    println!("machine: {}", machine());
+    println!("machine: {}", support::machine());
     let tree = support::generated_once(&root, &format!("tree-{tag}"), |t| {
         eprintln!("generating {} files into {}", dirs * PER_DIR, t.display());
         generate(t, dirs);

@@ -101,3 +101,49 @@ pub fn bench_tree() -> std::path::PathBuf {
         assert!(st.success(), "{} failed: {st}", script.display());
     })
 }
+
+/// The 50,000-file bench image, target/bench/bench.img: the bench tree
+/// written by the reference makefs (`-Z -s 16g`), built once and shared by
+/// the benches.
+#[allow(dead_code)]
+pub fn bench_image(reftools: &std::path::Path) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("bench.img");
+    if !img.exists() {
+        let tree = bench_tree();
+        let partial = dir.join("bench.img.partial");
+        let _ = std::fs::remove_file(&partial);
+        eprintln!("building {} with reftools/makefs", img.display());
+        let out = Command::new(reftools.join("makefs"))
+            .args(["-t", "hammer2", "-Z", "-s", "16g"])
+            .arg(&partial)
+            .arg(&tree)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "makefs: {}", String::from_utf8_lossy(&out.stderr));
+        std::fs::rename(&partial, &img).unwrap();
+    }
+    img
+}
+
+/// Cores and CPU model, and the load average now.
+#[allow(dead_code)]
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split(':').nth(1)))
+        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split_whitespace().next().unwrap_or("?").to_string();
+    format!("{cores} cores, {model}, load average {load}")
+}
+
+/// The median of `v` (not empty).
+#[allow(dead_code)]
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
