@@ -342,7 +342,7 @@ impl Session {
         })
     }
 
-    /// Removes the entry `name` of directory `dir` (`path` names it in
+    /// Removes the entry `e` of directory `dir` (`path` names it in
     /// errors); a directory must be empty and `dir_ok` set.
     pub fn remove_entry(
         &mut self,
