@@ -28,7 +28,7 @@ fn errno_of(r: std::io::Result<impl Sized>) -> i32 {
 }
 
 #[test]
-#[ignore = "needs /dev/fuse, fusermount3 and root"]
+#[ignore = "needs /dev/fuse, fusermount3, root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn the_varied_tree_written_through_the_mount_reaches_the_image() {
     require_fuse();
     let dir = hosttree::scratch();
@@ -55,10 +55,15 @@ fn the_varied_tree_written_through_the_mount_reaches_the_image() {
     hosttree::both_fscks_clean(&spec);
     hosttree::compare_with_image(&host, &spec, None, "/tree");
     hosttree::compare_extracted(&host, &spec, None, "/tree");
+    // DragonFly's kernel code reads what the mount wrote, then mounts it
+    // with no recovery needed and bulkfrees it with nothing to correct.
+    let img = std::path::Path::new(&spec);
+    hosttree::compare_makefs_read(&host, img, None, "/tree", hosttree::MAKEFS_FILES);
+    crate::common::oracle::makefs_mounts_and_bulkfrees(img);
 }
 
 #[test]
-#[ignore = "needs /dev/fuse, fusermount3 and root"]
+#[ignore = "needs /dev/fuse, fusermount3, root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn errors_are_the_kernels_errno_values() {
     require_fuse();
     let dir = hosttree::scratch();
@@ -91,7 +96,7 @@ fn errors_are_the_kernels_errno_values() {
 }
 
 #[test]
-#[ignore = "needs /dev/fuse, fusermount3 and root"]
+#[ignore = "needs /dev/fuse, fusermount3, root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn a_full_file_system_is_enospc_and_stays_usable() {
     require_fuse();
     let dir = hosttree::scratch();
@@ -210,7 +215,7 @@ fn exercise(dir: &Path, rng: &mut Rng, model: &mut BTreeMap<String, Vec<u8>>, op
 }
 
 #[test]
-#[ignore = "needs /dev/fuse, fusermount3 and root"]
+#[ignore = "needs /dev/fuse, fusermount3, root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn fsx_random_io_matches_a_model_across_flusher_commits() {
     require_fuse();
     let dir = hosttree::scratch();
@@ -234,7 +239,7 @@ fn fsx_random_io_matches_a_model_across_flusher_commits() {
 }
 
 #[test]
-#[ignore = "needs /dev/fuse, fusermount3 and root"]
+#[ignore = "needs /dev/fuse, fusermount3, root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn kill_9_leaves_the_last_commit() {
     require_fuse();
     let dir = hosttree::scratch();
@@ -273,7 +278,7 @@ fn kill_9_leaves_the_last_commit() {
 }
 
 #[test]
-#[ignore = "needs /dev/fuse, fusermount3 and root"]
+#[ignore = "needs /dev/fuse, fusermount3, root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn kill_9_at_random_moments_leaves_a_committed_state() {
     use std::sync::{Arc, Mutex};
     require_fuse();
@@ -320,7 +325,7 @@ fn kill_9_at_random_moments_leaves_a_committed_state() {
 }
 
 #[test]
-#[ignore = "needs /dev/fuse, fusermount3 and root"]
+#[ignore = "needs /dev/fuse, fusermount3, root and the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn a_removed_file_lives_until_it_is_closed() {
     use std::os::unix::fs::MetadataExt;
     require_fuse();
