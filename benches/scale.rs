@@ -29,7 +29,9 @@
 //! Environment: `HAMMER2_SCALE_10M=1` for the 10,000,000-file variant
 //! (10,000 directories; its own tree and image, about 20 GB of tree and
 //! 32 GB of image: it takes a long time to build), `HAMMER2_REFTOOLS`,
-//! `HAMMER2_BENCH_ROUNDS`, `HAMMER2_BENCH_ONLY` (only the pieces of work
+//! `HAMMER2_SCALE_DIR` (where the tree and image are cached, shared by
+//! several checkouts; default target/bench-scale), `HAMMER2_BENCH_ROUNDS`,
+//! `HAMMER2_BENCH_ONLY` (only the pieces of work
 //! whose name contains it).
 
 #[path = "../tests/common/mod.rs"]
@@ -145,7 +147,9 @@ fn settle() {
 fn main() {
     let big = std::env::var_os("HAMMER2_SCALE_10M").is_some_and(|v| !v.is_empty() && v != "0");
     let (dirs, tag, size) = if big { (10_000, "10m", "96G") } else { (1_000, "1m", "16G") };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-scale");
+    let root = std::env::var_os("HAMMER2_SCALE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-scale"));
     std::fs::create_dir_all(&root).unwrap();
     let reftools = common::oracle::reftools();
     let rounds: usize =
@@ -182,7 +186,7 @@ fn main() {
     println!("image:   {} ({} files in {dirs} directories), {rounds} rounds", img.display(), dirs * PER_DIR);
 
     // A writable copy for the edits and bulkfrees.
-    let rw = root.join(format!("scale-{tag}-rw.img"));
+    let rw = root.join(format!("scale-{tag}-rw-{}.img", std::process::id()));
     let _ = std::fs::remove_file(&rw);
     run_ok(Command::new("cp").arg("--sparse=always").arg(&img).arg(&rw));
     let rw_spec = rw.to_str().unwrap().to_string();
