@@ -62,8 +62,10 @@
 
 mod data;
 pub mod freemap;
+mod lostfound;
 mod place;
 mod problems;
+mod rebuild;
 pub mod rollback;
 pub mod semantic;
 pub mod topology;
@@ -223,6 +225,10 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     // (shared to check, exclusive to repair) from the first to the last.
     let _run = crate::device::lock::hold(spec, access, crate::device::lock::Wait::No)?;
     let mut report = fsck_locked(spec, opts)?;
+    if opts.use_copy.is_none() && rebuild::rebuild_pass(spec, opts.repair, &mut report)? {
+        // The run goes on with the rebuilt tree: its findings follow.
+        recheck(spec, opts, &mut report)?;
+    }
     if let Some(done) = rollback_pass(spec, opts, &mut report)? {
         // The run goes on with the tree now current: its findings follow.
         let again = fsck_locked(spec, &FsckOptions { use_copy: None, ..opts.clone() })?;
@@ -243,9 +249,50 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         report.topology = 0..0;
         let _ = done;
     }
+    lostfound::lost_found_pass(spec, opts.repair, &mut report)?;
     repair_inodes(spec, opts, &mut report)?;
     repair_freemap(spec, opts, &mut report)?;
     Ok(report)
+}
+
+/// After a rebuild commit: the topology is checked again. The first
+/// check's findings below the header copies described the tree before the
+/// rebuild; those not repaired are superseded by the new check's (listed
+/// after them, with their own repairs), and the repairs planned on the old
+/// tree are dropped.
+fn recheck(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+    let again = fsck_locked(spec, &FsckOptions { use_copy: None, ..opts.clone() })?;
+    for f in &mut report.findings {
+        if !matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) && !f.repaired {
+            f.repaired = true;
+            f.detail.push_str("; superseded by the check after the rebuild (below)");
+        }
+    }
+    let base = report.findings.len();
+    report.inode_fixes = again
+        .inode_fixes
+        .into_iter()
+        .map(|mut x| {
+            x.finding += base;
+            x
+        })
+        .collect();
+    report.dirent_fixes = again
+        .dirent_fixes
+        .into_iter()
+        .map(|mut x| {
+            x.finding += base;
+            x
+        })
+        .collect();
+    // Header findings were handled by the first check.
+    report.findings.extend(again.findings);
+    report.trees.extend(again.trees);
+    report.pfs = again.pfs;
+    report.header_copy = again.header_copy;
+    report.mirror_tid = again.mirror_tid;
+    report.topology = again.topology.start + base..again.topology.end + base;
+    Ok(())
 }
 
 /// The field repairs the semantic checks proved ([`semantic::FieldFix`]:
@@ -261,9 +308,10 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
         .findings
         .iter()
         .filter(|f| {
-            [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, TREE_DEPTH]
-                .iter()
-                .any(|p| p.id == f.problem.id)
+            !f.repaired
+                && [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, TREE_DEPTH]
+                    .iter()
+                    .any(|p| p.id == f.problem.id)
                 && f.location
                     .location()
                     .is_some_and(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
@@ -298,8 +346,7 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
         {
             report.findings[i].detail.push_str(
                 "; not repaired: only a file named at least once, walked in this PFS (not shared \
-                 with a snapshot), is recounted; reattaching an unnamed inode to /lost+found is not \
-                 yet done (hammer2_edit destroy-inum N removes it)",
+                 with a snapshot), is recounted; an inode no entry names is filed under /lost+found by -y",
             );
         }
     }

@@ -353,7 +353,7 @@ impl Table {
     /// (`hammer2_base_find`) rely on live entries being sorted: the kernel
     /// scans from a cached index and stops at the first key past the one
     /// sought, so an out-of-order entry is invisible to it.
-    fn sort(&mut self) {
+    pub(crate) fn sort(&mut self) {
         self.slots.sort_by_key(|s| (s.is_empty(), s.key()));
     }
 
@@ -471,7 +471,7 @@ impl Table {
     }
 
     /// Replaces a clean slot by its loaded chain.
-    fn load_slot(&mut self, fs: &Hammer2, slot: usize) -> Result<()> {
+    pub(crate) fn load_slot(&mut self, fs: &Hammer2, slot: usize) -> Result<()> {
         if let Slot::Clean(b) = &self.slots[slot] {
             let chain = Chain::load(fs, b, &Location::of(b, self.parent_off, slot))?;
             self.slots[slot] = Slot::Node(Box::new(chain));

@@ -48,6 +48,7 @@ mod growfs;
 mod names;
 mod nodes;
 mod pfsops;
+mod rebuild;
 mod setmethods;
 mod space;
 mod view;
@@ -61,6 +62,7 @@ use dir::free_dirent_key;
 pub use growfs::GrowReport;
 pub use nodes::NodeMeta;
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
+pub use rebuild::LOST_FOUND;
 pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
 pub use view::SessionView;
 

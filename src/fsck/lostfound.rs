@@ -1,0 +1,98 @@
+//! `/lost+found` (`-y`): an inode of a PFS's index that no directory entry
+//! names (its names were in a block that was cut out, or the entry was
+//! lost otherwise) is named `#INUM` in the PFS root's `/lost+found`,
+//! created as e2fsck creates it (mode 0700, in the root directory) or
+//! reused when present; its link count becomes 1 and its `iparent` that
+//! directory. One write session, one commit. Not done while the PFS still
+//! has unreadable node blocks: the names may lie there.
+
+use super::{FsckReport, Place, RepairMode};
+use super::{
+    BREF_CHECK, BREF_DECOMPRESS, BREF_OTHER, BREF_RADIX, BREF_RANGE, BREF_UNKNOWN_CHECK, INODE_NLINKS,
+    TREE_DEPTH,
+};
+use crate::error::Result;
+use std::collections::{BTreeMap, HashSet};
+
+pub(super) fn lost_found_pass(spec: &str, mode: RepairMode, report: &mut FsckReport) -> Result<()> {
+    let unreadable: HashSet<String> = report
+        .findings
+        .iter()
+        .filter(|f| {
+            !f.repaired
+                && [
+                    BREF_CHECK,
+                    BREF_UNKNOWN_CHECK,
+                    BREF_RADIX,
+                    BREF_RANGE,
+                    BREF_OTHER,
+                    BREF_DECOMPRESS,
+                    TREE_DEPTH,
+                ]
+                .iter()
+                .any(|p| p.id == f.problem.id)
+                && f.location
+                    .location()
+                    .is_some_and(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
+        })
+        .filter_map(|f| f.location.pfs().map(str::to_string))
+        .collect();
+    // Unnamed inodes, by PFS: (finding, inum).
+    let mut todo: BTreeMap<String, Vec<(usize, u64)>> = BTreeMap::new();
+    for (i, f) in report.findings.iter().enumerate() {
+        if let Place::Inode { pfs, inum, path: None, .. } = &f.location {
+            if f.problem.id == INODE_NLINKS.id && !f.repaired && !unreadable.contains(pfs) {
+                todo.entry(pfs.clone()).or_default().push((i, *inum));
+            }
+        }
+    }
+    if todo.is_empty() {
+        return Ok(());
+    }
+    if mode != RepairMode::Yes {
+        for (i, inum) in todo.values().flatten() {
+            report.findings[*i].detail.push_str(&format!("; -y files it as /lost+found/#{inum}"));
+        }
+        return Ok(());
+    }
+    let outcome = (|| -> Result<Vec<(usize, std::result::Result<String, String>)>> {
+        let mut s = crate::write::session::Session::open(spec, false)?;
+        let mut each = Vec::new();
+        for (label, list) in &todo {
+            let pfs = s.pfs(Some(label))?;
+            let dir = s.fix_lost_found(&pfs)?;
+            for &(i, inum) in list {
+                let cp = s.checkpoint();
+                match s.fix_reattach(&pfs, dir, inum) {
+                    Ok(path) => each.push((i, Ok(path))),
+                    Err(e) => {
+                        s.restore(cp)?;
+                        each.push((i, Err(e.to_string())));
+                    }
+                }
+            }
+        }
+        s.commit()?;
+        Ok(each)
+    })();
+    match outcome {
+        Ok(each) => {
+            for (i, r) in each {
+                let f = &mut report.findings[i];
+                match r {
+                    Ok(path) => {
+                        f.repaired = true;
+                        f.detail.push_str(&format!("; filed as {path} (nlinks 1)"));
+                    }
+                    Err(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+                }
+            }
+        }
+        Err(e) => {
+            for (i, _) in todo.values().flatten() {
+                report.findings[*i].detail.push_str(&format!("; not repaired: {e}"));
+            }
+        }
+    }
+    Ok(())
+}

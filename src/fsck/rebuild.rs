@@ -1,0 +1,580 @@
+//! Rebuilding unreadable nodes (`-y`): an indirect block or an inode of a
+//! PFS's tree that fails its check, its radix or its range is replaced, in
+//! one write session, by what older header copies and the media still hold.
+//!
+//! For each damaged node (found by the topology pass under the copy in use)
+//! the walk of the current tree tells its PFS and its *owner*: the inode
+//! whose table holds it (the PFS root for the inode index). Then, in order:
+//!
+//! 1. **An older header copy's node**: the same node (same owner, type, key
+//!    and keybits) under an older valid copy, at another place on the
+//!    media, whose whole subtree verifies (every node and data block). For
+//!    the inode index it is taken only when no inode it names has a newer
+//!    verified version on the media and every inode the current tree names
+//!    in its key range is in it: otherwise step 2 loses less.
+//! 2. **The salvage index** ([`crate::salvage`]): in the inode index, the
+//!    inodes of the lost key range that the current tree's entries name (or
+//!    the older copy's node held), each as its newest verified version on
+//!    the media; below a file, its data blocks in the lost key range, the
+//!    newest one per key whose check code holds.
+//! 3. **Cut out** (`destroy`'s code): the blockref is removed. What it held
+//!    is lost; the inodes that were named only below it are filed under
+//!    `/lost+found` by the pass after ([`super::lostfound`]), the entries
+//!    naming inodes that were only in it are removed.
+//!
+//! What is not done yet: a directory's lost entries are not rebuilt from
+//! the media by name hash (a damaged directory block is taken from an older
+//! copy or cut out, its inodes then go to `/lost+found`); a damaged PFS root
+//! or super-root is the rollback's ([`super::rollback`]).
+
+use super::{Finding, FsckReport, Place, RepairMode};
+use super::{
+    BREF_CHECK, BREF_DECOMPRESS, BREF_OTHER, BREF_RADIX, BREF_RANGE, BREF_UNKNOWN_CHECK, DIRENT_DANGLING,
+};
+use crate::device::{Access, Device};
+use crate::error::{Location, Result};
+use crate::format::{Blockref, BlockrefType, InodeData, ObjType};
+use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Step, Visitor};
+use crate::salvage::{Index, ScanOptions};
+use crate::volume::{CopyChoice, Hammer2};
+use crate::write::chain::Slot;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Problems that make a node unreadable.
+const UNREADABLE: [super::Problem; 6] =
+    [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, BREF_DECOMPRESS];
+
+/// Where the walk is: above the PFSs, or inside one below an owner inode.
+#[derive(Clone, Debug)]
+enum Ctx {
+    Volume,
+    SuperRoot,
+    Pfs { label: String, owner: u64, kind: ObjType, size: u64 },
+}
+
+/// The owner of a damaged node.
+#[derive(Clone, Debug)]
+struct Owner {
+    pfs: String,
+    inum: u64,
+    kind: ObjType,
+    size: u64,
+    /// The owner is the PFS root (the node is in the inode index or the
+    /// root directory).
+    pfs_root: bool,
+}
+
+/// What replaces a damaged node.
+enum Plan {
+    Copy { bref: Blockref },
+    Inodes(Vec<InodeData>),
+    Blocks(Vec<Blockref>),
+    Cut,
+}
+
+struct Rebuild {
+    finding: usize,
+    owner: Owner,
+    loc: Location,
+    plan: Plan,
+    what: String,
+}
+
+/// Calls `f` for every node of `fs`'s topology with the owner context.
+fn walk_owned<'a>(fs: &'a Hammer2, f: &mut dyn FnMut(&Node<'a>, &Ctx)) {
+    struct W<'f, 'a> {
+        f: &'f mut dyn FnMut(&Node<'a>, &Ctx),
+    }
+    impl<'a> Visitor<'a> for W<'_, 'a> {
+        type Ctx = Ctx;
+        type Out = Nothing;
+        fn visit(&mut self, n: &Node<'a>, ctx: &Ctx) -> Step<Ctx, Nothing> {
+            (self.f)(n, ctx);
+            let Some(media) = n.media() else { return Step::Leaf(Nothing) };
+            match n.bref.kind() {
+                BlockrefType::Inode => {
+                    let Some(ip) = InodeData::from_bytes(media) else { return Step::Leaf(Nothing) };
+                    let m = &ip.meta;
+                    let sub = match ctx {
+                        Ctx::Volume => Ctx::SuperRoot,
+                        Ctx::SuperRoot => Ctx::Pfs {
+                            label: String::from_utf8_lossy(ip.name()).into_owned(),
+                            owner: m.inum.get(),
+                            kind: m.obj_type(),
+                            size: m.size.get(),
+                        },
+                        Ctx::Pfs { label, .. } => Ctx::Pfs {
+                            label: label.clone(),
+                            owner: m.inum.get(),
+                            kind: m.obj_type(),
+                            size: m.size.get(),
+                        },
+                    };
+                    if m.is_directdata() {
+                        Step::Leaf(Nothing)
+                    } else {
+                        Step::Descend(sub)
+                    }
+                }
+                BlockrefType::Indirect => Step::Descend(ctx.clone()),
+                _ => Step::Leaf(Nothing),
+            }
+        }
+    }
+    let opts = Options { data: DataBlocks::Skip, ..Options::default() };
+    let mut w = W { f };
+    Engine::new(fs, opts).run(&fs.voldata.sroot_blockset, 0, &Ctx::Volume, &mut w);
+}
+
+/// Whether `b` and everything below it reads and verifies.
+fn verifies(fs: &Hammer2, b: &Blockref) -> bool {
+    struct V(bool);
+    impl<'a> Visitor<'a> for V {
+        type Ctx = ();
+        type Out = Nothing;
+        fn visit(&mut self, n: &Node<'a>, _: &()) -> Step<(), Nothing> {
+            if n.error().is_some() {
+                self.0 = false;
+                return Step::Stop;
+            }
+            if n.children().is_empty() {
+                Step::Leaf(Nothing)
+            } else {
+                Step::Descend(())
+            }
+        }
+    }
+    let mut v = V(true);
+    Engine::new(fs, Options::default()).run(std::slice::from_ref(b), 0, &(), &mut v);
+    v.0
+}
+
+fn key_end(loc: &Location) -> u64 {
+    loc.key.saturating_add(if loc.keybits >= 64 { u64::MAX } else { (1u64 << loc.keybits) - 1 })
+}
+
+fn same(n: &Node<'_>, loc: &Location) -> bool {
+    let b = n.bref;
+    Some(b.kind()) == loc.bref_type
+        && b.data_off.get() == loc.data_off
+        && b.key.get() == loc.key
+        && b.keybits == loc.keybits
+        && n.parent_off == loc.parent_off
+}
+
+/// The inode number a DIRENT_DANGLING finding's entry names.
+fn dangling_inum(f: &Finding) -> Option<u64> {
+    let rest = f.detail.split(" names inode ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// Plans (and with `-y` applies, one session, one commit) the rebuild of
+/// every unreadable node of the topology under the copy in use. Returns
+/// whether a commit was made. With `-n`/`-p` each finding says what `-y`
+/// would do.
+pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport) -> Result<bool> {
+    let targets: Vec<usize> = report
+        .topology
+        .clone()
+        .filter(|&i| {
+            let f = &report.findings[i];
+            !f.repaired
+                && UNREADABLE.iter().any(|p| p.id == f.problem.id)
+                && matches!(f.location, Place::Blockref { pfs: Some(_), .. })
+                && matches!(
+                    f.location.location().and_then(|l| l.bref_type),
+                    Some(BlockrefType::Indirect | BlockrefType::Inode)
+                )
+        })
+        .collect();
+    if targets.is_empty() {
+        return Ok(false);
+    }
+    let fs = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best)?;
+    // Owners, by finding.
+    let mut owners: BTreeMap<usize, Owner> = BTreeMap::new();
+    {
+        let locs: Vec<(usize, Location)> = targets
+            .iter()
+            .filter_map(|&i| Some((i, report.findings[i].location.location()?.clone())))
+            .collect();
+        walk_owned(&fs, &mut |n, ctx| {
+            for (i, loc) in &locs {
+                if same(n, loc) {
+                    if let Ctx::Pfs { label, owner, kind, size } = ctx {
+                        let pfs_root = false;
+                        owners.insert(
+                            *i,
+                            Owner { pfs: label.clone(), inum: *owner, kind: *kind, size: *size, pfs_root },
+                        );
+                    }
+                }
+            }
+        });
+    }
+    // Which owners are PFS roots: the owner of a PFS root's own table.
+    let roots = pfs_roots(&fs);
+    for o in owners.values_mut() {
+        o.pfs_root = roots.get(&o.pfs) == Some(&o.inum);
+    }
+    // Older valid copies of the root volume, newest first.
+    let mut older: Vec<(usize, u64)> = fs.headers[fs.root_position()]
+        .copies
+        .iter()
+        .filter(|c| c.is_valid() && c.index != fs.copy)
+        .filter_map(|c| Some((c.index, c.mirror_tid()?)))
+        .collect();
+    older.sort_by_key(|&(_, tid)| std::cmp::Reverse(tid));
+    let index = crate::salvage::scan(&fs, &ScanOptions::default(), None).ok();
+    let dangling: Vec<(String, u64)> = report
+        .findings
+        .iter()
+        .filter(|f| f.problem.id == DIRENT_DANGLING.id && !f.repaired)
+        .filter_map(|f| Some((f.location.pfs()?.to_string(), dangling_inum(f)?)))
+        .collect();
+    let mut plans = Vec::new();
+    for &i in &targets {
+        let Some(owner) = owners.get(&i).cloned() else { continue };
+        let Some(loc) = report.findings[i].location.location().cloned() else { continue };
+        let (plan, what) = plan_one(spec, &fs, &older, index.as_ref(), &dangling, &owner, &loc);
+        plans.push(Rebuild { finding: i, owner, loc, plan, what });
+    }
+    if mode != RepairMode::Yes {
+        for p in &plans {
+            report.findings[p.finding].detail.push_str(&format!("; -y {}", p.what));
+        }
+        return Ok(false);
+    }
+    drop(fs);
+    let outcome = (|| -> Result<Vec<Option<String>>> {
+        let mut s = crate::write::session::Session::open(spec, false)?;
+        let mut each = Vec::new();
+        for p in &plans {
+            let cp = s.checkpoint();
+            let done = s.pfs(Some(&p.owner.pfs)).and_then(|pfs| match &p.plan {
+                Plan::Copy { bref, .. } => {
+                    s.fix_replace_node(&pfs, p.owner.inum, &p.loc, Some(Slot::Clean(*bref)))
+                }
+                Plan::Cut => s.fix_replace_node(&pfs, p.owner.inum, &p.loc, None),
+                Plan::Inodes(list) => {
+                    s.fix_replace_node(&pfs, p.owner.inum, &p.loc, None)?;
+                    list.iter().try_for_each(|ip| s.fix_insert_inode(&pfs, ip))
+                }
+                Plan::Blocks(list) => {
+                    s.fix_replace_node(&pfs, p.owner.inum, &p.loc, None)?;
+                    s.fix_insert_blocks(&pfs, p.owner.inum, list)
+                }
+            });
+            if done.is_err() {
+                s.restore(cp)?;
+            }
+            each.push(done.err().map(|e| e.to_string()));
+        }
+        if s.is_dirty() {
+            s.commit()?;
+        }
+        Ok(each)
+    })();
+    let mut committed = false;
+    for (n, p) in plans.iter().enumerate() {
+        let f = &mut report.findings[p.finding];
+        match &outcome {
+            Ok(each) => match &each[n] {
+                None => {
+                    f.repaired = true;
+                    committed = true;
+                    f.detail.push_str(&format!("; {}", p.what));
+                }
+                Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+            },
+            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+        }
+    }
+    Ok(committed)
+}
+
+/// PFS label -> root inode number.
+fn pfs_roots(fs: &Hammer2) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    walk_owned(fs, &mut |n, ctx| {
+        if let (Ctx::SuperRoot, Some(media)) = (ctx, n.media()) {
+            if let Some(ip) = InodeData::from_bytes(media) {
+                out.insert(String::from_utf8_lossy(ip.name()).into_owned(), ip.meta.inum.get());
+            }
+        }
+    });
+    out
+}
+
+/// The same node under an older copy: (copy, tid, blockref) of the newest
+/// copy holding it at another place, whose subtree verifies.
+fn from_older(
+    spec: &str,
+    older: &[(usize, u64)],
+    owner: &Owner,
+    loc: &Location,
+) -> Option<(usize, u64, Blockref)> {
+    for &(copy, tid) in older {
+        let Ok(dev) = Device::open(spec, Access::ReadOnly) else { continue };
+        let Ok(ofs) = Hammer2::open(dev, CopyChoice::Index(copy)) else { continue };
+        let mut found = None;
+        walk_owned(&ofs, &mut |n, ctx| {
+            if found.is_some() {
+                return;
+            }
+            let b = n.bref;
+            if let Ctx::Pfs { label, owner: o, .. } = ctx {
+                if *label == owner.pfs
+                    && *o == owner.inum
+                    && Some(b.kind()) == loc.bref_type
+                    && b.key.get() == loc.key
+                    && b.keybits == loc.keybits
+                    && b.data_off.get() != loc.data_off
+                {
+                    found = Some(*b);
+                }
+            }
+        });
+        if let Some(b) = found {
+            if verifies(&ofs, &b) {
+                return Some((copy, tid, b));
+            }
+        }
+    }
+    None
+}
+
+/// The inode numbers an inode-index node names (inodes and, below
+/// indirect blocks, theirs), when it reads.
+fn inums_below(fs: &Hammer2, b: &Blockref) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    let _ = crate::read::walk::scan(
+        fs,
+        Options { data: DataBlocks::Skip, ..Options::default() },
+        std::slice::from_ref(b),
+        0,
+        &mut |n| {
+            if n.bref.kind() == BlockrefType::Inode {
+                out.insert(n.bref.key.get());
+            }
+            Ok(crate::read::walk::Flow::Continue)
+        },
+    );
+    out
+}
+
+fn plan_one(
+    spec: &str,
+    fs: &Hammer2,
+    older: &[(usize, u64)],
+    index: Option<&Index>,
+    dangling: &[(String, u64)],
+    owner: &Owner,
+    loc: &Location,
+) -> (Plan, String) {
+    let old = from_older(spec, older, owner, loc);
+    let (lo, hi) = (loc.key, key_end(loc));
+    let pfs_id = index.and_then(|ix| {
+        ix.pfs_named(&owner.pfs)
+            .into_iter()
+            .find(|&id| ix.pfs()[id as usize].live)
+            .or_else(|| ix.pfs_named(&owner.pfs).into_iter().next())
+    });
+    let damaged_off = loc.data_off & !0x3f;
+    if owner.pfs_root {
+        // The inode index (or the root directory's entries: those only
+        // from an older copy, see the module documentation).
+        let mut wanted: BTreeSet<u64> = dangling
+            .iter()
+            .filter(|(p, inum)| *p == owner.pfs && (lo..=hi).contains(inum))
+            .map(|(_, inum)| *inum)
+            .collect();
+        if loc.bref_type == Some(BlockrefType::Inode) {
+            wanted.insert(loc.key);
+        }
+        let in_old = old.map(|(_, _, b)| inums_below(fs, &b)).unwrap_or_default();
+        if let (Some(ix), Some(pid)) = (index, pfs_id) {
+            let newest = |inum: u64| {
+                ix.versions(pid, inum).iter().rev().find(|v| v.verified && v.data_off != damaged_off).copied()
+            };
+            // The older copy's node, when nothing newer is known.
+            if let Some((copy, tid, b)) = old {
+                let newer = in_old.iter().any(|&inum| {
+                    newest(inum).is_some_and(|v| v.mirror_tid > tid || v.modify_tid > b.modify_tid.get())
+                        && !same_version(fs, &b, inum, newest(inum).map(|v| v.data_off))
+                });
+                if !newer && wanted.iter().all(|i| in_old.contains(i)) {
+                    return (
+                        Plan::Copy { bref: b },
+                        format!(
+                            "rebuilt from header copy #{copy} (mirror_tid {tid:#x}): {} inodes",
+                            in_old.len()
+                        ),
+                    );
+                }
+            }
+            wanted.extend(in_old.iter().copied());
+            // Directories restored name more inodes of the range (their
+            // entries were not walked by the check): to a fixpoint.
+            let mut list = Vec::new();
+            let mut missing = 0;
+            let mut todo: Vec<u64> = wanted.iter().copied().collect();
+            while let Some(inum) = todo.pop() {
+                let found = newest(inum).and_then(|v| Index::inode(fs, &v).ok());
+                let found = match found {
+                    Some(ip) if ip.meta.inum.get() == inum => Some(ip),
+                    _ => raw_inode(fs, ix, inum, damaged_off),
+                };
+                match found {
+                    Some(ip) => {
+                        if ip.meta.obj_type() == ObjType::Directory && !ip.meta.is_directdata() {
+                            for named in entries_of(fs, &ip) {
+                                if (lo..=hi).contains(&named) && wanted.insert(named) {
+                                    todo.push(named);
+                                }
+                            }
+                        }
+                        list.push(*ip);
+                    }
+                    _ => missing += 1,
+                }
+            }
+            list.sort_by_key(|ip| ip.meta.inum.get());
+            if !list.is_empty() {
+                let lost = if missing > 0 { format!(", {missing} not found (lost)") } else { String::new() };
+                return (
+                    Plan::Inodes(list),
+                    format!(
+                        "rebuilt from the media: {} inodes, each its newest verified version{lost}",
+                        wanted.len() - missing
+                    ),
+                );
+            }
+        } else if let Some((copy, tid, b)) = old {
+            return (
+                Plan::Copy { bref: b },
+                format!("rebuilt from header copy #{copy} (mirror_tid {tid:#x})"),
+            );
+        }
+        return (Plan::Cut, cut_text(loc));
+    }
+    if let Some((copy, tid, b)) = old {
+        return (Plan::Copy { bref: b }, format!("rebuilt from header copy #{copy} (mirror_tid {tid:#x})"));
+    }
+    if matches!(owner.kind, ObjType::Regfile | ObjType::Softlink)
+        && loc.bref_type == Some(BlockrefType::Indirect)
+    {
+        if let (Some(ix), Some(pid)) = (index, pfs_id) {
+            if let Ok(blocks) = ix.data_blocks(pid, owner.inum) {
+                let mut by_key: BTreeMap<u64, Vec<Blockref>> = BTreeMap::new();
+                for d in blocks {
+                    let k = d.bref.key.get();
+                    if d.bref.kind() == BlockrefType::Data
+                        && (lo..=hi).contains(&k)
+                        && k < owner.size
+                        && d.bref.key_end() <= hi
+                        && d.bref.data_off.get() != loc.data_off
+                    {
+                        by_key.entry(k).or_default().push(d.bref);
+                    }
+                }
+                let mut chosen = Vec::new();
+                for (_, mut v) in by_key {
+                    v.sort_by_key(|b| (b.mirror_tid.get(), b.modify_tid.get()));
+                    if let Some(b) = v.into_iter().rev().find(|b| verifies(fs, b)) {
+                        chosen.push(b);
+                    }
+                }
+                if !chosen.is_empty() {
+                    let bytes: u64 = chosen.iter().map(|b| b.key_end() - b.key.get() + 1).sum();
+                    return (
+                        Plan::Blocks(chosen.clone()),
+                        format!(
+                            "rebuilt from the media: {} data blocks ({bytes} bytes) of inode {} in keys {lo:#x}-{hi:#x}, the rest of the range a hole",
+                            chosen.len(),
+                            owner.inum
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    (Plan::Cut, cut_text(loc))
+}
+
+/// A raw inode of number `inum` that no verified blockref names (its
+/// blockref lay in the damaged block), when exactly one such copy exists
+/// and everything its blockset names verifies: its blocks' check codes
+/// then vouch for the blockset, the only part of it a tree depends on.
+fn raw_inode(fs: &Hammer2, ix: &Index, inum: u64, damaged_off: u64) -> Option<Box<InodeData>> {
+    let mut found: Option<Box<InodeData>> = None;
+    for &off in ix.unverified() {
+        if off == damaged_off {
+            continue;
+        }
+        let mut ip = Box::new(<InodeData as zerocopy::FromZeros>::new_zeroed());
+        if fs.device.read_into(off, zerocopy::IntoBytes::as_mut_bytes(ip.as_mut())).is_err() {
+            continue;
+        }
+        if ip.meta.inum.get() != inum || ip.meta.version.get() != 1 {
+            continue;
+        }
+        if found.is_some() {
+            return None;
+        }
+        found = Some(ip);
+    }
+    let ip = found?;
+    if !ip.meta.is_directdata()
+        && !ip.blockset().iter().filter(|b| b.kind() != BlockrefType::Empty).all(|b| verifies(fs, b))
+    {
+        return None;
+    }
+    Some(ip)
+}
+
+/// The inode numbers a directory's entries name (as far as its tree reads).
+fn entries_of(fs: &Hammer2, ip: &InodeData) -> Vec<u64> {
+    let mut out = Vec::new();
+    let _ = crate::read::walk::scan(
+        fs,
+        Options { data: DataBlocks::Skip, ..Options::default() },
+        ip.blockset(),
+        0,
+        &mut |n| {
+            if n.bref.kind() == BlockrefType::Dirent {
+                out.push(n.bref.dirent().inum.get());
+            }
+            Ok(crate::read::walk::Flow::Continue)
+        },
+    );
+    out
+}
+
+/// Whether the older node names inode `inum` at `data_off` already.
+fn same_version(fs: &Hammer2, b: &Blockref, inum: u64, data_off: Option<u64>) -> bool {
+    let Some(off) = data_off else { return false };
+    let mut same = false;
+    let _ = crate::read::walk::scan(
+        fs,
+        Options { data: DataBlocks::Skip, ..Options::default() },
+        std::slice::from_ref(b),
+        0,
+        &mut |n| {
+            if n.bref.kind() == BlockrefType::Inode && n.bref.key.get() == inum && n.bref.offset() == off {
+                same = true;
+            }
+            Ok(crate::read::walk::Flow::Continue)
+        },
+    );
+    same
+}
+
+fn cut_text(loc: &Location) -> String {
+    format!(
+        "cut out (nothing holds a verified copy of keys {:#x}-{:#x}): what lay only below it is lost; \
+         inodes it named that no entry names any more go to /lost+found",
+        loc.key,
+        key_end(loc)
+    )
+}
