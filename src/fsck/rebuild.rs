@@ -363,6 +363,8 @@ fn inums_below(fs: &Hammer2, b: &Blockref) -> BTreeSet<u64> {
     out
 }
 
+/// What replaces one damaged node, and the words saying so (see the
+/// module documentation for the order of the sources).
 fn plan_one(
     spec: &str,
     fs: &Hammer2,
@@ -381,9 +383,8 @@ fn plan_one(
             .or_else(|| ix.pfs_named(&owner.pfs).into_iter().next())
     });
     let damaged_off = loc.data_off & !0x3f;
-    if owner.pfs_root {
-        // The inode index (or the root directory's entries: those only
-        // from an older copy, see the module documentation).
+    // The inode index: keys below the directory-hash bit in a PFS root.
+    if owner.pfs_root && hi < crate::format::DIRHASH_VISIBLE {
         let mut wanted: BTreeSet<u64> = dangling
             .iter()
             .filter(|(p, inum)| *p == owner.pfs && (lo..=hi).contains(inum))
@@ -397,25 +398,10 @@ fn plan_one(
             let newest = |inum: u64| {
                 ix.versions(pid, inum).iter().rev().find(|v| v.verified && v.data_off != damaged_off).copied()
             };
-            // The older copy's node, when nothing newer is known.
-            if let Some((copy, tid, b)) = old {
-                let newer = in_old.iter().any(|&inum| {
-                    newest(inum).is_some_and(|v| v.mirror_tid > tid || v.modify_tid > b.modify_tid.get())
-                        && !same_version(fs, &b, inum, newest(inum).map(|v| v.data_off))
-                });
-                if !newer && wanted.iter().all(|i| in_old.contains(i)) {
-                    return (
-                        Plan::Copy { bref: b },
-                        format!(
-                            "rebuilt from header copy #{copy} (mirror_tid {tid:#x}): {} inodes",
-                            in_old.len()
-                        ),
-                    );
-                }
-            }
-            wanted.extend(in_old.iter().copied());
             // Directories restored name more inodes of the range (their
-            // entries were not walked by the check): to a fixpoint.
+            // entries were not walked by the check): to a fixpoint. Only
+            // named inodes come back: an inode the older node holds that no
+            // entry names was removed since.
             let mut list = Vec::new();
             let mut missing = 0;
             let mut todo: Vec<u64> = wanted.iter().copied().collect();
@@ -440,6 +426,23 @@ fn plan_one(
                 }
             }
             list.sort_by_key(|ip| ip.meta.inum.get());
+            // The older copy's node as it stands, when it holds exactly
+            // those inodes, each at its newest version.
+            if let Some((copy, tid, b)) = old {
+                let current = in_old == wanted
+                    && wanted
+                        .iter()
+                        .all(|&inum| same_version(fs, &b, inum, newest(inum).map(|v| v.data_off)));
+                if current {
+                    return (
+                        Plan::Copy { bref: b },
+                        format!(
+                            "rebuilt from header copy #{copy} (mirror_tid {tid:#x}): {} inodes",
+                            in_old.len()
+                        ),
+                    );
+                }
+            }
             if !list.is_empty() {
                 let lost = if missing > 0 { format!(", {missing} not found (lost)") } else { String::new() };
                 return (
@@ -450,16 +453,14 @@ fn plan_one(
                     ),
                 );
             }
-        } else if let Some((copy, tid, b)) = old {
+        }
+        if let Some((copy, tid, b)) = old {
             return (
                 Plan::Copy { bref: b },
                 format!("rebuilt from header copy #{copy} (mirror_tid {tid:#x})"),
             );
         }
         return (Plan::Cut, cut_text(loc));
-    }
-    if let Some((copy, tid, b)) = old {
-        return (Plan::Copy { bref: b }, format!("rebuilt from header copy #{copy} (mirror_tid {tid:#x})"));
     }
     if matches!(owner.kind, ObjType::Regfile | ObjType::Softlink)
         && loc.bref_type == Some(BlockrefType::Indirect)
@@ -498,6 +499,9 @@ fn plan_one(
                 }
             }
         }
+    }
+    if let Some((copy, tid, b)) = old {
+        return (Plan::Copy { bref: b }, format!("rebuilt from header copy #{copy} (mirror_tid {tid:#x})"));
     }
     (Plan::Cut, cut_text(loc))
 }

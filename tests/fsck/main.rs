@@ -11,5 +11,6 @@ mod fsck_freemap;
 mod fsck_semantic;
 mod fsck_topology;
 mod headers;
+mod rebuild;
 mod recover;
 mod rollback;
