@@ -30,6 +30,7 @@
 use super::{Finding, FsckReport, Place, RepairMode};
 use super::{
     BREF_CHECK, BREF_DECOMPRESS, BREF_OTHER, BREF_RADIX, BREF_RANGE, BREF_UNKNOWN_CHECK, DIRENT_DANGLING,
+    TREE_DEPTH,
 };
 use crate::device::{Access, Device};
 use crate::error::{Location, Result};
@@ -41,8 +42,8 @@ use crate::write::chain::Slot;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Problems that make a node unreadable.
-const UNREADABLE: [super::Problem; 6] =
-    [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, BREF_DECOMPRESS];
+const UNREADABLE: [super::Problem; 7] =
+    [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, BREF_DECOMPRESS, TREE_DEPTH];
 
 /// Where the walk is: above the PFSs, or inside one below an owner inode.
 #[derive(Clone, Debug)]
@@ -66,10 +67,14 @@ struct Owner {
 
 /// What replaces a damaged node.
 enum Plan {
-    Copy { bref: Blockref },
+    Copy {
+        bref: Blockref,
+    },
     Inodes(Vec<InodeData>),
     Blocks(Vec<Blockref>),
     Cut,
+    /// Nothing to do (a data block no other copy of which verifies).
+    Keep,
 }
 
 struct Rebuild {
@@ -183,7 +188,7 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
                 && matches!(f.location, Place::Blockref { pfs: Some(_), .. })
                 && matches!(
                     f.location.location().and_then(|l| l.bref_type),
-                    Some(BlockrefType::Indirect | BlockrefType::Inode)
+                    Some(BlockrefType::Indirect | BlockrefType::Inode | BlockrefType::Data)
                 )
         })
         .collect();
@@ -233,19 +238,32 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
         .filter_map(|f| Some((f.location.pfs()?.to_string(), dangling_inum(f)?)))
         .collect();
     let mut plans = Vec::new();
+    let mut wants = Vec::new();
     for &i in &targets {
         let Some(owner) = owners.get(&i).cloned() else { continue };
         let Some(loc) = report.findings[i].location.location().cloned() else { continue };
-        let (plan, what) = plan_one(spec, &fs, &older, index.as_ref(), &dangling, &owner, &loc);
+        wants.push((i, owner, loc));
+    }
+    let pairs: Vec<(Owner, Location)> = wants.iter().map(|(_, o, l)| (o.clone(), l.clone())).collect();
+    let olds = from_older(spec, &older, &pairs);
+    for ((i, owner, loc), old) in wants.into_iter().zip(olds) {
+        let (plan, what) = plan_one(&fs, old, index.as_ref(), &dangling, &owner, &loc);
         plans.push(Rebuild { finding: i, owner, loc, plan, what });
     }
     if mode != RepairMode::Yes {
         for p in &plans {
-            report.findings[p.finding].detail.push_str(&format!("; -y {}", p.what));
+            let verb = if matches!(p.plan, Plan::Keep) { "; " } else { "; -y " };
+            report.findings[p.finding].detail.push_str(&format!("{verb}{}", p.what));
         }
         return Ok(false);
     }
     drop(fs);
+    if plans.iter().all(|p| matches!(p.plan, Plan::Keep)) {
+        for p in &plans {
+            report.findings[p.finding].detail.push_str(&format!("; {}", p.what));
+        }
+        return Ok(false);
+    }
     let outcome = (|| -> Result<Vec<Option<String>>> {
         let mut s = crate::write::session::Session::open(spec, false)?;
         let mut each = Vec::new();
@@ -256,6 +274,7 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
                     s.fix_replace_node(&pfs, p.owner.inum, &p.loc, Some(Slot::Clean(*bref)))
                 }
                 Plan::Cut => s.fix_replace_node(&pfs, p.owner.inum, &p.loc, None),
+                Plan::Keep => Ok(()),
                 Plan::Inodes(list) => {
                     s.fix_replace_node(&pfs, p.owner.inum, &p.loc, None)?;
                     list.iter().try_for_each(|ip| s.fix_insert_inode(&pfs, ip))
@@ -278,6 +297,10 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
     let mut committed = false;
     for (n, p) in plans.iter().enumerate() {
         let f = &mut report.findings[p.finding];
+        if matches!(p.plan, Plan::Keep) {
+            f.detail.push_str(&format!("; {}", p.what));
+            continue;
+        }
         match &outcome {
             Ok(each) => match &each[n] {
                 None => {
@@ -306,42 +329,51 @@ fn pfs_roots(fs: &Hammer2) -> BTreeMap<String, u64> {
     out
 }
 
-/// The same node under an older copy: (copy, tid, blockref) of the newest
-/// copy holding it at another place, whose subtree verifies.
-fn from_older(
-    spec: &str,
-    older: &[(usize, u64)],
-    owner: &Owner,
-    loc: &Location,
-) -> Option<(usize, u64, Blockref)> {
+/// The same nodes under older copies: for each `(owner, location)`, the
+/// (copy, tid, blockref) of the newest copy holding a node of that owner,
+/// type, key and keybits at another place, whose subtree verifies. Each
+/// older tree is walked once for all of them.
+type Older = Option<(usize, u64, Blockref)>;
+
+fn from_older(spec: &str, older: &[(usize, u64)], wants: &[(Owner, Location)]) -> Vec<Older> {
+    type Key = (String, u64, u8, u64, u8);
+    let key_of = |o: &Owner, l: &Location| -> Key {
+        (o.pfs.clone(), o.inum, l.bref_type.map_or(0, u8::from), l.key, l.keybits)
+    };
+    let mut out: Vec<Older> = vec![None; wants.len()];
     for &(copy, tid) in older {
+        let mut open: std::collections::HashMap<Key, Vec<usize>> = std::collections::HashMap::new();
+        for (i, (o, l)) in wants.iter().enumerate() {
+            if out[i].is_none() {
+                open.entry(key_of(o, l)).or_default().push(i);
+            }
+        }
+        if open.is_empty() {
+            break;
+        }
         let Ok(dev) = Device::open(spec, Access::ReadOnly) else { continue };
         let Ok(ofs) = Hammer2::open(dev, CopyChoice::Index(copy)) else { continue };
-        let mut found = None;
+        let mut found: Vec<(usize, Blockref)> = Vec::new();
         walk_owned(&ofs, &mut |n, ctx| {
-            if found.is_some() {
-                return;
-            }
             let b = n.bref;
-            if let Ctx::Pfs { label, owner: o, .. } = ctx {
-                if *label == owner.pfs
-                    && *o == owner.inum
-                    && Some(b.kind()) == loc.bref_type
-                    && b.key.get() == loc.key
-                    && b.keybits == loc.keybits
-                    && b.data_off.get() != loc.data_off
-                {
-                    found = Some(*b);
+            if let Ctx::Pfs { label, owner, .. } = ctx {
+                let k = (label.clone(), *owner, u8::from(b.kind()), b.key.get(), b.keybits);
+                if let Some(list) = open.get(&k) {
+                    for &i in list {
+                        if b.data_off.get() != wants[i].1.data_off {
+                            found.push((i, *b));
+                        }
+                    }
                 }
             }
         });
-        if let Some(b) = found {
-            if verifies(&ofs, &b) {
-                return Some((copy, tid, b));
+        for (i, b) in found {
+            if out[i].is_none() && verifies(&ofs, &b) {
+                out[i] = Some((copy, tid, b));
             }
         }
     }
-    None
+    out
 }
 
 /// The inode numbers an inode-index node names (inodes and, below
@@ -366,15 +398,13 @@ fn inums_below(fs: &Hammer2, b: &Blockref) -> BTreeSet<u64> {
 /// What replaces one damaged node, and the words saying so (see the
 /// module documentation for the order of the sources).
 fn plan_one(
-    spec: &str,
     fs: &Hammer2,
-    older: &[(usize, u64)],
+    old: Older,
     index: Option<&Index>,
     dangling: &[(String, u64)],
     owner: &Owner,
     loc: &Location,
 ) -> (Plan, String) {
-    let old = from_older(spec, older, owner, loc);
     let (lo, hi) = (loc.key, key_end(loc));
     let pfs_id = index.and_then(|ix| {
         ix.pfs_named(&owner.pfs)
@@ -383,6 +413,43 @@ fn plan_one(
             .or_else(|| ix.pfs_named(&owner.pfs).into_iter().next())
     });
     let damaged_off = loc.data_off & !0x3f;
+    // A data block: the same block of an older copy, else the newest other
+    // version of it the media holds (same key and size) that verifies.
+    if loc.bref_type == Some(BlockrefType::Data) {
+        if let Some((copy, tid, b)) = old {
+            return (
+                Plan::Copy { bref: b },
+                format!("replaced by the block header copy #{copy} (mirror_tid {tid:#x}) holds"),
+            );
+        }
+        if let (Some(ix), Some(pid)) = (index, pfs_id) {
+            let mut v: Vec<Blockref> = ix
+                .data_blocks(pid, owner.inum)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|d| d.bref)
+                .filter(|b| {
+                    b.key.get() == loc.key && b.keybits == loc.keybits && b.data_off.get() != loc.data_off
+                })
+                .collect();
+            v.sort_by_key(|b| (b.mirror_tid.get(), b.modify_tid.get()));
+            if let Some(b) = v.into_iter().rev().find(|b| verifies(fs, b)) {
+                return (
+                    Plan::Copy { bref: b },
+                    format!(
+                        "replaced by an older version of the block found on the media (written in transaction {:#x})",
+                        b.mirror_tid.get()
+                    ),
+                );
+            }
+        }
+        return (
+            Plan::Keep,
+            "not repaired: no other verified copy of the block exists; copy the file out (hammer2_edit get), \
+             then write the range again or hammer2_edit destroy PATH"
+                .to_string(),
+        );
+    }
     // The inode index: keys below the directory-hash bit in a PFS root.
     if owner.pfs_root && hi < crate::format::DIRHASH_VISIBLE {
         let mut wanted: BTreeSet<u64> = dangling

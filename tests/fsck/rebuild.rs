@@ -238,3 +238,42 @@ fn damaged_directory_block_is_cut_out_and_its_files_go_to_lost_found() {
 fn damaged_directory_block_is_cut_out_and_its_files_go_to_lost_found_with_reference_tools() {
     directory_block();
 }
+
+fn data_block() {
+    let img = Image::new("varied");
+    let want_old = extract(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let patch = dir.path().join("patch");
+    std::fs::write(&patch, crate::common::content(7, 100)).unwrap();
+    edit_ok(&[img.spec(), "write", "/random-1m.bin", "0", patch.to_str().unwrap()]);
+    // The new block at offset 0 of random-1m.bin overwritten: the one the
+    // older header copies name comes back (the file as before the write).
+    let (_, chain) = find_chain(&img, &|_, b| {
+        b.kind() == BlockrefType::Data && b.key.get() == 0 && b.keybits == 16 && b.mirror_tid.get() > 0x11
+    });
+    let out = damage_and_repair(&img, block_of(&img, &chain) + 0x100);
+    assert!(out.contains("replaced by the block header copy #"), "{out}");
+    assert!(extract(&img) == want_old, "the tree differs from the one before the write");
+}
+
+#[test]
+fn damaged_data_block_is_replaced_by_its_older_version() {
+    oracle::without(data_block);
+}
+
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn damaged_data_block_is_replaced_by_its_older_version_with_reference_tools() {
+    data_block();
+}
+
+#[test]
+fn damaged_data_block_without_another_copy_is_left_and_said() {
+    let img = Image::new("varied");
+    let (_, chain) =
+        find_chain(&img, &|_, b| b.kind() == BlockrefType::Data && b.key.get() == 0 && b.keybits == 16);
+    img.write(block_of(&img, &chain) + 0x100, GARBAGE);
+    let (code, out) = fsck_bin(&["-y", img.spec()]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("no other verified copy of the block exists"), "{out}");
+}
