@@ -126,24 +126,24 @@ problems! {
     VOLSET / Volset: "VOLSET", Error, None,
         "volume set is inconsistent",
         "none possible: give every volume of the set, in order, each with the set's fsid";
-    BREF_CHECK / BrefCheck: "BREF_CHECK", Error, None,
+    BREF_CHECK / BrefCheck: "BREF_CHECK", Error, Yes,
         "check code does not match the media",
-        "in the freemap, -y rebuilds the freemap from the topology; in the topology, not yet from the media (rebuilding the node from an older copy or the salvage index is planned); -y rolls back when an older header copy's tree is intact; else hammer2_edit destroy PATH (or destroy-inum N) cuts the damaged inode out after its readable files are copied out";
-    BREF_UNKNOWN_CHECK / BrefUnknownCheck: "BREF_UNKNOWN_CHECK", Error, None,
+        "in the freemap, -y rebuilds the freemap from the topology; in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
+    BREF_UNKNOWN_CHECK / BrefUnknownCheck: "BREF_UNKNOWN_CHECK", Error, Yes,
         "unknown check method",
-        "not yet: nothing verifies the block; copy what reads out, then hammer2_edit destroy PATH cuts the inode out";
-    BREF_RADIX / BrefRadix: "BREF_RADIX", Error, None,
+        "nothing verifies the block: in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
+    BREF_RADIX / BrefRadix: "BREF_RADIX", Error, Yes,
         "blockref radix out of range",
-        "not yet: the block's size is unknown; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
-    BREF_RANGE / BrefRange: "BREF_RANGE", Error, None,
+        "the block's size is unknown: in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
+    BREF_RANGE / BrefRange: "BREF_RANGE", Error, Yes,
         "blockref points outside every volume",
-        "not yet: the block lies outside the volumes; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
-    TREE_DEPTH / TreeDepth: "TREE_DEPTH", Error, None,
+        "the block lies outside the volumes: in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
+    TREE_DEPTH / TreeDepth: "TREE_DEPTH", Error, Yes,
         "blockref points at its own ancestor, or the tree nests too deep",
-        "not yet: the loop is cut where it closes only by hand; hammer2_edit destroy PATH cuts the inode holding it out";
-    BREF_OTHER / BrefOther: "BREF_OTHER", Error, None,
+        "the blockref closing the loop (or nesting too deep) is rebuilt as an unreadable node is: the same node of an older header copy when it verifies, else cut out where the loop closes, its unnamed inodes then filed under /lost+found";
+    BREF_OTHER / BrefOther: "BREF_OTHER", Error, Yes,
         "blockref is unusable",
-        "not yet: hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding the blockref out";
+        "in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
     BREF_TYPE / BrefType: "BREF_TYPE", Error, None,
         "blockref type not allowed under its parent",
         "not yet: readers skip the entry; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
@@ -153,9 +153,9 @@ problems! {
     BREF_RESERVED / BrefReserved: "BREF_RESERVED", Error, None,
         "blockref media lies in a reserved area (zone segment, boot or aux area)",
         "not yet: the block may be overwritten by the freemap or boot code; copy the file out and write it back (hammer2_edit get, then put)";
-    BREF_DECOMPRESS / BrefDecompress: "BREF_DECOMPRESS", Error, None,
+    BREF_DECOMPRESS / BrefDecompress: "BREF_DECOMPRESS", Error, Yes,
         "compressed block does not decode to its logical size",
-        "not yet: the block's data is lost; copy the rest of the file out, then hammer2_edit destroy PATH";
+        "the block's data does not decode: in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
     BREF_ORDER / BrefOrder: "BREF_ORDER", Error, None,
         "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)",
         "not yet (sorting the table is planned): lookups stop early; copy the files out (hammer2_edit get) and write them back";
@@ -170,7 +170,7 @@ problems! {
         "not yet: hammer2_edit destroy-inum N cuts the inode out (after copying out what reads)";
     INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, Preen,
         "inode link count differs from the directory entries naming it",
-        "a file's nlinks set to the number of entries naming it (an inode no entry names, or a directory named twice: not yet, see the finding)";
+        "a file's nlinks set to the number of entries naming it (-p); an inode no entry names is filed as /lost+found/#INUM with nlinks 1 (-y; /lost+found created mode 0700 in the PFS root, or reused); a directory named twice: not yet, see the finding";
     DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, None,
         "directory entry is inconsistent",
         "not yet: hammer2_edit destroy PATH removes the entry";

@@ -42,7 +42,7 @@ use crate::write::chain::Slot;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Problems that make a node unreadable.
-const UNREADABLE: [super::Problem; 7] =
+pub(super) const UNREADABLE: [super::Problem; 7] =
     [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, BREF_DECOMPRESS, TREE_DEPTH];
 
 /// Where the walk is: above the PFSs, or inside one below an owner inode.

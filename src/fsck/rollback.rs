@@ -88,12 +88,14 @@ pub fn tree_problems(spec: &str, copy: usize) -> Result<usize> {
 /// mends: only that weighs in the choice of a rollback. Left out: warnings
 /// (statistics, a redundant copy: nothing is lost with them), what has
 /// a repair of its own (a field set right loses nothing, a rollback loses
-/// transactions), and the content of a DATA block (one damaged file, which
+/// transactions; unreadable nodes count: the rebuild runs first, and what
+/// it left is what a rollback may mend), and the content of a DATA block (one damaged file, which
 /// the rest of the tree does not depend on; rolling every later transaction
 /// back for it would lose more than it saves).
 pub fn structural(f: &super::Finding) -> bool {
     f.problem.severity == Severity::Error
-        && f.problem.fix == super::Fix::None
+        && (f.problem.fix == super::Fix::None
+            || super::rebuild::UNREADABLE.iter().any(|p| p.id == f.problem.id))
         && f.location.location().is_none_or(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
 }
 

@@ -224,6 +224,10 @@ fn directory_block() {
         }
     }
     assert!(missing > 0, "nothing moved to /lost+found");
+    let kept = want.iter().filter(|(p, e)| e.0 == 'f' && got.get(*p) == Some(e)).count();
+    eprintln!(
+        "directory block cut out: {kept} files kept at their paths, {missing} salvaged into /lost+found"
+    );
     let lf = got.get("lost+found").expect("/lost+found exists");
     assert_eq!((lf.0, lf.1), ('d', 0o700));
 }
