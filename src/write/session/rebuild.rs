@@ -10,7 +10,11 @@
 //! it only becomes possibly free, as [`crate::write::alloc::Allocator::release`]
 //! says); every block the new subtree reaches is marked allocated in the
 //! freemap the commit writes (it may come from an older header copy's tree,
-//! which a bulkfree may have freed). A repair cuts damage out of the tree,
+//! which a bulkfree may have freed). The statistics of the nodes on the
+//! path are recomputed from their children alone: what a loaded node held
+//! beyond its children (its bias, see [`crate::write::chain::Chain::bias`])
+//! was measured against the damaged entry's figures, which may be anything
+//! (a loop names its ancestor's). A repair cuts damage out of the tree,
 //! so the commit also rewrites the older header copies once it is durable
 //! (as `destroy` does), so that no valid copy names the damage.
 
@@ -49,6 +53,10 @@ impl Session {
             }
             let fs = &s.fs;
             let chain = super::inode_mut(fs, &mut s.tx.root, pfs, owner)?;
+            // Statistics on the path are recomputed from the children alone:
+            // what a node held beyond them was measured against the damaged
+            // entry (see the module documentation).
+            chain.bias = Default::default();
             let table = chain.table_mut().ok_or_else(|| Error::shape("the owner embeds its data"))?;
             let mut new = new;
             let replaced = replace_in(fs, table, old, &mut new, 0)?
@@ -182,6 +190,7 @@ fn replace_in(
         if b.kind() == BlockrefType::Indirect && b.key.get() <= old.key && b.key_end() >= old_end {
             table.load_slot(fs, i)?;
             let Slot::Node(c) = &mut table.slots[i] else { continue };
+            let bias = std::mem::take(&mut c.bias);
             let Some(sub) = c.table_mut() else { continue };
             if let Some(found) = replace_in(fs, sub, old, new, depth + 1)? {
                 if sub.live() == 0 {
@@ -189,6 +198,10 @@ fn replace_in(
                     table.sort();
                 }
                 return Ok(Some(found));
+            }
+            // Not on the path: its statistics stay as they were.
+            if let Slot::Node(c) = &mut table.slots[i] {
+                c.bias = bias;
             }
         }
     }
