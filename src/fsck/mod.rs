@@ -10,7 +10,11 @@
 //! Passes live in submodules: [`topology`] (semantics of the media tree),
 //! [`semantic`] (what no check code catches, called from the topology
 //! pass) and [`freemap`] (the freemap's structure and its agreement with
-//! the topology); [`rollback`] makes an older header copy's tree current;
+//! the topology); `rebuild` replaces unreadable nodes from older header
+//! copies and the media (or cuts them out) before any rollback is weighed,
+//! and the topology is checked again after it; `lostfound` files inodes
+//! no entry names under `/lost+found`; [`rollback`] makes an older header
+//! copy's tree current;
 //! header checks, the driver and the repairs of inode fields and dangling
 //! directory entries (one write session) are here.
 //!

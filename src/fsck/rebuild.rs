@@ -252,7 +252,7 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
     }
     if mode != RepairMode::Yes {
         for p in &plans {
-            let verb = if matches!(p.plan, Plan::Keep) { "; " } else { "; -y " };
+            let verb = if matches!(p.plan, Plan::Keep) { "; " } else { "; with -y: " };
             report.findings[p.finding].detail.push_str(&format!("{verb}{}", p.what));
         }
         return Ok(false);
