@@ -22,6 +22,11 @@
 //!    `/lost+found` by the pass after ([`super::lostfound`]), the entries
 //!    naming inodes that were only in it are removed.
 //!
+//! The salvage index costs a read of the whole media (as `hammer2_recover
+//! list`); it is built only when a plan needs it (an inode-index node, a
+//! file's indirect block, a data block no older copy holds), also with
+//! `-n`, which says what `-y` would do.
+//!
 //! What is not done yet: a directory's lost entries are not rebuilt from
 //! the media by name hash (a damaged directory block is taken from an older
 //! copy or cut out, its inodes then go to `/lost+found`); a damaged PFS root
@@ -230,7 +235,7 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
         .filter_map(|c| Some((c.index, c.mirror_tid()?)))
         .collect();
     older.sort_by_key(|&(_, tid)| std::cmp::Reverse(tid));
-    let index = crate::salvage::scan(&fs, &ScanOptions::default(), None).ok();
+    let salvage = std::cell::OnceCell::new();
     let dangling: Vec<(String, u64)> = report
         .findings
         .iter()
@@ -247,7 +252,7 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
     let pairs: Vec<(Owner, Location)> = wants.iter().map(|(_, o, l)| (o.clone(), l.clone())).collect();
     let olds = from_older(spec, &older, &pairs);
     for ((i, owner, loc), old) in wants.into_iter().zip(olds) {
-        let (plan, what) = plan_one(&fs, old, index.as_ref(), &dangling, &owner, &loc);
+        let (plan, what) = plan_one(&fs, old, &salvage, &dangling, &owner, &loc);
         plans.push(Rebuild { finding: i, owner, loc, plan, what });
     }
     if mode != RepairMode::Yes {
@@ -400,18 +405,25 @@ fn inums_below(fs: &Hammer2, b: &Blockref) -> BTreeSet<u64> {
 fn plan_one(
     fs: &Hammer2,
     old: Older,
-    index: Option<&Index>,
+    salvage: &std::cell::OnceCell<Option<Index>>,
     dangling: &[(String, u64)],
     owner: &Owner,
     loc: &Location,
 ) -> (Plan, String) {
     let (lo, hi) = (loc.key, key_end(loc));
-    let pfs_id = index.and_then(|ix| {
-        ix.pfs_named(&owner.pfs)
-            .into_iter()
+    // The salvage index, scanned the first time a plan needs it (a read of
+    // the whole media, as `hammer2_recover list` does).
+    let lookup = || -> Option<(&Index, crate::salvage::PfsId)> {
+        let ix =
+            salvage.get_or_init(|| crate::salvage::scan(fs, &ScanOptions::default(), None).ok()).as_ref()?;
+        let named = ix.pfs_named(&owner.pfs);
+        let pid = named
+            .iter()
+            .copied()
             .find(|&id| ix.pfs()[id as usize].live)
-            .or_else(|| ix.pfs_named(&owner.pfs).into_iter().next())
-    });
+            .or_else(|| named.first().copied())?;
+        Some((ix, pid))
+    };
     let damaged_off = loc.data_off & !0x3f;
     // A data block: the same block of an older copy, else the newest other
     // version of it the media holds (same key and size) that verifies.
@@ -422,7 +434,7 @@ fn plan_one(
                 format!("replaced by the block header copy #{copy} (mirror_tid {tid:#x}) holds"),
             );
         }
-        if let (Some(ix), Some(pid)) = (index, pfs_id) {
+        if let Some((ix, pid)) = lookup() {
             let mut v: Vec<Blockref> = ix
                 .data_blocks(pid, owner.inum)
                 .unwrap_or_default()
@@ -461,7 +473,7 @@ fn plan_one(
             wanted.insert(loc.key);
         }
         let in_old = old.map(|(_, _, b)| inums_below(fs, &b)).unwrap_or_default();
-        if let (Some(ix), Some(pid)) = (index, pfs_id) {
+        if let Some((ix, pid)) = lookup() {
             let newest = |inum: u64| {
                 ix.versions(pid, inum).iter().rev().find(|v| v.verified && v.data_off != damaged_off).copied()
             };
@@ -532,7 +544,7 @@ fn plan_one(
     if matches!(owner.kind, ObjType::Regfile | ObjType::Softlink)
         && loc.bref_type == Some(BlockrefType::Indirect)
     {
-        if let (Some(ix), Some(pid)) = (index, pfs_id) {
+        if let Some((ix, pid)) = lookup() {
             if let Ok(blocks) = ix.data_blocks(pid, owner.inum) {
                 let mut by_key: BTreeMap<u64, Vec<Blockref>> = BTreeMap::new();
                 for d in blocks {
