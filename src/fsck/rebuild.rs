@@ -235,7 +235,12 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
         .filter_map(|c| Some((c.index, c.mirror_tid()?)))
         .collect();
     older.sort_by_key(|&(_, tid)| std::cmp::Reverse(tid));
+    // Without -y the media is not scanned (a read of all of it, for every
+    // image a check meets): the plan says what -y looks for there.
     let salvage = std::cell::OnceCell::new();
+    if mode != RepairMode::Yes {
+        let _ = salvage.set(None);
+    }
     let dangling: Vec<(String, u64)> = report
         .findings
         .iter()
@@ -252,12 +257,27 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
     let pairs: Vec<(Owner, Location)> = wants.iter().map(|(_, o, l)| (o.clone(), l.clone())).collect();
     let olds = from_older(spec, &older, &pairs);
     for ((i, owner, loc), old) in wants.into_iter().zip(olds) {
-        let (plan, what) = plan_one(&fs, old, &salvage, &dangling, &owner, &loc);
+        let (plan, mut what) = plan_one(&fs, old, &salvage, &dangling, &owner, &loc);
+        let by_media = owner.pfs_root && key_end(&loc) < crate::format::DIRHASH_VISIBLE
+            || matches!(owner.kind, ObjType::Regfile | ObjType::Softlink)
+            || loc.bref_type == Some(BlockrefType::Data);
+        if mode != RepairMode::Yes && by_media && !matches!(plan, Plan::Copy { .. }) {
+            what = format!(
+                "rebuilt from what a scan of the media finds for keys {:#x}-{:#x} (inodes the entries name, \
+                 a file's data blocks), or else {}",
+                loc.key,
+                key_end(&loc),
+                match plan {
+                    Plan::Keep => "left as it is".to_string(),
+                    _ => "cut out".to_string(),
+                }
+            );
+        }
         plans.push(Rebuild { finding: i, owner, loc, plan, what });
     }
     if mode != RepairMode::Yes {
         for p in &plans {
-            let verb = if matches!(p.plan, Plan::Keep) { "; " } else { "; with -y: " };
+            let verb = if p.what.starts_with("not repaired") { "; " } else { "; with -y: " };
             report.findings[p.finding].detail.push_str(&format!("{verb}{}", p.what));
         }
         return Ok(false);
