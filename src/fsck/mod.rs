@@ -66,6 +66,7 @@ mod place;
 mod problems;
 pub mod rollback;
 pub mod semantic;
+mod structure;
 pub mod topology;
 
 pub use place::{Place, ZoneLeaf};
@@ -243,6 +244,7 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         report.topology = 0..0;
         let _ = done;
     }
+    structure::repair(spec, opts, &mut report)?;
     repair_inodes(spec, opts, &mut report)?;
     repair_freemap(spec, opts, &mut report)?;
     Ok(report)
