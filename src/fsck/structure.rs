@@ -22,6 +22,10 @@
 
 use super::{may_repair, FsckOptions, FsckReport, Place, RepairMode};
 use super::{
+    BREF_CHECK, BREF_DUPLICATE, BREF_OTHER, BREF_RADIX, BREF_RANGE, BREF_UNKNOWN_CHECK, DIRENT_DANGLING,
+    TREE_DEPTH,
+};
+use super::{
     BREF_INODE_SIZE, BREF_KEY, BREF_KEY_DUP, BREF_ORDER, BREF_STATS, BREF_TYPE, DATA_KEYBITS, DATA_PAST_EOF,
 };
 use super::{DIRENT_BAD, INODE_BAD};
@@ -54,6 +58,8 @@ pub const IDS: [super::ProblemId; 10] = [
 /// snapshots is recorded under the first parent met.
 struct Parents {
     map: HashMap<u64, (u64, T)>,
+    /// The inode number each readable inode block holds.
+    inums: HashMap<u64, u64>,
 }
 
 impl<'a> Visitor<'a> for Parents {
@@ -63,6 +69,11 @@ impl<'a> Visitor<'a> for Parents {
         let k = n.bref.kind();
         if matches!(k, T::Inode | T::Indirect) && n.bref.offset() != 0 {
             self.map.entry(n.bref.data_off.get()).or_insert((n.parent_off, k));
+            if let Some(ip) =
+                n.media().filter(|_| k == T::Inode).and_then(crate::format::InodeData::from_bytes)
+            {
+                self.inums.insert(n.bref.data_off.get(), ip.meta.inum.get());
+            }
             if n.media().is_some() && !matches!(n.reach, Reach::Shared { .. }) {
                 return Step::Descend(());
             }
@@ -73,7 +84,7 @@ impl<'a> Visitor<'a> for Parents {
 
 impl Parents {
     fn of(fs: &Hammer2) -> Parents {
-        let mut p = Parents { map: HashMap::new() };
+        let mut p = Parents { map: HashMap::new(), inums: HashMap::new() };
         let opts = Options { data: DataBlocks::Skip, ..Default::default() };
         Engine::new(fs, opts).run(&fs.voldata.sroot_blockset, 0, &(), &mut p);
         p
@@ -93,6 +104,19 @@ impl Parents {
         }
         path.reverse();
         Some(path)
+    }
+
+    /// Why the inode at `off` cannot be indexed by its number in the PFS
+    /// root ending `owner`, if it cannot: a number no index entry may
+    /// have (0, the root's own, one with the visible bit of name keys)
+    /// means the blockref points at some other inode's block.
+    fn bad_inum(&self, owner: &[u64], off: u64) -> Option<&'static str> {
+        let Some(&inum) = self.inums.get(&off) else { return Some("the inode cannot be read") };
+        let root = owner.last().and_then(|o| self.inums.get(o)).copied();
+        (inum == 0 || inum & DIRHASH_VISIBLE != 0 || Some(inum) == root).then_some(
+            "the block holds an inode number no index entry may have (the root's, 0, or a name key): \
+             the blockref points at another structure",
+        )
     }
 
     /// The longest prefix of `path` ending at an inode: the inode whose
@@ -152,6 +176,25 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
     if chosen.is_empty() {
         return Ok(());
     }
+    // Where other problems make a repair here wrong or moot: nodes with an
+    // unusable child (the check counts nothing for it, a flush its media:
+    // statistics wait for that child's repair), blocks referenced twice
+    // (which reference holds the right key is unknown), entries naming no
+    // inode (removed by their own repair).
+    let unusable = [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, TREE_DEPTH];
+    let mut bad_child = std::collections::HashSet::new();
+    let mut twice = std::collections::HashSet::new();
+    let mut dangling = std::collections::HashSet::new();
+    for f in report.findings.iter().filter(|f| !f.repaired) {
+        let Some(at) = f.location.location() else { continue };
+        if unusable.iter().any(|p| p.id == f.problem.id) {
+            bad_child.insert(at.parent_off);
+        } else if f.problem.id == BREF_DUPLICATE.id {
+            twice.insert(at.data_off);
+        } else if f.problem.id == DIRENT_DANGLING.id {
+            dangling.insert((at.parent_off, at.index, at.key));
+        }
+    }
     let fs = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best)?;
     let parents = Parents::of(&fs);
     let mut plan: Vec<(usize, Todo)> = Vec::new();
@@ -164,6 +207,19 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
             report.findings[i].detail.push_str("; not repaired: the node is not in the tree in use");
             continue;
         };
+        let why_not = if id == BREF_STATS.id && bad_child.contains(&at.data_off) {
+            Some("a node below it is unusable (its own repair comes first; the next run recomputes)")
+        } else if twice.contains(&at.data_off) && at.data_off & !0x3f != 0 {
+            Some("its block is also referenced elsewhere (BREF_DUPLICATE): which reference is right is not known")
+        } else if dangling.contains(&(at.parent_off, at.index, at.key)) {
+            Some("the entry names no inode: its DIRENT_DANGLING repair removes it")
+        } else {
+            None
+        };
+        if let Some(why) = why_not {
+            report.findings[i].detail.push_str(&format!("; not repaired: {why}"));
+            continue;
+        }
         if id == DIRENT_BAD.id || id == INODE_BAD.id {
             // The sub-cases with a repair: a key that is not the name's
             // hash, an inode indexed under another number.
@@ -176,6 +232,10 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
             match (rekey, owner) {
                 (true, Some(owner)) => {
                     let by_inum = id == INODE_BAD.id;
+                    if let Some(why) = by_inum.then(|| parents.bad_inum(&owner, at.data_off)).flatten() {
+                        report.findings[i].detail.push_str(&format!("; not repaired: {why}"));
+                        continue;
+                    }
                     plan.push((i, Todo::Rekey { holder, owner, at, by_inum }));
                 }
                 _ => report.findings[i].detail.push_str(if id == DIRENT_BAD.id {
@@ -221,6 +281,10 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
                         let by_inum = at.bref_type == Some(T::Inode)
                             && owner.len() == 2
                             && at.key & DIRHASH_VISIBLE == 0;
+                        if let Some(why) = by_inum.then(|| parents.bad_inum(&owner, at.data_off)).flatten() {
+                            report.findings[i].detail.push_str(&format!("; not repaired: {why}"));
+                            continue;
+                        }
                         Todo::Rekey { holder, owner, at, by_inum }
                     }
                     None => {

@@ -12,6 +12,9 @@ use hammer2::volume::{CopyChoice, Hammer2};
 use sha2::Digest;
 use std::collections::BTreeMap;
 
+/// Files larger than this are left out.
+pub const MAX_FILE: u64 = 64 << 20;
+
 /// `PFS:path` -> SHA-256 of the content (a symlink: of its target).
 pub fn readable_files(spec: &str) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
@@ -33,6 +36,11 @@ pub fn readable_files(spec: &str) -> BTreeMap<String, Vec<u8>> {
                 match e.obj_type {
                     ObjType::Directory => todo.push((e.inum, p, depth + 1)),
                     ObjType::Regfile => {
+                        // Hostile sizes are not read out (a sparse 2^62).
+                        let size = FsView::inode(&pfs, e.inum).map(|i| i.data.meta.size.get());
+                        if !size.is_ok_and(|s| s <= MAX_FILE) {
+                            continue;
+                        }
                         let mut buf = Vec::new();
                         if FsView::read(&pfs, e.inum, &mut buf).is_ok() {
                             out.insert(format!("{label}:{p}"), sha2::Sha256::digest(&buf).to_vec());
