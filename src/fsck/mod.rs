@@ -66,7 +66,7 @@ mod place;
 mod problems;
 pub mod rollback;
 pub mod semantic;
-mod structure;
+pub mod structure;
 pub mod topology;
 
 pub use place::{Place, ZoneLeaf};

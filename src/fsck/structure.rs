@@ -29,12 +29,11 @@ use super::{
     BREF_INODE_SIZE, BREF_KEY, BREF_KEY_DUP, BREF_ORDER, BREF_STATS, BREF_TYPE, DATA_KEYBITS, DATA_PAST_EOF,
 };
 use super::{DIRENT_BAD, INODE_BAD};
-use crate::device::{Access, Device};
 use crate::error::{Error, Location, Result};
 use crate::format::{Blockref, BlockrefType as T, CompMethod, DIRHASH_VISIBLE};
 use crate::read::tree::Tree;
 use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
-use crate::volume::{CopyChoice, Hammer2};
+use crate::volume::Hammer2;
 use crate::write::chain::{Bias, Slot, Table};
 use crate::write::session::{free_name_key, sort_table, Session};
 use std::collections::HashMap;
@@ -157,14 +156,12 @@ impl Todo {
     }
 }
 
-/// The repairs of the module's table, as allowed (`-p`: statistics, inode
-/// sizes and sorting; `-y`: all). Findings repaired get what was done in
-/// their detail; the others why not.
-pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+/// The findings this module may repair under `opts`.
+fn chosen(opts: &FsckOptions, report: &FsckReport) -> Vec<usize> {
     if opts.repair == RepairMode::No {
-        return Ok(());
+        return Vec::new();
     }
-    let chosen: Vec<usize> = (0..report.findings.len())
+    (0..report.findings.len())
         .filter(|&i| {
             let f = &report.findings[i];
             IDS.contains(&f.problem.id)
@@ -172,7 +169,32 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
                 && may_repair(opts.repair, &f.problem)
                 && matches!(f.location, Place::Blockref { .. })
         })
-        .collect();
+        .collect()
+}
+
+/// The repairs of the module's table, as allowed (`-p`: statistics, inode
+/// sizes and sorting; `-y`: all), in one write session on `spec`.
+pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+    if chosen(opts, report).is_empty() {
+        return Ok(());
+    }
+    match Session::open(spec, false) {
+        Ok(mut session) => repair_in(&mut session, opts, report),
+        Err(e) => {
+            for i in chosen(opts, report) {
+                report.findings[i].detail.push_str(&format!("; not repaired: {e}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// [`repair`] in `session` (open on the file system `report` was made of,
+/// with nothing uncommitted), committed there: findings repaired get what
+/// was done in their detail, the others why not. Public for the crash
+/// tests, which run it on a device that records every write.
+pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+    let chosen = chosen(opts, report);
     if chosen.is_empty() {
         return Ok(());
     }
@@ -195,8 +217,8 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
             dangling.insert((at.parent_off, at.index, at.key));
         }
     }
-    let fs = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best)?;
-    let parents = Parents::of(&fs);
+    let fs = &session.fs;
+    let parents = Parents::of(fs);
     let mut plan: Vec<(usize, Todo)> = Vec::new();
     let mut sorted = std::collections::HashSet::new();
     for i in chosen {
@@ -308,17 +330,7 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
     if plan.is_empty() {
         return Ok(());
     }
-    drop(fs);
     plan.sort_by_key(|(_, t)| t.phase());
-    let mut session = match Session::open(spec, false) {
-        Ok(s) => s,
-        Err(e) => {
-            for (i, _) in &plan {
-                report.findings[*i].detail.push_str(&format!("; not repaired: {e}"));
-            }
-            return Ok(());
-        }
-    };
     let mut outcomes: Vec<(usize, std::result::Result<String, String>)> = Vec::new();
     let mut sorted_ok: HashMap<Vec<u64>, bool> = HashMap::new();
     for (i, todo) in &plan {
@@ -339,7 +351,7 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
             Todo::Drop { holder, at } => {
                 session.fix_take_entry(holder, at).map(|b| dropped(&b)).map_err(|e| e.to_string())
             }
-            Todo::Dup { holder, owner, at } => resolve_dup(&mut session, holder, owner.as_deref(), at),
+            Todo::Dup { holder, owner, at } => resolve_dup(session, holder, owner.as_deref(), at),
             Todo::SortedBefore { holder } => match sorted_ok.get(holder) {
                 Some(true) => Ok("table sorted (for the finding before)".to_string()),
                 _ => Err("the table could not be sorted (see the finding before)".to_string()),
