@@ -146,7 +146,7 @@ problems! {
         "not yet: hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding the blockref out";
     BREF_TYPE / BrefType: "BREF_TYPE", Error, Yes,
         "blockref type not allowed under its parent",
-        "dropped the entry: readers skip a type not allowed where it lies, so nothing they read is lost";
+        "dropped the entry: readers skip a type not allowed where it lies, so nothing they read is lost (not under an inode whose own type holds no blocks, a fifo or device with data: that type is the likelier damage and is left, saying so)";
     BREF_KEY / BrefKey: "BREF_KEY", Error, Yes,
         "blockref key outside its parent's range or not aligned to its keybits",
         "re-keyed: an inode of a PFS's index under its number, a directory entry under its name's hash (a free key of its collision space); a data block's offset is only known from its key, so it is dropped (the file reads zeros there); an indirect block is left (its key bounds a subtree nothing proves): hammer2_edit destroy PATH";

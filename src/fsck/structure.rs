@@ -209,7 +209,8 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
     let mut dangling = std::collections::HashSet::new();
     for f in report.findings.iter().filter(|f| !f.repaired) {
         let Some(at) = f.location.location() else { continue };
-        if unusable.iter().any(|p| p.id == f.problem.id) {
+        let kept_type = f.problem.id == BREF_TYPE.id && f.detail.contains("inside Nothing");
+        if unusable.iter().any(|p| p.id == f.problem.id) || kept_type {
             bad_child.insert(at.parent_off);
         } else if f.problem.id == BREF_DUPLICATE.id {
             twice.insert(at.data_off);
@@ -233,6 +234,11 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
             Some("a node below it is unusable (its own repair comes first; the next run recomputes)")
         } else if twice.contains(&at.data_off) && at.data_off & !0x3f != 0 {
             Some("its block is also referenced elsewhere (BREF_DUPLICATE): which reference is right is not known")
+        } else if id == BREF_TYPE.id && f.detail.contains("inside Nothing") {
+            // A device, fifo, socket or unknown type with blocks: the
+            // inode's type is the likelier damage (its entry may name the
+            // right one); dropping would lose a file's data.
+            Some("the inode holding it has a type that holds no blocks: its type, not the entry, is likely damaged, and is not guessed")
         } else if dangling.contains(&(at.parent_off, at.index, at.key)) {
             Some("the entry names no inode: its DIRENT_DANGLING repair removes it")
         } else {

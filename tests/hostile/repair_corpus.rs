@@ -38,6 +38,11 @@ struct Tally {
     /// Files that read back exactly before the repair, and after it.
     files_before: usize,
     files_kept: usize,
+    /// Of the others: lost with a rollback, with a block the run dropped,
+    /// or in an image whose damage -y left (with its reason).
+    lost_rollback: usize,
+    lost_dropped: usize,
+    lost_unrepaired: usize,
     /// `-y` refused with an operational error.
     errors: Vec<String>,
     /// Findings left after `-y`, per id.
@@ -110,15 +115,19 @@ fn one(img: &Image, what: &str, pristine: &BTreeMap<String, Vec<u8>>, oracle: bo
         y.damage().filter(|f| !f.repaired).map(|f| f.problem.id.code()).collect();
     // A rollback loses what the abandoned transactions changed (the run
     // names them).
-    let dropped = y
-        .findings
-        .iter()
-        .any(|f| f.repaired && (f.detail.contains("dropped") || f.problem.id.code() == "HDR_TREE_DAMAGED"));
+    let rolled_back = y.findings.iter().any(|f| f.repaired && f.problem.id.code() == "HDR_TREE_DAMAGED");
+    let dropped = y.findings.iter().any(|f| f.repaired && f.detail.contains("dropped"));
     t.files_before += kept.len();
     for p in &kept {
         if after.get(p) == pristine.get(p) {
             t.files_kept += 1;
-        } else if unrepaired.is_empty() && !dropped {
+        } else if rolled_back {
+            t.lost_rollback += 1;
+        } else if dropped {
+            t.lost_dropped += 1;
+        } else if !unrepaired.is_empty() {
+            t.lost_unrepaired += 1;
+        } else {
             t.failures
                 .push(format!("{what}: {p} read back before the repair, not after; -y: {}", summary(&y)));
         }
@@ -212,13 +221,17 @@ fn corpus(fixture: &str, seed: u64, per_kind: usize, max_cases: usize, oracle: b
     }
     println!(
         "{fixture}: {} mutations: {} harmless, {} damaged, {} of them made clean by -y; files that read back \
-         exactly before a repair: {}, after it: {}; -y refused {}; ids left after -y: {:?}",
+         exactly before a repair: {}, after it: {} (lost with a rollback {}, with a dropped block {}, \
+         where damage was left {}); -y refused {}; ids left after -y: {:?}",
         t.cases,
         t.unseen,
         t.damaged,
         t.made_clean,
         t.files_before,
         t.files_kept,
+        t.lost_rollback,
+        t.lost_dropped,
+        t.lost_unrepaired,
         t.errors.len(),
         t.left
     );
