@@ -234,6 +234,10 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
             Some("a node below it is unusable (its own repair comes first; the next run recomputes)")
         } else if twice.contains(&at.data_off) && at.data_off & !0x3f != 0 {
             Some("its block is also referenced elsewhere (BREF_DUPLICATE): which reference is right is not known")
+        } else if holder.is_empty() && [BREF_TYPE.id, BREF_KEY.id, BREF_KEY_DUP.id].contains(&id) {
+            // The volume header's blockset holds the super-root: nothing
+            // there is dropped or moved (an older header copy is the repair).
+            Some("an entry of the volume header's blockset (the super-root) is never dropped or moved; an older header copy (--use-copy N) is the repair")
         } else if id == BREF_TYPE.id && f.detail.contains("inside Nothing") {
             // A device, fifo, socket or unknown type with blocks: the
             // inode's type is the likelier damage (its entry may name the
