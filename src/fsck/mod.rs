@@ -11,6 +11,8 @@
 //! [`semantic`] (what no check code catches, called from the topology
 //! pass) and [`freemap`] (the freemap's structure and its agreement with
 //! the topology); [`rollback`] makes an older header copy's tree current;
+//! [`structure`] repairs the tree's addressing and bookkeeping (statistics,
+//! table order, keys, types, data past the end, keybits) in one session;
 //! header checks, the driver and the repairs of inode fields and dangling
 //! directory entries (one write session) are here.
 //!
