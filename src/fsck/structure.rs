@@ -189,7 +189,7 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
     }
 }
 
-/// [`repair`] in `session` (open on the file system `report` was made of,
+/// The structure repairs fsck runs in `session` (open on the file system `report` was made of,
 /// with nothing uncommitted), committed there: findings repaired get what
 /// was done in their detail, the others why not. Public for the crash
 /// tests, which run it on a device that records every write.
