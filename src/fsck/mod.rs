@@ -12,7 +12,9 @@
 //! pass) and [`freemap`] (the freemap's structure and its agreement with
 //! the topology); `rebuild` replaces unreadable nodes from older header
 //! copies and the media (or cuts them out) before any rollback is weighed,
-//! and the topology is checked again after it; `lostfound` files inodes
+//! and the topology is checked again after it; [`structure`] repairs the
+//! tree's addressing and bookkeeping (statistics, table order, keys, types,
+//! data past the end, keybits) in one session; `lostfound` files inodes
 //! no entry names under `/lost+found`; [`rollback`] makes an older header
 //! copy's tree current;
 //! header checks, the driver and the repairs of inode fields and dangling
@@ -72,6 +74,7 @@ mod problems;
 mod rebuild;
 pub mod rollback;
 pub mod semantic;
+pub mod structure;
 pub mod topology;
 
 pub use place::{Place, ZoneLeaf};
@@ -253,6 +256,7 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         report.topology = 0..0;
         let _ = done;
     }
+    structure::repair(spec, opts, &mut report)?;
     lostfound::lost_found_pass(spec, opts.repair, &mut report)?;
     repair_inodes(spec, opts, &mut report)?;
     repair_freemap(spec, opts, &mut report)?;

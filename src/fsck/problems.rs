@@ -144,51 +144,51 @@ problems! {
     BREF_OTHER / BrefOther: "BREF_OTHER", Error, Yes,
         "blockref is unusable",
         "in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
-    BREF_TYPE / BrefType: "BREF_TYPE", Error, None,
+    BREF_TYPE / BrefType: "BREF_TYPE", Error, Yes,
         "blockref type not allowed under its parent",
-        "not yet: readers skip the entry; hammer2_edit destroy PATH (or destroy-inum N) cuts the inode holding it out";
-    BREF_KEY / BrefKey: "BREF_KEY", Error, None,
+        "dropped the entry: readers skip a type not allowed where it lies, so nothing they read is lost (not under an inode whose own type holds no blocks, a fifo or device with data: that type is the likelier damage and is left, saying so)";
+    BREF_KEY / BrefKey: "BREF_KEY", Error, Yes,
         "blockref key outside its parent's range or not aligned to its keybits",
-        "not yet (re-keying is planned): lookups may miss the entry; copy what reads out, then hammer2_edit destroy PATH";
+        "re-keyed: an inode of a PFS's index under its number, a directory entry under its name's hash (a free key of its collision space); a data block's offset is only known from its key, so it is dropped (the file reads zeros there); an indirect block is left (its key bounds a subtree nothing proves): hammer2_edit destroy PATH";
     BREF_RESERVED / BrefReserved: "BREF_RESERVED", Error, None,
         "blockref media lies in a reserved area (zone segment, boot or aux area)",
         "not yet: the block may be overwritten by the freemap or boot code; copy the file out and write it back (hammer2_edit get, then put)";
     BREF_DECOMPRESS / BrefDecompress: "BREF_DECOMPRESS", Error, Yes,
         "compressed block does not decode to its logical size",
         "the block's data does not decode: in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
-    BREF_ORDER / BrefOrder: "BREF_ORDER", Error, None,
+    BREF_ORDER / BrefOrder: "BREF_ORDER", Error, Preen,
         "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)",
-        "not yet (sorting the table is planned): lookups stop early; copy the files out (hammer2_edit get) and write them back";
+        "sorted the table by key (every entry kept)";
     BREF_DUPLICATE / BrefDuplicate: "BREF_DUPLICATE", Error, None,
         "node block (inode, indirect, name) referenced twice within one PFS",
         "not yet: one block named twice is freed or rewritten under the other name; copy the files out, then hammer2_edit destroy one of the names";
-    BREF_STATS / BrefStats: "BREF_STATS", Warning, None,
+    BREF_STATS / BrefStats: "BREF_STATS", Warning, Preen,
         "blockref statistics disagree with what lies below",
-        "not yet (recomputation is planned): the figures only feed space and quota reports, no lookup depends on them";
-    INODE_BAD / InodeBad: "INODE_BAD", Error, None,
+        "recomputed data_count, inode_count and leaf_count of the node and every node above it from what lies below, as the kernel's flush keeps them";
+    INODE_BAD / InodeBad: "INODE_BAD", Error, Yes,
         "inode is inconsistent",
-        "not yet: hammer2_edit destroy-inum N cuts the inode out (after copying out what reads)";
+        "an inode indexed under another number is re-keyed by its number; the other sub-cases (unknown type, a root that is no directory, name length, size past 2^63, embedded data that cannot be) are not guessed at: copy out what reads (hammer2_edit get), then hammer2_edit destroy-inum N";
     INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, Preen,
         "inode link count differs from the directory entries naming it",
         "a file's nlinks set to the number of entries naming it (-p); an inode no entry names is filed as /lost+found/#INUM with nlinks 1 (-y; /lost+found created mode 0700 in the PFS root, or reused); a directory named twice: not yet, see the finding";
-    DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, None,
+    DIRENT_BAD / DirentBad: "DIRENT_BAD", Error, Yes,
         "directory entry is inconsistent",
-        "not yet: hammer2_edit destroy PATH removes the entry";
+        "an entry under a key that is not its name's hash is re-keyed to a free key of that hash; an entry whose name is not valid (empty, too long, '/', NUL, '.' or '..') is not renamed by guess: hammer2_edit destroy PATH removes it";
     DIRENT_DANGLING / DirentDangling: "DIRENT_DANGLING", Error, Yes,
         "directory entry names an inode that does not exist",
         "removed the entry (not while the PFS has unreadable node blocks: the inode may lie in one)";
-    BREF_KEY_DUP / BrefKeyDup: "BREF_KEY_DUP", Error, None,
+    BREF_KEY_DUP / BrefKeyDup: "BREF_KEY_DUP", Error, Yes,
         "two entries of one blockref table have the same key (a lookup finds only one of them)",
-        "not yet: a lookup finds only one of the two; copy the file out (hammer2_edit get), then hammer2_edit destroy PATH and put it back";
-    BREF_INODE_SIZE / BrefInodeSize: "BREF_INODE_SIZE", Error, None,
+        "kept the entry whose block verifies, else the newer (modify_tid); the other, a directory entry, re-inserted under a free key of its name's hash, anything else dropped (the finding says what)";
+    BREF_INODE_SIZE / BrefInodeSize: "BREF_INODE_SIZE", Error, Preen,
         "inode blockref declares a media size other than 1 KiB",
-        "not yet: readers use the first 1 KiB; any change to the inode (hammer2_edit chmod or touch) rewrites it as 1 KiB";
-    DATA_PAST_EOF / DataPastEof: "DATA_PAST_EOF", Error, None,
+        "rewrote the inode as a 1 KiB block (readers only ever used the first KiB)";
+    DATA_PAST_EOF / DataPastEof: "DATA_PAST_EOF", Error, Yes,
         "data block lies past the end of its file",
-        "not yet: hammer2_edit truncate PATH SIZE drops the blocks past SIZE (a larger SIZE keeps their data in the file)";
-    DATA_KEYBITS / DataKeybits: "DATA_KEYBITS", Error, None,
+        "dropped the blocks past the size, as a truncate does: the size is what readers trust for the end, so nothing they read changes (to keep the data instead: hammer2_edit truncate PATH SIZE with a larger SIZE before the repair)";
+    DATA_KEYBITS / DataKeybits: "DATA_KEYBITS", Error, Yes,
         "data blockref's keybits (logical size) disagree with its media size",
-        "not yet: the block's length is doubtful; copy the file out (hammer2_edit get) and write it back (put)";
+        "set the keybits to the media's size (a compressed block's: what it decodes to) when the key is aligned to it and the range meets no other entry; else left, saying why (copy the file out with hammer2_edit get and write it back)";
     INODE_MODE / InodeMode: "INODE_MODE", Warning, Preen,
         "inode mode's type bits disagree with the inode's type",
         "kept the permission bits only, as the kernel stores a mode (the type lives in the inode's type)";

@@ -12,6 +12,7 @@ pub mod model;
 pub mod mutate;
 pub mod oracle;
 pub mod plant;
+pub mod readable;
 pub mod recording;
 pub mod reseal;
 pub mod run;

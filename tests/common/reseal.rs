@@ -52,6 +52,14 @@ impl Image {
         let file = File::options().read(true).write(true).open(&path).unwrap();
         Image { _dir: dir, path, file, undo: RefCell::new(None) }
     }
+    /// A copy of `src` as it is now, in a temporary directory of its own.
+    pub fn copy_of(src: &Image) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(src.path.file_name().unwrap());
+        super::copy_sparse(&src.path, &path);
+        let file = File::options().read(true).write(true).open(&path).unwrap();
+        Image { _dir: dir, path, file, undo: RefCell::new(None) }
+    }
     pub fn spec(&self) -> &str {
         self.path.to_str().unwrap()
     }

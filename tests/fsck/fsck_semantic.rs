@@ -11,15 +11,15 @@ use zerocopy::{FromBytes, IntoBytes};
 
 /// small-iscsi's inodes: the directory "dir", data.bin (two raw 64 KiB
 /// blocks), hello.txt.
-const DIR: u64 = 1024;
-const DATA_BIN: u64 = 1025;
+pub(crate) const DIR: u64 = 1024;
+pub(crate) const DATA_BIN: u64 = 1025;
 
 fn inode_of(img: &Image, b: &Blockref) -> Option<InodeData> {
     (b.kind() == BlockrefType::Inode)
         .then(|| InodeData::read_from_bytes(&img.read(b.offset(), 1024)).unwrap())
 }
 
-fn is_inum(img: &Image, b: &Blockref, inum: u64) -> bool {
+pub(crate) fn is_inum(img: &Image, b: &Blockref, inum: u64) -> bool {
     inode_of(img, b).is_some_and(|ip| ip.meta.inum.get() == inum && ip.name().starts_with(b"0x"))
 }
 
@@ -37,7 +37,7 @@ fn findings(img: &Image, id: &str) -> (FsckReport, Vec<Finding>) {
     (r, with)
 }
 
-fn edit_inode(img: &Image, inum: u64, f: impl Fn(&mut InodeData)) {
+pub(crate) fn edit_inode(img: &Image, inum: u64, f: impl Fn(&mut InodeData)) {
     let (copy, chain) = find_chain(img, &|i, b| is_inum(i, b, inum));
     let b = img.bref(*chain.last().unwrap());
     let mut ip = InodeData::read_from_bytes(&img.read(b.offset(), 1024)).unwrap();
@@ -46,7 +46,7 @@ fn edit_inode(img: &Image, inum: u64, f: impl Fn(&mut InodeData)) {
     reseal(img, copy, &chain);
 }
 
-fn edit_bref(img: &Image, pred: &dyn Fn(&Image, &Blockref) -> bool, f: impl Fn(&mut Blockref)) {
+pub(crate) fn edit_bref(img: &Image, pred: &dyn Fn(&Image, &Blockref) -> bool, f: impl Fn(&mut Blockref)) {
     let (copy, chain) = find_chain(img, pred);
     let pos = *chain.last().unwrap();
     let mut b = img.bref(pos);
@@ -59,7 +59,7 @@ fn at_inode(f: &Finding, inum: u64) -> bool {
     matches!(&f.location, Place::Inode { inum: i, pfs, .. } if *i == inum && pfs == "DATA")
 }
 
-fn data_block(key: u64) -> impl Fn(&Image, &Blockref) -> bool {
+pub(crate) fn data_block(key: u64) -> impl Fn(&Image, &Blockref) -> bool {
     move |_, b| b.kind() == BlockrefType::Data && b.key.get() == key
 }
 

@@ -9,6 +9,7 @@ mod common;
 mod fsck;
 mod fsck_freemap;
 mod fsck_semantic;
+mod fsck_structure;
 mod fsck_topology;
 mod headers;
 mod rebuild;

@@ -13,3 +13,4 @@ mod common;
 mod hostile;
 mod mutation;
 mod mutation_fields;
+mod repair_corpus;

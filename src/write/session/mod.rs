@@ -51,6 +51,7 @@ mod pfsops;
 mod rebuild;
 mod setmethods;
 mod space;
+mod structure;
 mod view;
 pub use crate::write::encode::{encode_block, encode_data_block, logical_block};
 pub use attr::SetAttr;
@@ -64,6 +65,7 @@ pub use nodes::NodeMeta;
 pub use pfsops::{default_snapshot_name, parse_pfs_type, PfsInfo};
 pub use rebuild::LOST_FOUND;
 pub use setmethods::{parse_check, parse_comp, Methods, SetMethodsReport};
+pub use structure::{free_name_key, sort_table, NodePath};
 pub use view::SessionView;
 
 /// Default dirty-memory budget of a session (bytes of loaded chains).
