@@ -66,7 +66,10 @@ mod place;
 mod problems;
 pub mod rollback;
 pub mod semantic;
+mod spill;
 pub mod topology;
+
+pub use spill::DEFAULT_BUDGET;
 
 pub use place::{Place, ZoneLeaf};
 pub use problems::*;
@@ -106,6 +109,13 @@ pub struct FsckOptions {
     /// Make this header copy's tree current (`--use-copy`), whatever the
     /// damage; written only with [`RepairMode::Yes`].
     pub use_copy: Option<usize>,
+    /// Bytes the cross-check records (per inode and per directory entry)
+    /// may hold in memory before sorted runs spill to `tmpdir`
+    /// (`--memory`; `None`: [`DEFAULT_BUDGET`]).
+    pub memory: Option<usize>,
+    /// Where spilled runs go (`--tmpdir`; `None`: `$TMPDIR`, else /tmp).
+    /// Never the checked device: the files are unlinked at once.
+    pub tmpdir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for FsckOptions {
@@ -116,6 +126,8 @@ impl std::fmt::Debug for FsckOptions {
             .field("all_copies", &self.all_copies)
             .field("trace", &self.trace.is_some())
             .field("use_copy", &self.use_copy)
+            .field("memory", &self.memory)
+            .field("tmpdir", &self.tmpdir)
             .finish()
     }
 }
@@ -419,7 +431,9 @@ fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         // summary is that of the copy in use.
         let pfs_before = report.pfs.len();
         let start = report.findings.len();
-        let stats = topology::check(&fs, &mut report, opts.trace.clone())?;
+        let spill =
+            spill::SpillConfig::new(opts.tmpdir.as_deref(), opts.memory.unwrap_or(spill::DEFAULT_BUDGET));
+        let stats = topology::check_within(&fs, &mut report, opts.trace.clone(), &spill)?;
         if n == 0 {
             report.topology = start..report.findings.len();
         }
