@@ -21,6 +21,13 @@ use std::path::{Path, PathBuf};
 /// The memory fsck's cross-check records may take by default, in bytes.
 pub const DEFAULT_BUDGET: usize = 48 << 20;
 
+/// Runs kept at most: past this many, they are merged into one (so that a
+/// tiny budget on a huge volume does not run out of file descriptors).
+const MAX_RUNS: usize = 64;
+
+/// Records a sorter holds in memory at least, whatever the budget.
+const MIN_RECORDS: usize = 16;
+
 /// A record of fixed size that sorts by its own order.
 pub(crate) trait Record: Copy + Ord {
     /// Encoded size in bytes.
@@ -58,7 +65,7 @@ struct Run {
 /// Gathers records; [`Sorter::finish`] sorts them.
 pub(crate) struct Sorter<R: Record> {
     mem: Vec<R>,
-    /// Records held in memory before a run is written (at least 1024).
+    /// Records held in memory before a run is written (at least [`MIN_RECORDS`]).
     cap: usize,
     dir: PathBuf,
     runs: Vec<Run>,
@@ -72,7 +79,7 @@ fn io_err(path: &Path, op: &'static str, offset: u64, source: std::io::Error) ->
 impl<R: Record> Sorter<R> {
     pub(crate) fn new(cfg: &SpillConfig) -> Self {
         let per = std::mem::size_of::<R>().max(R::SIZE).max(1);
-        let cap = (cfg.bytes / per).max(1024);
+        let cap = (cfg.bytes / per).max(MIN_RECORDS);
         Sorter { mem: Vec::new(), cap, dir: cfg.dir.clone(), runs: Vec::new(), total: 0 }
     }
 
@@ -104,22 +111,23 @@ impl<R: Record> Sorter<R> {
         Ok(())
     }
 
-    /// Sorts what is in memory and writes it as a run.
+    /// Sorts what is in memory and writes it as a run; past [`MAX_RUNS`]
+    /// runs, merges them all into one.
     fn spill(&mut self) -> Result<()> {
         self.mem.sort_unstable();
-        let (file, path) = anonymous_file(&self.dir)?;
-        let mut buf = vec![0u8; R::SIZE * 4096];
-        let mut off = 0u64;
-        for chunk in self.mem.chunks(4096) {
-            let bytes = &mut buf[..chunk.len() * R::SIZE];
-            for (r, out) in chunk.iter().zip(bytes.chunks_exact_mut(R::SIZE)) {
-                r.encode(out);
-            }
-            file.write_all_at(bytes, off).map_err(|e| io_err(&path, "write", off, e))?;
-            off += bytes.len() as u64;
-        }
-        self.runs.push(Run { file, count: self.mem.len() as u64 });
+        let mem = std::mem::take(&mut self.mem);
+        let run = write_run(&self.dir, mem.iter().copied())?;
+        self.mem = mem;
         self.mem.clear();
+        self.runs.push(run);
+        if self.runs.len() >= MAX_RUNS {
+            let all =
+                Sorted::<R> { mem: Vec::new(), runs: std::mem::take(&mut self.runs), dir: self.dir.clone() };
+            let mut merge = all.iter();
+            let run = write_run(&self.dir, merge.by_ref())?;
+            merge.error()?;
+            self.runs.push(run);
+        }
         Ok(())
     }
 
@@ -131,6 +139,30 @@ impl<R: Record> Sorter<R> {
         self.total = 0;
         Sorted { mem, runs: std::mem::take(&mut self.runs), dir: self.dir.clone() }
     }
+}
+
+/// Writes `records` (in order) as a run in `dir`.
+fn write_run<R: Record>(dir: &Path, records: impl Iterator<Item = R>) -> Result<Run> {
+    let (file, path) = anonymous_file(dir)?;
+    let mut buf = Vec::with_capacity(R::SIZE * 4096);
+    let (mut off, mut count) = (0u64, 0u64);
+    let flush = |buf: &mut Vec<u8>, off: &mut u64| -> Result<()> {
+        file.write_all_at(buf, *off).map_err(|e| io_err(&path, "write", *off, e))?;
+        *off += buf.len() as u64;
+        buf.clear();
+        Ok(())
+    };
+    for r in records {
+        let at = buf.len();
+        buf.resize(at + R::SIZE, 0);
+        r.encode(&mut buf[at..]);
+        count += 1;
+        if buf.len() >= R::SIZE * 4096 {
+            flush(&mut buf, &mut off)?;
+        }
+    }
+    flush(&mut buf, &mut off)?;
+    Ok(Run { file, count })
 }
 
 /// Creates a file in `dir` that no name reaches once this returns.
@@ -309,10 +341,11 @@ mod tests {
     #[test]
     fn spilled_runs_merge_into_the_same_order_as_in_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let v = values(10_000);
+        let v = values(20_000);
         let mut want = v.clone();
         want.sort();
-        for bytes in [16 << 20, 16 * 1024, 16 * 1500] {
+        // In memory; 20 runs; 1,250 runs (merged every 64).
+        for bytes in [16 << 20, 16 * 1000, 16 * 16] {
             let mut s = Sorter::new(&SpillConfig::new(Some(dir.path()), bytes));
             for r in &v {
                 s.push(*r).unwrap();
