@@ -18,6 +18,13 @@
 //! in its `repair` text: why none exists (or not yet) and what the user can
 //! do instead.
 //!
+//! Memory is bounded by a budget, not by the volume: what the topology
+//! pass keeps per inode and per directory entry for its cross-checks goes
+//! through sorters that spill sorted runs to unlinked temporary files past
+//! [`FsckOptions::memory`] ([`DEFAULT_BUDGET`]), in [`FsckOptions::tmpdir`],
+//! and is joined by inode number when each PFS is walked; the device's
+//! mapping adds at most [`crate::device::TRIM_AFTER`].
+//!
 //! Header geometry is split as [`crate::volume`] documents: what places or
 //! sizes a volume (`volu_loff`, `volu_size`, `nvolumes`, version) is fatal
 //! for opening, and fsck reports the refusal as [`HDR_GEOMETRY`] (exit 4,
