@@ -23,13 +23,21 @@ _fsck_hammer2() {
 
     case "${cmd}" in
         fsck_hammer2)
-            opts="-n -y -p -q -v -h -V --sync-headers --all-copies --use-copy --quiet --verbose --json --wait --help --version"
+            opts="-n -y -p -q -v -h -V --sync-headers --all-copies --use-copy --quiet --verbose --json --memory --tmpdir --wait --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --use-copy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --memory)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tmpdir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -31,6 +31,8 @@ fn main() {
             all_copies: cli.all_copies,
             use_copy: cli.use_copy.map(usize::from),
             trace: (cli.verbose && !cli.json).then(|| -> fsck::Trace { std::sync::Arc::new(print_trace) }),
+            memory: cli.memory.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
+            tmpdir: cli.tmpdir.clone(),
         };
         let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json && !cli.verbose).then(|| {
             let pb = indicatif::ProgressBar::new_spinner();

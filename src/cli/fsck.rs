@@ -46,6 +46,14 @@ pub struct FsckCli {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    /// Memory the per-inode and per-entry cross-check records may take before sorted runs spill to
+    /// --tmpdir (suffixes K, M, G; default 48M). The mapping of the device adds at most 64 MiB
+    #[arg(long, value_name = "SIZE", value_parser = super::edit_maint::parse_size)]
+    pub memory: Option<u64>,
+    /// Directory for the spilled runs (default $TMPDIR, else /tmp); they are unlinked as soon as
+    /// they are created. Never on the device being checked
+    #[arg(long, value_name = "DIR")]
+    pub tmpdir: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub wait: super::WaitArg,
     /// Device or image; a multi-volume set as vol0:vol1:... (a path that exists is one volume, even with a colon)

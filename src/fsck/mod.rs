@@ -24,6 +24,13 @@
 //! in its `repair` text: why none exists (or not yet) and what the user can
 //! do instead.
 //!
+//! Memory is bounded by a budget, not by the volume: what the topology
+//! pass keeps per inode and per directory entry for its cross-checks goes
+//! through sorters that spill sorted runs to unlinked temporary files past
+//! [`FsckOptions::memory`] ([`DEFAULT_BUDGET`]), in [`FsckOptions::tmpdir`],
+//! and is joined by inode number when each PFS is walked; the device's
+//! mapping adds at most [`crate::device::TRIM_AFTER`].
+//!
 //! Header geometry is split as [`crate::volume`] documents: what places or
 //! sizes a volume (`volu_loff`, `volu_size`, `nvolumes`, version) is fatal
 //! for opening, and fsck reports the refusal as [`HDR_GEOMETRY`] (exit 4,
@@ -74,8 +81,11 @@ mod problems;
 mod rebuild;
 pub mod rollback;
 pub mod semantic;
+mod spill;
 pub mod structure;
 pub mod topology;
+
+pub use spill::DEFAULT_BUDGET;
 
 pub use place::{Place, ZoneLeaf};
 pub use problems::*;
@@ -115,6 +125,13 @@ pub struct FsckOptions {
     /// Make this header copy's tree current (`--use-copy`), whatever the
     /// damage; written only with [`RepairMode::Yes`].
     pub use_copy: Option<usize>,
+    /// Bytes the cross-check records (per inode and per directory entry)
+    /// may hold in memory before sorted runs spill to `tmpdir`
+    /// (`--memory`; `None`: [`DEFAULT_BUDGET`]).
+    pub memory: Option<usize>,
+    /// Where spilled runs go (`--tmpdir`; `None`: `$TMPDIR`, else /tmp).
+    /// Never the checked device: the files are unlinked at once.
+    pub tmpdir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for FsckOptions {
@@ -125,6 +142,8 @@ impl std::fmt::Debug for FsckOptions {
             .field("all_copies", &self.all_copies)
             .field("trace", &self.trace.is_some())
             .field("use_copy", &self.use_copy)
+            .field("memory", &self.memory)
+            .field("tmpdir", &self.tmpdir)
             .finish()
     }
 }
@@ -474,7 +493,9 @@ fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         // summary is that of the copy in use.
         let pfs_before = report.pfs.len();
         let start = report.findings.len();
-        let stats = topology::check(&fs, &mut report, opts.trace.clone())?;
+        let spill =
+            spill::SpillConfig::new(opts.tmpdir.as_deref(), opts.memory.unwrap_or(spill::DEFAULT_BUDGET));
+        let stats = topology::check_within(&fs, &mut report, opts.trace.clone(), &spill)?;
         if n == 0 {
             report.topology = start..report.findings.len();
         }

@@ -40,7 +40,6 @@ use super::{
     INODE_IPARENT_HINT, INODE_MODE,
 };
 use crate::format::{Blockref, CompMethod, InodeData, ObjType};
-use std::collections::HashMap;
 
 /// A field repair a finding proves right: the value the inode's field
 /// must hold.
@@ -186,107 +185,68 @@ pub(super) fn data(b: &Blockref, size: u64) -> Vec<(Problem, String)> {
     out
 }
 
-/// One directory of a PFS: what the end-of-PFS checks need.
-struct DirInfo {
-    nlinks: u64,
-    iparent: u64,
-    /// Whether this is the PFS root (no entry names it).
-    root: bool,
-}
-
-/// Per-PFS state: directories, their subdirectory counts and who names
-/// them, and the files whose `iparent` must be compared.
-#[derive(Default)]
-pub(super) struct PfsChecks {
-    dirs: HashMap<u64, DirInfo>,
-    /// Directory inum -> subdirectory entries in it.
-    subdirs: HashMap<u64, u64>,
-    /// Inode -> (directory of its first entry, entries naming it).
-    named_in: HashMap<u64, (u64, u32)>,
-    /// Files with nlinks 1: inum -> iparent.
-    single: HashMap<u64, u64>,
-}
-
 /// One end-of-PFS finding: problem, inode, detail, and its repair.
 pub(super) type InodeFinding = (Problem, u64, String, FieldFix);
 
-impl PfsChecks {
-    /// An inode of the PFS (its root included).
-    pub(super) fn inode(&mut self, ip: &InodeData, pfs_root: bool) {
-        let m = &ip.meta;
-        let inum = m.inum.get();
-        match m.obj_type() {
-            ObjType::Directory => {
-                self.dirs.insert(
-                    inum,
-                    DirInfo { nlinks: m.nlinks.get(), iparent: m.iparent.get(), root: pfs_root },
-                );
-            }
-            _ if m.nlinks.get() == 1 => {
-                self.single.insert(inum, m.iparent.get());
-            }
-            _ => {}
+/// The end-of-PFS checks of directory `inum` (`nlinks`, `iparent`; `root`
+/// for the PFS root, which no entry names): `subdirs` entries in it name
+/// directories, and `named_in` is the directory of its first entry in walk
+/// order with the number of entries naming it. `partial` when subtrees
+/// shared with another PFS were not walked (names may then lie there:
+/// only what is certain is reported).
+pub(super) fn directory(
+    inum: u64,
+    nlinks: u64,
+    iparent: u64,
+    root: bool,
+    subdirs: u64,
+    named_in: Option<(u64, u64)>,
+    partial: bool,
+) -> Vec<InodeFinding> {
+    let mut out = Vec::new();
+    let counted = subdirs.saturating_add(2);
+    if nlinks != 0 && nlinks != 1 && nlinks != counted && !partial {
+        out.push((
+            INODE_DIR_NLINKS,
+            inum,
+            format!(
+                "directory with nlinks {nlinks}: it has {subdirs} subdirectories, so 1 (not counted) or {counted}"
+            ),
+            FieldFix::Nlinks(counted),
+        ));
+    }
+    if root {
+        return out;
+    }
+    if let Some((parent, 1)) = named_in {
+        if iparent != parent {
+            out.push((
+                INODE_IPARENT,
+                inum,
+                format!("iparent {iparent} but directory {parent} names it"),
+                FieldFix::Iparent(parent),
+            ));
         }
     }
+    out
+}
 
-    /// A directory entry in directory `dir` naming `inum` of type `t`.
-    pub(super) fn dirent(&mut self, inum: u64, t: ObjType, dir: u64) {
-        if t == ObjType::Directory {
-            *self.subdirs.entry(dir).or_default() += 1;
-        }
-        let e = self.named_in.entry(inum).or_insert((dir, 0));
-        e.1 = e.1.saturating_add(1);
-    }
-
-    /// The end-of-PFS checks; `partial` when subtrees shared with another
-    /// PFS were not walked (names may then lie there: only what is certain
-    /// is reported).
-    pub(super) fn finish(self, partial: bool) -> Vec<InodeFinding> {
-        let mut out = Vec::new();
-        let mut dirs: Vec<_> = self.dirs.iter().collect();
-        dirs.sort_by_key(|(inum, _)| **inum);
-        for (&inum, d) in dirs {
-            let subdirs = self.subdirs.get(&inum).copied().unwrap_or(0);
-            let counted = subdirs.saturating_add(2);
-            if d.nlinks != 0 && d.nlinks != 1 && d.nlinks != counted && !partial {
-                out.push((
-                    INODE_DIR_NLINKS,
-                    inum,
-                    format!(
-                        "directory with nlinks {}: it has {subdirs} subdirectories, so 1 (not counted) or {counted}",
-                        d.nlinks
-                    ),
-                    FieldFix::Nlinks(counted),
-                ));
-            }
-            if d.root {
-                continue;
-            }
-            if let Some(&(parent, 1)) = self.named_in.get(&inum) {
-                if d.iparent != parent {
-                    out.push((
-                        INODE_IPARENT,
-                        inum,
-                        format!("iparent {} but directory {parent} names it", d.iparent),
-                        FieldFix::Iparent(parent),
-                    ));
-                }
-            }
-        }
-        let mut single: Vec<_> = self.single.iter().collect();
-        single.sort_by_key(|(inum, _)| **inum);
-        for (&inum, &iparent) in single {
-            if let Some(&(parent, 1)) = self.named_in.get(&inum) {
-                if iparent != parent && !partial {
-                    out.push((
-                        INODE_IPARENT_HINT,
-                        inum,
-                        format!("iparent {iparent} but its only name is in directory {parent}"),
-                        FieldFix::Iparent(parent),
-                    ));
-                }
-            }
-        }
-        out
+/// The end-of-PFS check of a file (not a directory) with nlinks 1: its
+/// `iparent` against the directory of its only name (`named_in` as for
+/// [`directory`]).
+pub(super) fn single(
+    inum: u64,
+    iparent: u64,
+    named_in: Option<(u64, u64)>,
+    partial: bool,
+) -> Option<InodeFinding> {
+    match named_in {
+        Some((parent, 1)) if iparent != parent && !partial => Some((
+            INODE_IPARENT_HINT,
+            inum,
+            format!("iparent {iparent} but its only name is in directory {parent}"),
+            FieldFix::Iparent(parent),
+        )),
+        _ => None,
     }
 }

@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod budget;
 mod fsck;
 mod fsck_freemap;
 mod fsck_semantic;

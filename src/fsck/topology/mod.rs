@@ -24,7 +24,8 @@
 //! either is accepted there.
 
 use super::data::{verifier, verify_data, DataFindings, DataJob, DataOutcome, DATA_BATCH, QUEUED_BATCHES};
-use super::semantic::{self, PfsChecks};
+use super::semantic;
+use super::spill::{get, put, Record, Sorter, SpillConfig};
 use super::{FsckReport, Place, Problem};
 use super::{
     BREF_CHECK, BREF_DUPLICATE, BREF_KEY, BREF_KEY_DUP, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED,
@@ -32,7 +33,7 @@ use super::{
     TREE_DEPTH,
 };
 use crate::error::CorruptKind;
-use crate::error::{Location, Result};
+use crate::error::{Error, Location, Result};
 use crate::format::check::CheckOutcome;
 use crate::format::dirhash::dirhash;
 use crate::format::{
@@ -41,7 +42,6 @@ use crate::format::{
 use crate::read::tree::Tree;
 use crate::read::walk::{DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
 use crate::volume::Hammer2;
-use std::collections::HashMap;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
 
@@ -87,9 +87,11 @@ struct Ctx {
     hi: u64,
     /// Inode number of the directory whose entries these are.
     dir_inum: u64,
+    /// Whether the blockrefs are an inode's blockset (else an indirect
+    /// block's table, or the volume header's).
+    in_inode: bool,
 }
 
-#[derive(Default)]
 struct PfsState<'a> {
     summary: PfsSummary,
     /// Engine group of this PFS (blocks first reached inside it).
@@ -101,55 +103,179 @@ struct PfsState<'a> {
     /// The PFS root's blockset and `data_off`, for lookups of inodes that
     /// lie in shared subtrees.
     root: Option<(&'a [Blockref], u64)>,
-    /// The PFS's inodes met in increasing number (the index's key order,
-    /// so nearly all of them): sorted, searched by binary search.
-    inodes: Vec<InodeRec<'a>>,
-    /// The others (older media keep inodes under their directories, keyed
-    /// by name hash), merged in when the PFS is finished.
-    stray: HashMap<u64, InodeRec<'a>>,
-    /// Directory entries, in the order the walk met them.
-    dirents: Vec<DirentRec<'a>>,
+    /// The PFS's inodes (its root included, marked), sorted by number at
+    /// the end.
+    inodes: Sorter<InodeRec>,
+    /// Directory entries (and inodes that are their own entry on older
+    /// media), sorted by the number they name at the end.
+    dirents: Sorter<DirentRec>,
+    /// The directory of every entry that names a directory (the
+    /// subdirectory counts).
+    subdirs: Sorter<u64>,
+    /// Records pushed so far: their walk order.
+    seq: u64,
 }
 
-// Memory: the link-count cross-check keeps per inode and per directory
-// entry a fixed 40 bytes (numbers, type, and where it was met as a pointer
-// to the blockref in the mapping plus its parent and slot; names are
-// decoded again from there only for messages), instead of hash maps of
-// locations and owned names (some 480 bytes per file at a million files).
+// Memory: the cross-checks keep per inode and per directory entry one
+// fixed-size record (numbers, type, and where its blockref was met: the
+// blockref is found again from there only for messages) in sorters that
+// spill sorted runs to temporary files past the memory budget
+// ([`super::spill`]), so their memory is bounded by the budget, not by the
+// volume. Once the PFS is walked, the streams, sorted by inode number, are
+// merged in one pass ([`Pass::finish_pfs`]).
 
-/// One inode of a PFS, for the link-count cross-check.
-#[derive(Clone, Copy)]
-struct InodeRec<'a> {
-    inum: u64,
-    nlinks: u64,
-    bref: &'a Blockref,
+/// Where a record's blockref was met: its [`Location`], and whether the
+/// table it sits in is an inode's blockset (to find it again).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct At {
+    data_off: u64,
+    key: u64,
     parent_off: u64,
-    index: u32,
-    t: ObjType,
+    index: u16,
+    keybits: u8,
+    kind: u8,
+    in_inode: bool,
 }
 
-/// One directory entry of a PFS: the inode it names, of which type, in
-/// which directory, and its blockref (a DIRENT, or an inode that is its own
-/// entry on older media).
-#[derive(Clone, Copy)]
-struct DirentRec<'a> {
-    inum: u64,
-    dir: u64,
-    bref: &'a Blockref,
-    parent_off: u64,
-    index: u32,
-    t: ObjType,
-}
+impl At {
+    fn of(loc: &Location, in_inode: bool) -> At {
+        At {
+            data_off: loc.data_off,
+            key: loc.key,
+            parent_off: loc.parent_off,
+            index: u16::try_from(loc.index).unwrap_or(u16::MAX),
+            keybits: loc.keybits,
+            kind: loc.bref_type.map_or(0, u8::from),
+            in_inode,
+        }
+    }
 
-impl InodeRec<'_> {
     fn location(&self) -> Location {
-        Location::of(self.bref, self.parent_off, self.index as usize)
+        Location {
+            bref_type: Some(T::from(self.kind)),
+            data_off: self.data_off,
+            key: self.key,
+            keybits: self.keybits,
+            parent_off: self.parent_off,
+            index: self.index as usize,
+        }
+    }
+
+    /// Bytes `at..at + 28` of a record.
+    fn encode(&self, out: &mut [u8], at: usize) {
+        put(out, at, self.data_off);
+        put(out, at + 8, self.key);
+        put(out, at + 16, self.parent_off);
+        out[at + 24..at + 26].copy_from_slice(&self.index.to_le_bytes());
+        out[at + 26] = self.keybits;
+        out[at + 27] = self.kind | if self.in_inode { 0x80 } else { 0 };
+    }
+
+    fn decode(b: &[u8], at: usize) -> At {
+        At {
+            data_off: get(b, at),
+            key: get(b, at + 8),
+            parent_off: get(b, at + 16),
+            index: u16::from_le_bytes([b[at + 24], b[at + 25]]),
+            keybits: b[at + 26],
+            kind: b[at + 27] & 0x7f,
+            in_inode: b[at + 27] & 0x80 != 0,
+        }
     }
 }
 
-impl DirentRec<'_> {
+/// One inode of a PFS, for the cross-checks: sorted by number, then walk
+/// order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct InodeRec {
+    inum: u64,
+    seq: u64,
+    nlinks: u64,
+    iparent: u64,
+    /// Raw object type.
+    t: u8,
+    /// The PFS root (no entry names it; not counted).
+    root: bool,
+    at: At,
+}
+
+impl Record for InodeRec {
+    const SIZE: usize = 64;
+    fn encode(&self, out: &mut [u8]) {
+        put(out, 0, self.inum);
+        put(out, 8, self.seq);
+        put(out, 16, self.nlinks);
+        put(out, 24, self.iparent);
+        self.at.encode(out, 32);
+        out[60] = self.t;
+        out[61] = self.root as u8;
+    }
+    fn decode(b: &[u8]) -> Self {
+        InodeRec {
+            inum: get(b, 0),
+            seq: get(b, 8),
+            nlinks: get(b, 16),
+            iparent: get(b, 24),
+            at: At::decode(b, 32),
+            t: b[60],
+            root: b[61] != 0,
+        }
+    }
+}
+
+/// One directory entry of a PFS: the inode it names, of which type, in
+/// which directory, and where its blockref (a DIRENT, or an inode that is
+/// its own entry on older media) was met. Sorted by the number it names,
+/// then walk order.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct DirentRec {
+    inum: u64,
+    seq: u64,
+    dir: u64,
+    /// Raw object type.
+    t: u8,
+    at: At,
+}
+
+impl Record for DirentRec {
+    const SIZE: usize = 56;
+    fn encode(&self, out: &mut [u8]) {
+        put(out, 0, self.inum);
+        put(out, 8, self.seq);
+        put(out, 16, self.dir);
+        self.at.encode(out, 24);
+        out[52] = self.t;
+    }
+    fn decode(b: &[u8]) -> Self {
+        DirentRec { inum: get(b, 0), seq: get(b, 8), dir: get(b, 16), at: At::decode(b, 24), t: b[52] }
+    }
+}
+
+impl Record for u64 {
+    const SIZE: usize = 8;
+    fn encode(&self, out: &mut [u8]) {
+        put(out, 0, *self);
+    }
+    fn decode(b: &[u8]) -> Self {
+        get(b, 0)
+    }
+}
+
+impl InodeRec {
     fn location(&self) -> Location {
-        Location::of(self.bref, self.parent_off, self.index as usize)
+        self.at.location()
+    }
+    fn obj_type(&self) -> ObjType {
+        ObjType::from(self.t)
+    }
+}
+
+impl DirentRec {
+    fn location(&self) -> Location {
+        self.at.location()
+    }
+    fn obj_type(&self) -> ObjType {
+        ObjType::from(self.t)
     }
 }
 
@@ -177,13 +303,10 @@ struct Pass<'a, 'r> {
     depth: usize,
     /// Per depth: the table (parent `data_off`) and the last key seen in it.
     last_key: Vec<Option<(u64, u64)>>,
-    /// The semantic checks' state for the PFS being walked.
-    sem: PfsChecks,
-}
-
-/// A slot index as recorded (tables hold at most 512 blockrefs).
-fn slot(index: usize) -> u32 {
-    u32::try_from(index).unwrap_or(u32::MAX)
+    /// Where and how much the cross-check records may take.
+    spill: SpillConfig,
+    /// The first error writing or reading them back (ends the check).
+    spill_error: Option<Error>,
 }
 
 /// Checks the topology of `fs`; returns the traversal's totals. With a
@@ -201,6 +324,16 @@ fn slot(index: usize) -> u32 {
 /// stand for the subtree) and not walked again, so work stays linear in
 /// the blocks that exist however many snapshots share them.
 pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>) -> Result<WalkStats> {
+    check_within(fs, report, trace, &SpillConfig::new(None, super::spill::DEFAULT_BUDGET))
+}
+
+/// [`check`] with the cross-check records held to `spill`'s budget.
+pub(crate) fn check_within(
+    fs: &Hammer2,
+    report: &mut FsckReport,
+    trace: Option<super::Trace>,
+    spill: &SpillConfig,
+) -> Result<WalkStats> {
     let mut tree = Tree::new(fs);
     tree.verify = false; // this pass verifies (and reports) check codes itself
     let mut pass = Pass {
@@ -219,9 +352,10 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>)
         trace,
         depth: 0,
         last_key: Vec::new(),
-        sem: PfsChecks::default(),
+        spill: spill.clone(),
+        spill_error: None,
     };
-    let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0 };
+    let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0, in_inode: false };
     let opts = Options { data: DataBlocks::Skip, ..Default::default() };
     let threads =
         if pass.trace.is_some() { 0 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
@@ -253,6 +387,9 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>)
         }
         let pfs = &pass.pfs_names[job.pfs];
         pass.report.add(problem, Place::Blockref { pfs: Some(pfs.clone()), at: job.loc }, detail);
+    }
+    if let Some(e) = pass.spill_error.take() {
+        return Err(e);
     }
     let summaries = std::mem::take(&mut pass.summaries);
     let stats = pass.stats;
@@ -424,7 +561,7 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
                 if let Some(s) = self.pfs.as_mut() {
                     s.summary.indirect += 1;
                 }
-                Step::Descend(Ctx { lo: key, hi: end, ..*ctx })
+                Step::Descend(Ctx { lo: key, hi: end, in_inode: false, ..*ctx })
             }
             T::Data => {
                 let len = match node.reach {
@@ -453,6 +590,13 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
 }
 
 impl<'a> Pass<'a, '_> {
+    /// Keeps the first error of a record stream (the check ends with it).
+    fn spilled(&mut self, r: Result<()>) {
+        if let Err(e) = r {
+            self.spill_error.get_or_insert(e);
+        }
+    }
+
     fn trace(&self, depth: usize, loc: &Location, status: &str) {
         if let Some(t) = &self.trace {
             t(&format!("{:indent$}{loc}: {status}", "", indent = depth * 2));
@@ -609,9 +753,6 @@ impl<'a> Pass<'a, '_> {
             self.semantic_fix(fix, inum);
             self.problem(p, loc, detail);
         }
-        if self.pfs.is_some() {
-            self.sem.inode(ip, pfs_root);
-        }
         if let Some(s) = self.pfs.as_mut() {
             let sum = &mut s.summary;
             sum.inodes += 1;
@@ -621,36 +762,31 @@ impl<'a> Pass<'a, '_> {
                 ObjType::Softlink => sum.symlinks += 1,
                 _ => sum.other += 1,
             }
-            if !pfs_root {
-                let (parent_off, index) = (loc.parent_off, slot(loc.index));
-                let rec = InodeRec { inum, nlinks: m.nlinks.get(), bref: b, parent_off, index, t };
-                let twice = match s.inodes.last() {
-                    None => {
-                        s.inodes.push(rec);
-                        s.stray.contains_key(&inum)
-                    }
-                    Some(last) if last.inum < inum => {
-                        s.inodes.push(rec);
-                        s.stray.contains_key(&inum)
-                    }
-                    Some(_) => {
-                        s.inodes.binary_search_by_key(&inum, |r| r.inum).is_ok()
-                            || s.stray.insert(inum, rec).is_some()
-                    }
-                };
-                if twice {
-                    self.problem(BREF_DUPLICATE, loc, format!("inode number {inum} appears twice"));
-                }
-                if matches!(ctx.container, Container::Dir) || b.key.get() & DIRHASH_VISIBLE != 0 {
-                    let s = self.pfs.as_mut().expect("inside a PFS");
-                    s.dirents.push(DirentRec { inum, dir: ctx.dir_inum, bref: b, parent_off, index, t });
-                    self.sem.dirent(inum, t, ctx.dir_inum);
+            let at = At::of(loc, ctx.in_inode);
+            let rec = InodeRec {
+                inum,
+                seq: s.seq,
+                nlinks: m.nlinks.get(),
+                iparent: m.iparent.get(),
+                t: m.type_,
+                root: pfs_root,
+                at,
+            };
+            s.seq += 1;
+            let mut pushed = s.inodes.push(rec);
+            if !pfs_root && (matches!(ctx.container, Container::Dir) || b.key.get() & DIRHASH_VISIBLE != 0) {
+                let d = DirentRec { inum, seq: s.seq, dir: ctx.dir_inum, t: m.type_, at };
+                s.seq += 1;
+                pushed = pushed.and_then(|()| s.dirents.push(d));
+                if t == ObjType::Directory {
+                    pushed = pushed.and_then(|()| s.subdirs.push(ctx.dir_inum));
                 }
             }
+            self.spilled(pushed);
         }
         let dir_inum =
             if matches!(container, Container::Dir | Container::PfsRoot) { inum } else { ctx.dir_inum };
-        let sub = Ctx { container, lo: 0, hi: u64::MAX, dir_inum };
+        let sub = Ctx { container, lo: 0, hi: u64::MAX, dir_inum, in_inode: true };
         if m.is_directdata() {
             // No blockset to descend: finish it here.
             return Step::Leaf(self.inode_done(b, loc, container, Contrib::default()));
@@ -782,15 +918,20 @@ impl<'a> Pass<'a, '_> {
         }
         if let Some(s) = self.pfs.as_mut() {
             s.summary.dirents += 1;
-            s.dirents.push(DirentRec {
+            let t = u8::from(entry.obj_type);
+            let d = DirentRec {
                 inum: entry.inum,
+                seq: s.seq,
                 dir: ctx.dir_inum,
-                bref: node.bref,
-                parent_off: node.parent_off,
-                index: slot(node.index),
-                t: entry.obj_type,
-            });
-            self.sem.dirent(entry.inum, entry.obj_type, ctx.dir_inum);
+                t,
+                at: At::of(loc, ctx.in_inode),
+            };
+            s.seq += 1;
+            let mut pushed = s.dirents.push(d);
+            if entry.obj_type == ObjType::Directory {
+                pushed = pushed.and_then(|()| s.subdirs.push(ctx.dir_inum));
+            }
+            self.spilled(pushed);
         }
     }
 
@@ -799,24 +940,19 @@ impl<'a> Pass<'a, '_> {
         self.pfs_names.push(name.clone());
         self.groups += 1;
         let set = if root.meta.is_directdata() { &[][..] } else { root.blockset() };
-        // Sized once from the root's statistics (bounded by what the volume
-        // can hold, one inode per KiB), so that the records do not end in
-        // a vector doubled past what they need; a wrong count only costs
-        // the usual growth.
-        let hint = b.stats().inode_count.get().min(self.fs.device.logical_size() / 1024);
-        // Reserved fallibly: a hostile count must not abort the check.
-        let hint = usize::try_from(hint).unwrap_or(0);
-        let (mut inodes, mut dirents) = (Vec::new(), Vec::new());
-        if inodes.try_reserve_exact(hint).is_err() || dirents.try_reserve_exact(hint).is_err() {
-            (inodes, dirents) = (Vec::new(), Vec::new());
-        }
+        // The budget is shared by the three record streams, in proportion
+        // to their record sizes (an inode and an entry per file, a few
+        // subdirectory records).
+        let spill = &self.spill;
         self.pfs = Some(PfsState {
             summary: PfsSummary { name, ..Default::default() },
             group: self.groups,
+            partial: false,
             root: Some((set, b.data_off.get())),
-            inodes,
-            dirents,
-            ..Default::default()
+            inodes: Sorter::new(&spill.share(2)),
+            dirents: Sorter::new(&SpillConfig { bytes: spill.bytes / 2 - spill.bytes / 16, ..spill.clone() }),
+            subdirs: Sorter::new(&spill.share(16)),
+            seq: 0,
         });
     }
 }
