@@ -90,7 +90,7 @@
 //! inode copies each header copy reaches (8 bytes): about 60 bytes per
 //! inode. On the million-file image that is about 80 MiB: with the
 //! default 256 MiB budget the scan's peak (anonymous memory) is about
-//! 250 MiB, with 64 MiB about 145 MiB (docs/BENCHMARKS.md).
+//! 230 MiB, with 64 MiB about 142 MiB (docs/BENCHMARKS.md).
 
 mod rebuild;
 mod scan;
@@ -541,6 +541,13 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
     if store.tape_bytes() > opts.memory / 8 {
         store.spill()?;
     }
+    // The scanning threads' allocator arenas hold freed batches: give
+    // them back before the join fills the budget.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let mut index = join(fs, store, opts.memory, &tmpdir)?;
     index.stats.bytes = total;
     Ok(index)
@@ -642,6 +649,12 @@ impl Containers {
     }
 }
 
+/// The owners of each slot in `ats`, looked up on every core.
+fn owners_of(c: &Containers, ats: impl Iterator<Item = u64>) -> Vec<Vec<usize>> {
+    let ats: Vec<u64> = ats.collect();
+    ats.par_iter().map(|&a| c.owners(a)).collect()
+}
+
 /// Joins the scan's finds into the index, streaming the tapes into
 /// sorters bounded by the budget.
 fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> Result<Index> {
@@ -733,51 +746,51 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     // Which PFS each inode copy was found in: (copy, PFS).
     let mut homes: Vec<(u64, PfsId)> = Vec::with_capacity(inodes.len() as usize);
     // Copies some verified blockref names.
-    let mut named: Vec<u64> = Vec::with_capacity(inodes.len() as usize);
-    // Copies some blockref names (verified or, with `relaxed`, not).
+    // Copies some blockref names (verified or, with `relaxed`, not): the
+    // offset, bit 0 set when verified.
     let mut referred: Vec<u64> = Vec::with_capacity(inodes.len() as usize);
-    inodes.for_each(|r| {
-        let mut at_home = Vec::new();
-        let clid = if r.pfs_root() { root_clid(r.data_off()) } else { [0; 16] };
-        for o in c.owners(r.at) {
-            let o = &c.raws[o];
-            match o.role() {
-                Role::SuperRoot if r.pfs_root() => at_home.push(clid),
-                Role::PfsRoot if !r.pfs_root() => at_home.push(c.clid_of(o.off())),
-                _ => {}
-            }
-        }
-        if at_home.is_empty() {
-            at_home.push(clid);
-        }
-        if r.pfs_root() {
-            let e = root_label.entry(clid).or_insert((0, String::new()));
-            if r.mirror_tid >= e.0 {
-                if let Ok(ip) = Index::inode_at(fs, r.data_off()) {
-                    *e = (r.mirror_tid, String::from_utf8_lossy(ip.name()).into_owned());
+    inodes.for_each_batch(|batch| {
+        let owners = owners_of(&c, batch.iter().map(|r| r.at));
+        for (r, os) in batch.iter().zip(owners) {
+            let mut at_home = Vec::new();
+            let clid = if r.pfs_root() { root_clid(r.data_off()) } else { [0; 16] };
+            for o in os {
+                let o = &c.raws[o];
+                match o.role() {
+                    Role::SuperRoot if r.pfs_root() => at_home.push(clid),
+                    Role::PfsRoot if !r.pfs_root() => at_home.push(c.clid_of(o.off())),
+                    _ => {}
                 }
             }
-        }
-        if r.verified() {
-            named.push(r.data_off());
-        }
-        referred.push(r.data_off());
-        at_home.sort();
-        at_home.dedup();
-        for clid in at_home {
-            let id = intern(&mut by_clid, clid, &mut pfs);
-            vsort.push(VRec {
-                inum: r.inum,
-                data_off: r.data_off(),
-                modify_tid: r.modify_tid,
-                mirror_tid: r.mirror_tid,
-                ident: r.ident,
-                pfs: id,
-                verified: r.verified() as u8,
-                source: source_of(r.data_off()),
-                _pad: [0; 2],
-            })?;
-            homes.push((r.data_off(), id));
+            if at_home.is_empty() {
+                at_home.push(clid);
+            }
+            if r.pfs_root() {
+                let e = root_label.entry(clid).or_insert((0, String::new()));
+                if r.mirror_tid >= e.0 {
+                    if let Ok(ip) = Index::inode_at(fs, r.data_off()) {
+                        *e = (r.mirror_tid, String::from_utf8_lossy(ip.name()).into_owned());
+                    }
+                }
+            }
+            referred.push(r.data_off() | r.verified() as u64);
+            at_home.sort();
+            at_home.dedup();
+            for clid in at_home {
+                let id = intern(&mut by_clid, clid, &mut pfs);
+                vsort.push(VRec {
+                    inum: r.inum,
+                    data_off: r.data_off(),
+                    modify_tid: r.modify_tid,
+                    mirror_tid: r.mirror_tid,
+                    ident: r.ident,
+                    pfs: id,
+                    verified: r.verified() as u8,
+                    source: source_of(r.data_off()),
+                    _pad: [0; 2],
+                })?;
+                homes.push((r.data_off(), id));
+            }
         }
         Ok(())
     })?;
@@ -785,11 +798,11 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     drop(inodes);
     drop(reach);
     // Raw inodes no verified blockref names.
-    named.sort_unstable();
-    named.dedup();
+    referred.sort_unstable();
+    referred.dedup();
+    // Verified: the offset with bit 0 set is there.
     let unverified: Vec<u64> =
-        c.raws.iter().filter(|r| named.binary_search(&r.off()).is_err()).map(|r| r.off()).collect();
-    drop(named);
+        c.raws.iter().filter(|r| referred.binary_search(&(r.off() | 1)).is_err()).map(|r| r.off()).collect();
     homes.sort_unstable();
     homes.dedup();
     homes.shrink_to_fit();
@@ -813,22 +826,25 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     let mut esort =
         spill::Sorter::new(tmpdir.into(), memory / 4, |e: &ERec| (e.pfs, e.inum, e.dir, e.hash), |_, _| true);
     let mut name = Vec::new();
-    dirents.for_each(|d| {
-        let (off, len, _) = scan::name_parts(d.name);
-        name.clear();
-        names.read(off, len, &mut name)?;
-        let hash = xxhash_rust::xxh64::xxh64(&name, 0) as u32;
-        for o in c.owners(d.at) {
-            for (id, dir) in homes_of(&c.raws[o]) {
-                esort.push(ERec {
-                    inum: d.inum,
-                    dir,
-                    modify_tid: d.modify_tid,
-                    mirror_tid: d.mirror_tid,
-                    name: d.name,
-                    pfs: id,
-                    hash,
-                })?;
+    dirents.for_each_batch(|batch| {
+        let owners = owners_of(&c, batch.iter().map(|d| d.at));
+        for (d, os) in batch.iter().zip(owners) {
+            let (off, len, _) = scan::name_parts(d.name);
+            name.clear();
+            names.read(off, len, &mut name)?;
+            let hash = xxhash_rust::xxh64::xxh64(&name, 0) as u32;
+            for o in os {
+                for (id, dir) in homes_of(&c.raws[o]) {
+                    esort.push(ERec {
+                        inum: d.inum,
+                        dir,
+                        modify_tid: d.modify_tid,
+                        mirror_tid: d.mirror_tid,
+                        name: d.name,
+                        pfs: id,
+                        hash,
+                    })?;
+                }
             }
         }
         Ok(())
@@ -848,18 +864,21 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
         |d: &DRec| (d.pfs, d.inum, d.key, d.data_off),
         |_, _| true,
     );
-    data.for_each(|&at| {
-        let b = Blockref::table(fs.device.read(at, BLOCKREF_BYTES)?)[0];
-        for o in c.owners(at) {
-            for (id, inum) in homes_of(&c.raws[o]) {
-                dsort.push(DRec {
-                    inum,
-                    key: b.key.get(),
-                    data_off: b.data_off.get(),
-                    at,
-                    pfs: id,
-                    _pad: 0,
-                })?;
+    data.for_each_batch(|batch| {
+        let owners = owners_of(&c, batch.iter().copied());
+        for (&at, os) in batch.iter().zip(owners) {
+            let b = Blockref::table(fs.device.read(at, BLOCKREF_BYTES)?)[0];
+            for o in os {
+                for (id, inum) in homes_of(&c.raws[o]) {
+                    dsort.push(DRec {
+                        inum,
+                        key: b.key.get(),
+                        data_off: b.data_off.get(),
+                        at,
+                        pfs: id,
+                        _pad: 0,
+                    })?;
+                }
             }
         }
         Ok(())
@@ -874,10 +893,10 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     // Raw inodes no blockref names at all: versions vouched for by
     // nothing (never verified), in the PFS whose entries name them in
     // their `iparent` directory when exactly one does, else `<orphan>`.
-    referred.sort_unstable();
-    referred.dedup();
+    let referred_at =
+        |off: u64| referred.binary_search(&off).is_ok() || referred.binary_search(&(off | 1)).is_ok();
     let mut pending: Vec<(Option<PfsId>, VRec)> = Vec::new();
-    for r in c.raws.iter().filter(|r| r.role() == Role::Plain && referred.binary_search(&r.off()).is_err()) {
+    for r in c.raws.iter().filter(|r| r.role() == Role::Plain && !referred_at(r.off())) {
         let Ok(ip) = Index::inode_at(fs, r.off()) else { continue };
         let Some(ip) = scan::plausible_inode(zerocopy::IntoBytes::as_bytes(ip.as_ref())) else { continue };
         let iparent = ip.meta.iparent.get();

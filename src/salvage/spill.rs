@@ -98,6 +98,29 @@ impl<T: Rec> Tape<T> {
         Ok(t)
     }
 
+    /// Every record, in order, to `f`, in batches.
+    pub fn for_each_batch(&self, mut f: impl FnMut(&[T]) -> Result<()>) -> Result<()> {
+        if let Some(file) = &self.file {
+            let size = std::mem::size_of::<T>() as u64;
+            let mut buf: Vec<T> = Vec::new();
+            let mut i = 0u64;
+            while i < self.spilled {
+                crate::interrupt::check()?;
+                let n = ((self.spilled - i) as usize).min(BATCH);
+                buf.resize(n, T::new_zeroed());
+                file.read_exact_at(buf.as_mut_slice().as_mut_bytes(), i * size)
+                    .map_err(io_err(&self.dir, "read spill file"))?;
+                f(&buf)?;
+                i += n as u64;
+            }
+        }
+        for chunk in self.mem.chunks(BATCH) {
+            crate::interrupt::check()?;
+            f(chunk)?;
+        }
+        Ok(())
+    }
+
     /// Every record, in order, to `f`.
     pub fn for_each(&self, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
         if let Some(file) = &self.file {
