@@ -42,20 +42,20 @@ complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand freemap"
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand freemap" -l full -d 'Mark every block the topology reaches, not only those newer than the freemap (repairs allocations the freemap lost before its last flush; reads the whole tree)'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand freemap" -s h -l help -d 'Print help'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l pfs -d 'Only this PFS (by label)' -r
-complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l memory -d 'Memory for the index\'s data-block records (e.g. 512M, 2G); past it they spill to --tmpdir' -r
+complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l memory -d 'Memory for the scan\'s tables (e.g. 512M, 2G); past it they spill to --tmpdir' -r
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l tmpdir -d 'Directory for spilled records (default: the system\'s temporary directory; never the scanned device)' -r -F
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l wait -d 'When another run holds the device (see LOCKING), wait until it is free, or at most SECONDS, instead of failing at once' -r
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l deleted -d 'Only what the live tree no longer reaches, or reaches in another version'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l json -d 'Print JSON'
-complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l relaxed -d 'Also use what no check code vouches for (blockrefs with check none or disabled); reported as unverified'
+complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -l relaxed -d 'Also use what no check code vouches for (blockrefs with check none or disabled, inodes no blockref names); reported as unverified'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand list" -s h -l help -d 'Print help'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l pfs -d 'Only this PFS (by label)' -r
-complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l memory -d 'Memory for the index\'s data-block records (e.g. 512M, 2G); past it they spill to --tmpdir' -r
+complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l memory -d 'Memory for the scan\'s tables (e.g. 512M, 2G); past it they spill to --tmpdir' -r
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l tmpdir -d 'Directory for spilled records (default: the system\'s temporary directory; never the scanned device)' -r -F
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l wait -d 'When another run holds the device (see LOCKING), wait until it is free, or at most SECONDS, instead of failing at once' -r
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l latest -d 'Only the newest version of each name'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l json -d 'Print the summary as JSON'
-complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l relaxed -d 'Also use what no check code vouches for (blockrefs with check none or disabled); reported as unverified'
+complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -l relaxed -d 'Also use what no check code vouches for (blockrefs with check none or disabled, inodes no blockref names); reported as unverified'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand files" -s h -l help -d 'Print help'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand help; and not __fish_seen_subcommand_from freemap list files help" -f -a "freemap" -d 'Replay the freemap recovery of a mount (the default without a subcommand)'
 complete -c hammer2_recover -n "__fish_hammer2_recover_using_subcommand help; and not __fish_seen_subcommand_from freemap list files help" -f -a "list" -d 'List what the media holds that can be recovered: every version of every file found, live or not'

@@ -138,12 +138,14 @@ fn files_cmd(args: &FilesArgs, cli: &RecoverCli) -> anyhow::Result<i32> {
             println!("skipped: {p}");
         }
         println!(
-            "found {}, recovered whole {}, partial {}, unrecoverable {} ({} directories, {} skipped)",
+            "found {}, recovered whole {}, partial {}, unrecoverable {} ({} directories, {} hard links, {} unverified, {} skipped)",
             r.found,
             r.whole,
             r.partial.len(),
             r.unrecoverable.len(),
             r.dirs,
+            r.links,
+            r.unverified.len(),
             r.skipped.len()
         );
     }

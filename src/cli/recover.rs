@@ -114,10 +114,10 @@ pub struct ScanArgs {
     /// Only this PFS (by label)
     #[arg(long, value_name = "LABEL")]
     pub pfs: Option<String>,
-    /// Also use what no check code vouches for (blockrefs with check none or disabled); reported as unverified
+    /// Also use what no check code vouches for (blockrefs with check none or disabled, inodes no blockref names); reported as unverified
     #[arg(long)]
     pub relaxed: bool,
-    /// Memory for the index's data-block records (e.g. 512M, 2G); past it they spill to --tmpdir
+    /// Memory for the scan's tables (e.g. 512M, 2G); past it they spill to --tmpdir
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_memory)]
     pub memory: u64,
     /// Directory for spilled records (default: the system's temporary directory; never the scanned device)

@@ -17,7 +17,15 @@
 //! children to one host directory, which gets the newest version's mode
 //! and time. Symlinks, modes, owners and times are restored by the rules
 //! `get` follows ([`crate::host::extract`]); device nodes, FIFOs and
-//! sockets are skipped and listed, as `get` does.
+//! sockets are skipped and listed, as `get` does. A hard-linked file (an
+//! inode with more than one link, named by several entries) is written
+//! once per version; its other names become hard links to that file, as
+//! `get` restores them (counted as `links` in the summary).
+//!
+//! A raw inode no blockref names any more (see [`crate::salvage`]) is
+//! vouched for by nothing: `list` shows it as `unrecoverable` with the
+//! reason and `files` reports it so, unless `relaxed`, which recovers it
+//! and lists it among the unverified (never as verified).
 //!
 //! Nothing is written outside DEST: every name read from the media is
 //! checked (no `/`, NUL, `.` or `..`), files are created exclusively,
@@ -55,7 +63,14 @@ pub struct Listed {
     /// no check code), `partial` (with lost bytes) or, for what has no data, `-`.
     pub completeness: String,
     pub lost_bytes: u64,
+    /// Why a version is not recovered (`completeness` is then `unrecoverable`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
+
+/// Why a raw inode no blockref names is not recovered without `relaxed`.
+const UNVOUCHED: &str =
+    "no blockref names this inode any more: nothing vouches for its bytes (--relaxed recovers it, marked unverified)";
 
 /// Options of `list`.
 #[derive(Debug, Clone, Default)]
@@ -120,11 +135,13 @@ pub fn list(fs: &Hammer2, index: &Index, opts: &ListOptions) -> Result<Vec<Liste
     let pfs = selected(index, opts.pfs.as_deref())?;
     let mut namer = Namer::new(fs, index);
     let mut out = Vec::new();
-    for ((id, inum), vs) in index.all() {
+    index.for_each_inode(|(id, inum), vs| {
         if !pfs.contains(&id) {
-            continue;
+            return Ok(());
         }
-        let versions = distinct(vs, opts.relaxed);
+        // Without `relaxed`, versions nothing vouches for (raw inodes no
+        // blockref names) are listed as unrecoverable.
+        let versions = distinct(vs, true);
         let live: Option<u64> = versions.iter().find(|v| v.source == Source::Live).map(|v| v.ident);
         for v in &versions {
             crate::interrupt::check()?;
@@ -140,7 +157,10 @@ pub fn list(fs: &Hammer2, index: &Index, opts: &ListOptions) -> Result<Vec<Liste
                 }
             }
             let kind = ip.meta.obj_type();
-            let (completeness, lost) = if matches!(kind, ObjType::Regfile | ObjType::Softlink) {
+            let unvouched = !v.verified && !opts.relaxed;
+            let (completeness, lost) = if unvouched {
+                ("unrecoverable".to_string(), 0)
+            } else if matches!(kind, ObjType::Regfile | ObjType::Softlink) {
                 let c = read_version(fs, &ip, opts.relaxed, &mut |_, _| Ok(()))?;
                 let word = match (c.lost.is_empty(), c.unverified) {
                     (false, _) => "partial",
@@ -164,9 +184,11 @@ pub fn list(fs: &Hammer2, index: &Index, opts: &ListOptions) -> Result<Vec<Liste
                 verified: v.verified,
                 completeness,
                 lost_bytes: lost,
+                note: unvouched.then(|| UNVOUCHED.to_string()),
             });
         }
-    }
+        Ok(())
+    })?;
     out.sort_by(|a, b| {
         (a.pfs.as_str(), a.path.as_str(), a.mirror_tid, a.modify_tid).cmp(&(
             b.pfs.as_str(),
@@ -206,6 +228,9 @@ pub struct FilesReport {
     /// Objects `get` does not extract either (device nodes, FIFOs, sockets), or refused names.
     pub skipped: Vec<String>,
     pub dirs: u64,
+    /// Further names of hard-linked files, written as hard links to the
+    /// version written under its first name (inside DEST).
+    pub links: u64,
 }
 
 /// A version with what its inode says of its name and place.
@@ -240,15 +265,20 @@ pub fn files(
     let namer = Namer::new(fs, index);
     let mut children: Children = HashMap::new();
     let mut roots: Vec<Found> = Vec::new();
-    for ((id, _), vs) in index.all() {
+    index.for_each_inode(|(id, _), vs| {
         if !pfs.contains(&id) {
-            continue;
+            return Ok(());
         }
         // An inode ever linked more than once keeps every name entries gave it.
         let linked = vs.iter().any(|v| Index::inode(fs, v).is_ok_and(|ip| ip.meta.nlinks.get() > 1));
-        for v in distinct(vs, opts.relaxed) {
+        for v in distinct(vs, true) {
             crate::interrupt::check()?;
             let Some(n) = namer.naming(&v) else { continue };
+            // What nothing vouches for is reported, not written, unless
+            // `relaxed`; a directory known only so gives no children.
+            if !v.verified && !opts.relaxed && is_dir(n.kind) {
+                continue;
+            }
             let f = Found { v, kind: n.kind };
             if v.inum == 1 {
                 roots.push(f);
@@ -257,7 +287,7 @@ pub fn files(
             let mut names = vec![(n.iparent, n.name)];
             // Further names of a hard-linked inode: the entries naming it.
             if linked {
-                for e in index.entries_naming(id, v.inum) {
+                for e in index.entries_naming(id, v.inum)? {
                     if !names.iter().any(|(d, nm)| *d == e.dir && nm[..] == e.name[..]) {
                         names.push((e.dir, e.name.to_vec()));
                     }
@@ -267,7 +297,8 @@ pub fn files(
                 children.entry((id, dir)).or_default().entry(name).or_default().push(f.clone());
             }
         }
-    }
+        Ok(())
+    })?;
     // The groups PATH names: (PFS, name, versions), or the roots for "/".
     let mut w = Writer {
         fs,
@@ -277,6 +308,7 @@ pub fn files(
         report: FilesReport::default(),
         depth: 0,
         open_dirs: Vec::new(),
+        linked: HashMap::new(),
     };
     let host_dest = dest.to_path_buf();
     let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
@@ -354,6 +386,10 @@ struct Writer<'a, 'c> {
     depth: usize,
     /// The directories being written (the current path).
     open_dirs: Vec<(PfsId, u64)>,
+    /// Versions of hard-linked files written so far, by (PFS, inum,
+    /// identity): where, and whether as `.partial`. Their other names
+    /// become hard links to them.
+    linked: HashMap<(PfsId, u64, u64), (std::path::PathBuf, bool)>,
 }
 
 impl Writer<'_, '_> {
@@ -394,6 +430,13 @@ impl Writer<'_, '_> {
             }
             match self.host.make_dir(&host, host.is_dir()) {
                 Ok(()) => {
+                    for f in dirs.iter().filter(|f| !f.v.verified) {
+                        self.report.unverified.push(format!(
+                            "{} (inode {}: no blockref vouches for it)",
+                            host.display(),
+                            f.v.inum
+                        ));
+                    }
                     self.depth += 1;
                     let mark = self.open_dirs.len();
                     self.open_dirs.extend(inums.iter().copied());
@@ -478,11 +521,33 @@ impl Writer<'_, '_> {
     /// Writes one version as `base` (plus `.partial` when bytes are
     /// lost); returns the name made, None when skipped.
     fn version(&mut self, host_dir: &Path, base: &str, f: &Found, shown: &str) -> Result<Option<String>> {
+        if !f.v.verified && !self.opts.relaxed {
+            self.report.unrecoverable.push(format!("{shown}: {UNVOUCHED}"));
+            return Ok(None);
+        }
         let ip = Index::inode(self.fs, &f.v)?;
         let meta = &ip.meta;
         let host = host_dir.join(base);
+        if !f.v.verified {
+            self.report.unverified.push(format!(
+                "{} (inode {}: no blockref vouches for it)",
+                host.display(),
+                f.v.inum
+            ));
+        }
         match meta.obj_type() {
             ObjType::Regfile => {
+                let key = (f.v.pfs, f.v.inum, f.v.ident);
+                let hard = meta.nlinks.get() > 1;
+                if let Some((first, partial)) = self.linked.get(&key).filter(|_| hard) {
+                    // Another name of a version written already: a link to it.
+                    let name = if *partial { format!("{base}.partial") } else { base.to_string() };
+                    let to = host_dir.join(&name);
+                    self.host.make_room(&to)?;
+                    std::fs::hard_link(first, &to).map_err(host_err(&to, "link"))?;
+                    self.report.links += 1;
+                    return Ok(Some(name));
+                }
                 let file = self.host.create_file(&host, meta)?;
                 let c: Completeness = read_version(self.fs, &ip, self.opts.relaxed, &mut |off, bytes| {
                     file.write_all_at(bytes, off)
@@ -490,6 +555,9 @@ impl Writer<'_, '_> {
                 self.host.finish_file(&file, &host, meta, 0)?;
                 drop(file);
                 if c.lost.is_empty() {
+                    if hard {
+                        self.linked.insert(key, (host.clone(), false));
+                    }
                     self.report.whole += 1;
                     if c.unverified > 0 {
                         self.report.unverified.push(format!(
@@ -507,6 +575,9 @@ impl Writer<'_, '_> {
                         return Err(Error::invalid(format!("{}: already exists", to.display())));
                     }
                     std::fs::rename(&host, &to).map_err(host_err(&to, "rename"))?;
+                    if hard {
+                        self.linked.insert(key, (to.clone(), true));
+                    }
                     self.report.partial.push(format!(
                         "{} ({} of {} bytes lost)",
                         to.display(),

@@ -32,12 +32,15 @@
 //! inode-index block spoils the slots it falls in, not the 127 others, so
 //! the inodes behind it are found through their intact blockrefs. Where
 //! no blockref names an inode any longer, only its raw copy is left; its
-//! bytes are then vouched for by nothing: such raw inodes are listed
-//! ([`Index::unverified`], for fsck's rebuilds) but not recovered. With
-//! `relaxed`, blockrefs that carry no check code (method none or
-//! disabled) are taken too, their targets marked unverified, as
-//! DragonFly's `recover-relaxed` does.
-//!
+//! bytes are then vouched for by nothing. Such a copy is indexed as a
+//! version that is never `verified` (in the PFS whose directory entries
+//! name it in its `iparent` directory, when exactly one does; else in
+//! `<orphan>`), and [`Index::unverified`] lists it for fsck's rebuilds;
+//! the tools list it as unrecoverable, and recover it (marked unverified)
+//! only when asked to be `relaxed`. With `relaxed`, blockrefs that carry
+//! no check code (method none or disabled) are taken too, their targets
+//! marked unverified, as DragonFly's `recover-relaxed` does.
+
 //! # The index ([`Index`])
 //!
 //! Once the scan is over the finds are joined. Each slot lies in some
@@ -69,18 +72,25 @@
 //!
 //! # Memory
 //!
-//! Records are compact (about 40 bytes per inode version and per raw
-//! inode, 140 per data block). The data-block records, the bulk on media
-//! holding large files, are bounded by [`ScanOptions::memory`]: past a
-//! quarter of it the scan sets them aside in an unlinked temporary file,
-//! and the index sorts them in runs of half of it, merged into one sorted
-//! file that [`Index::data_blocks`] searches ([`ScanOptions::tmpdir`];
-//! never on the scanned volumes). The per-inode records stay in memory.
+//! [`ScanOptions::memory`] bounds the tables, which spill to unlinked
+//! files in [`ScanOptions::tmpdir`] (never on the scanned volumes):
 //!
-//! # Not yet
+//! * during the scan, what a slot yields is a fixed-size record (48 bytes
+//!   per INODE blockref, 40 per DIRENT with its name in a byte arena, 8 per
+//!   DATA blockref: only its slot, the blockref is read again when placed);
+//!   past a quarter of the budget these tapes go to disk;
+//! * the join streams them back into external sorters (sorted runs past
+//!   a quarter of the budget for versions and entries, an eighth for data
+//!   blocks, merged into one file), which the queries then search by
+//!   binary search in memory or in the file.
 //!
-//! Raw inodes no verified blockref names are listed, not recovered (their
-//! PFS cannot be told). Hard links come back as copies under each name.
+//! What stays in memory whatever the budget is what the join looks up at
+//! random: the raw inodes and the indirect-block edges (16 bytes each),
+//! which PFS each inode copy belongs to (16 bytes), and the offsets of the
+//! inode copies each header copy reaches (8 bytes): about 60 bytes per
+//! inode. On the million-file image that is about 80 MiB: with the
+//! default 256 MiB budget the scan's peak (anonymous memory) is about
+//! 230 MiB, with 64 MiB about 142 MiB (docs/BENCHMARKS.md).
 
 mod rebuild;
 mod scan;
@@ -89,12 +99,12 @@ mod spill;
 pub use rebuild::{read_version, Completeness, Namer, Naming};
 
 use crate::error::Result;
-use crate::format::{Blockref, BlockrefType, InodeData, INODE_BYTES};
+use crate::format::{Blockref, BlockrefType, InodeData, BLOCKREF_BYTES, INODE_BYTES};
 use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
 use crate::volume::Hammer2;
 use rayon::prelude::*;
 use scan::{Finds, Role};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// Scan options.
 #[derive(Debug, Clone)]
@@ -208,6 +218,57 @@ pub struct DataBlock {
     pub bref: Blockref,
 }
 
+/// A [`Version`] as the index keeps it (48 bytes).
+#[derive(
+    Debug, Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout,
+)]
+#[repr(C)]
+struct VRec {
+    inum: u64,
+    data_off: u64,
+    modify_tid: u64,
+    mirror_tid: u64,
+    ident: u64,
+    pfs: u32,
+    verified: u8,
+    /// 0: live; 255: unreached; else 1 + the index of the header copy in `Index::copies`.
+    source: u8,
+    _pad: [u8; 2],
+}
+
+/// An [`Entry`] as the index keeps it (48 bytes, the name in the arena).
+#[derive(
+    Debug, Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout,
+)]
+#[repr(C)]
+struct ERec {
+    inum: u64,
+    dir: u64,
+    modify_tid: u64,
+    mirror_tid: u64,
+    /// Place in the names arena and type code ([`scan::name_ref`]).
+    name: u64,
+    pfs: u32,
+    /// Hash of the name: one entry per (directory, name) and inode is kept.
+    hash: u32,
+}
+
+/// A [`DataBlock`] as the index keeps it (40 bytes; the blockref is read
+/// again from its slot on the media).
+#[derive(
+    Debug, Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout,
+)]
+#[repr(C)]
+struct DRec {
+    inum: u64,
+    key: u64,
+    data_off: u64,
+    /// The slot holding the blockref.
+    at: u64,
+    pfs: u32,
+    _pad: u32,
+}
+
 /// Counts of a scan.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ScanStats {
@@ -217,22 +278,33 @@ pub struct ScanStats {
     pub candidates: u64,
     pub raw_inodes: u64,
     pub versions: u64,
+    /// Verified INODE blockrefs found (several may name one copy).
+    pub inode_refs: u64,
     pub entries: u64,
     pub data_blocks: u64,
+    /// The tables that went past the memory budget and were spilled.
+    pub spilled: Vec<String>,
 }
 
 /// What the media holds, by PFS and inode number.
 pub struct Index {
     pfs: Vec<PfsInfo>,
+    /// The older header copies versions were reached from: (copy, mirror_tid).
+    copies: Vec<(usize, u64)>,
     /// Sorted by (pfs, inum), then [`Version::order`].
-    versions: Vec<Version>,
-    /// Sorted by (pfs, inum) of the inode named, in the order found.
-    entries: Vec<Entry>,
-    /// Sorted by (pfs, inum, key), in memory or spilled.
-    data: spill::Blocks,
+    versions: spill::Sorted<VRec>,
+    /// Sorted by (pfs, inum) of the inode named, then directory and name hash.
+    entries: spill::Sorted<ERec>,
+    names: spill::Names,
+    /// Sorted by (pfs, inum, key, media offset).
+    data: spill::Sorted<DRec>,
     /// Raw inodes no verified blockref names (for `relaxed`): offsets.
     unverified: Vec<u64>,
     pub stats: ScanStats,
+}
+
+fn vkey(v: &VRec) -> (PfsId, u64, u64, u64, u64) {
+    (v.pfs, v.inum, v.mirror_tid, v.modify_tid, v.data_off)
 }
 
 impl Index {
@@ -246,42 +318,101 @@ impl Index {
         (0..self.pfs.len() as PfsId).filter(|&i| self.pfs[i as usize].label == label).collect()
     }
 
+    fn version(&self, r: &VRec) -> Version {
+        let source = match r.source {
+            0 => Source::Live,
+            255 => Source::Unreached,
+            k => {
+                let (copy, mirror_tid) = self.copies[k as usize - 1];
+                Source::HeaderCopy { copy, mirror_tid }
+            }
+        };
+        Version {
+            pfs: r.pfs,
+            inum: r.inum,
+            data_off: r.data_off,
+            modify_tid: r.modify_tid,
+            mirror_tid: r.mirror_tid,
+            ident: r.ident,
+            verified: r.verified != 0,
+            source,
+        }
+    }
+
     /// Every version of an inode, oldest first ([`Version::order`]).
-    pub fn versions(&self, pfs: PfsId, inum: u64) -> &[Version] {
-        let lo = self.versions.partition_point(|v| (v.pfs, v.inum) < (pfs, inum));
-        let hi = lo + self.versions[lo..].partition_point(|v| (v.pfs, v.inum) == (pfs, inum));
-        &self.versions[lo..hi]
+    pub fn versions(&self, pfs: PfsId, inum: u64) -> Result<Vec<Version>> {
+        Ok(self.versions.range((pfs, inum), |v| (v.pfs, v.inum))?.iter().map(|r| self.version(r)).collect())
     }
 
-    /// The entries naming an inode, from every version of its directories.
-    pub fn entries_naming(&self, pfs: PfsId, inum: u64) -> &[Entry] {
-        let lo = self.entries.partition_point(|e| (e.pfs, e.inum) < (pfs, inum));
-        let hi = lo + self.entries[lo..].partition_point(|e| (e.pfs, e.inum) == (pfs, inum));
-        &self.entries[lo..hi]
+    /// The entries naming an inode, from every version of its directories
+    /// (each directory and name once).
+    pub fn entries_naming(&self, pfs: PfsId, inum: u64) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let mut name = Vec::new();
+        for e in self.entries.range((pfs, inum), |e| (e.pfs, e.inum))? {
+            let (off, len, kind) = scan::name_parts(e.name);
+            name.clear();
+            self.names.read(off, len, &mut name)?;
+            out.push(Entry {
+                pfs: e.pfs,
+                dir: e.dir,
+                inum: e.inum,
+                name: name.as_slice().into(),
+                kind,
+                modify_tid: e.modify_tid,
+                mirror_tid: e.mirror_tid,
+            });
+        }
+        Ok(out)
     }
 
-    /// Data blocks found in the trees of an inode's versions, by key
-    /// (read back from the spill file when the records spilled).
-    pub fn data_blocks(&self, pfs: PfsId, inum: u64) -> Result<Vec<DataBlock>> {
-        self.data.of(pfs, inum)
+    /// Data blocks found in the trees of an inode's versions, by key, each
+    /// blockref read again from the slot that held it (`fs`: the volumes
+    /// scanned).
+    pub fn data_blocks(&self, fs: &Hammer2, pfs: PfsId, inum: u64) -> Result<Vec<DataBlock>> {
+        let mut out = Vec::new();
+        for d in self.data.range((pfs, inum), |d| (d.pfs, d.inum))? {
+            let mut bref = Blockref::zeroed();
+            fs.device.read_into(d.at, zerocopy::IntoBytes::as_mut_bytes(&mut bref))?;
+            out.push(DataBlock { pfs, inum, bref });
+        }
+        Ok(out)
     }
 
-    /// Whether the data-block records went past the memory budget and
-    /// were spilled to the temporary directory.
+    /// Whether some table went past the memory budget and was spilled to
+    /// the temporary directory (their names are in [`ScanStats::spilled`]).
     pub fn spilled(&self) -> bool {
-        matches!(self.data, spill::Blocks::File { .. })
+        !self.stats.spilled.is_empty()
     }
 
     /// The inodes of `pfs` with numbers in `[lo, hi]`, with their versions.
-    pub fn inodes_in(&self, pfs: PfsId, lo: u64, hi: u64) -> impl Iterator<Item = (u64, &[Version])> + '_ {
-        let start = self.versions.partition_point(|v| (v.pfs, v.inum) < (pfs, lo));
-        let end = start + self.versions[start..].partition_point(|v| (v.pfs, v.inum) <= (pfs, hi));
-        self.versions[start..end].chunk_by(|a, b| a.inum == b.inum).map(|g| (g[0].inum, g))
+    pub fn inodes_in(&self, pfs: PfsId, lo: u64, hi: u64) -> Result<Vec<(u64, Vec<Version>)>> {
+        let mut out: Vec<(u64, Vec<Version>)> = Vec::new();
+        self.for_each_inode(|(p, inum), vs| {
+            if p == pfs && (lo..=hi).contains(&inum) {
+                out.push((inum, vs.to_vec()));
+            }
+            Ok(())
+        })?;
+        Ok(out)
     }
 
-    /// Every inode found: (PFS, inum) with its versions.
-    pub fn all(&self) -> impl Iterator<Item = ((PfsId, u64), &[Version])> + '_ {
-        self.versions.chunk_by(|a, b| (a.pfs, a.inum) == (b.pfs, b.inum)).map(|g| ((g[0].pfs, g[0].inum), g))
+    /// Every inode found, (PFS, inum) with its versions, in that order, to `f`.
+    pub fn for_each_inode(&self, mut f: impl FnMut((PfsId, u64), &[Version]) -> Result<()>) -> Result<()> {
+        let mut group: Vec<Version> = Vec::new();
+        self.versions.for_each(|r| {
+            let v = self.version(r);
+            if group.last().is_some_and(|g| (g.pfs, g.inum) != (v.pfs, v.inum)) {
+                f((group[0].pfs, group[0].inum), &group)?;
+                group.clear();
+            }
+            group.push(v);
+            Ok(())
+        })?;
+        if !group.is_empty() {
+            f((group[0].pfs, group[0].inum), &group)?;
+        }
+        Ok(())
     }
 
     /// Offsets of raw inodes no verified blockref names.
@@ -291,9 +422,62 @@ impl Index {
 
     /// The inode of a version, read from the media.
     pub fn inode(fs: &Hammer2, v: &Version) -> Result<Box<InodeData>> {
+        Self::inode_at(fs, v.data_off)
+    }
+
+    /// The inode at a logical offset, read from the media.
+    pub fn inode_at(fs: &Hammer2, off: u64) -> Result<Box<InodeData>> {
         let mut ip = Box::new(InodeData::new_zeroed());
-        fs.device.read_into(v.data_off, zerocopy::IntoBytes::as_mut_bytes(ip.as_mut()))?;
+        // Through the mapping: listing reads one inode per version.
+        zerocopy::IntoBytes::as_mut_bytes(ip.as_mut()).copy_from_slice(fs.device.read(off, INODE_BYTES)?);
         Ok(ip)
+    }
+}
+
+/// What the scan gathered, before the join: the containers (raw inodes
+/// and indirect-block edges, looked up at random) in memory, the rest on
+/// tapes that spill past the budget.
+struct Store {
+    f: Finds,
+    inodes: spill::Tape<scan::InodeRef>,
+    dirents: spill::Tape<scan::DirentRef>,
+    names: spill::Names,
+    data: spill::Tape<u64>,
+}
+
+impl Store {
+    fn new(dir: &std::path::Path) -> Self {
+        Store {
+            f: Finds::default(),
+            inodes: spill::Tape::new(dir.into()),
+            dirents: spill::Tape::new(dir.into()),
+            names: spill::Names::new(dir.into()),
+            data: spill::Tape::new(dir.into()),
+        }
+    }
+
+    fn absorb(&mut self, mut o: Finds) {
+        let base = self.names.end();
+        self.inodes.mem.append(&mut o.inodes);
+        self.dirents.mem.extend(o.dirents.iter().map(|d| {
+            let (off, len, kind) = scan::name_parts(d.name);
+            scan::DirentRef { name: scan::name_ref(off + base, len, kind), ..*d }
+        }));
+        o.dirents = Vec::new();
+        self.names.mem.append(&mut o.names);
+        self.data.mem.append(&mut o.data);
+        self.f.append(o);
+    }
+
+    fn tape_bytes(&self) -> usize {
+        self.inodes.mem_bytes() + self.dirents.mem_bytes() + self.names.mem_bytes() + self.data.mem_bytes()
+    }
+
+    fn spill(&mut self) -> Result<()> {
+        self.inodes.spill()?;
+        self.dirents.spill()?;
+        self.names.spill()?;
+        self.data.spill()
     }
 }
 
@@ -322,9 +506,8 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
     let done = std::sync::atomic::AtomicU64::new(0);
     let keep = opts.relaxed;
     let tmpdir = opts.tmpdir.clone().unwrap_or_else(std::env::temp_dir);
-    let mut spilled = spill::RefSpill::new(tmpdir.clone());
-    let mut finds = Finds::default();
-    // Batches of chunks on every core; between batches, data refs past a
+    let mut store = Store::new(&tmpdir);
+    // Batches of chunks on every core; between batches, the tapes past a
     // quarter of the budget are set aside on disk.
     for batch in reads.chunks(16) {
         let found = batch
@@ -348,51 +531,69 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
                 a.append(b);
                 Ok(a)
             })?;
-        finds.append(found);
-        if finds.data.len() * std::mem::size_of::<scan::DataRef>() > opts.memory / 4 {
-            spilled.push_all(&mut finds.data)?;
+        store.absorb(found);
+        if store.tape_bytes() > opts.memory / 4 {
+            store.spill()?;
         }
     }
     crate::interrupt::check()?;
-    let mut index = join(fs, finds, spilled, spill::BlockSorter::new(tmpdir, opts.memory / 2))?;
+    // The join needs its room: what the tapes hold past an eighth goes.
+    if store.tape_bytes() > opts.memory / 8 {
+        store.spill()?;
+    }
+    // The scanning threads' allocator arenas hold freed batches: give
+    // them back before the join fills the budget.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let mut index = join(fs, store, opts.memory, &tmpdir)?;
     index.stats.bytes = total;
     Ok(index)
 }
 
 /// Offsets of the inodes reached from a blockset (a header copy's
 /// super-root) and not under a node in `seen` (walked from another copy
-/// already: the same block is the same subtree), DATA blocks left unread.
-/// Every inode and indirect block met is added to `seen`.
-fn reached(fs: &Hammer2, set: &[Blockref], seen: &mut HashSet<u64>) -> HashSet<u64> {
+/// already: the same block is the same subtree), DATA blocks left unread,
+/// sorted. Every inode and indirect block met is added to `seen` (sorted).
+fn reached(fs: &Hammer2, set: &[Blockref], seen: &mut Vec<u64>) -> Vec<u64> {
     struct Collect<'s> {
-        inodes: HashSet<u64>,
-        seen: &'s mut HashSet<u64>,
+        inodes: Vec<u64>,
+        met: Vec<u64>,
+        seen: &'s [u64],
     }
     impl<'a> Visitor<'a> for Collect<'_> {
         type Ctx = ();
         type Out = Nothing;
         fn skip(&mut self, bref: &Blockref, _: &()) -> Option<Nothing> {
             let node = matches!(bref.kind(), BlockrefType::Inode | BlockrefType::Indirect);
-            (!node || self.seen.contains(&bref.offset())).then_some(Nothing)
+            (!node || self.seen.binary_search(&bref.offset()).is_ok()).then_some(Nothing)
         }
         fn visit(&mut self, node: &Node<'a>, _: &()) -> Step<(), Nothing> {
             let ok = node.media().is_some() && !matches!(node.reach, Reach::Shared { .. });
             if !ok {
                 return Step::Leaf(Nothing);
             }
-            self.seen.insert(node.bref.offset());
+            self.met.push(node.bref.offset());
             if node.bref.kind() == BlockrefType::Inode {
-                self.inodes.insert(node.bref.offset());
+                self.inodes.push(node.bref.offset());
             }
             Step::Descend(())
         }
     }
-    let mut c = Collect { inodes: HashSet::new(), seen };
+    let mut c = Collect { inodes: Vec::new(), met: Vec::new(), seen };
     let opts = Options { data: DataBlocks::Skip, look_ahead: false, ..Default::default() };
     // The engine borrows the tables for its lifetime: a copy of the set lives long enough.
     let set: Vec<Blockref> = set.to_vec();
     Engine::new(fs, opts).run(&set, 0, &(), &mut c);
-    c.inodes
+    let Collect { mut inodes, met, .. } = c;
+    seen.extend(met);
+    seen.sort_unstable();
+    seen.dedup();
+    inodes.sort_unstable();
+    inodes.dedup();
+    inodes
 }
 
 /// Raw inodes and indirect blocks sorted for the owner lookups.
@@ -405,7 +606,7 @@ struct Containers {
 
 impl Containers {
     fn raw_at(&self, off: u64) -> Option<usize> {
-        self.raws.binary_search_by_key(&off, |r| r.off).ok()
+        self.raws.binary_search_by_key(&off, |r| r.off()).ok()
     }
 
     /// The `pfs_clid` of the raw inode at `off` (zero for a plain inode).
@@ -434,12 +635,12 @@ impl Containers {
                 }
             }
             // Indirect blocks (at most 64 KiB) containing `pos`.
-            let end = self.nodes.partition_point(|n| n.off <= pos);
+            let end = self.nodes.partition_point(|n| n.off() <= pos);
             for n in self.nodes[..end].iter().rev() {
-                if n.off + 65536 <= pos {
+                if n.off() + 65536 <= pos {
                     break;
                 }
-                if pos < n.off + (1u64 << n.radix) && n.referrer != pos {
+                if pos < n.off() + (1u64 << n.radix()) && n.referrer != pos {
                     stack.push((n.referrer, depth + 1));
                 }
             }
@@ -448,19 +649,37 @@ impl Containers {
     }
 }
 
-/// Joins the scan's finds into the index.
-fn join(
-    fs: &Hammer2,
-    mut f: Finds,
-    spilled: spill::RefSpill,
-    mut sorter: spill::BlockSorter,
-) -> Result<Index> {
-    f.raws.sort_by_key(|r| r.off);
-    f.raws.dedup_by_key(|r| r.off);
-    f.nodes.sort_by_key(|n| (n.off, n.referrer));
-    f.nodes.dedup_by_key(|n| (n.off, n.referrer));
+/// The owners of each slot in `ats`, looked up on every core.
+fn owners_of(c: &Containers, ats: impl Iterator<Item = u64>) -> Vec<Vec<usize>> {
+    let ats: Vec<u64> = ats.collect();
+    ats.par_iter().map(|&a| c.owners(a)).collect()
+}
+
+/// Joins the scan's finds into the index, streaming the tapes into
+/// sorters bounded by the budget.
+fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> Result<Index> {
+    let Store { mut f, inodes, dirents, names, data } = store;
+    let mut spilled: Vec<String> = Vec::new();
+    for (name, s) in
+        [("inode refs", inodes.spilled()), ("dirents", dirents.spilled()), ("data refs", data.spilled())]
+    {
+        if s {
+            spilled.push(name.to_string());
+        }
+    }
+    f.raws.sort_by_key(|r| r.off());
+    f.raws.dedup_by_key(|r| r.off());
+    f.raws.shrink_to_fit();
+    f.nodes.sort_by_key(|n| (n.off(), n.referrer));
+    f.nodes.dedup_by_key(|n| (n.off(), n.referrer));
+    f.nodes.shrink_to_fit();
     f.clids.sort_by_key(|c| c.0);
     f.clids.dedup_by_key(|c| c.0);
+    f.root_clids.sort_by_key(|c| c.0);
+    f.root_clids.dedup_by_key(|c| c.0);
+    let root_clid = |off: u64| -> [u8; 16] {
+        f.root_clids.binary_search_by_key(&off, |c| c.0).map_or([0; 16], |i| f.root_clids[i].1)
+    };
     let c = Containers {
         raws: std::mem::take(&mut f.raws),
         clids: std::mem::take(&mut f.clids),
@@ -470,13 +689,13 @@ fn join(
     let mut pfs: Vec<PfsInfo> = Vec::new();
     let mut by_clid: HashMap<[u8; 16], PfsId> = HashMap::new();
     let mut root_label: HashMap<[u8; 16], (u64, String)> = HashMap::new();
-    let mut intern = |clid: [u8; 16], pfs: &mut Vec<PfsInfo>| -> PfsId {
+    fn intern(by_clid: &mut HashMap<[u8; 16], PfsId>, clid: [u8; 16], pfs: &mut Vec<PfsInfo>) -> PfsId {
         *by_clid.entry(clid).or_insert_with(|| {
             let label = if clid == [0; 16] { "<orphan>".to_string() } else { String::new() };
             pfs.push(PfsInfo { label, clid: crate::format::uuid_from_disk(&clid).to_string(), live: false });
             (pfs.len() - 1) as PfsId
         })
-    };
+    }
 
     // Sources: which inode copies each valid header copy reaches.
     let root = fs.root_position();
@@ -490,215 +709,284 @@ fn join(
         }
     }
     order.sort_by_key(|&(i, tid, _)| (i != fs.copy, std::cmp::Reverse(tid)));
-    let mut seen = HashSet::new();
-    let mut copies: Vec<(usize, u64, HashSet<u64>)> = Vec::new();
+    let mut seen = Vec::new();
+    let mut reach: Vec<(usize, u64, Vec<u64>)> = Vec::new();
     for (i, tid, set) in order {
-        copies.push((i, tid, reached(fs, set, &mut seen)));
+        reach.push((i, tid, reached(fs, set, &mut seen)));
     }
     drop(seen);
-    let source_of = |off: u64| -> Source {
-        let mut best: Option<(usize, u64)> = None;
-        for (copy, tid, set) in &copies {
-            if set.contains(&off) {
+    // The older copies, newest first, numbered from 1 in the records.
+    let copies: Vec<(usize, u64)> = reach.iter().filter(|r| r.0 != fs.copy).map(|r| (r.0, r.1)).collect();
+    let source_of = |off: u64| -> u8 {
+        for (copy, _, set) in &reach {
+            if set.binary_search(&off).is_ok() {
                 if *copy == fs.copy {
-                    return Source::Live;
+                    return 0;
                 }
-                if best.is_none_or(|(_, t)| *tid > t) {
-                    best = Some((*copy, *tid));
-                }
+                let k = copies.iter().position(|c| c.0 == *copy).unwrap_or(253);
+                return (k + 1).min(254) as u8;
             }
         }
-        best.map_or(Source::Unreached, |(copy, mirror_tid)| Source::HeaderCopy { copy, mirror_tid })
+        255
     };
 
-    // Every (PFS, inum, copy) found, merged below; flat vectors sorted
-    // once rather than a map of small vectors (a million inodes each cost
-    // a few hundred bytes that way).
-    let mut versions: Vec<Version> = Vec::with_capacity(f.inodes.len());
-    // Which (PFS, inum) each inode copy was found as: (copy, PFS, inum).
-    let mut pfs_of_copy: Vec<(u64, PfsId, u64)> = Vec::with_capacity(f.inodes.len());
-    for r in &f.inodes {
-        let mut homes = Vec::new();
-        for o in c.owners(r.at) {
-            let o = &c.raws[o];
-            match o.role {
-                Role::SuperRoot if r.pfs_root => homes.push(r.pfs_clid),
-                Role::PfsRoot if !r.pfs_root => homes.push(c.clid_of(o.off)),
-                _ => {}
-            }
-        }
-        if homes.is_empty() {
-            homes.push(if r.pfs_root { r.pfs_clid } else { [0; 16] });
-        }
-        if r.pfs_root {
-            let e = root_label.entry(r.pfs_clid).or_insert((0, String::new()));
-            if r.mirror_tid >= e.0 {
-                if let Ok(ip) = Index::inode(
-                    fs,
-                    &Version {
-                        pfs: 0,
-                        inum: r.inum,
-                        data_off: r.data_off,
-                        modify_tid: r.modify_tid,
-                        mirror_tid: r.mirror_tid,
-                        ident: 0,
-                        verified: false,
-                        source: Source::Unreached,
-                    },
-                ) {
-                    *e = (r.mirror_tid, String::from_utf8_lossy(ip.name()).into_owned());
-                }
-            }
-        }
-        homes.sort();
-        homes.dedup();
-        for clid in homes {
-            let id = intern(clid, &mut pfs);
-            versions.push(Version {
-                pfs: id,
-                inum: r.inum,
-                data_off: r.data_off,
-                modify_tid: r.modify_tid,
-                mirror_tid: r.mirror_tid,
-                ident: r.ident,
-                verified: r.verified,
-                source: Source::Unreached,
-            });
-            pfs_of_copy.push((r.data_off, id, r.inum));
-        }
-    }
-    // Raw inodes no verified blockref names, before the refs go.
-    let mut named: Vec<u64> = f.inodes.iter().filter(|r| r.verified).map(|r| r.data_off).collect();
-    named.sort_unstable();
-    named.dedup();
-    drop(std::mem::take(&mut f.inodes));
-    let unverified: Vec<u64> =
-        c.raws.iter().filter(|r| named.binary_search(&r.off).is_err()).map(|r| r.off).collect();
-    drop(named);
-
-    // One version per (PFS, inum, copy): the first found, its flags and
-    // transaction ids merged with the others (the sort is stable).
-    versions.sort_by_key(|v| (v.pfs, v.inum, v.data_off));
-    versions.dedup_by(|later, kept| {
-        let same = (later.pfs, later.inum, later.data_off) == (kept.pfs, kept.inum, kept.data_off);
-        if same {
+    // Every (PFS, inum, copy) found, one record each: the first found,
+    // its flags and transaction ids merged with the others.
+    let mut vsort = spill::Sorter::new(
+        tmpdir.into(),
+        memory / 4,
+        |v: &VRec| (v.pfs, v.inum, v.data_off),
+        |kept, later| {
             kept.verified |= later.verified;
             kept.modify_tid = kept.modify_tid.max(later.modify_tid);
             kept.mirror_tid = kept.mirror_tid.max(later.mirror_tid);
+            true
+        },
+    );
+    // Which PFS each inode copy was found in: (copy, PFS).
+    let mut homes: Vec<(u64, PfsId)> = Vec::with_capacity(inodes.len() as usize);
+    // Copies some verified blockref names.
+    // Copies some blockref names (verified or, with `relaxed`, not): the
+    // offset, bit 0 set when verified.
+    let mut referred: Vec<u64> = Vec::with_capacity(inodes.len() as usize);
+    inodes.for_each_batch(|batch| {
+        let owners = owners_of(&c, batch.iter().map(|r| r.at));
+        for (r, os) in batch.iter().zip(owners) {
+            let mut at_home = Vec::new();
+            let clid = if r.pfs_root() { root_clid(r.data_off()) } else { [0; 16] };
+            for o in os {
+                let o = &c.raws[o];
+                match o.role() {
+                    Role::SuperRoot if r.pfs_root() => at_home.push(clid),
+                    Role::PfsRoot if !r.pfs_root() => at_home.push(c.clid_of(o.off())),
+                    _ => {}
+                }
+            }
+            if at_home.is_empty() {
+                at_home.push(clid);
+            }
+            if r.pfs_root() {
+                let e = root_label.entry(clid).or_insert((0, String::new()));
+                if r.mirror_tid >= e.0 {
+                    if let Ok(ip) = Index::inode_at(fs, r.data_off()) {
+                        *e = (r.mirror_tid, String::from_utf8_lossy(ip.name()).into_owned());
+                    }
+                }
+            }
+            referred.push(r.data_off() | r.verified() as u64);
+            at_home.sort();
+            at_home.dedup();
+            for clid in at_home {
+                let id = intern(&mut by_clid, clid, &mut pfs);
+                vsort.push(VRec {
+                    inum: r.inum,
+                    data_off: r.data_off(),
+                    modify_tid: r.modify_tid,
+                    mirror_tid: r.mirror_tid,
+                    ident: r.ident,
+                    pfs: id,
+                    verified: r.verified() as u8,
+                    source: source_of(r.data_off()),
+                    _pad: [0; 2],
+                })?;
+                homes.push((r.data_off(), id));
+            }
         }
-        same
-    });
-    for v in versions.iter_mut() {
-        v.source = source_of(v.data_off);
+        Ok(())
+    })?;
+    let inode_refs = inodes.len();
+    drop(inodes);
+    drop(reach);
+    // Raw inodes no verified blockref names.
+    referred.sort_unstable();
+    referred.dedup();
+    // Verified: the offset with bit 0 set is there.
+    let unverified: Vec<u64> =
+        c.raws.iter().filter(|r| referred.binary_search(&(r.off() | 1)).is_err()).map(|r| r.off()).collect();
+    homes.sort_unstable();
+    homes.dedup();
+    homes.shrink_to_fit();
+
+    // The (PFS, inum) an owner raw inode stands for.
+    let homes_of = |o: &scan::RawInode| -> Vec<(PfsId, u64)> {
+        let lo = homes.partition_point(|h| h.0 < o.off());
+        let found: Vec<(PfsId, u64)> =
+            homes[lo..].iter().take_while(|h| h.0 == o.off()).map(|h| (h.1, o.inum)).collect();
+        match o.role() {
+            _ if !found.is_empty() => found,
+            Role::PfsRoot => {
+                by_clid.get(&c.clid_of(o.off())).map(|&id| vec![(id, o.inum)]).unwrap_or_default()
+            }
+            _ => Vec::new(),
+        }
+    };
+
+    // Entries sorted by what they name, each (directory, name) once per
+    // inode (the first found).
+    let mut esort =
+        spill::Sorter::new(tmpdir.into(), memory / 4, |e: &ERec| (e.pfs, e.inum, e.dir, e.hash), |_, _| true);
+    let mut name = Vec::new();
+    dirents.for_each_batch(|batch| {
+        let owners = owners_of(&c, batch.iter().map(|d| d.at));
+        for (d, os) in batch.iter().zip(owners) {
+            let (off, len, _) = scan::name_parts(d.name);
+            name.clear();
+            names.read(off, len, &mut name)?;
+            let hash = xxhash_rust::xxh64::xxh64(&name, 0) as u32;
+            for o in os {
+                for (id, dir) in homes_of(&c.raws[o]) {
+                    esort.push(ERec {
+                        inum: d.inum,
+                        dir,
+                        modify_tid: d.modify_tid,
+                        mirror_tid: d.mirror_tid,
+                        name: d.name,
+                        pfs: id,
+                        hash,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    drop(dirents);
+    let entries = esort.finish()?;
+    if entries.spilled() {
+        spilled.push("entries".into());
     }
-    drop(copies);
-    versions.sort_by_key(|v| (v.pfs, v.inum, v.order()));
-    versions.shrink_to_fit();
-    // Homes of a copy in the order found, each once.
-    pfs_of_copy.sort_by_key(|h| h.0);
-    let mut kept = 0;
-    let mut group = 0;
-    for i in 0..pfs_of_copy.len() {
-        let h = pfs_of_copy[i];
-        if kept == 0 || pfs_of_copy[kept - 1].0 != h.0 {
-            group = kept;
-        }
-        if !pfs_of_copy[group..kept].contains(&h) {
-            pfs_of_copy[kept] = h;
-            kept += 1;
-        }
+    if names.spilled() {
+        spilled.push("names".into());
     }
-    pfs_of_copy.truncate(kept);
-    pfs_of_copy.shrink_to_fit();
+
+    let mut dsort = spill::Sorter::new(
+        tmpdir.into(),
+        memory / 8,
+        |d: &DRec| (d.pfs, d.inum, d.key, d.data_off),
+        |_, _| true,
+    );
+    data.for_each_batch(|batch| {
+        let owners = owners_of(&c, batch.iter().copied());
+        for (&at, os) in batch.iter().zip(owners) {
+            let b = Blockref::table(fs.device.read(at, BLOCKREF_BYTES)?)[0];
+            for o in os {
+                for (id, inum) in homes_of(&c.raws[o]) {
+                    dsort.push(DRec {
+                        inum,
+                        key: b.key.get(),
+                        data_off: b.data_off.get(),
+                        at,
+                        pfs: id,
+                        _pad: 0,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    drop(data);
+    drop(homes);
+    let data = dsort.finish()?;
+    if data.spilled() {
+        spilled.push("data blocks".into());
+    }
+
+    // Raw inodes no blockref names at all: versions vouched for by
+    // nothing (never verified), in the PFS whose entries name them in
+    // their `iparent` directory when exactly one does, else `<orphan>`.
+    let referred_at =
+        |off: u64| referred.binary_search(&off).is_ok() || referred.binary_search(&(off | 1)).is_ok();
+    let mut pending: Vec<(Option<PfsId>, VRec)> = Vec::new();
+    for r in c.raws.iter().filter(|r| r.role() == Role::Plain && !referred_at(r.off())) {
+        let Ok(ip) = Index::inode_at(fs, r.off()) else { continue };
+        let Some(ip) = scan::plausible_inode(zerocopy::IntoBytes::as_bytes(ip.as_ref())) else { continue };
+        let iparent = ip.meta.iparent.get();
+        let mut homes: Vec<PfsId> = Vec::new();
+        for id in 0..pfs.len() as PfsId {
+            if entries.range((id, r.inum), |e| (e.pfs, e.inum))?.iter().any(|e| e.dir == iparent) {
+                homes.push(id);
+            }
+        }
+        let home = if homes.len() == 1 { Some(homes[0]) } else { None };
+        pending.push((
+            home,
+            VRec {
+                inum: r.inum,
+                data_off: r.off(),
+                modify_tid: 0,
+                mirror_tid: 0,
+                ident: scan::ident(ip),
+                pfs: 0,
+                verified: 0,
+                source: 255,
+                _pad: [0; 2],
+            },
+        ));
+    }
+    drop(referred);
+    let raw_inodes = c.raws.len() as u64;
+    drop(c);
+    for (home, mut v) in pending {
+        v.pfs = match home {
+            Some(id) => id,
+            None => intern(&mut by_clid, [0; 16], &mut pfs),
+        };
+        vsort.push(v)?;
+    }
+
+    // Versions by (PFS, inum), then oldest first: sorted in place when
+    // in memory, else regrouped from the file.
+    let by_copy = vsort.finish()?;
+    let versions_n = by_copy.len();
+    let versions = match by_copy {
+        spill::Sorted::Mem(mut v) => {
+            v.sort_by_key(vkey);
+            spill::Sorted::Mem(v)
+        }
+        spill::Sorted::File(t) => {
+            let mut vtape = spill::Tape::new(tmpdir.into());
+            let mut group: Vec<VRec> = Vec::new();
+            let flush = |group: &mut Vec<VRec>, vtape: &mut spill::Tape<VRec>| -> Result<()> {
+                group.sort_by_key(vkey);
+                vtape.mem.append(group);
+                if vtape.mem.len() >= 1 << 14 {
+                    vtape.spill()?;
+                }
+                Ok(())
+            };
+            t.for_each(|v| {
+                if group.last().is_some_and(|g| (g.pfs, g.inum) != (v.pfs, v.inum)) {
+                    flush(&mut group, &mut vtape)?;
+                }
+                group.push(*v);
+                Ok(())
+            })?;
+            flush(&mut group, &mut vtape)?;
+            vtape.spill()?;
+            spilled.push("versions".into());
+            spill::Sorted::File(vtape)
+        }
+    };
     for (clid, (_, label)) in root_label {
         if let Some(&id) = by_clid.get(&clid) {
             pfs[id as usize].label = label;
         }
     }
-    for v in &versions {
-        if v.source == Source::Live {
+    versions.for_each(|v| {
+        if v.source == 0 {
             pfs[v.pfs as usize].live = true;
         }
-    }
-
-    // The (PFS, inum) an owner raw inode stands for.
-    let homes_of = |o: &scan::RawInode| -> Vec<(PfsId, u64)> {
-        let lo = pfs_of_copy.partition_point(|h| h.0 < o.off);
-        let found: Vec<(PfsId, u64)> =
-            pfs_of_copy[lo..].iter().take_while(|h| h.0 == o.off).map(|h| (h.1, h.2)).collect();
-        match o.role {
-            _ if !found.is_empty() => found,
-            Role::PfsRoot => by_clid.get(&c.clid_of(o.off)).map(|&id| vec![(id, o.inum)]).unwrap_or_default(),
-            _ => Vec::new(),
-        }
-    };
-
-    // Entries in the order found, sorted by what they name, each
-    // (directory, name) once per inode (the first found).
-    let mut entries: Vec<Entry> = Vec::new();
-    for d in std::mem::take(&mut f.dirents) {
-        let homes: Vec<(PfsId, u64)> =
-            c.owners(d.at).into_iter().flat_map(|o| homes_of(&c.raws[o])).collect();
-        let mut name = Some(d.name);
-        for (k, &(id, dir)) in homes.iter().enumerate() {
-            let name = if k + 1 == homes.len() {
-                name.take().unwrap_or_default()
-            } else {
-                name.clone().unwrap_or_default()
-            };
-            entries.push(Entry {
-                pfs: id,
-                dir,
-                inum: d.inum,
-                name,
-                kind: d.kind,
-                modify_tid: d.modify_tid,
-                mirror_tid: d.mirror_tid,
-            });
-        }
-    }
-    entries.sort_by_key(|e| (e.pfs, e.inum));
-    let mut keep = vec![false; entries.len()];
-    for g in (0..entries.len())
-        .collect::<Vec<_>>()
-        .chunk_by(|&a, &b| (entries[a].pfs, entries[a].inum) == (entries[b].pfs, entries[b].inum))
-    {
-        for (k, &i) in g.iter().enumerate() {
-            let e = &entries[i];
-            keep[i] =
-                !g[..k].iter().any(|&j| keep[j] && entries[j].dir == e.dir && entries[j].name == e.name);
-        }
-    }
-    let mut flags = keep.into_iter();
-    entries.retain(|_| flags.next().unwrap_or(false));
-    entries.shrink_to_fit();
-
-    let mut place = |d: &scan::DataRef| -> Result<()> {
-        for o in c.owners(d.at) {
-            for (id, inum) in homes_of(&c.raws[o]) {
-                sorter.push(DataBlock { pfs: id, inum, bref: d.bref })?;
-            }
-        }
         Ok(())
-    };
-    for d in &f.data {
-        place(d)?;
-    }
-    spilled.for_each(&mut place)?;
-    // What placed the blocks goes before the sort needs room.
-    drop(std::mem::take(&mut f.data));
-    let raw_inodes = c.raws.len() as u64;
-    drop(c);
-    drop(pfs_of_copy);
-    let data = sorter.finish()?;
+    })?;
 
     let stats = ScanStats {
         bytes: 0,
         candidates: f.candidates,
         raw_inodes,
-        versions: versions.len() as u64,
-        entries: entries.len() as u64,
+        inode_refs,
+        versions: versions_n,
+        entries: entries.len(),
         data_blocks: data.len(),
+        spilled,
     };
-    Ok(Index { pfs, versions, entries, data, unverified, stats })
+    Ok(Index { pfs, copies, versions, entries, names, data, unverified, stats })
 }

@@ -269,7 +269,7 @@ impl<'i> Namer<'i> {
     pub fn naming(&self, v: &Version) -> Option<Naming> {
         let ip = Index::inode(self.fs, v).ok()?;
         let iparent = ip.meta.iparent.get();
-        let entries = self.index.entries_naming(v.pfs, v.inum);
+        let entries = self.index.entries_naming(v.pfs, v.inum).ok()?;
         let pick = |list: Vec<&super::Entry>| -> Option<Vec<u8>> {
             let before = list.iter().filter(|e| e.mirror_tid <= v.mirror_tid).max_by_key(|e| e.mirror_tid);
             before.or_else(|| list.iter().min_by_key(|e| e.mirror_tid)).map(|e| e.name.to_vec())
@@ -282,7 +282,7 @@ impl<'i> Namer<'i> {
 
     /// The newest version of an inode (verified ones first).
     pub fn newest(index: &Index, pfs: PfsId, inum: u64) -> Option<Version> {
-        let vs = index.versions(pfs, inum);
+        let vs = index.versions(pfs, inum).ok()?;
         vs.iter().rev().find(|v| v.verified).or(vs.last()).copied()
     }
 

@@ -15,23 +15,44 @@ use crate::volume::Hammer2;
 /// tree of whatever holds the slot (`referrer`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct NodeRef {
-    /// Logical offset of the block named.
-    pub off: u64,
-    pub radix: u8,
+    /// Logical offset of the block named, its radix in the low bits.
+    pub off_radix: u64,
     /// Logical offset of the slot naming it.
     pub referrer: u64,
+}
+
+impl NodeRef {
+    pub fn off(&self) -> u64 {
+        self.off_radix & !1023
+    }
+    pub fn radix(&self) -> u8 {
+        (self.off_radix & 63) as u8
+    }
 }
 
 /// A 1 KiB-aligned block that reads as an inode (its own bytes are not
 /// verified by anything: a [`Version`](super::Version) is, through a referrer).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RawInode {
-    pub off: u64,
+    /// Its logical offset, its [`Role`] in the low bits.
+    pub off_role: u64,
     pub inum: u64,
+}
+
+impl RawInode {
+    pub fn off(&self) -> u64 {
+        self.off_role & !1023
+    }
     /// PFS root (`OPFLAG_PFSROOT`) or super-root (`pfs_type` SUPROOT);
     /// the `pfs_clid` of those is in [`Finds::clids`] (most raw inodes
     /// are plain: their records stay small).
-    pub role: Role,
+    pub fn role(&self) -> Role {
+        match self.off_role & 3 {
+            1 => Role::PfsRoot,
+            2 => Role::SuperRoot,
+            _ => Role::Plain,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,39 +64,59 @@ pub(crate) enum Role {
 
 /// An INODE blockref whose target passed its check code (or, kept only
 /// for `--relaxed`, carries no check code), `inum == key` unless the target
-/// is a PFS root (those are keyed by their label's hash in the super-root).
-#[derive(Debug, Clone, Copy)]
+/// is a PFS root (those are keyed by their label's hash in the super-root;
+/// their `pfs_clid` is in [`Finds::root_clids`]).
+#[derive(
+    Debug, Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout,
+)]
+#[repr(C)]
 pub(crate) struct InodeRef {
     /// Logical offset of the slot.
     pub at: u64,
-    pub data_off: u64,
+    /// Logical offset of the target; bit 0: verified, bit 1: a PFS root.
+    pub data_flags: u64,
     pub inum: u64,
     pub modify_tid: u64,
     pub mirror_tid: u64,
     /// Identity of the version's state (see [`ident`]).
     pub ident: u64,
-    pub verified: bool,
-    pub pfs_root: bool,
-    pub pfs_clid: [u8; 16],
 }
 
-/// A DIRENT blockref with its name (read from its data block, verified,
-/// when longer than 64 bytes).
-#[derive(Debug, Clone)]
+impl InodeRef {
+    pub fn data_off(&self) -> u64 {
+        self.data_flags & !1023
+    }
+    pub fn verified(&self) -> bool {
+        self.data_flags & 1 != 0
+    }
+    pub fn pfs_root(&self) -> bool {
+        self.data_flags & 2 != 0
+    }
+}
+
+/// A DIRENT blockref; its name (read from its data block, verified, when
+/// longer than 64 bytes) is in the names arena.
+#[derive(
+    Debug, Clone, Copy, zerocopy::FromBytes, zerocopy::IntoBytes, zerocopy::Immutable, zerocopy::KnownLayout,
+)]
+#[repr(C)]
 pub(crate) struct DirentRef {
     pub at: u64,
     pub inum: u64,
-    pub kind: u8,
     pub modify_tid: u64,
     pub mirror_tid: u64,
-    pub name: Box<[u8]>,
+    /// See [`name_ref`].
+    pub name: u64,
 }
 
-/// A DATA blockref as found (verified when the file is read).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DataRef {
-    pub at: u64,
-    pub bref: Blockref,
+/// Packs a name's place in an arena with the entry's type code.
+pub(crate) fn name_ref(off: u64, len: usize, kind: u8) -> u64 {
+    (off << 24) | ((kind as u64) << 16) | len as u64
+}
+
+/// (offset, length, type code) of a [`name_ref`].
+pub(crate) fn name_parts(n: u64) -> (u64, usize, u8) {
+    (n >> 24, (n & 0xffff) as usize, (n >> 16) as u8)
 }
 
 /// What one chunk of media yielded.
@@ -85,20 +126,31 @@ pub(crate) struct Finds {
     pub raws: Vec<RawInode>,
     /// `pfs_clid` of the raw inodes that are PFS roots or the super-root, by offset.
     pub clids: Vec<(u64, [u8; 16])>,
+    /// `pfs_clid` of the PFS roots verified INODE blockrefs name, by offset.
+    pub root_clids: Vec<(u64, [u8; 16])>,
     pub inodes: Vec<InodeRef>,
     pub dirents: Vec<DirentRef>,
-    pub data: Vec<DataRef>,
+    /// The dirents' names (offsets local to this `Finds`).
+    pub names: Vec<u8>,
+    /// Slots holding DATA blockrefs (read again from the media when placed).
+    pub data: Vec<u64>,
     /// Slots that decoded as a plausible blockref.
     pub candidates: u64,
 }
 
 impl Finds {
     pub fn append(&mut self, mut o: Finds) {
+        let base = self.names.len() as u64;
         self.nodes.append(&mut o.nodes);
         self.raws.append(&mut o.raws);
         self.clids.append(&mut o.clids);
+        self.root_clids.append(&mut o.root_clids);
         self.inodes.append(&mut o.inodes);
-        self.dirents.append(&mut o.dirents);
+        self.dirents.extend(o.dirents.iter().map(|d| {
+            let (off, len, kind) = name_parts(d.name);
+            DirentRef { name: name_ref(off + base, len, kind), ..*d }
+        }));
+        self.names.append(&mut o.names);
         self.data.append(&mut o.data);
         self.candidates += o.candidates;
     }
@@ -185,8 +237,6 @@ pub(crate) fn ident(ip: &InodeData) -> u64 {
 /// Scans `buf`, the media at logical offset `base`, into `out`.
 pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bool, out: &mut Finds) {
     let size = fs.device.logical_size();
-    let mut target = [0u8; INODE_BYTES];
-    let mut name_buf = vec![0u8; 1024];
     for (k, block) in buf.chunks_exact(INODE_BYTES).enumerate() {
         let block_off = base + (k * INODE_BYTES) as u64;
         if block.iter().all(|&b| b == 0) {
@@ -204,7 +254,12 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
                 } else {
                     Role::Plain
                 };
-                out.raws.push(RawInode { off: block_off, inum: m.inum.get(), role });
+                let code = match role {
+                    Role::Plain => 0,
+                    Role::PfsRoot => 1,
+                    Role::SuperRoot => 2,
+                };
+                out.raws.push(RawInode { off_role: block_off | code, inum: m.inum.get() });
                 if role != Role::Plain {
                     out.clids.push((block_off, m.pfs_clid));
                 }
@@ -224,60 +279,57 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
             out.candidates += 1;
             match b.kind() {
                 BlockrefType::Indirect => {
-                    out.nodes.push(NodeRef { off: b.offset(), radix: b.radix(), referrer: at })
+                    out.nodes.push(NodeRef { off_radix: b.offset() | b.radix() as u64, referrer: at })
                 }
-                BlockrefType::Data => out.data.push(DataRef { at, bref: b }),
+                BlockrefType::Data => out.data.push(at),
                 BlockrefType::Inode => {
-                    if fs.device.read_into(b.offset(), &mut target).is_err() {
-                        continue;
-                    }
-                    let verified = match check::verify(&b, &target) {
+                    // Through the mapping, not pread: a million small
+                    // reads cost a million system calls otherwise.
+                    let Ok(target) = fs.device.read(b.offset(), INODE_BYTES) else { continue };
+                    let verified = match check::verify(&b, target) {
                         CheckOutcome::Ok => true,
                         CheckOutcome::NotChecked if keep_unchecked => false,
                         _ => continue,
                     };
-                    let Some(ip) = plausible_inode(&target) else { continue };
+                    let Some(ip) = plausible_inode(target) else { continue };
                     let pfs_root = ip.meta.is_pfsroot();
                     if ip.meta.inum.get() != b.key.get() && !pfs_root {
                         continue;
                     }
+                    if pfs_root {
+                        out.root_clids.push((b.offset(), ip.meta.pfs_clid));
+                    }
                     out.inodes.push(InodeRef {
                         at,
-                        data_off: b.offset(),
+                        data_flags: b.offset() | verified as u64 | (pfs_root as u64) << 1,
                         inum: ip.meta.inum.get(),
                         modify_tid: b.modify_tid.get(),
                         mirror_tid: b.mirror_tid.get(),
                         ident: ident(ip),
-                        verified,
-                        pfs_root,
-                        pfs_clid: ip.meta.pfs_clid,
                     });
                 }
                 BlockrefType::Dirent => {
                     let d = *b.dirent();
                     let n = d.namlen.get() as usize;
-                    let name: Box<[u8]> = if b.radix() == 0 {
-                        b.check[..n].into()
+                    let off = out.names.len() as u64;
+                    if b.radix() == 0 {
+                        out.names.extend_from_slice(&b.check[..n]);
                     } else {
                         let len = 1usize << b.radix();
-                        name_buf.resize(len, 0);
-                        if fs.device.read_into(b.offset(), &mut name_buf).is_err() {
-                            continue;
-                        }
-                        match check::verify(&b, &name_buf) {
+                        let Ok(name_buf) = fs.device.read(b.offset(), len) else { continue };
+                        match check::verify(&b, name_buf) {
                             CheckOutcome::Ok => {}
                             CheckOutcome::NotChecked if keep_unchecked => {}
                             _ => continue,
                         }
-                        name_buf[..n].into()
-                    };
+                        out.names.extend_from_slice(&name_buf[..n]);
+                    }
                     out.dirents.push(DirentRef {
                         at,
                         inum: d.inum.get(),
-                        kind: d.type_,
                         modify_tid: b.modify_tid.get(),
                         mirror_tid: b.mirror_tid.get(),
-                        name,
+                        name: name_ref(off, n, d.type_),
                     });
                 }
                 _ => {}

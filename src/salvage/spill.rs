@@ -1,27 +1,25 @@
-//! Data-block records past the memory budget: fixed-size records in
-//! unlinked temporary files (in the directory the caller names, never on
-//! the scanned volumes), written as sorted runs and merged into one sorted
-//! file that queries search by binary search.
+//! Records past the memory budget: fixed-size records in unlinked
+//! temporary files (in the directory the caller names, never on the
+//! scanned volumes).
 //!
-//! Only the data-block records spill: on media with large files they are
-//! the bulk of the index (one per block); the per-inode records (versions,
-//! raw inodes, entries, the indirect-block edges) stay in memory.
+//! * A [`Tape`] keeps records in the order pushed: in memory until told
+//!   to spill, then appended to its file; read back in order.
+//! * A [`Sorter`] sorts records within a budget: sorted runs written to
+//!   files past it, merged (duplicates folded) into one [`Sorted`] table
+//!   that queries search by binary search, in memory when it fits.
+//! * [`Names`] is a byte arena (directory-entry names) that spills the
+//!   same way and is read back by offset.
 
-use super::scan::DataRef;
-use super::{DataBlock, PfsId};
 use crate::error::{Error, Result};
-use crate::format::Blockref;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use zerocopy::{FromBytes, IntoBytes};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-/// Bytes of one [`DataBlock`] record: pfs, inum, blockref.
-const BLOCK_REC: usize = 4 + 8 + 128;
-/// Bytes of one [`DataRef`] record: slot offset, blockref.
-const REF_REC: usize = 8 + 128;
+/// A record a spill file can hold: plain bytes, no padding.
+pub(crate) trait Rec: FromBytes + IntoBytes + Immutable + KnownLayout + Copy + Send + Sync {}
+impl<T: FromBytes + IntoBytes + Immutable + KnownLayout + Copy + Send + Sync> Rec for T {}
 
 fn io_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Error + 'p {
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
@@ -42,234 +40,357 @@ pub(crate) fn temp_file(dir: &Path) -> Result<File> {
     Ok(f)
 }
 
-/// Data refs the scan set aside, in the order found.
-pub(crate) struct RefSpill {
+/// Records read back per read of a spill file.
+const BATCH: usize = 1 << 14;
+
+/// Records in the order pushed, the older ones possibly in a file.
+pub(crate) struct Tape<T> {
     dir: PathBuf,
-    file: Option<BufWriter<File>>,
-    pub count: u64,
+    file: Option<File>,
+    spilled: u64,
+    pub mem: Vec<T>,
 }
 
-impl RefSpill {
+impl<T: Rec> Tape<T> {
     pub fn new(dir: PathBuf) -> Self {
-        RefSpill { dir, file: None, count: 0 }
+        Tape { dir, file: None, spilled: 0, mem: Vec::new() }
     }
 
-    pub fn push_all(&mut self, refs: &mut Vec<DataRef>) -> Result<()> {
+    /// Bytes held in memory.
+    pub fn mem_bytes(&self) -> usize {
+        self.mem.capacity() * std::mem::size_of::<T>()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.spilled + self.mem.len() as u64
+    }
+
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Moves the records in memory to the file.
+    pub fn spill(&mut self) -> Result<()> {
+        if self.mem.is_empty() {
+            return Ok(());
+        }
         if self.file.is_none() {
-            self.file = Some(BufWriter::new(temp_file(&self.dir)?));
+            self.file = Some(temp_file(&self.dir)?);
         }
-        let w = self.file.as_mut().expect("created above");
-        let dir = self.dir.clone();
-        for r in refs.drain(..) {
-            w.write_all(&r.at.to_le_bytes()).map_err(io_err(&dir, "write spill file"))?;
-            w.write_all(r.bref.as_bytes()).map_err(io_err(&dir, "write spill file"))?;
-            self.count += 1;
+        let f = self.file.as_ref().expect("created above");
+        let size = std::mem::size_of::<T>() as u64;
+        f.write_all_at(self.mem.as_slice().as_bytes(), self.spilled * size)
+            .map_err(io_err(&self.dir, "write spill file"))?;
+        self.spilled += self.mem.len() as u64;
+        self.mem = Vec::new();
+        Ok(())
+    }
+
+    /// Record `i`.
+    pub fn get(&self, i: u64) -> Result<T> {
+        if i >= self.spilled {
+            return Ok(self.mem[(i - self.spilled) as usize]);
+        }
+        let f = self.file.as_ref().expect("records spilled");
+        let mut t = T::new_zeroed();
+        let size = std::mem::size_of::<T>() as u64;
+        f.read_exact_at(t.as_mut_bytes(), i * size).map_err(io_err(&self.dir, "read spill file"))?;
+        Ok(t)
+    }
+
+    /// Every record, in order, to `f`, in batches.
+    pub fn for_each_batch(&self, mut f: impl FnMut(&[T]) -> Result<()>) -> Result<()> {
+        if let Some(file) = &self.file {
+            let size = std::mem::size_of::<T>() as u64;
+            let mut buf: Vec<T> = Vec::new();
+            let mut i = 0u64;
+            while i < self.spilled {
+                crate::interrupt::check()?;
+                let n = ((self.spilled - i) as usize).min(BATCH);
+                buf.resize(n, T::new_zeroed());
+                file.read_exact_at(buf.as_mut_slice().as_mut_bytes(), i * size)
+                    .map_err(io_err(&self.dir, "read spill file"))?;
+                f(&buf)?;
+                i += n as u64;
+            }
+        }
+        for chunk in self.mem.chunks(BATCH) {
+            crate::interrupt::check()?;
+            f(chunk)?;
         }
         Ok(())
     }
 
-    /// Every ref set aside, in batches, to `f`.
-    pub fn for_each(self, mut f: impl FnMut(&DataRef) -> Result<()>) -> Result<()> {
-        let Some(w) = self.file else { return Ok(()) };
-        let dir = self.dir;
-        let mut file = w.into_inner().map_err(|e| io_err(&dir, "write spill file")(e.into_error()))?;
-        use std::io::Seek;
-        file.seek(std::io::SeekFrom::Start(0)).map_err(io_err(&dir, "seek spill file"))?;
-        let mut r = BufReader::with_capacity(1 << 20, file);
-        let mut rec = [0u8; REF_REC];
-        for _ in 0..self.count {
-            r.read_exact(&mut rec).map_err(io_err(&dir, "read spill file"))?;
-            let at = u64::from_le_bytes(rec[..8].try_into().expect("8 bytes"));
-            let bref = Blockref::read_from_bytes(&rec[8..]).expect("128 bytes");
-            f(&DataRef { at, bref })?;
+    /// Every record, in order, to `f`.
+    pub fn for_each(&self, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
+        if let Some(file) = &self.file {
+            let size = std::mem::size_of::<T>() as u64;
+            let mut buf: Vec<T> = Vec::new();
+            let mut i = 0u64;
+            while i < self.spilled {
+                crate::interrupt::check()?;
+                let n = ((self.spilled - i) as usize).min(BATCH);
+                buf.resize(n, T::new_zeroed());
+                file.read_exact_at(buf.as_mut_slice().as_mut_bytes(), i * size)
+                    .map_err(io_err(&self.dir, "read spill file"))?;
+                for t in &buf {
+                    f(t)?;
+                }
+                i += n as u64;
+            }
+        }
+        for t in &self.mem {
+            f(t)?;
         }
         Ok(())
     }
 }
 
-fn encode(d: &DataBlock, out: &mut [u8; BLOCK_REC]) {
-    out[..4].copy_from_slice(&d.pfs.to_le_bytes());
-    out[4..12].copy_from_slice(&d.inum.to_le_bytes());
-    out[12..].copy_from_slice(d.bref.as_bytes());
-}
-
-fn decode(rec: &[u8]) -> DataBlock {
-    DataBlock {
-        pfs: PfsId::from_le_bytes(rec[..4].try_into().expect("4 bytes")),
-        inum: u64::from_le_bytes(rec[4..12].try_into().expect("8 bytes")),
-        bref: Blockref::read_from_bytes(&rec[12..BLOCK_REC]).expect("128 bytes"),
-    }
-}
-
-/// Sort and identity key of a data block record.
-pub(crate) fn key(d: &DataBlock) -> (PfsId, u64, u64, u64) {
-    (d.pfs, d.inum, d.bref.key.get(), d.bref.data_off.get())
-}
-
-/// Data-block records, sorted by [`key`], in memory or in a file.
-pub(crate) enum Blocks {
-    Mem(Vec<DataBlock>),
-    File { file: File, count: u64, dir: PathBuf },
-}
-
-/// Collects data-block records within a memory budget.
-pub(crate) struct BlockSorter {
+/// A byte arena read back by offset, the older bytes possibly in a file.
+pub(crate) struct Names {
     dir: PathBuf,
-    budget: usize,
-    buf: Vec<DataBlock>,
-    runs: Vec<(File, u64)>,
+    file: Option<File>,
+    spilled: u64,
+    pub mem: Vec<u8>,
 }
 
-impl BlockSorter {
-    pub fn new(dir: PathBuf, budget: usize) -> Self {
-        BlockSorter { dir, budget, buf: Vec::new(), runs: Vec::new() }
+impl Names {
+    pub fn new(dir: PathBuf) -> Self {
+        Names { dir, file: None, spilled: 0, mem: Vec::new() }
     }
 
-    pub fn push(&mut self, d: DataBlock) -> Result<()> {
-        self.buf.push(d);
-        if self.buf.len() * std::mem::size_of::<DataBlock>() >= self.budget {
-            self.flush_run()?;
+    pub fn spilled(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// The offset the next byte pushed gets.
+    pub fn end(&self) -> u64 {
+        self.spilled + self.mem.len() as u64
+    }
+
+    pub fn mem_bytes(&self) -> usize {
+        self.mem.capacity()
+    }
+
+    pub fn spill(&mut self) -> Result<()> {
+        if self.mem.is_empty() {
+            return Ok(());
         }
+        if self.file.is_none() {
+            self.file = Some(temp_file(&self.dir)?);
+        }
+        let f = self.file.as_ref().expect("created above");
+        f.write_all_at(&self.mem, self.spilled).map_err(io_err(&self.dir, "write spill file"))?;
+        self.spilled += self.mem.len() as u64;
+        self.mem = Vec::new();
         Ok(())
     }
 
-    fn flush_run(&mut self) -> Result<()> {
-        self.buf.sort_by_key(key);
-        self.buf.dedup_by_key(|d| key(d));
-        let file = temp_file(&self.dir)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        let mut rec = [0u8; BLOCK_REC];
-        for d in &self.buf {
-            encode(d, &mut rec);
-            w.write_all(&rec).map_err(io_err(&self.dir, "write spill file"))?;
+    /// The `len` bytes at `off`, appended to `out`.
+    pub fn read(&self, off: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        if off >= self.spilled {
+            let s = (off - self.spilled) as usize;
+            out.extend_from_slice(&self.mem[s..s + len]);
+            return Ok(());
         }
-        let file = w.into_inner().map_err(|e| io_err(&self.dir, "write spill file")(e.into_error()))?;
-        self.runs.push((file, self.buf.len() as u64));
-        self.buf.clear();
-        Ok(())
-    }
-
-    /// The records, sorted and without duplicates: in memory when they
-    /// stayed within the budget, else merged into one file.
-    pub fn finish(mut self) -> Result<Blocks> {
-        if self.runs.is_empty() {
-            self.buf.sort_by_key(key);
-            self.buf.dedup_by_key(|d| key(d));
-            return Ok(Blocks::Mem(self.buf));
-        }
-        if !self.buf.is_empty() {
-            self.flush_run()?;
-        }
-        let dir = self.dir.clone();
-        let mut readers: Vec<(BufReader<File>, u64)> = Vec::new();
-        for (f, n) in self.runs.drain(..) {
-            use std::io::Seek;
-            let mut f = f;
-            f.seek(std::io::SeekFrom::Start(0)).map_err(io_err(&dir, "seek spill file"))?;
-            readers.push((BufReader::with_capacity(1 << 16, f), n));
-        }
-        let next = |i: usize, readers: &mut Vec<(BufReader<File>, u64)>| -> Result<Option<DataBlock>> {
-            let (r, left) = &mut readers[i];
-            if *left == 0 {
-                return Ok(None);
-            }
-            *left -= 1;
-            let mut rec = [0u8; BLOCK_REC];
-            r.read_exact(&mut rec).map_err(io_err(&dir, "read spill file"))?;
-            Ok(Some(decode(&rec)))
-        };
-        let mut heap = BinaryHeap::new();
-        for i in 0..readers.len() {
-            if let Some(d) = next(i, &mut readers)? {
-                heap.push(std::cmp::Reverse((key(&d), i, Rec(d))));
-            }
-        }
-        let out = temp_file(&dir)?;
-        let mut w = BufWriter::with_capacity(1 << 20, out);
-        let mut count = 0u64;
-        let mut last = None;
-        let mut rec = [0u8; BLOCK_REC];
-        while let Some(std::cmp::Reverse((k, i, Rec(d)))) = heap.pop() {
-            if last != Some(k) {
-                encode(&d, &mut rec);
-                w.write_all(&rec).map_err(io_err(&dir, "write spill file"))?;
-                count += 1;
-                last = Some(k);
-            }
-            if let Some(d) = next(i, &mut readers)? {
-                heap.push(std::cmp::Reverse((key(&d), i, Rec(d))));
-            }
-        }
-        let file = w.into_inner().map_err(|e| io_err(&dir, "write spill file")(e.into_error()))?;
-        Ok(Blocks::File { file, count, dir })
+        let f = self.file.as_ref().expect("names spilled");
+        let at = out.len();
+        out.resize(at + len, 0);
+        f.read_exact_at(&mut out[at..], off).map_err(io_err(&self.dir, "read spill file"))
     }
 }
 
-/// A record carried through the merge heap (ordered by the key beside it).
-struct Rec(DataBlock);
-impl PartialEq for Rec {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for Rec {}
-impl PartialOrd for Rec {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Rec {
-    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
-        std::cmp::Ordering::Equal
-    }
+/// Records sorted by `key`, in memory or in a file.
+pub(crate) enum Sorted<T> {
+    Mem(Vec<T>),
+    File(Tape<T>),
 }
 
-impl Blocks {
+impl<T: Rec> Sorted<T> {
     pub fn len(&self) -> u64 {
         match self {
-            Blocks::Mem(v) => v.len() as u64,
-            Blocks::File { count, .. } => *count,
+            Sorted::Mem(v) => v.len() as u64,
+            Sorted::File(t) => t.len(),
         }
     }
 
-    /// The records of one inode, by key.
-    pub fn of(&self, pfs: PfsId, inum: u64) -> Result<Vec<DataBlock>> {
+    pub fn spilled(&self) -> bool {
+        matches!(self, Sorted::File(_))
+    }
+
+    /// The records whose `part` equals `want` (`part` must order the
+    /// records as the sort key does).
+    pub fn range<P: Ord>(&self, want: P, part: impl Fn(&T) -> P) -> Result<Vec<T>> {
         match self {
-            Blocks::Mem(v) => {
-                let lo = v.partition_point(|d| (d.pfs, d.inum) < (pfs, inum));
-                let hi = v.partition_point(|d| (d.pfs, d.inum) <= (pfs, inum));
+            Sorted::Mem(v) => {
+                let lo = v.partition_point(|d| part(d) < want);
+                let hi = lo + v[lo..].partition_point(|d| part(d) == want);
                 Ok(v[lo..hi].to_vec())
             }
-            Blocks::File { file, count, dir } => {
-                let read = |i: u64| -> Result<DataBlock> {
-                    let mut rec = [0u8; BLOCK_REC];
-                    file.read_exact_at(&mut rec, i * BLOCK_REC as u64)
-                        .map_err(io_err(dir, "read spill file"))?;
-                    Ok(decode(&rec))
-                };
-                // First record at or past (pfs, inum).
-                let (mut lo, mut hi) = (0u64, *count);
+            Sorted::File(t) => {
+                let (mut lo, mut hi) = (0u64, t.len());
                 while lo < hi {
                     let mid = lo + (hi - lo) / 2;
-                    let d = read(mid)?;
-                    if (d.pfs, d.inum) < (pfs, inum) {
+                    if part(&t.get(mid)?) < want {
                         lo = mid + 1;
                     } else {
                         hi = mid;
                     }
                 }
                 let mut out = Vec::new();
-                let mut i = lo;
-                while i < *count {
-                    let d = read(i)?;
-                    if (d.pfs, d.inum) != (pfs, inum) {
+                while lo < t.len() {
+                    let d = t.get(lo)?;
+                    if part(&d) != want {
                         break;
                     }
                     out.push(d);
-                    i += 1;
+                    lo += 1;
                 }
                 Ok(out)
             }
         }
+    }
+
+    /// Every record in order, to `f`.
+    pub fn for_each(&self, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
+        match self {
+            Sorted::Mem(v) => v.iter().try_for_each(f),
+            Sorted::File(t) => t.for_each(&mut f),
+        }
+    }
+}
+
+/// Sorts records within a memory budget. `same(kept, later)` folds a
+/// record into an equal-keyed one kept before it (returns false to keep
+/// both).
+pub(crate) struct Sorter<T, K> {
+    dir: PathBuf,
+    budget: usize,
+    key: fn(&T) -> K,
+    same: fn(&mut T, &T) -> bool,
+    buf: Vec<T>,
+    runs: Vec<Tape<T>>,
+}
+
+impl<T: Rec, K: Ord + Copy> Sorter<T, K> {
+    pub fn new(dir: PathBuf, budget: usize, key: fn(&T) -> K, same: fn(&mut T, &T) -> bool) -> Self {
+        Sorter { dir, budget: budget.max(4096), key, same, buf: Vec::new(), runs: Vec::new() }
+    }
+
+    pub fn push(&mut self, d: T) -> Result<()> {
+        if self.buf.capacity() == 0 {
+            // The whole budget at once: no doubling past it (pages not
+            // written are not resident).
+            self.buf.reserve_exact(self.budget / std::mem::size_of::<T>() + 1);
+        }
+        self.buf.push(d);
+        if self.buf.len() * std::mem::size_of::<T>() >= self.budget {
+            self.flush_run()?;
+        }
+        Ok(())
+    }
+
+    fn fold(v: &mut Vec<T>, key: fn(&T) -> K, same: fn(&mut T, &T) -> bool) {
+        v.sort_by_key(key);
+        v.dedup_by(|later, kept| key(later) == key(kept) && same(kept, later));
+    }
+
+    fn flush_run(&mut self) -> Result<()> {
+        Self::fold(&mut self.buf, self.key, self.same);
+        let mut t = Tape::new(self.dir.clone());
+        t.mem = std::mem::take(&mut self.buf);
+        t.spill()?;
+        self.runs.push(t);
+        Ok(())
+    }
+
+    /// The records, sorted and folded: in memory when they stayed within
+    /// the budget, else merged into one file.
+    pub fn finish(mut self) -> Result<Sorted<T>> {
+        if self.runs.is_empty() {
+            Self::fold(&mut self.buf, self.key, self.same);
+            self.buf.shrink_to_fit();
+            return Ok(Sorted::Mem(self.buf));
+        }
+        if !self.buf.is_empty() {
+            self.flush_run()?;
+        }
+        self.buf = Vec::new();
+        let key = self.key;
+        // Each run read in batches; the heap holds one record per run.
+        struct Run<T> {
+            tape: Tape<T>,
+            next: u64,
+            buf: Vec<T>,
+            at: usize,
+        }
+        let mut runs: Vec<Run<T>> =
+            self.runs.drain(..).map(|tape| Run { tape, next: 0, buf: Vec::new(), at: 0 }).collect();
+        let batch = (self.budget / std::mem::size_of::<T>() / (runs.len() + 1)).clamp(64, BATCH);
+        let pull = |r: &mut Run<T>| -> Result<Option<T>> {
+            if r.at == r.buf.len() {
+                r.buf.clear();
+                let end = (r.next + batch as u64).min(r.tape.len());
+                for i in r.next..end {
+                    r.buf.push(r.tape.get(i)?);
+                }
+                r.next = end;
+                r.at = 0;
+                if r.buf.is_empty() {
+                    return Ok(None);
+                }
+            }
+            r.at += 1;
+            Ok(Some(r.buf[r.at - 1]))
+        };
+        let mut heap = BinaryHeap::new();
+        for (i, r) in runs.iter_mut().enumerate() {
+            if let Some(d) = pull(r)? {
+                heap.push(std::cmp::Reverse((key(&d), i, Held(d))));
+            }
+        }
+        let mut out = Tape::new(self.dir.clone());
+        let mut last: Option<T> = None;
+        while let Some(std::cmp::Reverse((k, i, Held(d)))) = heap.pop() {
+            let folded = match &mut last {
+                Some(l) if key(l) == k => (self.same)(l, &d),
+                _ => false,
+            };
+            if !folded {
+                if let Some(l) = last.replace(d) {
+                    out.mem.push(l);
+                    if out.mem.len() >= BATCH {
+                        out.spill()?;
+                    }
+                }
+            }
+            if let Some(d) = pull(&mut runs[i])? {
+                heap.push(std::cmp::Reverse((key(&d), i, Held(d))));
+            }
+        }
+        if let Some(l) = last {
+            out.mem.push(l);
+        }
+        out.spill()?;
+        Ok(Sorted::File(out))
+    }
+}
+
+/// A record carried through the merge heap (ordered by the key beside it).
+struct Held<T>(T);
+impl<T> PartialEq for Held<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl<T> Eq for Held<T> {}
+impl<T> PartialOrd for Held<T> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl<T> Ord for Held<T> {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
     }
 }
