@@ -13,7 +13,8 @@
 //! - full check: `fsck_hammer2 -n` against `reftools/fsck_hammer2 -q -b`
 //!   (the best header copy only, as ours checks);
 //! - `hammer2_dump show` against `reftools/hammer2 show` (theirs is slow,
-//!   it runs once unless `HAMMER2_SCALE_SHOW_ROUNDS` says otherwise);
+//!   it runs once unless `HAMMER2_SCALE_SHOW_ROUNDS` says otherwise; 0
+//!   leaves it out);
 //! - `hammer2_dump freemap` against `reftools/hammer2 freemap`;
 //! - `hammer2_edit bulkfree` against `reftools/makefs -o B` (the
 //!   reference kernel code's bulkfree, mounting the image);
@@ -35,8 +36,10 @@
 //! directories instead of 10,000, to try the generator),
 //! `HAMMER2_SCALE_DIR` (where the tree and image are cached, shared by
 //! several checkouts; default target/bench-scale), `HAMMER2_BENCH_ROUNDS`,
-//! `HAMMER2_BENCH_ONLY` (only the pieces of work
-//! whose name contains it).
+//! `HAMMER2_BENCH_ONLY` (only the pieces of work whose name contains
+//! it, or one of its comma-separated parts: `fsck,bulkfree,edits` leaves
+//! out the reference `show`, which takes very long at 10M files),
+//! `HAMMER2_SCALE_THEIRS=0` (ours only: no reference tool runs).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -241,7 +244,7 @@ fn main() {
     let rounds: usize =
         std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     let show_rounds: usize =
-        std::env::var("HAMMER2_SCALE_SHOW_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+        std::env::var("HAMMER2_SCALE_SHOW_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
     let newfs = env!("CARGO_BIN_EXE_newfs_hammer2");
     let fsck = env!("CARGO_BIN_EXE_fsck_hammer2");
     let dump = env!("CARGO_BIN_EXE_hammer2_dump");
@@ -293,10 +296,14 @@ fn main() {
     println!("image:   {} ({} files in {dirs} directories), {rounds} rounds", img.display(), dirs * PER_DIR);
 
     let only = std::env::var("HAMMER2_BENCH_ONLY").unwrap_or_default();
+    // Ours only (the reference tools take very long at 10M files).
+    let skip_theirs = std::env::var_os("HAMMER2_SCALE_THEIRS").is_some_and(|v| v == "0");
+    // Comma-separated: a piece of work runs when its name contains one.
+    let picked = |name: &str| only.split(',').any(|o| name.contains(o));
     let edits_name = "edits: one mkdir / put / rm per run, at / and in /d00000 (1,000 entries each)";
     let bulkfree_name = "bulkfree: hammer2_edit IMG bulkfree  vs  reftools/makefs -o B";
     // A writable copy for the edits and bulkfrees, when they run.
-    let writes = edits_name.contains(only.as_str()) || bulkfree_name.contains(only.as_str());
+    let writes = picked(edits_name) || picked(bulkfree_name);
     let rw = root.join(format!("scale-{tag}-rw-{}.img", std::process::id()));
     if writes {
         let _ = std::fs::remove_file(&rw);
@@ -377,11 +384,11 @@ fn main() {
             cleanup: Box::new(clear),
         },
     ];
-    for w in works.iter().filter(|w| w.name.contains(only.as_str())) {
+    for w in works.iter().filter(|w| picked(w.name)) {
         let (mut ours, mut theirs) = (Runs::default(), Runs::default());
         for round in 0..rounds {
             let mut order = vec![true];
-            if round < w.their_rounds {
+            if round < w.their_rounds && !skip_theirs {
                 // Alternate who goes first, so neither always meets a warmer cache.
                 order.insert(if round % 2 == 0 { 1 } else { 0 }, false);
             }
@@ -394,6 +401,10 @@ fn main() {
         }
         println!("{}", w.name);
         println!("{}", ours.line("ours"));
+        if theirs.0.is_empty() {
+            println!("  theirs  not run (HAMMER2_SCALE_SHOW_ROUNDS=0 or HAMMER2_SCALE_THEIRS=0)");
+            continue;
+        }
         println!("{}", theirs.line("theirs"));
         println!(
             "  ratio   theirs/ours wall {:.2}x, cpu {:.2}x; ours peak RSS {:.1} MiB{}",
@@ -406,7 +417,7 @@ fn main() {
 
     // Single edits, ours only: each is its own hammer2_edit run (open,
     // session, commit), alternating between the root and d00000.
-    if edits_name.contains(only.as_str()) {
+    if picked(edits_name) {
         let host_file = root.join("put-source");
         std::fs::write(&host_file, vec![b'x'; 3000]).unwrap();
         let host = host_file.to_str().unwrap().to_string();
