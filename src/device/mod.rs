@@ -105,7 +105,7 @@ pub struct MmapBackend {
     path: PathBuf,
     size: u64,
     /// The open, locked file: kept for the mapping's lifetime, for pread,
-    /// pwrite and fsync, and so that the lock lasts as long as the volume
+    /// pwrite and fdatasync, and so that the lock lasts as long as the volume
     /// is in use ([`lock`]).
     lock: Arc<LockedFile>,
     map: Map,
@@ -229,7 +229,7 @@ impl Backend for MmapBackend {
         // pwrite, not a store through the mapping: written blocks then do
         // not stay resident in this process (an import of any size keeps
         // memory flat), and the shared mapping still sees them (one page
-        // cache). Durability comes from fsync in the barriers.
+        // cache). Durability comes from fdatasync in the barriers.
         use std::os::unix::fs::FileExt;
         match &self.map {
             Map::Rw(_) => self.lock.file().write_all_at(data, off).map_err(|source| Error::Io {
