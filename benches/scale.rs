@@ -13,7 +13,8 @@
 //! - full check: `fsck_hammer2 -n` against `reftools/fsck_hammer2 -q -b`
 //!   (the best header copy only, as ours checks);
 //! - `hammer2_dump show` against `reftools/hammer2 show` (theirs is slow,
-//!   it runs once unless `HAMMER2_SCALE_SHOW_ROUNDS` says otherwise);
+//!   it runs once unless `HAMMER2_SCALE_SHOW_ROUNDS` says otherwise; 0
+//!   leaves it out);
 //! - `hammer2_dump freemap` against `reftools/hammer2 freemap`;
 //! - `hammer2_edit bulkfree` against `reftools/makefs -o B` (the
 //!   reference kernel code's bulkfree, mounting the image);
@@ -27,18 +28,25 @@
 //! once per run, so the cached image stays as populated.
 //!
 //! Environment: `HAMMER2_SCALE_10M=1` for the 10,000,000-file variant
-//! (10,000 directories; its own tree and image, about 20 GB of tree and
-//! 32 GB of image: it takes a long time to build), `HAMMER2_REFTOOLS`,
+//! (10,000 directories of 1,000 files; no host tree: the image is
+//! generated through the library's write engine, `hammer2::host::synth`,
+//! nine files in ten embedded in their inodes, about 15 GB on media in a
+//! sparse 32 GiB image), `HAMMER2_REFTOOLS`,
+//! `HAMMER2_SCALE_10M_DIRS` (with `HAMMER2_SCALE_10M`: that many
+//! directories instead of 10,000, to try the generator),
 //! `HAMMER2_SCALE_DIR` (where the tree and image are cached, shared by
 //! several checkouts; default target/bench-scale), `HAMMER2_BENCH_ROUNDS`,
-//! `HAMMER2_BENCH_ONLY` (only the pieces of work
-//! whose name contains it).
+//! `HAMMER2_BENCH_ONLY` (only the pieces of work whose name contains
+//! it, or one of its comma-separated parts: `fsck,bulkfree,edits` leaves
+//! out the reference `show`, which takes very long at 10M files),
+//! `HAMMER2_SCALE_THEIRS=0` (ours only: no reference tool runs).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
 mod support;
 
+use hammer2::host::synth::{SynthEntry, SynthMeta};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,6 +103,81 @@ fn generate(tree: &Path, dirs: u64) {
     }
 }
 
+/// The pool generated files take their bytes from: the first half words,
+/// the second half random, so about half of the bytes compress.
+fn pool() -> Vec<u8> {
+    const POOL: usize = 4 << 20;
+    let mut pool = Vec::with_capacity(POOL + 8192);
+    let words: Vec<Vec<u8>> = (0..2000u64)
+        .map(|i| {
+            let r = mix(i);
+            (0..2 + r % 8).map(|k| b'a' + (mix(r ^ k) % 26) as u8).collect()
+        })
+        .collect();
+    let mut i = 0u64;
+    while pool.len() < POOL / 2 {
+        pool.extend_from_slice(&words[(mix(i ^ 0x5555) % 2000) as usize]);
+        pool.push(b' ');
+        i += 1;
+    }
+    while pool.len() < POOL + 8192 {
+        pool.extend_from_slice(&mix(i).to_le_bytes());
+        i += 1;
+    }
+    pool
+}
+
+/// The entries of the generated 10,000,000-file tree: `dirs` directories
+/// `dNNNNN` of [`PER_DIR`] files `fNNNN`; nine files in ten of 16 to 512
+/// bytes (embedded in their inode), one in ten of 1 to 4 KiB.
+fn synthetic_entries(dirs: u64) -> impl Iterator<Item = SynthEntry> {
+    let pool = pool();
+    (0..dirs).flat_map(move |d| {
+        let pool = pool.clone();
+        std::iter::once(SynthEntry::Dir(format!("d{d:05}").into_bytes()))
+            .chain((0..PER_DIR).map(move |f| {
+                let r = mix(d * PER_DIR + f);
+                let size = if r % 10 == 0 {
+                    1024 + ((r >> 8) % 3073) as usize
+                } else {
+                    16 + ((r >> 8) % 497) as usize
+                };
+                let off = ((r >> 20) as usize) % (pool.len() - size);
+                SynthEntry::File(format!("f{f:04}").into_bytes(), pool[off..off + size].to_vec())
+            }))
+            .chain(std::iter::once(SynthEntry::Up))
+    })
+}
+
+/// Fills the formatted image `img` with [`synthetic_entries`], in this
+/// process: (wall seconds, CPU seconds, peak RSS MiB) of the whole process.
+fn build_synthetic(img: &Path, dirs: u64) -> (f64, f64, f64) {
+    let start = std::time::Instant::now();
+    let total = dirs * (PER_DIR + 1);
+    let mut last = 0u64;
+    let (report, _) = hammer2::host::synth::populate_synthetic(
+        img.to_str().unwrap(),
+        "DATA",
+        synthetic_entries(dirs),
+        &SynthMeta::default(),
+        &mut |r| {
+            let done = r.dirs + r.files;
+            if done >= last + 500_000 {
+                last = done;
+                eprintln!("  {done} of {total} entries, {:.0} s", start.elapsed().as_secs_f64());
+            }
+        },
+    )
+    .unwrap();
+    eprintln!("  {report:?}");
+    // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage of this process with a valid out-pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (start.elapsed().as_secs_f64(), secs(u.ru_utime) + secs(u.ru_stime), u.ru_maxrss as f64 / 1024.0)
+}
+
 fn run_ok(cmd: &mut Command) -> Usage {
     let u = support::run(cmd);
     assert!(u.status.success(), "{cmd:?}: {}", u.status);
@@ -146,7 +229,13 @@ fn settle() {
 
 fn main() {
     let big = std::env::var_os("HAMMER2_SCALE_10M").is_some_and(|v| !v.is_empty() && v != "0");
-    let (dirs, tag, size) = if big { (10_000, "10m", "96G") } else { (1_000, "1m", "16G") };
+    let (mut dirs, tag, size) = if big { (10_000, "10m", "32G") } else { (1_000, "1m", "16G") };
+    // A smaller generated image (a trial of the 10M build): its own
+    // HAMMER2_SCALE_DIR, please.
+    if let Some(n) = std::env::var("HAMMER2_SCALE_10M_DIRS").ok().and_then(|n| n.parse().ok()).filter(|_| big)
+    {
+        dirs = n;
+    }
     let root = std::env::var_os("HAMMER2_SCALE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-scale"));
@@ -155,18 +244,39 @@ fn main() {
     let rounds: usize =
         std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
     let show_rounds: usize =
-        std::env::var("HAMMER2_SCALE_SHOW_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
+        std::env::var("HAMMER2_SCALE_SHOW_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
     let newfs = env!("CARGO_BIN_EXE_newfs_hammer2");
     let fsck = env!("CARGO_BIN_EXE_fsck_hammer2");
     let dump = env!("CARGO_BIN_EXE_hammer2_dump");
     let edit = env!("CARGO_BIN_EXE_hammer2_edit");
 
     println!("machine: {}", support::machine());
-    let tree = support::generated_once(&root, &format!("tree-{tag}"), |t| {
-        eprintln!("generating {} files into {}", dirs * PER_DIR, t.display());
-        generate(t, dirs);
-    });
     let img = root.join(format!("scale-{tag}.img"));
+    // The 10,000,000-file image is generated straight into the image: a
+    // host tree of ten million files would take a host block each.
+    let tree = if big {
+        None
+    } else {
+        Some(support::generated_once(&root, &format!("tree-{tag}"), |t| {
+            eprintln!("generating {} files into {}", dirs * PER_DIR, t.display());
+            generate(t, dirs);
+        }))
+    };
+    if !img.exists() && big {
+        let partial = root.join(format!("scale-{tag}.img.partial"));
+        let _ = std::fs::remove_file(&partial);
+        eprintln!("generating {} files into {}", dirs * PER_DIR, img.display());
+        run_ok(Command::new(newfs).args(["-q", "-s", size]).arg(&partial));
+        settle();
+        let (secs, cpu, rss) = build_synthetic(&partial, dirs);
+        println!(
+            "built:   {} generated files through the write engine: wall {secs:.1} s, cpu {cpu:.1} s, \
+             peak RSS {rss:.1} MiB",
+            dirs * PER_DIR
+        );
+        std::fs::rename(&partial, &img).unwrap();
+    }
+    let tree = tree.unwrap_or_else(|| root.join("tree-10m-absent"));
     if !img.exists() {
         let partial = root.join(format!("scale-{tag}.img.partial"));
         let _ = std::fs::remove_file(&partial);
@@ -185,10 +295,20 @@ fn main() {
     let spec = img.to_str().unwrap().to_string();
     println!("image:   {} ({} files in {dirs} directories), {rounds} rounds", img.display(), dirs * PER_DIR);
 
-    // A writable copy for the edits and bulkfrees.
+    let only = std::env::var("HAMMER2_BENCH_ONLY").unwrap_or_default();
+    // Ours only (the reference tools take very long at 10M files).
+    let skip_theirs = std::env::var_os("HAMMER2_SCALE_THEIRS").is_some_and(|v| v == "0");
+    // Comma-separated: a piece of work runs when its name contains one.
+    let picked = |name: &str| only.split(',').any(|o| name.contains(o));
+    let edits_name = "edits: one mkdir / put / rm per run, at / and in /d00000 (1,000 entries each)";
+    let bulkfree_name = "bulkfree: hammer2_edit IMG bulkfree  vs  reftools/makefs -o B";
+    // A writable copy for the edits and bulkfrees, when they run.
+    let writes = picked(edits_name) || picked(bulkfree_name);
     let rw = root.join(format!("scale-{tag}-rw-{}.img", std::process::id()));
-    let _ = std::fs::remove_file(&rw);
-    run_ok(Command::new("cp").arg("--sparse=always").arg(&img).arg(&rw));
+    if writes {
+        let _ = std::fs::remove_file(&rw);
+        run_ok(Command::new("cp").arg("--sparse=always").arg(&img).arg(&rw));
+    }
     let rw_spec = rw.to_str().unwrap().to_string();
     let empty = root.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
@@ -245,7 +365,7 @@ fn main() {
             cleanup: Box::new(|| {}),
         },
         Work {
-            name: "bulkfree: hammer2_edit IMG bulkfree  vs  reftools/makefs -o B",
+            name: bulkfree_name,
             target: "ours < 128 MiB",
             ours: cmd(p(edit), s(&["-q", &rw_spec, "bulkfree"])),
             theirs: cmd(
@@ -264,12 +384,11 @@ fn main() {
             cleanup: Box::new(clear),
         },
     ];
-    let only = std::env::var("HAMMER2_BENCH_ONLY").unwrap_or_default();
-    for w in works.iter().filter(|w| w.name.contains(only.as_str())) {
+    for w in works.iter().filter(|w| picked(w.name)) {
         let (mut ours, mut theirs) = (Runs::default(), Runs::default());
         for round in 0..rounds {
             let mut order = vec![true];
-            if round < w.their_rounds {
+            if round < w.their_rounds && !skip_theirs {
                 // Alternate who goes first, so neither always meets a warmer cache.
                 order.insert(if round % 2 == 0 { 1 } else { 0 }, false);
             }
@@ -282,6 +401,10 @@ fn main() {
         }
         println!("{}", w.name);
         println!("{}", ours.line("ours"));
+        if theirs.0.is_empty() {
+            println!("  theirs  not run (HAMMER2_SCALE_SHOW_ROUNDS=0 or HAMMER2_SCALE_THEIRS=0)");
+            continue;
+        }
         println!("{}", theirs.line("theirs"));
         println!(
             "  ratio   theirs/ours wall {:.2}x, cpu {:.2}x; ours peak RSS {:.1} MiB{}",
@@ -294,8 +417,7 @@ fn main() {
 
     // Single edits, ours only: each is its own hammer2_edit run (open,
     // session, commit), alternating between the root and d00000.
-    let edits_name = "edits: one mkdir / put / rm per run, at / and in /d00000 (1,000 entries each)";
-    if edits_name.contains(only.as_str()) {
+    if picked(edits_name) {
         let host_file = root.join("put-source");
         std::fs::write(&host_file, vec![b'x'; 3000]).unwrap();
         let host = host_file.to_str().unwrap().to_string();
@@ -320,8 +442,10 @@ fn main() {
             }
         }
     }
-    let m = run_ok(Command::new(fsck).arg("-n").arg(&rw));
-    println!("the edited copy checks clean ({:.2} s)", m.wall);
+    if writes {
+        let m = run_ok(Command::new(fsck).arg("-n").arg(&rw));
+        println!("the edited copy checks clean ({:.2} s)", m.wall);
+    }
     let _ = std::fs::remove_dir_all(&out);
     let _ = std::fs::remove_file(&rw);
 }

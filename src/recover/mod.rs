@@ -271,7 +271,6 @@ pub fn lag_freemap(fs: &mut Hammer2) -> Result<Lagged> {
     let mut vol = fs.device.volume_mut(pos);
     vol.write(off, v.as_bytes())?;
     vol.sync_range(off, v.as_bytes().len() as u64)?;
-    vol.sync()?;
     let lagged = Lagged { copy: fs.copy, from_copy, mirror_tid, freemap_tid: v.freemap_tid.get() };
     let copy = &mut fs.headers[pos].copies[fs.copy];
     copy.data = Some(v.clone());

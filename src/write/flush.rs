@@ -222,7 +222,6 @@ pub fn commit(
         let mut vol = fs.device.volume_mut(pos);
         vol.write(off, v.as_bytes())?;
         vol.sync_range(off, v.as_bytes().len() as u64)?;
-        vol.sync()?;
         let copy = &mut fs.headers[pos].copies[next];
         copy.data = Some(v.clone());
         copy.state = CopyState::Valid;

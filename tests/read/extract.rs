@@ -835,9 +835,7 @@ fn a_sessions_get_reports_image_damage_as_corruption() {
         _ => None,
     };
     let (img, _) = dag_image();
-    // Not dry runs: a dry-run session refuses to read back some blocks of
-    // these images ("a dry run keeps only 64 MiB ..."), a matter of its
-    // own. Nothing is committed; the images are scratch copies.
+    // Not a dry run; nothing is committed: the images are scratch copies.
     let mut s = Session::open(img.spec(), false).unwrap();
     let pfs = s.pfs(None).unwrap();
     s.mkdir(&pfs, "/fresh", Attrs::now(0o755), false).unwrap();

@@ -13,3 +13,4 @@ mod write_lag;
 mod write_model;
 mod write_refuse;
 mod write_shapes;
+mod write_synth;

@@ -50,7 +50,6 @@ pub fn sync_header_copies(fs: &mut Hammer2) -> Result<Vec<usize>> {
         let mut vol = fs.device.volume_mut(pos);
         vol.write(offset, current.as_bytes())?;
         vol.sync_range(offset, current.as_bytes().len() as u64)?;
-        vol.sync()?;
         let c = &mut fs.headers[pos].copies[index];
         c.state = CopyState::Valid;
         c.data = Some(current.clone());

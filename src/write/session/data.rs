@@ -146,15 +146,8 @@ impl Session {
     /// for a block this session would have written, from what it kept.
     pub(crate) fn block_data(&self, b: &Blockref, loc: &Location) -> Result<Vec<u8>> {
         if !self.write {
-            if let Some(media) = self.dry.blocks.get(&b.data_off.get()) {
-                return crate::read::tree::Tree::decode(b, media.clone(), loc);
-            }
-            if b.modify_tid.get() >= self.tx.tid {
-                return Err(Error::invalid(format!(
-                    "a dry run keeps only {} MiB of the data it would write; cannot read back the block at {:#x}",
-                    DRY_RUN_KEEP >> 20,
-                    b.data_off.get()
-                )));
+            if let Some(media) = self.dry.get(b.data_off.get())? {
+                return crate::read::tree::Tree::decode(b, media, loc);
             }
         }
         Ok(crate::read::tree::Tree::new(&self.fs).data(b, loc)?.into_owned())

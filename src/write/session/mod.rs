@@ -71,7 +71,8 @@ pub use view::SessionView;
 /// Default dirty-memory budget of a session (bytes of loaded chains).
 pub const DEFAULT_BUDGET: usize = 256 << 20;
 
-/// Bytes of data blocks a dry run keeps to read back (see [`Session::block_data`]).
+/// Bytes of data blocks a dry run keeps in memory to read back (the rest
+/// goes to a temporary file; see [`Session::block_data`]).
 pub const DRY_RUN_KEEP: usize = 64 << 20;
 
 /// First inode number handed out in a PFS (HAMMER2_INODE_START).
@@ -159,13 +160,78 @@ struct Budget {
     since_check: u32,
 }
 
-/// A dry run writes nothing: the data blocks it would have written (media
-/// bytes by `data_off`, up to [`DRY_RUN_KEEP`] bytes), so that later
-/// operations of the same run can read them back.
+/// A dry run writes nothing to the volume: the data blocks it would have
+/// written are kept by `data_off`, so that later operations of the same
+/// run can read them back; the first [`DRY_RUN_KEEP`] bytes in memory, the
+/// rest in an unlinked temporary file, so a dry run of any size works.
 #[derive(Default)]
 struct DryBlocks {
-    blocks: std::collections::HashMap<u64, Vec<u8>>,
+    blocks: std::collections::HashMap<u64, DryBlock>,
+    /// Bytes kept in memory.
     bytes: usize,
+    spill: Option<std::fs::File>,
+    spill_len: u64,
+}
+
+enum DryBlock {
+    Memory(Vec<u8>),
+    /// Offset and length in the spill file.
+    Spilled(u64, usize),
+}
+
+impl DryBlocks {
+    fn keep(&mut self, data_off: u64, media: &[u8]) -> Result<()> {
+        if self.bytes + media.len() <= DRY_RUN_KEEP {
+            self.bytes += media.len();
+            self.blocks.insert(data_off, DryBlock::Memory(media.to_vec()));
+            return Ok(());
+        }
+        use std::os::unix::fs::FileExt;
+        let dir = std::env::temp_dir();
+        let io = |op: &'static str| {
+            let path = dir.clone();
+            move |source| Error::Io { path, op, offset: 0, source }
+        };
+        if self.spill.is_none() {
+            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = dir.join(format!("hammer2-dry-run-{}-{n}", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(io("create dry-run spill file"))?;
+            // Unlinked at once: nothing is left behind, whatever happens.
+            let _ = std::fs::remove_file(&path);
+            self.spill = Some(f);
+        }
+        let f = self.spill.as_ref().expect("created above");
+        f.write_all_at(media, self.spill_len).map_err(io("write dry-run spill file"))?;
+        self.blocks.insert(data_off, DryBlock::Spilled(self.spill_len, media.len()));
+        self.spill_len += media.len() as u64;
+        Ok(())
+    }
+
+    /// The media of a block kept, if it was.
+    fn get(&self, data_off: u64) -> Result<Option<Vec<u8>>> {
+        match self.blocks.get(&data_off) {
+            None => Ok(None),
+            Some(DryBlock::Memory(m)) => Ok(Some(m.clone())),
+            Some(&DryBlock::Spilled(at, len)) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; len];
+                let f = self.spill.as_ref().ok_or_else(|| Error::shape("dry-run spill file missing"))?;
+                f.read_exact_at(&mut buf, at).map_err(|source| Error::Io {
+                    path: std::env::temp_dir(),
+                    op: "read dry-run spill file",
+                    offset: at,
+                    source,
+                })?;
+                Ok(Some(buf))
+            }
+        }
+    }
 }
 
 /// A session's in-memory state at one point ([`Session::checkpoint`]).

@@ -356,8 +356,9 @@ impl Session {
     }
 
     /// The contents of file (or symlink) `inum` as this session sees them,
-    /// holes as zeros. In a dry run the blocks written by this session are
-    /// not on media: reading one is refused.
+    /// holes as zeros. In a dry run the blocks this session would have
+    /// written are read from what it kept of them (memory, then a
+    /// temporary file).
     pub fn read_data(&self, pfs: &PfsRef, inum: u64, out: &mut dyn std::io::Write) -> Result<()> {
         let wr = |source| Error::Io { path: "output".into(), op: "write", offset: 0, source };
         let ip = self.inode_data(pfs, inum)?;

@@ -2,7 +2,7 @@
 //! created with every attribute a host object carries, hard links, and
 //! data blocks encoded elsewhere (on worker threads) placed in order.
 
-use super::{inode_mut, with_flusher, xid_uuid, Attrs, PfsRef, Session, DRY_RUN_KEEP, EMBEDDED_BYTES};
+use super::{inode_mut, with_flusher, xid_uuid, Attrs, PfsRef, Session, EMBEDDED_BYTES};
 use crate::error::Error;
 use crate::error::Result;
 use crate::format::{encode_methods, Blockref, CheckMethod, CompMethod, ObjType};
@@ -125,9 +125,8 @@ impl Session {
         with_flusher(&mut self.fs.device, &mut tx.alloc, tx.tid, self.write, &mut tx.stats, |f| {
             f.write_checked(&mut bref, media)
         })?;
-        if !self.write && self.dry.bytes + media.len() <= DRY_RUN_KEEP {
-            self.dry.bytes += media.len();
-            self.dry.blocks.insert(bref.data_off.get(), media.to_vec());
+        if !self.write {
+            self.dry.keep(bref.data_off.get(), media)?;
         }
         let fs = &self.fs;
         inode_mut(fs, &mut self.tx.root, pfs, inum)?.insert(fs, Slot::Clean(bref))
