@@ -456,7 +456,7 @@ fn plan_one(
         }
         if let Some((ix, pid)) = lookup() {
             let mut v: Vec<Blockref> = ix
-                .data_blocks(pid, owner.inum)
+                .data_blocks(fs, pid, owner.inum)
                 .unwrap_or_default()
                 .into_iter()
                 .map(|d| d.bref)
@@ -495,7 +495,11 @@ fn plan_one(
         let in_old = old.map(|(_, _, b)| inums_below(fs, &b)).unwrap_or_default();
         if let Some((ix, pid)) = lookup() {
             let newest = |inum: u64| {
-                ix.versions(pid, inum).iter().rev().find(|v| v.verified && v.data_off != damaged_off).copied()
+                ix.versions(pid, inum)
+                    .ok()?
+                    .into_iter()
+                    .rev()
+                    .find(|v| v.verified && v.data_off != damaged_off)
             };
             // Directories restored name more inodes of the range (their
             // entries were not walked by the check): to a fixpoint. Only
@@ -565,7 +569,7 @@ fn plan_one(
         && loc.bref_type == Some(BlockrefType::Indirect)
     {
         if let Some((ix, pid)) = lookup() {
-            if let Ok(blocks) = ix.data_blocks(pid, owner.inum) {
+            if let Ok(blocks) = ix.data_blocks(fs, pid, owner.inum) {
                 let mut by_key: BTreeMap<u64, Vec<Blockref>> = BTreeMap::new();
                 for d in blocks {
                     let k = d.bref.key.get();
