@@ -123,6 +123,9 @@ problems! {
     HDR_TREE_DAMAGED / HdrTreeDamaged: "HDR_TREE_DAMAGED", Error, Yes,
         "the tree of the header copy in use is damaged; an older valid copy names an intact or less damaged one",
         "made the older copy's tree current (a new commit of that tree, its freemap rebuilt, every header copy rewritten); the transactions after it are lost";
+    SROOT_MISSING / SrootMissing: "SROOT_MISSING", Error, None,
+        "the volume header names no super-root: no PFS, no file can be reached",
+        "none in place: -y rolls back when an older header copy names a tree (HDR_TREE_DAMAGED, or --use-copy N); else hammer2_recover list and files copy out what the media still holds";
     VOLSET / Volset: "VOLSET", Error, None,
         "volume set is inconsistent",
         "none possible: give every volume of the set, in order, each with the set's fsid";

@@ -121,3 +121,32 @@ fn the_copy_losing_least_is_chosen() {
     assert!(edit(&[img.spec(), "stat", "/a"]).status.success());
     assert!(!edit(&[img.spec(), "stat", "/b"]).status.success());
 }
+
+/// A newest header copy that names no super-root (its `sroot_blockset`
+/// emptied, the header's CRCs resealed, so only the tree's absence shows):
+/// the walk finds nothing wrong in an empty tree, but fsck says no PFS can
+/// be reached, and `-y` rolls back to the copy before it.
+#[test]
+fn a_header_naming_no_super_root_is_damage_and_rolled_back() {
+    let img = Image::new("small-iscsi");
+    let older = best_copy(&img);
+    edit_ok(&[img.spec(), "mkdir", "/newer"]);
+    let newest = best_copy(&img);
+    assert_ne!(newest, older);
+    // sroot_blockset: four 128-byte blockrefs at 0x200 of the header.
+    img.write(newest as u64 * VOLHDR_ZONE_BYTES + SROOT_AT, &[0u8; 512]);
+    crate::common::reseal::seal_header(&img, newest);
+    assert_eq!(best_copy(&img), newest, "the resealed header is still the newest valid copy");
+
+    let (code, out) = fsck_bin(&["-n", img.spec()]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("SROOT_MISSING"), "{out}");
+    assert!(out.contains("HDR_TREE_DAMAGED") && out.contains(&format!("copy #{older}")), "{out}");
+
+    let (code, out) = fsck_bin(&["-y", img.spec()]);
+    assert_eq!(code, 1, "{out}");
+    let (code, out) = fsck_bin(&["-n", img.spec()]);
+    assert_eq!(code, 0, "after the rollback: {out}");
+    let data = edit_ok(&[img.spec(), "cat", "/dir/data.bin"]).stdout;
+    assert_eq!(data.len(), 100_000);
+}

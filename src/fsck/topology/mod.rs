@@ -30,7 +30,7 @@ use super::{FsckReport, Place, Problem};
 use super::{
     BREF_CHECK, BREF_DUPLICATE, BREF_KEY, BREF_KEY_DUP, BREF_ORDER, BREF_RADIX, BREF_RANGE, BREF_RESERVED,
     BREF_STATS, BREF_TYPE, BREF_UNKNOWN_CHECK, DIRENT_BAD, DIRENT_DANGLING, INODE_BAD, INODE_NLINKS,
-    TREE_DEPTH,
+    SROOT_MISSING, TREE_DEPTH,
 };
 use crate::error::CorruptKind;
 use crate::error::{Error, Location, Result};
@@ -334,6 +334,15 @@ pub(crate) fn check_within(
     trace: Option<super::Trace>,
     spill: &SpillConfig,
 ) -> Result<WalkStats> {
+    // newfs always writes a super-root: a header naming none leaves every
+    // PFS unreachable, though the walk below finds nothing wrong.
+    if fs.voldata.sroot_blockset.iter().all(|b| b.kind() == T::Empty) {
+        report.add(
+            SROOT_MISSING,
+            Place::WholeTree { root: crate::read::walk::Root::Topology, copy: fs.copy },
+            "every entry of sroot_blockset is empty".into(),
+        );
+    }
     let mut tree = Tree::new(fs);
     tree.verify = false; // this pass verifies (and reports) check codes itself
     let mut pass = Pass {
