@@ -445,6 +445,19 @@ impl Backend for MemBackend {
 /// argument when it exists, else, from the left, the longest run of
 /// ':'-separated parts that names an existing path (a single part when none
 /// does, so a missing volume is reported by name).
+/// A new file in `dir` that no name reaches (`O_TMPFILE` where the file
+/// system has it, else created and unlinked at once): spills, undo logs
+/// and dry-run copies leave nothing behind, whatever happens. `what` names
+/// the file in the error.
+pub(crate) fn temp_file(dir: &Path, what: &'static str) -> Result<std::fs::File> {
+    tempfile::tempfile_in(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        op: what,
+        offset: 0,
+        source,
+    })
+}
+
 pub fn split_device_spec(spec: &str) -> Vec<PathBuf> {
     if spec.is_empty() {
         return Vec::new();
@@ -578,19 +591,7 @@ impl UndoLog {
             move |source| Error::Io { path, op, offset: 0, source }
         };
         if self.spill.is_none() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let path = dir.join(format!("hammer2-undo-{}-{nanos}", std::process::id()));
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(io("create undo file", &path))?;
-            // Unlinked at once: nothing is left behind, whatever happens.
-            let _ = std::fs::remove_file(&path);
-            self.spill = Some(f);
+            self.spill = Some(temp_file(&dir, "create undo file")?);
         }
         let f = self.spill.as_ref().expect("created above");
         f.write_all_at(old, self.spill_len).map_err(io("write undo file", &dir))?;

@@ -149,7 +149,7 @@ problems! {
         "in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
     BREF_TYPE / BrefType: "BREF_TYPE", Error, Yes,
         "blockref type not allowed under its parent",
-        "dropped the entry: readers skip a type not allowed where it lies, so nothing they read is lost (not under an inode whose own type holds no blocks, a fifo or device with data: that type is the likelier damage and is left, saying so)";
+        "the inode type set back when its block is an inode that verifies and is keyed as one; else dropped the entry: readers skip a type not allowed where it lies, so nothing they read is lost (not under an inode whose own type holds no blocks, a fifo or device with data: that type is the likelier damage and is left, saying so)";
     BREF_KEY / BrefKey: "BREF_KEY", Error, Yes,
         "blockref key outside its parent's range or not aligned to its keybits",
         "re-keyed: an inode of a PFS's index under its number, a directory entry under its name's hash (a free key of its collision space); a data block's offset is only known from its key, so it is dropped (the file reads zeros there); an indirect block is left (its key bounds a subtree nothing proves): hammer2_edit destroy PATH";

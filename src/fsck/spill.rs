@@ -143,11 +143,12 @@ impl<R: Record> Sorter<R> {
 
 /// Writes `records` (in order) as a run in `dir`.
 fn write_run<R: Record>(dir: &Path, records: impl Iterator<Item = R>) -> Result<Run> {
-    let (file, path) = anonymous_file(dir)?;
+    let file = crate::device::temp_file(dir, "create spill file")?;
+    let path = dir;
     let mut buf = Vec::with_capacity(R::SIZE * 4096);
     let (mut off, mut count) = (0u64, 0u64);
     let flush = |buf: &mut Vec<u8>, off: &mut u64| -> Result<()> {
-        file.write_all_at(buf, *off).map_err(|e| io_err(&path, "write", *off, e))?;
+        file.write_all_at(buf, *off).map_err(|e| io_err(path, "write", *off, e))?;
         *off += buf.len() as u64;
         buf.clear();
         Ok(())
@@ -163,24 +164,6 @@ fn write_run<R: Record>(dir: &Path, records: impl Iterator<Item = R>) -> Result<
     }
     flush(&mut buf, &mut off)?;
     Ok(Run { file, count })
-}
-
-/// Creates a file in `dir` that no name reaches once this returns.
-fn anonymous_file(dir: &Path) -> Result<(File, PathBuf)> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(".fsck_hammer2-spill.{}.{n}", std::process::id()));
-        match std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&path) {
-            Ok(file) => {
-                std::fs::remove_file(&path).map_err(|e| io_err(&path, "unlink", 0, e))?;
-                return Ok((file, path));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err(&path, "create", 0, e)),
-        }
-    }
 }
 
 /// Sorted records: iterated as often as needed ([`Sorted::iter`]).

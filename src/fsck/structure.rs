@@ -9,7 +9,7 @@
 //! | [`BREF_ORDER`] | the table sorted by key (nothing is lost: every entry stays) |
 //! | [`BREF_KEY_DUP`] | the entry whose block verifies, or else the newer (`modify_tid`), keeps the key; the other, a directory entry, is re-inserted under a free key of its name's collision space (a lookup by name scans that space), anything else is dropped and the finding says what was lost |
 //! | [`BREF_KEY`] | an inode of a PFS's index re-inserted under its number, a directory entry (or an inode that is its own entry) under its name's hash; a data block or an indirect block has no provable key (a file's offset is known only from the key itself), so a data block is dropped (the file reads zeros there, as a hole) and an indirect block is left, saying so |
-//! | [`BREF_TYPE`] | the entry dropped: no reader follows it (they skip a type not allowed under its parent), so nothing readable is lost |
+//! | [`BREF_TYPE`] | the INODE type set back when the entry's block is an inode that verifies and is keyed as one (dropping it would lose the inode and all below it: in the super-root a whole PFS); else the entry dropped: no reader follows it (they skip a type not allowed under its parent), so nothing readable is lost |
 //! | [`DATA_PAST_EOF`] | the block dropped, as a truncate to the inode's size does: the size is the one field a reader trusts for the file's end, so nothing a reader sees changes (raising the size instead would make bytes appear that no write put inside the file, and the block's `modify_tid` cannot prove it newer than the size: the inode is rewritten whenever its blocks are) |
 //! | [`DATA_KEYBITS`] | the keybits set to the block's media size (a raw block holds exactly its logical bytes; a compressed one, when it decodes, to the power of two that holds what it decodes to) when the key is aligned to it and the range meets no other entry; else the block is left, saying why |
 //!
@@ -91,6 +91,18 @@ impl Parents {
 
     /// The path from the super-root blockset down to the node at `off`
     /// (empty for 0, the volume header); None when the walk did not meet it.
+    /// The entry at `at` as its parent's media holds it (an inode's
+    /// blockset, or an indirect block's table).
+    fn slot(&self, fs: &Hammer2, at: &Location) -> Option<Blockref> {
+        let &(_, kind) = self.map.get(&at.parent_off)?;
+        let base = at.parent_off & !0x3f;
+        let table = if kind == T::Inode { base + 512 } else { base };
+        let mut b = Blockref::zeroed();
+        let pos = table.checked_add(u64::try_from(at.index).ok()?.checked_mul(128)?)?;
+        fs.device.read_into(pos, zerocopy::IntoBytes::as_mut_bytes(&mut b)).ok()?;
+        (b.data_off.get() == at.data_off && b.key.get() == at.key).then_some(b)
+    }
+
     fn path(&self, off: u64) -> Option<Vec<u64>> {
         let mut path = Vec::new();
         let mut at = off;
@@ -134,6 +146,8 @@ enum Todo {
     Keybits { holder: Vec<u64>, at: Location },
     /// Drop an entry.
     Drop { holder: Vec<u64>, at: Location },
+    /// Give back the INODE type to an entry whose block proves to be one.
+    Retype { holder: Vec<u64>, at: Location },
     /// Resolve two entries of one key in a table.
     Dup { holder: Vec<u64>, owner: Option<Vec<u64>>, at: Location },
     /// Sort a table.
@@ -148,7 +162,7 @@ enum Todo {
 impl Todo {
     fn phase(&self) -> u8 {
         match self {
-            Todo::Node { .. } | Todo::Keybits { .. } => 0,
+            Todo::Node { .. } | Todo::Keybits { .. } | Todo::Retype { .. } => 0,
             Todo::Drop { .. } | Todo::Dup { .. } => 1,
             Todo::Sort { .. } | Todo::SortedBefore { .. } => 2,
             Todo::Rekey { .. } => 3,
@@ -295,6 +309,8 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
                 continue;
             }
             Todo::Sort { holder }
+        } else if id == BREF_TYPE.id && parents.slot(fs, &at).is_some_and(|b| proven_inode(fs, &b, &at)) {
+            Todo::Retype { holder, at }
         } else if id == BREF_TYPE.id || id == DATA_PAST_EOF.id {
             Todo::Drop { holder, at }
         } else if id == BREF_KEY_DUP.id {
@@ -355,6 +371,9 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
                     }
                 })
                 .map_err(|e| e.to_string()),
+            Todo::Retype { holder, at } => {
+                session.fix_table(holder, |_, table| retype_inode(table, at)).map_err(|e| e.to_string())
+            }
             Todo::Keybits { holder, at } => {
                 session.fix_table(holder, |fs, table| set_keybits(fs, table, at)).map_err(|e| e.to_string())
             }
@@ -450,6 +469,43 @@ fn media_keybits(fs: &Hammer2, b: &Blockref, at: &Location) -> Result<u8> {
 /// Sets the keybits of the DATA entry `at` of `table` to what its media
 /// proves, when its key is aligned to them and its new range meets no
 /// other entry.
+/// Whether the block of the entry at `at` (whatever type the entry says)
+/// is an inode that proves itself, so that the type byte is the damage:
+/// read as a 1 KiB inode block, the entry's check code holds over it (a
+/// check code covers the block, not the blockref's type), it reads as an
+/// inode, and it is keyed as an inode is where it lies: a PFS root's index
+/// keys its inodes by number; the super-root and directories by the
+/// name's hash. Dropping such an entry would lose the inode and everything
+/// below it (in the super-root: a whole PFS).
+fn proven_inode(fs: &Hammer2, entry: &Blockref, at: &Location) -> bool {
+    let mut b = *entry;
+    b.type_ = T::Inode.into();
+    let Ok(Some(bytes)) = crate::read::walk::read_media(fs, &b) else { return false };
+    if bytes.len() != crate::format::INODE_BYTES
+        || !matches!(crate::format::check::verify(&b, bytes), crate::format::check::CheckOutcome::Ok)
+    {
+        return false;
+    }
+    let Some(ip) = crate::format::InodeData::from_bytes(bytes) else { return false };
+    ip.meta.version.get() == 1
+        && (ip.meta.inum.get() == at.key || crate::format::dirhash::dirhash(ip.name()) == at.key)
+}
+
+/// Sets the INODE type on the entry at `at` (see [`proven_inode`]).
+fn retype_inode(table: &mut Table, at: &Location) -> Result<String> {
+    let i = table
+        .slots
+        .iter()
+        .position(|s| s.bref().is_some_and(|b| b.data_off.get() == at.data_off && b.key.get() == at.key))
+        .ok_or_else(|| Error::NotFound(format!("entry {at}")))?;
+    let Slot::Clean(b) = &mut table.slots[i] else {
+        return Err(Error::invalid("the entry changed in this run"));
+    };
+    let old = b.kind();
+    b.type_ = T::Inode.into();
+    Ok(format!("type {old} set back to inode: its block is an inode that verifies and is keyed as one"))
+}
+
 fn set_keybits(fs: &Hammer2, table: &mut Table, at: &Location) -> Result<String> {
     let i = table
         .slots

@@ -25,21 +25,6 @@ fn io_err<'p>(path: &'p Path, op: &'static str) -> impl Fn(std::io::Error) -> Er
     move |source| Error::Io { path: path.to_path_buf(), op, offset: 0, source }
 }
 
-/// A new unlinked file in `dir` (nothing is left behind, whatever happens).
-pub(crate) fn temp_file(dir: &Path) -> Result<File> {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let path = dir.join(format!("hammer2-salvage-{}-{n}", std::process::id()));
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(io_err(&path, "create spill file"))?;
-    let _ = std::fs::remove_file(&path);
-    Ok(f)
-}
-
 /// Records read back per read of a spill file.
 const BATCH: usize = 1 << 14;
 
@@ -75,7 +60,7 @@ impl<T: Rec> Tape<T> {
             return Ok(());
         }
         if self.file.is_none() {
-            self.file = Some(temp_file(&self.dir)?);
+            self.file = Some(crate::device::temp_file(&self.dir, "create spill file")?);
         }
         let f = self.file.as_ref().expect("created above");
         let size = std::mem::size_of::<T>() as u64;
@@ -177,7 +162,7 @@ impl Names {
             return Ok(());
         }
         if self.file.is_none() {
-            self.file = Some(temp_file(&self.dir)?);
+            self.file = Some(crate::device::temp_file(&self.dir, "create spill file")?);
         }
         let f = self.file.as_ref().expect("created above");
         f.write_all_at(&self.mem, self.spilled).map_err(io_err(&self.dir, "write spill file"))?;

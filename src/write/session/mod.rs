@@ -193,18 +193,7 @@ impl DryBlocks {
             move |source| Error::Io { path, op, offset: 0, source }
         };
         if self.spill.is_none() {
-            static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let path = dir.join(format!("hammer2-dry-run-{}-{n}", std::process::id()));
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)
-                .map_err(io("create dry-run spill file"))?;
-            // Unlinked at once: nothing is left behind, whatever happens.
-            let _ = std::fs::remove_file(&path);
-            self.spill = Some(f);
+            self.spill = Some(crate::device::temp_file(&dir, "create dry-run spill file")?);
         }
         let f = self.spill.as_ref().expect("created above");
         f.write_all_at(media, self.spill_len).map_err(io("write dry-run spill file"))?;
