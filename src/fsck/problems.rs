@@ -170,7 +170,7 @@ problems! {
         "recomputed data_count, inode_count and leaf_count of the node and every node above it from what lies below, as the kernel's flush keeps them";
     INODE_BAD / InodeBad: "INODE_BAD", Error, Yes,
         "inode is inconsistent",
-        "an inode indexed under another number is re-keyed by its number; the other sub-cases (unknown type, a root that is no directory, name length, size past 2^63, embedded data that cannot be) are not guessed at: copy out what reads (hammer2_edit get), then hammer2_edit destroy-inum N";
+        "an inode indexed under another number is re-keyed by its number; a PFS root's inode number set to 1 (the kernel's); a name length set to the one its key's hash proves; the other sub-cases (unknown type, a root that is no directory, name length, size past 2^63, embedded data that cannot be) are not guessed at: copy out what reads (hammer2_edit get), then hammer2_edit destroy-inum N";
     INODE_NLINKS / InodeNlinks: "INODE_NLINKS", Error, Preen,
         "inode link count differs from the directory entries naming it",
         "a file's nlinks set to the number of entries naming it (-p); an inode no entry names is filed as /lost+found/#INUM with nlinks 1 (-y; /lost+found created mode 0700 in the PFS root, or reused); a directory named twice: not yet, see the finding";

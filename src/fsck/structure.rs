@@ -146,6 +146,9 @@ enum Todo {
     Keybits { holder: Vec<u64>, at: Location },
     /// Drop an entry.
     Drop { holder: Vec<u64>, at: Location },
+    /// Set an inode's number (a PFS root's: 1) or its name length (the one
+    /// its key proves).
+    Field { path: Vec<u64>, inum: Option<u64>, name_len: Option<u16> },
     /// Give back the INODE type to an entry whose block proves to be one.
     Retype { holder: Vec<u64>, at: Location },
     /// Resolve two entries of one key in a table.
@@ -162,7 +165,7 @@ enum Todo {
 impl Todo {
     fn phase(&self) -> u8 {
         match self {
-            Todo::Node { .. } | Todo::Keybits { .. } | Todo::Retype { .. } => 0,
+            Todo::Node { .. } | Todo::Keybits { .. } | Todo::Retype { .. } | Todo::Field { .. } => 0,
             Todo::Drop { .. } | Todo::Dup { .. } => 1,
             Todo::Sort { .. } | Todo::SortedBefore { .. } => 2,
             Todo::Rekey { .. } => 3,
@@ -264,6 +267,22 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
         };
         if let Some(why) = why_not {
             report.findings[i].detail.push_str(&format!("; not repaired: {why}"));
+            continue;
+        }
+        let pfs_root_inum = id == INODE_BAD.id && f.detail.contains("a PFS root's is 1");
+        let name_len = (id == INODE_BAD.id)
+            .then(|| f.detail.split_once("the hash of its first ").and_then(|(_, r)| r.split(' ').next()))
+            .flatten()
+            .and_then(|n| n.parse::<u16>().ok());
+        if pfs_root_inum || name_len.is_some() {
+            match parents.path(at.data_off) {
+                Some(path) if !path.is_empty() => {
+                    plan.push((i, Todo::Field { path, inum: pfs_root_inum.then_some(1), name_len }));
+                }
+                _ => {
+                    report.findings[i].detail.push_str("; not repaired: the inode is not in the tree in use")
+                }
+            }
             continue;
         }
         if id == DIRENT_BAD.id || id == INODE_BAD.id {
@@ -369,6 +388,24 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
                     } else {
                         Ok("inode rewritten as 1 KiB".to_string())
                     }
+                })
+                .map_err(|e| e.to_string()),
+            Todo::Field { path, inum, name_len } => session
+                .fix_node(path, |_, chain| {
+                    let ip = chain.inode_mut().ok_or_else(|| Error::invalid("the node is not an inode"))?;
+                    let mut done = Vec::new();
+                    if let Some(n) = *inum {
+                        done.push(format!("inode number {:#x} set to {n}", ip.meta.inum.get()));
+                        ip.meta.inum = n.into();
+                    }
+                    if let Some(n) = *name_len {
+                        done.push(format!(
+                            "name length {} set to {n}, as its key proves",
+                            ip.meta.name_len.get()
+                        ));
+                        ip.meta.name_len = n.into();
+                    }
+                    Ok(done.join("; "))
                 })
                 .map_err(|e| e.to_string()),
             Todo::Retype { holder, at } => {

@@ -267,8 +267,7 @@ fn repair_corpus_varied() {
 
 /// The default small-iscsi run with every image made clean also checked by
 /// the reference fsck and makefs. (A wider run of 1,500 mutations still
-/// has 15 images our fsck calls clean that makefs refuses: PFS roots whose
-/// inode number or name length was changed, a data blockref of radix 0;
+/// has 3 images our fsck calls clean that a reference tool refuses:
 /// docs/STATUS.md lists them.)
 #[test]
 #[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]

@@ -514,6 +514,12 @@ impl<'a> Visitor<'a> for Pass<'a, '_> {
                     self.problem(BREF_RADIX, &loc, format!("{kind} without media"));
                     return leaf;
                 }
+                // A DATA blockref always has media (the kernel deletes a
+                // block that would have none); DragonFly's bulkfree stops
+                // on one that does not. Short names make a DIRENT's none.
+                if kind == T::Data {
+                    self.problem(BREF_RADIX, &loc, "data blockref without media (radix 0)".into());
+                }
                 &[]
             }
             Reach::Shared { group, first, media } => {
@@ -740,12 +746,32 @@ impl<'a> Pass<'a, '_> {
         if ctx.container == Container::PfsRoot && b.key.get() & DIRHASH_VISIBLE == 0 && b.key.get() != inum {
             self.problem(INODE_BAD, loc, format!("inode {inum} indexed under key {:#x}", b.key.get()));
         }
+        if ctx.container == Container::SuperRoot && inum != 1 {
+            // The kernel gives every PFS root inode number 1 (and mounts
+            // nothing else as one).
+            self.problem(INODE_BAD, loc, format!("PFS root has inode number {inum:#x}: a PFS root's is 1"));
+        }
         if matches!(ctx.container, Container::SuperRoot | Container::Dir)
             || (b.key.get() & DIRHASH_VISIBLE != 0)
         {
             // An inode that is also its own directory entry: key from its name.
             let want = dirhash(ip.name());
-            if b.key.get() & !DIRHASH_LOMASK != want & !DIRHASH_LOMASK && ctx.container != Container::Volume {
+            let same = |h: u64| b.key.get() & !DIRHASH_LOMASK == h & !DIRHASH_LOMASK;
+            // When the name's bytes hash to the key at another length, the
+            // length is what was damaged, not the key.
+            let proven_len = (!same(want) && ctx.container != Container::Volume)
+                .then(|| (1..=crate::format::INODE_MAXNAME).find(|&l| same(dirhash(&ip.filename[..l]))))
+                .flatten();
+            if let Some(len) = proven_len {
+                self.problem(
+                    INODE_BAD,
+                    loc,
+                    format!(
+                        "name length {} disagrees with its key, the hash of its first {len} bytes",
+                        m.name_len.get()
+                    ),
+                );
+            } else if !same(want) && ctx.container != Container::Volume {
                 self.problem(
                     DIRENT_BAD,
                     loc,

@@ -10,6 +10,8 @@ impl Session {
     /// Applies `f` to the metadata of inode `inum` of `pfs` (its root
     /// included). Nothing else changes: not ctime either, since a repair
     /// restores what the file system held, it does not change the file.
+    /// The older header copies are brought up to the new one after the
+    /// commit (they may name the inode as it was damaged).
     pub fn fix_inode(&mut self, pfs: &PfsRef, inum: u64, f: impl FnOnce(&mut InodeMeta)) -> Result<()> {
         self.operation(|s| {
             s.tx.changes += 1;
@@ -17,6 +19,9 @@ impl Session {
             let ip = chain.inode_mut().ok_or_else(|| Error::shape("not an inode"))?;
             f(&mut ip.meta);
             s.tx.dirty = true;
+            // The older header copies may reach the inode as it was
+            // damaged: once this is durable they get the new header too.
+            s.resync_copies = true;
             Ok(())
         })
     }
@@ -26,6 +31,9 @@ impl Session {
     /// Takes the directory entry at `key` out of directory `dir` (fsck's
     /// removal of an entry naming no inode); no inode is touched.
     pub fn fix_drop_dirent(&mut self, pfs: &PfsRef, dir: u64, key: u64) -> Result<()> {
-        self.operation(|s| s.drop_dirent(pfs, dir, key))
+        self.operation(|s| {
+            s.resync_copies = true;
+            s.drop_dirent(pfs, dir, key)
+        })
     }
 }
