@@ -352,6 +352,6 @@ mod tests {
     fn an_unusable_directory_is_an_error_not_a_panic() {
         let mut s = Sorter::new(&SpillConfig::new(Some(Path::new("/nonexistent/dir")), 0));
         let r = (0..5000).try_for_each(|i| s.push(R(i, i)));
-        assert!(matches!(r, Err(Error::Io { op: "create", .. })), "{r:?}");
+        assert!(matches!(r, Err(Error::Io { op: "create spill file", .. })), "{r:?}");
     }
 }
