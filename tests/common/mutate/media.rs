@@ -181,7 +181,11 @@ impl Cx<'_> {
                 n.meta.name_len = v.into();
                 let key = self.map.slots[site.slot].bref.key.get();
                 if dirhash(n.name()) & !0x7fff != key & !0x7fff {
-                    e.id("DIRENT_BAD"); // a PFS root is keyed by its label's hash
+                    // A PFS root is keyed by its label's hash: the key no
+                    // longer hashes the name, and the label's bytes prove
+                    // the length that it does hash (fsck then names the
+                    // length, not the key).
+                    e.one_of(&["DIRENT_BAD", "INODE_BAD"]);
                 }
             }
             push("name_len", v.to_string(), &|n| n.meta.name_len = v.into(), e, false);
