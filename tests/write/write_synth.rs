@@ -39,6 +39,18 @@ fn as_entries(files: &[(String, Vec<u8>)], per_dir: usize) -> Vec<SynthEntry> {
 
 #[test]
 fn synthetic_populate_reads_back_and_checks_clean() {
+    crate::common::oracle::without(synthetic_populate_scenario);
+}
+
+/// [`synthetic_populate_reads_back_and_checks_clean`] with the reference
+/// fsck's verdict too.
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn synthetic_populate_reads_back_and_checks_clean_with_reference_tools() {
+    synthetic_populate_scenario();
+}
+
+fn synthetic_populate_scenario() {
     let dir = scratch();
     let (_img, spec) = fresh_image(dir.path(), "synth.img");
     let files = entries(3, 40);
