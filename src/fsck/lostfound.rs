@@ -6,37 +6,13 @@
 //! directory. One write session, one commit. Not done while the PFS still
 //! has unreadable node blocks: the names may lie there.
 
+use super::INODE_NLINKS;
 use super::{FsckReport, Place, RepairMode};
-use super::{
-    BREF_CHECK, BREF_DECOMPRESS, BREF_OTHER, BREF_RADIX, BREF_RANGE, BREF_UNKNOWN_CHECK, INODE_NLINKS,
-    TREE_DEPTH,
-};
 use crate::error::Result;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 pub(super) fn lost_found_pass(spec: &str, mode: RepairMode, report: &mut FsckReport) -> Result<()> {
-    let unreadable: HashSet<String> = report
-        .findings
-        .iter()
-        .filter(|f| {
-            !f.repaired
-                && [
-                    BREF_CHECK,
-                    BREF_UNKNOWN_CHECK,
-                    BREF_RADIX,
-                    BREF_RANGE,
-                    BREF_OTHER,
-                    BREF_DECOMPRESS,
-                    TREE_DEPTH,
-                ]
-                .iter()
-                .any(|p| p.id == f.problem.id)
-                && f.location
-                    .location()
-                    .is_some_and(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
-        })
-        .filter_map(|f| f.location.pfs().map(str::to_string))
-        .collect();
+    let unreadable = super::rebuild::pfs_with_unreadable_nodes(report);
     // Unnamed inodes, by PFS: (finding, inum).
     let mut todo: BTreeMap<String, Vec<(usize, u64)>> = BTreeMap::new();
     for (i, f) in report.findings.iter().enumerate() {

@@ -331,20 +331,7 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
     // A PFS with unreadable node blocks may hold the inodes its dangling
     // entries name, or more names: those entries and counts are kept for
     // a rebuild.
-    let unreadable: std::collections::HashSet<String> = report
-        .findings
-        .iter()
-        .filter(|f| {
-            !f.repaired
-                && [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, TREE_DEPTH]
-                    .iter()
-                    .any(|p| p.id == f.problem.id)
-                && f.location
-                    .location()
-                    .is_some_and(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
-        })
-        .filter_map(|f| f.location.pfs().map(str::to_string))
-        .collect();
+    let unreadable = rebuild::pfs_with_unreadable_nodes(report);
     let mut todo: Vec<semantic::InodeFix> = Vec::new();
     for x in &report.inode_fixes {
         let f = &mut report.findings[x.finding];

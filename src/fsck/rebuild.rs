@@ -50,6 +50,23 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) const UNREADABLE: [super::Problem; 7] =
     [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER, BREF_DECOMPRESS, TREE_DEPTH];
 
+/// The PFSs (by label) where a node block (not a file's data) is still
+/// unreadable: their inodes and entries are not all known, so nothing
+/// that counts them (link counts, dangling entries, unnamed inodes) is
+/// repaired there.
+pub(super) fn pfs_with_unreadable_nodes(report: &FsckReport) -> std::collections::HashSet<String> {
+    report
+        .findings
+        .iter()
+        .filter(|f| {
+            !f.repaired
+                && UNREADABLE.iter().any(|p| p.id == f.problem.id)
+                && f.location.location().is_some_and(|l| l.bref_type != Some(BlockrefType::Data))
+        })
+        .filter_map(|f| f.location.pfs().map(str::to_string))
+        .collect()
+}
+
 /// Where the walk is: above the PFSs, or inside one below an owner inode.
 #[derive(Clone, Debug)]
 enum Ctx {
