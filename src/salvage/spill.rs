@@ -108,67 +108,18 @@ impl<T: Rec> Tape<T> {
 
     /// Every record, in order, to `f`.
     pub fn for_each(&self, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
-        if let Some(file) = &self.file {
-            let size = std::mem::size_of::<T>() as u64;
-            let mut buf: Vec<T> = Vec::new();
-            let mut i = 0u64;
-            while i < self.spilled {
-                crate::interrupt::check()?;
-                let n = ((self.spilled - i) as usize).min(BATCH);
-                buf.resize(n, T::new_zeroed());
-                file.read_exact_at(buf.as_mut_slice().as_mut_bytes(), i * size)
-                    .map_err(io_err(&self.dir, "read spill file"))?;
-                for t in &buf {
-                    f(t)?;
-                }
-                i += n as u64;
-            }
-        }
-        for t in &self.mem {
-            f(t)?;
-        }
-        Ok(())
+        self.for_each_batch(|batch| batch.iter().try_for_each(&mut f))
     }
 }
 
-/// A byte arena read back by offset, the older bytes possibly in a file.
-pub(crate) struct Names {
-    dir: PathBuf,
-    file: Option<File>,
-    spilled: u64,
-    pub mem: Vec<u8>,
-}
+/// A byte arena read back by offset, the older bytes possibly in a file:
+/// a [`Tape`] of bytes.
+pub(crate) type Names = Tape<u8>;
 
 impl Names {
-    pub fn new(dir: PathBuf) -> Self {
-        Names { dir, file: None, spilled: 0, mem: Vec::new() }
-    }
-
-    pub fn spilled(&self) -> bool {
-        self.file.is_some()
-    }
-
     /// The offset the next byte pushed gets.
     pub fn end(&self) -> u64 {
-        self.spilled + self.mem.len() as u64
-    }
-
-    pub fn mem_bytes(&self) -> usize {
-        self.mem.capacity()
-    }
-
-    pub fn spill(&mut self) -> Result<()> {
-        if self.mem.is_empty() {
-            return Ok(());
-        }
-        if self.file.is_none() {
-            self.file = Some(crate::device::temp_file(&self.dir, "create spill file")?);
-        }
-        let f = self.file.as_ref().expect("created above");
-        f.write_all_at(&self.mem, self.spilled).map_err(io_err(&self.dir, "write spill file"))?;
-        self.spilled += self.mem.len() as u64;
-        self.mem = Vec::new();
-        Ok(())
+        self.len()
     }
 
     /// The `len` bytes at `off`, appended to `out`.
