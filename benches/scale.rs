@@ -63,29 +63,15 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The size of [`pool`] (it holds 8 KiB more, so any slice fits).
+const POOL: usize = 4 << 20;
+
 /// The host tree: `dirs` directories `dNNNNN` of [`PER_DIR`] files
 /// `fNNNN`. Each file is a slice of a 4 MiB pool whose first half is
 /// words and whose second half is random, so about half of the bytes
 /// compress.
 fn generate(tree: &Path, dirs: u64) {
-    const POOL: usize = 4 << 20;
-    let mut pool = Vec::with_capacity(POOL + 8192);
-    let words: Vec<Vec<u8>> = (0..2000u64)
-        .map(|i| {
-            let r = mix(i);
-            (0..2 + r % 8).map(|k| b'a' + (mix(r ^ k) % 26) as u8).collect()
-        })
-        .collect();
-    let mut i = 0u64;
-    while pool.len() < POOL / 2 {
-        pool.extend_from_slice(&words[(mix(i ^ 0x5555) % 2000) as usize]);
-        pool.push(b' ');
-        i += 1;
-    }
-    while pool.len() < POOL + 8192 {
-        pool.extend_from_slice(&mix(i).to_le_bytes());
-        i += 1;
-    }
+    let pool = pool();
     std::fs::create_dir_all(tree).unwrap();
     for d in 0..dirs {
         let dir = tree.join(format!("d{d:05}"));
@@ -106,7 +92,6 @@ fn generate(tree: &Path, dirs: u64) {
 /// The pool generated files take their bytes from: the first half words,
 /// the second half random, so about half of the bytes compress.
 fn pool() -> Vec<u8> {
-    const POOL: usize = 4 << 20;
     let mut pool = Vec::with_capacity(POOL + 8192);
     let words: Vec<Vec<u8>> = (0..2000u64)
         .map(|i| {
