@@ -26,6 +26,7 @@ use crate::read::walk::{
 };
 use crate::volume::Hammer2;
 use serde::Serialize;
+use std::borrow::Cow;
 
 /// Which tree an entry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,30 +94,32 @@ pub struct BrefStats {
 
 /// The header of a DIRENT blockref and its name.
 #[derive(Debug, Clone, Serialize)]
-pub struct DirentInfo {
-    pub name: String,
+pub struct DirentInfo<'a> {
+    /// Borrowed from the media when it is valid UTF-8.
+    pub name: Cow<'a, str>,
     pub inum: u64,
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: Cow<'static, str>,
 }
 
 /// The inline fields of an inode, for one-line display.
 #[derive(Debug, Clone, Serialize)]
-pub struct InodeInfo {
+pub struct InodeInfo<'a> {
     pub inum: u64,
     #[serde(rename = "type")]
-    pub type_: String,
+    pub type_: Cow<'static, str>,
     pub mode: u32,
     pub size: u64,
     pub nlinks: u64,
-    pub name: String,
+    /// Borrowed from the media when it is valid UTF-8.
+    pub name: Cow<'a, str>,
     /// True when the inode embeds its data instead of a blockset.
     pub direct_data: bool,
     /// PFS type and subtype, for PFS roots.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pfs_type: Option<String>,
+    pub pfs_type: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pfs_subtype: Option<String>,
+    pub pfs_subtype: Option<Cow<'static, str>>,
 }
 
 /// Allocation hints stored in the check area of freemap blockrefs.
@@ -126,9 +129,10 @@ pub struct FreemapHint {
     pub avail: u64,
 }
 
-/// One blockref of the dump.
+/// One blockref of the dump. Names borrow the media they were read from
+/// (`'a`); [`ShowEntry::into_owned`] detaches an entry to keep it.
 #[derive(Debug, Clone, Serialize)]
-pub struct ShowEntry {
+pub struct ShowEntry<'a> {
     /// Header copy the dump was made from.
     pub copy: usize,
     pub tree: TreeKind,
@@ -150,9 +154,9 @@ pub struct ShowEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<BrefStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dirent: Option<DirentInfo>,
+    pub dirent: Option<DirentInfo<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub inode: Option<InodeInfo>,
+    pub inode: Option<InodeInfo<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freemap: Option<FreemapHint>,
     /// The node was already shown under another parent; its children are not repeated.
@@ -164,6 +168,41 @@ pub struct ShowEntry {
     /// What went wrong reaching, reading or decoding this blockref.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl ShowEntry<'_> {
+    /// The entry with its names copied out of the media.
+    pub fn into_owned(self) -> ShowEntry<'static> {
+        let own = |c: Cow<'_, str>| -> Cow<'static, str> { Cow::Owned(c.into_owned()) };
+        ShowEntry {
+            copy: self.copy,
+            tree: self.tree,
+            depth: self.depth,
+            index: self.index,
+            parent_off: self.parent_off,
+            bref: self.bref,
+            key_end: self.key_end,
+            physical_size: self.physical_size,
+            check_status: self.check_status,
+            stats: self.stats,
+            dirent: self.dirent.map(|d| DirentInfo { name: own(d.name), inum: d.inum, type_: d.type_ }),
+            inode: self.inode.map(|i| InodeInfo {
+                inum: i.inum,
+                type_: i.type_,
+                mode: i.mode,
+                size: i.size,
+                nlinks: i.nlinks,
+                name: own(i.name),
+                direct_data: i.direct_data,
+                pfs_type: i.pfs_type,
+                pfs_subtype: i.pfs_subtype,
+            }),
+            freemap: self.freemap,
+            shared: self.shared,
+            children_not_shown: self.children_not_shown,
+            error: self.error,
+        }
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
