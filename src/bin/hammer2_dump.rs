@@ -11,7 +11,8 @@ use hammer2::dump::freemap::{self, FreemapReport};
 use hammer2::dump::inode::{self, Which};
 use hammer2::dump::layout;
 use hammer2::dump::pfs as pfs_dump;
-use hammer2::dump::show::{self, ShowEntry, ShowOptions, ShowStats, Start, TreeKind};
+use hammer2::dump::show::{self, ShowOptions, ShowStats, Start};
+use hammer2::dump::show_text::{self, TextForm};
 use hammer2::dump::volhdr::{self, CopyReport, VolumeReport};
 use hammer2::{CopyChoice, Hammer2};
 use std::io::Write;
@@ -113,30 +114,24 @@ fn show_cmd(
             );
             writeln!(out, "{}", layout::path_line(spec, &what, width))?;
         }
-        let mut io_err: Option<std::io::Error> = None;
-        let mut section: Option<TreeKind> = None;
-        let stats = show::show(fs, opts, &mut |e| {
-            if io_err.is_some() {
-                return;
+        let plan = show::Plan::new(fs, opts)?;
+        let stats = if json {
+            let mut io_err: Option<std::io::Error> = None;
+            let stats = plan.run(fs, opts, &mut |e| {
+                if io_err.is_none() {
+                    let r = serde_json::to_writer(&mut out, e).map_err(std::io::Error::from);
+                    if let Err(err) = r.and_then(|_| out.write_all(b"\n")) {
+                        io_err = Some(err);
+                    }
+                }
+            });
+            if let Some(err) = io_err {
+                return Err(err.into());
             }
-            let r = if json {
-                serde_json::to_string(e).map_err(std::io::Error::from).and_then(|s| writeln!(out, "{s}"))
-            } else {
-                let head = if section != Some(e.tree) {
-                    section = Some(e.tree);
-                    writeln!(out, "{}:", e.tree.name())
-                } else {
-                    Ok(())
-                };
-                head.and_then(|_| entry_lines(e, width).iter().try_for_each(|l| writeln!(out, "{l}")))
-            };
-            if let Err(err) = r {
-                io_err = Some(err);
-            }
-        })?;
-        if let Some(err) = io_err {
-            return Err(err.into());
-        }
+            stats
+        } else {
+            show_text::write_text(fs, &plan, opts, width, &mut out)?
+        };
         if !json {
             for l in layout::pack(0, 2, &phrases(&stats_line(&stats)), width) {
                 writeln!(out, "{l}")?;
@@ -183,91 +178,6 @@ fn stats_line(s: &ShowStats) -> String {
     line
 }
 
-/// The fields of one `show` entry: first the blockref (slot, type,
-/// data_off) and its verdict (check code, status, compression), then the
-/// rest of the blockref and what it carries. The error, if any, is
-/// [`entry_lines`]'s business.
-fn entry_fields(e: &ShowEntry) -> (Vec<String>, Vec<String>) {
-    let b = &e.bref;
-    let mut head = vec![format!("[{}]", e.index), b.type_.clone(), format!("data_off={:#x}", b.data_off)];
-    if e.check_status == "no_media" {
-        head.push("no-media".into());
-    } else {
-        head.push(format!("check={}:{}", b.check, b.check_value));
-        // The status and the compression together: `ok comp=none`.
-        head.push(format!("{} comp={}", e.check_status, b.comp));
-    }
-    let mut f = Vec::new();
-    f.push(format!("key={:#018x}/{}", b.key, b.keybits));
-    f.push(format!("psize={}", e.physical_size));
-    f.push(format!("mir={:#x}", b.mirror_tid));
-    f.push(format!("mod={:#x}", b.modify_tid));
-    f.push(format!("upd={:#x}", b.update_tid));
-    if b.flags != 0 {
-        f.push(format!("flags={:#x}", b.flags));
-    }
-    if b.leaf_count != 0 {
-        f.push(format!("leafcnt={}", b.leaf_count));
-    }
-    if let Some(st) = &e.stats {
-        f.push(format!("data_count={}", st.data_count));
-        f.push(format!("inode_count={}", st.inode_count));
-    }
-    if let Some(d) = &e.dirent {
-        f.push(format!("name={:?}", d.name));
-        f.push(format!("inum={}", d.inum));
-        f.push(format!("type={}", d.type_));
-    }
-    if let Some(i) = &e.inode {
-        f.push(format!("inum={}", i.inum));
-        f.push(format!("type={}", i.type_));
-        f.push(format!("mode={:04o}", i.mode));
-        f.push(format!("size={}", i.size));
-        f.push(format!("nlinks={}", i.nlinks));
-        f.push(format!("name={:?}", i.name));
-        if let (Some(t), Some(st)) = (&i.pfs_type, &i.pfs_subtype) {
-            f.push(format!("pfs={t}/{st}"));
-        }
-        if i.direct_data {
-            f.push("embedded".into());
-        }
-    }
-    if let Some(fm) = &e.freemap {
-        f.push(format!("range={:#x}-{:#x}", b.key, e.key_end));
-        f.push(format!("avail={:#x}", fm.avail));
-        f.push(format!("bigmask={:#x}", fm.bigmask));
-    }
-    if e.shared {
-        f.push("shared (children shown above)".into());
-    }
-    if e.children_not_shown > 0 {
-        f.push(format!("(+{} children not shown)", e.children_not_shown));
-    }
-    (head, f)
-}
-
-/// The lines of one `show` entry: one line when it fits `width` (or
-/// without a width), else continued on lines indented four more. An
-/// entry's error stays whole on its first line, after the verdict, so
-/// that the blockref with the damage is one line to search for.
-fn entry_lines(e: &ShowEntry, width: Option<usize>) -> Vec<String> {
-    let (mut head, rest) = entry_fields(e);
-    let (indent, cont) = (e.depth * 2, e.depth * 2 + 4);
-    let Some(err) = &e.error else {
-        head.extend(rest);
-        return layout::pack(indent, cont, &head, width);
-    };
-    head.push(format!("ERROR: {err}"));
-    match width {
-        None => layout::pack(indent, cont, &[head, rest].concat(), None),
-        Some(w) => {
-            // Indented as `pack` indents deep entries.
-            let first = format!("{:i$}{}", "", head.join(" "), i = indent.min(w / 3));
-            std::iter::once(first).chain(layout::pack(cont, cont, &rest, width)).collect()
-        }
-    }
-}
-
 // ---------------------------------------------------------------- freemap
 
 fn freemap_cmd(spec: &str, copy: Option<usize>, json: bool, width: Option<usize>) -> anyhow::Result<i32> {
@@ -298,11 +208,11 @@ fn print_freemap(spec: &str, r: &FreemapReport, width: Option<usize>) {
     if r.tree.is_empty() {
         println!("(no freemap blocks: nothing was ever allocated)");
     }
+    let (mut form, mut text) = (TextForm::new(width), String::new());
     for e in &r.tree {
-        for l in entry_lines(e, width) {
-            println!("{l}");
-        }
+        form.entry(e, &mut text);
     }
+    print!("{text}");
     if !r.leaves.is_empty() {
         const HEADER: [&str; 10] = [
             "zone",

@@ -50,7 +50,7 @@ pub type FreemapTotals = crate::freemap::Totals;
 pub struct FreemapReport {
     pub copy: usize,
     pub freemap_tid: u64,
-    pub tree: Vec<ShowEntry>,
+    pub tree: Vec<ShowEntry<'static>>,
     pub leaves: Vec<LeafSummary>,
     pub totals: FreemapTotals,
     /// Problems met in the tree (bad check, out of range...).
@@ -64,8 +64,9 @@ pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
     let areas = Areas::new(v, fs.device.logical_size());
     let mut tree = Vec::new();
     let opts = ShowOptions::default();
-    let stats =
-        show::show_set(fs, TreeKind::Freemap, &v.freemap_blockset, 0, &opts, &mut |e| tree.push(e.clone()));
+    let stats = show::show_set(fs, TreeKind::Freemap, &v.freemap_blockset, 0, &opts, &mut |e| {
+        tree.push(e.clone().into_owned())
+    });
 
     let mut leaves = Vec::new();
     walk::walk(fs, Root::Freemap, WalkOptions::default(), &mut |visit| {

@@ -111,58 +111,82 @@ pub fn path_line(path: &str, rest: &str, width: Option<usize>) -> String {
 /// longer than a whole line is cut at the line's end and continues on the
 /// next. Without a width, everything is one line.
 pub fn pack(indent: usize, cont: usize, fields: &[String], width: Option<usize>) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    pack_into(indent, cont, fields.iter().map(String::as_str), width, &mut line, &mut |l| {
+        lines.push(std::mem::take(l))
+    });
+    lines
+}
+
+/// [`pack`]'s layout written into `out`, with no allocation of its own:
+/// `end` is called with `out` at the end of every line (to add a newline,
+/// or to take the line).
+pub fn pack_into<'f>(
+    indent: usize,
+    cont: usize,
+    fields: impl IntoIterator<Item = &'f str>,
+    width: Option<usize>,
+    out: &mut String,
+    end: &mut dyn FnMut(&mut String),
+) {
     let Some(width) = width else {
-        return vec![format!("{:indent$}{}", "", fields.join(" "))];
+        push_spaces(out, indent);
+        for (i, f) in fields.into_iter().enumerate() {
+            if i > 0 {
+                out.push(' ');
+            }
+            out.push_str(f);
+        }
+        end(out);
+        return;
     };
     // Deep trees: indentation never takes more than a third of the width.
     let third = width / 3;
     let (indent, cont) = (indent.min(third), cont.min(third + 4));
-    // Bytes bound columns from above: what fits in bytes is one line.
-    let bytes = indent + fields.iter().map(|f| f.len() + 1).sum::<usize>();
-    if bytes <= width + 1 {
-        let mut line = String::with_capacity(bytes);
-        line.extend(std::iter::repeat_n(' ', indent));
-        for (i, f) in fields.iter().enumerate() {
-            if i > 0 {
-                line.push(' ');
-            }
-            line.push_str(f);
-        }
-        return vec![line];
-    }
     let columns = |s: &str| if s.is_ascii() { s.len() } else { s.chars().count() };
-    let mut lines = Vec::new();
-    let mut line = String::with_capacity(width + 1);
-    line.extend(std::iter::repeat_n(' ', indent));
-    let mut used = indent; // columns on `line`
-    let mut empty = true; // no field on `line` yet
+    push_spaces(out, indent);
+    let mut used = indent; // columns on the current line
+    let mut empty = true; // no field on the current line yet
     for field in fields {
         let n = columns(field);
         if !empty && used + 1 + n > width {
-            lines.push(std::mem::replace(&mut line, " ".repeat(cont)));
+            end(out);
+            push_spaces(out, cont);
             used = cont;
             empty = true;
         }
-        let mut rest = field.as_str();
+        let mut rest = field;
         if !empty {
-            line.push(' ');
+            out.push(' ');
             used += 1;
         }
         // Cut a field that does not fit an empty line.
         while used + columns(rest) > width {
             let room = width.saturating_sub(used).max(1);
             let cut = rest.char_indices().nth(room).map_or(rest.len(), |(i, _)| i);
-            line.push_str(&rest[..cut]);
-            lines.push(std::mem::replace(&mut line, " ".repeat(cont)));
+            out.push_str(&rest[..cut]);
+            end(out);
+            push_spaces(out, cont);
             used = cont;
             rest = &rest[cut..];
         }
         used += columns(rest);
-        line.push_str(rest);
+        out.push_str(rest);
         empty = false;
     }
-    lines.push(line);
-    lines
+    end(out);
+}
+
+/// Appends `n` spaces.
+pub fn push_spaces(out: &mut String, n: usize) {
+    const SPACES: &str = "                                                                ";
+    let mut n = n;
+    while n > 0 {
+        let k = n.min(SPACES.len());
+        out.push_str(&SPACES[..k]);
+        n -= k;
+    }
 }
 
 /// The longest parenthesised group [`words`] keeps together.

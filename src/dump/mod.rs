@@ -6,6 +6,7 @@ pub mod inode;
 pub mod layout;
 pub mod pfs;
 pub mod show;
+pub mod show_text;
 pub mod volhdr;
 
 use crate::format::{Blockref, BlockrefType, CheckMethod};

@@ -234,44 +234,91 @@ impl ShowStats {
     }
 }
 
+/// What a dump walks, resolved from its [`Start`]: the starting
+/// blockrefs, copied, so that entries may borrow them for as long as the
+/// plan lives.
+pub struct Plan {
+    parts: Vec<Part>,
+}
+
+enum Part {
+    /// Every non-empty blockref of a set (a volume header's blockset).
+    Set { kind: TreeKind, set: Vec<Blockref>, parent_off: u64 },
+    /// One blockref (a PFS root, a blockref found by offset).
+    One { kind: TreeKind, bref: Blockref, parent_off: u64, index: usize },
+}
+
+impl Plan {
+    /// Resolves `opts.start` in `fs`: `Err` when it names a PFS or an
+    /// offset that is not there.
+    pub fn new(fs: &Hammer2, opts: &ShowOptions) -> Result<Self> {
+        let mut parts = Vec::new();
+        match &opts.start {
+            Start::Topology => parts.push(Part::Set {
+                kind: TreeKind::Topology,
+                set: fs.voldata.sroot_blockset.to_vec(),
+                parent_off: 0,
+            }),
+            Start::Pfs(label) => {
+                let tree = Tree::new(fs);
+                let pfs = Pfs::find(&tree, label)?;
+                let loc = &pfs.root.loc;
+                parts.push(Part::One {
+                    kind: TreeKind::Topology,
+                    bref: *pfs.root.bref,
+                    parent_off: loc.parent_off,
+                    index: loc.index,
+                });
+            }
+            Start::Offset(off) => {
+                let (kind, bref, loc) = find_offset(fs, *off)?.ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "no blockref has data_off {off:#x} in the topology or the freemap"
+                    ))
+                })?;
+                // The freemap is searched anyway: it is not added.
+                parts.push(Part::One { kind, bref, parent_off: loc.parent_off, index: loc.index });
+                return Ok(Plan { parts });
+            }
+        }
+        if opts.freemap {
+            parts.push(Part::Set {
+                kind: TreeKind::Freemap,
+                set: fs.voldata.freemap_blockset.to_vec(),
+                parent_off: 0,
+            });
+        }
+        Ok(Plan { parts })
+    }
+
+    /// Walks the plan, calling `visit` for every entry in depth-first order.
+    pub fn run<'a>(
+        &'a self,
+        fs: &'a Hammer2,
+        opts: &ShowOptions,
+        visit: &mut dyn FnMut(&ShowEntry<'a>),
+    ) -> ShowStats {
+        let mut stats = ShowStats::default();
+        for part in &self.parts {
+            stats.add(&match part {
+                Part::Set { kind, set, parent_off } => show_set(fs, *kind, set, *parent_off, opts, visit),
+                Part::One { kind, bref, parent_off, index } => {
+                    let mut w = Shower::new(fs, *kind, opts, visit);
+                    Engine::new(fs, w.engine_options()).run_one(bref, *parent_off, *index, &(), &mut w);
+                    w.stats
+                }
+            });
+        }
+        stats
+    }
+}
+
 /// Dumps what `opts` asks for from `fs`, calling `visit` for every entry
 /// in depth-first order. Errors met in the tree are reported in entries and
 /// counted; `Err` means the start could not be found.
-pub fn show(fs: &Hammer2, opts: &ShowOptions, visit: &mut dyn FnMut(&ShowEntry)) -> Result<ShowStats> {
-    let mut stats = ShowStats::default();
-    match &opts.start {
-        Start::Topology => {
-            stats.add(&show_set(fs, TreeKind::Topology, &fs.voldata.sroot_blockset, 0, opts, visit));
-        }
-        Start::Pfs(label) => {
-            let tree = Tree::new(fs);
-            let pfs = Pfs::find(&tree, label)?;
-            let mut w = Shower::new(fs, TreeKind::Topology, opts, visit);
-            Engine::new(fs, w.engine_options()).run_one(
-                pfs.root.bref,
-                pfs.root.loc.parent_off,
-                pfs.root.loc.index,
-                &(),
-                &mut w,
-            );
-            stats.add(&w.stats);
-        }
-        Start::Offset(off) => {
-            let (kind, bref, loc) = find_offset(fs, *off)?.ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "no blockref has data_off {off:#x} in the topology or the freemap"
-                ))
-            })?;
-            let mut w = Shower::new(fs, kind, opts, visit);
-            Engine::new(fs, w.engine_options()).run_one(&bref, loc.parent_off, loc.index, &(), &mut w);
-            stats.add(&w.stats);
-            return Ok(stats);
-        }
-    }
-    if opts.freemap {
-        stats.add(&show_set(fs, TreeKind::Freemap, &fs.voldata.freemap_blockset, 0, opts, visit));
-    }
-    Ok(stats)
+pub fn show(fs: &Hammer2, opts: &ShowOptions, visit: &mut dyn FnMut(&ShowEntry<'_>)) -> Result<ShowStats> {
+    let plan = Plan::new(fs, opts)?;
+    Ok(plan.run(fs, opts, visit))
 }
 
 /// Dumps every non-empty blockref of `set` and what lies under it.
@@ -281,7 +328,7 @@ pub fn show_set<'a>(
     set: &'a [Blockref],
     parent_off: u64,
     opts: &ShowOptions,
-    visit: &mut dyn FnMut(&ShowEntry),
+    visit: &mut dyn FnMut(&ShowEntry<'a>),
 ) -> ShowStats {
     let mut w = Shower::new(fs, kind, opts, visit);
     Engine::new(fs, w.engine_options()).run(set, parent_off, &(), &mut w);
@@ -316,7 +363,7 @@ struct Shower<'f, 'v> {
     max_depth: Option<usize>,
     hide_data: bool,
     verify_data: bool,
-    visit: &'v mut dyn FnMut(&ShowEntry),
+    visit: &'v mut dyn FnMut(&ShowEntry<'f>),
     stats: ShowStats,
 }
 
@@ -325,7 +372,7 @@ impl<'f, 'v> Shower<'f, 'v> {
         fs: &'f Hammer2,
         kind: TreeKind,
         opts: &ShowOptions,
-        visit: &'v mut dyn FnMut(&ShowEntry),
+        visit: &'v mut dyn FnMut(&ShowEntry<'f>),
     ) -> Self {
         Shower {
             fs,
@@ -471,7 +518,10 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
 
 /// Name, inode number and type of a DIRENT blockref. Names of up to 64
 /// bytes live in the check area, longer ones in the media.
-fn dirent_info(bref: &Blockref, media: Option<&[u8]>) -> std::result::Result<DirentInfo, String> {
+fn dirent_info<'a>(
+    bref: &'a Blockref,
+    media: Option<&'a [u8]>,
+) -> std::result::Result<DirentInfo<'a>, String> {
     let head = bref.dirent();
     let namlen = head.namlen.get() as usize;
     if namlen == 0 || namlen >= INODE_MAXNAME {
@@ -488,25 +538,25 @@ fn dirent_info(bref: &Blockref, media: Option<&[u8]>) -> std::result::Result<Dir
         }
     };
     Ok(DirentInfo {
-        name: String::from_utf8_lossy(name).into_owned(),
+        name: String::from_utf8_lossy(name),
         inum: head.inum.get(),
-        type_: ObjType::from(head.type_).to_string(),
+        type_: ObjType::from(head.type_).name(),
     })
 }
 
 /// The fields of an inode shown on its blockref's line.
-pub fn inode_info(ip: &InodeData) -> InodeInfo {
+pub fn inode_info(ip: &InodeData) -> InodeInfo<'_> {
     let m = &ip.meta;
     let pfs = m.op_flags & OPFLAG_PFSROOT != 0;
     InodeInfo {
         inum: m.inum.get(),
-        type_: m.obj_type().to_string(),
+        type_: m.obj_type().name(),
         mode: m.mode.get(),
         size: m.size.get(),
         nlinks: m.nlinks.get(),
-        name: String::from_utf8_lossy(ip.name()).into_owned(),
+        name: String::from_utf8_lossy(ip.name()),
         direct_data: m.is_directdata(),
-        pfs_type: pfs.then(|| m.pfs_type().to_string()),
-        pfs_subtype: pfs.then(|| m.pfs_subtype().to_string()),
+        pfs_type: pfs.then(|| m.pfs_type().name()),
+        pfs_subtype: pfs.then(|| m.pfs_subtype().name()),
     }
 }
