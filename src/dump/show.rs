@@ -298,10 +298,20 @@ impl Plan {
         opts: &ShowOptions,
         visit: &mut dyn FnMut(&ShowEntry<'a>),
     ) -> ShowStats {
+        self.run_met(fs, opts, &mut |m| visit(&m.entry()))
+    }
+
+    /// [`Plan::run`] handing out blockrefs as met, not yet decoded.
+    pub(super) fn run_met<'a>(
+        &'a self,
+        fs: &'a Hammer2,
+        opts: &ShowOptions,
+        visit: &mut dyn FnMut(Met<'a>),
+    ) -> ShowStats {
         let mut stats = ShowStats::default();
         for part in &self.parts {
             stats.add(&match part {
-                Part::Set { kind, set, parent_off } => show_set(fs, *kind, set, *parent_off, opts, visit),
+                Part::Set { kind, set, parent_off } => walk_set(fs, *kind, set, *parent_off, opts, visit),
                 Part::One { kind, bref, parent_off, index } => {
                     let mut w = Shower::new(fs, *kind, opts, visit);
                     Engine::new(fs, w.engine_options()).run_one(bref, *parent_off, *index, &(), &mut w);
@@ -329,6 +339,17 @@ pub fn show_set<'a>(
     parent_off: u64,
     opts: &ShowOptions,
     visit: &mut dyn FnMut(&ShowEntry<'a>),
+) -> ShowStats {
+    walk_set(fs, kind, set, parent_off, opts, &mut |m| visit(&m.entry()))
+}
+
+fn walk_set<'a>(
+    fs: &'a Hammer2,
+    kind: TreeKind,
+    set: &'a [Blockref],
+    parent_off: u64,
+    opts: &ShowOptions,
+    visit: &mut dyn FnMut(Met<'a>),
 ) -> ShowStats {
     let mut w = Shower::new(fs, kind, opts, visit);
     Engine::new(fs, w.engine_options()).run(set, parent_off, &(), &mut w);
@@ -363,17 +384,12 @@ struct Shower<'f, 'v> {
     max_depth: Option<usize>,
     hide_data: bool,
     verify_data: bool,
-    visit: &'v mut dyn FnMut(&ShowEntry<'f>),
+    visit: &'v mut dyn FnMut(Met<'f>),
     stats: ShowStats,
 }
 
 impl<'f, 'v> Shower<'f, 'v> {
-    fn new(
-        fs: &'f Hammer2,
-        kind: TreeKind,
-        opts: &ShowOptions,
-        visit: &'v mut dyn FnMut(&ShowEntry<'f>),
-    ) -> Self {
+    fn new(fs: &'f Hammer2, kind: TreeKind, opts: &ShowOptions, visit: &'v mut dyn FnMut(Met<'f>)) -> Self {
         Shower {
             fs,
             kind,
@@ -446,36 +462,16 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
         };
 
         let kind = bref.kind();
-        let stats = matches!(kind, BlockrefType::Inode | BlockrefType::Indirect).then(|| {
-            let s = bref.stats();
-            BrefStats { data_count: s.data_count.get(), inode_count: s.inode_count.get() }
-        });
-        let dirent = if kind == BlockrefType::Dirent {
-            match dirent_info(bref, media) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    error.get_or_insert(e);
-                    None
-                }
+        if kind == BlockrefType::Dirent {
+            if let Err(e) = dirent_name(bref, media) {
+                error.get_or_insert(e);
             }
-        } else {
-            None
-        };
-        let inode = match (kind, media) {
-            (BlockrefType::Inode, Some(m)) => match InodeData::from_bytes(m) {
-                Some(ip) => Some(inode_info(ip)),
-                None => {
-                    error.get_or_insert(format!("inode: {} bytes, need 1024", m.len()));
-                    None
-                }
-            },
-            _ => None,
-        };
-        let freemap = matches!(kind, BlockrefType::FreemapNode | BlockrefType::FreemapLeaf).then(|| {
-            let c = bref.freemap_check();
-            FreemapHint { bigmask: c.bigmask.get(), avail: c.avail.get() }
-        });
-
+        }
+        if let (BlockrefType::Inode, Some(m)) = (kind, media) {
+            if InodeData::from_bytes(m).is_none() {
+                error.get_or_insert(format!("inode: {} bytes, need 1024", m.len()));
+            }
+        }
         let kids = match media {
             Some(m) if error.is_none() => walk::children(bref, m),
             _ => &[],
@@ -489,25 +485,19 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
         if shared {
             self.stats.shared += 1;
         }
-        let entry = ShowEntry {
+        (self.visit)(Met {
             copy: self.fs.copy,
             tree: self.kind,
             depth,
             index: node.index,
             parent_off: node.parent_off,
-            bref: BlockrefSummary::new(bref),
-            key_end: bref.key_end(),
-            physical_size: bref.physical_size(),
+            bref,
+            media,
             check_status,
-            stats,
-            dirent,
-            inode,
-            freemap,
             shared,
             children_not_shown: if cut { live } else { 0 },
             error,
-        };
-        (self.visit)(&entry);
+        });
         if cut || node.is_shared() || live == 0 {
             Step::Leaf(Nothing)
         } else {
@@ -516,32 +506,87 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
     }
 }
 
-/// Name, inode number and type of a DIRENT blockref. Names of up to 64
-/// bytes live in the check area, longer ones in the media.
-fn dirent_info<'a>(
+/// One blockref as the walk met it, before it is decoded for display
+/// ([`Met::entry`]): small, so that the walk can hand it to another thread
+/// to decode and format.
+#[derive(Debug, Clone)]
+pub(super) struct Met<'a> {
+    copy: usize,
+    pub(super) tree: TreeKind,
+    depth: usize,
+    index: usize,
+    parent_off: u64,
     bref: &'a Blockref,
+    /// The media when it was read (node blocks).
     media: Option<&'a [u8]>,
-) -> std::result::Result<DirentInfo<'a>, String> {
-    let head = bref.dirent();
-    let namlen = head.namlen.get() as usize;
+    check_status: &'static str,
+    shared: bool,
+    children_not_shown: usize,
+    error: Option<String>,
+}
+
+impl<'a> Met<'a> {
+    /// The entry for display: the blockref's fields, and the name and
+    /// inode fields its media holds.
+    pub(super) fn entry(self) -> ShowEntry<'a> {
+        let (bref, media) = (self.bref, self.media);
+        let kind = bref.kind();
+        let stats = matches!(kind, BlockrefType::Inode | BlockrefType::Indirect).then(|| {
+            let s = bref.stats();
+            BrefStats { data_count: s.data_count.get(), inode_count: s.inode_count.get() }
+        });
+        let dirent =
+            (kind == BlockrefType::Dirent).then(|| dirent_name(bref, media).ok()).flatten().map(|name| {
+                let head = bref.dirent();
+                DirentInfo {
+                    name: String::from_utf8_lossy(name),
+                    inum: head.inum.get(),
+                    type_: ObjType::from(head.type_).name(),
+                }
+            });
+        let inode = match (kind, media) {
+            (BlockrefType::Inode, Some(m)) => InodeData::from_bytes(m).map(inode_info),
+            _ => None,
+        };
+        let freemap = matches!(kind, BlockrefType::FreemapNode | BlockrefType::FreemapLeaf).then(|| {
+            let c = bref.freemap_check();
+            FreemapHint { bigmask: c.bigmask.get(), avail: c.avail.get() }
+        });
+        ShowEntry {
+            copy: self.copy,
+            tree: self.tree,
+            depth: self.depth,
+            index: self.index,
+            parent_off: self.parent_off,
+            bref: BlockrefSummary::new(bref),
+            key_end: bref.key_end(),
+            physical_size: bref.physical_size(),
+            check_status: self.check_status,
+            stats,
+            dirent,
+            inode,
+            freemap,
+            shared: self.shared,
+            children_not_shown: self.children_not_shown,
+            error: self.error,
+        }
+    }
+}
+
+/// The name of a DIRENT blockref. Names of up to 64 bytes live in the
+/// check area, longer ones in the media.
+fn dirent_name<'a>(bref: &'a Blockref, media: Option<&'a [u8]>) -> std::result::Result<&'a [u8], String> {
+    let namlen = bref.dirent().namlen.get() as usize;
     if namlen == 0 || namlen >= INODE_MAXNAME {
         return Err(CorruptKind::BadDirent(format!("name length {namlen}")).to_string());
     }
-    let name = if namlen <= bref.check.len() {
-        &bref.check[..namlen]
-    } else {
-        match media {
-            Some(m) if m.len() >= namlen => &m[..namlen],
-            _ => {
-                return Err(CorruptKind::BadDirent(format!("name of {namlen} bytes not readable")).to_string())
-            }
-        }
-    };
-    Ok(DirentInfo {
-        name: String::from_utf8_lossy(name),
-        inum: head.inum.get(),
-        type_: ObjType::from(head.type_).name(),
-    })
+    if namlen <= bref.check.len() {
+        return Ok(&bref.check[..namlen]);
+    }
+    match media {
+        Some(m) if m.len() >= namlen => Ok(&m[..namlen]),
+        _ => Err(CorruptKind::BadDirent(format!("name of {namlen} bytes not readable")).to_string()),
+    }
 }
 
 /// The fields of an inode shown on its blockref's line.

@@ -10,7 +10,7 @@
 //! volume).
 
 use super::layout;
-use super::show::{Plan, ShowEntry, ShowOptions, ShowStats, TreeKind};
+use super::show::{Met, Plan, ShowEntry, ShowOptions, ShowStats, TreeKind};
 use super::HEX_DIGITS;
 use crate::volume::Hammer2;
 use std::fmt::Write as _;
@@ -266,7 +266,7 @@ fn push_octal4(out: &mut String, v: u32) {
 /// before it), then their text.
 struct Batch<'a> {
     seq: u64,
-    entries: Vec<(Option<TreeKind>, ShowEntry<'a>)>,
+    entries: Vec<(Option<TreeKind>, Met<'a>)>,
     text: String,
 }
 
@@ -303,11 +303,11 @@ pub fn write_text<'a>(
                     // The lock is held only to take a batch.
                     let next = work_rx.lock().map(|rx| rx.recv());
                     let Ok(Ok(mut batch)) = next else { break };
-                    for (section, e) in batch.entries.drain(..) {
+                    for (section, met) in batch.entries.drain(..) {
                         if let Some(tree) = section {
                             TextForm::section(&mut batch.text, tree);
                         }
-                        form.entry(&e, &mut batch.text);
+                        form.entry(&met.entry(), &mut batch.text);
                     }
                     if done_tx.send(batch).is_err() {
                         break;
@@ -343,8 +343,8 @@ pub fn write_text<'a>(
     })
 }
 
-/// The walk of [`write_text`]: fills free batches with entries (cloned:
-/// their names still borrow the media) and queues them for formatting.
+/// The walk of [`write_text`]: fills free batches with blockrefs as met
+/// (decoding them is the formatting threads' work) and queues them.
 fn walk_batches<'a>(
     fs: &'a Hammer2,
     plan: &'a Plan,
@@ -357,7 +357,7 @@ fn walk_batches<'a>(
     let mut batch: Option<Batch<'a>> = None;
     // An error means the writer stopped (its output failed): the batch is dropped.
     let send = |batch: Batch<'a>| drop(work.send(batch));
-    let stats = plan.run(fs, opts, &mut |e| {
+    let stats = plan.run_met(fs, opts, &mut |e| {
         if batch.is_none() {
             // None when the writer stopped: the walk runs on, unwritten.
             batch = free.recv().ok().map(|mut b| {
@@ -369,7 +369,7 @@ fn walk_batches<'a>(
         let Some(b) = batch.as_mut() else { return };
         let heading = (section != Some(e.tree)).then_some(e.tree);
         section = Some(e.tree);
-        b.entries.push((heading, e.clone()));
+        b.entries.push((heading, e));
         if b.entries.len() == BATCH {
             send(batch.take().expect("a batch is being filled"));
         }
