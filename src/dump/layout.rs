@@ -156,12 +156,18 @@ pub fn pack_into<'f>(
             used = cont;
             empty = true;
         }
-        let mut rest = field;
         if !empty {
             out.push(' ');
             used += 1;
         }
+        empty = false;
+        if used + n <= width {
+            out.push_str(field);
+            used += n;
+            continue;
+        }
         // Cut a field that does not fit an empty line.
+        let mut rest = field;
         while used + columns(rest) > width {
             let room = width.saturating_sub(used).max(1);
             let cut = rest.char_indices().nth(room).map_or(rest.len(), |(i, _)| i);
@@ -173,7 +179,6 @@ pub fn pack_into<'f>(
         }
         used += columns(rest);
         out.push_str(rest);
-        empty = false;
     }
     end(out);
 }

@@ -17,7 +17,7 @@
 
 use super::BlockrefSummary;
 use crate::error::{CorruptKind, Error, Location, Result};
-use crate::format::check::CheckOutcome;
+use crate::format::check::{self, CheckOutcome};
 use crate::format::{Blockref, BlockrefType, InodeData, ObjType, INODE_MAXNAME, OPFLAG_PFSROOT};
 use crate::read::pfs::Pfs;
 use crate::read::tree::Tree;
@@ -25,6 +25,7 @@ use crate::read::walk::{
     self, DataBlocks, Engine, Node, Nothing, Options, Reach, Root, Step, Visitor, WalkOptions,
 };
 use crate::volume::Hammer2;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::borrow::Cow;
 
@@ -386,10 +387,21 @@ struct Shower<'f, 'v> {
     verify_data: bool,
     visit: &'v mut dyn FnMut(Met<'f>),
     stats: ShowStats,
+    /// Node blocks' check codes are verified here rather than by the
+    /// engine (which then only reads them): those of a node's children on
+    /// every core as it is descended ([`Shower::verify_ahead`]), so that
+    /// the walk's own thread neither hashes nor faults their pages in.
+    verify_here: bool,
+    /// Per depth: the outcomes verified ahead for the table being visited
+    /// at that depth, by slot, with the address of the blockref they are for.
+    ahead: Vec<Vec<Option<(usize, CheckOutcome)>>>,
 }
 
-impl<'f, 'v> Shower<'f, 'v> {
-    fn new(fs: &'f Hammer2, kind: TreeKind, opts: &ShowOptions, visit: &'v mut dyn FnMut(Met<'f>)) -> Self {
+/// Tables with fewer node blocks to verify than this are verified as visited.
+const AHEAD_MIN: usize = 8;
+
+impl<'a, 'v> Shower<'a, 'v> {
+    fn new(fs: &'a Hammer2, kind: TreeKind, opts: &ShowOptions, visit: &'v mut dyn FnMut(Met<'a>)) -> Self {
         Shower {
             fs,
             kind,
@@ -398,14 +410,57 @@ impl<'f, 'v> Shower<'f, 'v> {
             verify_data: opts.verify_data,
             visit,
             stats: ShowStats::default(),
+            // With DATA blocks verified, the engine verifies everything (and batches DATA).
+            verify_here: !(opts.verify_data && !opts.hide_data),
+            ahead: Vec::new(),
         }
+    }
+
+    /// The check outcome of `node`'s `media`: verified ahead, here, or by the engine.
+    fn check(&self, node: &Node<'a>, media: &[u8]) -> CheckOutcome {
+        if !self.verify_here {
+            return node.check.clone();
+        }
+        if let Some(Some((addr, outcome))) = self.ahead.get(node.depth).and_then(|t| t.get(node.index)) {
+            if *addr == address(node.bref) {
+                return outcome.clone();
+            }
+        }
+        check::verify(node.bref, media)
+    }
+
+    /// Verifies on every core the node blocks among `kids`, the table at
+    /// `depth` about to be visited (when there are [`AHEAD_MIN`] or more).
+    fn verify_ahead(&mut self, depth: usize, kids: &'a [Blockref]) {
+        if self.ahead.len() <= depth {
+            self.ahead.resize_with(depth + 1, Vec::new);
+        }
+        let table = &mut self.ahead[depth];
+        table.clear();
+        let node_block =
+            |b: &Blockref| !matches!(b.kind(), BlockrefType::Empty | BlockrefType::Data) && b.radix() != 0;
+        if !self.verify_here || kids.iter().filter(|b| node_block(b)).count() < AHEAD_MIN {
+            return;
+        }
+        let fs = self.fs;
+        kids.par_iter()
+            .map(|b| match walk::read_media(fs, b) {
+                Ok(Some(m)) if node_block(b) => Some((address(b), check::verify(b, m))),
+                _ => None,
+            })
+            .collect_into_vec(table);
     }
 
     /// Every node block read and verified; DATA blocks only when asked.
     fn engine_options(&self) -> Options {
         let data = if self.verify_data && !self.hide_data { DataBlocks::Verify } else { DataBlocks::Skip };
         // A depth limit stops short of most inodes' blocks: verify only what is shown.
-        Options { data, look_ahead: self.max_depth.is_none(), ..Default::default() }
+        Options {
+            data,
+            verify: !self.verify_here,
+            look_ahead: self.max_depth.is_none(),
+            ..Default::default()
+        }
     }
 }
 
@@ -433,8 +488,8 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
                 error = Some(k.to_string());
                 (None, CheckOutcome::NotChecked, false)
             }
-            Reach::Shared { media, .. } => (Some(*media), node.check.clone(), true),
-            Reach::Media(m) => (Some(*m), node.check.clone(), true),
+            Reach::Shared { media, .. } => (Some(*media), self.check(node, media), true),
+            Reach::Media(m) => (Some(*m), self.check(node, m), true),
             Reach::Unread { .. } => (None, node.check.clone(), true),
             Reach::NoMedia => (None, CheckOutcome::NotChecked, false),
         };
@@ -501,9 +556,15 @@ impl<'a> Visitor<'a> for Shower<'a, '_> {
         if cut || node.is_shared() || live == 0 {
             Step::Leaf(Nothing)
         } else {
+            self.verify_ahead(depth + 1, kids);
             Step::Descend(())
         }
     }
+}
+
+/// Where a blockref lies in memory: the same blockref while the walk lasts.
+fn address(b: &Blockref) -> usize {
+    b as *const Blockref as usize
 }
 
 /// One blockref as the walk met it, before it is decoded for display
