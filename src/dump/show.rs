@@ -411,7 +411,7 @@ impl<'a, 'v> Shower<'a, 'v> {
             visit,
             stats: ShowStats::default(),
             // With DATA blocks verified, the engine verifies everything (and batches DATA).
-            verify_here: !(opts.verify_data && !opts.hide_data),
+            verify_here: !opts.verify_data || opts.hide_data,
             ahead: Vec::new(),
         }
     }
