@@ -202,7 +202,7 @@ fn print_wrapped(line: &str, width: Option<usize>) {
     }
 }
 
-fn print_freemap(spec: &str, r: &FreemapReport, width: Option<usize>) {
+fn print_freemap(spec: &str, r: &FreemapReport<'_>, width: Option<usize>) {
     let what = format!("freemap of header copy #{}, freemap_tid {:#x}", r.copy, r.freemap_tid);
     println!("{}", layout::path_line(spec, &what, width));
     if r.tree.is_empty() {

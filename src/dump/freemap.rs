@@ -47,10 +47,11 @@ pub type FreemapTotals = crate::freemap::Totals;
 
 /// The freemap of one header copy.
 #[derive(Debug, Clone, Serialize)]
-pub struct FreemapReport {
+pub struct FreemapReport<'a> {
     pub copy: usize,
     pub freemap_tid: u64,
-    pub tree: Vec<ShowEntry<'static>>,
+    /// The tree's entries (their names, had freemap blocks any, borrow `fs`).
+    pub tree: Vec<ShowEntry<'a>>,
     pub leaves: Vec<LeafSummary>,
     pub totals: FreemapTotals,
     /// Problems met in the tree (bad check, out of range...).
@@ -59,13 +60,13 @@ pub struct FreemapReport {
 
 /// Reads the freemap of `fs`. The tree is small (a few blocks per GiB), so
 /// it is collected rather than streamed.
-pub fn report(fs: &Hammer2) -> Result<FreemapReport> {
+pub fn report(fs: &Hammer2) -> Result<FreemapReport<'_>> {
     let v = &fs.voldata;
     let areas = Areas::new(v, fs.device.logical_size());
     let mut tree = Vec::new();
     let opts = ShowOptions::default();
     let stats = show::show_set(fs, TreeKind::Freemap, &v.freemap_blockset, 0, &opts, &mut |e| {
-        tree.push(e.clone().into_owned())
+        tree.push(e.clone())
     });
 
     let mut leaves = Vec::new();

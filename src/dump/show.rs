@@ -130,8 +130,7 @@ pub struct FreemapHint {
     pub avail: u64,
 }
 
-/// One blockref of the dump. Names borrow the media they were read from
-/// (`'a`); [`ShowEntry::into_owned`] detaches an entry to keep it.
+/// One blockref of the dump. Names borrow the media they were read from (`'a`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ShowEntry<'a> {
     /// Header copy the dump was made from.
@@ -169,41 +168,6 @@ pub struct ShowEntry<'a> {
     /// What went wrong reaching, reading or decoding this blockref.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-impl ShowEntry<'_> {
-    /// The entry with its names copied out of the media.
-    pub fn into_owned(self) -> ShowEntry<'static> {
-        let own = |c: Cow<'_, str>| -> Cow<'static, str> { Cow::Owned(c.into_owned()) };
-        ShowEntry {
-            copy: self.copy,
-            tree: self.tree,
-            depth: self.depth,
-            index: self.index,
-            parent_off: self.parent_off,
-            bref: self.bref,
-            key_end: self.key_end,
-            physical_size: self.physical_size,
-            check_status: self.check_status,
-            stats: self.stats,
-            dirent: self.dirent.map(|d| DirentInfo { name: own(d.name), inum: d.inum, type_: d.type_ }),
-            inode: self.inode.map(|i| InodeInfo {
-                inum: i.inum,
-                type_: i.type_,
-                mode: i.mode,
-                size: i.size,
-                nlinks: i.nlinks,
-                name: own(i.name),
-                direct_data: i.direct_data,
-                pfs_type: i.pfs_type,
-                pfs_subtype: i.pfs_subtype,
-            }),
-            freemap: self.freemap,
-            shared: self.shared,
-            children_not_shown: self.children_not_shown,
-            error: self.error,
-        }
-    }
 }
 
 fn is_zero(n: &usize) -> bool {

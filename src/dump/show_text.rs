@@ -379,3 +379,40 @@ fn walk_batches<'a>(
     }
     stats
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_as_format_writes_them() {
+        let mut values = vec![0u64, 1, 7, 8, 9, 10, 15, 16, 255, 256, 0o777, 0o1000, 0x1000_0000, u32::MAX as u64];
+        values.extend([u64::MAX, u64::MAX - 1, 1 << 63, 0x0123_4567_89ab_cdef]);
+        values.extend((0..64).map(|s| 1u64 << s).chain((0..64).map(|s| (1u64 << s) - 1)));
+        for v in values {
+            let mut s = String::new();
+            push_hex(&mut s, v);
+            assert_eq!(s, format!("{v:#x}"));
+            s.clear();
+            push_dec(&mut s, v);
+            assert_eq!(s, v.to_string());
+            s.clear();
+            push_hex_digits(&mut s, v, 16);
+            assert_eq!(s, format!("{v:016x}"));
+            let m = v as u32;
+            s.clear();
+            push_octal4(&mut s, m);
+            assert_eq!(s, format!("{m:04o}"));
+        }
+    }
+
+    #[test]
+    fn names_quoted_as_debug_quotes_them() {
+        let mut form = TextForm::new(None);
+        for name in ["f0001", "a b", "", "quote\"", "back\\slash", "tab\t", "nl\n", "\u{7f}", "é", "\u{301}x", "~"] {
+            form.fields.clear();
+            form.name(name);
+            assert_eq!(form.fields, format!("name={name:?}"));
+        }
+    }
+}

@@ -100,6 +100,39 @@ fn golden_pfs_and_inode() {
     ]);
 }
 
+/// `show`'s text, formatted on every core in batches, is each entry's text
+/// in walk order (several batches, with the freemap section, with DATA
+/// hidden, and one line per entry without a width).
+#[test]
+fn show_text_in_batches_is_the_entries_in_walk_order() {
+    use hammer2::dump::show::{Plan, ShowOptions};
+    use hammer2::dump::show_text::{write_text, TextForm};
+    let spec = crate::common::fixture("varied").display().to_string();
+    let fs = Hammer2::open_path(&spec).unwrap();
+    let cases = [
+        (ShowOptions::default(), Some(80)),
+        (ShowOptions { freemap: true, ..Default::default() }, Some(40)),
+        (ShowOptions { freemap: true, hide_data: true, ..Default::default() }, None),
+    ];
+    for (opts, width) in cases {
+        let plan = Plan::new(&fs, &opts).unwrap();
+        let mut batched = Vec::new();
+        let stats = write_text(&fs, &plan, &opts, width, &mut batched).unwrap();
+        let (mut form, mut one_by_one, mut section, mut entries) = (TextForm::new(width), String::new(), None, 0);
+        let again = plan.run(&fs, &opts, &mut |e| {
+            if section != Some(e.tree) {
+                section = Some(e.tree);
+                TextForm::section(&mut one_by_one, e.tree);
+            }
+            form.entry(e, &mut one_by_one);
+            entries += 1;
+        });
+        assert_eq!(stats, again);
+        assert!(entries > 3 * 1024, "{entries} entries: fewer than several batches");
+        assert!(one_by_one == String::from_utf8(batched).unwrap(), "{opts:?}: batched text differs");
+    }
+}
+
 /// Every line of `show --json` as a JSON object.
 fn show_json(args: &[&str], spec: &str) -> Vec<Value> {
     let mut all = vec!["show", "--json"];
