@@ -65,9 +65,8 @@ pub fn report(fs: &Hammer2) -> Result<FreemapReport<'_>> {
     let areas = Areas::new(v, fs.device.logical_size());
     let mut tree = Vec::new();
     let opts = ShowOptions::default();
-    let stats = show::show_set(fs, TreeKind::Freemap, &v.freemap_blockset, 0, &opts, &mut |e| {
-        tree.push(e.clone())
-    });
+    let stats =
+        show::show_set(fs, TreeKind::Freemap, &v.freemap_blockset, 0, &opts, &mut |e| tree.push(e.clone()));
 
     let mut leaves = Vec::new();
     walk::walk(fs, Root::Freemap, WalkOptions::default(), &mut |visit| {

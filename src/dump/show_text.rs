@@ -386,7 +386,8 @@ mod tests {
 
     #[test]
     fn numbers_as_format_writes_them() {
-        let mut values = vec![0u64, 1, 7, 8, 9, 10, 15, 16, 255, 256, 0o777, 0o1000, 0x1000_0000, u32::MAX as u64];
+        let mut values =
+            vec![0u64, 1, 7, 8, 9, 10, 15, 16, 255, 256, 0o777, 0o1000, 0x1000_0000, u32::MAX as u64];
         values.extend([u64::MAX, u64::MAX - 1, 1 << 63, 0x0123_4567_89ab_cdef]);
         values.extend((0..64).map(|s| 1u64 << s).chain((0..64).map(|s| (1u64 << s) - 1)));
         for v in values {
@@ -409,7 +410,9 @@ mod tests {
     #[test]
     fn names_quoted_as_debug_quotes_them() {
         let mut form = TextForm::new(None);
-        for name in ["f0001", "a b", "", "quote\"", "back\\slash", "tab\t", "nl\n", "\u{7f}", "é", "\u{301}x", "~"] {
+        for name in
+            ["f0001", "a b", "", "quote\"", "back\\slash", "tab\t", "nl\n", "\u{7f}", "é", "\u{301}x", "~"]
+        {
             form.fields.clear();
             form.name(name);
             assert_eq!(form.fields, format!("name={name:?}"));

@@ -118,7 +118,8 @@ fn show_text_in_batches_is_the_entries_in_walk_order() {
         let plan = Plan::new(&fs, &opts).unwrap();
         let mut batched = Vec::new();
         let stats = write_text(&fs, &plan, &opts, width, &mut batched).unwrap();
-        let (mut form, mut one_by_one, mut section, mut entries) = (TextForm::new(width), String::new(), None, 0);
+        let (mut form, mut one_by_one, mut section, mut entries) =
+            (TextForm::new(width), String::new(), None, 0);
         let again = plan.run(&fs, &opts, &mut |e| {
             if section != Some(e.tree) {
                 section = Some(e.tree);
