@@ -1,7 +1,16 @@
 //! DATA block verification on every core: the topology pass hands DATA
 //! blocks to verifier threads in batches while its walk goes on; each block
-//! is read (a pread copy), its check code verified and, when compressed,
-//! decoded.
+//! is hashed where it lies in the mapping (no copy), its check code
+//! verified and, when compressed, decoded.
+//!
+//! The blocks of a batch are taken in media order and neighbours in spans
+//! of at most [`SPAN`] bytes; each span's pages are mapped in one
+//! `madvise(MADV_POPULATE_READ)` (one call instead of a page fault per
+//! 64 KiB, and a read error comes back as an error instead of a SIGBUS).
+//! Where that fails (an older kernel, an I/O error, a span across volumes)
+//! the blocks are copied with pread one by one, which reports each one's
+//! error. The device releases the mapping's pages past its residency
+//! bound ([`crate::device::TRIM_AFTER`]), so memory stays flat.
 
 use super::{Problem, BREF_CHECK, BREF_DECOMPRESS, BREF_RANGE, BREF_UNKNOWN_CHECK};
 use crate::error::Location;
@@ -58,12 +67,11 @@ const SPAN: u64 = 1 << 20;
 /// A verifier thread: takes batches until the walk is over.
 pub(super) fn verifier<'a>(fs: &Hammer2, jobs: &Mutex<Receiver<Vec<DataJob<'a>>>>) -> DataFindings<'a> {
     let mut found = DataFindings::default();
-    let mut buf = Vec::new();
     loop {
         // A poisoned lock means another verifier panicked: stop taking work.
         let Ok(batch) = jobs.lock().map(|rx| rx.recv()) else { break };
         let Ok(batch) = batch else { break };
-        let outcomes = verify_batch(fs, &batch, &mut buf);
+        let outcomes = verify_batch(fs, &batch);
         for (job, outcome) in batch.into_iter().zip(outcomes) {
             found.add(job, outcome);
         }
@@ -71,13 +79,11 @@ pub(super) fn verifier<'a>(fs: &Hammer2, jobs: &Mutex<Receiver<Vec<DataJob<'a>>>
     found
 }
 
-/// Verifies a batch's blocks in media order, reading neighbours (the
-/// blocks of small files written one after another lie side by side) with
-/// one pread of at most [`SPAN`] bytes: a million small files cost some
-/// tens of thousands of reads instead of a million. A read that fails
-/// (a range across volumes, an I/O error) falls back to one read per
-/// block, which reports the error of each.
-fn verify_batch(fs: &Hammer2, batch: &[DataJob<'_>], buf: &mut Vec<u8>) -> Vec<DataOutcome> {
+/// Verifies a batch's blocks in media order, neighbours (the blocks of
+/// small files written one after another lie side by side) mapped together
+/// in spans of at most [`SPAN`] bytes: a million small files cost some tens
+/// of thousands of `madvise` calls instead of a million faults or reads.
+fn verify_batch(fs: &Hammer2, batch: &[DataJob<'_>]) -> Vec<DataOutcome> {
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_unstable_by_key(|&i| batch[i].bref.offset());
     let mut outcomes: Vec<Option<DataOutcome>> = (0..batch.len()).map(|_| None).collect();
@@ -99,24 +105,51 @@ fn verify_batch(fs: &Hammer2, batch: &[DataJob<'_>], buf: &mut Vec<u8>) -> Vec<D
         let group = &order[at..next];
         at = next;
         let len = (end - start) as usize;
-        if group.len() > 1 {
-            if buf.len() < len {
-                buf.resize(len, 0);
+        if let Some(span) = fs.device.read(start, len).ok().filter(|span| advise(span, Advice::Populate)) {
+            for &i in group {
+                let b = batch[i].bref;
+                let from = (b.offset() - start) as usize;
+                outcomes[i] = Some(verify_media(b, &span[from..from + b.physical_size() as usize]));
             }
-            if fs.device.read_into(start, &mut buf[..len]).is_ok() {
-                for &i in group {
-                    let b = batch[i].bref;
-                    let from = (b.offset() - start) as usize;
-                    outcomes[i] = Some(verify_media(b, &buf[from..from + b.physical_size() as usize]));
-                }
-                continue;
-            }
+            advise(span, Advice::Release);
+            continue;
         }
         for &i in group {
             outcomes[i] = Some(verify_data(fs, batch[i].bref));
         }
     }
     outcomes.into_iter().map(|o| o.expect("every block verified")).collect()
+}
+
+/// What [`advise`] asks of the kernel.
+#[derive(Clone, Copy)]
+enum Advice {
+    /// Map the pages now (`MADV_POPULATE_READ`).
+    Populate,
+    /// Unmap them (`MADV_DONTNEED`): a span verified is not read again, so
+    /// its pages need not wait for the device's next release of the whole
+    /// mapping to leave this process's resident set.
+    Release,
+}
+
+/// Advises the kernel about the pages of `span` (a slice of the device's
+/// mapping); false when it refused. A span that could not be populated is
+/// not read through the mapping (a read error there would be a SIGBUS).
+fn advise(span: &[u8], advice: Advice) -> bool {
+    const PAGE: usize = 4096;
+    let addr = span.as_ptr() as usize;
+    let base = addr & !(PAGE - 1);
+    let len = addr + span.len() - base;
+    let advice = match advice {
+        Advice::Populate => libc::MADV_POPULATE_READ,
+        Advice::Release => libc::MADV_DONTNEED,
+    };
+    // SAFETY: [base, base + len) lies inside the device's file mapping
+    // (the pages holding `span`), a shared mapping that is never stored
+    // into. MADV_POPULATE_READ only faults those pages in for reading;
+    // MADV_DONTNEED only drops their page-table entries, so any slice of
+    // them still held reads the same bytes again from the page cache.
+    unsafe { libc::madvise(base as *mut libc::c_void, len, advice) == 0 }
 }
 
 pub(super) enum DataOutcome {

@@ -86,7 +86,7 @@ use crate::freemap::{
     ChunkState, Leaf, ZoneMap, Zones, CHUNKS_PER_SEGMENT, CHUNK_BYTES as CHUNK, MEDIA_RADIX,
     SEGMENTS_PER_ZONE, ZONE_BYTES as ZONE,
 };
-use crate::read::walk::{walk, Root, WalkOptions};
+use crate::read::walk::{walk, walk_sharing, Root, WalkOptions};
 use crate::volume::Hammer2;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -288,6 +288,16 @@ fn placement_problem(off: u64, key: u64, keybits: u8) -> Option<String> {
 
 /// Checks the freemap of `fs`, adding findings to `report`.
 pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
+    check_sharing(fs, report, None)
+}
+
+/// [`check`], its walk of the topology sharing verified check codes with
+/// a topology pass running at the same time ([`crate::read::walk::Checked`]).
+pub fn check_sharing(
+    fs: &Hammer2,
+    report: &mut FsckReport,
+    checked: Option<std::sync::Arc<crate::read::walk::Checked>>,
+) -> Result<()> {
     let v = &fs.voldata;
     let areas = Areas::new(v, fs.device.logical_size());
     let end = areas.end;
@@ -463,7 +473,7 @@ pub fn check(fs: &Hammer2, report: &mut FsckReport) -> Result<()> {
     // DATA blocks are not read: only where they lie matters here (the
     // topology pass verifies them).
     let opts = WalkOptions { read_data: false, ..Default::default() };
-    walk(fs, Root::Topology, opts, &mut |visit| {
+    walk_sharing(fs, Root::Topology, opts, checked, &mut |visit| {
         // Media reached lies inside the file system.
         let Some((off, len)) = visit.extent else { return };
         let b = visit.bref;

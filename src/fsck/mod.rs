@@ -482,7 +482,20 @@ fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         let start = report.findings.len();
         let spill =
             spill::SpillConfig::new(opts.tmpdir.as_deref(), opts.memory.unwrap_or(spill::DEFAULT_BUDGET));
-        let stats = topology::check_within(&fs, &mut report, opts.trace.clone(), &spill)?;
+        // The freemap pass walks the topology on its own: it runs beside
+        // the topology pass (another core), its findings still come after.
+        let mut freemap_report = FsckReport::default();
+        let checked =
+            (n == 0).then(|| crate::read::walk::Checked::new(&fs).map(std::sync::Arc::new)).flatten();
+        let (stats, freemap_done) = std::thread::scope(|scope| {
+            let shared = checked.clone();
+            let freemap =
+                (n == 0).then(|| scope.spawn(|| freemap::check_sharing(&fs, &mut freemap_report, shared)));
+            let stats = topology::check_within(&fs, &mut report, opts.trace.clone(), &spill, checked);
+            let done = freemap.map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            (stats, done)
+        });
+        let stats = stats?;
         if n == 0 {
             report.topology = start..report.findings.len();
         }
@@ -490,8 +503,9 @@ fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
             report.pfs.truncate(pfs_before);
         }
         report.trees.push(TreeStats { tree: format!("topology (copy #{})", fs.copy), stats });
-        if n == 0 {
-            freemap::check(&fs, &mut report)?;
+        if let Some(done) = freemap_done {
+            done?;
+            report.findings.append(&mut freemap_report.findings);
         }
         for root in [Root::Freemap] {
             let mut found = Vec::new();

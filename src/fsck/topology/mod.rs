@@ -40,7 +40,7 @@ use crate::format::{
     Blockref, BlockrefType as T, InodeData, ObjType, DIRHASH_LOMASK, DIRHASH_VISIBLE, EMBEDDED_BYTES,
 };
 use crate::read::tree::Tree;
-use crate::read::walk::{DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
+use crate::read::walk::{Checked, DataBlocks, Engine, Node, Options, Reach, Step, Visitor, WalkStats};
 use crate::volume::Hammer2;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Mutex;
@@ -313,10 +313,13 @@ struct Pass<'a, 'r> {
 /// trace, every blockref is described as it is checked.
 ///
 /// DATA blocks (nearly all the bytes) are verified by one thread per core
-/// while the walk goes on, copied with pread into reused buffers so the
-/// mapping does not keep them resident; their findings come after the
-/// walk's, in traversal order. With a trace, everything is checked in tree
-/// order on one thread.
+/// while the walk goes on, hashed in the mapping and released from it
+/// once verified ([`super::data`]); their findings come after the walk's,
+/// in traversal order. The check codes of a table's inodes are verified
+/// ahead on every core ([`Options::nodes_ahead`]), and with `checked` they
+/// are shared with the freemap pass's walk of the same tree, which runs
+/// at the same time: each inode is hashed once. With a trace, everything
+/// is checked in tree order on one thread.
 ///
 /// The walk runs on the traversal engine: a node block reached a second
 /// time inside the same PFS is a duplicate; reached from another PFS it is
@@ -324,7 +327,7 @@ struct Pass<'a, 'r> {
 /// stand for the subtree) and not walked again, so work stays linear in
 /// the blocks that exist however many snapshots share them.
 pub fn check(fs: &Hammer2, report: &mut FsckReport, trace: Option<super::Trace>) -> Result<WalkStats> {
-    check_within(fs, report, trace, &SpillConfig::new(None, super::spill::DEFAULT_BUDGET))
+    check_within(fs, report, trace, &SpillConfig::new(None, super::spill::DEFAULT_BUDGET), None)
 }
 
 /// [`check`] with the cross-check records held to `spill`'s budget.
@@ -333,6 +336,7 @@ pub(crate) fn check_within(
     report: &mut FsckReport,
     trace: Option<super::Trace>,
     spill: &SpillConfig,
+    checked: Option<std::sync::Arc<Checked>>,
 ) -> Result<WalkStats> {
     // newfs always writes a super-root: a header naming none leaves every
     // PFS unreachable, though the walk below finds nothing wrong.
@@ -365,7 +369,7 @@ pub(crate) fn check_within(
         spill_error: None,
     };
     let ctx = Ctx { container: Container::Volume, lo: 0, hi: u64::MAX, dir_inum: 0, in_inode: false };
-    let opts = Options { data: DataBlocks::Skip, ..Default::default() };
+    let opts = Options { data: DataBlocks::Skip, nodes_ahead: true, ..Default::default() };
     let threads =
         if pass.trace.is_some() { 0 } else { std::thread::available_parallelism().map_or(1, |n| n.get()) };
     let (tx, rx) = sync_channel(QUEUED_BATCHES);
@@ -375,7 +379,11 @@ pub(crate) fn check_within(
         if threads > 0 {
             pass.jobs = Some(tx);
         }
-        Engine::new(fs, opts).run(&fs.voldata.sroot_blockset, 0, &ctx, &mut pass);
+        let mut engine = Engine::new(fs, opts);
+        if let Some(c) = checked {
+            engine.share_checks(c);
+        }
+        engine.run(&fs.voldata.sroot_blockset, 0, &ctx, &mut pass);
         pass.send_batch();
         pass.jobs = None; // the verifiers stop once the queue is drained
         let mut found = std::mem::take(&mut pass.inline);

@@ -41,6 +41,13 @@
 //! linear in the blockrefs met. ([`walk`] with [`WalkOptions::read_data`]
 //! hands DATA blocks to its callback as mapped bytes.)
 //!
+//! Node blocks are verified as they are reached, on the walking thread,
+//! except with [`Options::nodes_ahead`] (set by [`walk`]): a table whose
+//! node blocks add up to [`PARALLEL_NODE_BYTES`] (a leaf of an inode index)
+//! has them verified on every core before its entries are visited. Engines
+//! walking the same volumes at the same time may share the check codes
+//! they verified ([`Checked`]), so that each block is hashed once.
+//!
 //! Recursion depth of the engine itself is bounded by [`MAX_DEPTH`], so the
 //! machine stack stays small whatever the input.
 
@@ -50,6 +57,10 @@ use crate::format::{Blockref, BlockrefType, InodeData, INODE_BYTES, RADIX_MAX, R
 use crate::volume::Hammer2;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::sync::Arc;
+
+mod checked;
+pub use checked::Checked;
 use std::collections::HashMap;
 use std::ops::AddAssign;
 
@@ -57,6 +68,11 @@ use std::ops::AddAssign;
 /// least this many bytes (below it, waking other threads costs more than
 /// it saves: most small files' blocks sit in their inode's blockset).
 pub const PARALLEL_BYTES: usize = 256 << 10;
+
+/// A table's node blocks are verified ahead in parallel (with
+/// [`Options::nodes_ahead`]) when they add up to at least this many bytes:
+/// a leaf of a large inode index holds hundreds of 1 KiB inodes.
+pub const PARALLEL_NODE_BYTES: usize = 64 << 10;
 
 thread_local! {
     /// The buffer DATA blocks are copied into for verification.
@@ -337,6 +353,12 @@ pub struct Options {
     /// a table's inodes hold directly (see [`Engine`]): for visitors that
     /// descend every inode; one that stops early wastes that work.
     pub look_ahead: bool,
+    /// Also verify ahead, on every core, the check codes of a table's node
+    /// blocks (inodes, indirect blocks) when they add up to
+    /// [`PARALLEL_NODE_BYTES`] or more: for visitors that visit every entry
+    /// (no [`Visitor::skip`], no early stop), which would verify each of
+    /// them on the walking thread anyway. Off by default.
+    pub nodes_ahead: bool,
 }
 
 impl Default for Options {
@@ -349,6 +371,7 @@ impl Default for Options {
             key_order: false,
             budget: None,
             look_ahead: true,
+            nodes_ahead: false,
         }
     }
 }
@@ -387,6 +410,13 @@ pub struct Engine<'a> {
     ahead_keys: Vec<Vec<usize>>,
     candidates: Vec<(&'a Blockref, u64, usize)>,
     outcomes: Vec<Result<CheckOutcome, CorruptKind>>,
+    /// Per depth: the address of the table being visited there and the
+    /// check outcomes of its node blocks verified ahead, by slot
+    /// ([`Options::nodes_ahead`]).
+    nodes: Vec<(usize, Vec<Option<CheckOutcome>>)>,
+    /// Check codes verified, shared with engines walking at the same time
+    /// ([`Engine::share_checks`]).
+    checked: Option<Arc<Checked>>,
 }
 
 /// The node blocks an engine entered, by media offset, with the group and
@@ -468,7 +498,21 @@ impl<'a> Engine<'a> {
             ahead_keys: Vec::new(),
             candidates: Vec::new(),
             outcomes: Vec::new(),
+            nodes: Vec::new(),
+            checked: None,
         }
+    }
+
+    /// Shares the check codes this engine verifies with other engines
+    /// walking the same volumes at the same time, and skips those they
+    /// verified (see [`Checked`]).
+    pub fn share_checks(&mut self, checked: Arc<Checked>) {
+        self.checked = Some(checked);
+    }
+
+    /// Whether `bref`'s check code is known to verify.
+    fn known_ok(&self, bref: &Blockref) -> bool {
+        self.checked.as_ref().is_some_and(|c| c.verified(bref))
     }
 
     /// Blockrefs met so far.
@@ -512,7 +556,11 @@ impl<'a> Engine<'a> {
         let (lo, hi) = self.opts.range;
         let wanted = |b: &Blockref| b.kind() != BlockrefType::Empty && b.key_end() >= lo && b.key.get() <= hi;
         self.verify_ahead(set, depth, &wanted);
+        self.verify_nodes_ahead(set, depth, &wanted);
         let out = self.table_entries(set, parent_off, depth, ctx, visitor, &wanted);
+        if let Some((_, outcomes)) = self.nodes.get_mut(depth) {
+            outcomes.clear();
+        }
         if let Some(keys) = self.ahead_keys.get_mut(depth) {
             for k in keys.drain(..) {
                 self.ahead.remove(&k);
@@ -609,6 +657,65 @@ impl<'a> Engine<'a> {
         self.candidates = candidates;
     }
 
+    /// With [`Options::nodes_ahead`], verifies on every core the check
+    /// codes of the node blocks `set` holds when they add up to
+    /// [`PARALLEL_NODE_BYTES`] or more (a leaf of an inode index: the
+    /// walking thread would otherwise hash every inode itself). The media
+    /// is read as [`Engine::reach`] reads it, so the outcome is the one it
+    /// would compute; it picks them up by the blockref's address, and what
+    /// was not used by the end of `set` is dropped.
+    fn verify_nodes_ahead(
+        &mut self,
+        set: &'a [Blockref],
+        depth: usize,
+        wanted: &(dyn Fn(&Blockref) -> bool + Sync),
+    ) {
+        if !self.opts.nodes_ahead || !self.opts.verify || depth >= self.opts.max_depth {
+            return;
+        }
+        let (fs, checked) = (self.fs, self.checked.as_deref());
+        let node = |b: &Blockref| {
+            !matches!(b.kind(), BlockrefType::Data | BlockrefType::Empty)
+                && wanted(b)
+                && !checked.is_some_and(|c| c.verified(b))
+        };
+        let bytes: usize = set
+            .iter()
+            .filter(|b| node(b))
+            .filter_map(|b| media_extent(b).ok().flatten())
+            .map(|(_, len)| len)
+            .sum();
+        if bytes < PARALLEL_NODE_BYTES {
+            return;
+        }
+        // Few, large tasks: a table is a few hundred blocks, and every
+        // wake-up of another thread costs as much as hashing some of them.
+        let outcomes: Vec<Option<CheckOutcome>> = set
+            .par_iter()
+            .with_min_len(64)
+            .map(|b| {
+                let (off, len) = media_extent(b).ok().flatten().filter(|_| node(b))?;
+                let outcome = check::verify(b, fs.device.read(off, len).ok()?);
+                if let (CheckOutcome::Ok, Some(c)) = (&outcome, checked) {
+                    c.record(b);
+                }
+                Some(outcome)
+            })
+            .collect();
+        if self.nodes.len() <= depth {
+            self.nodes.resize_with(depth + 1, || (0, Vec::new()));
+        }
+        self.nodes[depth] = (address(&set[0]), outcomes);
+    }
+
+    /// The outcome [`Engine::verify_nodes_ahead`] found for `bref`, an
+    /// entry of the table being visited at `depth`.
+    fn node_ahead(&mut self, bref: &Blockref, depth: usize) -> Option<CheckOutcome> {
+        let (base, outcomes) = self.nodes.get_mut(depth)?;
+        let i = address(bref).checked_sub(*base)? / std::mem::size_of::<Blockref>();
+        outcomes.get_mut(i)?.take()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn one<V: Visitor<'a>>(
         &mut self,
@@ -681,7 +788,18 @@ impl<'a> Engine<'a> {
         let Ok(media) = self.fs.device.read(off, len) else {
             return (Reach::Failed(CorruptKind::OutOfRange { offset: off, len: len as u64 }), none);
         };
-        let outcome = if self.opts.verify { check::verify(bref, media) } else { none };
+        let ahead = self.node_ahead(bref, depth);
+        let outcome = if !self.opts.verify {
+            none
+        } else if self.known_ok(bref) {
+            CheckOutcome::Ok
+        } else {
+            let outcome = ahead.unwrap_or_else(|| check::verify(bref, media));
+            if let (CheckOutcome::Ok, Some(c)) = (&outcome, &self.checked) {
+                c.record(bref);
+            }
+            outcome
+        };
         if let Some((group, first)) = self.seen.get(off) {
             return (Reach::Shared { group, first, media }, outcome);
         }
@@ -792,8 +910,24 @@ pub fn walk<'a>(
     opts: WalkOptions,
     visit: &mut dyn FnMut(&Visit<'a>),
 ) -> Result<WalkStats> {
+    walk_sharing(fs, root, opts, None, visit)
+}
+
+/// [`walk`], sharing verified check codes with engines that walk the same
+/// volumes at the same time ([`Engine::share_checks`]).
+pub fn walk_sharing<'a>(
+    fs: &'a Hammer2,
+    root: Root,
+    opts: WalkOptions,
+    checked: Option<Arc<Checked>>,
+    visit: &mut dyn FnMut(&Visit<'a>),
+) -> Result<WalkStats> {
     let data = if opts.read_data { DataBlocks::Verify } else { DataBlocks::Skip };
-    let mut engine = Engine::new(fs, Options { max_depth: opts.max_depth, data, ..Default::default() });
+    let engine_opts = Options { max_depth: opts.max_depth, data, nodes_ahead: true, ..Default::default() };
+    let mut engine = Engine::new(fs, engine_opts);
+    if let Some(c) = checked {
+        engine.share_checks(c);
+    }
     let mut v = FullWalk { fs, visit, read_data: opts.read_data, stats: WalkStats::default() };
     engine.run(root.blockset(fs), 0, &(), &mut v);
     Ok(v.stats)
