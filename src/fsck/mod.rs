@@ -881,10 +881,16 @@ fn rollback_pass(
     detail.push_str("; made current by this run's commit, the other header copies rewritten after it");
     // Everything found so far below the header copies belongs to the
     // abandoned tree (and its freemap): no copy names it after the commit.
+    // What the rebuild staged in it is dropped with it.
     for f in &mut report.findings {
-        if !matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) && !f.repaired {
+        if matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) {
+            continue;
+        }
+        if !f.repaired {
             f.repaired = true;
             f.detail.push_str("; abandoned with the rollback");
+        } else {
+            f.detail.push_str("; dropped with the rollback (the tree it was made in is abandoned)");
         }
     }
     report.findings.push(Finding { problem: HDR_TREE_DAMAGED, location: place, detail, repaired: true });
