@@ -42,7 +42,9 @@
 //!   its tree, with a transaction id above every copy's: the rollback is
 //!   the base of the run's one commit, and the repairs after it are made
 //!   on the rolled-back tree (whatever the rebuild staged before is
-//!   dropped: no header ever named it).
+//!   dropped: no header ever named it). The header goes to the copy after
+//!   the best one, as every commit's, never over the newest copy: a torn
+//!   write there would leave the chosen older copy, unrepaired, as the best.
 
 use super::{may_repair, FsckOptions, FsckReport, RepairMode};
 use super::{FREEMAP_LINEAR, FREEMAP_UNMARKED};

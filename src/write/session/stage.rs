@@ -95,10 +95,23 @@ impl Session {
     /// copy's, so the commit becomes the copy readers choose. The commit
     /// writes the new freemap (also with nothing else changed) and then
     /// rewrites the other header copies.
+    ///
+    /// The commit's header goes to the copy after the *best* one in
+    /// rotation, as every commit's does, not after the copy `fs` was opened
+    /// at: written after an older copy it could land on the newest one, and
+    /// a crash tearing it would leave neither that newest state nor the
+    /// new one, but the older copy's, unrepaired, as the best.
     pub fn with_rebuilt_freemap(fs: Hammer2) -> Result<Session> {
         let (alloc, _) = Allocator::rebuild(&fs)?;
         let tid = super::bulkfree::tid_above_every_copy(&fs)?;
+        let best = fs.headers[fs.root_position()].best;
+        // What every other valid copy reaches is pinned here: the copies
+        // pinned are those other than the one opened, so the newest is
+        // among them.
         let mut s = Self::with_allocator(fs, alloc, tid, None, true)?;
+        if let Some(best) = best {
+            s.fs.copy = best;
+        }
         s.tx.dirty = true;
         s.resync_copies = true;
         Ok(s)
