@@ -290,6 +290,30 @@ impl Hammer2 {
         Ok(Hammer2 { device, headers, by_id, voldata, copy })
     }
 
+    /// Opens a device set on a header that is not on the media: one a
+    /// staged commit returned ([`crate::write::flush::stage`]), naming a
+    /// tree and freemap already durable whose header is still to be
+    /// written. Readers then see the staged state; `copy` and `headers` stay
+    /// those of the media (the best copy, which the final commit's header
+    /// follows in rotation). Refused when `staged` fails its CRCs or
+    /// belongs to another file system or geometry than the best copy.
+    pub fn open_staged(device: Device, staged: &VolumeData) -> Result<Self> {
+        let mut fs = Self::open(device, CopyChoice::Best)?;
+        let v = &fs.voldata;
+        if !check_header(staged).is_empty()
+            || staged.fsid != v.fsid
+            || staged.volu_size != v.volu_size
+            || staged.volu_loff != v.volu_loff
+            || staged.nvolumes != v.nvolumes
+        {
+            return Err(Error::Internal(
+                "a staged header must verify and keep the volume set of the header in use".into(),
+            ));
+        }
+        fs.voldata = Box::new(*staged);
+        Ok(fs)
+    }
+
     /// Opens `spec` (`a.img:b.img`) read-only with the best header.
     pub fn open_path(spec: &str) -> Result<Self> {
         Self::open(Device::open(spec, crate::device::Access::ReadOnly)?, CopyChoice::Best)

@@ -33,6 +33,7 @@ fn main() {
             trace: (cli.verbose && !cli.json).then(|| -> fsck::Trace { std::sync::Arc::new(print_trace) }),
             memory: cli.memory.map(|m| usize::try_from(m).unwrap_or(usize::MAX)),
             tmpdir: cli.tmpdir.clone(),
+            writer: None,
         };
         let spinner = (common::stderr_is_terminal() && !cli.quiet && !cli.json && !cli.verbose).then(|| {
             let pb = indicatif::ProgressBar::new_spinner();
@@ -238,7 +239,10 @@ fn print_report(cli: &FsckCli, report: &FsckReport) {
             println!("{}", layout::path_line(dev, "clean", width));
         }
     } else {
-        let what = format!("{damage} problems, {fixed} corrected, {left} left uncorrected");
+        let mut what = format!("{damage} problems, {fixed} corrected, {left} left uncorrected");
+        if let Some(c) = &report.commit {
+            what.push_str(&format!("; committed as transaction {:#x} (header copy #{})", c.tid, c.copy));
+        }
         println!("{}", layout::path_line(dev, &what, width));
     }
 }

@@ -3,15 +3,20 @@
 //! lost otherwise) is named `#INUM` in the PFS root's `/lost+found`,
 //! created as e2fsck creates it (mode 0700, in the root directory) or
 //! reused when present; its link count becomes 1 and its `iparent` that
-//! directory. One write session, one commit. Not done while the PFS still
-//! has unreadable node blocks: the names may lie there.
+//! directory. In the run's write session (one commit for the whole run).
+//! Not done while the PFS still has unreadable node blocks: the names may
+//! lie there.
 
 use super::INODE_NLINKS;
 use super::{FsckReport, Place, RepairMode};
 use crate::error::Result;
 use std::collections::BTreeMap;
 
-pub(super) fn lost_found_pass(spec: &str, mode: RepairMode, report: &mut FsckReport) -> Result<()> {
+pub(super) fn lost_found_pass(
+    tx: &mut super::txn::RepairTx,
+    mode: RepairMode,
+    report: &mut FsckReport,
+) -> Result<()> {
     let unreadable = super::rebuild::pfs_with_unreadable_nodes(report);
     // Unnamed inodes, by PFS: (finding, inum).
     let mut todo: BTreeMap<String, Vec<(usize, u64)>> = BTreeMap::new();
@@ -32,11 +37,20 @@ pub(super) fn lost_found_pass(spec: &str, mode: RepairMode, report: &mut FsckRep
         return Ok(());
     }
     let outcome = (|| -> Result<Vec<(usize, std::result::Result<String, String>)>> {
-        let mut s = crate::write::session::Session::open(spec, false)?;
+        let s = tx.session()?;
         let mut each = Vec::new();
         for (label, list) in &todo {
-            let pfs = s.pfs(Some(label))?;
-            let dir = s.fix_lost_found(&pfs)?;
+            let opened = s.pfs(Some(label)).and_then(|pfs| {
+                let dir = super::txn::undone_on_error(s, |s| s.fix_lost_found(&pfs))??;
+                Ok((pfs, dir))
+            });
+            let (pfs, dir) = match opened {
+                Ok(x) => x,
+                Err(e) => {
+                    each.extend(list.iter().map(|&(i, _)| (i, Err(e.to_string()))));
+                    continue;
+                }
+            };
             for &(i, inum) in list {
                 let cp = s.checkpoint();
                 match s.fix_reattach(&pfs, dir, inum) {
@@ -48,7 +62,6 @@ pub(super) fn lost_found_pass(spec: &str, mode: RepairMode, report: &mut FsckRep
                 }
             }
         }
-        s.commit()?;
         Ok(each)
     })();
     match outcome {

@@ -18,7 +18,20 @@
 //! no entry names under `/lost+found`; [`rollback`] makes an older header
 //! copy's tree current;
 //! header checks, the driver and the repairs of inode fields and dangling
-//! directory entries (one write session) are here.
+//! directory entries are here.
+//!
+//! One repair run is one write session and one commit ([`txn`]): the
+//! rebuild, a rollback, the structure repairs, `/lost+found`, the field
+//! repairs and the freemap's replay or rebuild all go into it; where the
+//! tree must be checked again between two of them, the session stages
+//! (writes its blocks and freemap durably, keeps the header in memory) and
+//! the check reads the staged tree. Only the end of the run writes a
+//! header, so a crash leaves the state before the run or the repaired one,
+//! never one half-repaired. Header copies repaired from the best copy are
+//! the exception: they are written as found (they change no state, every
+//! reader already uses the best copy), and so is a freemap recovery that
+//! is the run's only repair, or that the run's commit did not make
+//! complete (a commit of its own, which changes no file).
 //!
 //! Every problem of the table has a repair or, for [`Fix::None`], a reason
 //! in its `repair` text: why none exists (or not yet) and what the user can
@@ -84,14 +97,17 @@ pub mod semantic;
 mod spill;
 pub mod structure;
 pub mod topology;
+mod txn;
 
 pub use spill::DEFAULT_BUDGET;
+pub use txn::{RepairCommit, Writer};
 
 pub use place::{Place, ZoneLeaf};
 pub use problems::*;
 
 use crate::device::{Access, Device};
 use crate::error::{Error, Result};
+use crate::format::VolumeData;
 use crate::read::walk::{walk, Root, WalkOptions, WalkStats};
 use crate::volume::{read_headers, CopyChoice, CopyState, Hammer2, HeaderCopy};
 use serde::Serialize;
@@ -132,6 +148,10 @@ pub struct FsckOptions {
     /// Where spilled runs go (`--tmpdir`; `None`: `$TMPDIR`, else /tmp).
     /// Never the checked device: the files are unlinked at once.
     pub tmpdir: Option<std::path::PathBuf>,
+    /// Opens the device the repair's one write session writes through
+    /// (`None`: the device named, read-write). The crash tests give a
+    /// device that records every write and barrier.
+    pub writer: Option<Writer>,
 }
 
 impl std::fmt::Debug for FsckOptions {
@@ -144,6 +164,7 @@ impl std::fmt::Debug for FsckOptions {
             .field("use_copy", &self.use_copy)
             .field("memory", &self.memory)
             .field("tmpdir", &self.tmpdir)
+            .field("writer", &self.writer.is_some())
             .finish()
     }
 }
@@ -191,6 +212,8 @@ pub struct FsckReport {
     /// The header copy verified (root volume).
     pub header_copy: Option<usize>,
     pub mirror_tid: Option<u64>,
+    /// The one commit of the repairs, when they wrote anything.
+    pub commit: Option<RepairCommit>,
     /// The findings of the topology pass under the copy in use.
     #[serde(skip)]
     pub topology: std::ops::Range<usize>,
@@ -244,20 +267,27 @@ fn copy_location(path: &str, c: &HeaderCopy) -> Place {
     Place::HeaderCopy { volume: path.to_string(), copy: c.index, offset: Some(c.offset) }
 }
 
-/// Checks (and, as allowed, repairs) the file system on `spec`.
+/// Checks (and, as allowed, repairs) the file system on `spec`. The
+/// repairs that change the tree are one write session and one commit
+/// ([`txn`]): the rebuild, staged and checked again; a rollback; the
+/// structure repairs, `/lost+found`, the field repairs and the removal of
+/// dangling entries; the freemap's replay or rebuild with them.
 pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
     // The device is opened several times below: the run keeps its lock
     // (shared to check, exclusive to repair) from the first to the last.
     let _run = crate::device::lock::hold(spec, access, crate::device::lock::Wait::No)?;
     let mut report = fsck_locked(spec, opts)?;
-    if opts.use_copy.is_none() && rebuild::rebuild_pass(spec, opts.repair, &mut report)? {
-        // The run goes on with the rebuilt tree: its findings follow.
-        recheck(spec, opts, &mut report)?;
+    let mut tx = txn::RepairTx::new(spec, opts, &report);
+    if opts.use_copy.is_none() && rebuild::rebuild_pass(&mut tx, opts.repair, &mut report)? {
+        // The run goes on with the rebuilt tree, staged: its findings follow.
+        let staged = tx.stage()?;
+        recheck(spec, opts, staged.as_deref(), &mut report)?;
     }
-    if let Some(done) = rollback_pass(spec, opts, &mut report)? {
-        // The run goes on with the tree now current: its findings follow.
-        let again = fsck_locked(spec, &FsckOptions { use_copy: None, ..opts.clone() })?;
+    if rollback_pass(spec, opts, &mut tx, &mut report)? {
+        // The run goes on with the tree made current, staged: its findings follow.
+        let staged = tx.stage()?;
+        let again = fsck_on(spec, &FsckOptions { use_copy: None, ..opts.clone() }, staged.as_deref())?;
         let base = report.findings.len();
         report.inode_fixes.extend(again.inode_fixes.into_iter().map(|mut x| {
             x.finding += base;
@@ -273,22 +303,28 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         report.header_copy = again.header_copy;
         report.mirror_tid = again.mirror_tid;
         report.topology = 0..0;
-        let _ = done;
     }
-    structure::repair(spec, opts, &mut report)?;
-    lostfound::lost_found_pass(spec, opts.repair, &mut report)?;
-    repair_inodes(spec, opts, &mut report)?;
-    repair_freemap(spec, opts, &mut report)?;
+    structure::repair(&mut tx, opts, &mut report)?;
+    lostfound::lost_found_pass(&mut tx, opts.repair, &mut report)?;
+    repair_inodes(&mut tx, opts, &mut report)?;
+    let rebuilt_freemap = tx.rebuilds_freemap();
+    report.commit = tx.commit()?;
+    repair_freemap(spec, opts, rebuilt_freemap, &mut report)?;
     Ok(report)
 }
 
-/// After a rebuild commit: the topology is checked again. The first
-/// check's findings below the header copies described the tree before the
-/// rebuild; those not repaired are superseded by the new check's (listed
-/// after them, with their own repairs), and the repairs planned on the old
-/// tree are dropped.
-fn recheck(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
-    let again = fsck_locked(spec, &FsckOptions { use_copy: None, ..opts.clone() })?;
+/// After the rebuild is staged: the topology is checked again, on the
+/// staged tree. The first check's findings below the header copies
+/// described the tree before the rebuild; those not repaired are
+/// superseded by the new check's (listed after them, with their own
+/// repairs), and the repairs planned on the old tree are dropped.
+fn recheck(
+    spec: &str,
+    opts: &FsckOptions,
+    staged: Option<&VolumeData>,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let again = fsck_on(spec, &FsckOptions { use_copy: None, ..opts.clone() }, staged)?;
     for f in &mut report.findings {
         if !matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) && !f.repaired {
             f.repaired = true;
@@ -325,9 +361,10 @@ fn recheck(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()
 /// The field repairs the semantic checks proved ([`semantic::FieldFix`]:
 /// iparent, mode, a directory's link count) and the removal of entries
 /// naming no inode ([`DIRENT_DANGLING`], kept while the PFS has unreadable
-/// node blocks), as allowed: one write session, one commit. A session that cannot open or commit (a tree too damaged to
-/// load the inode's path) leaves the findings uncorrected, saying why.
-fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+/// node blocks), as allowed, in the run's write session. A session that
+/// cannot open, or an edit that cannot be made (a tree too damaged to load
+/// the inode's path), leaves the findings uncorrected, saying why.
+fn repair_inodes(tx: &mut txn::RepairTx, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
     // A PFS with unreadable node blocks may hold the inodes its dangling
     // entries name, or more names: those entries and counts are kept for
     // a rebuild.
@@ -380,17 +417,20 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
         return Ok(());
     }
     let outcome = (|| -> Result<Vec<Option<String>>> {
-        let mut s = crate::write::session::Session::open(spec, false)?;
+        let s = tx.session()?;
         let mut each = Vec::new();
         for x in &todo {
-            let done = s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_inode(&pfs, x.inum, |m| x.fix.apply(m)));
+            let done = txn::undone_on_error(s, |s| {
+                s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_inode(&pfs, x.inum, |m| x.fix.apply(m)))
+            })?;
             each.push(done.err().map(|e| e.to_string()));
         }
         for x in &dirents {
-            let done = s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_drop_dirent(&pfs, x.dir, x.key));
+            let done = txn::undone_on_error(s, |s| {
+                s.pfs(Some(&x.pfs)).and_then(|pfs| s.fix_drop_dirent(&pfs, x.dir, x.key))
+            })?;
             each.push(done.err().map(|e| e.to_string()));
         }
-        s.commit()?;
         Ok(each)
     })();
     for (i, x) in dirents.iter().enumerate() {
@@ -424,18 +464,27 @@ fn repair_inodes(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Res
 
 /// One run under the lock the caller holds.
 fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
-    let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
-    let mut device = Device::open(spec, access)?;
+    fsck_on(spec, opts, None)
+}
+
+/// One check under the lock the caller holds; with `staged`, of the tree a
+/// staged header names ([`txn`]) instead of the best copy's, and without
+/// the header pass (the copies on the media are what the first check saw
+/// and repaired).
+fn fsck_on(spec: &str, opts: &FsckOptions, staged: Option<&VolumeData>) -> Result<FsckReport> {
     let mut report = FsckReport::default();
-    let any_repaired = header_pass(&mut device, opts, &mut report)?;
-    if any_repaired {
-        device.sync()?;
-    }
-    if report.findings.iter().any(|f| f.problem.id == HDR_NONE_VALID.id && !f.repaired) {
-        return Ok(report);
+    if staged.is_none() {
+        let access = if opts.repair == RepairMode::No { Access::ReadOnly } else { Access::ReadWrite };
+        let mut device = Device::open(spec, access)?;
+        let any_repaired = header_pass(&mut device, opts, &mut report)?;
+        if any_repaired {
+            device.sync()?;
+        }
+        if report.findings.iter().any(|f| f.problem.id == HDR_NONE_VALID.id && !f.repaired) {
+            return Ok(report);
+        }
     }
     // The device is reopened per copy (read-only) so each walk sees one header.
-    drop(device);
     // The best copy first (its results are the report's), then, if asked,
     // every other valid copy of the root volume.
     let mut choices = vec![CopyChoice::Best];
@@ -447,7 +496,12 @@ fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         }
     }
     for (n, choice) in choices.iter().enumerate() {
-        let fs = match Hammer2::open(Device::open(spec, Access::ReadOnly)?, *choice) {
+        let device = Device::open(spec, Access::ReadOnly)?;
+        let opened = match (staged, choice) {
+            (Some(v), CopyChoice::Best) => Hammer2::open_staged(device, v),
+            _ => Hammer2::open(device, *choice),
+        };
+        let fs = match opened {
             Ok(fs) => fs,
             Err(e) => {
                 // Unusable geometry is a finding (the header verified but its
@@ -539,27 +593,53 @@ fn fsck_locked(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
 
 /// [`FREEMAP_LAG`], [`FREEMAP_UNMARKED`] and [`FREEMAP_LINEAR`], when allowed: the freemap
 /// recovery, then the freemap checked again (see the module documentation).
-/// A replay that cannot run (a damaged freemap or topology) leaves the
-/// findings uncorrected, saying why.
-fn repair_freemap(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
-    if opts.repair == RepairMode::Yes {
+/// When the run committed its write session, that commit carried the
+/// replay (the session replays a lagging freemap, and every block in use
+/// when blocks in use were found free) or the rebuilt freemap
+/// (`rebuilt_freemap`): the freemap is checked again, and only what is
+/// left gets a recovery of its own. A replay that cannot run (a damaged
+/// freemap or topology) leaves the findings uncorrected, saying why.
+fn repair_freemap(
+    spec: &str,
+    opts: &FsckOptions,
+    rebuilt_freemap: bool,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let damaged = damaged_freemap(report);
+    if rebuilt_freemap && !damaged.is_empty() {
+        let synced = report.commit.as_ref().map(|c| c.synced.clone()).unwrap_or_default();
+        for i in damaged {
+            let f = &mut report.findings[i];
+            f.repaired = true;
+            f.detail.push_str(&format!(
+                "; freemap rebuilt from the topology in this run's commit, then header copies {synced:?} \
+                 (which named the damaged freemap) rewritten with the new header"
+            ));
+        }
+    } else if opts.repair == RepairMode::Yes && report.commit.is_none() {
         rebuild_damaged_freemap(spec, report)?;
     }
     let ids = [FREEMAP_LAG.id, FREEMAP_UNMARKED.id, FREEMAP_LINEAR.id];
     let todo: Vec<usize> = (0..report.findings.len())
         .filter(|&i| {
             let f = &report.findings[i];
-            ids.contains(&f.problem.id) && may_repair(opts.repair, &f.problem)
+            ids.contains(&f.problem.id) && may_repair(opts.repair, &f.problem) && !f.repaired
         })
         .collect();
     if todo.is_empty() {
         return Ok(());
     }
-    let linear = todo.iter().any(|&i| report.findings[i].problem.id == FREEMAP_LINEAR.id);
-    let mut outcome = replay(spec, linear);
-    if outcome.as_ref().is_ok_and(|(remaining, full)| *remaining > 0 && !full) {
-        outcome = replay(spec, true);
-    }
+    let remaining = if report.commit.is_some() { freemap_left(spec)? } else { usize::MAX };
+    let outcome = if remaining == 0 {
+        Ok((0, true))
+    } else {
+        let linear = todo.iter().any(|&i| report.findings[i].problem.id == FREEMAP_LINEAR.id);
+        let mut outcome = replay(spec, linear);
+        if outcome.as_ref().is_ok_and(|(remaining, full)| *remaining > 0 && !full) {
+            outcome = replay(spec, true);
+        }
+        outcome
+    };
     let note = match outcome {
         Ok((0, _)) => None,
         Ok((n, _)) => Some(format!("{n} freemap problems remain after the recovery")),
@@ -575,16 +655,10 @@ fn repair_freemap(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Re
     Ok(())
 }
 
-/// `-y` with a freemap block that fails its check (beyond the recovery's
-/// reach: it replays into a freemap it can load): the freemap is rebuilt
-/// from the topology by bulkfree's code ([`crate::write::session::rebuild_freemap`]).
-/// Once that commit is durable, the older header copies, which still name
-/// the damaged freemap blocks, are rewritten with the new header one at a
-/// time ([`crate::write::session::sync_header_copies`] gives the reasoning): after
-/// the repair every valid copy references a consistent freemap, and at no
-/// moment does none.
-fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
-    let damaged: Vec<usize> = (0..report.findings.len())
+/// The findings that make the freemap's own blocks unreadable, not yet
+/// repaired.
+fn damaged_freemap(report: &FsckReport) -> Vec<usize> {
+    (0..report.findings.len())
         .filter(|&i| {
             let f = &report.findings[i];
             let unreadable = [BREF_CHECK, BREF_UNKNOWN_CHECK, BREF_RADIX, BREF_RANGE, BREF_OTHER];
@@ -592,7 +666,20 @@ fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
                 && f.location.root() == Some(Root::Freemap)
                 && !f.repaired
         })
-        .collect();
+        .collect()
+}
+
+/// `-y` with a freemap block that fails its check (beyond the recovery's
+/// reach: it replays into a freemap it can load) and no tree repair to
+/// commit it with: the freemap is rebuilt from the topology by bulkfree's
+/// code ([`crate::write::session::rebuild_freemap`]).
+/// Once that commit is durable, the older header copies, which still name
+/// the damaged freemap blocks, are rewritten with the new header one at a
+/// time ([`crate::write::session::sync_header_copies`] gives the reasoning): after
+/// the repair every valid copy references a consistent freemap, and at no
+/// moment does none.
+fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
+    let damaged = damaged_freemap(report);
     if damaged.is_empty() {
         return Ok(());
     }
@@ -627,11 +714,17 @@ fn replay(spec: &str, full: bool) -> Result<(usize, bool)> {
     let full = full || fs.voldata.freemap_tid.get() >= fs.voldata.mirror_tid.get();
     recover(&mut fs, &RecoverOptions { dry_run: false, full }, None)?;
     drop(fs);
+    Ok((freemap_left(spec)?, full))
+}
+
+/// How many [`FREEMAP_LAG`], [`FREEMAP_UNMARKED`] and [`FREEMAP_LINEAR`]
+/// findings the freemap pass makes on `spec` as it is now.
+fn freemap_left(spec: &str) -> Result<usize> {
     let fs = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best)?;
     let mut again = FsckReport::default();
     freemap::check(&fs, &mut again)?;
     let ids = [FREEMAP_LAG.id, FREEMAP_UNMARKED.id, FREEMAP_LINEAR.id];
-    Ok((again.findings.iter().filter(|f| ids.contains(&f.problem.id)).count(), full))
+    Ok(again.findings.iter().filter(|f| ids.contains(&f.problem.id)).count())
 }
 
 /// The best copy of the root volume of `spec` (index, mirror_tid), if any.
@@ -755,53 +848,65 @@ fn field_checks(fs: &Hammer2, report: &mut FsckReport) {
 
 /// [`HDR_TREE_DAMAGED`]: with `--use-copy N`, or when the tree of the copy
 /// in use has damage and an older copy's has less ([`rollback::choose`]),
-/// the finding says which copy and what is lost; with `-y` the copy is made
-/// current ([`rollback::make_current`]), and the findings of the abandoned
-/// tree count as repaired (no header copy names it any more). Returns what
-/// was done when something was written.
-fn rollback_pass(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<Option<rollback::Done>> {
-    let Some(copy) = report.header_copy else { return Ok(None) };
+/// the finding says which copy and what is lost; with `-y` the run's write
+/// session is based on that copy ([`txn`]: its tree, a freemap rebuilt from
+/// it, a transaction id above every copy's, the other copies rewritten
+/// after the commit, as [`rollback::make_current`] does on its own), and
+/// the findings of the abandoned tree count as repaired (no header copy
+/// names it once the run commits). The damage weighed for the copy in use
+/// is that of the tree the run has so far (the rebuild staged), not the
+/// media's. Returns whether the run is now based on the older copy.
+fn rollback_pass(
+    spec: &str,
+    opts: &FsckOptions,
+    tx: &mut txn::RepairTx,
+    report: &mut FsckReport,
+) -> Result<bool> {
+    let Some(copy) = report.header_copy else { return Ok(false) };
+    let damaged = rollback::damage_in(report, report.topology.clone());
     let target = match opts.use_copy {
         Some(n) => Some(n),
         None => {
-            let damaged = rollback::damage_in(report, report.topology.clone());
             if damaged == 0 {
-                return Ok(None);
+                return Ok(false);
             }
-            let (current, older) = rollback::candidates(spec)?;
+            let (mut current, older) = rollback::candidates(spec)?;
+            current.problems = damaged;
             rollback::choose(current, &older).map(|c| c.copy)
         }
     };
-    let Some(target) = target else { return Ok(None) };
+    let Some(target) = target else { return Ok(false) };
     let write = opts.repair == RepairMode::Yes;
     let plan = rollback::make_current(spec, target, false)?;
     let place = Place::HeaderCopy { volume: spec.to_string(), copy: target, offset: None };
     let mut detail = format!(
-        "copy #{} (mirror_tid {:#x}): {} problems in its tree against {} under copy #{copy}; {}",
+        "copy #{} (mirror_tid {:#x}): {} problems in its tree against {damaged} under copy #{copy}; {}",
         target,
         plan.to.mirror_tid,
         plan.to.problems,
-        rollback::damage_in(report, report.topology.clone()),
         plan.lost()
     );
     if !write {
         detail.push_str("; -y makes it current");
         report.add(HDR_TREE_DAMAGED, place, detail);
-        return Ok(None);
+        return Ok(false);
     }
-    let done = rollback::make_current(spec, target, true)?;
-    detail.push_str(&format!(
-        "; committed as transaction {:#x} in copy #{}, copies {:?} rewritten",
-        done.tid, done.written_copy, done.synced
-    ));
+    tx.roll_back_to(target)?;
+    detail.push_str("; made current by this run's commit, the other header copies rewritten after it");
     // Everything found so far below the header copies belongs to the
-    // abandoned tree (and its freemap): no copy names it now.
+    // abandoned tree (and its freemap): no copy names it after the commit.
+    // What the rebuild staged in it is dropped with it.
     for f in &mut report.findings {
-        if !matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) && !f.repaired {
+        if matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) {
+            continue;
+        }
+        if !f.repaired {
             f.repaired = true;
             f.detail.push_str("; abandoned with the rollback");
+        } else {
+            f.detail.push_str("; dropped with the rollback (the tree it was made in is abandoned)");
         }
     }
     report.findings.push(Finding { problem: HDR_TREE_DAMAGED, location: place, detail, repaired: true });
-    Ok(Some(done))
+    Ok(true)
 }

@@ -195,11 +195,16 @@ fn dangling_inum(f: &Finding) -> Option<u64> {
     rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
-/// Plans (and with `-y` applies, one session, one commit) the rebuild of
-/// every unreadable node of the topology under the copy in use. Returns
-/// whether a commit was made. With `-n`/`-p` each finding says what `-y`
-/// would do.
-pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport) -> Result<bool> {
+/// Plans (and with `-y` applies, in the run's write session) the rebuild
+/// of every unreadable node of the topology under the copy in use. Returns
+/// whether anything was rebuilt (the session then holds it, for the driver
+/// to stage and check). With `-n`/`-p` each finding says what `-y` would do.
+pub(super) fn rebuild_pass(
+    tx: &mut super::txn::RepairTx,
+    mode: RepairMode,
+    report: &mut FsckReport,
+) -> Result<bool> {
+    let spec = &tx.spec().to_string();
     let targets: Vec<usize> = report
         .topology
         .clone()
@@ -307,7 +312,7 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
         return Ok(false);
     }
     let outcome = (|| -> Result<Vec<Option<String>>> {
-        let mut s = crate::write::session::Session::open(spec, false)?;
+        let s = tx.session()?;
         let mut each = Vec::new();
         for p in &plans {
             let cp = s.checkpoint();
@@ -330,9 +335,6 @@ pub(super) fn rebuild_pass(spec: &str, mode: RepairMode, report: &mut FsckReport
                 s.restore(cp)?;
             }
             each.push(done.err().map(|e| e.to_string()));
-        }
-        if s.is_dirty() {
-            s.commit()?;
         }
         Ok(each)
     })();

@@ -1,6 +1,7 @@
 //! Structure repairs: what the topology pass found wrong in the tree's
-//! addressing and bookkeeping, set right in one write session (one commit,
-//! under the run's exclusive lock, crash-consistent like every commit).
+//! addressing and bookkeeping, set right in the run's write session (one
+//! commit for the whole run, under its exclusive lock, crash-consistent
+//! like every commit: see [`super::txn`]).
 //!
 //! | problem | repair |
 //! |---|---|
@@ -190,13 +191,17 @@ fn chosen(opts: &FsckOptions, report: &FsckReport) -> Vec<usize> {
 }
 
 /// The repairs of the module's table, as allowed (`-p`: statistics, inode
-/// sizes and sorting; `-y`: all), in one write session on `spec`.
-pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
+/// sizes and sorting; `-y`: all), in the run's write session.
+pub(super) fn repair(
+    tx: &mut super::txn::RepairTx,
+    opts: &FsckOptions,
+    report: &mut FsckReport,
+) -> Result<()> {
     if chosen(opts, report).is_empty() {
         return Ok(());
     }
-    match Session::open(spec, false) {
-        Ok(mut session) => repair_in(&mut session, opts, report),
+    match tx.session() {
+        Ok(session) => repair_in(session, opts, report),
         Err(e) => {
             for i in chosen(opts, report) {
                 report.findings[i].detail.push_str(&format!("; not repaired: {e}"));
@@ -206,10 +211,14 @@ pub(super) fn repair(spec: &str, opts: &FsckOptions, report: &mut FsckReport) ->
     }
 }
 
-/// The structure repairs fsck runs in `session` (open on the file system `report` was made of,
-/// with nothing uncommitted), committed there: findings repaired get what
-/// was done in their detail, the others why not. Public for the crash
-/// tests, which run it on a device that records every write.
+/// The structure repairs fsck runs in `session` (open on the file system
+/// `report` was made of, or on the header it staged, with nothing
+/// unstaged), left in the session for the run's one commit: findings
+/// repaired get what was done in their detail (they count as repaired:
+/// a commit that fails ends the run with an error), the others why not. A
+/// repair that fails is undone in the session, so it never keeps the
+/// others from being committed. Public for the crash tests, which run it
+/// on a device that records every write, then commit.
 pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckReport) -> Result<()> {
     let chosen = chosen(opts, report);
     if chosen.is_empty() {
@@ -379,6 +388,7 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
     let mut outcomes: Vec<(usize, std::result::Result<String, String>)> = Vec::new();
     let mut sorted_ok: HashMap<Vec<u64>, bool> = HashMap::new();
     for (i, todo) in &plan {
+        let cp = session.checkpoint();
         let r = match todo {
             Todo::Node { path, restat } => session
                 .fix_node(path, |_, c| {
@@ -449,18 +459,19 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
                     .map_err(|e| e.to_string())
             }
         };
+        if r.is_err() {
+            session.restore(cp)?;
+        }
         outcomes.push((*i, r));
     }
-    let committed = if session.is_dirty() { session.commit().map(|_| ()) } else { Ok(()) };
     for (i, r) in outcomes {
         let f = &mut report.findings[i];
-        match (&committed, r) {
-            (Ok(()), Ok(done)) => {
+        match r {
+            Ok(done) => {
                 f.repaired = true;
                 f.detail.push_str(&format!("; {done}"));
             }
-            (Ok(()), Err(why)) => f.detail.push_str(&format!("; not repaired: {why}")),
-            (Err(e), _) => f.detail.push_str(&format!("; not repaired: {e}")),
+            Err(why) => f.detail.push_str(&format!("; not repaired: {why}")),
         }
     }
     Ok(())

@@ -195,7 +195,8 @@ pub struct CommitReport {
 }
 
 /// Commits `root` (the super-root blockset as a table) and the allocator's
-/// freemap as a new transaction of `fs`, following the module's order.
+/// freemap as a new transaction of `fs`, following the module's order:
+/// [`stage`], then the volume header to the next copy and a barrier.
 pub fn commit(
     fs: &mut Hammer2,
     root: &mut Table,
@@ -203,21 +204,10 @@ pub fn commit(
     tid: u64,
     write: bool,
 ) -> Result<CommitReport> {
-    let mut f = Flusher { device: &mut fs.device, alloc, tid, write, stats: FlushStats::default() };
-    f.table(root)?;
-    let stats = f.stats;
-    let sroot: Vec<Blockref> = root.brefs();
-    let mut v = fs.voldata.clone();
-    v.sroot_blockset.copy_from_slice(&sroot[..SET_COUNT]);
-    v.mirror_tid = tid.into();
-    v.freemap_tid = tid.into();
     let pos = fs.root_position();
     let next = next_copy(fs, pos)?;
+    let (v, stats) = stage(fs, root, alloc, tid, write)?;
     if write {
-        v.freemap_blockset = alloc.flush(tid, &mut fs.device)?;
-        v.allocator_free = alloc.free_bytes().into();
-        v.update_crcs();
-        fs.device.sync()?;
         let off = crate::format::volhdr_offset(next);
         let mut vol = fs.device.volume_mut(pos);
         vol.write(off, v.as_bytes())?;
@@ -230,6 +220,39 @@ pub fn commit(
         fs.copy = next;
     }
     Ok(CommitReport { tid, copy: next, flush: stats, allocator_free: alloc.free_bytes(), written: write })
+}
+
+/// Steps 1 to 3 of a commit, without the header: every loaded chain of
+/// `root` and the allocator's freemap are written (copy-on-write, into
+/// blocks and rotation slots no valid header copy reaches) and made
+/// durable by a barrier; the volume header that would name them is
+/// returned with its CRCs, written nowhere. No header copy on the media
+/// changes, so every reader still sees the state before; a later
+/// [`commit`] (or `stage`) of the same transaction over the returned
+/// header in `fs.voldata` goes on from the staged tree. A dry run
+/// (`write` false) computes the tree only.
+pub fn stage(
+    fs: &mut Hammer2,
+    root: &mut Table,
+    alloc: &mut Allocator,
+    tid: u64,
+    write: bool,
+) -> Result<(Box<crate::format::VolumeData>, FlushStats)> {
+    let mut f = Flusher { device: &mut fs.device, alloc, tid, write, stats: FlushStats::default() };
+    f.table(root)?;
+    let stats = f.stats;
+    let sroot: Vec<Blockref> = root.brefs();
+    let mut v = fs.voldata.clone();
+    v.sroot_blockset.copy_from_slice(&sroot[..SET_COUNT]);
+    v.mirror_tid = tid.into();
+    v.freemap_tid = tid.into();
+    if write {
+        v.freemap_blockset = alloc.flush(tid, &mut fs.device)?;
+        v.allocator_free = alloc.free_bytes().into();
+        v.update_crcs();
+        fs.device.sync()?;
+    }
+    Ok((v, stats))
 }
 
 /// The header copy after the one in use that lies on the volume.

@@ -38,7 +38,16 @@ fn findings(img: &Image, id: &str) -> (FsckReport, Vec<Finding>) {
 }
 
 pub(crate) fn edit_inode(img: &Image, inum: u64, f: impl Fn(&mut InodeData)) {
-    let (copy, chain) = find_chain(img, &|i, b| is_inum(i, b, inum));
+    edit_inode_where(img, &|i, b| is_inum(i, b, inum), f)
+}
+
+/// Edits (and reseals) the inode of the first blockref `pred` accepts.
+pub(crate) fn edit_inode_where(
+    img: &Image,
+    pred: &dyn Fn(&Image, &Blockref) -> bool,
+    f: impl Fn(&mut InodeData),
+) {
+    let (copy, chain) = find_chain(img, pred);
     let b = img.bref(*chain.last().unwrap());
     let mut ip = InodeData::read_from_bytes(&img.read(b.offset(), 1024)).unwrap();
     f(&mut ip);

@@ -221,6 +221,7 @@ fn crash_at_every_barrier_of_a_structure_repair() {
     let mut session = hammer2::write::session::Session::from_fs(fs, true).unwrap();
     let yes = FsckOptions { repair: RepairMode::Yes, ..Default::default() };
     hammer2::fsck::structure::repair_in(&mut session, &yes, &mut report).unwrap();
+    session.commit().unwrap();
     drop(session);
     assert!(report.findings.iter().any(|f| f.repaired), "{:#?}", report.findings);
     assert_eq!(tree_ids(work.to_str().unwrap()).0, 0, "the repair itself");

@@ -13,6 +13,7 @@ mod fsck_semantic;
 mod fsck_structure;
 mod fsck_topology;
 mod headers;
+mod one_commit;
 mod rebuild;
 mod recover;
 mod rollback;

@@ -19,7 +19,7 @@ fn fsck_bin(args: &[&str]) -> (i32, String) {
 /// then damaged (a byte of its media flipped, its check code left): the
 /// newest copy's tree fails at the top, the copy before it is intact.
 /// Returns the image and the older copy's index.
-fn damaged_newest() -> (Image, usize) {
+pub(crate) fn damaged_newest() -> (Image, usize) {
     let img = Image::new("small-iscsi");
     let older = best_copy(&img);
     edit_ok(&[img.spec(), "mkdir", "/newer"]);

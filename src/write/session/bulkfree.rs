@@ -71,9 +71,18 @@ fn clean_brefs(table: &Table, out: &mut Vec<(Blockref, u64)>) {
 /// returned last.
 pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport, CommitReport, Vec<usize>)> {
     let (mut alloc, report) = Allocator::rebuild(fs)?;
-    // Above every valid copy, not only the one in use: on a file system
-    // opened at an older copy (fsck's rollback) the new header must be the
-    // newest, or readers keep choosing the newer one.
+    let tid = tid_above_every_copy(fs)?;
+    let mut root = Table::from_brefs(&fs.voldata.sroot_blockset);
+    let commit = flush::commit(fs, &mut root, &mut alloc, tid, write)?;
+    let synced = if write { super::sync_header_copies(fs)? } else { Vec::new() };
+    Ok((report, commit, synced))
+}
+
+/// A transaction id above every valid header copy's of the root volume,
+/// not only the one in use: on a file system opened at an older copy
+/// (fsck's rollback) the new header must be the newest, or readers keep
+/// choosing the newer one.
+pub(super) fn tid_above_every_copy(fs: &Hammer2) -> Result<u64> {
     let v = &fs.voldata;
     let newest = fs.headers[fs.root_position()]
         .copies
@@ -81,15 +90,10 @@ pub fn rebuild_freemap(fs: &mut Hammer2, write: bool) -> Result<(BulkfreeReport,
         .filter(|c| c.is_valid())
         .filter_map(|c| c.mirror_tid())
         .max();
-    let tid = v
-        .mirror_tid
+    v.mirror_tid
         .get()
         .max(v.freemap_tid.get())
         .max(newest.unwrap_or(0))
         .checked_add(1)
-        .ok_or(Error::Exhausted("mirror_tid"))?;
-    let mut root = Table::from_brefs(&fs.voldata.sroot_blockset);
-    let commit = flush::commit(fs, &mut root, &mut alloc, tid, write)?;
-    let synced = if write { super::sync_header_copies(fs)? } else { Vec::new() };
-    Ok((report, commit, synced))
+        .ok_or(Error::Exhausted("mirror_tid"))
 }

@@ -51,6 +51,7 @@ mod pfsops;
 mod rebuild;
 mod setmethods;
 mod space;
+mod stage;
 mod structure;
 mod view;
 pub use crate::write::encode::{encode_block, encode_data_block, logical_block};
@@ -331,9 +332,21 @@ impl Session {
         } else {
             alloc = Allocator::load(&fs)?;
         }
-        // Older valid header copies are the fallback if the newest is lost:
-        // what they reach must not be handed out, even where a bulkfree
-        // (which only looks at the newest) freed it.
+        Self::with_allocator(fs, alloc, tid, replayed, write)
+    }
+
+    /// A session on `fs` allocating from `alloc` in transaction `tid`: what
+    /// every constructor ends with. Older valid header copies are the
+    /// fallback if the newest is lost: what they reach is pinned in `alloc`
+    /// so it is never handed out, even where a bulkfree (which only looks
+    /// at the newest) freed it.
+    fn with_allocator(
+        fs: Hammer2,
+        mut alloc: Allocator,
+        tid: u64,
+        replayed: Option<FreemapReplay>,
+        write: bool,
+    ) -> Result<Session> {
         alloc.protect_blocksets(&fs, &crate::write::alloc::bulkfree::older_root_sets(&fs))?;
         let root = Table::from_brefs(&fs.voldata.sroot_blockset);
         let reserve = space::default_reserve(fs.voldata.allocator_size.get());
@@ -542,11 +555,7 @@ impl Session {
     /// go on with a new one. Refused after an operation failed half-way
     /// (nothing is written then: the previous state stays as it was).
     pub fn commit(&mut self) -> Result<CommitReport> {
-        if let Some(why) = &self.tx.failed {
-            return Err(Error::invalid(format!(
-                "an operation failed part-way ({why}); nothing is committed"
-            )));
-        }
+        self.refuse_half_done()?;
         let report =
             flush::commit(&mut self.fs, &mut self.tx.root, &mut self.tx.alloc, self.tx.tid, self.write)?;
         self.tx.tid += 1;
