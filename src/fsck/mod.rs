@@ -279,6 +279,7 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     lostfound::lost_found_pass(spec, opts.repair, &mut report)?;
     repair_inodes(spec, opts, &mut report)?;
     repair_freemap(spec, opts, &mut report)?;
+    rollback::older_freemaps(spec, opts.repair, &mut report)?;
     Ok(report)
 }
 
