@@ -310,6 +310,7 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
     let rebuilt_freemap = tx.rebuilds_freemap();
     report.commit = tx.commit()?;
     repair_freemap(spec, opts, rebuilt_freemap, &mut report)?;
+    rollback::older_freemaps(spec, opts.repair, &mut report)?;
     Ok(report)
 }
 

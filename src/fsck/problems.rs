@@ -123,6 +123,9 @@ problems! {
     HDR_TREE_DAMAGED / HdrTreeDamaged: "HDR_TREE_DAMAGED", Error, Yes,
         "the tree of the header copy in use is damaged; an older valid copy names an intact or less damaged one",
         "made the older copy's tree current (a new commit of that tree, its freemap rebuilt, every header copy rewritten); the transactions after it are lost";
+    HDR_COPY_FREEMAP / HdrCopyFreemap: "HDR_COPY_FREEMAP", Warning, Preen,
+        "an older valid header copy's freemap fails its checks (a tool that walks every copy, as DragonFly's fsck_hammer2 does, stops on it; the copy in use is not affected)",
+        "rewrote that copy from the best copy (it then names the current tree: no rollback to it any more)";
     SROOT_MISSING / SrootMissing: "SROOT_MISSING", Error, None,
         "the volume header names no super-root: no PFS, no file can be reached",
         "none in place: -y rolls back when an older header copy names a tree (HDR_TREE_DAMAGED, or --use-copy N); else hammer2_recover list and files copy out what the media still holds";
@@ -153,18 +156,18 @@ problems! {
     BREF_KEY / BrefKey: "BREF_KEY", Error, Yes,
         "blockref key outside its parent's range or not aligned to its keybits",
         "re-keyed: an inode of a PFS's index under its number, a directory entry under its name's hash (a free key of its collision space); a data block's offset is only known from its key, so it is dropped (the file reads zeros there); an indirect block is left (its key bounds a subtree nothing proves): hammer2_edit destroy PATH";
-    BREF_RESERVED / BrefReserved: "BREF_RESERVED", Error, None,
+    BREF_RESERVED / BrefReserved: "BREF_RESERVED", Error, Yes,
         "blockref media lies in a reserved area (zone segment, boot or aux area)",
-        "not yet: the block may be overwritten by the freemap or boot code; copy the file out and write it back (hammer2_edit get, then put)";
+        "what lies there is overwritten by the freemap or boot code, and a node there is no node the tree wrote: in a PFS, -y rebuilds it as an unreadable node (the same node of an older header copy when its whole subtree verifies, else from the media, else cut out, its unnamed inodes then filed under /lost+found; a data block replaced by an older verified version, else left, saying so); the super-root or a PFS root there is -y's rollback to an older header copy";
     BREF_DECOMPRESS / BrefDecompress: "BREF_DECOMPRESS", Error, Yes,
         "compressed block does not decode to its logical size",
         "the block's data does not decode: in the topology, -y rebuilds the node: the same node of an older header copy when its whole subtree verifies, else from the media (the salvage index: in an inode index the inodes the entries name, each its newest verified version; below a file its data blocks by key), else cuts it out, its unnamed inodes then filed under /lost+found; a data block is replaced by an older verified version of it when one exists (else left, said with the finding); a damaged PFS root or super-root is -y's rollback to an older header copy";
     BREF_ORDER / BrefOrder: "BREF_ORDER", Error, Preen,
         "blockref table not sorted by key (HAMMER2's lookups stop at the first larger key and miss the rest)",
         "sorted the table by key (every entry kept)";
-    BREF_DUPLICATE / BrefDuplicate: "BREF_DUPLICATE", Error, None,
+    BREF_DUPLICATE / BrefDuplicate: "BREF_DUPLICATE", Error, Yes,
         "node block (inode, indirect, name) referenced twice within one PFS",
-        "not yet: one block named twice is freed or rewritten under the other name; copy the files out, then hammer2_edit destroy one of the names";
+        "an entry of a PFS's inode index whose shared block holds an inode of another number is the misdirected one: -y rebuilds it as an unreadable node (the inode of its number from an older header copy or the media), the block stays the other entry's; otherwise which reference is right is not known, and it is left: copy the files out, then hammer2_edit destroy one of the names; a PFS root's entry in the super-root shared with another is -y's rollback to an older header copy";
     BREF_STATS / BrefStats: "BREF_STATS", Warning, Preen,
         "blockref statistics disagree with what lies below",
         "recomputed data_count, inode_count and leaf_count of the node and every node above it from what lies below, as the kernel's flush keeps them";

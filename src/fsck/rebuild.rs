@@ -211,7 +211,9 @@ pub(super) fn rebuild_pass(
         .filter(|&i| {
             let f = &report.findings[i];
             !f.repaired
-                && UNREADABLE.iter().any(|p| p.id == f.problem.id)
+                && (UNREADABLE.iter().any(|p| p.id == f.problem.id)
+                    || f.problem.id == super::BREF_RESERVED.id
+                    || super::semantic::misdirected_inode(spec, f))
                 && matches!(f.location, Place::Blockref { pfs: Some(_), .. })
                 && matches!(
                     f.location.location().and_then(|l| l.bref_type),

@@ -10,8 +10,9 @@
 //! transactions older. The kernel and the reference tools always take the
 //! newest valid copy and never look back; `fsck_hammer2 -y` does.
 //!
-//! Choice ([`choose`]): when the tree of the copy in use has structural
-//! damage that nothing else repairs (see [`structural`]), every
+//! Choice ([`choose`]): when the tree of the copy in use has damage that
+//! nothing repairs in place (see [`structural`]: a missing or unusable
+//! super-root, a PFS root's inode unusable), every
 //! other valid copy of the root volume whose `mirror_tid` is older is
 //! checked with the full topology pass, and the one with the fewest
 //! problems wins, the newest among equals (it loses the fewest
@@ -84,19 +85,41 @@ pub fn tree_problems(spec: &str, copy: usize) -> Result<usize> {
     Ok(scratch.damage().filter(|f| structural(f)).count())
 }
 
-/// Whether a finding is damage to the tree's structure that no other repair
-/// mends: only that weighs in the choice of a rollback. Left out: warnings
-/// (statistics, a redundant copy: nothing is lost with them), what has
-/// a repair of its own (a field set right loses nothing, a rollback loses
-/// transactions; unreadable nodes count: the rebuild runs first, and what
-/// it left is what a rollback may mend), and the content of a DATA block (one damaged file, which
-/// the rest of the tree does not depend on; rolling every later transaction
-/// back for it would lose more than it saves).
+/// Whether a finding is damage that nothing repairs in place: only that
+/// weighs in the choice of a rollback, which loses every later transaction.
+/// That is damage above the PFSs, which leaves a whole PFS or every file
+/// unreachable: a header naming no super-root ([`super::SROOT_MISSING`]),
+/// the super-root or a PFS root's inode unusable (unreadable, in a reserved
+/// area, shared with another node, looping: nothing older than the header
+/// itself holds a newer copy of them, and the rebuild works below a PFS
+/// root only).
+///
+/// Left out is everything inside a PFS, whatever its repair class: an
+/// unreadable node there is the rebuild's (an older copy's node, the
+/// media, or cut out with its inodes filed under /lost+found), fields and
+/// keys the structure repairs', names /lost+found's; damage no repair mends
+/// (an inode whose number is taken, an invalid name) is one object's, left
+/// with its reason, and rolling every later transaction back for it would
+/// lose far more than it saves (the corpus: thousands of files for one
+/// inode's number). Warnings and information never weigh.
 pub fn structural(f: &super::Finding) -> bool {
-    f.problem.severity == Severity::Error
-        && (f.problem.fix == super::Fix::None
-            || super::rebuild::UNREADABLE.iter().any(|p| p.id == f.problem.id))
-        && f.location.location().is_none_or(|l| l.bref_type != Some(crate::format::BlockrefType::Data))
+    use super::Place;
+    if f.problem.severity != Severity::Error {
+        return false;
+    }
+    if f.problem.id == super::SROOT_MISSING.id {
+        return true;
+    }
+    let Place::Blockref { pfs, at } = &f.location else { return false };
+    // Above the PFSs: the super-root (no PFS yet), or a PFS root's entry
+    // in the super-root's table, an inode keyed by its label's hash (an
+    // inode of a PFS's index is keyed by its number, below that bit).
+    let above = pfs.is_none()
+        || (at.bref_type == Some(crate::format::BlockrefType::Inode)
+            && at.key & crate::format::DIRHASH_VISIBLE != 0);
+    let unusable = super::rebuild::UNREADABLE.iter().any(|p| p.id == f.problem.id)
+        || [super::BREF_RESERVED.id, super::BREF_DUPLICATE.id].contains(&f.problem.id);
+    above && unusable && at.bref_type != Some(crate::format::BlockrefType::Data)
 }
 
 /// The valid copies of the root volume older than the one in use, each
@@ -158,4 +181,91 @@ pub fn make_current(spec: &str, copy: usize, write: bool) -> Result<Done> {
 /// Counts the findings in `range` of `report` that are structural damage.
 pub(super) fn damage_in(report: &FsckReport, range: std::ops::Range<usize>) -> usize {
     report.findings[range].iter().filter(|f| structural(f)).count()
+}
+
+/// [`super::HDR_COPY_FREEMAP`]: the freemap of every older valid copy of the
+/// root volume is walked, as DragonFly's fsck_hammer2 walks every copy's
+/// (only the freemap: its blocks are few, and the trees of the older
+/// copies are the rollback's and `--all-copies`' business). A copy whose
+/// freemap does not verify (a freemap block of the newest tree shared with
+/// it was rewritten by a repair, or damaged) is rewritten from the best
+/// copy, when allowed (`-p`): that copy then names the current tree, and
+/// the file system the kernel mounts does not change. Run last, so the
+/// best copy is the repaired one.
+pub(super) fn older_freemaps(spec: &str, mode: super::RepairMode, report: &mut FsckReport) -> Result<()> {
+    use crate::read::walk::{walk, Root, WalkOptions};
+    let Ok(fs) = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Best) else {
+        return Ok(());
+    };
+    let pos = fs.root_position();
+    let volume = fs.device.volume(pos).path().display().to_string();
+    let older: Vec<(usize, u64)> = fs.headers[pos]
+        .copies
+        .iter()
+        .filter(|c| c.is_valid() && c.index != fs.copy)
+        .map(|c| (c.index, c.offset))
+        .collect();
+    drop(fs);
+    let mut damaged = Vec::new();
+    for (copy, offset) in older {
+        let Ok(ofs) = Hammer2::open(Device::open(spec, Access::ReadOnly)?, CopyChoice::Index(copy)) else {
+            continue;
+        };
+        let mut first: Option<String> = None;
+        let mut errors = 0usize;
+        let walked = walk(&ofs, Root::Freemap, WalkOptions::default(), &mut |v| {
+            if let Some(e) = &v.error {
+                errors += 1;
+                first.get_or_insert_with(|| format!("{}: {}", e.location, e.kind));
+            }
+        });
+        if let Err(e) = walked {
+            errors += 1;
+            first.get_or_insert_with(|| e.to_string());
+        }
+        if errors > 0 {
+            let detail = format!(
+                "{errors} freemap blocks of copy #{copy} (mirror_tid {:#x}) fail their checks, the first {}",
+                ofs.voldata.mirror_tid.get(),
+                first.unwrap_or_default()
+            );
+            damaged.push((copy, offset, detail));
+        }
+    }
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let write = super::may_repair(mode, &super::HDR_COPY_FREEMAP);
+    let mut fs = if write {
+        Some(Hammer2::open(Device::open(spec, Access::ReadWrite)?, CopyChoice::Best)?)
+    } else {
+        None
+    };
+    for (copy, offset, mut detail) in damaged {
+        let place = super::Place::HeaderCopy { volume: volume.clone(), copy, offset: Some(offset) };
+        let mut repaired = false;
+        if let Some(fs) = fs.as_mut() {
+            let best = fs.voldata.clone();
+            let mut vol = fs.device.volume_mut(pos);
+            let done = vol
+                .write(offset, zerocopy::IntoBytes::as_bytes(&*best))
+                .and_then(|_| vol.sync_range(offset, zerocopy::IntoBytes::as_bytes(&*best).len() as u64));
+            match done {
+                Ok(()) => {
+                    repaired = true;
+                    detail.push_str(&format!("; rewritten from the best copy #{}", fs.copy));
+                }
+                Err(e) => detail.push_str(&format!("; not repaired: {e}")),
+            }
+        } else {
+            detail.push_str("; -p or -y rewrites it from the best copy");
+        }
+        report.findings.push(super::Finding {
+            problem: super::HDR_COPY_FREEMAP,
+            location: place,
+            detail,
+            repaired,
+        });
+    }
+    Ok(())
 }

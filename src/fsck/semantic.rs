@@ -250,3 +250,31 @@ pub(super) fn single(
         _ => None,
     }
 }
+
+/// Whether a finding is a misdirected inode blockref: an entry of a PFS's
+/// inode index whose block is also reached from another entry
+/// ([`super::BREF_DUPLICATE`]) and holds an inode of another number than
+/// the entry's key. That entry, not the other, is the damage (an intact
+/// index keys every inode by its number), so the rebuild replaces it as an
+/// unreadable node: the inode of its number comes back from an older
+/// header copy or the media, the shared block stays the other entry's.
+/// Anything else referenced twice is left: which reference is right is
+/// not known.
+pub(super) fn misdirected_inode(spec: &str, f: &super::Finding) -> bool {
+    use crate::format::{BlockrefType, DIRHASH_VISIBLE, INODE_BYTES};
+    // The walk's finding (the block reached a second time), not the index
+    // cross-check's (two inodes carrying one number, each in its own block).
+    let shared = f.problem.id == super::BREF_DUPLICATE.id && f.detail.contains("already referenced");
+    if !shared || f.location.pfs().is_none() {
+        return false;
+    }
+    let Some(at) = f.location.location() else { return false };
+    if at.bref_type != Some(BlockrefType::Inode) || at.key & DIRHASH_VISIBLE != 0 {
+        return false;
+    }
+    let open = crate::device::Device::open(spec, crate::device::Access::ReadOnly)
+        .and_then(|d| crate::volume::Hammer2::open(d, crate::volume::CopyChoice::Best));
+    let Ok(fs) = open else { return false };
+    let Ok(bytes) = fs.device.read(at.data_off & !0x3f, INODE_BYTES) else { return false };
+    InodeData::from_bytes(bytes).is_some_and(|ip| ip.meta.inum.get() != at.key)
+}

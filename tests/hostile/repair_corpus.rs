@@ -118,11 +118,24 @@ fn one(img: &Image, what: &str, pristine: &BTreeMap<String, Vec<u8>>, oracle: bo
     let rolled_back = y.findings.iter().any(|f| f.repaired && f.problem.id.code() == "HDR_TREE_DAMAGED");
     let dropped = y.findings.iter().any(|f| f.repaired && f.detail.contains("dropped"));
     t.files_before += kept.len();
+    if rolled_back && std::env::var_os("CORPUS_DIAG").is_some() {
+        let weighed: Vec<String> = n0
+            .damage()
+            .filter(|f| hammer2::fsck::rollback::structural(f))
+            .map(|f| {
+                format!("{} {}: {}", f.problem.id, f.location, f.detail.chars().take(160).collect::<String>())
+            })
+            .collect();
+        println!("ROLLBACK {what}: weighed {weighed:#?}");
+    }
     for p in &kept {
         if after.get(p) == pristine.get(p) {
             t.files_kept += 1;
         } else if rolled_back {
             t.lost_rollback += 1;
+            if std::env::var_os("CORPUS_DIAG").is_some() {
+                println!("LOST {what}: {p}");
+            }
         } else if dropped {
             t.lost_dropped += 1;
         } else if !unrepaired.is_empty() {
@@ -266,11 +279,21 @@ fn repair_corpus_varied() {
 }
 
 /// The default small-iscsi run with every image made clean also checked by
-/// the reference fsck and makefs. (A wider run of 1,500 mutations still
-/// has 3 images our fsck calls clean that a reference tool refuses:
-/// docs/STATUS.md lists them.)
+/// the reference fsck and makefs.
 #[test]
 #[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
 fn repair_corpus_small_iscsi_with_reference_tools() {
     check(&corpus("small-iscsi", 0x005e_ed22, 4, 200, true));
+}
+
+/// The wide run with the reference tools: every structure of small-iscsi
+/// (`CORPUS_PER_KIND` per kind to narrow it), shuffled, the first
+/// `CORPUS_CASES` mutations (default 1,500).
+#[test]
+#[ignore = "needs the reference tools (../shared/reftools or HAMMER2_REFTOOLS)"]
+fn repair_corpus_small_iscsi_wide_with_reference_tools() {
+    let env =
+        |name: &str, default: usize| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
+    let (per_kind, cases) = (env("CORPUS_PER_KIND", usize::MAX), env("CORPUS_CASES", 1500));
+    check(&corpus("small-iscsi", 0x005e_ed24, per_kind, cases, true));
 }
