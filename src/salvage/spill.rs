@@ -11,6 +11,7 @@
 //!   same way and is read back by offset.
 
 use crate::error::{Error, Result};
+use rayon::slice::ParallelSliceMut;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -122,17 +123,22 @@ impl Names {
         self.len()
     }
 
-    /// The `len` bytes at `off`, appended to `out`.
+    /// The `len` bytes at `off`, appended to `out` (from the file, the
+    /// memory, or both when the range spans where the spill stopped).
     pub fn read(&self, off: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        if off >= self.spilled {
-            let s = (off - self.spilled) as usize;
-            out.extend_from_slice(&self.mem[s..s + len]);
-            return Ok(());
+        let end = off + len as u64;
+        if off < self.spilled {
+            let f = self.file.as_ref().expect("names spilled");
+            let at = out.len();
+            let n = (end.min(self.spilled) - off) as usize;
+            out.resize(at + n, 0);
+            f.read_exact_at(&mut out[at..], off).map_err(io_err(&self.dir, "read spill file"))?;
         }
-        let f = self.file.as_ref().expect("names spilled");
-        let at = out.len();
-        out.resize(at + len, 0);
-        f.read_exact_at(&mut out[at..], off).map_err(io_err(&self.dir, "read spill file"))
+        if end > self.spilled {
+            let s = off.saturating_sub(self.spilled) as usize;
+            out.extend_from_slice(&self.mem[s..(end - self.spilled) as usize]);
+        }
+        Ok(())
     }
 }
 
@@ -208,7 +214,7 @@ pub(crate) struct Sorter<T, K> {
     runs: Vec<Tape<T>>,
 }
 
-impl<T: Rec, K: Ord + Copy> Sorter<T, K> {
+impl<T: Rec, K: Ord + Copy + Send> Sorter<T, K> {
     pub fn new(dir: PathBuf, budget: usize, key: fn(&T) -> K, same: fn(&mut T, &T) -> bool) -> Self {
         Sorter { dir, budget: budget.max(4096), key, same, buf: Vec::new(), runs: Vec::new() }
     }
@@ -227,7 +233,8 @@ impl<T: Rec, K: Ord + Copy> Sorter<T, K> {
     }
 
     fn fold(v: &mut Vec<T>, key: fn(&T) -> K, same: fn(&mut T, &T) -> bool) {
-        v.sort_by_key(key);
+        // Stable: of equal keys, the first pushed is kept.
+        v.par_sort_by_key(key);
         v.dedup_by(|later, kept| key(later) == key(kept) && same(kept, later));
     }
 
