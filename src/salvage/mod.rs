@@ -349,9 +349,15 @@ impl Index {
     /// The entries naming an inode, from every version of its directories
     /// (each directory and name once).
     pub fn entries_naming(&self, pfs: PfsId, inum: u64) -> Result<Vec<Entry>> {
+        self.entries_near(pfs, inum, &mut 0)
+    }
+
+    /// [`Index::entries_naming`], searched from `hint` (where the last
+    /// search ended: inodes asked in order cost a step or two each).
+    pub fn entries_near(&self, pfs: PfsId, inum: u64, hint: &mut usize) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut name = Vec::new();
-        for e in self.entries.range((pfs, inum), |e| (e.pfs, e.inum))? {
+        for e in self.entries.range_near((pfs, inum), |e| (e.pfs, e.inum), hint)? {
             let (off, len, kind) = scan::name_parts(e.name);
             name.clear();
             self.names.read(off, len, &mut name)?;
@@ -525,6 +531,42 @@ fn cpu() -> f64 {
     t(u.ru_utime) + t(u.ru_stime)
 }
 
+/// The page-aligned span of a slice of the mapping.
+fn pages(s: &[u8]) -> (*mut libc::c_void, usize) {
+    let start = s.as_ptr() as usize & !4095;
+    let end = (s.as_ptr() as usize + s.len()).div_ceil(4096) * 4096;
+    (start as *mut libc::c_void, end - start)
+}
+
+/// A chunk of the media through the mapping, its page tables filled in one
+/// call (`MADV_POPULATE_READ`, after `MADV_WILLNEED` starts the reads of
+/// what is not cached): no copy and no fault per page, where a pread would
+/// copy every byte. A read error of the media makes that call fail (rather
+/// than raise SIGBUS when the bytes are touched): None then, and the chunk
+/// is read with pread, which reports it.
+fn mapped(fs: &Hammer2, loff: u64, len: usize) -> Option<&[u8]> {
+    let s = fs.device.read(loff, len).ok()?;
+    let (p, n) = pages(s);
+    // SAFETY: the range lies in a mapping of the volume that lives as long
+    // as `fs`; both advices only read pages into the page cache and map
+    // them, changing no byte.
+    let ok = unsafe {
+        libc::madvise(p, n, libc::MADV_WILLNEED) == 0 && libc::madvise(p, n, libc::MADV_POPULATE_READ) == 0
+    };
+    ok.then_some(s)
+}
+
+/// Drops the page-table entries of a chunk scanned through the mapping
+/// (its pages stay in the page cache): the process's resident set does not
+/// grow with the media.
+fn release(s: &[u8]) {
+    let (p, n) = pages(s);
+    // SAFETY: the mapping is shared and never stored into (writes use
+    // pwrite), so MADV_DONTNEED only drops page-table entries: any later
+    // access reads the same bytes from the page cache again.
+    unsafe { libc::madvise(p, n, libc::MADV_DONTNEED) };
+}
+
 /// Scans every volume of `fs` and indexes what it finds. `progress` is
 /// called from the scanning threads now and then; Ctrl-C
 /// ([`crate::interrupt`]) stops the scan with [`crate::Error::Interrupted`].
@@ -557,35 +599,48 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
     let pool: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
     let take = || pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| vec![0u8; chunk]);
     let give = |b: Vec<u8>| pool.lock().unwrap_or_else(|e| e.into_inner()).push(b);
-    // Batches of chunks on every core; between batches, the tapes past a
-    // quarter of the budget are set aside on disk.
-    for batch in reads.chunks(16) {
-        let found = batch
-            .par_iter()
-            .map(|&(loff, len)| -> Result<Finds> {
-                crate::interrupt::check()?;
-                let mut buf = take();
-                let read = fs.device.read_into(loff, &mut buf[..len]);
-                let mut f = Finds::default();
-                if read.is_ok() {
-                    scan::scan_chunk(fs, loff, &buf[..len], keep, &mut f);
-                }
-                give(buf);
-                read?;
-                let d = done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed) + len as u64;
-                if let Some(p) = progress {
-                    p(d, total);
-                }
-                Ok(f)
-            })
-            .collect::<Result<Vec<Finds>>>()?;
-        for f in found {
-            store.absorb(f);
+    let scan_one = |loff: u64, len: usize| -> Result<Finds> {
+        crate::interrupt::check()?;
+        let mut f = Finds::default();
+        if let Some(bytes) = mapped(fs, loff, len) {
+            scan::scan_chunk(fs, loff, bytes, keep, &mut f);
+            release(bytes);
+        } else {
+            let mut buf = take();
+            let read = fs.device.read_into(loff, &mut buf[..len]);
+            if read.is_ok() {
+                scan::scan_chunk(fs, loff, &buf[..len], keep, &mut f);
+            }
+            give(buf);
+            read?;
         }
-        if store.tape_bytes() > opts.memory / 4 {
-            store.spill()?;
+        let d = done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed) + len as u64;
+        if let Some(p) = progress {
+            p(d, total);
         }
-    }
+        Ok(f)
+    };
+    // The walks of the header copies' trees (which copies reach which
+    // inodes) need nothing from the scan: they run beside it.
+    let reach = std::thread::scope(|sc| -> Result<Reached> {
+        let walk = sc.spawn(|| sources(fs));
+        // Batches of chunks on every core; between batches, the tapes
+        // past a quarter of the budget are set aside on disk.
+        for batch in reads.chunks(16) {
+            let found =
+                batch.par_iter().map(|&(loff, len)| scan_one(loff, len)).collect::<Result<Vec<Finds>>>()?;
+            for f in found {
+                store.absorb(f);
+            }
+            if store.tape_bytes() > opts.memory / 4 {
+                store.spill()?;
+            }
+        }
+        match walk.join() {
+            Ok(r) => Ok(r),
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    })?;
     drop(pool);
     crate::interrupt::check()?;
     trace.phase("scan");
@@ -600,7 +655,7 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
     unsafe {
         libc::malloc_trim(0);
     }
-    let mut index = join(fs, store, opts.memory, &tmpdir, &mut trace)?;
+    let mut index = join(fs, store, reach, opts.memory, &tmpdir, &mut trace)?;
     index.stats.bytes = total;
     Ok(index)
 }
@@ -648,6 +703,30 @@ fn reached(fs: &Hammer2, set: &[Blockref], seen: &mut Vec<u64>) -> Vec<u64> {
     inodes
 }
 
+/// Which inode copies each valid header copy reaches: (copy, its
+/// `mirror_tid`, the offsets, sorted), the copy in use first.
+type Reached = Vec<(usize, u64, Vec<u64>)>;
+
+/// Walks the trees of every valid header copy: the copy in use first,
+/// then the others newest first. A node one walk met is not walked again,
+/// so each inode goes to the newest copy reaching it.
+fn sources(fs: &Hammer2) -> Reached {
+    let root = fs.root_position();
+    let mut order: Vec<(usize, u64, &[Blockref])> = Vec::new();
+    for hc in &fs.headers[root].copies {
+        if let (true, Some(d)) = (hc.is_valid(), &hc.data) {
+            order.push((hc.index, d.mirror_tid.get(), &d.sroot_blockset[..]));
+        }
+    }
+    order.sort_by_key(|&(i, tid, _)| (i != fs.copy, std::cmp::Reverse(tid)));
+    let mut seen = Vec::new();
+    let mut reach = Vec::new();
+    for (i, tid, set) in order {
+        reach.push((i, tid, reached(fs, set, &mut seen)));
+    }
+    reach
+}
+
 /// One core's share of a batch of INODE blockrefs in the join: each
 /// record's source, and (record, `pfs_clid`) for each PFS it belongs to.
 type InodeShare = (Vec<u8>, Vec<(u32, [u8; 16])>);
@@ -661,6 +740,7 @@ const PAR: usize = 2048;
 fn join(
     fs: &Hammer2,
     store: Store,
+    reach: Reached,
     memory: usize,
     tmpdir: &std::path::Path,
     trace: &mut Trace,
@@ -698,25 +778,6 @@ fn join(
         })
     }
 
-    // Sources: which inode copies each valid header copy reaches.
-    let root = fs.root_position();
-    // The copy in use first, then the others newest first: a node one
-    // walk met is not walked again, so each inode goes to the newest copy
-    // reaching it.
-    let mut order: Vec<(usize, u64, &[Blockref])> = Vec::new();
-    for hc in &fs.headers[root].copies {
-        if let (true, Some(d)) = (hc.is_valid(), &hc.data) {
-            order.push((hc.index, d.mirror_tid.get(), &d.sroot_blockset[..]));
-        }
-    }
-    order.sort_by_key(|&(i, tid, _)| (i != fs.copy, std::cmp::Reverse(tid)));
-    let mut seen = Vec::new();
-    let mut reach: Vec<(usize, u64, Vec<u64>)> = Vec::new();
-    for (i, tid, set) in order {
-        reach.push((i, tid, reached(fs, set, &mut seen)));
-    }
-    drop(seen);
-    trace.phase("reach");
     // The older copies, newest first, numbered from 1 in the records.
     let copies: Vec<(usize, u64)> = reach.iter().filter(|r| r.0 != fs.copy).map(|r| (r.0, r.1)).collect();
     let source_of = |off: u64| -> u8 {
