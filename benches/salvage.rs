@@ -7,9 +7,11 @@
 //! list` (the whole scan and index, a name that matches nothing so the
 //! listing costs nothing), next to reading the image's data regions
 //! (SEEK_DATA / SEEK_HOLE) into nothing: the floor any scan of the media
-//! has. Both run warm (the image in the page cache), alternately, for
-//! `$HAMMER2_BENCH_ROUNDS` rounds (default 3); medians of wall time, the
-//! throughput over the data regions, and the scan's peak RSS are printed.
+//! has. Both run alternately, for `$HAMMER2_BENCH_ROUNDS` rounds (default
+//! 3), first warm (the image in the page cache), then cold (the page cache
+//! dropped before each run; that needs root, else only warm is measured);
+//! medians of wall time, the ratio to the read, the scan's CPU time and
+//! peak RSS are printed for each.
 
 mod support;
 
@@ -58,38 +60,77 @@ fn read_data_regions(path: &Path) -> u64 {
     total
 }
 
-fn main() {
-    let img = image();
-    let rounds: usize =
-        std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
+/// Empties the page cache (`sync; echo 3 > /proc/sys/vm/drop_caches`);
+/// false when that is not allowed (not root).
+fn drop_caches() -> bool {
+    // SAFETY: sync has no preconditions.
+    unsafe { libc::sync() };
+    std::fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
+}
+
+/// What one series measured: walls of the read and of the scan, the scan's
+/// CPU seconds and peak RSS (KiB), the bytes read.
+struct Series {
+    cat: Vec<f64>,
+    scan: Vec<f64>,
+    cpu: Vec<f64>,
+    rss: Vec<f64>,
+    bytes: u64,
+}
+
+/// One alternated series: the read of the data regions and the scan, each
+/// after `before()`.
+fn series(img: &Path, rounds: usize, before: &dyn Fn()) -> Series {
     let recover = env!("CARGO_BIN_EXE_hammer2_recover");
     let (mut cat, mut scan, mut rss, mut cpu) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0;
     for _ in 0..rounds {
+        before();
         let t = Instant::now();
-        bytes = read_data_regions(&img);
+        bytes = read_data_regions(img);
         cat.push(t.elapsed().as_secs_f64());
+        before();
         let u =
-            support::run(Command::new(recover).args(["list", "--json"]).arg(&img).arg("no-such-name-here"));
+            support::run(Command::new(recover).args(["list", "--json"]).arg(img).arg("no-such-name-here"));
         assert!(u.status.success(), "hammer2_recover list: {}", u.status);
         scan.push(u.wall);
         cpu.push(u.cpu);
         rss.push(u.max_rss_kib as f64);
     }
-    let mib = bytes as f64 / (1 << 20) as f64;
+    Series { cat, scan, cpu, rss, bytes }
+}
+
+fn report(what: &str, mib: f64, Series { cat, scan, cpu, rss, .. }: Series) {
     let (c, s) = (support::median(cat), support::median(scan));
+    println!("  {what}:");
+    println!("    read of the data regions: {c:.2} s ({:.0} MiB/s)", mib / c);
     println!(
-        "salvage scan of {} ({mib:.0} MiB of data regions), {rounds} rounds, warm cache:",
-        img.display()
-    );
-    println!("  read of the data regions: {c:.2} s ({:.0} MiB/s)", mib / c);
-    println!(
-        "  hammer2_recover list (scan + index): {s:.2} s ({:.0} MiB/s, {:.2}x the read), CPU {:.2} s, peak RSS {:.0} MiB",
+        "    hammer2_recover list (scan + index): {s:.2} s ({:.0} MiB/s), **{:.2}x the read**, CPU {:.2} s, peak RSS {:.0} MiB",
         mib / s,
         s / c,
         support::median(cpu),
         support::median(rss) / 1024.0
     );
+}
+
+fn main() {
+    let img = image();
+    let rounds: usize =
+        std::env::var("HAMMER2_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3).max(1);
+    // Warm: one read first so that both start from the page cache.
+    read_data_regions(&img);
+    let warm = series(&img, rounds, &|| {});
+    let mib = warm.bytes as f64 / (1 << 20) as f64;
+    println!("salvage scan of {} ({mib:.0} MiB of data regions), {rounds} rounds, medians:", img.display());
+    report("warm (the image in the page cache)", mib, warm);
+    if drop_caches() {
+        let cold = series(&img, rounds, &|| {
+            drop_caches();
+        });
+        report("cold (page cache dropped before each run)", mib, cold);
+    } else {
+        println!("  cold: not measured (dropping the page cache needs root)");
+    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("  load average: {}", load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
 }

@@ -149,7 +149,7 @@ pub fn list(fs: &Hammer2, index: &Index, opts: &ListOptions) -> Result<Vec<Liste
                 continue;
             }
             let Ok(ip) = Index::inode(fs, v) else { continue };
-            let Some(n) = namer.naming(v) else { continue };
+            let Some(n) = namer.naming_of(v, &ip) else { continue };
             let path = namer.path(v, &n);
             if let Some(want) = &opts.path {
                 if !path_matches(&path, &n.name, want) {

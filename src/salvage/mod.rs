@@ -92,6 +92,7 @@
 //! default 256 MiB budget the scan's peak (anonymous memory) is about
 //! 230 MiB, with 64 MiB about 142 MiB (docs/BENCHMARKS.md).
 
+mod owners;
 mod rebuild;
 mod scan;
 mod spill;
@@ -102,6 +103,7 @@ use crate::error::Result;
 use crate::format::{Blockref, BlockrefType, InodeData, BLOCKREF_BYTES, INODE_BYTES};
 use crate::read::walk::{DataBlocks, Engine, Node, Nothing, Options, Reach, Step, Visitor};
 use crate::volume::Hammer2;
+use owners::Containers;
 use rayon::prelude::*;
 use scan::{Finds, Role};
 use std::collections::HashMap;
@@ -347,9 +349,15 @@ impl Index {
     /// The entries naming an inode, from every version of its directories
     /// (each directory and name once).
     pub fn entries_naming(&self, pfs: PfsId, inum: u64) -> Result<Vec<Entry>> {
+        self.entries_near(pfs, inum, &mut 0)
+    }
+
+    /// [`Index::entries_naming`], searched from `hint` (where the last
+    /// search ended: inodes asked in order cost a step or two each).
+    pub fn entries_near(&self, pfs: PfsId, inum: u64, hint: &mut usize) -> Result<Vec<Entry>> {
         let mut out = Vec::new();
         let mut name = Vec::new();
-        for e in self.entries.range((pfs, inum), |e| (e.pfs, e.inum))? {
+        for e in self.entries.range_near((pfs, inum), |e| (e.pfs, e.inum), hint)? {
             let (off, len, kind) = scan::name_parts(e.name);
             name.clear();
             self.names.read(off, len, &mut name)?;
@@ -481,10 +489,89 @@ impl Store {
     }
 }
 
+/// Phase timings on stderr when `HAMMER2_SALVAGE_TRACE` is set: wall
+/// and CPU (user + system, all threads) of each phase, for profiling.
+struct Trace {
+    on: bool,
+    wall: std::time::Instant,
+    cpu: f64,
+}
+
+impl Trace {
+    fn new() -> Self {
+        Trace {
+            on: std::env::var_os("HAMMER2_SALVAGE_TRACE").is_some(),
+            wall: std::time::Instant::now(),
+            cpu: cpu(),
+        }
+    }
+
+    fn phase(&mut self, what: &str) {
+        if !self.on {
+            return;
+        }
+        let now = cpu();
+        eprintln!(
+            "salvage: {what}: {:.3} s wall, {:.3} s CPU",
+            self.wall.elapsed().as_secs_f64(),
+            now - self.cpu
+        );
+        self.wall = std::time::Instant::now();
+        self.cpu = now;
+    }
+}
+
+/// User + system time of the process so far, in seconds.
+fn cpu() -> f64 {
+    // SAFETY: getrusage only fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// The page-aligned span of a slice of the mapping.
+fn pages(s: &[u8]) -> (*mut libc::c_void, usize) {
+    let start = s.as_ptr() as usize & !4095;
+    let end = (s.as_ptr() as usize + s.len()).div_ceil(4096) * 4096;
+    (start as *mut libc::c_void, end - start)
+}
+
+/// A chunk of the media through the mapping, its page tables filled in one
+/// call (`MADV_POPULATE_READ`, after `MADV_WILLNEED` starts the reads of
+/// what is not cached): no copy and no fault per page, where a pread would
+/// copy every byte. A read error of the media makes that call fail (rather
+/// than raise SIGBUS when the bytes are touched): None then, and the chunk
+/// is read with pread, which reports it.
+fn mapped(fs: &Hammer2, loff: u64, len: usize) -> Option<&[u8]> {
+    let s = fs.device.read(loff, len).ok()?;
+    let (p, n) = pages(s);
+    // SAFETY: the range lies in a mapping of the volume that lives as long
+    // as `fs`; both advices only read pages into the page cache and map
+    // them, changing no byte.
+    let ok = unsafe {
+        libc::madvise(p, n, libc::MADV_WILLNEED) == 0 && libc::madvise(p, n, libc::MADV_POPULATE_READ) == 0
+    };
+    ok.then_some(s)
+}
+
+/// Drops the page-table entries of a chunk scanned through the mapping
+/// (its pages stay in the page cache): the process's resident set does not
+/// grow with the media.
+fn release(s: &[u8]) {
+    let (p, n) = pages(s);
+    // SAFETY: the mapping is shared and never stored into (writes use
+    // pwrite), so MADV_DONTNEED only drops page-table entries: any later
+    // access reads the same bytes from the page cache again.
+    unsafe { libc::madvise(p, n, libc::MADV_DONTNEED) };
+}
+
 /// Scans every volume of `fs` and indexes what it finds. `progress` is
 /// called from the scanning threads now and then; Ctrl-C
 /// ([`crate::interrupt`]) stops the scan with [`crate::Error::Interrupted`].
 pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) -> Result<Index> {
+    let mut trace = Trace::new();
     let chunk = (opts.chunk.max(1 << 16) >> 16) << 16;
     // The reads: each volume's data regions within its extent, cut in chunks.
     let mut reads = Vec::new();
@@ -507,36 +594,56 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
     let keep = opts.relaxed;
     let tmpdir = opts.tmpdir.clone().unwrap_or_else(std::env::temp_dir);
     let mut store = Store::new(&tmpdir);
-    // Batches of chunks on every core; between batches, the tapes past a
-    // quarter of the budget are set aside on disk.
-    for batch in reads.chunks(16) {
-        let found = batch
-            .par_iter()
-            .map_init(
-                || vec![0u8; chunk],
-                |buf, &(loff, len)| -> Result<Finds> {
-                    crate::interrupt::check()?;
-                    let buf = &mut buf[..len];
-                    fs.device.read_into(loff, buf)?;
-                    let mut f = Finds::default();
-                    scan::scan_chunk(fs, loff, buf, keep, &mut f);
-                    let d = done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed) + len as u64;
-                    if let Some(p) = progress {
-                        p(d, total);
-                    }
-                    Ok(f)
-                },
-            )
-            .try_reduce(Finds::default, |mut a, b| {
-                a.append(b);
-                Ok(a)
-            })?;
-        store.absorb(found);
-        if store.tape_bytes() > opts.memory / 4 {
-            store.spill()?;
+    // Read buffers, reused from chunk to chunk (a fresh one costs its
+    // pages' faults and zeroing each time).
+    let pool: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+    let take = || pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| vec![0u8; chunk]);
+    let give = |b: Vec<u8>| pool.lock().unwrap_or_else(|e| e.into_inner()).push(b);
+    let scan_one = |loff: u64, len: usize| -> Result<Finds> {
+        crate::interrupt::check()?;
+        let mut f = Finds::default();
+        if let Some(bytes) = mapped(fs, loff, len) {
+            scan::scan_chunk(fs, loff, bytes, keep, &mut f);
+            release(bytes);
+        } else {
+            let mut buf = take();
+            let read = fs.device.read_into(loff, &mut buf[..len]);
+            if read.is_ok() {
+                scan::scan_chunk(fs, loff, &buf[..len], keep, &mut f);
+            }
+            give(buf);
+            read?;
         }
-    }
+        let d = done.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed) + len as u64;
+        if let Some(p) = progress {
+            p(d, total);
+        }
+        Ok(f)
+    };
+    // The walks of the header copies' trees (which copies reach which
+    // inodes) need nothing from the scan: they run beside it.
+    let reach = std::thread::scope(|sc| -> Result<Reached> {
+        let walk = sc.spawn(|| sources(fs));
+        // Batches of chunks on every core; between batches, the tapes
+        // past a quarter of the budget are set aside on disk.
+        for batch in reads.chunks(16) {
+            let found =
+                batch.par_iter().map(|&(loff, len)| scan_one(loff, len)).collect::<Result<Vec<Finds>>>()?;
+            for f in found {
+                store.absorb(f);
+            }
+            if store.tape_bytes() > opts.memory / 4 {
+                store.spill()?;
+            }
+        }
+        match walk.join() {
+            Ok(r) => Ok(r),
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    })?;
+    drop(pool);
     crate::interrupt::check()?;
+    trace.phase("scan");
     // The join needs its room: what the tapes hold past an eighth goes.
     if store.tape_bytes() > opts.memory / 8 {
         store.spill()?;
@@ -548,7 +655,7 @@ pub fn scan(fs: &Hammer2, opts: &ScanOptions, progress: Option<Progress<'_>>) ->
     unsafe {
         libc::malloc_trim(0);
     }
-    let mut index = join(fs, store, opts.memory, &tmpdir)?;
+    let mut index = join(fs, store, reach, opts.memory, &tmpdir, &mut trace)?;
     index.stats.bytes = total;
     Ok(index)
 }
@@ -596,68 +703,48 @@ fn reached(fs: &Hammer2, set: &[Blockref], seen: &mut Vec<u64>) -> Vec<u64> {
     inodes
 }
 
-/// Raw inodes and indirect blocks sorted for the owner lookups.
-struct Containers {
-    raws: Vec<scan::RawInode>,
-    /// `pfs_clid` of the PFS roots and super-roots among `raws`, by offset.
-    clids: Vec<(u64, [u8; 16])>,
-    nodes: Vec<scan::NodeRef>,
-}
+/// Which inode copies each valid header copy reaches: (copy, its
+/// `mirror_tid`, the offsets, sorted), the copy in use first.
+type Reached = Vec<(usize, u64, Vec<u64>)>;
 
-impl Containers {
-    fn raw_at(&self, off: u64) -> Option<usize> {
-        self.raws.binary_search_by_key(&off, |r| r.off()).ok()
-    }
-
-    /// The `pfs_clid` of the raw inode at `off` (zero for a plain inode).
-    fn clid_of(&self, off: u64) -> [u8; 16] {
-        self.clids.binary_search_by_key(&off, |c| c.0).map_or([0; 16], |i| self.clids[i].1)
-    }
-
-    /// The raw inodes owning the slot at `at`: the nearest inode above it
-    /// through every chain of indirect blocks naming the block it lies in.
-    fn owners(&self, at: u64) -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut stack = vec![(at, 0usize)];
-        let mut steps = 0;
-        while let Some((pos, depth)) = stack.pop() {
-            steps += 1;
-            if steps > 256 || depth > 32 {
-                break;
-            }
-            let base = pos & !(INODE_BYTES as u64 - 1);
-            if let Some(r) = self.raw_at(base) {
-                if pos - base >= 512 {
-                    if !out.contains(&r) {
-                        out.push(r);
-                    }
-                    continue;
-                }
-            }
-            // Indirect blocks (at most 64 KiB) containing `pos`.
-            let end = self.nodes.partition_point(|n| n.off() <= pos);
-            for n in self.nodes[..end].iter().rev() {
-                if n.off() + 65536 <= pos {
-                    break;
-                }
-                if pos < n.off() + (1u64 << n.radix()) && n.referrer != pos {
-                    stack.push((n.referrer, depth + 1));
-                }
-            }
+/// Walks the trees of every valid header copy: the copy in use first,
+/// then the others newest first. A node one walk met is not walked again,
+/// so each inode goes to the newest copy reaching it.
+fn sources(fs: &Hammer2) -> Reached {
+    let root = fs.root_position();
+    let mut order: Vec<(usize, u64, &[Blockref])> = Vec::new();
+    for hc in &fs.headers[root].copies {
+        if let (true, Some(d)) = (hc.is_valid(), &hc.data) {
+            order.push((hc.index, d.mirror_tid.get(), &d.sroot_blockset[..]));
         }
-        out
     }
+    order.sort_by_key(|&(i, tid, _)| (i != fs.copy, std::cmp::Reverse(tid)));
+    let mut seen = Vec::new();
+    let mut reach = Vec::new();
+    for (i, tid, set) in order {
+        reach.push((i, tid, reached(fs, set, &mut seen)));
+    }
+    reach
 }
 
-/// The owners of each slot in `ats`, looked up on every core.
-fn owners_of(c: &Containers, ats: impl Iterator<Item = u64>) -> Vec<Vec<usize>> {
-    let ats: Vec<u64> = ats.collect();
-    ats.par_iter().map(|&a| c.owners(a)).collect()
-}
+/// One core's share of a batch of INODE blockrefs in the join: each
+/// record's source, and (record, `pfs_clid`) for each PFS it belongs to.
+type InodeShare = (Vec<u8>, Vec<(u32, [u8; 16])>);
+
+/// Records handed to one core at a time in the join.
+const PAR: usize = 2048;
 
 /// Joins the scan's finds into the index, streaming the tapes into
-/// sorters bounded by the budget.
-fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> Result<Index> {
+/// sorters bounded by the budget. The lookups run on every core, a batch
+/// of records at a time; what they yield is pushed in the order found.
+fn join(
+    fs: &Hammer2,
+    store: Store,
+    reach: Reached,
+    memory: usize,
+    tmpdir: &std::path::Path,
+    trace: &mut Trace,
+) -> Result<Index> {
     let Store { mut f, inodes, dirents, names, data } = store;
     let mut spilled: Vec<String> = Vec::new();
     for (name, s) in
@@ -667,24 +754,18 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
             spilled.push(name.to_string());
         }
     }
-    f.raws.sort_by_key(|r| r.off());
-    f.raws.dedup_by_key(|r| r.off());
-    f.raws.shrink_to_fit();
-    f.nodes.sort_by_key(|n| (n.off(), n.referrer));
-    f.nodes.dedup_by_key(|n| (n.off(), n.referrer));
-    f.nodes.shrink_to_fit();
-    f.clids.sort_by_key(|c| c.0);
-    f.clids.dedup_by_key(|c| c.0);
     f.root_clids.sort_by_key(|c| c.0);
     f.root_clids.dedup_by_key(|c| c.0);
+    let root_clids = std::mem::take(&mut f.root_clids);
     let root_clid = |off: u64| -> [u8; 16] {
-        f.root_clids.binary_search_by_key(&off, |c| c.0).map_or([0; 16], |i| f.root_clids[i].1)
+        root_clids.binary_search_by_key(&off, |c| c.0).map_or([0; 16], |i| root_clids[i].1)
     };
-    let c = Containers {
-        raws: std::mem::take(&mut f.raws),
-        clids: std::mem::take(&mut f.clids),
-        nodes: std::mem::take(&mut f.nodes),
-    };
+    let c = Containers::new(
+        std::mem::take(&mut f.raws),
+        std::mem::take(&mut f.clids),
+        std::mem::take(&mut f.nodes),
+    );
+    trace.phase("containers");
 
     let mut pfs: Vec<PfsInfo> = Vec::new();
     let mut by_clid: HashMap<[u8; 16], PfsId> = HashMap::new();
@@ -697,24 +778,6 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
         })
     }
 
-    // Sources: which inode copies each valid header copy reaches.
-    let root = fs.root_position();
-    // The copy in use first, then the others newest first: a node one
-    // walk met is not walked again, so each inode goes to the newest copy
-    // reaching it.
-    let mut order: Vec<(usize, u64, &[Blockref])> = Vec::new();
-    for hc in &fs.headers[root].copies {
-        if let (true, Some(d)) = (hc.is_valid(), &hc.data) {
-            order.push((hc.index, d.mirror_tid.get(), &d.sroot_blockset[..]));
-        }
-    }
-    order.sort_by_key(|&(i, tid, _)| (i != fs.copy, std::cmp::Reverse(tid)));
-    let mut seen = Vec::new();
-    let mut reach: Vec<(usize, u64, Vec<u64>)> = Vec::new();
-    for (i, tid, set) in order {
-        reach.push((i, tid, reached(fs, set, &mut seen)));
-    }
-    drop(seen);
     // The older copies, newest first, numbered from 1 in the records.
     let copies: Vec<(usize, u64)> = reach.iter().filter(|r| r.0 != fs.copy).map(|r| (r.0, r.1)).collect();
     let source_of = |off: u64| -> u8 {
@@ -745,51 +808,78 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     );
     // Which PFS each inode copy was found in: (copy, PFS).
     let mut homes: Vec<(u64, PfsId)> = Vec::with_capacity(inodes.len() as usize);
-    // Copies some verified blockref names.
     // Copies some blockref names (verified or, with `relaxed`, not): the
     // offset, bit 0 set when verified.
     let mut referred: Vec<u64> = Vec::with_capacity(inodes.len() as usize);
+    let mut last: Option<([u8; 16], PfsId)> = None;
     inodes.for_each_batch(|batch| {
-        let owners = owners_of(&c, batch.iter().map(|r| r.at));
-        for (r, os) in batch.iter().zip(owners) {
-            let mut at_home = Vec::new();
-            let clid = if r.pfs_root() { root_clid(r.data_off()) } else { [0; 16] };
-            for o in os {
-                let o = &c.raws[o];
-                match o.role() {
-                    Role::SuperRoot if r.pfs_root() => at_home.push(clid),
-                    Role::PfsRoot if !r.pfs_root() => at_home.push(c.clid_of(o.off())),
-                    _ => {}
+        // On every core: each record's source, and the PFS ids (by
+        // `pfs_clid`) it belongs to, as (record, clid) in record order.
+        let parts: Vec<InodeShare> = batch
+            .par_chunks(PAR)
+            .enumerate()
+            .map_init(owners::Seeker::default, |s, (k, recs)| {
+                let mut sources = Vec::with_capacity(recs.len());
+                let mut out = Vec::new();
+                let mut at_home: Vec<[u8; 16]> = Vec::new();
+                for (i, r) in recs.iter().enumerate() {
+                    at_home.clear();
+                    let clid = if r.pfs_root() { root_clid(r.data_off()) } else { [0; 16] };
+                    for &o in c.owners(r.at, s) {
+                        let o = &c.raws[o as usize];
+                        match o.role() {
+                            Role::SuperRoot if r.pfs_root() => at_home.push(clid),
+                            Role::PfsRoot if !r.pfs_root() => at_home.push(c.clid_of(o.off())),
+                            _ => {}
+                        }
+                    }
+                    if at_home.is_empty() {
+                        at_home.push(clid);
+                    }
+                    at_home.sort_unstable();
+                    at_home.dedup();
+                    let i = (k * PAR + i) as u32;
+                    out.extend(at_home.iter().map(|&h| (i, h)));
+                    sources.push(source_of(r.data_off()));
                 }
-            }
-            if at_home.is_empty() {
-                at_home.push(clid);
-            }
-            if r.pfs_root() {
-                let e = root_label.entry(clid).or_insert((0, String::new()));
-                if r.mirror_tid >= e.0 {
-                    if let Ok(ip) = Index::inode_at(fs, r.data_off()) {
-                        *e = (r.mirror_tid, String::from_utf8_lossy(ip.name()).into_owned());
+                (sources, out)
+            })
+            .collect();
+        for (k, (sources, out)) in parts.iter().enumerate() {
+            let mut at = 0;
+            for (i, (r, &source)) in batch[k * PAR..].iter().zip(sources).enumerate() {
+                if r.pfs_root() {
+                    let clid = root_clid(r.data_off());
+                    let e = root_label.entry(clid).or_insert((0, String::new()));
+                    if r.mirror_tid >= e.0 {
+                        if let Ok(ip) = Index::inode_at(fs, r.data_off()) {
+                            *e = (r.mirror_tid, String::from_utf8_lossy(ip.name()).into_owned());
+                        }
                     }
                 }
-            }
-            referred.push(r.data_off() | r.verified() as u64);
-            at_home.sort();
-            at_home.dedup();
-            for clid in at_home {
-                let id = intern(&mut by_clid, clid, &mut pfs);
-                vsort.push(VRec {
-                    inum: r.inum,
-                    data_off: r.data_off(),
-                    modify_tid: r.modify_tid,
-                    mirror_tid: r.mirror_tid,
-                    ident: r.ident,
-                    pfs: id,
-                    verified: r.verified() as u8,
-                    source: source_of(r.data_off()),
-                    _pad: [0; 2],
-                })?;
-                homes.push((r.data_off(), id));
+                referred.push(r.data_off() | r.verified() as u64);
+                let want = (k * PAR + i) as u32;
+                while at < out.len() && out[at].0 == want {
+                    let clid = out[at].1;
+                    at += 1;
+                    let id = match last {
+                        Some((l, id)) if l == clid => id,
+                        _ => intern(&mut by_clid, clid, &mut pfs),
+                    };
+                    last = Some((clid, id));
+                    vsort.push(VRec {
+                        inum: r.inum,
+                        data_off: r.data_off(),
+                        modify_tid: r.modify_tid,
+                        mirror_tid: r.mirror_tid,
+                        ident: r.ident,
+                        pfs: id,
+                        verified: r.verified() as u8,
+                        source,
+                        _pad: [0; 2],
+                    })?;
+                    homes.push((r.data_off(), id));
+                }
             }
         }
         Ok(())
@@ -798,26 +888,49 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     drop(inodes);
     drop(reach);
     // Raw inodes no verified blockref names.
-    referred.sort_unstable();
+    referred.par_sort_unstable();
     referred.dedup();
-    // Verified: the offset with bit 0 set is there.
-    let unverified: Vec<u64> =
-        c.raws.iter().filter(|r| referred.binary_search(&(r.off() | 1)).is_err()).map(|r| r.off()).collect();
-    homes.sort_unstable();
+    // Verified: the offset with bit 0 set is there (both lists sorted:
+    // the cursor only moves forward).
+    let mut hint = 0;
+    let unverified: Vec<u64> = c
+        .raws
+        .iter()
+        .filter(|r| {
+            hint = owners::seek(&referred, hint, r.off() | 1, |&x| x);
+            referred.get(hint) != Some(&(r.off() | 1))
+        })
+        .map(|r| r.off())
+        .collect();
+    homes.par_sort_unstable();
     homes.dedup();
     homes.shrink_to_fit();
+    trace.phase("inode refs");
 
-    // The (PFS, inum) an owner raw inode stands for.
-    let homes_of = |o: &scan::RawInode| -> Vec<(PfsId, u64)> {
+    // The (PFS, inum) an owner raw inode stands for, into `out`.
+    let homes_of = |o: &scan::RawInode, out: &mut Vec<(PfsId, u64)>| {
         let lo = homes.partition_point(|h| h.0 < o.off());
-        let found: Vec<(PfsId, u64)> =
-            homes[lo..].iter().take_while(|h| h.0 == o.off()).map(|h| (h.1, o.inum)).collect();
-        match o.role() {
-            _ if !found.is_empty() => found,
-            Role::PfsRoot => {
-                by_clid.get(&c.clid_of(o.off())).map(|&id| vec![(id, o.inum)]).unwrap_or_default()
+        let n = out.len();
+        out.extend(homes[lo..].iter().take_while(|h| h.0 == o.off()).map(|h| (h.1, o.inum)));
+        if out.len() == n && o.role() == Role::PfsRoot {
+            out.extend(by_clid.get(&c.clid_of(o.off())).map(|&id| (id, o.inum)));
+        }
+    };
+    // The homes of a slot's owners, worked out again only when the owners change.
+    struct Homes {
+        seeker: owners::Seeker,
+        generation: u64,
+        list: Vec<(PfsId, u64)>,
+    }
+    let new_homes = || Homes { seeker: owners::Seeker::default(), generation: u64::MAX, list: Vec::new() };
+    let homes_at = |h: &mut Homes, at: u64| {
+        c.owners(at, &mut h.seeker);
+        if h.seeker.generation != h.generation {
+            h.list.clear();
+            for &o in h.seeker.current() {
+                homes_of(&c.raws[o as usize], &mut h.list);
             }
-            _ => Vec::new(),
+            h.generation = h.seeker.generation;
         }
     };
 
@@ -825,17 +938,25 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     // inode (the first found).
     let mut esort =
         spill::Sorter::new(tmpdir.into(), memory / 4, |e: &ERec| (e.pfs, e.inum, e.dir, e.hash), |_, _| true);
-    let mut name = Vec::new();
+    let mut batch_names = Vec::new();
     dirents.for_each_batch(|batch| {
-        let owners = owners_of(&c, batch.iter().map(|d| d.at));
-        for (d, os) in batch.iter().zip(owners) {
-            let (off, len, _) = scan::name_parts(d.name);
-            name.clear();
-            names.read(off, len, &mut name)?;
-            let hash = xxhash_rust::xxh64::xxh64(&name, 0) as u32;
-            for o in os {
-                for (id, dir) in homes_of(&c.raws[o]) {
-                    esort.push(ERec {
+        // The batch's names, read at once (they were stored in this order).
+        let lo = batch.iter().map(|d| scan::name_parts(d.name).0).min().unwrap_or(0);
+        let hi =
+            batch.iter().map(|d| scan::name_parts(d.name)).map(|(o, l, _)| o + l as u64).max().unwrap_or(0);
+        batch_names.clear();
+        names.read(lo, (hi.max(lo) - lo) as usize, &mut batch_names)?;
+        let bn = &batch_names;
+        let parts: Vec<Vec<ERec>> = batch
+            .par_chunks(PAR)
+            .map_init(new_homes, |h, recs| {
+                let mut out = Vec::with_capacity(recs.len());
+                for d in recs {
+                    let (off, len, _) = scan::name_parts(d.name);
+                    let s = (off - lo) as usize;
+                    let hash = xxhash_rust::xxh64::xxh64(&bn[s..s + len], 0) as u32;
+                    homes_at(h, d.at);
+                    out.extend(h.list.iter().map(|&(id, dir)| ERec {
                         inum: d.inum,
                         dir,
                         modify_tid: d.modify_tid,
@@ -843,13 +964,15 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
                         name: d.name,
                         pfs: id,
                         hash,
-                    })?;
+                    }));
                 }
-            }
-        }
-        Ok(())
+                out
+            })
+            .collect();
+        parts.into_iter().flatten().try_for_each(|e| esort.push(e))
     })?;
     drop(dirents);
+    drop(batch_names);
     let entries = esort.finish()?;
     if entries.spilled() {
         spilled.push("entries".into());
@@ -857,6 +980,7 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     if names.spilled() {
         spilled.push("names".into());
     }
+    trace.phase("dirents");
 
     let mut dsort = spill::Sorter::new(
         tmpdir.into(),
@@ -865,21 +989,27 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
         |_, _| true,
     );
     data.for_each_batch(|batch| {
-        let owners = owners_of(&c, batch.iter().copied());
-        for (&at, os) in batch.iter().zip(owners) {
-            let b = Blockref::table(fs.device.read(at, BLOCKREF_BYTES)?)[0];
-            for o in os {
-                for (id, inum) in homes_of(&c.raws[o]) {
-                    dsort.push(DRec {
+        let parts: Vec<Result<Vec<DRec>>> = batch
+            .par_chunks(PAR)
+            .map_init(new_homes, |h, ats| {
+                let mut out = Vec::with_capacity(ats.len());
+                for &at in ats {
+                    let b = &Blockref::table(fs.device.read(at, BLOCKREF_BYTES)?)[0];
+                    homes_at(h, at);
+                    out.extend(h.list.iter().map(|&(id, inum)| DRec {
                         inum,
                         key: b.key.get(),
                         data_off: b.data_off.get(),
                         at,
                         pfs: id,
                         _pad: 0,
-                    })?;
+                    }));
                 }
-            }
+                Ok(out)
+            })
+            .collect();
+        for p in parts {
+            p?.into_iter().try_for_each(|d| dsort.push(d))?;
         }
         Ok(())
     })?;
@@ -889,14 +1019,23 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     if data.spilled() {
         spilled.push("data blocks".into());
     }
+    trace.phase("data refs");
 
     // Raw inodes no blockref names at all: versions vouched for by
     // nothing (never verified), in the PFS whose entries name them in
     // their `iparent` directory when exactly one does, else `<orphan>`.
-    let referred_at =
-        |off: u64| referred.binary_search(&off).is_ok() || referred.binary_search(&(off | 1)).is_ok();
+    // (`referred` holds each offset, bit 0 set when verified: the first
+    // at or past `off` is `off` or `off | 1` when either is there.)
+    let mut hint = 0;
+    let mut referred_at = |off: u64| {
+        hint = owners::seek(&referred, hint, off, |&x| x);
+        referred.get(hint).is_some_and(|&r| r | 1 == off | 1)
+    };
     let mut pending: Vec<(Option<PfsId>, VRec)> = Vec::new();
-    for r in c.raws.iter().filter(|r| r.role() == Role::Plain && !referred_at(r.off())) {
+    for r in c.raws.iter() {
+        if r.role() != Role::Plain || referred_at(r.off()) {
+            continue;
+        }
         let Ok(ip) = Index::inode_at(fs, r.off()) else { continue };
         let Some(ip) = scan::plausible_inode(zerocopy::IntoBytes::as_bytes(ip.as_ref())) else { continue };
         let iparent = ip.meta.iparent.get();
@@ -932,6 +1071,7 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
         };
         vsort.push(v)?;
     }
+    trace.phase("unreferred raws");
 
     // Versions by (PFS, inum), then oldest first: sorted in place when
     // in memory, else regrouped from the file.
@@ -939,7 +1079,7 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
     let versions_n = by_copy.len();
     let versions = match by_copy {
         spill::Sorted::Mem(mut v) => {
-            v.sort_by_key(vkey);
+            v.par_sort_by_key(vkey);
             spill::Sorted::Mem(v)
         }
         spill::Sorted::File(t) => {
@@ -977,6 +1117,8 @@ fn join(fs: &Hammer2, store: Store, memory: usize, tmpdir: &std::path::Path) -> 
         }
         Ok(())
     })?;
+
+    trace.phase("versions");
 
     let stats = ScanStats {
         bytes: 0,

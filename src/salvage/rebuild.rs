@@ -254,11 +254,13 @@ pub struct Namer<'i> {
     index: &'i Index,
     latest: HashMap<(PfsId, u64), Option<Naming>>,
     paths: HashMap<(PfsId, u64), String>,
+    /// Where the last search of the entries ended.
+    hint: std::cell::Cell<usize>,
 }
 
 impl<'i> Namer<'i> {
     pub fn new(fs: &'i Hammer2, index: &'i Index) -> Self {
-        Namer { fs, index, latest: HashMap::new(), paths: HashMap::new() }
+        Namer { fs, index, latest: HashMap::new(), paths: HashMap::new(), hint: std::cell::Cell::new(0) }
     }
 
     /// A version's name and place: its parent is the inode's `iparent`;
@@ -268,8 +270,17 @@ impl<'i> Namer<'i> {
     /// the inode number in hex).
     pub fn naming(&self, v: &Version) -> Option<Naming> {
         let ip = Index::inode(self.fs, v).ok()?;
+        self.naming_of(v, &ip)
+    }
+
+    /// [`Namer::naming`] of a version whose inode `ip` was read already;
+    /// the entries are searched from where the last search ended (versions
+    /// asked in index order cost a step or two each).
+    pub fn naming_of(&self, v: &Version, ip: &InodeData) -> Option<Naming> {
         let iparent = ip.meta.iparent.get();
-        let entries = self.index.entries_naming(v.pfs, v.inum).ok()?;
+        let mut hint = self.hint.get();
+        let entries = self.index.entries_near(v.pfs, v.inum, &mut hint).ok()?;
+        self.hint.set(hint);
         let pick = |list: Vec<&super::Entry>| -> Option<Vec<u8>> {
             let before = list.iter().filter(|e| e.mirror_tid <= v.mirror_tid).max_by_key(|e| e.mirror_tid);
             before.or_else(|| list.iter().min_by_key(|e| e.mirror_tid)).map(|e| e.name.to_vec())

@@ -234,17 +234,52 @@ pub(crate) fn ident(ip: &InodeData) -> u64 {
     h.digest()
 }
 
+/// The first 8 bytes of a slot, little-endian.
+#[inline]
+fn word0(slot: &[u8]) -> u64 {
+    u64::from_le_bytes(slot[..8].try_into().expect("a slot is 128 bytes"))
+}
+
+/// Whether a slot's first 8 bytes can start a blockref the scan keeps: a
+/// type from INODE to DIRENT and methods that exist. Most slots of data
+/// blocks fail here, before anything is decoded ([`plausible_bref`] then
+/// checks the rest).
+#[inline]
+fn may_be_bref(w: u64) -> bool {
+    let (kind, methods) = (w as u8, (w >> 8) as u8);
+    kind.wrapping_sub(1) < 4 && methods & 15 <= 3 && methods >> 4 <= 4
+}
+
+/// Whether a 1 KiB block is all zeros, eight bytes at a time (the first
+/// word decides most blocks at once).
+#[inline]
+fn all_zero(block: &[u8]) -> bool {
+    word0(block) == 0
+        && block.chunks_exact(64).all(|c| c.chunks_exact(8).fold(0u64, |a, w| a | word0(w)) == 0)
+}
+
+/// The `len` bytes at logical offset `off` when `buf` (the media at
+/// `base`) holds them.
+#[inline]
+fn within(buf: &[u8], base: u64, off: u64, len: usize) -> Option<&[u8]> {
+    let start = usize::try_from(off.checked_sub(base)?).ok()?;
+    buf.get(start..start.checked_add(len)?)
+}
+
 /// Scans `buf`, the media at logical offset `base`, into `out`.
 pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bool, out: &mut Finds) {
     let size = fs.device.logical_size();
     for (k, block) in buf.chunks_exact(INODE_BYTES).enumerate() {
         let block_off = base + (k * INODE_BYTES) as u64;
-        if block.iter().all(|&b| b == 0) {
+        let w = word0(block);
+        if w == 0 && all_zero(block) {
             continue;
         }
         // A block that reads as an inode holds blockrefs only in its
-        // blockset (none when it embeds data).
-        let first_slot = match plausible_inode(block) {
+        // blockset (none when it embeds data). An inode starts with its
+        // version, 1 in 16 bits: other blocks are not decoded as inodes.
+        let maybe_inode = w & 0xffff == 1;
+        let first_slot = match maybe_inode.then(|| plausible_inode(block)).flatten() {
             Some(ip) => {
                 let m = &ip.meta;
                 let role = if m.pfs_type() == PfsType::Suproot {
@@ -271,9 +306,12 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
             None => 0,
         };
         for (s, raw) in block.chunks_exact(BLOCKREF_BYTES).enumerate().skip(first_slot) {
+            if !may_be_bref(word0(raw)) {
+                continue;
+            }
             let at = block_off + (s * BLOCKREF_BYTES) as u64;
-            let b = Blockref::table(raw)[0];
-            if b.type_ == 0 || !plausible_bref(&b, size) {
+            let b = &Blockref::table(raw)[0];
+            if !plausible_bref(b, size) {
                 continue;
             }
             out.candidates += 1;
@@ -283,10 +321,15 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
                 }
                 BlockrefType::Data => out.data.push(at),
                 BlockrefType::Inode => {
-                    // Through the mapping, not pread: a million small
-                    // reads cost a million system calls otherwise.
-                    let Ok(target) = fs.device.read(b.offset(), INODE_BYTES) else { continue };
-                    let verified = match check::verify(&b, target) {
+                    // From the chunk when it lies there, else through the
+                    // mapping, not pread: a million small reads cost a
+                    // million system calls otherwise.
+                    let Some(target) = within(buf, base, b.offset(), INODE_BYTES)
+                        .or_else(|| fs.device.read(b.offset(), INODE_BYTES).ok())
+                    else {
+                        continue;
+                    };
+                    let verified = match check::verify(b, target) {
                         CheckOutcome::Ok => true,
                         CheckOutcome::NotChecked if keep_unchecked => false,
                         _ => continue,
@@ -316,8 +359,12 @@ pub(crate) fn scan_chunk(fs: &Hammer2, base: u64, buf: &[u8], keep_unchecked: bo
                         out.names.extend_from_slice(&b.check[..n]);
                     } else {
                         let len = 1usize << b.radix();
-                        let Ok(name_buf) = fs.device.read(b.offset(), len) else { continue };
-                        match check::verify(&b, name_buf) {
+                        let Some(name_buf) = within(buf, base, b.offset(), len)
+                            .or_else(|| fs.device.read(b.offset(), len).ok())
+                        else {
+                            continue;
+                        };
+                        match check::verify(b, name_buf) {
                             CheckOutcome::Ok => {}
                             CheckOutcome::NotChecked if keep_unchecked => {}
                             _ => continue,

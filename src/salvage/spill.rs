@@ -11,6 +11,7 @@
 //!   same way and is read back by offset.
 
 use crate::error::{Error, Result};
+use rayon::slice::ParallelSliceMut;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -122,17 +123,22 @@ impl Names {
         self.len()
     }
 
-    /// The `len` bytes at `off`, appended to `out`.
+    /// The `len` bytes at `off`, appended to `out` (from the file, the
+    /// memory, or both when the range spans where the spill stopped).
     pub fn read(&self, off: u64, len: usize, out: &mut Vec<u8>) -> Result<()> {
-        if off >= self.spilled {
-            let s = (off - self.spilled) as usize;
-            out.extend_from_slice(&self.mem[s..s + len]);
-            return Ok(());
+        let end = off + len as u64;
+        if off < self.spilled {
+            let f = self.file.as_ref().expect("names spilled");
+            let at = out.len();
+            let n = (end.min(self.spilled) - off) as usize;
+            out.resize(at + n, 0);
+            f.read_exact_at(&mut out[at..], off).map_err(io_err(&self.dir, "read spill file"))?;
         }
-        let f = self.file.as_ref().expect("names spilled");
-        let at = out.len();
-        out.resize(at + len, 0);
-        f.read_exact_at(&mut out[at..], off).map_err(io_err(&self.dir, "read spill file"))
+        if end > self.spilled {
+            let s = off.saturating_sub(self.spilled) as usize;
+            out.extend_from_slice(&self.mem[s..(end - self.spilled) as usize]);
+        }
+        Ok(())
     }
 }
 
@@ -187,6 +193,29 @@ impl<T: Rec> Sorted<T> {
         }
     }
 
+    /// [`Sorted::range`], searched in memory forward from `hint` when the
+    /// records there are below `want` (galloping), else by binary search;
+    /// `hint` is left where the range ends.
+    pub fn range_near<P: Ord>(&self, want: P, part: impl Fn(&T) -> P, hint: &mut usize) -> Result<Vec<T>> {
+        let Sorted::Mem(v) = self else { return self.range(want, part) };
+        let from_hint = *hint <= v.len() && (*hint == 0 || part(&v[*hint - 1]) < want);
+        let lo = if from_hint {
+            let mut lo = *hint;
+            let mut step = 1;
+            while lo + step <= v.len() && part(&v[lo + step - 1]) < want {
+                lo += step;
+                step *= 2;
+            }
+            let hi = (lo + step).min(v.len());
+            lo + v[lo..hi].partition_point(|d| part(d) < want)
+        } else {
+            v.partition_point(|d| part(d) < want)
+        };
+        let hi = lo + v[lo..].iter().take_while(|d| part(d) == want).count();
+        *hint = hi;
+        Ok(v[lo..hi].to_vec())
+    }
+
     /// Every record in order, to `f`.
     pub fn for_each(&self, mut f: impl FnMut(&T) -> Result<()>) -> Result<()> {
         match self {
@@ -208,7 +237,7 @@ pub(crate) struct Sorter<T, K> {
     runs: Vec<Tape<T>>,
 }
 
-impl<T: Rec, K: Ord + Copy> Sorter<T, K> {
+impl<T: Rec, K: Ord + Copy + Send> Sorter<T, K> {
     pub fn new(dir: PathBuf, budget: usize, key: fn(&T) -> K, same: fn(&mut T, &T) -> bool) -> Self {
         Sorter { dir, budget: budget.max(4096), key, same, buf: Vec::new(), runs: Vec::new() }
     }
@@ -227,7 +256,8 @@ impl<T: Rec, K: Ord + Copy> Sorter<T, K> {
     }
 
     fn fold(v: &mut Vec<T>, key: fn(&T) -> K, same: fn(&mut T, &T) -> bool) {
-        v.sort_by_key(key);
+        // Stable: of equal keys, the first pushed is kept.
+        v.par_sort_by_key(key);
         v.dedup_by(|later, kept| key(later) == key(kept) && same(kept, later));
     }
 
