@@ -25,6 +25,9 @@ pub struct Usage {
     pub max_rss_kib: i64,
     /// Page faults (minor and major).
     pub faults: i64,
+    /// Bytes the child dirtied for writing to storage (`ru_oublock`, in
+    /// 512-byte units: pages dirtied, whoever writes them back later).
+    pub written: u64,
     pub status: ExitStatus,
 }
 
@@ -52,6 +55,7 @@ pub fn run(cmd: &mut Command) -> Usage {
         sys: seconds(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss,
         faults: usage.ru_minflt + usage.ru_majflt,
+        written: (usage.ru_oublock.max(0) as u64) * 512,
         status: ExitStatus::from_raw(status),
     }
 }

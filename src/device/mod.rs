@@ -9,6 +9,7 @@
 //! once the volume layer has told it each volume's extent.
 
 pub mod lock;
+mod writeback;
 
 use crate::error::{Error, Result};
 use lock::{LockedFile, Wait};
@@ -115,6 +116,8 @@ pub struct MmapBackend {
     /// ended in: accesses that stay inside it (a table of inodes read in
     /// order) add nothing to `resident`, which it already counts.
     last_window: AtomicU64,
+    /// Starts the kernel's write-back early during bulk writes.
+    writeback: writeback::Writeback,
 }
 
 /// Estimated mapped bytes after which the mapping is released.
@@ -167,6 +170,7 @@ impl MmapBackend {
         Ok(MmapBackend {
             path: path.to_path_buf(),
             size,
+            writeback: writeback::Writeback::new(Arc::clone(&lock)),
             lock,
             map,
             resident: AtomicU64::new(0),
@@ -258,15 +262,20 @@ impl Backend for MmapBackend {
         // pwrite, not a store through the mapping: written blocks then do
         // not stay resident in this process (an import of any size keeps
         // memory flat), and the shared mapping still sees them (one page
-        // cache). Durability comes from fdatasync in the barriers.
+        // cache). Durability comes from fdatasync in the barriers; bulk
+        // writes start their write-back early (see `writeback`).
         use std::os::unix::fs::FileExt;
         match &self.map {
-            Map::Rw(_) => self.lock.file().write_all_at(data, off).map_err(|source| Error::Io {
-                path: self.path.clone(),
-                op: "write",
-                offset: off,
-                source,
-            }),
+            Map::Rw(_) => {
+                self.lock.file().write_all_at(data, off).map_err(|source| Error::Io {
+                    path: self.path.clone(),
+                    op: "write",
+                    offset: off,
+                    source,
+                })?;
+                self.writeback.wrote(data.len() as u64);
+                Ok(())
+            }
             Map::Ro(_) => Err(Error::ReadOnly { path: self.path.clone() }),
         }
     }

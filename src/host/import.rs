@@ -33,7 +33,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::{Blockref, CheckMethod, CompMethod, ObjType, EMBEDDED_BYTES, PBUFSIZE};
-use crate::write::session::{encode_data_block, logical_block, NodeMeta, PfsRef, Session};
+use crate::write::encode::encode_owned_block;
+use crate::write::session::{logical_block, NodeMeta, PfsRef, Session};
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::fs::{File, Metadata};
@@ -102,9 +103,10 @@ pub fn import_tree(
             let (job_tx, job_rx) = mpsc::sync_channel::<Job>(IN_FLIGHT);
             let (done_tx, done_rx) = mpsc::channel();
             let job_rx = Arc::new(Mutex::new(job_rx));
+            let spares = Arc::new(Spares::default());
             for _ in 0..threads {
-                let (rx, tx) = (Arc::clone(&job_rx), done_tx.clone());
-                scope.spawn(move || worker(&rx, &tx));
+                let (rx, tx, spares) = (Arc::clone(&job_rx), done_tx.clone(), Arc::clone(&spares));
+                scope.spawn(move || worker(&rx, &tx, &spares));
             }
             drop(done_tx);
             let mut imp = Importer {
@@ -114,7 +116,7 @@ pub fn import_tree(
                 progress,
                 report: ImportReport::default(),
                 links: HashMap::new(),
-                pipe: Pipeline::new(job_tx, Arc::clone(&job_rx), done_rx, IN_FLIGHT),
+                pipe: Pipeline::new(job_tx, Arc::clone(&job_rx), done_rx, IN_FLIGHT, spares),
                 since_bound: 0,
             };
             let r = imp.run(host, dest);
@@ -146,40 +148,75 @@ struct Job {
 /// A worker's answer: the block's blockref and media, or None for zeros.
 type Encoded = Result<Option<(Blockref, Vec<u8>)>>;
 
-fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<(u64, Encoded)>) {
+/// Block buffers handed back once written (or once their block turned
+/// out compressed or all zeros), for the next reads: a block then costs
+/// no allocation and no zero-filling of what the read overwrites anyway.
+/// Holds at most what the pipeline has in flight.
+#[derive(Default)]
+struct Spares(Mutex<Vec<Vec<u8>>>);
+
+impl Spares {
+    /// A buffer of `len` bytes (contents unspecified).
+    fn take(&self, len: usize) -> Vec<u8> {
+        // OK to take a poisoned lock: any buffer in it will do.
+        let mut b = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_default();
+        if b.len() < len {
+            b.resize(len, 0);
+        } else {
+            b.truncate(len);
+        }
+        b
+    }
+
+    fn give(&self, b: Vec<u8>) {
+        if b.capacity() < PBUFSIZE as usize {
+            return;
+        }
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() < 2 * IN_FLIGHT {
+            v.push(b);
+        }
+    }
+}
+
+fn worker(jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<(u64, Encoded)>, spares: &Spares) {
     loop {
         // OK to take a poisoned lock: the receiver holds no invariant.
         let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
             Ok(j) => j,
             Err(_) => return,
         };
-        if done.send((job.seq, encode_job(&job))).is_err() {
+        if done.send((job.seq, encode_job(&job, spares))).is_err() {
             return;
         }
     }
 }
 
 /// Reads, encodes and hashes one block.
-fn encode_job(job: &Job) -> Encoded {
+fn encode_job(job: &Job, spares: &Spares) -> Encoded {
     // Read into the buffer that is written out when the block stays raw:
     // no copy then.
-    let mut block = Vec::with_capacity(job.logical);
-    block.resize(job.want, 0);
-    job.file.0.read_exact_at(&mut block, job.key).map_err(|source| Error::Io {
+    let mut block = spares.take(job.logical);
+    job.file.0.read_exact_at(&mut block[..job.want], job.key).map_err(|source| Error::Io {
         path: job.file.1.clone(),
         op: "read",
         offset: job.key,
         source,
     })?;
-    block.resize(job.logical, 0);
+    block[job.want..].fill(0);
     if crate::format::compress::is_zero_block(&block) {
+        spares.give(block);
         return Ok(None);
     }
     let mut methods = job.methods;
     if methods.0 == CompMethod::Lz4 && looks_incompressible(&block) {
         methods.0 = CompMethod::None;
     }
-    Ok(Some(encode_data_block(job.key, job.keybits, block.into(), methods)))
+    let (bref, media, spare) = encode_owned_block(job.key, job.keybits, block, methods);
+    if let Some(b) = spare {
+        spares.give(b);
+    }
+    Ok(Some((bref, media)))
 }
 
 /// Bytes of each sample [`looks_incompressible`] compresses.
@@ -233,6 +270,8 @@ struct Pipeline {
     limit: usize,
     ready: HashMap<u64, Encoded>,
     order: VecDeque<Pending>,
+    /// Where written blocks' buffers go back to.
+    spares: Arc<Spares>,
 }
 
 impl Pipeline {
@@ -241,6 +280,7 @@ impl Pipeline {
         queue: Arc<Mutex<Receiver<Job>>>,
         done: Receiver<(u64, Encoded)>,
         limit: usize,
+        spares: Arc<Spares>,
     ) -> Self {
         Pipeline {
             jobs: Some(jobs),
@@ -251,6 +291,7 @@ impl Pipeline {
             limit,
             ready: HashMap::new(),
             order: VecDeque::new(),
+            spares,
         }
     }
 
@@ -305,7 +346,7 @@ impl Pipeline {
             };
             match job {
                 Some(job) => {
-                    let enc = encode_job(&job);
+                    let enc = encode_job(&job, &self.spares);
                     self.in_flight -= 1;
                     self.ready.insert(job.seq, enc);
                 }
@@ -333,6 +374,7 @@ impl Pipeline {
                         s.place_block(pfs, inum, bref, &media)?;
                         r.blocks += 1;
                         r.media_bytes += media.len() as u64;
+                        self.spares.give(media);
                     }
                 }
                 Pending::Finish { inum } => {

@@ -15,20 +15,45 @@ pub fn encode_data_block(
     key: u64,
     keybits: u8,
     block: Cow<'_, [u8]>,
-    (comp, level, check): (CompMethod, u32, CheckMethod),
+    methods: (CompMethod, u32, CheckMethod),
 ) -> (Blockref, Vec<u8>) {
-    let (media, used) = match encode_compressed(&block, comp, level) {
-        Some(packed) => packed,
-        // Stored raw: an owned block is taken as it is, without a copy.
-        None => (block.into_owned(), CompMethod::None),
-    };
+    match block {
+        Cow::Owned(block) => {
+            let (bref, media, _) = encode_owned_block(key, keybits, block, methods);
+            (bref, media)
+        }
+        Cow::Borrowed(block) => {
+            let (media, used) = encode_compressed(block, methods.0, methods.1)
+                .unwrap_or_else(|| (block.to_vec(), CompMethod::None));
+            (data_bref(key, keybits, methods.2, used, &media), media)
+        }
+    }
+}
+
+/// [`encode_data_block`] of a block in a buffer of its own: stored raw,
+/// the buffer becomes the media without a copy; compressed, the buffer is
+/// handed back (the third value) for the caller to reuse.
+pub fn encode_owned_block(
+    key: u64,
+    keybits: u8,
+    block: Vec<u8>,
+    (comp, level, check): (CompMethod, u32, CheckMethod),
+) -> (Blockref, Vec<u8>, Option<Vec<u8>>) {
+    match encode_compressed(&block, comp, level) {
+        Some((media, used)) => (data_bref(key, keybits, check, used, &media), media, Some(block)),
+        None => (data_bref(key, keybits, check, CompMethod::None, &block), block, None),
+    }
+}
+
+/// A DATA blockref for `media`, with its check code.
+fn data_bref(key: u64, keybits: u8, check: CheckMethod, used: CompMethod, media: &[u8]) -> Blockref {
     let mut bref = Blockref::zeroed();
     bref.type_ = BlockrefType::Data.into();
     bref.key = key.into();
     bref.keybits = keybits;
     bref.methods = encode_methods(check, used);
-    set_check(&mut bref, &media);
-    (bref, media)
+    set_check(&mut bref, media);
+    bref
 }
 
 /// Logical size and keybits of the block at `off` of a file of `size`
