@@ -8,10 +8,16 @@
 //!
 //! # The scan ([`scan`])
 //!
-//! Every volume is read once, front to back, in reads of
+//! Every volume is read once, front to back, in chunks of
 //! [`ScanOptions::chunk`] bytes (4 MiB by default); the holes of a sparse
 //! image are skipped ([`crate::device::Backend::data_regions`]: SEEK_DATA /
-//! SEEK_HOLE); the chunks are handed to every core (rayon). In a chunk:
+//! SEEK_HOLE); the chunks are handed to every core (rayon) and read
+//! through the mapping, page tables filled in one call per chunk (no copy;
+//! pread when that call fails, so that a read error is reported, not
+//! raised as SIGBUS). The walks of the header copies' trees (which inodes
+//! each copy reaches) run beside the scan. In a chunk each slot's first
+//! eight bytes are tested (a type the scan keeps, methods that exist)
+//! before anything is decoded:
 //!
 //! * every 1 KiB-aligned block that reads as an inode (version 1, a known
 //!   type, a nonzero inum, a name that fits) is noted as a *raw inode*
@@ -43,7 +49,8 @@
 
 //! # The index ([`Index`])
 //!
-//! Once the scan is over the finds are joined. Each slot lies in some
+//! Once the scan is over the finds are joined (on every core, a batch of
+//! records at a time; see `owners.rs` for the lookups). Each slot lies in some
 //! block: an inode's blockset (a raw inode) or an indirect block some
 //! INDIRECT blockref names, itself lying in a block, and so on up; the
 //! nearest inode above a slot *owns* it. An INODE blockref owned by a PFS

@@ -25,18 +25,26 @@ const BUSY: (u32, u32) = (1, u32::MAX);
 /// searched forward from `hint` when `want` lies past it (galloping), else
 /// by binary search over the whole.
 pub(crate) fn seek<T>(v: &[T], hint: usize, want: u64, key: impl Fn(&T) -> u64) -> usize {
-    if hint > v.len() || (hint > 0 && key(&v[hint - 1]) >= want) {
-        return v.partition_point(|x| key(x) < want);
+    gallop(v, hint, |x| key(x) < want)
+}
+
+/// The first index of `v` whose element is not `below` (those that are
+/// come first), searched forward from `hint` when the element before it
+/// is `below` (galloping: a step or two when the answer is near), else by
+/// binary search over the whole.
+pub(crate) fn gallop<T>(v: &[T], hint: usize, below: impl Fn(&T) -> bool) -> usize {
+    if hint > v.len() || (hint > 0 && !below(&v[hint - 1])) {
+        return v.partition_point(below);
     }
-    // Everything before `lo` is below `want`.
+    // Everything before `lo` is below.
     let mut lo = hint;
     let mut step = 1;
-    while lo + step <= v.len() && key(&v[lo + step - 1]) < want {
+    while lo + step <= v.len() && below(&v[lo + step - 1]) {
         lo += step;
         step *= 2;
     }
     let hi = (lo + step).min(v.len());
-    lo + v[lo..hi].partition_point(|x| key(x) < want)
+    lo + v[lo..hi].partition_point(below)
 }
 
 /// Raw inodes and indirect blocks, sorted, with the owners of each

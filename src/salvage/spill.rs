@@ -198,19 +198,7 @@ impl<T: Rec> Sorted<T> {
     /// `hint` is left where the range ends.
     pub fn range_near<P: Ord>(&self, want: P, part: impl Fn(&T) -> P, hint: &mut usize) -> Result<Vec<T>> {
         let Sorted::Mem(v) = self else { return self.range(want, part) };
-        let from_hint = *hint <= v.len() && (*hint == 0 || part(&v[*hint - 1]) < want);
-        let lo = if from_hint {
-            let mut lo = *hint;
-            let mut step = 1;
-            while lo + step <= v.len() && part(&v[lo + step - 1]) < want {
-                lo += step;
-                step *= 2;
-            }
-            let hi = (lo + step).min(v.len());
-            lo + v[lo..hi].partition_point(|d| part(d) < want)
-        } else {
-            v.partition_point(|d| part(d) < want)
-        };
+        let lo = super::owners::gallop(v, *hint, |d| part(d) < want);
         let hi = lo + v[lo..].iter().take_while(|d| part(d) == want).count();
         *hint = hi;
         Ok(v[lo..hi].to_vec())
