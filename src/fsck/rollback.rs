@@ -94,7 +94,10 @@ pub fn tree_problems(spec: &str, copy: usize) -> Result<usize> {
 /// itself holds a newer copy of them, and the rebuild works below a PFS
 /// root only).
 ///
-/// Left out is everything inside a PFS, whatever its repair class: an
+/// Also weighed, until it has a repair in place: a directory entry of a
+/// PFS whose media is unusable (a short name's entry given a radix).
+///
+/// Left out is everything else inside a PFS, whatever its repair class: an
 /// unreadable node there is the rebuild's (an older copy's node, the
 /// media, or cut out with its inodes filed under /lost+found), fields and
 /// keys the structure repairs', names /lost+found's; damage no repair mends
@@ -119,7 +122,12 @@ pub fn structural(f: &super::Finding) -> bool {
             && at.key & crate::format::DIRHASH_VISIBLE != 0);
     let unusable = super::rebuild::UNREADABLE.iter().any(|p| p.id == f.problem.id)
         || [super::BREF_RESERVED.id, super::BREF_DUPLICATE.id].contains(&f.problem.id);
-    above && unusable && at.bref_type != Some(crate::format::BlockrefType::Data)
+    // Not yet repaired in place: a directory entry whose media is unusable
+    // (the rebuild replaces indirect blocks, inodes and data blocks; a
+    // short name's entry given a radix would have its name read from
+    // whatever lies there).
+    let dirent = at.bref_type == Some(crate::format::BlockrefType::Dirent);
+    (above || dirent) && unusable && at.bref_type != Some(crate::format::BlockrefType::Data)
 }
 
 /// The valid copies of the root volume older than the one in use, each
