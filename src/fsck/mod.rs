@@ -288,20 +288,7 @@ pub fn fsck(spec: &str, opts: &FsckOptions) -> Result<FsckReport> {
         // The run goes on with the tree made current, staged: its findings follow.
         let staged = tx.stage()?;
         let again = fsck_on(spec, &FsckOptions { use_copy: None, ..opts.clone() }, staged.as_deref())?;
-        let base = report.findings.len();
-        report.inode_fixes.extend(again.inode_fixes.into_iter().map(|mut x| {
-            x.finding += base;
-            x
-        }));
-        report.dirent_fixes.extend(again.dirent_fixes.into_iter().map(|mut x| {
-            x.finding += base;
-            x
-        }));
-        report.findings.extend(again.findings);
-        report.trees.extend(again.trees);
-        report.pfs = again.pfs;
-        report.header_copy = again.header_copy;
-        report.mirror_tid = again.mirror_tid;
+        append_check(&mut report, again, false);
         report.topology = 0..0;
     }
     structure::repair(&mut tx, opts, &mut report)?;
@@ -332,31 +319,36 @@ fn recheck(
             f.detail.push_str("; superseded by the check after the rebuild (below)");
         }
     }
-    let base = report.findings.len();
-    report.inode_fixes = again
-        .inode_fixes
-        .into_iter()
-        .map(|mut x| {
-            x.finding += base;
-            x
-        })
-        .collect();
-    report.dirent_fixes = again
-        .dirent_fixes
-        .into_iter()
-        .map(|mut x| {
-            x.finding += base;
-            x
-        })
-        .collect();
     // Header findings were handled by the first check.
+    report.topology = append_check(report, again, true);
+    Ok(())
+}
+
+/// Appends a later check's report after `report`'s findings: its planned
+/// field and entry repairs moved to their findings' new places (replacing
+/// the earlier plans when `replace_plans`, added to them otherwise), its
+/// trees, and the PFS summary and header copy of the tree now in use.
+/// Returns where the later check's topology findings now lie.
+fn append_check(report: &mut FsckReport, again: FsckReport, replace_plans: bool) -> std::ops::Range<usize> {
+    let base = report.findings.len();
+    if replace_plans {
+        report.inode_fixes.clear();
+        report.dirent_fixes.clear();
+    }
+    report.inode_fixes.extend(again.inode_fixes.into_iter().map(|mut x| {
+        x.finding += base;
+        x
+    }));
+    report.dirent_fixes.extend(again.dirent_fixes.into_iter().map(|mut x| {
+        x.finding += base;
+        x
+    }));
     report.findings.extend(again.findings);
     report.trees.extend(again.trees);
     report.pfs = again.pfs;
     report.header_copy = again.header_copy;
     report.mirror_tid = again.mirror_tid;
-    report.topology = again.topology.start + base..again.topology.end + base;
-    Ok(())
+    again.topology.start + base..again.topology.end + base
 }
 
 /// The field repairs the semantic checks proved ([`semantic::FieldFix`]:
