@@ -244,22 +244,30 @@ fn files_behind_a_damaged_inode_index_block_are_recovered() {
     assert_same_tree(&reference, &out);
 }
 
-#[test]
-fn a_destroyed_blockref_loses_its_inode_and_nothing_else_is_wrong() {
-    let dir = common::hosttree::scratch();
-    let (img, reference) = varied_with_reference(dir.path());
-    let (block, slot) = {
-        let fs = Hammer2::open_path(s(&img)).unwrap();
+/// Zeroes the first inode blockref of an inode-index block of the default
+/// PFS of `img` (the only blockref naming that inode); returns its number.
+fn destroy_an_inode_blockref(img: &Path) -> u64 {
+    let (block, slot, inum) = {
+        let fs = Hammer2::open_path(s(img)).unwrap();
         let tree = Tree::new(&fs);
         let pfs = Pfs::default(&tree).unwrap();
         let b =
             indirect_holding(&fs, pfs.root.blockset(), BlockrefType::Inode).expect("an inode-index block");
         let media = fs.device.read(b.offset(), b.physical_size() as usize).unwrap();
-        let slot = Blockref::table(media).iter().position(|c| c.kind() == BlockrefType::Inode).unwrap();
-        (b, slot)
+        let table = Blockref::table(media);
+        let slot = table.iter().position(|c| c.kind() == BlockrefType::Inode).unwrap();
+        (b, slot, table[slot].key.get())
     };
-    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(img).unwrap();
     f.write_all_at(&[0u8; 128], block.offset() + slot as u64 * 128).unwrap();
+    inum
+}
+
+#[test]
+fn a_destroyed_blockref_loses_its_inode_and_nothing_else_is_wrong() {
+    let dir = common::hosttree::scratch();
+    let (img, reference) = varied_with_reference(dir.path());
+    destroy_an_inode_blockref(&img);
     let out = dir.path().join("out");
     let o = run(RECOVER, &["files", "--latest", "--pfs", "DATA", s(&img), "/", s(&out)]);
     assert!(o.status.code().is_some());
@@ -285,20 +293,7 @@ fn an_inode_no_blockref_names_is_recovered_only_when_relaxed() {
     let dir = common::hosttree::scratch();
     let (img, reference) = varied_with_reference(dir.path());
     // Destroy the only blockref naming one inode: its raw copy is all that is left.
-    let (block, slot, inum) = {
-        let fs = Hammer2::open_path(s(&img)).unwrap();
-        let tree = Tree::new(&fs);
-        let pfs = Pfs::default(&tree).unwrap();
-        let b =
-            indirect_holding(&fs, pfs.root.blockset(), BlockrefType::Inode).expect("an inode-index block");
-        let media = fs.device.read(b.offset(), b.physical_size() as usize).unwrap();
-        let table = Blockref::table(media);
-        let slot = table.iter().position(|c| c.kind() == BlockrefType::Inode).unwrap();
-        (b, slot, table[slot].key.get())
-    };
-    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
-    f.write_all_at(&[0u8; 128], block.offset() + slot as u64 * 128).unwrap();
-    drop(f);
+    let inum = destroy_an_inode_blockref(&img);
     let rows = |args: &[&str]| -> Vec<serde_json::Value> {
         let v: serde_json::Value = serde_json::from_str(&ok(RECOVER, args)).unwrap();
         v["found"].as_array().unwrap().iter().filter(|r| r["inum"] == inum).cloned().collect()
