@@ -69,17 +69,14 @@ pub(super) fn lost_found_pass(
             for (i, r) in each {
                 let f = &mut report.findings[i];
                 match r {
-                    Ok(path) => {
-                        f.repaired = true;
-                        f.detail.push_str(&format!("; filed as {path} (nlinks 1)"));
-                    }
-                    Err(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+                    Ok(path) => f.done(format!("filed as {path} (nlinks 1)")),
+                    Err(why) => f.left(why),
                 }
             }
         }
         Err(e) => {
             for (i, _) in todo.values().flatten() {
-                report.findings[*i].detail.push_str(&format!("; not repaired: {e}"));
+                report.findings[*i].left(&e);
             }
         }
     }

@@ -179,6 +179,19 @@ pub struct Finding {
     pub repaired: bool,
 }
 
+impl Finding {
+    /// A repair made: the finding says what was done.
+    pub(crate) fn done(&mut self, what: impl std::fmt::Display) {
+        self.repaired = true;
+        self.detail.push_str(&format!("; {what}"));
+    }
+
+    /// A repair that could not be made: the finding says why.
+    pub(crate) fn left(&mut self, why: impl std::fmt::Display) {
+        self.detail.push_str(&format!("; not repaired: {why}"));
+    }
+}
+
 impl Serialize for Finding {
     /// The location twice: as text (`location`, what people read) and as
     /// data (`place`, what scripts select by).
@@ -315,8 +328,7 @@ fn recheck(
     let again = fsck_on(spec, &FsckOptions { use_copy: None, ..opts.clone() }, staged)?;
     for f in &mut report.findings {
         if !matches!(f.location, Place::HeaderCopy { .. } | Place::Device { .. }) && !f.repaired {
-            f.repaired = true;
-            f.detail.push_str("; superseded by the check after the rebuild (below)");
+            f.done("superseded by the check after the rebuild (below)");
         }
     }
     // Header findings were handled by the first check.
@@ -430,26 +442,20 @@ fn repair_inodes(tx: &mut txn::RepairTx, opts: &FsckOptions, report: &mut FsckRe
         let f = &mut report.findings[x.finding];
         match &outcome {
             Ok(each) => match &each[todo.len() + i] {
-                None => {
-                    f.repaired = true;
-                    f.detail.push_str("; entry removed");
-                }
-                Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+                None => f.done("entry removed"),
+                Some(why) => f.left(why),
             },
-            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+            Err(e) => f.left(e),
         }
     }
     for (i, x) in todo.iter().enumerate() {
         let f = &mut report.findings[x.finding];
         match &outcome {
             Ok(each) => match &each[i] {
-                None => {
-                    f.repaired = true;
-                    f.detail.push_str(&format!("; {}", x.fix));
-                }
-                Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+                None => f.done(x.fix),
+                Some(why) => f.left(why),
             },
-            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+            Err(e) => f.left(e),
         }
     }
     Ok(())
@@ -642,7 +648,7 @@ fn repair_freemap(
         let f = &mut report.findings[i];
         match &note {
             None => f.repaired = true,
-            Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+            Some(why) => f.left(why),
         }
     }
     Ok(())
@@ -691,7 +697,7 @@ fn rebuild_damaged_freemap(spec: &str, report: &mut FsckReport) -> Result<()> {
                     ));
                 }
             }
-            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+            Err(e) => f.left(e),
         }
     }
     Ok(())
@@ -894,8 +900,7 @@ fn rollback_pass(
             continue;
         }
         if !f.repaired {
-            f.repaired = true;
-            f.detail.push_str("; abandoned with the rollback");
+            f.done("abandoned with the rollback");
         } else {
             f.detail.push_str("; dropped with the rollback (the tree it was made in is abandoned)");
         }

@@ -350,13 +350,12 @@ pub(super) fn rebuild_pass(
         match &outcome {
             Ok(each) => match &each[n] {
                 None => {
-                    f.repaired = true;
                     committed = true;
-                    f.detail.push_str(&format!("; {}", p.what));
+                    f.done(&p.what);
                 }
-                Some(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+                Some(why) => f.left(why),
             },
-            Err(e) => f.detail.push_str(&format!("; not repaired: {e}")),
+            Err(e) => f.left(e),
         }
     }
     Ok(committed)

@@ -204,7 +204,7 @@ pub(super) fn repair(
         Ok(session) => repair_in(session, opts, report),
         Err(e) => {
             for i in chosen(opts, report) {
-                report.findings[i].detail.push_str(&format!("; not repaired: {e}"));
+                report.findings[i].left(&e);
             }
             Ok(())
         }
@@ -275,7 +275,7 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
             None
         };
         if let Some(why) = why_not {
-            report.findings[i].detail.push_str(&format!("; not repaired: {why}"));
+            report.findings[i].left(why);
             continue;
         }
         let pfs_root_inum = id == INODE_BAD.id && f.detail.contains("a PFS root's is 1");
@@ -307,7 +307,7 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
                 (true, Some(owner)) => {
                     let by_inum = id == INODE_BAD.id;
                     if let Some(why) = by_inum.then(|| parents.bad_inum(&owner, at.data_off)).flatten() {
-                        report.findings[i].detail.push_str(&format!("; not repaired: {why}"));
+                        report.findings[i].left(why);
                         continue;
                     }
                     plan.push((i, Todo::Rekey { holder, owner, at, by_inum }));
@@ -358,7 +358,7 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
                             && owner.len() == 2
                             && at.key & DIRHASH_VISIBLE == 0;
                         if let Some(why) = by_inum.then(|| parents.bad_inum(&owner, at.data_off)).flatten() {
-                            report.findings[i].detail.push_str(&format!("; not repaired: {why}"));
+                            report.findings[i].left(why);
                             continue;
                         }
                         Todo::Rekey { holder, owner, at, by_inum }
@@ -467,11 +467,8 @@ pub fn repair_in(session: &mut Session, opts: &FsckOptions, report: &mut FsckRep
     for (i, r) in outcomes {
         let f = &mut report.findings[i];
         match r {
-            Ok(done) => {
-                f.repaired = true;
-                f.detail.push_str(&format!("; {done}"));
-            }
-            Err(why) => f.detail.push_str(&format!("; not repaired: {why}")),
+            Ok(done) => f.done(done),
+            Err(why) => f.left(why),
         }
     }
     Ok(())
