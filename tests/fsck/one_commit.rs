@@ -138,6 +138,14 @@ fn one_commit(oracle: bool) {
     if oracle {
         crate::common::maint::oracle_fsck(img.spec());
         crate::common::oracle::makefs_mounts_and_bulkfrees(&img.path);
+        crate::common::oracle::makefs_snapshots(&img.path, "after-repair");
+        // The file filed under /lost+found reads back through the kernel's
+        // code as through ours.
+        let path = format!("/lost+found/#{unnamed}");
+        let theirs = crate::common::oracle::makefs_read(&img.path, Some("DATA"), &path);
+        let ours = files[&format!("DATA:{path}")].clone();
+        use sha2::Digest;
+        assert_eq!(sha2::Sha256::digest(&theirs).to_vec(), ours, "{path} read back by makefs -o R");
     }
 }
 
